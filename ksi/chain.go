@@ -1,0 +1,350 @@
+package ksi
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/tempel-ksi/tempel/ksi/tlv"
+)
+
+// TLV types inside aggregation and calendar hash chains (ksi-spec §3.1, §3.2).
+const (
+	TypeAggregationChain = 0x801
+	TypeCalendarChain    = 0x802
+
+	tagAggrTime       = 0x02
+	tagChainIndex     = 0x03
+	tagInputData      = 0x04
+	tagInputHash      = 0x05
+	tagAggrAlgorithm  = 0x06
+	tagLeftLink       = 0x07
+	tagRightLink      = 0x08
+	tagLevelCorr      = 0x01
+	tagSiblingHash    = 0x02
+	tagLegacyID       = 0x03
+	tagMetadata       = 0x04
+	tagCalPubTime     = 0x01
+	tagCalAggrTime    = 0x02
+	legacyIDLen       = 29
+	legacyIDMaxName   = 25
+	maxLevel          = 0xFF
+	maxChainIndexSize = 64
+)
+
+// Link is one step of an aggregation hash chain. A left link (type 0x07)
+// means the chain's own node is the LEFT child, so the sibling is hashed
+// after it; a right link (0x08) puts the sibling first (ksi-spec §4.1).
+// Exactly one of SiblingHash, LegacyID and Metadata is set.
+type Link struct {
+	Left            bool
+	LevelCorrection uint64
+	SiblingHash     Imprint
+	LegacyID        []byte
+	Metadata        *Metadata
+	Raw             []byte
+}
+
+// Sibling returns the bytes the link contributes to its hash step (§4.2).
+func (l *Link) Sibling() []byte {
+	switch {
+	case l.SiblingHash != nil:
+		return l.SiblingHash
+	case l.LegacyID != nil:
+		return l.LegacyID
+	default:
+		return l.Metadata.Value
+	}
+}
+
+// AggregationChain is one aggregation hash chain (type 0x801): the path
+// from a chain's input through one aggregator's round tree.
+type AggregationChain struct {
+	AggregationTime uint64
+	ChainIndex      []uint64
+	InputData       []byte
+	InputHash       Imprint
+	Algorithm       HashAlg
+	Links           []Link
+	Unknown         []tlv.Element
+	Raw             []byte
+}
+
+func parseLink(e tlv.Element) (Link, error) {
+	where := "aggregation chain link"
+	children, err := e.Children()
+	if err != nil {
+		return Link{}, formatErr(where, "%v", err)
+	}
+	l := Link{Left: e.Type == tagLeftLink, Raw: e.Raw}
+	var seenLC bool
+	n := 0
+	err = fields(where, children, nil, func(c tlv.Element) (bool, error) {
+		switch c.Type {
+		case tagLevelCorr:
+			if err := once(&seenLC, "level correction"); err != nil {
+				return true, err
+			}
+			l.LevelCorrection, err = c.Uint()
+			if err == nil && l.LevelCorrection > maxLevel {
+				err = fmt.Errorf("level correction %d exceeds %d", l.LevelCorrection, maxLevel)
+			}
+			return true, err
+		case tagSiblingHash:
+			n++
+			l.SiblingHash, err = readImprint(c)
+			return true, err
+		case tagLegacyID:
+			n++
+			l.LegacyID, err = parseLegacyID(c.Value)
+			return true, err
+		case tagMetadata:
+			n++
+			l.Metadata, err = parseMetadata(c)
+			return true, err
+		}
+		return false, nil
+	})
+	if err != nil {
+		return Link{}, err
+	}
+	if n != 1 {
+		return Link{}, formatErr(where, "need exactly one of sibling hash, legacy id, metadata; found %d", n)
+	}
+	return l, nil
+}
+
+// parseLegacyID checks the 29-byte legacy client id (ksi-spec §4.3).
+func parseLegacyID(v []byte) ([]byte, error) {
+	if len(v) != legacyIDLen {
+		return nil, fmt.Errorf("legacy id must be %d bytes, got %d", legacyIDLen, len(v))
+	}
+	if v[0] != 0x03 || v[1] != 0x00 {
+		return nil, fmt.Errorf("legacy id must start with 03 00")
+	}
+	n := int(v[2])
+	if n > legacyIDMaxName {
+		return nil, fmt.Errorf("legacy id name length %d exceeds %d", n, legacyIDMaxName)
+	}
+	for _, c := range v[3+n:] {
+		if c != 0 {
+			return nil, fmt.Errorf("legacy id padding is not zero")
+		}
+	}
+	return v, nil
+}
+
+// LegacyIDName returns the client name inside a legacy id.
+func LegacyIDName(v []byte) string {
+	if len(v) < 3 || int(v[2]) > len(v)-3 {
+		return ""
+	}
+	return string(v[3 : 3+int(v[2])])
+}
+
+// ParseAggregationChain decodes an aggregation hash chain element.
+func ParseAggregationChain(e tlv.Element) (*AggregationChain, error) {
+	const where = "aggregation chain"
+	children, err := e.Children()
+	if err != nil {
+		return nil, formatErr(where, "%v", err)
+	}
+	c := &AggregationChain{Raw: e.Raw}
+	var seenTime, seenInput, seenAlg, seenData bool
+	err = fields(where, children, &c.Unknown, func(x tlv.Element) (bool, error) {
+		switch x.Type {
+		case tagAggrTime:
+			if err := once(&seenTime, "aggregation time"); err != nil {
+				return true, err
+			}
+			c.AggregationTime, err = x.Uint()
+			return true, err
+		case tagChainIndex:
+			if len(c.ChainIndex) >= maxChainIndexSize {
+				return true, fmt.Errorf("more than %d chain index entries", maxChainIndexSize)
+			}
+			v, err := x.Uint()
+			c.ChainIndex = append(c.ChainIndex, v)
+			return true, err
+		case tagInputData:
+			if err := once(&seenData, "input data"); err != nil {
+				return true, err
+			}
+			c.InputData = x.Value
+			return true, nil
+		case tagInputHash:
+			if err := once(&seenInput, "input hash"); err != nil {
+				return true, err
+			}
+			c.InputHash, err = readImprint(x)
+			return true, err
+		case tagAggrAlgorithm:
+			if err := once(&seenAlg, "aggregation algorithm"); err != nil {
+				return true, err
+			}
+			c.Algorithm, err = readAlg(x)
+			return true, err
+		case tagLeftLink, tagRightLink:
+			if len(c.Links) >= MaxChainLinks {
+				return true, fmt.Errorf("more than %d links", MaxChainLinks)
+			}
+			l, err := parseLink(x)
+			c.Links = append(c.Links, l)
+			return true, err
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !seenTime:
+		return nil, formatErr(where, "aggregation time is required")
+	case len(c.ChainIndex) == 0:
+		return nil, formatErr(where, "chain index is required")
+	case !seenInput:
+		return nil, formatErr(where, "input hash is required")
+	case !seenAlg:
+		return nil, formatErr(where, "aggregation algorithm is required")
+	case len(c.Links) == 0:
+		return nil, formatErr(where, "at least one link is required")
+	}
+	return c, nil
+}
+
+// Shape returns the chain-index value the chain's links encode (ksi-spec
+// §5.2): a sentinel 1 followed by one bit per link, highest link first,
+// 1 for a left link.
+func (c *AggregationChain) Shape() uint64 { return LinksShape(c.Links) }
+
+// LinksShape computes the shape of a list of aggregation links.
+func LinksShape(links []Link) uint64 {
+	shape := uint64(1)
+	for i := len(links) - 1; i >= 0; i-- {
+		shape <<= 1
+		if links[i].Left {
+			shape |= 1
+		}
+	}
+	return shape
+}
+
+// CalendarLink is one step of a calendar hash chain: the sibling imprint
+// and the side (ksi-spec §3.2, §4.6).
+type CalendarLink struct {
+	Left    bool
+	Sibling Imprint
+}
+
+// CalendarChain is the calendar hash chain (type 0x802): the path from a
+// calendar leaf (the second's aggregation root) to a calendar root.
+type CalendarChain struct {
+	PublicationTime    uint64
+	AggregationTime    uint64 // equals PublicationTime when the element is absent
+	HasAggregationTime bool
+	InputHash          Imprint
+	Links              []CalendarLink
+	Unknown            []tlv.Element
+	Raw                []byte
+}
+
+// ParseCalendarChain decodes a calendar hash chain element.
+func ParseCalendarChain(e tlv.Element) (*CalendarChain, error) {
+	const where = "calendar chain"
+	children, err := e.Children()
+	if err != nil {
+		return nil, formatErr(where, "%v", err)
+	}
+	c := &CalendarChain{Raw: e.Raw}
+	var seenPub, seenInput bool
+	err = fields(where, children, &c.Unknown, func(x tlv.Element) (bool, error) {
+		switch x.Type {
+		case tagCalPubTime:
+			if err := once(&seenPub, "publication time"); err != nil {
+				return true, err
+			}
+			c.PublicationTime, err = x.Uint()
+			return true, err
+		case tagCalAggrTime:
+			if err := once(&c.HasAggregationTime, "aggregation time"); err != nil {
+				return true, err
+			}
+			c.AggregationTime, err = x.Uint()
+			return true, err
+		case tagInputHash:
+			if err := once(&seenInput, "input hash"); err != nil {
+				return true, err
+			}
+			c.InputHash, err = readImprint(x)
+			return true, err
+		case tagLeftLink, tagRightLink:
+			if len(c.Links) >= MaxChainLinks {
+				return true, fmt.Errorf("more than %d links", MaxChainLinks)
+			}
+			s, err := readImprint(x)
+			c.Links = append(c.Links, CalendarLink{Left: x.Type == tagLeftLink, Sibling: s})
+			return true, err
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case !seenPub:
+		return nil, formatErr(where, "publication time is required")
+	case !seenInput:
+		return nil, formatErr(where, "input hash is required")
+	case len(c.Links) == 0:
+		return nil, formatErr(where, "at least one link is required")
+	}
+	if !c.HasAggregationTime {
+		c.AggregationTime = c.PublicationTime
+	}
+	return c, nil
+}
+
+// NewCalendarChain encodes a calendar chain as writers do.
+func NewCalendarChain(pubTime, aggrTime uint64, input Imprint, links []CalendarLink) (*CalendarChain, error) {
+	b := tlv.NewBuilder(make([]byte, 0, 16+len(input)+len(links)*(2+len(input))))
+	b.Begin(TypeCalendarChain, false, false)
+	b.Uint(tagCalPubTime, pubTime)
+	b.Uint(tagCalAggrTime, aggrTime)
+	b.Bin(tagInputHash, input)
+	for _, l := range links {
+		t := uint16(tagRightLink)
+		if l.Left {
+			t = tagLeftLink
+		}
+		b.Bin(t, l.Sibling)
+	}
+	b.End()
+	raw, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return &CalendarChain{PublicationTime: pubTime, AggregationTime: aggrTime, HasAggregationTime: true,
+		InputHash: input, Links: links, Raw: raw}, nil
+}
+
+// RightLinksEqual reports whether two calendar chains have the same right
+// links pairwise, the condition for two chains to belong to one calendar
+// (CAL-04, and the compatibility check when extending).
+func RightLinksEqual(a, b []CalendarLink) bool {
+	i, j := 0, 0
+	for {
+		for i < len(a) && a[i].Left {
+			i++
+		}
+		for j < len(b) && b[j].Left {
+			j++
+		}
+		if i == len(a) || j == len(b) {
+			return i == len(a) && j == len(b)
+		}
+		if !bytes.Equal(a[i].Sibling, b[j].Sibling) {
+			return false
+		}
+		i++
+		j++
+	}
+}

@@ -1,0 +1,84 @@
+package ksi
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/tempel-ksi/tempel/ksi/tlv"
+)
+
+// ErrFormat marks every structural parse error of KSI data: a missing or
+// repeated element, an unknown critical element, a malformed value. Test
+// with errors.Is(err, ErrFormat); the message names the element.
+var ErrFormat = errors.New("ksi: format error")
+
+// Limits on parsed data; a KSI object is one TLV16 element at most.
+const (
+	// MaxObjectSize bounds a signature or PDU: one TLV16 element.
+	MaxObjectSize = 4 + tlv.MaxValueLen
+	// MaxChainLinks bounds the links of one hash chain (shape fits 64 bits).
+	MaxChainLinks = 64
+)
+
+// FormatError is a parse error with the path of elements leading to it,
+// e.g. "signature: aggregation chain: element 0x5: malformed imprint".
+type FormatError struct {
+	Where string // element path, outermost first
+	Err   error
+}
+
+func (e *FormatError) Error() string { return "ksi: format error: " + e.Where + ": " + e.Err.Error() }
+
+// Unwrap returns the cause; errors.Is(err, ErrFormat) holds for every FormatError.
+func (e *FormatError) Unwrap() []error { return []error{ErrFormat, e.Err} }
+
+func formatErr(where string, format string, args ...any) error {
+	return &FormatError{Where: where, Err: fmt.Errorf(format, args...)}
+}
+
+// nestErr puts an inner element's error under its parent's path.
+func nestErr(where string, typ uint16, err error) error {
+	var fe *FormatError
+	if errors.As(err, &fe) {
+		return &FormatError{Where: fmt.Sprintf("%s: %s", where, fe.Where), Err: fe.Err}
+	}
+	return &FormatError{Where: fmt.Sprintf("%s: element %#x", where, typ), Err: err}
+}
+
+// fields walks the children of a composite and dispatches known types to
+// the handler. Unknown children are an error when critical and kept in
+// unknown otherwise.
+func fields(where string, children []tlv.Element, unknown *[]tlv.Element, handle func(e tlv.Element) (known bool, err error)) error {
+	for _, c := range children {
+		known, err := handle(c)
+		if err != nil {
+			return nestErr(where, c.Type, err)
+		}
+		if known {
+			continue
+		}
+		if !c.NonCritical {
+			return formatErr(where, "unknown critical element %#x", c.Type)
+		}
+		if unknown != nil {
+			*unknown = append(*unknown, c)
+		}
+	}
+	return nil
+}
+
+// once is a helper for C1/C0_1 fields: it fails when the field was seen.
+func once(seen *bool, name string) error {
+	if *seen {
+		return fmt.Errorf("repeated %s", name)
+	}
+	*seen = true
+	return nil
+}
+
+func readImprint(e tlv.Element) (Imprint, error) { return ParseImprint(e.Value) }
+
+func readAlg(e tlv.Element) (HashAlg, error) {
+	b, err := e.Uint8()
+	return HashAlg(b), err
+}

@@ -1,0 +1,439 @@
+package ksi
+
+import (
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tempel-ksi/tempel/ksi/tlv"
+)
+
+// TLV types of a KSI signature (ksi-spec §3).
+const (
+	TypeSignature          = 0x800
+	TypeAggregationAuth    = 0x804
+	TypeCalendarAuthRecord = 0x805
+	TypeRFC3161Record      = 0x806
+
+	tagSignatureData = 0x0B
+	tagSigType       = 0x01
+	tagSigValue      = 0x02
+	tagCertID        = 0x03
+	tagCertRepoURI   = 0x04
+
+	tagTSTInfoPrefix  = 0x10
+	tagTSTInfoSuffix  = 0x11
+	tagTSTInfoAlg     = 0x12
+	tagSigAttrPrefix  = 0x13
+	tagSigAttrSuffix  = 0x14
+	tagSigAttrAlg     = 0x15
+	tagRFCChainIndex  = 0x03
+	tagRFCAggrTime    = 0x02
+	tagRFCInputData   = 0x04
+	tagRFCInputHashes = 0x05
+)
+
+// Signature is a KSI signature (type 0x800). It is immutable once parsed
+// or built: Raw holds its exact encoding, and every part keeps its own
+// raw bytes so that what was hashed or signed is never re-encoded.
+type Signature struct {
+	// AggregationChains in file order. Use Chains for the verification
+	// order (lowest chain first).
+	AggregationChains  []*AggregationChain
+	CalendarChain      *CalendarChain
+	PublicationRecord  *PublicationRecord
+	CalendarAuthRecord *CalendarAuthRecord
+	AggregationAuth    []byte // raw 0x804 element, unused by any rule
+	RFC3161            *RFC3161Record
+	Unknown            []tlv.Element
+	Raw                []byte
+
+	sorted []*AggregationChain
+}
+
+// SignatureData is the PKI signature of a calendar authentication record.
+type SignatureData struct {
+	Type          string // signature algorithm OID in dotted form
+	Value         []byte
+	CertificateID []byte
+	CertRepoURI   string
+}
+
+// CalendarAuthRecord is a PKI signature on a calendar root (type 0x805).
+type CalendarAuthRecord struct {
+	PublishedData PublishedData
+	SignatureData SignatureData
+	Raw           []byte
+}
+
+// RFC3161Record lets a legacy RFC 3161 time-stamp carry on as a KSI
+// signature (type 0x806, ksi-spec §3.6, §4.5).
+type RFC3161Record struct {
+	AggregationTime  uint64
+	ChainIndex       []uint64
+	InputData        []byte
+	InputHash        Imprint
+	TSTInfoPrefix    []byte
+	TSTInfoSuffix    []byte
+	TSTInfoAlg       HashAlg
+	SigAttrPrefix    []byte
+	SigAttrSuffix    []byte
+	SigAttrAlg       HashAlg
+	Raw              []byte
+	seenTSTPrefix    bool
+	seenTSTSuffix    bool
+	seenSigAttrPre   bool
+	seenSigAttrSuf   bool
+	seenTSTAlg       bool
+	seenSigAttrAlg   bool
+	seenRFCAggrTime  bool
+	seenRFCInputHash bool
+}
+
+// ParseSignature decodes a KSI signature from its encoding (a .ksig file).
+// The result aliases b.
+func ParseSignature(b []byte) (*Signature, error) {
+	if len(b) > MaxObjectSize {
+		return nil, formatErr("signature", "%d bytes exceeds the %d-byte limit", len(b), MaxObjectSize)
+	}
+	e, err := tlv.ReadOne(b)
+	if err != nil {
+		return nil, formatErr("signature", "%v", err)
+	}
+	if e.Type != TypeSignature {
+		return nil, formatErr("signature", "outer element is %#x, want %#x", e.Type, TypeSignature)
+	}
+	children, err := e.Children()
+	if err != nil {
+		return nil, formatErr("signature", "%v", err)
+	}
+	return signatureFromElements(children, e.Raw)
+}
+
+// SignatureFromElements builds a signature from its child elements (as an
+// aggregation response carries them, ksi-spec §8.3) and encodes it.
+func SignatureFromElements(elements [][]byte) (*Signature, error) {
+	n := 0
+	for _, r := range elements {
+		n += len(r)
+	}
+	b := tlv.NewBuilder(make([]byte, 0, 4+n))
+	b.Begin(TypeSignature, false, false)
+	for _, r := range elements {
+		b.Raw(r)
+	}
+	b.End()
+	raw, err := b.Bytes()
+	if err != nil {
+		return nil, formatErr("signature", "%v", err)
+	}
+	return ParseSignature(raw)
+}
+
+func signatureFromElements(children []tlv.Element, raw []byte) (*Signature, error) {
+	const where = "signature"
+	s := &Signature{Raw: raw}
+	err := fields(where, children, &s.Unknown, func(c tlv.Element) (bool, error) {
+		var err error
+		switch c.Type {
+		case TypeAggregationChain:
+			var ch *AggregationChain
+			ch, err = ParseAggregationChain(c)
+			s.AggregationChains = append(s.AggregationChains, ch)
+		case TypeCalendarChain:
+			if s.CalendarChain != nil {
+				return true, fmt.Errorf("repeated calendar chain")
+			}
+			s.CalendarChain, err = ParseCalendarChain(c)
+		case TypePublicationRecord:
+			if s.PublicationRecord != nil {
+				return true, fmt.Errorf("repeated publication record")
+			}
+			s.PublicationRecord, err = ParsePublicationRecord(c)
+		case TypeCalendarAuthRecord:
+			if s.CalendarAuthRecord != nil {
+				return true, fmt.Errorf("repeated calendar authentication record")
+			}
+			s.CalendarAuthRecord, err = parseCalendarAuthRecord(c)
+		case TypeAggregationAuth:
+			if s.AggregationAuth != nil {
+				return true, fmt.Errorf("repeated aggregation authentication record")
+			}
+			s.AggregationAuth = c.Raw
+		case TypeRFC3161Record:
+			if s.RFC3161 != nil {
+				return true, fmt.Errorf("repeated RFC 3161 record")
+			}
+			s.RFC3161, err = parseRFC3161(c)
+		default:
+			return false, nil
+		}
+		return true, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(s.AggregationChains) == 0:
+		return nil, formatErr(where, "at least one aggregation chain is required")
+	case s.PublicationRecord != nil && s.CalendarAuthRecord != nil:
+		return nil, formatErr(where, "both a publication record and a calendar authentication record")
+	case (s.PublicationRecord != nil || s.CalendarAuthRecord != nil) && s.CalendarChain == nil:
+		return nil, formatErr(where, "a publication or authentication record needs a calendar chain")
+	}
+	s.sorted = slices.Clone(s.AggregationChains)
+	// Lowest chain first: it has the longest chain index (ksi-spec §5.1).
+	slices.SortStableFunc(s.sorted, func(a, b *AggregationChain) int { return len(b.ChainIndex) - len(a.ChainIndex) })
+	return s, nil
+}
+
+// Chains returns the aggregation chains from the lowest (the document's)
+// to the highest (the calendar's input).
+func (s *Signature) Chains() []*AggregationChain { return s.sorted }
+
+// DocumentHash is the hash the signature signs: the RFC 3161 record's input
+// if there is one, else the lowest aggregation chain's input.
+func (s *Signature) DocumentHash() Imprint {
+	if s.RFC3161 != nil {
+		return s.RFC3161.InputHash
+	}
+	return s.sorted[0].InputHash
+}
+
+// SigningTime returns the aggregation time of the lowest chain, in POSIX seconds.
+func (s *Signature) SigningTime() uint64 { return s.sorted[0].AggregationTime }
+
+// SigningUTC returns the signing time as a time.Time in UTC.
+func (s *Signature) SigningUTC() time.Time { return time.Unix(int64(s.SigningTime()), 0).UTC() }
+
+// Metadata returns the identity records of the signature's links, lowest first.
+func (s *Signature) Metadata() []*Metadata {
+	var out []*Metadata
+	for _, c := range s.sorted {
+		for i := range c.Links {
+			if m := c.Links[i].Metadata; m != nil {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
+
+// Identity lists the client names recorded in the signature from the
+// highest level down (as ksi-tool prints it: "GT :: GT :: client").
+func (s *Signature) Identity() []string {
+	var out []string
+	for i := len(s.sorted) - 1; i >= 0; i-- {
+		links := s.sorted[i].Links
+		for j := len(links) - 1; j >= 0; j-- {
+			switch l := &links[j]; {
+			case l.Metadata != nil:
+				out = append(out, l.Metadata.ClientID)
+			case l.LegacyID != nil:
+				out = append(out, LegacyIDName(l.LegacyID))
+			}
+		}
+	}
+	return out
+}
+
+// IsExtended reports whether the signature carries a publication record.
+func (s *Signature) IsExtended() bool { return s.PublicationRecord != nil }
+
+// Extend returns a copy of the signature with its calendar chain replaced
+// by chain and its authentication record replaced by the publication
+// record pub (a 0x803 record whose data equals the chain's output).
+// The caller checks that the chain belongs to this signature.
+func (s *Signature) Extend(chain *CalendarChain, pub *PublicationRecord) (*Signature, error) {
+	if pub != nil && pub.Raw[0]&0x80 != 0 {
+		if e, err := tlv.ReadOne(pub.Raw); err == nil && e.Type != TypePublicationRecord {
+			if pub, err = pub.WithType(TypePublicationRecord); err != nil {
+				return nil, err
+			}
+		}
+	}
+	parts := make([][]byte, 0, len(s.AggregationChains)+4)
+	if s.RFC3161 != nil {
+		parts = append(parts, s.RFC3161.Raw)
+	}
+	for _, c := range s.AggregationChains {
+		parts = append(parts, c.Raw)
+	}
+	parts = append(parts, chain.Raw)
+	if pub != nil {
+		parts = append(parts, pub.Raw)
+	}
+	return SignatureFromElements(parts)
+}
+
+func parseCalendarAuthRecord(e tlv.Element) (*CalendarAuthRecord, error) {
+	const where = "calendar authentication record"
+	children, err := e.Children()
+	if err != nil {
+		return nil, formatErr(where, "%v", err)
+	}
+	r := &CalendarAuthRecord{Raw: e.Raw}
+	var seenData, seenSig bool
+	err = fields(where, children, nil, func(c tlv.Element) (bool, error) {
+		switch c.Type {
+		case tagPubDataIn:
+			if err := once(&seenData, "published data"); err != nil {
+				return true, err
+			}
+			r.PublishedData, err = ParsePublishedData(c)
+			return true, err
+		case tagSignatureData:
+			if err := once(&seenSig, "signature data"); err != nil {
+				return true, err
+			}
+			r.SignatureData, err = parseSignatureData(c)
+			return true, err
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !seenData || !seenSig {
+		return nil, formatErr(where, "published data and signature data are required")
+	}
+	return r, nil
+}
+
+func parseSignatureData(e tlv.Element) (SignatureData, error) {
+	const where = "signature data"
+	children, err := e.Children()
+	if err != nil {
+		return SignatureData{}, formatErr(where, "%v", err)
+	}
+	var d SignatureData
+	var seenType, seenValue, seenID, seenURI bool
+	err = fields(where, children, nil, func(c tlv.Element) (bool, error) {
+		switch c.Type {
+		case tagSigType:
+			if err := once(&seenType, "signature type"); err != nil {
+				return true, err
+			}
+			d.Type, err = c.UTF8()
+			return true, err
+		case tagSigValue:
+			if err := once(&seenValue, "signature value"); err != nil {
+				return true, err
+			}
+			d.Value = c.Value
+			return true, nil
+		case tagCertID:
+			if err := once(&seenID, "certificate id"); err != nil {
+				return true, err
+			}
+			d.CertificateID = c.Value
+			return true, nil
+		case tagCertRepoURI:
+			if err := once(&seenURI, "certificate repository URI"); err != nil {
+				return true, err
+			}
+			d.CertRepoURI, err = c.UTF8()
+			return true, err
+		}
+		return false, nil
+	})
+	if err != nil {
+		return SignatureData{}, err
+	}
+	if !seenType || !seenValue || !seenID {
+		return SignatureData{}, formatErr(where, "signature type, value and certificate id are required")
+	}
+	return d, nil
+}
+
+// NewCalendarAuthRecord encodes a calendar authentication record.
+func NewCalendarAuthRecord(pd PublishedData, sd SignatureData) (*CalendarAuthRecord, error) {
+	b := tlv.NewBuilder(make([]byte, 0, 64+len(pd.Raw)+len(sd.Value)+len(sd.Type)))
+	b.Begin(TypeCalendarAuthRecord, false, false)
+	b.Raw(pd.Raw)
+	b.Begin(tagSignatureData, false, false)
+	b.UTF8(tagSigType, sd.Type)
+	b.Bin(tagSigValue, sd.Value)
+	b.Bin(tagCertID, sd.CertificateID)
+	if sd.CertRepoURI != "" {
+		b.UTF8(tagCertRepoURI, sd.CertRepoURI)
+	}
+	b.End()
+	b.End()
+	raw, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return &CalendarAuthRecord{PublishedData: pd, SignatureData: sd, Raw: raw}, nil
+}
+
+func parseRFC3161(e tlv.Element) (*RFC3161Record, error) {
+	const where = "RFC 3161 record"
+	children, err := e.Children()
+	if err != nil {
+		return nil, formatErr(where, "%v", err)
+	}
+	r := &RFC3161Record{Raw: e.Raw}
+	var seenData bool
+	bin := func(seen *bool, name string, dst *[]byte, c tlv.Element) (bool, error) {
+		if err := once(seen, name); err != nil {
+			return true, err
+		}
+		*dst = c.Value
+		return true, nil
+	}
+	alg := func(seen *bool, name string, dst *HashAlg, c tlv.Element) (bool, error) {
+		if err := once(seen, name); err != nil {
+			return true, err
+		}
+		var err error
+		*dst, err = readAlg(c)
+		return true, err
+	}
+	err = fields(where, children, nil, func(c tlv.Element) (bool, error) {
+		switch c.Type {
+		case tagRFCAggrTime:
+			if err := once(&r.seenRFCAggrTime, "aggregation time"); err != nil {
+				return true, err
+			}
+			r.AggregationTime, err = c.Uint()
+			return true, err
+		case tagRFCChainIndex:
+			if len(r.ChainIndex) >= maxChainIndexSize {
+				return true, fmt.Errorf("more than %d chain index entries", maxChainIndexSize)
+			}
+			v, err := c.Uint()
+			r.ChainIndex = append(r.ChainIndex, v)
+			return true, err
+		case tagRFCInputData:
+			return bin(&seenData, "input data", &r.InputData, c)
+		case tagRFCInputHashes:
+			if err := once(&r.seenRFCInputHash, "input hash"); err != nil {
+				return true, err
+			}
+			r.InputHash, err = readImprint(c)
+			return true, err
+		case tagTSTInfoPrefix:
+			return bin(&r.seenTSTPrefix, "TSTInfo prefix", &r.TSTInfoPrefix, c)
+		case tagTSTInfoSuffix:
+			return bin(&r.seenTSTSuffix, "TSTInfo suffix", &r.TSTInfoSuffix, c)
+		case tagTSTInfoAlg:
+			return alg(&r.seenTSTAlg, "TSTInfo algorithm", &r.TSTInfoAlg, c)
+		case tagSigAttrPrefix:
+			return bin(&r.seenSigAttrPre, "signed attributes prefix", &r.SigAttrPrefix, c)
+		case tagSigAttrSuffix:
+			return bin(&r.seenSigAttrSuf, "signed attributes suffix", &r.SigAttrSuffix, c)
+		case tagSigAttrAlg:
+			return alg(&r.seenSigAttrAlg, "signed attributes algorithm", &r.SigAttrAlg, c)
+		}
+		return false, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if !r.seenRFCAggrTime || len(r.ChainIndex) == 0 || !r.seenRFCInputHash || !r.seenTSTPrefix || !r.seenTSTSuffix ||
+		!r.seenTSTAlg || !r.seenSigAttrPre || !r.seenSigAttrSuf || !r.seenSigAttrAlg {
+		return nil, formatErr(where, "a required element is missing")
+	}
+	return r, nil
+}

@@ -1,0 +1,204 @@
+package ksi
+
+import (
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"math/bits"
+)
+
+// CalendarStepByte is appended to every calendar hash step in place of a
+// level (ksi-spec §4.6); aggregation steps append their level (0..255),
+// so the two kinds of node are never confused.
+const CalendarStepByte = 0xFF
+
+// Errors of hash-chain computation.
+var (
+	ErrLevelOverflow = errors.New("ksi: hash chain level exceeds 255")
+	ErrChainShape    = errors.New("ksi: calendar chain shape is malformed")
+)
+
+// Hasher computes hash-chain steps, reusing hash states between steps so
+// that verifying a chain does not allocate. A Hasher is not safe for
+// concurrent use; the zero value is ready.
+type Hasher struct {
+	states [len(algs)]hash.Hash
+	sha256 [sha256.Size]byte
+	out    [1 + 64]byte
+}
+
+func (h *Hasher) state(a HashAlg) (hash.Hash, error) {
+	if int(a) >= len(h.states) {
+		return nil, fmt.Errorf("%w: 0x%02x", ErrUnknownAlg, byte(a))
+	}
+	if s := h.states[a]; s != nil {
+		s.Reset()
+		return s, nil
+	}
+	s, err := a.New()
+	if err != nil {
+		return nil, err
+	}
+	h.states[a] = s
+	return s, nil
+}
+
+// step returns imprint(a, H_a(x || y || tail)). The result is valid until
+// the next call.
+func (h *Hasher) step(a HashAlg, x, y []byte, tail byte) (Imprint, error) {
+	s, err := h.state(a)
+	if err != nil {
+		return nil, err
+	}
+	s.Write(x)
+	s.Write(y)
+	h.out[0] = tail
+	s.Write(h.out[:1])
+	h.out[0] = byte(a)
+	return Imprint(s.Sum(h.out[:1])), nil
+}
+
+// AggregationStep computes one aggregation step (ksi-spec §4.1): left
+// means the current node is the left child.
+func (h *Hasher) AggregationStep(a HashAlg, cur, sibling []byte, left bool, level byte) (Imprint, error) {
+	if left {
+		return h.step(a, cur, sibling, level)
+	}
+	return h.step(a, sibling, cur, level)
+}
+
+// Hash returns imprint(a, H_a(data)), valid until the next call.
+func (h *Hasher) Hash(a HashAlg, data []byte) (Imprint, error) {
+	s, err := h.state(a)
+	if err != nil {
+		return nil, err
+	}
+	s.Write(data)
+	h.out[0] = byte(a)
+	return Imprint(s.Sum(h.out[:1])), nil
+}
+
+// ChainResult is the output of an aggregation chain: its root hash and
+// the level it ends at.
+type ChainResult struct {
+	Hash  Imprint
+	Level uint64
+}
+
+// Output computes the chain's output from its input hash, starting at
+// level startLevel (the previous chain's output level; 0 for the lowest
+// chain). The returned imprint is a fresh copy.
+func (c *AggregationChain) Output(h *Hasher, startLevel uint64) (ChainResult, error) {
+	return ChainOutput(h, c.Algorithm, c.InputHash, startLevel, c.Links)
+}
+
+// ChainOutput runs aggregation links from input at startLevel.
+func ChainOutput(h *Hasher, a HashAlg, input Imprint, startLevel uint64, links []Link) (ChainResult, error) {
+	var buf [1 + 64]byte
+	cur := input
+	lvl := startLevel
+	for i := range links {
+		l := &links[i]
+		lvl += l.LevelCorrection + 1
+		if lvl > maxLevel {
+			return ChainResult{}, ErrLevelOverflow
+		}
+		out, err := h.AggregationStep(a, cur, l.Sibling(), l.Left, byte(lvl))
+		if err != nil {
+			return ChainResult{}, err
+		}
+		cur = Imprint(append(buf[:0], out...))
+	}
+	return ChainResult{Hash: append(Imprint(nil), cur...), Level: lvl}, nil
+}
+
+// Output computes the calendar chain's root (ksi-spec §4.6). Left links
+// switch the algorithm to the sibling's, right links keep it.
+func (c *CalendarChain) Output(h *Hasher) (Imprint, error) {
+	var buf [1 + 64]byte
+	cur := c.InputHash
+	a := cur.Alg()
+	for _, l := range c.Links {
+		var out Imprint
+		var err error
+		if l.Left {
+			a = l.Sibling.Alg()
+			out, err = h.step(a, cur, l.Sibling, CalendarStepByte)
+		} else {
+			out, err = h.step(a, l.Sibling, cur, CalendarStepByte)
+		}
+		if err != nil {
+			return nil, err
+		}
+		cur = Imprint(append(buf[:0], out...))
+	}
+	return append(Imprint(nil), cur...), nil
+}
+
+// AggregationTimeFromShape derives the calendar leaf time from the chain
+// shape and its publication time (ksi-spec §4.7).
+func (c *CalendarChain) AggregationTimeFromShape() (uint64, error) {
+	left := make([]bool, len(c.Links))
+	for i, l := range c.Links {
+		left[i] = l.Left
+	}
+	return CalendarLeafTime(c.PublicationTime, left)
+}
+
+// CalendarLeafTime walks a calendar chain's link sides from the root down
+// and returns the leaf time it encodes in a calendar of pubTime+1 leaves.
+// left[i] is the side of link i, lowest link first.
+func CalendarLeafTime(pubTime uint64, left []bool) (uint64, error) {
+	var t uint64
+	r := pubTime
+	for i := len(left) - 1; i >= 0; i-- {
+		if r == 0 {
+			return 0, ErrChainShape
+		}
+		hb := highBit(r)
+		if left[i] {
+			r = hb - 1
+		} else {
+			t += hb
+			r -= hb
+		}
+	}
+	if r != 0 {
+		return 0, ErrChainShape
+	}
+	return t, nil
+}
+
+// highBit returns the largest power of two ≤ r (r > 0).
+func highBit(r uint64) uint64 { return 1 << (63 - bits.LeadingZeros64(r)) }
+
+// Output computes the RFC 3161 record's output: the hash the lowest
+// aggregation chain must start from (ksi-spec §4.5). inputAlg is the
+// algorithm of the lowest chain's input hash.
+func (r *RFC3161Record) Output(h *Hasher, inputAlg HashAlg) (Imprint, error) {
+	tst, err := h.hash3(r.TSTInfoAlg, r.TSTInfoPrefix, r.InputHash.Digest(), r.TSTInfoSuffix)
+	if err != nil {
+		return nil, err
+	}
+	sa, err := h.hash3(r.SigAttrAlg, r.SigAttrPrefix, tst.Digest(), r.SigAttrSuffix)
+	if err != nil {
+		return nil, err
+	}
+	out, err := h.Hash(inputAlg, sa)
+	if err != nil {
+		return nil, err
+	}
+	return append(Imprint(nil), out...), nil
+}
+
+func (h *Hasher) hash3(a HashAlg, x, y, z []byte) (Imprint, error) {
+	s, err := h.state(a)
+	if err != nil {
+		return nil, err
+	}
+	s.Write(x)
+	s.Write(y)
+	s.Write(z)
+	return Imprint(s.Sum([]byte{byte(a)})), nil
+}
