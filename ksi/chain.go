@@ -348,3 +348,46 @@ func RightLinksEqual(a, b []CalendarLink) bool {
 		j++
 	}
 }
+
+// NewAggregationChain encodes an aggregation chain as writers do: time,
+// chain index, input hash, algorithm, then the links lowest first.
+func NewAggregationChain(aggrTime uint64, chainIndex []uint64, input Imprint, alg HashAlg, links []Link) (*AggregationChain, error) {
+	b := tlv.NewBuilder(make([]byte, 0, 64+len(links)*40))
+	b.Begin(TypeAggregationChain, false, false)
+	b.Uint(tagAggrTime, aggrTime)
+	for _, x := range chainIndex {
+		b.Uint(tagChainIndex, x)
+	}
+	b.Bin(tagInputHash, input)
+	b.Uint(tagAggrAlgorithm, uint64(alg))
+	for i := range links {
+		AppendLink(b, &links[i])
+	}
+	b.End()
+	raw, err := b.Bytes()
+	if err != nil {
+		return nil, err
+	}
+	return &AggregationChain{AggregationTime: aggrTime, ChainIndex: chainIndex, InputHash: input, Algorithm: alg, Links: links, Raw: raw}, nil
+}
+
+// AppendLink writes one aggregation link element.
+func AppendLink(b *tlv.Builder, l *Link) {
+	t := uint16(tagRightLink)
+	if l.Left {
+		t = tagLeftLink
+	}
+	b.Begin(t, false, false)
+	if l.LevelCorrection != 0 {
+		b.Uint(tagLevelCorr, l.LevelCorrection)
+	}
+	switch {
+	case l.SiblingHash != nil:
+		b.Bin(tagSiblingHash, l.SiblingHash)
+	case l.LegacyID != nil:
+		b.Bin(tagLegacyID, l.LegacyID)
+	case l.Metadata != nil:
+		b.Bin(tagMetadata, l.Metadata.Value)
+	}
+	b.End()
+}

@@ -48,7 +48,25 @@ type Signature struct {
 	Unknown            []tlv.Element
 	Raw                []byte
 
-	sorted []*AggregationChain
+	sorted   []*AggregationChain
+	elements [][]byte // every child's bytes, in file order
+}
+
+// Encode writes the signature from its parts: the 0x800 header followed by
+// each part's bytes in the order they were read. A parsed signature
+// re-encodes to exactly the bytes it was parsed from.
+func (s *Signature) Encode() ([]byte, error) {
+	n := 0
+	for _, e := range s.elements {
+		n += len(e)
+	}
+	b := tlv.NewBuilder(make([]byte, 0, 4+n))
+	b.Begin(TypeSignature, false, false)
+	for _, e := range s.elements {
+		b.Raw(e)
+	}
+	b.End()
+	return b.Bytes()
 }
 
 // SignatureData is the PKI signature of a calendar authentication record.
@@ -132,8 +150,9 @@ func SignatureFromElements(elements [][]byte) (*Signature, error) {
 
 func signatureFromElements(children []tlv.Element, raw []byte) (*Signature, error) {
 	const where = "signature"
-	s := &Signature{Raw: raw}
+	s := &Signature{Raw: raw, elements: make([][]byte, 0, len(children))}
 	err := fields(where, children, &s.Unknown, func(c tlv.Element) (bool, error) {
+		s.elements = append(s.elements, c.Raw)
 		var err error
 		switch c.Type {
 		case TypeAggregationChain:
@@ -170,6 +189,7 @@ func signatureFromElements(children []tlv.Element, raw []byte) (*Signature, erro
 		}
 		return true, err
 	})
+
 	if err != nil {
 		return nil, err
 	}

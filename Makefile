@@ -1,0 +1,50 @@
+# Tempel — run `make help` for the targets.
+GO        ?= go
+BIN       ?= bin
+FUZZTIME  ?= 60s
+BENCHTIME ?= 1s
+DATA_DIR  ?= ./data
+
+# Every fuzz target as package:Target.
+FUZZ_TARGETS := \
+	./ksi/tlv:FuzzRead \
+	./ksi:FuzzParseSignature \
+	./ksi:FuzzParsePublicationString \
+	./ksi:FuzzParsePublicationsFile \
+	./ksi/pdu:FuzzParseAggregatorRequest \
+	./ksi/pdu:FuzzParseAggregatorResponse \
+	./ksi/pdu:FuzzParseExtenderRequest \
+	./ksi/pdu:FuzzParseExtenderResponse
+
+.PHONY: help build test lint fuzz bench run clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
+
+build: ## build bin/tempel
+	$(GO) build -o $(BIN)/tempel ./cmd/tempel
+
+test: ## go vet and every test with the race detector
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+lint: ## gofmt check and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.\(gw\.\)\?go$$')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "== $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME); \
+	done
+
+bench: ## run the Go benchmarks with allocations
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+run: build ## start the service with its embedded defaults
+	$(BIN)/tempel serve --data-dir $(DATA_DIR)
+
+clean: ## remove build output
+	rm -rf $(BIN)
