@@ -1,0 +1,92 @@
+package ksi
+
+import (
+	"crypto/sha256"
+	"math/rand/v2"
+	"testing"
+)
+
+func randomLeaves(r *rand.Rand, n int, maxLevel int) []TreeLeaf {
+	leaves := make([]TreeLeaf, n)
+	for i := range leaves {
+		var d [32]byte
+		for j := range d {
+			d[j] = byte(r.Uint32())
+		}
+		leaves[i] = TreeLeaf{Hash: append(Imprint{byte(SHA2_256)}, d[:]...), Level: byte(r.IntN(maxLevel + 1))}
+	}
+	return leaves
+}
+
+// TestTreePathsReachRoot checks that every leaf's path, run as an
+// aggregation chain from the leaf's level, gives the root and its level.
+func TestTreePathsReachRoot(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var h Hasher
+	for n := 1; n <= 70; n++ {
+		leaves := randomLeaves(r, n, 4)
+		tree, err := BuildTree(SHA2_256, leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		root, rootLevel := tree.Root()
+		for i, l := range leaves {
+			path := tree.Path(i)
+			out, err := ChainOutput(&h, SHA2_256, l.Hash, uint64(l.Level), path)
+			if err != nil {
+				t.Fatalf("n=%d leaf %d: %v", n, i, err)
+			}
+			if len(path) == 0 {
+				out = ChainResult{Hash: l.Hash, Level: uint64(l.Level)}
+			}
+			if !out.Hash.Equal(root) || out.Level != uint64(rootLevel) {
+				t.Fatalf("n=%d leaf %d: path gives %s level %d, root %s level %d", n, i, out.Hash, out.Level, root, rootLevel)
+			}
+		}
+	}
+}
+
+func TestTreeTwoLeavesByHand(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	leaves := randomLeaves(r, 2, 0)
+	leaves[1].Level = 3
+	tree, err := BuildTree(SHA2_256, leaves)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, lvl := tree.Root()
+	want := sha256.Sum256(append(append(append([]byte{}, leaves[0].Hash...), leaves[1].Hash...), 4))
+	if lvl != 4 || !root.Equal(append(Imprint{1}, want[:]...)) {
+		t.Fatalf("root %s level %d, want %x level 4", root, lvl, want)
+	}
+	p := tree.Path(0)
+	if len(p) != 1 || !p[0].Left || p[0].LevelCorrection != 3 {
+		t.Fatalf("leaf 0 path %+v: want one left link with level correction 3", p)
+	}
+}
+
+func TestTreeRejectsBadInput(t *testing.T) {
+	if _, err := BuildTree(SHA2_256, nil); err == nil {
+		t.Error("empty tree built")
+	}
+	if _, err := BuildTree(SHA2_256, []TreeLeaf{{Hash: Imprint{byte(SHA1), 1, 2}}}); err == nil {
+		t.Error("tree built over a malformed leaf")
+	}
+	if _, err := BuildTree(SHA2_256, []TreeLeaf{{Hash: make(Imprint, 33), Level: 255}, {Hash: make(Imprint, 33)}}); err == nil {
+		t.Error("tree built above level 255")
+	}
+}
+
+func BenchmarkBuildTree100k(b *testing.B) {
+	leaves := randomLeaves(rand.New(rand.NewPCG(5, 6)), 100_000, 0)
+	for i := range leaves {
+		leaves[i].Hash[0] = byte(SHA2_256)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := BuildTree(SHA2_256, leaves); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/leaf")
+}
