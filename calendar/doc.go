@@ -1,0 +1,17 @@
+// Package calendar is Tempel's hash calendar: the only durable state on the
+// signing path (DESIGN.md §3–§5).
+//
+// # Parts
+//
+//   - [Store]: the calendar tree in Pebble, one leaf per POSIX second,
+//     every completed perfect-subtree node stored, so any root or chain
+//     costs O(log t) reads. Appending a second is one synced batch and one
+//     deterministic state-machine step.
+//   - [Service]: the second loop. Roots submitted during second t are
+//     joined in a top tree whose root becomes leaf t right after t ends;
+//     every submitter is answered with its aggregation chain, the calendar
+//     chain and a calendar authentication record, never before the leaf is
+//     synced.
+//   - Extending: chains from leaf t to any later root ([Store.Chain]).
+//   - [Publisher]: periodic publications and the signed publications file.
+package calendar
