@@ -119,3 +119,8 @@ func Encode(typ uint16, nonCritical, forward bool, value []byte) ([]byte, error)
 	b.Element(typ, nonCritical, forward, value)
 	return b.Bytes()
 }
+
+// ResetTo empties the builder and makes it append to dst.
+func (b *Builder) ResetTo(dst []byte) {
+	b.buf, b.open, b.err = dst, b.open[:0], nil
+}
