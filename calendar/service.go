@@ -1,0 +1,375 @@
+package calendar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/tempel-ksi/tempel/internal/round"
+	"github.com/tempel-ksi/tempel/ksi"
+)
+
+// RootSigner signs calendar roots: the PKI signature of a calendar
+// authentication record over the exact published-data bytes.
+type RootSigner interface {
+	SignCalendarRoot(publishedData []byte) (ksi.SignatureData, error)
+}
+
+// ServiceConfig configures the second loop.
+type ServiceConfig struct {
+	Store  *Store
+	Signer RootSigner
+	// Grace is how long after a second ends its submissions are still
+	// taken, for requests in flight at the boundary (default 50ms).
+	Grace time.Duration
+	// MaxPerSecond bounds the submissions of one second (default 100,000).
+	MaxPerSecond int
+	// Now is the clock (default time.Now). Only the calendar decides time.
+	Now     func() time.Time
+	Logger  *slog.Logger
+	Metrics *Metrics
+}
+
+// Errors of the service.
+var (
+	ErrOverloaded = errors.New("calendar: too many submissions this second")
+	ErrStopped    = errors.New("calendar: service stopped")
+	ErrNotReady   = errors.New("calendar: not ready")
+)
+
+// Service runs the second loop: roots submitted during second t are joined
+// in a top tree whose root is appended as leaf t right after t ends; every
+// submitter then gets the signature of its root.
+type Service struct {
+	cfg ServiceConfig
+	log *slog.Logger
+
+	mu         sync.Mutex
+	lastClosed uint64 // last second appended (or, for a new calendar, the one before it starts)
+	pending    map[uint64][]*submission
+	stopped    bool
+	failure    error
+
+	wake chan struct{}
+}
+
+type submission struct {
+	req   round.Request
+	reply chan result
+}
+
+type result struct {
+	sig []byte
+	err error
+}
+
+// NewService creates the second loop over an open store.
+func NewService(cfg ServiceConfig) (*Service, error) {
+	if cfg.Store == nil || cfg.Signer == nil {
+		return nil, errors.New("calendar: service needs a store and a signer")
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = 50 * time.Millisecond
+	}
+	if cfg.MaxPerSecond == 0 {
+		cfg.MaxPerSecond = 100_000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Service{cfg: cfg, log: cfg.Logger, pending: make(map[uint64][]*submission), wake: make(chan struct{}, 1)}
+	if _, last, ok := cfg.Store.Head(); ok {
+		s.lastClosed = last
+	} else {
+		// A new calendar starts with the second in progress.
+		s.lastClosed = uint64(cfg.Now().Add(-cfg.Grace).Unix()) - 1
+	}
+	return s, nil
+}
+
+// Store returns the service's store.
+func (s *Service) Store() *Store { return s.cfg.Store }
+
+// Ready returns nil when the calendar answers requests, or why it does not.
+func (s *Service) Ready() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.failure != nil:
+		return s.failure
+	case s.stopped:
+		return ErrStopped
+	}
+	return s.cfg.Store.Failed()
+}
+
+// Sign submits a root (an aggregator's round root at level) for the open
+// second and waits for its signature: the complete KSI signature of hash,
+// whose lowest aggregation chain is hash's path in the second's top tree,
+// with clientID as the first step.
+func (s *Service) Sign(ctx context.Context, hash ksi.Imprint, level byte, clientID string) ([]byte, error) {
+	if hash.Alg() != calendarAlg || len(hash) != imprintLen {
+		return nil, fmt.Errorf("calendar: root must be a SHA-256 imprint")
+	}
+	if level >= 0xFF {
+		return nil, fmt.Errorf("calendar: level %d leaves no room for the top tree", level)
+	}
+	reqTime := uint64(s.cfg.Now().UnixMicro())
+	meta, err := ksi.AppendMetadataValue(nil, ksi.MetadataFields{ClientID: clientID, RequestTime: &reqTime})
+	if err != nil {
+		return nil, err
+	}
+	sub := &submission{req: round.Request{Hash: hash, Level: level, Meta: meta}, reply: make(chan result, 1)}
+	s.mu.Lock()
+	if err := s.readyLocked(); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	sec := s.openSecond(s.cfg.Now())
+	if len(s.pending[sec]) >= s.cfg.MaxPerSecond {
+		s.mu.Unlock()
+		return nil, ErrOverloaded
+	}
+	s.pending[sec] = append(s.pending[sec], sub)
+	s.mu.Unlock()
+	s.cfg.Metrics.submitted()
+	select {
+	case r := <-sub.reply:
+		return r.sig, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (s *Service) readyLocked() error {
+	switch {
+	case s.stopped:
+		return ErrStopped
+	case s.failure != nil:
+		return fmt.Errorf("%w: %v", ErrNotReady, s.failure)
+	}
+	return nil
+}
+
+// openSecond returns the second a submission arriving now belongs to: the
+// current second (minus grace), or the next open one if that has closed.
+func (s *Service) openSecond(now time.Time) uint64 {
+	sec := uint64(now.Add(-s.cfg.Grace).Unix())
+	if sec <= s.lastClosed {
+		sec = s.lastClosed + 1
+	}
+	return sec
+}
+
+// Run closes seconds as they end until ctx is cancelled; then it fails
+// every pending submission and returns.
+func (s *Service) Run(ctx context.Context) error {
+	defer s.stop()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		}
+		if err := s.closeDue(); err != nil {
+			s.log.Error("calendar stopped answering", "err", err)
+			s.mu.Lock()
+			s.failure = err
+			s.mu.Unlock()
+			s.failAll(err)
+			return err
+		}
+		timer.Reset(s.untilNextClose())
+	}
+}
+
+// untilNextClose is the wait until the next second can be closed. If the
+// clock stepped back the wait is longer: the calendar never goes back.
+func (s *Service) untilNextClose() time.Duration {
+	s.mu.Lock()
+	next := s.lastClosed + 1
+	s.mu.Unlock()
+	due := time.Unix(int64(next)+1, 0).Add(s.cfg.Grace)
+	d := due.Sub(s.cfg.Now())
+	return min(max(d, time.Millisecond), 2*time.Second)
+}
+
+// closeDue closes every second whose end (plus grace) has passed.
+func (s *Service) closeDue() error {
+	for {
+		now := s.cfg.Now()
+		s.mu.Lock()
+		next := s.lastClosed + 1
+		if now.Before(time.Unix(int64(next)+1, 0).Add(s.cfg.Grace)) {
+			s.mu.Unlock()
+			return nil
+		}
+		subs := s.pending[next]
+		delete(s.pending, next)
+		s.mu.Unlock()
+		if err := s.closeSecond(next, subs); err != nil {
+			return err
+		}
+	}
+}
+
+// closeSecond appends leaf t (filling any missed seconds with empty
+// leaves) and answers the second's submissions once the leaf is synced.
+func (s *Service) closeSecond(t uint64, subs []*submission) error {
+	start := s.cfg.Now()
+	leaf := EmptyLeaf
+	var r *round.Round
+	if len(subs) > 0 {
+		reqs := make([]round.Request, len(subs))
+		for i, sub := range subs {
+			reqs[i] = sub.req
+		}
+		var err error
+		if r, err = round.Build(calendarAlg, reqs); err != nil {
+			s.answerAll(subs, nil, err)
+			r = nil
+		} else {
+			leaf, _ = r.Root()
+		}
+	}
+	st := s.cfg.Store
+	leaves := []ksi.Imprint{leaf}
+	from := t
+	if _, last, ok := st.Head(); ok && last+1 < t {
+		// Seconds missed while down (or skipped) become empty leaves.
+		from = last + 1
+		leaves = make([]ksi.Imprint, 0, t-from+1)
+		for i := from; i < t; i++ {
+			leaves = append(leaves, EmptyLeaf)
+		}
+		leaves = append(leaves, leaf)
+		s.log.Info("filling missed seconds with empty leaves", "from", from, "to", t-1)
+	} else if ok && last >= t {
+		// Already in the store (a restart within the same second).
+		s.answerAll(subs, nil, fmt.Errorf("calendar: second %d was already closed", t))
+		s.setClosed(t)
+		return nil
+	}
+	if _, err := appendChunked(st, from, leaves); err != nil {
+		s.answerAll(subs, nil, err)
+		return err
+	}
+	s.setClosed(t)
+	s.cfg.Metrics.appended(len(leaves), s.cfg.Now().Sub(start))
+	if r == nil {
+		return nil
+	}
+	sigs, err := s.sign(t, r)
+	if err != nil {
+		s.answerAll(subs, nil, err)
+		return nil // the calendar is intact; only this second's answers failed
+	}
+	for i, sub := range subs {
+		sub.reply <- result{sig: sigs[i]}
+	}
+	s.cfg.Metrics.issued(len(subs))
+	return nil
+}
+
+// appendChunked appends leaves in batches of bounded size, each synced.
+func appendChunked(st *Store, from uint64, leaves []ksi.Imprint) (ksi.Imprint, error) {
+	const chunk = 1 << 16
+	var root ksi.Imprint
+	for len(leaves) > 0 {
+		n := min(len(leaves), chunk)
+		var err error
+		if root, err = st.AppendRange(from, leaves[:n], true); err != nil {
+			return nil, err
+		}
+		from += uint64(n)
+		leaves = leaves[n:]
+	}
+	return root, nil
+}
+
+func (s *Service) setClosed(t uint64) {
+	s.mu.Lock()
+	if t > s.lastClosed {
+		s.lastClosed = t
+	}
+	s.mu.Unlock()
+}
+
+// sign makes the second's answers: the calendar chain from leaf t to the
+// root R_t, the authentication record on (t, R_t), and each submitter's
+// path in the top tree.
+func (s *Service) sign(t uint64, r *round.Round) ([][]byte, error) {
+	chain, err := s.cfg.Store.Chain(t, t)
+	if err != nil {
+		return nil, err
+	}
+	var h ksi.Hasher
+	root, err := chain.Output(&h)
+	if err != nil {
+		return nil, err
+	}
+	pd := ksi.NewPublishedData(t, root)
+	sd, err := s.cfg.Signer.SignCalendarRoot(pd.Raw)
+	if err != nil {
+		return nil, fmt.Errorf("calendar: sign root of %d: %w", t, err)
+	}
+	ar, err := ksi.NewCalendarAuthRecord(pd, sd)
+	if err != nil {
+		return nil, err
+	}
+	ans := &round.Answer{AggregationTime: t, Elements: append(append(make([]byte, 0, len(chain.Raw)+len(ar.Raw)), chain.Raw...), ar.Raw...)}
+	var w round.Writer
+	out := make([][]byte, r.Len())
+	for i := range out {
+		if out[i], err = w.AppendSignature(nil, r, i, ans); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+func (s *Service) answerAll(subs []*submission, sig []byte, err error) {
+	for _, sub := range subs {
+		sub.reply <- result{sig: sig, err: err}
+	}
+}
+
+func (s *Service) failAll(err error) {
+	s.mu.Lock()
+	all := s.pending
+	s.pending = make(map[uint64][]*submission)
+	s.mu.Unlock()
+	for _, subs := range all {
+		s.answerAll(subs, nil, err)
+	}
+}
+
+func (s *Service) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	s.mu.Unlock()
+	s.failAll(ErrStopped)
+}
+
+// Extend returns the calendar chain from leaf aggrTime to the root after
+// pubTime (0: the newest second) and the calendar's last second.
+func (s *Service) Extend(aggrTime, pubTime uint64) (*ksi.CalendarChain, uint64, error) {
+	_, last, ok := s.cfg.Store.Head()
+	if !ok {
+		return nil, 0, ErrEmpty
+	}
+	if pubTime == 0 {
+		pubTime = last
+	}
+	ch, err := s.cfg.Store.Chain(aggrTime, pubTime)
+	s.cfg.Metrics.extended(err)
+	return ch, last, err
+}

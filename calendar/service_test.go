@@ -1,0 +1,232 @@
+package calendar
+
+import (
+	"context"
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/verifier"
+)
+
+// rsaSigner signs calendar roots with a real RSA key.
+type rsaSigner struct{ key *rsa.PrivateKey }
+
+func newRSASigner(t testing.TB) *rsaSigner {
+	t.Helper()
+	k, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &rsaSigner{k}
+}
+
+func (s *rsaSigner) SignCalendarRoot(pd []byte) (ksi.SignatureData, error) {
+	d := sha256.Sum256(pd)
+	v, err := rsa.SignPKCS1v15(rand.Reader, s.key, crypto.SHA256, d[:])
+	return ksi.SignatureData{Type: "1.2.840.113549.1.1.11", Value: v, CertificateID: []byte{1, 2, 3, 4}}, err
+}
+
+// fakeClock is a clock the test moves by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
+
+func (s *Service) pendingCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, p := range s.pending {
+		n += len(p)
+	}
+	return n
+}
+
+// waitPending waits until n submissions are queued.
+func waitPending(t *testing.T, s *Service, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.pendingCount() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d submissions queued", s.pendingCount(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+type signed struct {
+	hash  ksi.Imprint
+	level byte
+	sig   []byte
+	err   error
+}
+
+func submitMany(s *Service, n int, base uint64) <-chan signed {
+	out := make(chan signed, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			h := leafFor(base + uint64(i))
+			lvl := byte(i % 5)
+			sig, err := s.Sign(context.Background(), h, lvl, "aggregator-"+string(rune('a'+i%3)))
+			out <- signed{h, lvl, sig, err}
+		}()
+	}
+	return out
+}
+
+func TestServiceSecondLoop(t *testing.T) {
+	st := openTest(t, t.TempDir())
+	defer st.Close()
+	signer := newRSASigner(t)
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 200e6)}
+	svc, err := NewService(ServiceConfig{Store: st, Signer: signer, Now: clock.Now, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := submitMany(svc, 20, 0)
+	waitPending(t, svc, 20)
+	// The second is still open: nothing may be answered or appended.
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := st.Head(); ok {
+		t.Fatal("a second was appended before it ended")
+	}
+	clock.Set(time.Unix(1_800_000_001, 60e6)) // past the end plus grace
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	if f, l, ok := st.Head(); !ok || f != 1_800_000_000 || l != 1_800_000_000 {
+		t.Fatalf("head %d %d %v", f, l, ok)
+	}
+	for i := 0; i < 20; i++ {
+		r := <-res
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		sig, err := ksi.ParseSignature(r.sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: r.hash, InputLevel: uint64(r.level)})
+		if rep.Result != verifier.OK {
+			t.Fatalf("internal verification: %s %s", rep.Code, rep.Message)
+		}
+		if sig.SigningTime() != 1_800_000_000 {
+			t.Fatalf("signing time %d", sig.SigningTime())
+		}
+		ar := sig.CalendarAuthRecord
+		d := sha256.Sum256(ar.PublishedData.Raw)
+		if err := rsa.VerifyPKCS1v15(&signer.key.PublicKey, crypto.SHA256, d[:], ar.SignatureData.Value); err != nil {
+			t.Fatalf("calendar authentication record: %v", err)
+		}
+	}
+	// A submission after the second closed goes into the next one.
+	clock.Set(time.Unix(1_800_000_001, 10e6)) // within the grace of second …000: already closed
+	res = submitMany(svc, 1, 100)
+	waitPending(t, svc, 1)
+	clock.Set(time.Unix(1_800_000_002, 60e6))
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	sig, _ := ksi.ParseSignature(r.sig)
+	if sig.SigningTime() != 1_800_000_001 {
+		t.Fatalf("late submission signed at %d, want the next second", sig.SigningTime())
+	}
+}
+
+func TestServiceClockStepsBackAndGaps(t *testing.T) {
+	dir := t.TempDir()
+	st := openTest(t, dir)
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 500e6)}
+	svc, _ := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Now: clock.Now, Logger: discardLogger()})
+	clock.Set(time.Unix(1_800_000_005, 100e6))
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	_, last, _ := st.Head()
+	if last != 1_800_000_004 {
+		t.Fatalf("last %d, want 1800000004", last)
+	}
+	// The clock steps back 3 s: nothing is appended, submissions wait for
+	// the next open second.
+	clock.Set(time.Unix(1_800_000_002, 0))
+	res := submitMany(svc, 1, 7)
+	waitPending(t, svc, 1)
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	if _, l, _ := st.Head(); l != last {
+		t.Fatalf("appended while the clock was behind: last %d", l)
+	}
+	clock.Set(time.Unix(1_800_000_006, 100e6))
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	sig, _ := ksi.ParseSignature(r.sig)
+	if sig.SigningTime() != 1_800_000_005 {
+		t.Fatalf("signed at %d, want 1800000005", sig.SigningTime())
+	}
+	st.Close()
+
+	// Down for 100 s: on restart the missed seconds become empty leaves.
+	st = openTest(t, dir)
+	defer st.Close()
+	clock.Set(time.Unix(1_800_000_106, 100e6))
+	svc, _ = NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Now: clock.Now, Logger: discardLogger()})
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	if _, l, _ := st.Head(); l != 1_800_000_105 {
+		t.Fatalf("after restart last %d, want 1800000105", l)
+	}
+	for sec := uint64(1_800_000_006); sec <= 1_800_000_105; sec++ {
+		if l, err := st.Leaf(sec); err != nil || !l.Equal(EmptyLeaf) {
+			t.Fatalf("leaf %d: %v %v", sec, l, err)
+		}
+	}
+}
+
+func TestServiceStopFailsPending(t *testing.T) {
+	st := openTest(t, t.TempDir())
+	defer st.Close()
+	svc, _ := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Logger: discardLogger()})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- svc.Run(ctx) }()
+	res := submitMany(svc, 3, 0)
+	waitPending(t, svc, 1)
+	cancel()
+	<-done
+	for i := 0; i < 3; i++ {
+		select {
+		case r := <-res:
+			if r.err == nil && r.sig == nil {
+				t.Fatal("no answer and no error")
+			}
+			if r.err != nil && !errors.Is(r.err, ErrStopped) {
+				t.Fatalf("unexpected error %v", r.err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("pending submission not answered at shutdown")
+		}
+	}
+}
