@@ -15,6 +15,7 @@ import (
 
 	"github.com/tempel-ksi/tempel/internal/testpack"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/pdu"
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -92,27 +93,26 @@ func (r recordedExtender) Extend(context.Context, uint64, uint64) (*ksi.Calendar
 	return calendarChainFromResponse(r.pdu)
 }
 
+// calendarChainFromResponse reads the recorded extender response PDU
+// (HMAC key "anon", as in the reference test suites) and returns its chain.
 func calendarChainFromResponse(b []byte) (*ksi.CalendarChain, error) {
-	outer, err := tlv.ReadOne(b)
+	resp, err := pdu.ParseExtenderResponse(b)
 	if err != nil {
 		return nil, err
 	}
-	children, err := outer.Children()
-	if err != nil {
+	if err := resp.Verify([]byte("anon")); err != nil {
 		return nil, err
 	}
-	for _, c := range children {
-		if c.Type != 0x02 {
-			continue
+	for _, r := range resp.Responses {
+		if r.Status != 0 {
+			return nil, fmt.Errorf("extender status %#x: %s", r.Status, r.ErrorMessage)
 		}
-		payload, err := c.Children()
-		if err != nil {
-			return nil, err
-		}
-		for _, p := range payload {
-			if p.Type == ksi.TypeCalendarChain {
-				return ksi.ParseCalendarChain(p)
+		if r.CalendarChain != nil {
+			e, err := tlv.ReadOne(r.CalendarChain)
+			if err != nil {
+				return nil, err
 			}
+			return ksi.ParseCalendarChain(e)
 		}
 	}
 	return nil, errors.New("recorded response has no calendar chain")
