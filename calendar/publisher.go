@@ -1,0 +1,244 @@
+package calendar
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/tlv"
+)
+
+// PublicationsSigner signs publications files and names the certificate
+// that checks calendar authentication records.
+type PublicationsSigner interface {
+	SignPublicationsFile(content []byte) ([]byte, error)
+	CertificateRecord() ksi.CertificateRecord
+}
+
+// PublisherConfig configures the publisher.
+type PublisherConfig struct {
+	Store  *Store
+	Signer PublicationsSigner
+	// Period between publications. Publication times are multiples of it
+	// in POSIX seconds, so a daily period publishes at 00:00:00 UTC.
+	Period time.Duration
+	// RepositoryURI is written into the file header: where it is served.
+	RepositoryURI string
+	Now           func() time.Time
+	Logger        *slog.Logger
+}
+
+// Publisher makes a publication every period and keeps the signed
+// publications file (ksi-spec §7) with all publications.
+type Publisher struct {
+	cfg PublisherConfig
+
+	mu    sync.RWMutex
+	pubs  []*ksi.PublicationRecord
+	file  []byte
+	etag  string
+	wake  chan struct{}
+	since time.Time
+}
+
+// NewPublisher loads the stored publications and publications file.
+func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
+	if cfg.Store == nil || cfg.Signer == nil {
+		return nil, errors.New("calendar: publisher needs a store and a signer")
+	}
+	if cfg.Period < time.Second {
+		return nil, fmt.Errorf("calendar: publication period %s is shorter than a second", cfg.Period)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	p := &Publisher{cfg: cfg, wake: make(chan struct{}, 1)}
+	pubs, file, err := cfg.Store.loadPublications()
+	if err != nil {
+		return nil, err
+	}
+	p.pubs, p.file = pubs, file
+	p.etag = etag(file)
+	if file == nil {
+		// A calendar without publications still serves a signed file
+		// with its certificate, so key-based verification works at once.
+		if err := p.rebuild(nil); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// File returns the current signed publications file and its ETag.
+func (p *Publisher) File() ([]byte, string) {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.file, p.etag
+}
+
+// Publications returns all publications, oldest first.
+func (p *Publisher) Publications() []*ksi.PublicationRecord {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return p.pubs
+}
+
+// Latest returns the newest publication, or nil.
+func (p *Publisher) Latest() *ksi.PublicationRecord {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	if len(p.pubs) == 0 {
+		return nil
+	}
+	return p.pubs[len(p.pubs)-1]
+}
+
+// Run publishes as periods end until ctx is cancelled.
+func (p *Publisher) Run(ctx context.Context) error {
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if _, err := p.PublishDue(); err != nil {
+			p.cfg.Logger.Error("publication failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// PublishDue publishes the newest period boundary the calendar has
+// reached, if not yet published, and returns the new record (nil if none
+// was due). Missed boundaries are not published after the fact.
+func (p *Publisher) PublishDue() (*ksi.PublicationRecord, error) {
+	first, last, ok := p.cfg.Store.Head()
+	if !ok {
+		return nil, nil
+	}
+	period := uint64(p.cfg.Period / time.Second)
+	b := last / period * period
+	if b < first {
+		return nil, nil
+	}
+	if l := p.Latest(); l != nil && l.Data.Time >= b {
+		return nil, nil
+	}
+	root, err := p.cfg.Store.Root(b)
+	if err != nil {
+		return nil, err
+	}
+	pd := ksi.NewPublishedData(b, root)
+	rec, err := ksi.NewPublicationRecord(ksi.TypePubFileRecord, pd,
+		[]string{"Tempel publication " + pd.UTC().Format(time.RFC3339)}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.rebuild(rec); err != nil {
+		return nil, err
+	}
+	p.cfg.Logger.Info("published", "time", pd.UTC().Format(time.RFC3339), "publication", pd.String())
+	return rec, nil
+}
+
+// rebuild re-signs the file with rec added (if not nil) and stores both in
+// one synced batch before serving them.
+func (p *Publisher) rebuild(rec *ksi.PublicationRecord) error {
+	p.mu.RLock()
+	pubs := append([]*ksi.PublicationRecord(nil), p.pubs...)
+	p.mu.RUnlock()
+	if rec != nil {
+		pubs = append(pubs, rec)
+	}
+	hdr := ksi.PublicationsFileHeader{Version: 1, CreationTime: uint64(p.cfg.Now().Unix()), RepositoryURI: p.cfg.RepositoryURI}
+	content, err := ksi.BuildPublicationsFileContent(hdr, []ksi.CertificateRecord{p.cfg.Signer.CertificateRecord()}, pubs)
+	if err != nil {
+		return fmt.Errorf("calendar: build publications file: %w", err)
+	}
+	sig, err := p.cfg.Signer.SignPublicationsFile(content)
+	if err != nil {
+		return fmt.Errorf("calendar: sign publications file: %w", err)
+	}
+	file, err := ksi.AppendPublicationsFileSignature(content, sig)
+	if err != nil {
+		return err
+	}
+	if err := p.cfg.Store.savePublication(rec, file); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.pubs, p.file, p.etag = pubs, file, etag(file)
+	p.mu.Unlock()
+	return nil
+}
+
+func etag(file []byte) string {
+	if file == nil {
+		return ""
+	}
+	s := sha256.Sum256(file)
+	return `"` + hex.EncodeToString(s[:12]) + `"`
+}
+
+var blobPubFile = []byte("bpubfile")
+
+func pubKey(t uint64) []byte { return binary.BigEndian.AppendUint64([]byte{prefixPub}, t) }
+
+// savePublication stores a publication record (if any) and the signed
+// file in one synced batch.
+func (s *Store) savePublication(rec *ksi.PublicationRecord, file []byte) error {
+	if err := s.Failed(); err != nil {
+		return fmt.Errorf("%w: %v", ErrFailed, err)
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if rec != nil {
+		b.Set(pubKey(rec.Data.Time), rec.Raw, nil)
+	}
+	b.Set(blobPubFile, file, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("calendar: save publication: %w", err)
+	}
+	return nil
+}
+
+// loadPublications reads every stored publication (oldest first) and the
+// signed file.
+func (s *Store) loadPublications() ([]*ksi.PublicationRecord, []byte, error) {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixPub}, UpperBound: []byte{prefixPub + 1}})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer it.Close()
+	var pubs []*ksi.PublicationRecord
+	for it.First(); it.Valid(); it.Next() {
+		raw := append([]byte(nil), it.Value()...)
+		e, err := tlv.ReadOne(raw)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: publication record: %v", ErrCorrupt, err)
+		}
+		rec, err := ksi.ParsePublicationRecord(e)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		pubs = append(pubs, rec)
+	}
+	file, err := s.getMeta(blobPubFile)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return pubs, nil, nil
+	}
+	return pubs, file, err
+}

@@ -1,0 +1,134 @@
+// Package server is the plumbing the Tempel services share: one listening
+// address that serves gRPC and HTTP (REST, KSI PDU v2, the publications
+// file, metrics, health), graceful shutdown, and the users file.
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+// http2Preface starts every HTTP/2 connection with prior knowledge, which
+// is how gRPC clients speak plaintext HTTP/2.
+var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+
+// Serve answers gRPC and HTTP on one listener until ctx is cancelled, then
+// shuts both down gracefully (in-flight calls finish, up to grace).
+//
+// Connections are told apart by their first bytes: the HTTP/2 preface goes
+// to the native gRPC server (much faster than gRPC over net/http), and
+// everything else to the HTTP/1.1 server.
+func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler, grace time.Duration, log *slog.Logger) error {
+	grpcL := newChanListener(ln.Addr())
+	httpL := newChanListener(ln.Addr())
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 3)
+	go func() { errc <- g.Serve(grpcL) }()
+	go func() { errc <- hs.Serve(httpL) }()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				errc <- err
+				return
+			}
+			go route(c, grpcL, httpL)
+		}
+	}()
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		if !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+			ln.Close()
+			g.Stop()
+			hs.Close()
+			return err
+		}
+	}
+	ln.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	herr := hs.Shutdown(sctx)
+	select {
+	case <-done:
+	case <-sctx.Done():
+		g.Stop()
+	}
+	grpcL.Close()
+	httpL.Close()
+	return herr
+}
+
+// route peeks at the first bytes of a connection and hands it on.
+func route(c net.Conn, grpcL, httpL *chanListener) {
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReaderSize(c, len(http2Preface))
+	head, err := br.Peek(len(http2Preface))
+	c.SetReadDeadline(time.Time{})
+	pc := &peekedConn{Conn: c, r: br}
+	if err == nil && bytes.Equal(head, http2Preface) {
+		grpcL.deliver(pc)
+		return
+	}
+	if err != nil && !errors.Is(err, io.EOF) && len(head) == 0 {
+		c.Close()
+		return
+	}
+	httpL.deliver(pc)
+}
+
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (p *peekedConn) Read(b []byte) (int, error) { return p.r.Read(b) }
+
+// chanListener is a net.Listener fed by route.
+type chanListener struct {
+	addr   net.Addr
+	conns  chan net.Conn
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) {
+	select {
+	case l.conns <- c:
+	case <-l.closed:
+		c.Close()
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
