@@ -1,0 +1,492 @@
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/verifier"
+)
+
+// Flags of the verify command (the trust flags are in trust.go).
+const (
+	flagSig        = "sig"
+	flagHash       = "hash"
+	flagPubStr     = "pub-str"
+	flagPolicy     = "policy"
+	flagInputLevel = "input-level"
+	flagVerbose    = "verbose"
+	flagJSON       = "json"
+)
+
+// sigSuffix is appended to a document's name to find its signature, as
+// ksi-tool names them (ksi sign -i doc.txt -o doc.txt.ksig).
+const sigSuffix = ".ksig"
+
+const verifyDescription = `Verifies each document FILE against its signature FILE.ksig, or one
+document (or hash) against the signature named by --sig, and prints a short
+report: the verdict, the document and its hash, when and by whom it was
+signed, and what the signature was checked against.
+
+With --sig and no FILE or --hash, only the signature itself is checked.
+
+POLICIES (--policy):
+   default           publications file, else the key of the calendar
+                     authentication record (needs --pubfile)
+   internal          the signature's own consistency only; no trust anchor
+   key               the calendar authentication record's PKI signature,
+                     with a certificate from the publications file
+   publication       a publication in the publications file
+   user-publication  the publication string given with --pub-str (the
+                     default policy when --pub-str is given)
+   calendar          the calendar, through an extender server; not available
+                     yet, so it answers INCONCLUSIVE
+
+A publications file is a trust anchor: give the root certificate of its
+signer (--trust-root) and at least one constraint on the signer (--cnstr,
+e.g. E=publications@example.org); it is checked at the current time.
+--pubfile-no-verify skips that check, for tests only.
+
+OUTPUT:
+   Text by default; --verbose adds every verification rule. With --json,
+   one JSON object per document, one per line (JSON Lines), with the fields
+   verdict (OK, FAILED, INCONCLUSIVE or ERROR), result (OK, FAIL, NA), code,
+   rule, message, policy, document, document_hash, signed_hash, signature,
+   signing_time, identity, anchor, publication, rules, warnings, hint, error.
+
+With several documents the exit code is that of the worst outcome, in the
+order FAILED (1), ERROR (3), INCONCLUSIVE (2), OK (0).
+
+` + exitCodesHelp
+
+func verifyCommand() *ucli.Command {
+	flags := []ucli.Flag{
+		&ucli.StringFlag{Name: flagSig, Usage: "signature `PATH` of a single document, or of the --hash, or to check alone"},
+		&ucli.StringFlag{Name: flagHash, Usage: "verify the document hash `ALG:HEX` (e.g. SHA-256:11a7…) instead of a FILE; needs --sig"},
+		&ucli.StringFlag{Name: flagPolicy, Value: "default", Usage: "verification `POLICY`: default, internal, key, publication, user-publication or calendar"},
+		&ucli.StringFlag{Name: flagPubStr, Usage: "trusted publication `STRING` (AAAAAA-…) from print; implies --policy user-publication"},
+		&ucli.Uint64Flag{Name: flagInputLevel, Usage: "aggregation tree `LEVEL` of the document hash (when it is the root of a local tree)"},
+		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "list every verification rule"},
+		&ucli.BoolFlag{Name: flagJSON, Usage: "print one JSON object per document (JSON Lines)"},
+	}
+	return &ucli.Command{
+		Name:      "verify",
+		Usage:     "verify documents against their KSI signatures",
+		ArgsUsage: "[FILE...]",
+		UsageText: "tempel verify [flags] FILE...             (each FILE against FILE.ksig)\n" +
+			"tempel verify [flags] --sig PATH FILE\n" +
+			"tempel verify [flags] --sig PATH --hash ALG:HEX\n" +
+			"tempel verify [flags] --sig PATH           (the signature alone)",
+		Description: verifyDescription,
+		Flags:       append(flags, trustFlags()...),
+		Action:      runVerify,
+	}
+}
+
+// verifyRequest is a validated verify command line.
+type verifyRequest struct {
+	policy  verifier.Policy
+	userPub *ksi.PublishedData
+	level   uint64
+	jobs    []verifyJob
+	trust   trustOptions
+	verbose bool
+	json    bool
+}
+
+// verifyJob is one signature to check and the document it must match.
+type verifyJob struct {
+	doc  string      // document file; "" for none
+	hash ksi.Imprint // document hash given with --hash
+	sig  string      // signature file
+}
+
+func parseVerifyRequest(c *ucli.Context) (*verifyRequest, error) {
+	r := &verifyRequest{
+		level:   c.Uint64(flagInputLevel),
+		trust:   trustOptionsFrom(c),
+		verbose: c.Bool(flagVerbose),
+		json:    c.Bool(flagJSON),
+	}
+	pubStr := c.String(flagPubStr)
+	var err error
+	if r.policy, err = resolvePolicy(c.String(flagPolicy), c.IsSet(flagPolicy), pubStr != ""); err != nil {
+		return nil, err
+	}
+	if pubStr != "" {
+		pd, err := ksi.ParsePublicationString(pubStr)
+		if err != nil {
+			return nil, usageErrorf("--%s: %s", flagPubStr, trimPkg(err))
+		}
+		r.userPub = &pd
+	}
+	var hash ksi.Imprint
+	if h := c.String(flagHash); h != "" {
+		if hash, err = ksi.ParseImprintText(h); err != nil {
+			return nil, usageErrorf("--%s %q: %s (want ALG:HEX, e.g. SHA-256:11a7…)", flagHash, h, trimPkg(err))
+		}
+	}
+	if r.jobs, err = planJobs(c.Args().Slice(), c.String(flagSig), hash); err != nil {
+		return nil, err
+	}
+	if _, err := r.trust.check(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// resolvePolicy picks the policy from --policy (explicit tells whether it
+// was given) and whether a publication string was given. A publication
+// string only means something to the user-publication policy, so it
+// selects that policy and conflicts with any other.
+func resolvePolicy(name string, explicit, pubStr bool) (verifier.Policy, error) {
+	if pubStr && !explicit {
+		return verifier.UserPublicationBased, nil
+	}
+	p, err := verifier.ParsePolicy(name)
+	if err != nil {
+		return 0, usageErrorf("--%s: %s", flagPolicy, trimPkg(err))
+	}
+	switch {
+	case pubStr && p != verifier.UserPublicationBased:
+		return 0, usageErrorf("--%s is only used by the user-publication policy, not %s", flagPubStr, p)
+	case !pubStr && p == verifier.UserPublicationBased:
+		return 0, usageErrorf("the user-publication policy needs the publication: add --%s STRING", flagPubStr)
+	}
+	return p, nil
+}
+
+// planJobs turns the positional arguments, --sig and --hash into the
+// signatures to check.
+func planJobs(docs []string, sig string, hash ksi.Imprint) ([]verifyJob, error) {
+	switch {
+	case hash != nil && sig == "":
+		return nil, usageErrorf("--%s needs --%s PATH, the signature to check the hash against", flagHash, flagSig)
+	case hash != nil && len(docs) > 0:
+		return nil, usageErrorf("--%s replaces the document FILE: give one or the other", flagHash)
+	case hash != nil:
+		return []verifyJob{{hash: hash, sig: sig}}, nil
+	case sig != "" && len(docs) > 1:
+		return nil, usageErrorf("--%s names the signature of one document, got %d files (without --%s each FILE is checked against FILE%s)",
+			flagSig, len(docs), flagSig, sigSuffix)
+	case sig != "" && len(docs) == 1:
+		return []verifyJob{{doc: docs[0], sig: sig}}, nil
+	case sig != "":
+		return []verifyJob{{sig: sig}}, nil
+	case len(docs) == 0:
+		return nil, usageErrorf("nothing to verify: give a document FILE (signed in FILE%s) or --%s PATH (see 'tempel verify --help')", sigSuffix, flagSig)
+	}
+	jobs := make([]verifyJob, len(docs))
+	for i, d := range docs {
+		jobs[i] = verifyJob{doc: d, sig: d + sigSuffix}
+	}
+	return jobs, nil
+}
+
+func runVerify(c *ucli.Context) error {
+	r, err := parseVerifyRequest(c)
+	if err != nil {
+		return err
+	}
+	// The CLI owns the clock: certificates of the publications file must
+	// be valid now.
+	pf, err := loadPublicationsFile(c.Context, nil, r.trust, time.Now())
+	if err != nil {
+		return err
+	}
+	opts := verifier.Options{InputLevel: r.level, PublicationsFile: pf, UserPublication: r.userPub}
+	var warnings []string
+	if pf != nil && r.trust.noVerify {
+		warnings = append(warnings, noVerifyWarning)
+	}
+
+	out, name := c.App.Writer, commandName(c)
+	enc := json.NewEncoder(out)
+	enc.SetEscapeHTML(false)
+	worst, printed := ExitOK, false
+	for _, j := range r.jobs {
+		v, err := verifyOne(c.Context, j, r.policy, opts)
+		v.Warnings = warnings
+		code := v.exitCode()
+		if err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", name, oneLine(err.Error()))
+			v.Verdict, v.Error, code = verdictError, err.Error(), ExitError
+		}
+		worst = worse(worst, code)
+		switch {
+		case r.json:
+			if err := enc.Encode(v); err != nil {
+				return err
+			}
+		case err == nil:
+			if printed {
+				fmt.Fprintln(out)
+			}
+			writeVerifyText(out, v, r.verbose)
+			printed = true
+		}
+	}
+	return silentExit(worst)
+}
+
+// Verdicts, the first word of a report.
+const (
+	verdictOK           = "OK"
+	verdictFailed       = "FAILED"
+	verdictInconclusive = "INCONCLUSIVE"
+	verdictError        = "ERROR"
+)
+
+// verifyView is the outcome of one verification, as printed (text) and
+// encoded (--json).
+type verifyView struct {
+	Verdict      string                `json:"verdict"`
+	Result       string                `json:"result,omitempty"`
+	Code         verifier.Code         `json:"code,omitempty"`
+	Rule         string                `json:"rule,omitempty"`
+	Message      string                `json:"message,omitempty"`
+	Policy       string                `json:"policy"`
+	Document     string                `json:"document,omitempty"`
+	DocumentHash string                `json:"document_hash,omitempty"`
+	SignedHash   string                `json:"signed_hash,omitempty"`
+	Signature    string                `json:"signature"`
+	SigningTime  string                `json:"signing_time,omitempty"`
+	Identity     string                `json:"identity,omitempty"`
+	Anchor       string                `json:"anchor,omitempty"`
+	Publication  string                `json:"publication,omitempty"`
+	Rules        []verifier.RuleResult `json:"rules,omitempty"`
+	Warnings     []string              `json:"warnings,omitempty"`
+	Hint         string                `json:"hint,omitempty"`
+	Error        string                `json:"error,omitempty"`
+
+	result verifier.Result
+	policy verifier.Policy
+	byHash bool // the document was given as --hash
+}
+
+func (v *verifyView) exitCode() int {
+	switch v.Verdict {
+	case verdictOK:
+		return ExitOK
+	case verdictFailed:
+		return ExitFailed
+	case verdictInconclusive:
+		return ExitInconclusive
+	}
+	return ExitError
+}
+
+// severity orders exit codes from best to worst for a run over several
+// documents: a failed document is the most important news, then one that
+// could not be read, then one that could not be decided.
+var severity = map[int]int{ExitOK: 0, ExitInconclusive: 1, ExitError: 2, ExitFailed: 3}
+
+func worse(a, b int) int {
+	if severity[b] > severity[a] {
+		return b
+	}
+	return a
+}
+
+// verifyOne checks one signature. The view is filled as far as the
+// inputs could be read; an error means the check could not be made.
+func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifier.Options) (*verifyView, error) {
+	v := &verifyView{Policy: p.String(), policy: p, Document: j.doc, Signature: j.sig, byHash: j.hash != nil}
+	// Open the document first: when it is missing, that is the news, not
+	// its missing signature. It is hashed once the signature names the
+	// algorithm.
+	var docFile *os.File
+	if j.doc != "" {
+		f, err := os.Open(j.doc)
+		if err != nil {
+			return v, fmt.Errorf("cannot read document: %v", err)
+		}
+		defer f.Close()
+		docFile = f
+	}
+	b, err := readFileLimited(j.sig, ksi.MaxObjectSize)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && j.doc != "" && strings.HasSuffix(j.doc, sigSuffix) {
+			return v, fmt.Errorf("cannot read signature: %v (to check the signature %s alone, use --%s %s)", err, j.doc, flagSig, j.doc)
+		}
+		return v, fmt.Errorf("cannot read signature: %v", err)
+	}
+	sig, err := ksi.ParseSignature(b)
+	if err != nil {
+		return v, fmt.Errorf("%s is not a valid KSI signature: %s", j.sig, trimPkg(err))
+	}
+	signed := sig.DocumentHash()
+	v.SignedHash = signed.String()
+	v.SigningTime = formatTime(sig.SigningTime())
+	v.Identity = strings.Join(sig.Identity(), " :: ")
+	if sig.PublicationRecord != nil {
+		v.Publication = sig.PublicationRecord.Data.String()
+	}
+
+	doc := j.hash
+	if docFile != nil {
+		if doc, err = hashDocument(docFile, signed.Alg()); err != nil {
+			return v, err
+		}
+	}
+	if doc != nil {
+		v.DocumentHash = doc.String()
+	}
+	opts.Document = doc
+	rep := verifier.Verify(ctx, sig, p, opts)
+	v.result, v.Result, v.Code, v.Rule, v.Message, v.Rules = rep.Result, rep.Result.String(), rep.Code, rep.Rule, rep.Message, rep.Rules
+	switch rep.Result {
+	case verifier.OK:
+		v.Verdict = verdictOK
+		v.Anchor = rep.Anchor
+		if v.Anchor == "" && p == verifier.Internal {
+			v.Anchor = "internal consistency only"
+		}
+	case verifier.FAIL:
+		v.Verdict = verdictFailed
+	default:
+		v.Verdict = verdictInconclusive
+		v.Hint = inconclusiveHint(p, rep, opts.PublicationsFile != nil)
+	}
+	return v, nil
+}
+
+// hashDocument hashes a document with alg, streaming: documents can be
+// large.
+func hashDocument(f *os.File, alg ksi.HashAlg) (ksi.Imprint, error) {
+	h, err := alg.New()
+	if err != nil {
+		return nil, fmt.Errorf("cannot hash %s with %s, the algorithm of the signature: %s", f.Name(), alg, trimPkg(err))
+	}
+	if _, err := io.Copy(h, f); err != nil {
+		return nil, fmt.Errorf("cannot read document: %v", err)
+	}
+	return ksi.NewImprint(alg, h.Sum(nil))
+}
+
+// inconclusiveHint tells the user what would let the verification decide.
+func inconclusiveHint(p verifier.Policy, rep *verifier.Report, havePubfile bool) string {
+	switch {
+	case p == verifier.CalendarBased:
+		return "the calendar policy asks the calendar through an extender server, which tempel verify cannot use yet (--server comes in a later version); use --policy key, publication or user-publication"
+	case rep.Rule == "ExtendingPermitted" || rep.Rule == "ExtenderPresent":
+		return "the signature must first be extended to the publication, through an extender server, which tempel verify cannot use yet; --policy key checks a calendar authentication record instead"
+	case !havePubfile && (p == verifier.Default || p == verifier.KeyBased || p == verifier.PublicationsFileBased):
+		return "give a publications file (--pubfile with --trust-root and --cnstr) or a publication string (--pub-str)"
+	}
+	return ""
+}
+
+// policyText explains what each policy checks against, for people.
+var policyText = map[verifier.Policy]string{
+	verifier.Default:               "default (publications file, else the calendar authentication record's key)",
+	verifier.Internal:              "internal (the signature's own consistency, no trust anchor)",
+	verifier.KeyBased:              "key (the calendar authentication record's PKI signature)",
+	verifier.PublicationsFileBased: "publication (a publication in the publications file)",
+	verifier.UserPublicationBased:  "user-publication (the publication string given with --pub-str)",
+	verifier.CalendarBased:         "calendar (the calendar, through an extender server)",
+}
+
+// verdictLine is the first line of a report, e.g.
+// "FAILED: wrong document (GEN-01)".
+func (v *verifyView) verdictLine() string {
+	switch v.result {
+	case verifier.OK:
+		return "OK: signature verified"
+	case verifier.FAIL:
+		return fmt.Sprintf("FAILED: %s (%s)", lowerFirst(v.Code.Text()), v.Code)
+	}
+	what := v.detail()
+	if what == "" {
+		what = lowerFirst(v.Code.Text())
+	}
+	return fmt.Sprintf("INCONCLUSIVE: %s (%s)", what, v.Code)
+}
+
+// detail is the part of the message after the code's standard text.
+func (v *verifyView) detail() string {
+	return strings.TrimPrefix(strings.TrimPrefix(v.Message, v.Code.Text()), ": ")
+}
+
+func writeVerifyText(w io.Writer, v *verifyView, verbose bool) {
+	fmt.Fprintln(w, v.verdictLine())
+	// Warnings come right under the verdict: they qualify it.
+	for _, s := range v.Warnings {
+		fmt.Fprintf(w, "  WARNING: %s\n", s)
+	}
+	line := func(label, value string) { fmt.Fprintf(w, "  %-16s %s\n", label+":", value) }
+	if v.result == verifier.FAIL {
+		if d := v.detail(); d != "" {
+			line("reason", d)
+		}
+	}
+	switch {
+	case v.Document != "":
+		line("document", v.Document)
+	case v.byHash:
+		line("document", "(given by its hash)")
+	default:
+		line("document", "(none given: the signature was checked alone)")
+	}
+	if v.DocumentHash != "" {
+		line("document hash", v.DocumentHash)
+	}
+	if v.DocumentHash != v.SignedHash {
+		line("signed hash", v.SignedHash)
+	}
+	line("signature", v.Signature)
+	line("signed at", v.SigningTime)
+	if v.Identity != "" {
+		line("signed by", v.Identity)
+	} else {
+		line("signed by", "(no identity recorded)")
+	}
+	line("policy", policyText[v.policy])
+	if v.Anchor != "" {
+		if v.policy == verifier.Internal {
+			line("checked against", "nothing outside the signature: internal consistency only (give --pubfile or --pub-str for a full check)")
+		} else {
+			line("checked against", v.Anchor)
+		}
+	}
+	if v.Publication != "" {
+		line("publication", v.Publication)
+	}
+	if v.Hint != "" {
+		line("hint", v.Hint)
+	}
+	if verbose {
+		fmt.Fprintln(w, "  rules:")
+		for _, r := range v.Rules {
+			if r.Code == verifier.CodeNone {
+				fmt.Fprintf(w, "    %-4s %s\n", r.Result, r.Rule)
+			} else {
+				fmt.Fprintf(w, "    %-4s %s: %s %s\n", r.Result, r.Rule, r.Code, r.Message)
+			}
+		}
+	}
+}
+
+// lowerFirst lower-cases the first letter of a sentence for use after a
+// colon, but leaves acronyms ("PKI signature …") alone.
+func lowerFirst(s string) string {
+	if len(s) < 2 || s[1] < 'a' || s[1] > 'z' {
+		return s
+	}
+	return strings.ToLower(s[:1]) + s[1:]
+}
+
+// formatTime writes POSIX seconds as RFC 3339 in UTC, e.g.
+// 2014-04-30T15:19:13Z.
+func formatTime(t uint64) string {
+	return time.Unix(int64(t), 0).UTC().Format(time.RFC3339)
+}
