@@ -16,7 +16,7 @@ FUZZ_TARGETS := \
 	./ksi/pdu:FuzzParseExtenderRequest \
 	./ksi/pdu:FuzzParseExtenderResponse
 
-.PHONY: help build test lint fuzz bench run clean
+.PHONY: help build test lint fuzz bench run clean proto proto-check
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -48,3 +48,9 @@ run: build ## start the service with its embedded defaults
 
 clean: ## remove build output
 	rm -rf $(BIN)
+
+proto: ## regenerate the Go, gRPC, gateway and OpenAPI code under proto/
+	scripts/genproto.sh
+
+proto-check: ## regenerate into a temp dir and fail if proto/ differs
+	scripts/genproto.sh --check

@@ -47,7 +47,7 @@ func (c *checker) keyBased() bool {
 	if err := cert.CheckSignature(alg, ar.PublishedData.Raw, ar.SignatureData.Value); err != nil {
 		return c.fail("CalendarAuthRecordSignature", KEY02, "%v", err)
 	}
-	c.rep.Anchor = "calendar authentication record (certificate " + cert.Subject.String() + ")"
+	c.rep.Anchor = "calendar authentication record (certificate " + SubjectString(cert.Subject) + ")"
 	return c.ok("CalendarAuthRecordSignature")
 }
 

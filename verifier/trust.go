@@ -2,6 +2,7 @@ package verifier
 
 import (
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
@@ -100,7 +101,7 @@ func VerifyPublicationsFile(pf *ksi.PublicationsFile, trust Trust) error {
 	}
 	for _, c := range trust.Constraints {
 		if !subjectHas(signer, c) {
-			return fmt.Errorf("%w: signer %q does not satisfy constraint %s", ErrUntrustedPublicationsFile, signer.Subject.String(), c)
+			return fmt.Errorf("%w: signer %q does not satisfy constraint %s", ErrUntrustedPublicationsFile, SubjectString(signer.Subject), c)
 		}
 	}
 	return nil
@@ -154,4 +155,26 @@ func ParseCertificates(b []byte) ([]*x509.Certificate, error) {
 		return nil, fmt.Errorf("verifier: neither PEM certificates nor a DER certificate: %w", err)
 	}
 	return []*x509.Certificate{c}, nil
+}
+
+// SubjectString writes a certificate subject with the short names the
+// reference tools use for constraints (E= for the e-mail address), so the
+// value to pin can be read off directly.
+func SubjectString(n pkix.Name) string {
+	var parts []string
+	for _, a := range n.Names {
+		name := a.Type.String()
+		for short, oid := range constraintShort {
+			if oid == name {
+				name = short
+			}
+		}
+		parts = append(parts, fmt.Sprintf("%s=%v", name, a.Value))
+	}
+	return strings.Join(parts, ", ")
+}
+
+var constraintShort = map[string]string{
+	"E": "1.2.840.113549.1.9.1", "CN": "2.5.4.3", "C": "2.5.4.6", "O": "2.5.4.10",
+	"OU": "2.5.4.11", "L": "2.5.4.7", "ST": "2.5.4.8",
 }
