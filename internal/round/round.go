@@ -84,14 +84,47 @@ type Answer struct {
 	Elements []byte
 }
 
-// AnswerFromSignature splits a signature of the round root into an Answer.
-func AnswerFromSignature(sig *ksi.Signature) (*Answer, error) {
+// AnswerFromSignature splits upstream's signature of the round root (at
+// level rootLevel) into an Answer.
+//
+// Upstream signs the root as any caller's hash at a level: its lowest
+// chain starts at level 0 and its first link's level correction carries
+// rootLevel (GEN-03). Below our own chain, which ends at rootLevel, that
+// chain continues from rootLevel instead, so the correction is lowered by
+// rootLevel. The correction is not hashed: the chain's hashes, and so the
+// signature's validity, are unchanged.
+func AnswerFromSignature(sig *ksi.Signature, rootLevel byte) (*Answer, error) {
 	lowest := sig.Chains()[0]
+	if lowest.Links[0].LevelCorrection < uint64(rootLevel) {
+		return nil, fmt.Errorf("round: upstream's first level correction %d is below the root level %d", lowest.Links[0].LevelCorrection, rootLevel)
+	}
+	adjusted := lowest
+	if rootLevel > 0 {
+		links := append([]ksi.Link(nil), lowest.Links...)
+		links[0].LevelCorrection -= uint64(rootLevel)
+		var err error
+		adjusted, err = ksi.NewAggregationChain(lowest.AggregationTime, lowest.ChainIndex, lowest.InputHash, lowest.Algorithm, links)
+		if err != nil {
+			return nil, err
+		}
+	}
 	outer, err := tlv.ReadOne(sig.Raw)
 	if err != nil {
 		return nil, err
 	}
-	return &Answer{AggregationTime: lowest.AggregationTime, ChainIndex: lowest.ChainIndex, Elements: outer.Value}, nil
+	children, err := outer.Children()
+	if err != nil {
+		return nil, err
+	}
+	elems := make([]byte, 0, len(outer.Value))
+	for _, c := range children {
+		if c.Type == ksi.TypeAggregationChain && &c.Raw[0] == &lowest.Raw[0] {
+			elems = append(elems, adjusted.Raw...)
+			continue
+		}
+		elems = append(elems, c.Raw...)
+	}
+	return &Answer{AggregationTime: lowest.AggregationTime, ChainIndex: lowest.ChainIndex, Elements: elems}, nil
 }
 
 // Writer encodes requests' signatures, reusing its buffers. One Writer
@@ -118,6 +151,12 @@ func (w *Writer) AppendSignature(dst []byte, r *Round, i int, ans *Answer) ([]by
 	w.links = links
 	if len(links) == 0 {
 		return nil, errors.New("round: a one-request round without metadata has no hash step to sign")
+	}
+	// Size the output once: per link at most a 4-byte header, a level
+	// correction and the sibling; the rest is small and fixed.
+	need := 64 + len(ans.Elements) + len(req.Hash) + 9*(len(ans.ChainIndex)+1) + len(req.Meta) + len(links)*(8+len(req.Hash))
+	if cap(dst)-len(dst) < need {
+		dst = append(make([]byte, 0, len(dst)+need), dst...)
 	}
 	b := &w.b
 	b.ResetTo(dst)

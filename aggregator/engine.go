@@ -1,0 +1,325 @@
+package aggregator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/tempel-ksi/tempel/internal/round"
+	"github.com/tempel-ksi/tempel/ksi"
+)
+
+// Upstream signs a round root: the calendar, or a parent aggregator
+// through the signing API. It returns the complete signature of root.
+type Upstream interface {
+	Sign(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error)
+}
+
+// Config configures an Engine.
+type Config struct {
+	Upstream Upstream
+	// Period is the round length (default 100ms).
+	Period time.Duration
+	// MaxLevel is the highest request level accepted (default 32).
+	MaxLevel byte
+	// MaxQueue bounds the requests waiting for a round, so memory stays
+	// bounded under overload (default 1,000,000).
+	MaxQueue int
+	// Quota limits one client's requests per round (0: no limit).
+	Quota int
+	// UpstreamTimeout bounds the wait for upstream (default 5s).
+	UpstreamTimeout time.Duration
+	// MaxInFlight bounds rounds waiting for upstream (default 16).
+	MaxInFlight int
+	Logger      *slog.Logger
+	Metrics     *Metrics
+	Now         func() time.Time
+}
+
+// Identity is who asked: it becomes the signature's metadata link.
+type Identity struct {
+	ClientID  string
+	MachineID string
+	// Sequence is the caller's request number, if known.
+	Sequence    uint64
+	HasSequence bool
+}
+
+// Request is one hash to sign.
+type Request struct {
+	Hash     ksi.Imprint
+	Level    byte
+	Identity Identity
+}
+
+// Errors callers map to protocol statuses.
+var (
+	ErrBadRequest   = errors.New("aggregator: bad request")
+	ErrLevelTooHigh = errors.New("aggregator: request level above the maximum")
+	ErrOverQuota    = errors.New("aggregator: over quota for this round")
+	ErrOverloaded   = errors.New("aggregator: too many requests queued")
+	ErrUpstream     = errors.New("aggregator: upstream error")
+	ErrUpstreamTime = errors.New("aggregator: upstream timeout")
+	ErrStopped      = errors.New("aggregator: stopped")
+)
+
+// Callback receives a request's signature or error. It runs on the
+// engine's goroutine and must not block.
+type Callback func(sig []byte, err error)
+
+type pending struct {
+	req     round.Request
+	cb      Callback
+	arrived time.Time
+}
+
+// Engine runs rounds.
+type Engine struct {
+	cfg Config
+	log *slog.Logger
+
+	mu      sync.Mutex
+	queue   []pending
+	perUser map[string]int
+	stopped bool
+
+	inflight chan struct{}
+	wg       sync.WaitGroup
+}
+
+// New creates an engine; call Run to start closing rounds.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Upstream == nil {
+		return nil, errors.New("aggregator: no upstream")
+	}
+	if cfg.Period <= 0 {
+		cfg.Period = 100 * time.Millisecond
+	}
+	if cfg.MaxLevel == 0 {
+		cfg.MaxLevel = 32
+	}
+	if cfg.MaxQueue == 0 {
+		cfg.MaxQueue = 1_000_000
+	}
+	if cfg.UpstreamTimeout == 0 {
+		cfg.UpstreamTimeout = 5 * time.Second
+	}
+	if cfg.MaxInFlight == 0 {
+		cfg.MaxInFlight = 16
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Engine{cfg: cfg, log: cfg.Logger, perUser: make(map[string]int), inflight: make(chan struct{}, cfg.MaxInFlight)}, nil
+}
+
+// Config returns the engine's configuration after defaults.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Submit queues a request for the current round; cb is called once with
+// the result. Errors detected at once (bad hash, level, quota, overload)
+// are returned and cb is not called.
+func (e *Engine) Submit(r Request, cb Callback) error {
+	if r.Hash.Alg() != ksi.SHA2_256 || len(r.Hash) != 1+ksi.SHA2_256.Size() {
+		if _, err := ksi.ParseImprint(r.Hash); err != nil {
+			return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		}
+		return fmt.Errorf("%w: hash must be SHA-256, got %s", ErrBadRequest, r.Hash.Alg())
+	}
+	if r.Level > e.cfg.MaxLevel {
+		return fmt.Errorf("%w: level %d, maximum %d", ErrLevelTooHigh, r.Level, e.cfg.MaxLevel)
+	}
+	now := e.cfg.Now()
+	reqTime := uint64(now.UnixMicro())
+	f := ksi.MetadataFields{ClientID: r.Identity.ClientID, MachineID: r.Identity.MachineID, RequestTime: &reqTime}
+	if r.Identity.HasSequence {
+		f.SequenceNumber = &r.Identity.Sequence
+	}
+	meta, err := ksi.AppendMetadataValue(nil, f)
+	if err != nil {
+		return fmt.Errorf("%w: identity: %v", ErrBadRequest, err)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.stopped:
+		return ErrStopped
+	case len(e.queue) >= e.cfg.MaxQueue:
+		e.cfg.Metrics.rejected("overloaded")
+		return ErrOverloaded
+	case e.cfg.Quota > 0 && e.perUser[r.Identity.ClientID] >= e.cfg.Quota:
+		e.cfg.Metrics.rejected("quota")
+		return ErrOverQuota
+	}
+	if e.cfg.Quota > 0 {
+		e.perUser[r.Identity.ClientID]++
+	}
+	e.queue = append(e.queue, pending{req: round.Request{Hash: r.Hash, Level: r.Level, Meta: meta}, cb: cb, arrived: now})
+	e.cfg.Metrics.queued(len(e.queue))
+	return nil
+}
+
+// Sign submits a request and waits for its signature.
+func (e *Engine) Sign(ctx context.Context, r Request) ([]byte, error) {
+	type res struct {
+		sig []byte
+		err error
+	}
+	ch := make(chan res, 1)
+	if err := e.Submit(r, func(sig []byte, err error) { ch <- res{sig, err} }); err != nil {
+		return nil, err
+	}
+	select {
+	case x := <-ch:
+		return x.sig, x.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// QueueLen returns the number of requests waiting for the next round.
+func (e *Engine) QueueLen() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.queue)
+}
+
+// Run closes a round every period until ctx is cancelled. On return every
+// queued request has been answered or failed.
+func (e *Engine) Run(ctx context.Context) error {
+	t := time.NewTicker(e.cfg.Period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			e.shutdown()
+			return nil
+		case <-t.C:
+			e.CloseRound(ctx)
+		}
+	}
+}
+
+// shutdown stops taking requests, sends what is queued as a last round and
+// waits for every round in flight to be answered.
+func (e *Engine) shutdown() {
+	e.mu.Lock()
+	e.stopped = true
+	e.mu.Unlock()
+	// The last round gets the upstream timeout to finish.
+	e.CloseRound(context.Background())
+	e.wg.Wait()
+}
+
+// CloseRound takes the queued requests as one round and starts it: the
+// tree is built and its root sent upstream on another goroutine, so a slow
+// upstream never delays the next round.
+func (e *Engine) CloseRound(ctx context.Context) {
+	e.mu.Lock()
+	q := e.queue
+	e.queue = nil
+	clear(e.perUser)
+	e.mu.Unlock()
+	if len(q) == 0 {
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		select {
+		case e.inflight <- struct{}{}:
+		case <-ctx.Done():
+			fail(q, ErrStopped)
+			return
+		}
+		defer func() { <-e.inflight }()
+		e.runRound(ctx, q)
+	}()
+}
+
+func fail(q []pending, err error) {
+	for i := range q {
+		q[i].cb(nil, err)
+	}
+}
+
+// runRound is the per-round work: build once, one upstream call, then one
+// signature per request.
+func (e *Engine) runRound(ctx context.Context, q []pending) {
+	start := e.cfg.Now()
+	reqs := make([]round.Request, len(q))
+	for i := range q {
+		reqs[i] = q[i].req
+	}
+	r, err := round.Build(ksi.SHA2_256, reqs)
+	if err != nil {
+		fail(q, fmt.Errorf("%w: %v", ErrBadRequest, err))
+		return
+	}
+	root, level := r.Root()
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.UpstreamTimeout)
+	upSig, err := e.cfg.Upstream.Sign(uctx, root, level)
+	cancel()
+	if err != nil {
+		e.cfg.Metrics.upstreamError()
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: %v", ErrUpstreamTime, err)
+		} else {
+			err = fmt.Errorf("%w: %v", ErrUpstream, err)
+		}
+		e.log.Warn("round failed upstream", "requests", len(q), "err", err)
+		fail(q, err)
+		return
+	}
+	ans, err := answerOf(upSig, root, level)
+	if err != nil {
+		e.cfg.Metrics.upstreamError()
+		fail(q, fmt.Errorf("%w: %v", ErrUpstream, err))
+		return
+	}
+	e.answer(r, ans, q)
+	now := e.cfg.Now()
+	e.cfg.Metrics.round(len(q), now.Sub(start), q, now)
+}
+
+// answerOf checks upstream's signature is for our root and splits it.
+func answerOf(sig []byte, root ksi.Imprint, level byte) (*round.Answer, error) {
+	s, err := ksi.ParseSignature(sig)
+	if err != nil {
+		return nil, err
+	}
+	if !s.DocumentHash().Equal(root) {
+		return nil, errors.New("upstream signed another hash")
+	}
+	return round.AnswerFromSignature(s, level)
+}
+
+// answer encodes every request's signature, spread over the cores.
+func (e *Engine) answer(r *round.Round, ans *round.Answer, q []pending) {
+	workers := min(runtime.GOMAXPROCS(0), 1+len(q)/2048)
+	var wg sync.WaitGroup
+	per := (len(q) + workers - 1) / workers
+	for w := 0; w < workers; w++ {
+		lo, hi := w*per, min((w+1)*per, len(q))
+		if lo >= hi {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var wr round.Writer
+			for i := lo; i < hi; i++ {
+				sig, err := wr.AppendSignature(nil, r, i, ans)
+				q[i].cb(sig, err)
+			}
+		}()
+	}
+	wg.Wait()
+}

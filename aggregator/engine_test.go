@@ -1,0 +1,274 @@
+package aggregator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tempel-ksi/tempel/internal/round"
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/verifier"
+)
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func imprint(seed uint64) ksi.Imprint {
+	s := sha256.Sum256(binary.BigEndian.AppendUint64(nil, seed))
+	return append(ksi.Imprint{byte(ksi.SHA2_256)}, s[:]...)
+}
+
+// fakeCalendar is an upstream that signs a root the way the calendar
+// does, with a calendar chain of one right link and a publication record,
+// so the resulting signatures verify internally. It is real hashing and
+// encoding, only without the store.
+type fakeCalendar struct {
+	calls atomic.Int64
+	fail  error
+	delay time.Duration
+}
+
+func (f *fakeCalendar) Sign(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error) {
+	f.calls.Add(1)
+	if f.delay > 0 {
+		select {
+		case <-time.After(f.delay):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	if f.fail != nil {
+		return nil, f.fail
+	}
+	meta, _ := ksi.AppendMetadataValue(nil, ksi.MetadataFields{ClientID: "aggregator"})
+	r, err := round.Build(ksi.SHA2_256, []round.Request{{Hash: root, Level: level, Meta: meta}})
+	if err != nil {
+		return nil, err
+	}
+	top, _ := r.Root()
+	const t = 1_800_000_001
+	cal, err := ksi.NewCalendarChain(t, t, top, calendarLinks(t))
+	if err != nil {
+		return nil, err
+	}
+	var h ksi.Hasher
+	out, _ := cal.Output(&h)
+	pub, _ := ksi.NewPublicationRecord(ksi.TypePublicationRecord, ksi.NewPublishedData(t, out), nil, nil)
+	ans := &round.Answer{AggregationTime: t, Elements: append(append([]byte{}, cal.Raw...), pub.Raw...)}
+	var w round.Writer
+	return w.AppendSignature(nil, r, 0, ans)
+}
+
+// calendarLinks gives a leaf t of a calendar over 0..t only right links
+// (t is the newest leaf), one per binary digit of t+1 but the last.
+func calendarLinks(t uint64) []ksi.CalendarLink {
+	var links []ksi.CalendarLink
+	n := t + 1
+	peaks := 0
+	for b := n; b != 0; b &= b - 1 {
+		peaks++
+	}
+	low := 0
+	for n>>low&1 == 0 {
+		low++
+	}
+	for i := 0; i < low; i++ {
+		links = append(links, ksi.CalendarLink{Sibling: imprint(uint64(1000 + i))})
+	}
+	for i := 0; i < peaks-1; i++ {
+		links = append(links, ksi.CalendarLink{Sibling: imprint(uint64(2000 + i))})
+	}
+	return links
+}
+
+func newEngine(t testing.TB, up Upstream, cfg Config) *Engine {
+	t.Helper()
+	cfg.Upstream = up
+	cfg.Logger = discard()
+	e, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestRoundSignaturesVerify(t *testing.T) {
+	e := newEngine(t, &fakeCalendar{}, Config{})
+	type got struct {
+		i   int
+		sig []byte
+		err error
+	}
+	const n = 300
+	res := make(chan got, n)
+	for i := 0; i < n; i++ {
+		r := Request{Hash: imprint(uint64(i)), Level: byte(i % 4), Identity: Identity{ClientID: "alice", MachineID: "m1", Sequence: uint64(i), HasSequence: true}}
+		if err := e.Submit(r, func(sig []byte, err error) { res <- got{i, sig, err} }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.CloseRound(context.Background())
+	for k := 0; k < n; k++ {
+		g := <-res
+		if g.err != nil {
+			t.Fatal(g.err)
+		}
+		sig, err := ksi.ParseSignature(g.sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: imprint(uint64(g.i)), InputLevel: uint64(g.i % 4)})
+		if rep.Result != verifier.OK {
+			t.Fatalf("request %d: %s %s", g.i, rep.Code, rep.Message)
+		}
+		md := sig.Metadata()
+		if len(md) < 1 || md[0].ClientID != "alice" || md[0].MachineID != "m1" || md[0].SequenceNumber != uint64(g.i) || !md[0].HasRequestTime {
+			t.Fatalf("request %d: metadata %+v", g.i, md[0])
+		}
+		if len(sig.Chains()) != 2 || len(sig.Chains()[0].ChainIndex) != 2 {
+			t.Fatalf("want 2 chains with a 2-entry index on the lowest, got %d chains", len(sig.Chains()))
+		}
+	}
+	e.wg.Wait()
+}
+
+func TestSubmitRejects(t *testing.T) {
+	e := newEngine(t, &fakeCalendar{}, Config{MaxLevel: 5, Quota: 2, MaxQueue: 3})
+	nop := func([]byte, error) {}
+	for _, tc := range []struct {
+		name string
+		r    Request
+		want error
+	}{
+		{"sha1", Request{Hash: append(ksi.Imprint{0}, make([]byte, 20)...)}, ErrBadRequest},
+		{"short", Request{Hash: ksi.Imprint{1, 2, 3}}, ErrBadRequest},
+		{"unknown alg", Request{Hash: append(ksi.Imprint{0x42}, make([]byte, 32)...)}, ErrBadRequest},
+		{"level", Request{Hash: imprint(1), Level: 6}, ErrLevelTooHigh},
+	} {
+		if err := e.Submit(tc.r, nop); !errors.Is(err, tc.want) {
+			t.Errorf("%s: %v, want %v", tc.name, err, tc.want)
+		}
+	}
+	a := Request{Hash: imprint(1), Identity: Identity{ClientID: "a"}}
+	for i := 0; i < 2; i++ {
+		if err := e.Submit(a, nop); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Submit(a, nop); !errors.Is(err, ErrOverQuota) {
+		t.Fatalf("third request of a: %v, want over quota", err)
+	}
+	b := Request{Hash: imprint(2), Identity: Identity{ClientID: "b"}}
+	if err := e.Submit(b, nop); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Submit(b, nop); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("fourth queued request: %v, want overloaded", err)
+	}
+	e.CloseRound(context.Background())
+	e.wg.Wait()
+	// A new round resets quotas.
+	if err := e.Submit(a, nop); err != nil {
+		t.Fatalf("quota not reset after the round: %v", err)
+	}
+}
+
+func TestUpstreamFailureAndTimeout(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		up   *fakeCalendar
+		want error
+	}{
+		{"down", &fakeCalendar{fail: errors.New("connection refused")}, ErrUpstream},
+		{"slow", &fakeCalendar{delay: time.Hour}, ErrUpstreamTime},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEngine(t, tc.up, Config{UpstreamTimeout: 50 * time.Millisecond})
+			errc := make(chan error, 1)
+			e.Submit(Request{Hash: imprint(1)}, func(_ []byte, err error) { errc <- err })
+			e.CloseRound(context.Background())
+			select {
+			case err := <-errc:
+				if !errors.Is(err, tc.want) {
+					t.Fatalf("%v, want %v", err, tc.want)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("request not answered in bounded time")
+			}
+		})
+	}
+}
+
+func TestShutdownAnswersPending(t *testing.T) {
+	e := newEngine(t, &fakeCalendar{}, Config{Period: time.Hour})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { e.Run(ctx); close(done) }()
+	var wg sync.WaitGroup
+	var ok atomic.Int32
+	for i := 0; i < 10; i++ {
+		wg.Add(1)
+		e.Submit(Request{Hash: imprint(uint64(i))}, func(sig []byte, err error) {
+			if err == nil && sig != nil {
+				ok.Add(1)
+			}
+			wg.Done()
+		})
+	}
+	cancel()
+	<-done
+	wg.Wait()
+	if ok.Load() != 10 {
+		t.Fatalf("%d of 10 pending requests signed at shutdown", ok.Load())
+	}
+	if err := e.Submit(Request{Hash: imprint(1)}, func([]byte, error) {}); !errors.Is(err, ErrStopped) {
+		t.Fatalf("submit after stop: %v", err)
+	}
+}
+
+// BenchmarkRound100k: one round of 100,000 queued requests to every
+// request's finished signature bytes, the upstream answer given.
+func BenchmarkRound100k(b *testing.B) {
+	const n = 100_000
+	up := &fakeCalendar{}
+	e := newEngine(b, up, Config{MaxQueue: n})
+	hashes := make([]ksi.Imprint, n)
+	for i := range hashes {
+		hashes[i] = imprint(uint64(i))
+	}
+	var wg sync.WaitGroup
+	var bytesOut atomic.Int64
+	cb := func(sig []byte, err error) {
+		if err != nil {
+			panic(err)
+		}
+		bytesOut.Add(int64(len(sig)))
+		wg.Done()
+	}
+	b.ReportAllocs()
+	var queued time.Duration
+	for b.Loop() {
+		b.StopTimer()
+		t0 := time.Now()
+		for i := range hashes {
+			if err := e.Submit(Request{Hash: hashes[i], Identity: Identity{ClientID: "bench", Sequence: uint64(i), HasSequence: true}}, cb); err != nil {
+				b.Fatal(err)
+			}
+		}
+		queued += time.Since(t0)
+		wg.Add(n)
+		b.StartTimer()
+		e.CloseRound(context.Background())
+		wg.Wait()
+	}
+	e.wg.Wait()
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/req")
+	b.ReportMetric(float64(queued.Nanoseconds())/float64(b.N)/n, "submit-ns/req")
+	b.ReportMetric(float64(bytesOut.Load())/float64(b.N)/n, "sig-bytes")
+}
