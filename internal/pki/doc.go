@@ -1,0 +1,47 @@
+// Package pki holds Tempel's keys and certificates (DESIGN.md §5) and the
+// two signing operations that use them:
+//
+//   - [Set.SignCalendarRoot] signs a calendar root for a calendar
+//     authentication record (0x805): RSA PKCS#1 v1.5 with SHA-256 over the
+//     exact published-data TLV bytes (ksi-spec §3.4), by the calendar
+//     signer certificate, which the publications file carries as a 0x702
+//     record under [Set.CalendarCertID].
+//   - [Set.SignPublicationsFile] signs the publications file: a detached
+//     PKCS#7/CMS SignedData with SHA-256 by the publisher certificate, whose
+//     subject carries the e-mail address verifiers pin with
+//     --cnstr E=<address> ([Set.Constraint]), chained to the root CA that
+//     verifiers trust (ksi-spec §7).
+//
+// # Files
+//
+// A key directory (conventionally <data-dir>/keys/, mode 0700) holds:
+//
+//	root.pem       root CA certificate (0644), the trust anchor verifiers pin
+//	root.key       root CA key (0600); only [Init] needs it, [Load] checks it if present
+//	publisher.pem  publications-file signer certificate (0644)
+//	publisher.key  its key (0600)
+//	calendar.pem   calendar-root signer certificate (0644)
+//	calendar.key   its key (0600)
+//
+// Keys are PEM "PRIVATE KEY" blocks (PKCS#8). They are created with mode
+// 0600 from the start (never written and then chmod-ed), and a key file
+// that group or others may access is refused when loading. Operators with
+// their own certificates point [LoadFiles] at them instead.
+//
+// # Development PKI
+//
+// [Init] (or [LoadOrInit] on a first start) creates a fresh PKI: an
+// RSA-3072 root CA valid for 20 years, an RSA-2048 publisher certificate
+// with subject emailAddress=publications@tempel.test, and an RSA-2048
+// calendar signer certificate, both valid for 10 years and signed by the
+// root with sha256WithRSAEncryption. Every NotBefore is one hour in the
+// past to tolerate clock skew. RSA throughout keeps the PKI acceptable to
+// the reference SDKs and ksi-tool (ksi-spec §9, key-based detail).
+//
+// # Secrets
+//
+// Nothing here logs, and no error carries key material: errors name files,
+// modes and certificate subjects only.
+//
+// A [Set] is read-only after it is built and safe for concurrent use.
+package pki

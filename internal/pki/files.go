@@ -1,0 +1,539 @@
+package pki
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/big"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/tempel-ksi/tempel/verifier"
+)
+
+// File names inside a key directory.
+const (
+	RootCertFile      = "root.pem"
+	RootKeyFile       = "root.key"
+	PublisherCertFile = "publisher.pem"
+	PublisherKeyFile  = "publisher.key"
+	CalendarCertFile  = "calendar.pem"
+	CalendarKeyFile   = "calendar.key"
+)
+
+// File modes of a key directory.
+const (
+	DirMode  fs.FileMode = 0o700
+	KeyMode  fs.FileMode = 0o600
+	CertMode fs.FileMode = 0o644
+)
+
+// Defaults of [InitOptions].
+const (
+	DefaultEmail        = "publications@tempel.test"
+	DefaultOrganization = "Tempel development"
+)
+
+// Key sizes and lifetimes of the development PKI made by [Init].
+const (
+	RootKeyBits      = 3072
+	PublisherKeyBits = 2048
+	CalendarKeyBits  = 2048
+	RootValidity     = 20 * 365 * 24 * time.Hour
+	LeafValidity     = 10 * 365 * 24 * time.Hour
+	ClockSkew        = time.Hour // NotBefore is this far before Now
+)
+
+// ErrKeyPermissions is returned (wrapped) for a key file that group or
+// others may access.
+var ErrKeyPermissions = errors.New("pki: key file permissions too open")
+
+// maxPEMFile bounds the files read, so a wrong path (a device, a huge log)
+// fails fast.
+const maxPEMFile = 1 << 20
+
+// InitOptions configures [Init].
+type InitOptions struct {
+	// Email is the publisher subject's emailAddress, the value verifiers
+	// pin with --cnstr E=...; default [DefaultEmail].
+	Email string
+	// Organization is the O of every subject; default [DefaultOrganization].
+	Organization string
+	// Now is the issuing time; zero means time.Now().
+	Now time.Time
+	// Force replaces existing files instead of failing.
+	Force bool
+}
+
+// Files names operator-provided PEM files for [LoadFiles].
+type Files struct {
+	RootCert      string // the trust anchor verifiers pin; exactly one certificate
+	PublisherCert string // publisher certificate first, optionally followed by its issuers
+	PublisherKey  string
+	CalendarCert  string // exactly one certificate
+	CalendarKey   string
+	// Intermediates are files with the publisher's issuer certificates
+	// below the root, in any order.
+	Intermediates []string
+}
+
+// DirFiles returns the [Files] of a key directory laid out as [Init]
+// writes it.
+func DirFiles(dir string) Files {
+	return Files{
+		RootCert:      filepath.Join(dir, RootCertFile),
+		PublisherCert: filepath.Join(dir, PublisherCertFile),
+		PublisherKey:  filepath.Join(dir, PublisherKeyFile),
+		CalendarCert:  filepath.Join(dir, CalendarCertFile),
+		CalendarKey:   filepath.Join(dir, CalendarKeyFile),
+	}
+}
+
+var allFiles = []string{RootCertFile, RootKeyFile, PublisherCertFile, PublisherKeyFile, CalendarCertFile, CalendarKeyFile}
+
+// Init creates a fresh development PKI in dir (see the package
+// documentation) and returns it. dir is created with mode 0700 if needed
+// and tightened to 0700 if it exists. Init fails if any of the six files
+// exists, unless opts.Force is set; files are written to temporary names
+// and renamed into place, so a crash never leaves a half-written key.
+func Init(dir string, opts InitOptions) (*Set, error) {
+	if opts.Email == "" {
+		opts.Email = DefaultEmail
+	}
+	if opts.Organization == "" {
+		opts.Organization = DefaultOrganization
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	if err := checkEmail(opts.Email); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, DirMode); err != nil {
+		return nil, fmt.Errorf("pki: init: %w", err)
+	}
+	if runtime.GOOS != "windows" {
+		if err := os.Chmod(dir, DirMode); err != nil {
+			return nil, fmt.Errorf("pki: init: %w", err)
+		}
+	}
+	if !opts.Force {
+		var existing []string
+		for _, name := range allFiles {
+			if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+				existing = append(existing, name)
+			} else if !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("pki: init: %w", err)
+			}
+		}
+		if len(existing) > 0 {
+			return nil, fmt.Errorf("pki: init: %s already holds %s; refusing to overwrite keys (use force to replace them)",
+				dir, strings.Join(existing, ", "))
+		}
+	}
+
+	files, set, err := generate(opts)
+	if err != nil {
+		return nil, err
+	}
+	for i, f := range files {
+		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
+			// Leave no mix of new and old files behind.
+			for _, w := range files[:i] {
+				os.Remove(filepath.Join(dir, w.name))
+			}
+			clearFiles(files)
+			return nil, fmt.Errorf("pki: init: %w", err)
+		}
+	}
+	clearFiles(files)
+	syncDir(dir)
+	set.RootPath = filepath.Join(dir, RootCertFile)
+	return newSet(set)
+}
+
+type outFile struct {
+	name string
+	data []byte
+	mode fs.FileMode
+}
+
+func clearFiles(files []outFile) {
+	for _, f := range files {
+		if f.mode == KeyMode {
+			clear(f.data)
+		}
+	}
+}
+
+func checkEmail(e string) error {
+	if !strings.Contains(e, "@") {
+		return fmt.Errorf("pki: e-mail address %q has no @", e)
+	}
+	for _, r := range e {
+		if r <= ' ' || r > '~' || r == ',' {
+			return fmt.Errorf("pki: e-mail address %q: only printable ASCII without spaces or commas is allowed", e)
+		}
+	}
+	return nil
+}
+
+// generate makes the keys and certificates of a development PKI.
+func generate(opts InitOptions) ([]outFile, *Set, error) {
+	rootKey, err := rsa.GenerateKey(rand.Reader, RootKeyBits)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: init: root key: %w", err)
+	}
+	pubKey, err := rsa.GenerateKey(rand.Reader, PublisherKeyBits)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: init: publisher key: %w", err)
+	}
+	calKey, err := rsa.GenerateKey(rand.Reader, CalendarKeyBits)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: init: calendar key: %w", err)
+	}
+	notBefore := opts.Now.Add(-ClockSkew).UTC().Truncate(time.Second)
+	org := []string{opts.Organization}
+
+	rootTmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "Tempel root CA", Organization: org},
+		NotBefore:             notBefore,
+		NotAfter:              notBefore.Add(RootValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		SignatureAlgorithm:    x509.SHA256WithRSA,
+	}
+	root, err := issue(rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: init: root certificate: %w", err)
+	}
+
+	// emailAddress is an IA5String (PKCS#9); Go would write a UTF8String.
+	email, err := asn1.Marshal(asn1.RawValue{Tag: asn1.TagIA5String, Bytes: []byte(opts.Email)})
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: init: %w", err)
+	}
+	pubTmpl := &x509.Certificate{
+		Subject: pkix.Name{
+			CommonName:   "Tempel publications",
+			Organization: org,
+			ExtraNames:   []pkix.AttributeTypeAndValue{{Type: oidEmailAddress, Value: asn1.RawValue{FullBytes: email}}},
+		},
+		NotBefore:          notBefore,
+		NotAfter:           notBefore.Add(LeafValidity),
+		KeyUsage:           x509.KeyUsageDigitalSignature,
+		SignatureAlgorithm: x509.SHA256WithRSA,
+	}
+	publisher, err := issue(pubTmpl, root, pubKey.Public(), rootKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: init: publisher certificate: %w", err)
+	}
+
+	calTmpl := &x509.Certificate{
+		Subject:            pkix.Name{CommonName: "Tempel calendar signer", Organization: org},
+		NotBefore:          notBefore,
+		NotAfter:           notBefore.Add(LeafValidity),
+		KeyUsage:           x509.KeyUsageDigitalSignature,
+		SignatureAlgorithm: x509.SHA256WithRSA,
+	}
+	calendar, err := issue(calTmpl, root, calKey.Public(), rootKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: init: calendar certificate: %w", err)
+	}
+
+	var files []outFile
+	for _, k := range []struct {
+		name string
+		key  crypto.PrivateKey
+		cert *x509.Certificate
+		cn   string
+	}{
+		{RootKeyFile, rootKey, root, RootCertFile},
+		{PublisherKeyFile, pubKey, publisher, PublisherCertFile},
+		{CalendarKeyFile, calKey, calendar, CalendarCertFile},
+	} {
+		der, err := x509.MarshalPKCS8PrivateKey(k.key)
+		if err != nil {
+			clearFiles(files)
+			return nil, nil, fmt.Errorf("pki: init: encode %s: %w", k.name, err)
+		}
+		files = append(files,
+			outFile{k.cn, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.cert.Raw}), CertMode},
+			outFile{k.name, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), KeyMode})
+		clear(der)
+	}
+	return files, &Set{Root: root, Publisher: publisher, PublisherKey: pubKey, Calendar: calendar, CalendarKey: calKey}, nil
+}
+
+func issue(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) (*x509.Certificate, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial.Add(serial, big.NewInt(1)) // positive, never zero
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+	if err != nil {
+		return nil, err
+	}
+	return x509.ParseCertificate(der)
+}
+
+// writeFileAtomic writes data to a new file created with mode perm (never
+// widened afterwards) and renames it to path.
+func writeFileAtomic(path string, data []byte, perm fs.FileMode) error {
+	var suffix [8]byte
+	if _, err := rand.Read(suffix[:]); err != nil {
+		return err
+	}
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-"+hex.EncodeToString(suffix[:]))
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		_ = d.Sync() // best effort: not supported everywhere
+		d.Close()
+	}
+}
+
+// Load reads the key set of a directory written by [Init]: root.pem,
+// publisher.pem/.key and calendar.pem/.key. root.key is not loaded into the
+// set (only issuing needs it) and may be kept offline; when it is present
+// its mode is checked like the other keys and it must match root.pem.
+func Load(dir string) (*Set, error) {
+	s, err := LoadFiles(DirFiles(dir))
+	if err != nil {
+		return nil, err
+	}
+	rootKeyPath := filepath.Join(dir, RootKeyFile)
+	if _, err := os.Lstat(rootKeyPath); err == nil {
+		k, err := readKeyFile(rootKeyPath)
+		if err != nil {
+			return nil, err
+		}
+		if !publicKeysEqual(s.Root.PublicKey, k.Public()) {
+			return nil, fmt.Errorf("pki: %s does not belong to %s", rootKeyPath, s.RootPath)
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	return s, nil
+}
+
+// LoadOrInit loads the key set in dir, or creates a development PKI there
+// (created = true) when none of the six files exists yet. A directory with
+// only some of the files is an error: it is never completed or overwritten.
+func LoadOrInit(dir string, opts InitOptions) (set *Set, created bool, err error) {
+	var present, missing []string
+	for _, name := range allFiles {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			present = append(present, name)
+		} else if errors.Is(err, fs.ErrNotExist) {
+			missing = append(missing, name)
+		} else {
+			return nil, false, fmt.Errorf("pki: %w", err)
+		}
+	}
+	if len(present) == 0 {
+		opts.Force = false
+		set, err := Init(dir, opts)
+		return set, err == nil, err
+	}
+	if len(missing) == 0 || (len(missing) == 1 && missing[0] == RootKeyFile) {
+		set, err := Load(dir)
+		return set, false, err
+	}
+	return nil, false, fmt.Errorf("pki: %s holds %s but lacks %s; restore the missing files or remove the directory to start a new development PKI",
+		dir, strings.Join(present, ", "), strings.Join(missing, ", "))
+}
+
+// LoadFiles reads operator-provided PEM files. Certificates may also be
+// DER; keys must be PEM (PKCS#8 "PRIVATE KEY", or PKCS#1/SEC 1 "RSA/EC
+// PRIVATE KEY"), unencrypted, and not accessible by group or others. The
+// publisher key may be RSA or ECDSA; the calendar key must be RSA-2048 or
+// larger with a certificate signed with sha256WithRSAEncryption. The
+// publisher certificate must chain to RootCert through the intermediates.
+func LoadFiles(f Files) (*Set, error) {
+	roots, err := readCertFile(f.RootCert)
+	if err != nil {
+		return nil, err
+	}
+	if len(roots) != 1 {
+		return nil, fmt.Errorf("pki: %s holds %d certificates, want exactly one root", f.RootCert, len(roots))
+	}
+	pubChain, err := readCertFile(f.PublisherCert)
+	if err != nil {
+		return nil, err
+	}
+	intermediates := pubChain[1:]
+	for _, p := range f.Intermediates {
+		cs, err := readCertFile(p)
+		if err != nil {
+			return nil, err
+		}
+		intermediates = append(intermediates, cs...)
+	}
+	cals, err := readCertFile(f.CalendarCert)
+	if err != nil {
+		return nil, err
+	}
+	if len(cals) != 1 {
+		return nil, fmt.Errorf("pki: %s holds %d certificates, want exactly one", f.CalendarCert, len(cals))
+	}
+	pubKey, err := readKeyFile(f.PublisherKey)
+	if err != nil {
+		return nil, err
+	}
+	calSigner, err := readKeyFile(f.CalendarKey)
+	if err != nil {
+		return nil, err
+	}
+	calKey, ok := calSigner.(*rsa.PrivateKey)
+	if !ok {
+		return nil, fmt.Errorf("pki: %s: calendar key is %s, must be RSA", f.CalendarKey, keyKind(calSigner))
+	}
+	return newSet(&Set{
+		Root:          roots[0],
+		RootPath:      f.RootCert,
+		Publisher:     pubChain[0],
+		PublisherKey:  pubKey,
+		Intermediates: intermediates,
+		Calendar:      cals[0],
+		CalendarKey:   calKey,
+	})
+}
+
+func keyKind(k crypto.Signer) string {
+	return strings.TrimPrefix(fmt.Sprintf("%T", k.Public()), "*")
+}
+
+func readCertFile(path string) ([]*x509.Certificate, error) {
+	if path == "" {
+		return nil, errors.New("pki: certificate file not configured")
+	}
+	b, err := readLimited(path)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	cs, err := verifier.ParseCertificates(b)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %s: %w", path, err)
+	}
+	return cs, nil
+}
+
+func readLimited(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return readAllLimited(f, path)
+}
+
+func readAllLimited(f *os.File, path string) ([]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(f, maxPEMFile+1))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxPEMFile {
+		clear(b)
+		return nil, fmt.Errorf("%s is larger than %d bytes", path, maxPEMFile)
+	}
+	return b, nil
+}
+
+// readKeyFile reads a private key, refusing files that group or others
+// may access. Errors name the file but never quote its content.
+func readKeyFile(path string) (crypto.Signer, error) {
+	if path == "" {
+		return nil, errors.New("pki: key file not configured")
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("pki: key file %s is not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o077 != 0 {
+		return nil, fmt.Errorf("%w: %s has mode %04o, so group or others may read it; run `chmod 600 %s` (and check who could have copied it)",
+			ErrKeyPermissions, path, perm, path)
+	}
+	b, err := readAllLimited(f, path)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	defer clear(b)
+	var blk *pem.Block
+	for rest := b; ; {
+		if blk, rest = pem.Decode(rest); blk == nil || strings.HasSuffix(blk.Type, "PRIVATE KEY") {
+			break
+		}
+	}
+	if blk == nil {
+		return nil, fmt.Errorf("pki: %s holds no PEM private key", path)
+	}
+	defer clear(blk.Bytes)
+	if _, ok := blk.Headers["DEK-Info"]; ok || blk.Type == "ENCRYPTED PRIVATE KEY" {
+		return nil, fmt.Errorf("pki: %s is encrypted; provide an unencrypted key protected by file permissions", path)
+	}
+	var key any
+	switch blk.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(blk.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(blk.Bytes)
+	default:
+		return nil, fmt.Errorf("pki: %s: unsupported PEM block %q", path, blk.Type)
+	}
+	if err != nil {
+		// x509 parse errors describe the structure, never the bytes.
+		return nil, fmt.Errorf("pki: %s: cannot parse %s: %v", path, blk.Type, err)
+	}
+	s, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("pki: %s: key type %T cannot sign", path, key)
+	}
+	return s, nil
+}
