@@ -67,9 +67,16 @@ var (
 	ErrStopped      = errors.New("aggregator: stopped")
 )
 
-// Callback receives a request's signature or error. It runs on the
-// engine's goroutine and must not block.
-type Callback func(sig []byte, err error)
+// Result is the outcome of one request.
+type Result struct {
+	Signature       []byte // the complete KSI signature (TLV 0x800)
+	AggregationTime uint64
+	Err             error
+}
+
+// Callback receives a request's result. It runs on the engine's goroutine
+// and must not block.
+type Callback func(Result)
 
 type pending struct {
 	req     round.Request
@@ -166,21 +173,17 @@ func (e *Engine) Submit(r Request, cb Callback) error {
 	return nil
 }
 
-// Sign submits a request and waits for its signature.
-func (e *Engine) Sign(ctx context.Context, r Request) ([]byte, error) {
-	type res struct {
-		sig []byte
-		err error
-	}
-	ch := make(chan res, 1)
-	if err := e.Submit(r, func(sig []byte, err error) { ch <- res{sig, err} }); err != nil {
-		return nil, err
+// Sign submits a request and waits for its result.
+func (e *Engine) Sign(ctx context.Context, r Request) Result {
+	ch := make(chan Result, 1)
+	if err := e.Submit(r, func(res Result) { ch <- res }); err != nil {
+		return Result{Err: err}
 	}
 	select {
 	case x := <-ch:
-		return x.sig, x.err
+		return x
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return Result{Err: ctx.Err()}
 	}
 }
 
@@ -246,7 +249,7 @@ func (e *Engine) CloseRound(ctx context.Context) {
 
 func fail(q []pending, err error) {
 	for i := range q {
-		q[i].cb(nil, err)
+		q[i].cb(Result{Err: err})
 	}
 }
 
@@ -317,7 +320,7 @@ func (e *Engine) answer(r *round.Round, ans *round.Answer, q []pending) {
 			var wr round.Writer
 			for i := lo; i < hi; i++ {
 				sig, err := wr.AppendSignature(nil, r, i, ans)
-				q[i].cb(sig, err)
+				q[i].cb(Result{Signature: sig, AggregationTime: ans.AggregationTime, Err: err})
 			}
 		}()
 	}

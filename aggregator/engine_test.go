@@ -109,7 +109,7 @@ func TestRoundSignaturesVerify(t *testing.T) {
 	res := make(chan got, n)
 	for i := 0; i < n; i++ {
 		r := Request{Hash: imprint(uint64(i)), Level: byte(i % 4), Identity: Identity{ClientID: "alice", MachineID: "m1", Sequence: uint64(i), HasSequence: true}}
-		if err := e.Submit(r, func(sig []byte, err error) { res <- got{i, sig, err} }); err != nil {
+		if err := e.Submit(r, func(x Result) { res <- got{i, x.Signature, x.Err} }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -140,7 +140,7 @@ func TestRoundSignaturesVerify(t *testing.T) {
 
 func TestSubmitRejects(t *testing.T) {
 	e := newEngine(t, &fakeCalendar{}, Config{MaxLevel: 5, Quota: 2, MaxQueue: 3})
-	nop := func([]byte, error) {}
+	nop := func(Result) {}
 	for _, tc := range []struct {
 		name string
 		r    Request
@@ -191,7 +191,7 @@ func TestUpstreamFailureAndTimeout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEngine(t, tc.up, Config{UpstreamTimeout: 50 * time.Millisecond})
 			errc := make(chan error, 1)
-			e.Submit(Request{Hash: imprint(1)}, func(_ []byte, err error) { errc <- err })
+			e.Submit(Request{Hash: imprint(1)}, func(x Result) { errc <- x.Err })
 			e.CloseRound(context.Background())
 			select {
 			case err := <-errc:
@@ -214,8 +214,8 @@ func TestShutdownAnswersPending(t *testing.T) {
 	var ok atomic.Int32
 	for i := 0; i < 10; i++ {
 		wg.Add(1)
-		e.Submit(Request{Hash: imprint(uint64(i))}, func(sig []byte, err error) {
-			if err == nil && sig != nil {
+		e.Submit(Request{Hash: imprint(uint64(i))}, func(x Result) {
+			if x.Err == nil && x.Signature != nil {
 				ok.Add(1)
 			}
 			wg.Done()
@@ -227,7 +227,7 @@ func TestShutdownAnswersPending(t *testing.T) {
 	if ok.Load() != 10 {
 		t.Fatalf("%d of 10 pending requests signed at shutdown", ok.Load())
 	}
-	if err := e.Submit(Request{Hash: imprint(1)}, func([]byte, error) {}); !errors.Is(err, ErrStopped) {
+	if err := e.Submit(Request{Hash: imprint(1)}, func(Result) {}); !errors.Is(err, ErrStopped) {
 		t.Fatalf("submit after stop: %v", err)
 	}
 }
@@ -244,11 +244,11 @@ func BenchmarkRound100k(b *testing.B) {
 	}
 	var wg sync.WaitGroup
 	var bytesOut atomic.Int64
-	cb := func(sig []byte, err error) {
-		if err != nil {
-			panic(err)
+	cb := func(x Result) {
+		if x.Err != nil {
+			panic(x.Err)
 		}
-		bytesOut.Add(int64(len(sig)))
+		bytesOut.Add(int64(len(x.Signature)))
 		wg.Done()
 	}
 	b.ReportAllocs()

@@ -154,13 +154,14 @@ func AppendMetadataValue(dst []byte, f MetadataFields) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	start := len(dst)
 	// Padding of 3 bytes (7E 01 01) or 4 bytes (7E 02 01 01) makes the total even.
 	if len(body)%2 == 1 {
 		dst = append(dst, metaPaddingHeader, 1, 1)
 	} else {
 		dst = append(dst, metaPaddingHeader, 2, 1, 1)
 	}
-	if len(dst)+len(body) > tlv.MaxValueLen {
+	if len(dst)-start+len(body) > tlv.MaxValueLen {
 		return nil, errors.New("ksi: metadata too large")
 	}
 	return append(dst, body...), nil

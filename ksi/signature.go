@@ -50,6 +50,8 @@ type Signature struct {
 
 	sorted   []*AggregationChain
 	elements [][]byte // every child's bytes, in file order
+	// Flags of the outer element, kept so Encode gives back the input.
+	nonCritical, forward bool
 }
 
 // Encode writes the signature from its parts: the 0x800 header followed by
@@ -61,7 +63,7 @@ func (s *Signature) Encode() ([]byte, error) {
 		n += len(e)
 	}
 	b := tlv.NewBuilder(make([]byte, 0, 4+n))
-	b.Begin(TypeSignature, false, false)
+	b.Begin(TypeSignature, s.nonCritical, s.forward)
 	for _, e := range s.elements {
 		b.Raw(e)
 	}
@@ -125,7 +127,12 @@ func ParseSignature(b []byte) (*Signature, error) {
 	if err != nil {
 		return nil, formatErr("signature", "%v", err)
 	}
-	return signatureFromElements(children, e.Raw)
+	s, err := signatureFromElements(children, e.Raw)
+	if err != nil {
+		return nil, err
+	}
+	s.nonCritical, s.forward = e.NonCritical, e.Forward
+	return s, nil
 }
 
 // SignatureFromElements builds a signature from its child elements (as an

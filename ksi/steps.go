@@ -100,10 +100,10 @@ func ChainOutput(h *Hasher, a HashAlg, input Imprint, startLevel uint64, links [
 	lvl := startLevel
 	for i := range links {
 		l := &links[i]
-		lvl += l.LevelCorrection + 1
-		if lvl > maxLevel {
+		if lvl > maxLevel || l.LevelCorrection >= maxLevel-lvl {
 			return ChainResult{}, ErrLevelOverflow
 		}
+		lvl += l.LevelCorrection + 1
 		out, err := h.AggregationStep(a, cur, l.Sibling(), l.Left, byte(lvl))
 		if err != nil {
 			return ChainResult{}, err

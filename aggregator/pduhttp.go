@@ -1,0 +1,122 @@
+package aggregator
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/tempel-ksi/tempel/internal/server"
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/pdu"
+	"github.com/tempel-ksi/tempel/ksi/tlv"
+)
+
+// Status maps an engine error to a KSI status code (ksi-spec §8.5).
+func Status(err error) uint64 {
+	switch {
+	case err == nil:
+		return pdu.StatusOK
+	case errors.Is(err, ErrLevelTooHigh):
+		return pdu.StatusAggrRequestTooLarge
+	case errors.Is(err, ErrOverQuota):
+		return pdu.StatusAggrOverQuota
+	case errors.Is(err, ErrOverloaded):
+		return pdu.StatusAggrTooManyRequests
+	case errors.Is(err, ErrBadRequest):
+		return pdu.StatusInvalidPayload
+	case errors.Is(err, ErrUpstreamTime):
+		return pdu.StatusUpstreamTimeout
+	case errors.Is(err, ErrUpstream), errors.Is(err, ErrStopped):
+		return pdu.StatusUpstreamError
+	}
+	return pdu.StatusInternalError
+}
+
+// PDUHandler serves KSI PDU v2 signing (POST /gt-signingservice) for
+// clients built on the reference SDKs. Each request of a PDU joins the
+// current round with the user's login as its client id.
+func (e *Engine) PDUHandler(users *server.Users) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := server.ReadPDU(w, r, pdu.TypeAggregatorResponse)
+		if !ok {
+			return
+		}
+		req, err := pdu.ParseAggregatorRequest(body)
+		if err != nil {
+			server.WritePDUError(w, pdu.TypeAggregatorResponse, pdu.StatusInvalidRequest, "invalid request: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		key, err := server.AuthenticatePDU(users, &req.Envelope)
+		if err != nil {
+			server.WritePDUError(w, pdu.TypeAggregatorResponse, pdu.StatusAuthFailure, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		resp := &pdu.AggregatorResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: req.Header.LoginID}}}
+		results := make([]chan Result, len(req.Requests))
+		for i, ar := range req.Requests {
+			results[i] = make(chan Result, 1)
+			ch := results[i]
+			sr := Request{Hash: ar.Hash, Identity: Identity{ClientID: req.Header.LoginID, Sequence: ar.RequestID, HasSequence: true}}
+			if ar.HasLevel {
+				if ar.Level > 0xFF {
+					ch <- Result{Err: ErrLevelTooHigh}
+					continue
+				}
+				sr.Level = byte(ar.Level)
+			}
+			if err := e.Submit(sr, func(x Result) { ch <- x }); err != nil {
+				ch <- Result{Err: err}
+			}
+		}
+		for i, ar := range req.Requests {
+			var x Result
+			select {
+			case x = <-results[i]:
+			case <-r.Context().Done():
+				return
+			}
+			out := pdu.AggregationResponse{RequestID: ar.RequestID, Status: Status(x.Err)}
+			if x.Err != nil {
+				out.ErrorMessage = x.Err.Error()
+			} else if out.SignatureElements, err = signatureElements(x.Signature); err != nil {
+				out.Status, out.ErrorMessage = pdu.StatusInternalError, err.Error()
+			}
+			resp.Responses = append(resp.Responses, out)
+		}
+		if req.ConfigRequest {
+			c := e.cfg
+			resp.Config = &pdu.Config{
+				MaxLevel: uint64(c.MaxLevel), HasMaxLevel: true,
+				AggregationAlgorithm: ksi.SHA2_256, HasAggregationAlgorithm: true,
+				AggregationPeriodMS: uint64(c.Period.Milliseconds()), HasAggregationPeriodMS: true,
+				MaxRequests: uint64(c.MaxQueue), HasMaxRequests: true,
+			}
+			if c.Quota > 0 {
+				resp.Config.MaxRequests = uint64(c.Quota)
+			}
+		}
+		b, err := resp.Encode(req.HMAC.Alg(), key)
+		if err != nil {
+			server.WritePDUError(w, pdu.TypeAggregatorResponse, pdu.StatusInternalError, "could not encode the response", http.StatusInternalServerError)
+			return
+		}
+		server.WritePDU(w, b, http.StatusOK)
+	})
+}
+
+// signatureElements splits a signature into the elements an aggregation
+// response carries (ksi-spec §8.3): the children of the 0x800 element.
+func signatureElements(sig []byte) ([][]byte, error) {
+	e, err := tlv.ReadOne(sig)
+	if err != nil {
+		return nil, err
+	}
+	children, err := e.Children()
+	if err != nil {
+		return nil, err
+	}
+	out := make([][]byte, len(children))
+	for i, c := range children {
+		out[i] = c.Raw
+	}
+	return out, nil
+}
