@@ -33,8 +33,10 @@ const exitCodesHelp = `EXIT CODES:
 // of the help text. A new command goes in its own file and is added here;
 // nothing else needs to change.
 var commands = []func() *ucli.Command{
+	serveCommand,
 	verifyCommand,
 	inspectCommand,
+	keysCommand,
 }
 
 // App builds the tempel command tree, writing to os.Stdout and os.Stderr.

@@ -1,0 +1,203 @@
+package cli
+
+import (
+	"bufio"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/tempel-ksi/tempel/internal/node"
+	"github.com/tempel-ksi/tempel/internal/pki"
+)
+
+// serveFlags are the flags of `tempel serve`. Each also reads TEMPEL_<NAME>
+// from the environment and NAME from the --config file; a flag on the
+// command line wins over the environment, which wins over the file.
+func serveFlags() []ucli.Flag {
+	env := func(name string) []string {
+		return []string{"TEMPEL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+	}
+	str := func(name, value, usage string) *ucli.StringFlag {
+		return &ucli.StringFlag{Name: name, Value: value, Usage: usage, EnvVars: env(name)}
+	}
+	dur := func(name string, value time.Duration, usage string) *ucli.DurationFlag {
+		return &ucli.DurationFlag{Name: name, Value: value, Usage: usage, EnvVars: env(name)}
+	}
+	num := func(name string, value int, usage string) *ucli.IntFlag {
+		return &ucli.IntFlag{Name: name, Value: value, Usage: usage, EnvVars: env(name)}
+	}
+	return []ucli.Flag{
+		str("config", "", "read settings from `FILE` (lines NAME = VALUE, NAME a flag name; # comments)"),
+		str("role", node.RoleAll, "what to run: all (calendar + aggregator), calendar, or aggregator"),
+		str("listen", "127.0.0.1:8080", "`ADDR` serving gRPC, REST, KSI PDU v2, the publications file, metrics and health"),
+		str("data-dir", "./data", "`DIR` for the calendar (Pebble) and the development keys"),
+		dur("publish-every", 24*time.Hour, "publication period, aligned to UTC (e.g. 5s in development, 24h in production)"),
+		dur("round", 100*time.Millisecond, "aggregation round length"),
+		dur("grace", 50*time.Millisecond, "how long after a second ends the calendar still takes its roots"),
+		str("upstream", "", "parent's gRPC `ADDR` (role aggregator)"),
+		str("upstream-login", "", "login at the parent (default: --name)"),
+		str("upstream-key", "", "key at the parent"),
+		str("name", "tempel", "this node's client id at its parent"),
+		str("users", "", "users `FILE` (LOGIN:KEY per line, mode 0600); without it the server runs in development mode"),
+		num("max-level", 32, "highest level a request may have"),
+		num("quota", 0, "requests one user may send per round (0: no limit)"),
+		num("max-queue", 1_000_000, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
+		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN)"),
+		str("root-cert", "", "operator trust root certificate (PEM); with the four below replaces the development PKI"),
+		str("publisher-cert", "", "publications file signer certificate (PEM, may include its chain)"),
+		str("publisher-key", "", "publications file signer key (PEM, mode 0600)"),
+		str("calendar-cert", "", "calendar root signer certificate (PEM, RSA)"),
+		str("calendar-key", "", "calendar root signer key (PEM, mode 0600)"),
+		str("log-level", "info", "debug, info, warn or error"),
+		str("log-format", "text", "text or json"),
+	}
+}
+
+func serveCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "serve",
+		Usage: "run the Tempel service (calendar, aggregator, or both)",
+		Description: "Runs Tempel on one address: gRPC and REST signing, extending and publications,\n" +
+			"KSI PDU v2 (/gt-signingservice, /gt-extendingservice), GET /publications.bin,\n" +
+			"/metrics, /healthz and /readyz. On first start a development PKI is created under\n" +
+			"DATA-DIR/keys; its root.pem is the trust root verifiers pin.\n\n" +
+			"Every flag also reads TEMPEL_<FLAG> (e.g. TEMPEL_PUBLISH_EVERY=5s) and --config FILE.\n" +
+			"SIGINT or SIGTERM shuts down gracefully: queued requests are answered first.",
+		Flags:  serveFlags(),
+		Action: serveAction,
+	}
+}
+
+func serveAction(c *ucli.Context) error {
+	if c.NArg() > 0 {
+		return usageErrorf("serve takes no arguments, got %q", c.Args().First())
+	}
+	if err := applyConfigFile(c); err != nil {
+		return err
+	}
+	log, err := newLogger(c)
+	if err != nil {
+		return err
+	}
+	cfg := node.Config{
+		Role: c.String("role"), DataDir: c.String("data-dir"), Listen: c.String("listen"), Name: c.String("name"),
+		PublishEvery: c.Duration("publish-every"), Grace: c.Duration("grace"), PublicURL: c.String("public-url"),
+		Upstream: c.String("upstream"), UpstreamLogin: c.String("upstream-login"), UpstreamKey: c.String("upstream-key"),
+		RoundPeriod: c.Duration("round"), MaxLevel: c.Int("max-level"), Quota: c.Int("quota"), MaxQueue: c.Int("max-queue"),
+		UsersFile: c.String("users"), Logger: log,
+		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
+			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key")},
+	}
+	if cfg.PublishEvery < time.Second {
+		return usageErrorf("--publish-every %s: the period must be at least 1s", cfg.PublishEvery)
+	}
+	if cfg.MaxLevel < 0 || cfg.MaxLevel > 254 {
+		return usageErrorf("--max-level %d: must be 0..254", cfg.MaxLevel)
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return inputErrorf("listen on %s: %v", cfg.Listen, err)
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + ln.Addr().String()
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		ln.Close()
+		return inputErrorf("%v", err)
+	}
+	defer n.Close()
+	printBanner(c, cfg, n, ln.Addr().String())
+	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := n.Run(ctx, ln); err != nil {
+		return inputErrorf("%v", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// printBanner tells a newcomer where everything is.
+func printBanner(c *ucli.Context, cfg node.Config, n *node.Node, addr string) {
+	w := c.App.Writer
+	fmt.Fprintf(w, "tempel %s listening on %s\n", cfg.Role, addr)
+	fmt.Fprintf(w, "  API (gRPC + REST):   %s   e.g. POST %s/v1/sign\n", addr, cfg.PublicURL)
+	if k := n.Keys(); k != nil {
+		fmt.Fprintf(w, "  publications file:  %s/publications.bin (every %s)\n", cfg.PublicURL, cfg.PublishEvery)
+		fmt.Fprintf(w, "  trust root to pin:  %s\n", k.RootPath)
+		fmt.Fprintf(w, "  root fingerprint:   SHA-256 %s\n", k.RootFingerprint())
+		fmt.Fprintf(w, "  constraint to pin:  --cnstr %s\n", k.Constraint())
+		fmt.Fprintf(w, "  KSI PDU v2:         %s/gt-signingservice  %s/gt-extendingservice\n", cfg.PublicURL, cfg.PublicURL)
+	}
+	fmt.Fprintf(w, "  metrics:            %s/metrics   health: /healthz /readyz\n", cfg.PublicURL)
+	if n.DevMode() {
+		fmt.Fprintf(w, "  DEVELOPMENT MODE: no --users file; unauthenticated calls are accepted as client id \"anonymous\",\n")
+		fmt.Fprintf(w, "  and KSI PDU clients may use user anon / key anon.\n")
+	}
+}
+
+func newLogger(c *ucli.Context) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return nil, usageErrorf("--log-level %q: want debug, info, warn or error", c.String("log-level"))
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch c.String("log-format") {
+	case "text":
+		return slog.New(slog.NewTextHandler(c.App.ErrWriter, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(c.App.ErrWriter, opts)), nil
+	}
+	return nil, usageErrorf("--log-format %q: want text or json", c.String("log-format"))
+}
+
+// applyConfigFile sets every flag named in the --config file that was not
+// given on the command line or in the environment.
+func applyConfigFile(c *ucli.Context) error {
+	path := c.String("config")
+	if path == "" {
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return inputErrorf("config: %v", err)
+	}
+	defer f.Close()
+	known := map[string]bool{}
+	for _, fl := range c.Command.Flags {
+		for _, n := range fl.Names() {
+			known[n] = true
+		}
+	}
+	sc := bufio.NewScanner(f)
+	line := 0
+	for sc.Scan() {
+		line++
+		s := strings.TrimSpace(sc.Text())
+		if s == "" || strings.HasPrefix(s, "#") {
+			continue
+		}
+		name, value, ok := strings.Cut(s, "=")
+		if !ok {
+			name, value, ok = strings.Cut(s, ":")
+		}
+		name, value = strings.TrimSpace(name), strings.Trim(strings.TrimSpace(value), `"`)
+		if !ok || !known[name] || name == "config" {
+			return usageErrorf("config %s line %d: want NAME = VALUE with NAME a serve flag", path, line)
+		}
+		if c.IsSet(name) {
+			continue
+		}
+		if err := c.Set(name, value); err != nil {
+			return usageErrorf("config %s line %d: %s: %v", path, line, name, err)
+		}
+	}
+	return sc.Err()
+}

@@ -1,0 +1,284 @@
+package node
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/tempel-ksi/tempel/aggregator"
+	"github.com/tempel-ksi/tempel/calendar"
+	"github.com/tempel-ksi/tempel/ksi"
+	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
+)
+
+// Limits of the gRPC server.
+const (
+	maxMessage      = 1 << 20 // no Tempel message is larger than a PDU
+	maxStreamWindow = 64 << 20
+)
+
+func (n *Node) grpcServer() *grpc.Server {
+	g := grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxMessage),
+		grpc.InitialWindowSize(maxStreamWindow), grpc.InitialConnWindowSize(maxStreamWindow),
+		grpc.UnaryInterceptor(n.unaryAuth), grpc.StreamInterceptor(n.streamAuth),
+	)
+	tempelv1.RegisterSignerServer(g, &signerService{n: n})
+	if n.cal != nil {
+		tempelv1.RegisterExtenderServer(g, &extenderService{n: n})
+		tempelv1.RegisterPublicationsServer(g, &publicationsService{n: n})
+	}
+	return g
+}
+
+type identityKey struct{}
+
+// identity is who called: the login of valid credentials, "anonymous" for
+// an unauthenticated call in development mode.
+type identity struct {
+	login     string
+	machineID string
+}
+
+func identityOf(ctx context.Context) identity {
+	id, _ := ctx.Value(identityKey{}).(identity)
+	return id
+}
+
+// errUnauthenticated is the one answer to every authentication failure.
+var errUnauthenticated = status.Error(codes.Unauthenticated, "authentication failed")
+
+// authenticate reads Basic credentials from the call's metadata.
+func (n *Node) authenticate(ctx context.Context) (context.Context, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	id := identity{}
+	if v := md.Get("x-tempel-machine-id"); len(v) > 0 && len(v[0]) <= 64 {
+		id.machineID = v[0]
+	}
+	login, key, has := basicAuth(md.Get("authorization"))
+	switch {
+	case has && n.users.Check(login, key):
+		id.login = login
+	case n.users.Dev():
+		// Development mode: calls without valid credentials are anonymous.
+		id.login = "anonymous"
+	default:
+		return nil, errUnauthenticated
+	}
+	return context.WithValue(ctx, identityKey{}, id), nil
+}
+
+func basicAuth(v []string) (login, key string, ok bool) {
+	if len(v) == 0 || len(v[0]) > 1024 {
+		return "", "", false
+	}
+	raw, found := strings.CutPrefix(v[0], "Basic ")
+	if !found {
+		return "", "", false
+	}
+	b, err := base64.StdEncoding.DecodeString(raw)
+	if err != nil {
+		return "", "", false
+	}
+	login, key, ok = strings.Cut(string(b), ":")
+	return login, key, ok && login != ""
+}
+
+func (n *Node) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	ctx, err := n.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return h(ctx, req)
+}
+
+type authStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s *authStream) Context() context.Context { return s.ctx }
+
+func (n *Node) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	ctx, err := n.authenticate(ss.Context())
+	if err != nil {
+		return err
+	}
+	return h(srv, &authStream{ss, ctx})
+}
+
+// grpcError maps service errors to gRPC status codes.
+func grpcError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, aggregator.ErrBadRequest), errors.Is(err, aggregator.ErrLevelTooHigh):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, aggregator.ErrOverQuota), errors.Is(err, aggregator.ErrOverloaded), errors.Is(err, calendar.ErrOverloaded):
+		return status.Error(codes.ResourceExhausted, err.Error())
+	case errors.Is(err, aggregator.ErrUpstreamTime), errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, err.Error())
+	case errors.Is(err, aggregator.ErrUpstream), errors.Is(err, aggregator.ErrStopped), errors.Is(err, calendar.ErrStopped),
+		errors.Is(err, calendar.ErrNotReady), errors.Is(err, calendar.ErrFailed):
+		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, calendar.ErrTimeTooOld), errors.Is(err, calendar.ErrTimeTooNew), errors.Is(err, calendar.ErrBadRange),
+		errors.Is(err, calendar.ErrEmpty):
+		return status.Error(codes.OutOfRange, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+type signerService struct {
+	tempelv1.UnimplementedSignerServer
+	n *Node
+}
+
+func (s *signerService) request(ctx context.Context, req *tempelv1.SignRequest) (aggregator.Request, error) {
+	if req.Level > 0xFF {
+		return aggregator.Request{}, aggregator.ErrLevelTooHigh
+	}
+	id := identityOf(ctx)
+	return aggregator.Request{Hash: ksi.Imprint(req.Hash), Level: byte(req.Level),
+		Identity: aggregator.Identity{ClientID: id.login, MachineID: id.machineID, Sequence: req.RequestId, HasSequence: req.RequestId != 0}}, nil
+}
+
+// Sign signs one hash: in the aggregator's round, or (role calendar) in
+// the calendar's top tree for a child aggregator.
+func (s *signerService) Sign(ctx context.Context, req *tempelv1.SignRequest) (*tempelv1.SignResponse, error) {
+	r, err := s.request(ctx, req)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	if s.n.agg == nil {
+		if _, err := ksi.ParseImprint(r.Hash); err != nil {
+			return nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+		sig, err := s.n.cal.Sign(ctx, r.Hash, r.Level, r.Identity.ClientID)
+		if err != nil {
+			return nil, grpcError(err)
+		}
+		return &tempelv1.SignResponse{RequestId: req.RequestId, Signature: sig}, nil
+	}
+	res := s.n.agg.Sign(ctx, r)
+	if res.Err != nil {
+		return nil, grpcError(res.Err)
+	}
+	return &tempelv1.SignResponse{RequestId: req.RequestId, Signature: res.Signature, AggregationTime: res.AggregationTime}, nil
+}
+
+// SignStream takes requests as they come and answers each when its round
+// is done; answers may be out of order and carry the request id.
+func (s *signerService) SignStream(stream grpc.BidiStreamingServer[tempelv1.SignRequest, tempelv1.SignResponse]) error {
+	if s.n.agg == nil {
+		return status.Error(codes.Unimplemented, "the calendar role signs unary calls only")
+	}
+	ctx := stream.Context()
+	out := make(chan *tempelv1.SignResponse, 1024)
+	sendErr := make(chan error, 1)
+	go func() {
+		for resp := range out {
+			if err := stream.Send(resp); err != nil {
+				sendErr <- err
+				for range out {
+				}
+				return
+			}
+		}
+		sendErr <- nil
+	}()
+	var inflight waitCounter
+	defer func() {
+		inflight.wait()
+		close(out)
+	}()
+	for {
+		req, err := stream.Recv()
+		if err == io.EOF {
+			inflight.wait()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		select {
+		case err := <-sendErr:
+			return err
+		default:
+		}
+		id := req.RequestId
+		r, err := s.request(ctx, req)
+		if err == nil {
+			inflight.add()
+			err = s.n.agg.Submit(r, func(x aggregator.Result) {
+				resp := &tempelv1.SignResponse{RequestId: id, Signature: x.Signature, AggregationTime: x.AggregationTime}
+				if x.Err != nil {
+					resp.Status, resp.ErrorMessage = uint32(aggregator.Status(x.Err)), x.Err.Error()
+				}
+				out <- resp
+				inflight.done()
+			})
+			if err != nil {
+				inflight.done()
+			}
+		}
+		if err != nil {
+			out <- &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}
+		}
+	}
+}
+
+type extenderService struct {
+	tempelv1.UnimplementedExtenderServer
+	n *Node
+}
+
+func (s *extenderService) Extend(ctx context.Context, req *tempelv1.ExtendRequest) (*tempelv1.ExtendResponse, error) {
+	ch, last, err := s.n.cal.Extend(req.AggregationTime, req.PublicationTime)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &tempelv1.ExtendResponse{CalendarChain: ch.Raw, CalendarLastTime: last}, nil
+}
+
+func (s *extenderService) GetCalendarHead(ctx context.Context, _ *tempelv1.GetCalendarHeadRequest) (*tempelv1.CalendarHead, error) {
+	first, last, ok := s.n.store.Head()
+	if !ok {
+		return nil, grpcError(calendar.ErrEmpty)
+	}
+	root, err := s.n.store.Root(last)
+	if err != nil {
+		return nil, grpcError(err)
+	}
+	return &tempelv1.CalendarHead{FirstTime: first, LastTime: last, Root: root}, nil
+}
+
+type publicationsService struct {
+	tempelv1.UnimplementedPublicationsServer
+	n *Node
+}
+
+func (s *publicationsService) GetPublicationsFile(ctx context.Context, _ *tempelv1.GetPublicationsFileRequest) (*tempelv1.PublicationsFile, error) {
+	f, etag := s.n.pub.File()
+	return &tempelv1.PublicationsFile{Content: f, Etag: etag}, nil
+}
+
+func (s *publicationsService) ListPublications(ctx context.Context, req *tempelv1.ListPublicationsRequest) (*tempelv1.ListPublicationsResponse, error) {
+	out := &tempelv1.ListPublicationsResponse{}
+	for _, p := range s.n.pub.Publications() {
+		if p.Data.Time < req.SinceTime {
+			continue
+		}
+		out.Publications = append(out.Publications, &tempelv1.Publication{
+			PublicationTime: p.Data.Time, PublishedHash: p.Data.Hash, PublicationString: p.Data.String()})
+	}
+	return out, nil
+}

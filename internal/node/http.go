@@ -1,0 +1,152 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/tempel-ksi/tempel/ksi"
+	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
+)
+
+// maxRESTBody bounds REST request bodies; a sign or extend request is a
+// few hundred bytes.
+const maxRESTBody = 64 << 10
+
+// httpHandler serves REST (through the gateway, in process), KSI PDU v2,
+// the publications file, metrics and health on one mux.
+func (n *Node) httpHandler(ctx context.Context) (http.Handler, error) {
+	gw := runtime.NewServeMux(runtime.WithMetadata(func(_ context.Context, r *http.Request) metadata.MD {
+		// REST callers authenticate like gRPC callers.
+		md := metadata.MD{}
+		if a := r.Header.Get("Authorization"); a != "" {
+			md.Set("authorization", a)
+		}
+		if m := r.Header.Get("X-Tempel-Machine-Id"); m != "" {
+			md.Set("x-tempel-machine-id", m)
+		}
+		return md
+	}))
+	signer := &signerService{n: n}
+	if err := tempelv1.RegisterSignerHandlerServer(ctx, gw, restAuth{n, signer}); err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", http.MaxBytesHandler(gw, maxRESTBody))
+	mux.Handle("POST /v1/sign", http.MaxBytesHandler(imprintText(gw), maxRESTBody))
+	if n.agg != nil {
+		mux.Handle("/gt-signingservice", n.agg.PDUHandler(n.users))
+	}
+	if n.cal != nil {
+		ext := &extenderService{n: n}
+		pubs := &publicationsService{n: n}
+		if err := tempelv1.RegisterExtenderHandlerServer(ctx, gw, restExtender{n, ext}); err != nil {
+			return nil, err
+		}
+		if err := tempelv1.RegisterPublicationsHandlerServer(ctx, gw, restPublications{n, pubs}); err != nil {
+			return nil, err
+		}
+		mux.Handle("/gt-extendingservice", n.cal.ExtenderPDUHandler(n.users))
+		mux.HandleFunc("/publications.bin", n.servePublicationsFile)
+	}
+	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := n.ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return mux, nil
+}
+
+// servePublicationsFile serves the signed publications file with an ETag,
+// so verifiers can poll it cheaply.
+func (n *Node) servePublicationsFile(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "GET only", http.StatusMethodNotAllowed)
+		return
+	}
+	file, etag := n.pub.File()
+	w.Header().Set("ETag", etag)
+	w.Header().Set("Cache-Control", "no-cache")
+	if match := r.Header.Get("If-None-Match"); match != "" && strings.Contains(match, etag) {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="publications.bin"`)
+	w.Write(file)
+}
+
+// The gateway calls the services in process, bypassing the gRPC
+// interceptors: these wrappers authenticate REST calls the same way.
+type restAuth struct {
+	n *Node
+	*signerService
+}
+
+func (s restAuth) Sign(ctx context.Context, req *tempelv1.SignRequest) (*tempelv1.SignResponse, error) {
+	ctx, err := s.n.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.signerService.Sign(ctx, req)
+}
+
+type restExtender struct {
+	n *Node
+	*extenderService
+}
+
+func (s restExtender) Extend(ctx context.Context, req *tempelv1.ExtendRequest) (*tempelv1.ExtendResponse, error) {
+	ctx, err := s.n.authenticate(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return s.extenderService.Extend(ctx, req)
+}
+
+type restPublications struct {
+	n *Node
+	*publicationsService
+}
+
+// imprintText lets REST callers write the hash as ksi-tool does,
+// "SHA-256:<hex>", besides the base64 imprint of the JSON mapping: it
+// rewrites such a hash to base64 before the gateway reads the body.
+func imprintText(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, "request body too large or unreadable", http.StatusRequestEntityTooLarge)
+			return
+		}
+		var m map[string]json.RawMessage
+		if json.Unmarshal(body, &m) == nil {
+			var h string
+			if json.Unmarshal(m["hash"], &h) == nil && strings.Contains(h, ":") {
+				imp, err := ksi.ParseImprintText(h)
+				if err != nil {
+					http.Error(w, `{"code":3,"message":"hash: `+strings.ReplaceAll(err.Error(), `"`, `'`)+`"}`, http.StatusBadRequest)
+					return
+				}
+				m["hash"], _ = json.Marshal(base64.StdEncoding.EncodeToString(imp))
+				body, _ = json.Marshal(m)
+			}
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		r.ContentLength = int64(len(body))
+		next.ServeHTTP(w, r)
+	})
+}
