@@ -199,10 +199,13 @@ func pubKey(t uint64) []byte { return binary.BigEndian.AppendUint64([]byte{prefi
 
 // savePublication stores a publication record (if any) and the signed
 // file in one synced batch.
-func (s *Store) savePublication(rec *ksi.PublicationRecord, file []byte) error {
-	if err := s.Failed(); err != nil {
-		return fmt.Errorf("%w: %v", ErrFailed, err)
+func (s *Store) savePublication(rec *ksi.PublicationRecord, file []byte) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		return fmt.Errorf("%w: %v", ErrFailed, s.failed)
 	}
+	defer s.recoverWriteFailure(&err)
 	b := s.db.NewBatch()
 	defer b.Close()
 	if rec != nil {

@@ -154,6 +154,9 @@ func (s *Service) readyLocked() error {
 	case s.failure != nil:
 		return fmt.Errorf("%w: %v", ErrNotReady, s.failure)
 	}
+	if err := s.cfg.Store.Failed(); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotReady, err)
+	}
 	return nil
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/tempel-ksi/tempel/ksi"
 )
@@ -47,6 +48,9 @@ var (
 	ErrFailed = errors.New("calendar: store failed")
 	// ErrEmpty: nothing has been appended yet.
 	ErrEmpty = errors.New("calendar: no seconds appended yet")
+	// ErrDiskFull: free space fell below the reserve; the store stops
+	// before Pebble would fail mid-write.
+	ErrDiskFull = errors.New("calendar: disk full")
 )
 
 // calendarAlg is the hash algorithm of every node Tempel writes.
@@ -85,8 +89,11 @@ const cacheMinHeight = 8
 
 // Store is the calendar's durable state in Pebble.
 type Store struct {
-	db  *pebble.DB
-	log *slog.Logger
+	db      *pebble.DB
+	log     *slog.Logger
+	fs      pebbleFS
+	dir     string
+	minFree uint64
 
 	mu     sync.RWMutex
 	has    bool
@@ -120,6 +127,10 @@ type StoreOptions struct {
 	CacheBytes int64
 	// FS replaces the file system (tests inject faults).
 	FS pebbleFS
+	// MinFreeBytes is the free space below which appends stop (default
+	// 64 MiB): a full disk stops the calendar cleanly instead of failing
+	// inside a write.
+	MinFreeBytes uint64
 }
 
 // Open opens (creating if needed) the calendar store in dir and checks its
@@ -137,14 +148,20 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
 	po := &pebble.Options{Cache: cache, Logger: pebbleLogger{log}}
-	if opts.FS != nil {
-		po.FS = opts.FS
+	fs := opts.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
+	po.FS = fs
+	minFree := opts.MinFreeBytes
+	if minFree == 0 {
+		minFree = 64 << 20
 	}
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("calendar: open store %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: log, cache: make(map[nodeID]ksi.Imprint)}
+	s := &Store{db: db, log: log, fs: fs, dir: dir, minFree: minFree, cache: make(map[nodeID]ksi.Imprint)}
 	s.empty[0] = EmptyLeaf
 	for h := 1; h < len(s.empty); h++ {
 		s.empty[h] = hashNode(s.empty[h-1], s.empty[h-1])
@@ -245,7 +262,7 @@ func (s *Store) Append(t uint64, leaf ksi.Imprint) (ksi.Imprint, error) {
 
 // AppendRange appends leaves for seconds t0, t0+1, … in one batch, synced
 // when sync is set (filling empty seconds after a restart, bulk loading).
-func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (ksi.Imprint, error) {
+func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (root ksi.Imprint, err error) {
 	if len(leaves) == 0 {
 		return nil, errors.New("calendar: no leaves to append")
 	}
@@ -254,6 +271,12 @@ func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (ksi.Imp
 	if s.failed != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFailed, s.failed)
 	}
+	if err := s.checkSpace(); err != nil {
+		s.failed = err
+		s.log.Error("calendar store stopped: disk full; free space, then restart", "dir", s.dir, "err", err)
+		return nil, fmt.Errorf("%w: %v", ErrFailed, err)
+	}
+	defer s.recoverWriteFailure(&err)
 	if s.has && t0 != s.last+1 {
 		return nil, fmt.Errorf("%w: next second is %d, got %d", ErrOutOfOrder, s.last+1, t0)
 	}
@@ -288,7 +311,7 @@ func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (ksi.Imp
 		peaks = append(peaks, cur)
 	}
 	last := t0 + uint64(len(leaves)) - 1
-	root := foldPeaks(peaks)
+	root = foldPeaks(peaks)
 	b.Set(metaFirst, u64(first), nil)
 	b.Set(metaLast, u64(last), nil)
 	b.Set(metaRoot, root, nil)
@@ -305,6 +328,36 @@ func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (ksi.Imp
 	}
 	s.first, s.last, s.has, s.peaks = first, last, true, peaks
 	return root, nil
+}
+
+// checkSpace refuses to write when free space is below the reserve.
+func (s *Store) checkSpace() error {
+	du, err := s.fs.GetDiskUsage(s.dir)
+	if err != nil {
+		return nil // unknown: let the write itself decide
+	}
+	if du.AvailBytes < s.minFree {
+		return fmt.Errorf("%w: %d bytes free in %s, %d reserved", ErrDiskFull, du.AvailBytes, s.dir, s.minFree)
+	}
+	return nil
+}
+
+// recoverWriteFailure turns Pebble's fatal commit error (reported through
+// the logger's Fatalf, which panics) into a failed store: the write may or
+// may not be durable, so nothing is answered and the store refuses all
+// further work until it is reopened.
+func (s *Store) recoverWriteFailure(err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	f, ok := r.(pebbleFatal)
+	if !ok {
+		panic(r)
+	}
+	s.failed = f
+	s.log.Error("calendar store stopped after a write failure; restart to recover", "err", f.msg)
+	*err = fmt.Errorf("%w: %v", ErrFailed, f)
 }
 
 // Root returns the calendar root after second p.

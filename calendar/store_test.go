@@ -86,6 +86,9 @@ func TestStoreChainsAndRoots(t *testing.T) {
 		}
 	}
 	check(s)
+	if err := s.Check(); err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}

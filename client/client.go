@@ -1,0 +1,220 @@
+package client
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/tempel-ksi/tempel/ksi"
+	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
+)
+
+// Metadata keys sent with every call.
+const (
+	authorizationKey = "authorization"
+	machineIDKey     = "x-tempel-machine-id"
+)
+
+// Defaults of [Config].
+const (
+	DefaultTimeout        = 10 * time.Second
+	DefaultMaxOutstanding = 10_000
+)
+
+// Config configures a [Client].
+type Config struct {
+	// Endpoints are host:port addresses of Tempel gRPC servers, tried in
+	// order: a call moves to the next when one is unavailable.
+	Endpoints []string
+	// Login and Key are sent as Basic credentials when Login is set. The
+	// key is never logged; Config's String and LogValue redact it.
+	Login, Key string
+	// MachineID names the calling machine; the gateway records it in the
+	// signature's metadata when it is set.
+	MachineID string
+	// Timeout bounds one call at one endpoint (default 10s). A signing
+	// call waits for the server's aggregation round and calendar second,
+	// so keep it well above one second.
+	Timeout time.Duration
+	// DialOptions replace the defaults (plaintext, for loopback and
+	// development). Production passes TLS transport credentials, e.g.
+	// grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)).
+	DialOptions []grpc.DialOption
+	// MaxOutstanding bounds the requests a [Stream] has sent and not yet
+	// seen answered (default 10,000); Stream.Submit blocks at the bound.
+	MaxOutstanding int
+}
+
+// String describes the configuration without the key.
+func (c Config) String() string {
+	key := ""
+	if c.Key != "" {
+		key = "REDACTED"
+	}
+	return fmt.Sprintf("{Endpoints:%v Login:%q Key:%s MachineID:%q Timeout:%s MaxOutstanding:%d}",
+		c.Endpoints, c.Login, key, c.MachineID, c.Timeout, c.MaxOutstanding)
+}
+
+// LogValue implements [slog.LogValuer]: the configuration without the key.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Any("endpoints", c.Endpoints),
+		slog.String("login", c.Login),
+		slog.String("machine_id", c.MachineID),
+		slog.Duration("timeout", c.Timeout),
+	)
+}
+
+// Client calls Tempel servers. It is safe for concurrent use.
+type Client struct {
+	cfg   Config
+	md    metadata.MD
+	conns []*grpc.ClientConn
+	// preferred is the endpoint that answered last; calls start there.
+	preferred atomic.Int32
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+}
+
+// New creates a client. It does not connect: connections are made on the
+// first call, so New succeeds while every endpoint is down.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Endpoints) == 0 {
+		return nil, errors.New("client: no endpoints")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.MaxOutstanding <= 0 {
+		cfg.MaxOutstanding = DefaultMaxOutstanding
+	}
+	opts := cfg.DialOptions
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	c := &Client{cfg: cfg, md: metadata.MD{}}
+	if cfg.Login != "" {
+		c.md.Set(authorizationKey, "Basic "+base64.StdEncoding.EncodeToString([]byte(cfg.Login+":"+cfg.Key)))
+	}
+	if cfg.MachineID != "" {
+		c.md.Set(machineIDKey, cfg.MachineID)
+	}
+	for _, ep := range cfg.Endpoints {
+		cc, err := grpc.NewClient(ep, opts...)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("client: endpoint %q: %w", ep, err)
+		}
+		c.conns = append(c.conns, cc)
+	}
+	return c, nil
+}
+
+// Close closes the connections. Calls in progress fail.
+func (c *Client) Close() error {
+	var err error
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		for _, cc := range c.conns {
+			err = errors.Join(err, cc.Close())
+		}
+	})
+	return err
+}
+
+// outgoing adds the credentials to ctx.
+func (c *Client) outgoing(ctx context.Context) context.Context {
+	if len(c.md) == 0 {
+		return ctx
+	}
+	if md, ok := metadata.FromOutgoingContext(ctx); ok {
+		return metadata.NewOutgoingContext(ctx, metadata.Join(md, c.md))
+	}
+	return metadata.NewOutgoingContext(ctx, c.md)
+}
+
+// failover reports whether a call that failed with err may be tried at the
+// next endpoint.
+func failover(err error) bool {
+	switch status.Code(err) {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return true
+	}
+	return false
+}
+
+// call runs f against the endpoints, starting at the preferred one and
+// moving on while they are unavailable. Each attempt gets Config.Timeout.
+func (c *Client) call(ctx context.Context, op string, f func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	if c.closed.Load() {
+		return fmt.Errorf("%w: %s", ErrClosed, op)
+	}
+	ctx = c.outgoing(ctx)
+	start := int(c.preferred.Load())
+	var err error
+	var k int
+	for i := range c.conns {
+		k = (start + i) % len(c.conns)
+		actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+		err = f(actx, c.conns[k])
+		cancel()
+		if err == nil {
+			c.preferred.Store(int32(k))
+			return nil
+		}
+		if ctx.Err() != nil || !failover(err) {
+			break
+		}
+	}
+	return rpcErr(ctx, op, c.cfg.Endpoints[k], err)
+}
+
+// CalendarHead describes the calendar's range and current root.
+type CalendarHead struct {
+	First, Last uint64 // first and newest second, POSIX seconds
+	Root        ksi.Imprint
+}
+
+// CalendarHead returns the newest state of the calendar.
+func (c *Client) CalendarHead(ctx context.Context) (*CalendarHead, error) {
+	var resp *tempelv1.CalendarHead
+	err := c.call(ctx, "calendar head", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = tempelv1.NewExtenderClient(cc).GetCalendarHead(ctx, &tempelv1.GetCalendarHeadRequest{})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	root, err := ksi.ParseImprint(resp.Root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: calendar head: root: %v", ErrBadResponse, err)
+	}
+	return &CalendarHead{First: resp.FirstTime, Last: resp.LastTime, Root: root}, nil
+}
+
+// PublicationsFile returns the server's signed publications file, byte for
+// byte. Verify it (verifier.VerifyPublicationsFile) before trusting it.
+func (c *Client) PublicationsFile(ctx context.Context) ([]byte, error) {
+	var resp *tempelv1.PublicationsFile
+	err := c.call(ctx, "publications file", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = tempelv1.NewPublicationsClient(cc).GetPublicationsFile(ctx, &tempelv1.GetPublicationsFileRequest{},
+			grpc.MaxCallRecvMsgSize(ksi.MaxPublicationsFileSize+1<<10))
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Content, nil
+}

@@ -1,0 +1,55 @@
+// Package client is the Go SDK for Tempel: what an e-government gateway
+// embeds to have document hashes signed, signatures extended to
+// publications and the publications file fetched, over Tempel's gRPC API
+// (DESIGN.md §2, §6).
+//
+// A document never leaves its owner: only its hash ([ksi.Imprint]) is sent.
+// Every call takes a context and returns parsed [ksi.Signature] values
+// whose bytes are exactly those of a .ksig file.
+//
+// # Connecting
+//
+// [New] takes a [Config] with one or more endpoints. A call goes to the
+// endpoint that answered last; when it is unavailable (gRPC Unavailable or
+// DeadlineExceeded) the next endpoint is tried, so several endpoints give
+// availability. Credentials are sent as gRPC metadata
+// ("authorization: Basic ..." and "x-tempel-machine-id"); the key is
+// never logged or printed. Without [Config.DialOptions] the connection is
+// plaintext, which suits loopback and development only: production passes
+// TLS transport credentials, for example
+//
+//	grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13}))
+//
+// # Signing
+//
+//   - [Client.Sign] and [Client.SignLevel]: one hash, one request.
+//   - [Client.SignMany]: local aggregation. The hashes become the leaves
+//     of a local hash tree; only its root is sent, in one request, and each
+//     hash gets its own signature by prepending its path in the local tree
+//     to the server's signature of the root. A thousand documents cost one
+//     round trip and one server-side leaf.
+//   - [Client.Stream]: one bidirectional stream for high request rates.
+//     [Stream.Sign] may be called from many goroutines at once;
+//     [Stream.Submit] is its non-blocking form for load generators, with a
+//     bound on outstanding requests ([Config.MaxOutstanding]).
+//
+// Signatures returned by Sign, SignMany and Stream.Sign have passed the
+// internal verification policy against the hash they were asked for.
+//
+// # Extending
+//
+// A fresh signature is proved by the calendar's key; once the calendar
+// root of a later second has been published, [Client.Extend] turns it into
+// a publication-based signature that needs no key and no server. The
+// extender's calendar chain is checked against the signature and the
+// publication before it is used (see [ChainMismatchError]).
+// [CalendarExtender] lets the verifier's calendar-based policy use the
+// client.
+//
+// # Errors
+//
+// Failures callers branch on wrap one of [ErrUnauthenticated],
+// [ErrOverloaded], [ErrUnavailable], [ErrInvalid], [ErrOutOfRange],
+// [ErrBadResponse] or [ErrClosed]; test them with [errors.Is]. The server's
+// message is kept in the error text.
+package client
