@@ -71,14 +71,11 @@ type AggregationChain struct {
 
 func parseLink(e tlv.Element) (Link, error) {
 	where := "aggregation chain link"
-	children, err := e.Children()
-	if err != nil {
-		return Link{}, formatErr(where, "%v", err)
-	}
 	l := Link{Left: e.Type == tagLeftLink, Raw: e.Raw}
 	var seenLC bool
 	n := 0
-	err = fields(where, children, nil, func(c tlv.Element) (bool, error) {
+	var err error
+	err = fields(where, e.Value, nil, func(c tlv.Element) (bool, error) {
 		switch c.Type {
 		case tagLevelCorr:
 			if err := once(&seenLC, "level correction"); err != nil {
@@ -144,13 +141,11 @@ func LegacyIDName(v []byte) string {
 // ParseAggregationChain decodes an aggregation hash chain element.
 func ParseAggregationChain(e tlv.Element) (*AggregationChain, error) {
 	const where = "aggregation chain"
-	children, err := e.Children()
-	if err != nil {
-		return nil, formatErr(where, "%v", err)
-	}
-	c := &AggregationChain{Raw: e.Raw}
+	n := max(tlv.Count(e.Value), 0)
+	c := &AggregationChain{Raw: e.Raw, Links: make([]Link, 0, n), ChainIndex: make([]uint64, 0, n)}
 	var seenTime, seenInput, seenAlg, seenData bool
-	err = fields(where, children, &c.Unknown, func(x tlv.Element) (bool, error) {
+	var err error
+	err = fields(where, e.Value, &c.Unknown, func(x tlv.Element) (bool, error) {
 		switch x.Type {
 		case tagAggrTime:
 			if err := once(&seenTime, "aggregation time"); err != nil {
@@ -250,13 +245,10 @@ type CalendarChain struct {
 // ParseCalendarChain decodes a calendar hash chain element.
 func ParseCalendarChain(e tlv.Element) (*CalendarChain, error) {
 	const where = "calendar chain"
-	children, err := e.Children()
-	if err != nil {
-		return nil, formatErr(where, "%v", err)
-	}
-	c := &CalendarChain{Raw: e.Raw}
+	c := &CalendarChain{Raw: e.Raw, Links: make([]CalendarLink, 0, max(tlv.Count(e.Value), 0))}
 	var seenPub, seenInput bool
-	err = fields(where, children, &c.Unknown, func(x tlv.Element) (bool, error) {
+	var err error
+	err = fields(where, e.Value, &c.Unknown, func(x tlv.Element) (bool, error) {
 		switch x.Type {
 		case tagCalPubTime:
 			if err := once(&seenPub, "publication time"); err != nil {

@@ -45,11 +45,19 @@ func nestErr(where string, typ uint16, err error) error {
 	return &FormatError{Where: fmt.Sprintf("%s: element %#x", where, typ), Err: err}
 }
 
-// fields walks the children of a composite and dispatches known types to
-// the handler. Unknown children are an error when critical and kept in
-// unknown otherwise.
-func fields(where string, children []tlv.Element, unknown *[]tlv.Element, handle func(e tlv.Element) (known bool, err error)) error {
-	for _, c := range children {
+// fields walks the children encoded in value and dispatches known types
+// to the handler. Unknown children are an error when critical and kept in
+// unknown otherwise. It reads in place, without a slice of children.
+func fields(where string, value []byte, unknown *[]tlv.Element, handle func(e tlv.Element) (known bool, err error)) error {
+	it := tlv.NewIter(value)
+	for {
+		c, ok, err := it.Next()
+		if err != nil {
+			return formatErr(where, "%v", err)
+		}
+		if !ok {
+			return nil
+		}
 		known, err := handle(c)
 		if err != nil {
 			return nestErr(where, c.Type, err)
@@ -64,7 +72,6 @@ func fields(where string, children []tlv.Element, unknown *[]tlv.Element, handle
 			*unknown = append(*unknown, c)
 		}
 	}
-	return nil
 }
 
 // once is a helper for C1/C0_1 fields: it fails when the field was seen.

@@ -157,13 +157,10 @@ func ParsePublicationsFile(b []byte) (*PublicationsFile, error) {
 
 func parsePubFileHeader(e tlv.Element) (PublicationsFileHeader, error) {
 	const where = "publications file header"
-	children, err := e.Children()
-	if err != nil {
-		return PublicationsFileHeader{}, formatErr(where, "%v", err)
-	}
 	h := PublicationsFileHeader{Raw: e.Raw}
 	var seenV, seenC, seenU bool
-	err = fields(where, children, &h.Unknown, func(c tlv.Element) (bool, error) {
+	var err error
+	err = fields(where, e.Value, &h.Unknown, func(c tlv.Element) (bool, error) {
 		switch c.Type {
 		case tagPFVersion:
 			if err := once(&seenV, "version"); err != nil {
@@ -197,13 +194,10 @@ func parsePubFileHeader(e tlv.Element) (PublicationsFileHeader, error) {
 
 func parseCertificateRecord(e tlv.Element) (CertificateRecord, error) {
 	const where = "certificate record"
-	children, err := e.Children()
-	if err != nil {
-		return CertificateRecord{}, formatErr(where, "%v", err)
-	}
 	r := CertificateRecord{Raw: e.Raw}
 	var seenID, seenCert bool
-	err = fields(where, children, &r.Unknown, func(c tlv.Element) (bool, error) {
+	var err error
+	err = fields(where, e.Value, &r.Unknown, func(c tlv.Element) (bool, error) {
 		switch c.Type {
 		case tagPFCertID:
 			if err := once(&seenID, "certificate id"); err != nil {

@@ -45,13 +45,10 @@ func NewPublishedData(t uint64, h Imprint) PublishedData {
 // ParsePublishedData decodes a published-data element (type 0x10).
 func ParsePublishedData(e tlv.Element) (PublishedData, error) {
 	const where = "published data"
-	children, err := e.Children()
-	if err != nil {
-		return PublishedData{}, formatErr(where, "%v", err)
-	}
 	var p PublishedData
 	var seenT, seenH bool
-	err = fields(where, children, nil, func(c tlv.Element) (bool, error) {
+	var err error
+	err = fields(where, e.Value, nil, func(c tlv.Element) (bool, error) {
 		switch c.Type {
 		case tagPubTime:
 			if err := once(&seenT, "publication time"); err != nil {
@@ -98,13 +95,10 @@ type PublicationRecord struct {
 // ParsePublicationRecord decodes a publication record (0x803 or 0x703).
 func ParsePublicationRecord(e tlv.Element) (*PublicationRecord, error) {
 	const where = "publication record"
-	children, err := e.Children()
-	if err != nil {
-		return nil, formatErr(where, "%v", err)
-	}
 	r := &PublicationRecord{Raw: e.Raw}
 	var seenData bool
-	err = fields(where, children, &r.Unknown, func(c tlv.Element) (bool, error) {
+	var err error
+	err = fields(where, e.Value, &r.Unknown, func(c tlv.Element) (bool, error) {
 		switch c.Type {
 		case tagPubDataIn:
 			if err := once(&seenData, "published data"); err != nil {

@@ -123,11 +123,7 @@ func ParseSignature(b []byte) (*Signature, error) {
 	if e.Type != TypeSignature {
 		return nil, formatErr("signature", "outer element is %#x, want %#x", e.Type, TypeSignature)
 	}
-	children, err := e.Children()
-	if err != nil {
-		return nil, formatErr("signature", "%v", err)
-	}
-	s, err := signatureFromElements(children, e.Raw)
+	s, err := signatureFromElements(e)
 	if err != nil {
 		return nil, err
 	}
@@ -155,10 +151,11 @@ func SignatureFromElements(elements [][]byte) (*Signature, error) {
 	return ParseSignature(raw)
 }
 
-func signatureFromElements(children []tlv.Element, raw []byte) (*Signature, error) {
+func signatureFromElements(e tlv.Element) (*Signature, error) {
 	const where = "signature"
-	s := &Signature{Raw: raw, elements: make([][]byte, 0, len(children))}
-	err := fields(where, children, &s.Unknown, func(c tlv.Element) (bool, error) {
+	n := max(tlv.Count(e.Value), 0)
+	s := &Signature{Raw: e.Raw, elements: make([][]byte, 0, n), AggregationChains: make([]*AggregationChain, 0, n)}
+	err := fields(where, e.Value, &s.Unknown, func(c tlv.Element) (bool, error) {
 		s.elements = append(s.elements, c.Raw)
 		var err error
 		switch c.Type {
@@ -295,13 +292,10 @@ func (s *Signature) Extend(chain *CalendarChain, pub *PublicationRecord) (*Signa
 
 func parseCalendarAuthRecord(e tlv.Element) (*CalendarAuthRecord, error) {
 	const where = "calendar authentication record"
-	children, err := e.Children()
-	if err != nil {
-		return nil, formatErr(where, "%v", err)
-	}
 	r := &CalendarAuthRecord{Raw: e.Raw}
 	var seenData, seenSig bool
-	err = fields(where, children, nil, func(c tlv.Element) (bool, error) {
+	var err error
+	err = fields(where, e.Value, nil, func(c tlv.Element) (bool, error) {
 		switch c.Type {
 		case tagPubDataIn:
 			if err := once(&seenData, "published data"); err != nil {
@@ -329,13 +323,10 @@ func parseCalendarAuthRecord(e tlv.Element) (*CalendarAuthRecord, error) {
 
 func parseSignatureData(e tlv.Element) (SignatureData, error) {
 	const where = "signature data"
-	children, err := e.Children()
-	if err != nil {
-		return SignatureData{}, formatErr(where, "%v", err)
-	}
 	var d SignatureData
 	var seenType, seenValue, seenID, seenURI bool
-	err = fields(where, children, nil, func(c tlv.Element) (bool, error) {
+	var err error
+	err = fields(where, e.Value, nil, func(c tlv.Element) (bool, error) {
 		switch c.Type {
 		case tagSigType:
 			if err := once(&seenType, "signature type"); err != nil {
@@ -396,10 +387,6 @@ func NewCalendarAuthRecord(pd PublishedData, sd SignatureData) (*CalendarAuthRec
 
 func parseRFC3161(e tlv.Element) (*RFC3161Record, error) {
 	const where = "RFC 3161 record"
-	children, err := e.Children()
-	if err != nil {
-		return nil, formatErr(where, "%v", err)
-	}
 	r := &RFC3161Record{Raw: e.Raw}
 	var seenData bool
 	bin := func(seen *bool, name string, dst *[]byte, c tlv.Element) (bool, error) {
@@ -417,7 +404,8 @@ func parseRFC3161(e tlv.Element) (*RFC3161Record, error) {
 		*dst, err = readAlg(c)
 		return true, err
 	}
-	err = fields(where, children, nil, func(c tlv.Element) (bool, error) {
+	var err error
+	err = fields(where, e.Value, nil, func(c tlv.Element) (bool, error) {
 		switch c.Type {
 		case tagRFCAggrTime:
 			if err := once(&r.seenRFCAggrTime, "aggregation time"); err != nil {

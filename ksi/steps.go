@@ -24,8 +24,10 @@ var (
 // concurrent use; the zero value is ready.
 type Hasher struct {
 	states [len(algs)]hash.Hash
-	sha256 [sha256.Size]byte
 	out    [1 + 64]byte
+	// scratch holds one step's input for the SHA-256 fast path: one call
+	// to sha256.Sum256 instead of three writes through hash.Hash.
+	scratch [512]byte
 }
 
 func (h *Hasher) state(a HashAlg) (hash.Hash, error) {
@@ -47,6 +49,15 @@ func (h *Hasher) state(a HashAlg) (hash.Hash, error) {
 // step returns imprint(a, H_a(x || y || tail)). The result is valid until
 // the next call.
 func (h *Hasher) step(a HashAlg, x, y []byte, tail byte) (Imprint, error) {
+	if a == SHA2_256 && len(x)+len(y) < len(h.scratch) {
+		n := copy(h.scratch[:], x)
+		n += copy(h.scratch[n:], y)
+		h.scratch[n] = tail
+		sum := sha256.Sum256(h.scratch[:n+1])
+		h.out[0] = byte(SHA2_256)
+		copy(h.out[1:], sum[:])
+		return Imprint(h.out[:1+sha256.Size]), nil
+	}
 	s, err := h.state(a)
 	if err != nil {
 		return nil, err
@@ -95,7 +106,6 @@ func (c *AggregationChain) Output(h *Hasher, startLevel uint64) (ChainResult, er
 
 // ChainOutput runs aggregation links from input at startLevel.
 func ChainOutput(h *Hasher, a HashAlg, input Imprint, startLevel uint64, links []Link) (ChainResult, error) {
-	var buf [1 + 64]byte
 	cur := input
 	lvl := startLevel
 	for i := range links {
@@ -108,7 +118,9 @@ func ChainOutput(h *Hasher, a HashAlg, input Imprint, startLevel uint64, links [
 		if err != nil {
 			return ChainResult{}, err
 		}
-		cur = Imprint(append(buf[:0], out...))
+		// out lives in h.out; the next step copies it into its scratch
+		// before overwriting h.out.
+		cur = out
 	}
 	return ChainResult{Hash: append(Imprint(nil), cur...), Level: lvl}, nil
 }
@@ -116,7 +128,6 @@ func ChainOutput(h *Hasher, a HashAlg, input Imprint, startLevel uint64, links [
 // Output computes the calendar chain's root (ksi-spec §4.6). Left links
 // switch the algorithm to the sibling's, right links keep it.
 func (c *CalendarChain) Output(h *Hasher) (Imprint, error) {
-	var buf [1 + 64]byte
 	cur := c.InputHash
 	a := cur.Alg()
 	for _, l := range c.Links {
@@ -131,7 +142,7 @@ func (c *CalendarChain) Output(h *Hasher) (Imprint, error) {
 		if err != nil {
 			return nil, err
 		}
-		cur = Imprint(append(buf[:0], out...))
+		cur = out
 	}
 	return append(Imprint(nil), cur...), nil
 }

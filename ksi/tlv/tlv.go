@@ -244,3 +244,50 @@ func AppendUintValue(dst []byte, x uint64) []byte {
 	}
 	return dst
 }
+
+// Iter walks the elements of a composite's value without allocating.
+type Iter struct {
+	b   []byte
+	off int
+}
+
+// NewIter returns an iterator over the elements encoded in value.
+func NewIter(value []byte) Iter { return Iter{b: value} }
+
+// Next returns the next element; ok is false at the end. A malformed
+// element is an error naming its offset.
+func (it *Iter) Next() (e Element, ok bool, err error) {
+	if len(it.b) == 0 {
+		return Element{}, false, nil
+	}
+	e, rest, err := Read(it.b)
+	if err != nil {
+		return Element{}, false, fmt.Errorf("at offset %d: %w", it.off, err)
+	}
+	it.off += len(e.Raw)
+	it.b = rest
+	return e, true, nil
+}
+
+// Count returns the number of elements in value, or -1 if it is malformed.
+func Count(value []byte) int {
+	n := 0
+	for len(value) > 0 {
+		if len(value) < 2 {
+			return -1
+		}
+		hdr, l := 2, int(value[1])
+		if value[0]&flagTLV16 != 0 {
+			if len(value) < 4 {
+				return -1
+			}
+			hdr, l = 4, int(value[2])<<8|int(value[3])
+		}
+		if len(value) < hdr+l {
+			return -1
+		}
+		value = value[hdr+l:]
+		n++
+	}
+	return n
+}
