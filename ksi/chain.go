@@ -365,21 +365,40 @@ func NewAggregationChain(aggrTime uint64, chainIndex []uint64, input Imprint, al
 
 // AppendLink writes one aggregation link element.
 func AppendLink(b *tlv.Builder, l *Link) {
-	t := uint16(tagRightLink)
+	b.Raw(AppendLinkBytes(nil, l))
+}
+
+// AppendLinkBytes appends the encoding of one aggregation link element to
+// dst. The lengths are known up front, so the bytes are written once, in
+// order: this is on the signing hot path (one call per link per request).
+func AppendLinkBytes(dst []byte, l *Link) []byte {
+	t := byte(tagRightLink)
 	if l.Left {
 		t = tagLeftLink
 	}
-	b.Begin(t, false, false)
-	if l.LevelCorrection != 0 {
-		b.Uint(tagLevelCorr, l.LevelCorrection)
-	}
+	var sibTag byte
+	var sib []byte
 	switch {
 	case l.SiblingHash != nil:
-		b.Bin(tagSiblingHash, l.SiblingHash)
+		sibTag, sib = tagSiblingHash, l.SiblingHash
 	case l.LegacyID != nil:
-		b.Bin(tagLegacyID, l.LegacyID)
+		sibTag, sib = tagLegacyID, l.LegacyID
 	case l.Metadata != nil:
-		b.Bin(tagMetadata, l.Metadata.Value)
+		sibTag, sib = tagMetadata, l.Metadata.Value
 	}
-	b.End()
+	lcLen := tlv.UintLen(l.LevelCorrection)
+	n := tlv.HeaderSize(uint16(sibTag), len(sib)) + len(sib)
+	if lcLen > 0 {
+		n += 2 + lcLen
+	}
+	var err error
+	if dst, err = tlv.AppendHeader(dst, uint16(t), false, false, n); err != nil {
+		return dst // cannot happen: a link's value is far below 65535 bytes
+	}
+	if lcLen > 0 {
+		dst = append(dst, tagLevelCorr, byte(lcLen))
+		dst = tlv.AppendUintValue(dst, l.LevelCorrection)
+	}
+	dst, _ = tlv.AppendHeader(dst, uint16(sibTag), false, false, len(sib))
+	return append(dst, sib...)
 }

@@ -28,6 +28,9 @@ type Tree struct {
 	sibling  []int32 // the other child of the node's parent
 	nLeaves  int
 	rootNode int32
+
+	linkArena []byte  // PrepareLinks: every node's encoded link to its parent
+	linkOff   []int32 // node i's link is linkArena[linkOff[i]:linkOff[i+1]]
 }
 
 // ErrTreeInput reports an unusable tree input.
@@ -136,4 +139,51 @@ func (t *Tree) AppendPath(dst []Link, i int) []Link {
 		n = p
 	}
 	return dst
+}
+
+// PrepareLinks encodes, once per tree, the link from every node to its
+// parent (side, level correction, sibling hash). A leaf's chain is then
+// the concatenation of the encodings along its path: per-round work done
+// once, not once per request (DESIGN.md §9). Call it once, before
+// AppendPathBytes, from one goroutine.
+func (t *Tree) PrepareLinks() {
+	n := len(t.parent)
+	t.linkOff = make([]int32, n+1)
+	t.linkArena = make([]byte, 0, n*(8+t.size))
+	for i := 0; i < n; i++ {
+		t.linkOff[i] = int32(len(t.linkArena))
+		if p := t.parent[i]; p >= 0 {
+			l := Link{Left: t.isLeft[i], LevelCorrection: uint64(t.level[p] - t.level[i] - 1), SiblingHash: t.node(t.sibling[i])}
+			t.linkArena = AppendLinkBytes(t.linkArena, &l)
+		}
+	}
+	t.linkOff[n] = int32(len(t.linkArena))
+}
+
+// AppendPathBytes appends the encoded links from leaf i to the root
+// (lowest first) and returns them with the path's side bits (bit k set
+// when link k is a left link) and its length. PrepareLinks must have run.
+func (t *Tree) AppendPathBytes(dst []byte, i int) (out []byte, leftBits uint64, depth int) {
+	n := int32(i)
+	for t.parent[n] >= 0 {
+		dst = append(dst, t.linkArena[t.linkOff[n]:t.linkOff[n+1]]...)
+		if t.isLeft[n] {
+			leftBits |= 1 << depth
+		}
+		depth++
+		n = t.parent[n]
+	}
+	return dst, leftBits, depth
+}
+
+// PathBits returns the side bits of leaf i's path (bit k set when link k,
+// counted from the leaf, is a left link) and its length, without encoding.
+func (t *Tree) PathBits(i int) (leftBits uint64, depth int) {
+	for n := int32(i); t.parent[n] >= 0; n = t.parent[n] {
+		if t.isLeft[n] {
+			leftBits |= 1 << depth
+		}
+		depth++
+	}
+	return leftBits, depth
 }

@@ -61,6 +61,7 @@ func Build(alg ksi.HashAlg, reqs []Request) (*Round, error) {
 	if err != nil {
 		return nil, err
 	}
+	tree.PrepareLinks()
 	root, lvl := tree.Root()
 	return &Round{alg: alg, reqs: reqs, tree: tree, root: root, level: lvl}, nil
 }
@@ -131,49 +132,86 @@ func AnswerFromSignature(sig *ksi.Signature, rootLevel byte) (*Answer, error) {
 // per goroutine.
 type Writer struct {
 	links []ksi.Link
-	b     tlv.Builder
+	body  []byte
+	first ksi.Link
+	meta  ksi.Metadata
+	chunk []byte // carved into signatures: one allocation per 256 KiB
+}
+
+// alloc returns an empty slice with capacity n, cut from a shared chunk:
+// a round's signatures cost a few large allocations instead of one each.
+func (w *Writer) alloc(n int) []byte {
+	const chunkSize = 256 << 10
+	if n > chunkSize/4 {
+		return make([]byte, 0, n)
+	}
+	if cap(w.chunk)-len(w.chunk) < n {
+		w.chunk = make([]byte, 0, chunkSize)
+	}
+	b := w.chunk[len(w.chunk) : len(w.chunk) : len(w.chunk)+n]
+	w.chunk = w.chunk[:len(w.chunk)+n]
+	return b
 }
 
 // AppendSignature appends the complete signature (TLV 0x800) of request i:
 // its own aggregation chain, then upstream's elements.
 func (w *Writer) AppendSignature(dst []byte, r *Round, i int, ans *Answer) ([]byte, error) {
 	req := &r.reqs[i]
-	links := w.links[:0]
+	// The shape (last chain index entry) comes before the links in the
+	// chain, so take it from the tree first.
+	bits, depth := r.tree.PathBits(i)
 	if req.Meta != nil {
-		links = append(links, ksi.Link{Left: true, LevelCorrection: uint64(req.Level), Metadata: &ksi.Metadata{Value: req.Meta}})
+		bits, depth = bits<<1|1, depth+1 // the metadata link is a left link below the path
 	}
-	first := len(links)
-	links = r.tree.AppendPath(links, i)
-	if req.Meta == nil && len(links) > 0 {
-		// The chain starts at level 0: the first link carries the input's level.
-		links[first].LevelCorrection += uint64(req.Level)
-	}
-	w.links = links
-	if len(links) == 0 {
+	if depth == 0 {
 		return nil, errors.New("round: a one-request round without metadata has no hash step to sign")
 	}
-	// Size the output once: per link at most a 4-byte header, a level
-	// correction and the sibling; the rest is small and fixed.
-	need := 64 + len(ans.Elements) + len(req.Hash) + 9*(len(ans.ChainIndex)+1) + len(req.Meta) + len(links)*(8+len(req.Hash))
-	if cap(dst)-len(dst) < need {
-		dst = append(make([]byte, 0, len(dst)+need), dst...)
+	if depth >= 64 {
+		return nil, errors.New("round: chain longer than 63 links")
 	}
-	b := &w.b
-	b.ResetTo(dst)
-	b.Begin(ksi.TypeSignature, false, false)
-	b.Begin(ksi.TypeAggregationChain, false, false)
-	b.Uint(0x02, ans.AggregationTime)
+	body := w.body[:0]
+	body = appendUint(body, 0x02, ans.AggregationTime)
 	for _, x := range ans.ChainIndex {
-		b.Uint(0x03, x)
+		body = appendUint(body, 0x03, x)
 	}
-	b.Uint(0x03, ksi.LinksShape(links))
-	b.Bin(0x05, req.Hash)
-	b.Uint(0x06, uint64(r.alg))
-	for j := range links {
-		ksi.AppendLink(b, &links[j])
+	body = appendUint(body, 0x03, uint64(1)<<depth|bits)
+	body = append(body, 0x05, byte(len(req.Hash)))
+	body = append(body, req.Hash...)
+	body = appendUint(body, 0x06, uint64(r.alg))
+	if req.Meta != nil {
+		w.meta.Value = req.Meta
+		w.first = ksi.Link{Left: true, LevelCorrection: uint64(req.Level), Metadata: &w.meta}
+		body = ksi.AppendLinkBytes(body, &w.first)
+		body, _, _ = r.tree.AppendPathBytes(body, i)
+	} else {
+		// The chain starts at level 0: the first link carries the input's
+		// level, so the links are encoded here rather than taken as bytes.
+		links := r.tree.AppendPath(w.links[:0], i)
+		links[0].LevelCorrection += uint64(req.Level)
+		for j := range links {
+			body = ksi.AppendLinkBytes(body, &links[j])
+		}
+		w.links = links
 	}
-	b.End()
-	b.Raw(ans.Elements)
-	b.End()
-	return b.Bytes()
+	w.body = body
+	chainLen := 4 + len(body)
+	sigLen := chainLen + len(ans.Elements)
+	if sigLen > tlv.MaxValueLen {
+		return nil, fmt.Errorf("round: signature of %d bytes exceeds the TLV limit", sigLen)
+	}
+	if dst == nil {
+		dst = w.alloc(4 + sigLen)
+	} else if cap(dst)-len(dst) < 4+sigLen {
+		dst = append(make([]byte, 0, len(dst)+4+sigLen), dst...)
+	}
+	dst = append(dst, 0x88, 0x00, byte(sigLen>>8), byte(sigLen))
+	dst = append(dst, 0x88, 0x01, byte(len(body)>>8), byte(len(body)))
+	dst = append(dst, body...)
+	return append(dst, ans.Elements...), nil
+}
+
+// appendUint appends a TLV8 unsigned integer element (types below 0x20).
+func appendUint(dst []byte, typ byte, x uint64) []byte {
+	dst = append(dst, typ, byte(tlv.UintLen(x)))
+	return tlv.AppendUintValue(dst, x)
 }
