@@ -34,9 +34,13 @@ const exitCodesHelp = `EXIT CODES:
 // nothing else needs to change.
 var commands = []func() *ucli.Command{
 	serveCommand,
+	signCommand,
 	verifyCommand,
+	extendCommand,
+	pubfileCommand,
 	inspectCommand,
 	keysCommand,
+	benchCommand,
 }
 
 // App builds the tempel command tree, writing to os.Stdout and os.Stderr.

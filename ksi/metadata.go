@@ -139,30 +139,45 @@ type MetadataFields struct {
 // children, with padding first) so that its length is even, which no
 // imprint has (ksi-spec §4.4).
 func AppendMetadataValue(dst []byte, f MetadataFields) ([]byte, error) {
-	b := tlv.NewBuilder(nil)
-	b.UTF8(tagMetaClientID, f.ClientID)
+	// Sizes first, then one pass of appends: this runs once per signing
+	// request.
+	n := 2 + len(f.ClientID) + 1
+	if len(f.ClientID)+1 > 0xFF {
+		n += 2
+	}
 	if f.MachineID != "" {
-		b.UTF8(tagMetaMachineID, f.MachineID)
+		n += tlv.HeaderSize(tagMetaMachineID, len(f.MachineID)+1) + len(f.MachineID) + 1
 	}
 	if f.SequenceNumber != nil {
-		b.Uint(tagMetaSeqNr, *f.SequenceNumber)
+		n += 2 + tlv.UintLen(*f.SequenceNumber)
 	}
 	if f.RequestTime != nil {
-		b.Uint(tagMetaReqTime, *f.RequestTime)
+		n += 2 + tlv.UintLen(*f.RequestTime)
 	}
-	body, err := b.Bytes()
-	if err != nil {
-		return nil, err
+	// Padding of 3 bytes (7E 01 01) or 4 bytes (7E 02 01 01) makes the
+	// total even: no imprint has an even length.
+	pad := 3 + (n+1)%2
+	if n+pad > tlv.MaxValueLen {
+		return nil, errors.New("ksi: metadata too large")
 	}
-	start := len(dst)
-	// Padding of 3 bytes (7E 01 01) or 4 bytes (7E 02 01 01) makes the total even.
-	if len(body)%2 == 1 {
+	if pad == 3 {
 		dst = append(dst, metaPaddingHeader, 1, 1)
 	} else {
 		dst = append(dst, metaPaddingHeader, 2, 1, 1)
 	}
-	if len(dst)-start+len(body) > tlv.MaxValueLen {
-		return nil, errors.New("ksi: metadata too large")
+	dst, _ = tlv.AppendHeader(dst, tagMetaClientID, false, false, len(f.ClientID)+1)
+	dst = append(append(dst, f.ClientID...), 0)
+	if f.MachineID != "" {
+		dst, _ = tlv.AppendHeader(dst, tagMetaMachineID, false, false, len(f.MachineID)+1)
+		dst = append(append(dst, f.MachineID...), 0)
 	}
-	return append(dst, body...), nil
+	if f.SequenceNumber != nil {
+		dst = append(dst, tagMetaSeqNr, byte(tlv.UintLen(*f.SequenceNumber)))
+		dst = tlv.AppendUintValue(dst, *f.SequenceNumber)
+	}
+	if f.RequestTime != nil {
+		dst = append(dst, tagMetaReqTime, byte(tlv.UintLen(*f.RequestTime)))
+		dst = tlv.AppendUintValue(dst, *f.RequestTime)
+	}
+	return dst, nil
 }

@@ -178,32 +178,88 @@ func (s *signerService) Sign(ctx context.Context, req *tempelv1.SignRequest) (*t
 // SignStream takes requests as they come and answers each when its round
 // is done; answers may be out of order and carry the request id.
 func (s *signerService) SignStream(stream grpc.BidiStreamingServer[tempelv1.SignRequest, tempelv1.SignResponse]) error {
+	return s.serveStream(stream.Context(),
+		func() ([]*tempelv1.SignRequest, error) {
+			req, err := stream.Recv()
+			return []*tempelv1.SignRequest{req}, err
+		},
+		func(batch []*tempelv1.SignResponse) error {
+			for _, r := range batch {
+				if err := stream.Send(r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+}
+
+// SignBatchStream is SignStream with many requests and answers per message.
+func (s *signerService) SignBatchStream(stream grpc.BidiStreamingServer[tempelv1.SignBatch, tempelv1.SignResponseBatch]) error {
+	return s.serveStream(stream.Context(),
+		func() ([]*tempelv1.SignRequest, error) {
+			b, err := stream.Recv()
+			if err != nil {
+				return nil, err
+			}
+			return b.Requests, nil
+		},
+		func(batch []*tempelv1.SignResponse) error {
+			return stream.Send(&tempelv1.SignResponseBatch{Responses: batch})
+		})
+}
+
+// maxResponseBatch bounds one response message (about 1.5 MB of signatures).
+const maxResponseBatch = 1024
+
+// serveStream runs a signing stream: recv gives the next requests, send
+// writes a batch of answers. Answers are collected by a sender goroutine
+// that sends whatever has arrived, so batches form by themselves when a
+// round ends and many answers are ready at once.
+func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv1.SignRequest, error), send func([]*tempelv1.SignResponse) error) error {
 	if s.n.agg == nil {
 		return status.Error(codes.Unimplemented, "the calendar role signs unary calls only")
 	}
-	ctx := stream.Context()
-	out := make(chan *tempelv1.SignResponse, 1024)
+	out := make(chan *tempelv1.SignResponse, 4096)
 	sendErr := make(chan error, 1)
+	senderDone := make(chan struct{})
 	go func() {
+		defer close(senderDone)
+		var failed error
+		batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
 		for resp := range out {
-			if err := stream.Send(resp); err != nil {
-				sendErr <- err
-				for range out {
+			batch = append(batch[:0], resp)
+		fill:
+			for len(batch) < maxResponseBatch {
+				select {
+				case r, ok := <-out:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, r)
+				default:
+					break fill
 				}
-				return
+			}
+			if failed == nil {
+				if failed = send(batch); failed != nil {
+					sendErr <- failed
+				}
 			}
 		}
-		sendErr <- nil
+		if failed == nil {
+			sendErr <- nil
+		}
 	}()
 	var inflight waitCounter
 	defer func() {
+		// Every accepted request is answered before the stream ends.
 		inflight.wait()
 		close(out)
+		<-senderDone
 	}()
 	for {
-		req, err := stream.Recv()
+		reqs, err := recv()
 		if err == io.EOF {
-			inflight.wait()
 			return nil
 		}
 		if err != nil {
@@ -214,24 +270,26 @@ func (s *signerService) SignStream(stream grpc.BidiStreamingServer[tempelv1.Sign
 			return err
 		default:
 		}
-		id := req.RequestId
-		r, err := s.request(ctx, req)
-		if err == nil {
-			inflight.add()
-			err = s.n.agg.Submit(r, func(x aggregator.Result) {
-				resp := &tempelv1.SignResponse{RequestId: id, Signature: x.Signature, AggregationTime: x.AggregationTime}
-				if x.Err != nil {
-					resp.Status, resp.ErrorMessage = uint32(aggregator.Status(x.Err)), x.Err.Error()
+		for _, req := range reqs {
+			id := req.RequestId
+			r, err := s.request(ctx, req)
+			if err == nil {
+				inflight.add()
+				err = s.n.agg.Submit(r, func(x aggregator.Result) {
+					resp := &tempelv1.SignResponse{RequestId: id, Signature: x.Signature, AggregationTime: x.AggregationTime}
+					if x.Err != nil {
+						resp.Status, resp.ErrorMessage = uint32(aggregator.Status(x.Err)), x.Err.Error()
+					}
+					out <- resp
+					inflight.done()
+				})
+				if err != nil {
+					inflight.done()
 				}
-				out <- resp
-				inflight.done()
-			})
-			if err != nil {
-				inflight.done()
 			}
-		}
-		if err != nil {
-			out <- &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}
+			if err != nil {
+				out <- &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}
+			}
 		}
 	}
 }

@@ -57,7 +57,9 @@ type Config struct {
 	MaxQueue      int
 
 	UsersFile string
-	Logger    *slog.Logger
+	// Pprof serves /debug/pprof/ (profiling; keep off in production).
+	Pprof  bool
+	Logger *slog.Logger
 }
 
 // Node is a running Tempel server.

@@ -31,6 +31,96 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// SignBatch carries several signing requests in one stream message.
+type SignBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Requests      []*SignRequest         `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignBatch) Reset() {
+	*x = SignBatch{}
+	mi := &file_tempel_v1_tempel_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignBatch) ProtoMessage() {}
+
+func (x *SignBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_tempel_v1_tempel_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignBatch.ProtoReflect.Descriptor instead.
+func (*SignBatch) Descriptor() ([]byte, []int) {
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *SignBatch) GetRequests() []*SignRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+// SignResponseBatch carries several answers in one stream message.
+type SignResponseBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Responses     []*SignResponse        `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignResponseBatch) Reset() {
+	*x = SignResponseBatch{}
+	mi := &file_tempel_v1_tempel_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignResponseBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignResponseBatch) ProtoMessage() {}
+
+func (x *SignResponseBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_tempel_v1_tempel_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignResponseBatch.ProtoReflect.Descriptor instead.
+func (*SignResponseBatch) Descriptor() ([]byte, []int) {
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *SignResponseBatch) GetResponses() []*SignResponse {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
 // SignRequest asks for a signature of one hash.
 type SignRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -50,7 +140,7 @@ type SignRequest struct {
 
 func (x *SignRequest) Reset() {
 	*x = SignRequest{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[0]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -62,7 +152,7 @@ func (x *SignRequest) String() string {
 func (*SignRequest) ProtoMessage() {}
 
 func (x *SignRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[0]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -75,7 +165,7 @@ func (x *SignRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignRequest.ProtoReflect.Descriptor instead.
 func (*SignRequest) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{0}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *SignRequest) GetRequestId() uint64 {
@@ -123,7 +213,7 @@ type SignResponse struct {
 
 func (x *SignResponse) Reset() {
 	*x = SignResponse{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[1]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -135,7 +225,7 @@ func (x *SignResponse) String() string {
 func (*SignResponse) ProtoMessage() {}
 
 func (x *SignResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[1]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -148,7 +238,7 @@ func (x *SignResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignResponse.ProtoReflect.Descriptor instead.
 func (*SignResponse) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{1}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *SignResponse) GetRequestId() uint64 {
@@ -201,7 +291,7 @@ type ExtendRequest struct {
 
 func (x *ExtendRequest) Reset() {
 	*x = ExtendRequest{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[2]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -213,7 +303,7 @@ func (x *ExtendRequest) String() string {
 func (*ExtendRequest) ProtoMessage() {}
 
 func (x *ExtendRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[2]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -226,7 +316,7 @@ func (x *ExtendRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendRequest.ProtoReflect.Descriptor instead.
 func (*ExtendRequest) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{2}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ExtendRequest) GetAggregationTime() uint64 {
@@ -258,7 +348,7 @@ type ExtendResponse struct {
 
 func (x *ExtendResponse) Reset() {
 	*x = ExtendResponse{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[3]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +360,7 @@ func (x *ExtendResponse) String() string {
 func (*ExtendResponse) ProtoMessage() {}
 
 func (x *ExtendResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[3]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +373,7 @@ func (x *ExtendResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendResponse.ProtoReflect.Descriptor instead.
 func (*ExtendResponse) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{3}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ExtendResponse) GetCalendarChain() []byte {
@@ -309,7 +399,7 @@ type GetCalendarHeadRequest struct {
 
 func (x *GetCalendarHeadRequest) Reset() {
 	*x = GetCalendarHeadRequest{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[4]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -321,7 +411,7 @@ func (x *GetCalendarHeadRequest) String() string {
 func (*GetCalendarHeadRequest) ProtoMessage() {}
 
 func (x *GetCalendarHeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[4]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -334,7 +424,7 @@ func (x *GetCalendarHeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCalendarHeadRequest.ProtoReflect.Descriptor instead.
 func (*GetCalendarHeadRequest) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{4}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{6}
 }
 
 // CalendarHead describes the calendar: the seconds it covers and its
@@ -354,7 +444,7 @@ type CalendarHead struct {
 
 func (x *CalendarHead) Reset() {
 	*x = CalendarHead{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[5]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -366,7 +456,7 @@ func (x *CalendarHead) String() string {
 func (*CalendarHead) ProtoMessage() {}
 
 func (x *CalendarHead) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[5]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -379,7 +469,7 @@ func (x *CalendarHead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CalendarHead.ProtoReflect.Descriptor instead.
 func (*CalendarHead) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{5}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CalendarHead) GetFirstTime() uint64 {
@@ -412,7 +502,7 @@ type GetPublicationsFileRequest struct {
 
 func (x *GetPublicationsFileRequest) Reset() {
 	*x = GetPublicationsFileRequest{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[6]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -424,7 +514,7 @@ func (x *GetPublicationsFileRequest) String() string {
 func (*GetPublicationsFileRequest) ProtoMessage() {}
 
 func (x *GetPublicationsFileRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[6]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -437,7 +527,7 @@ func (x *GetPublicationsFileRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPublicationsFileRequest.ProtoReflect.Descriptor instead.
 func (*GetPublicationsFileRequest) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{6}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{8}
 }
 
 // PublicationsFile is a signed KSI publications file.
@@ -455,7 +545,7 @@ type PublicationsFile struct {
 
 func (x *PublicationsFile) Reset() {
 	*x = PublicationsFile{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[7]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -467,7 +557,7 @@ func (x *PublicationsFile) String() string {
 func (*PublicationsFile) ProtoMessage() {}
 
 func (x *PublicationsFile) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[7]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -480,7 +570,7 @@ func (x *PublicationsFile) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PublicationsFile.ProtoReflect.Descriptor instead.
 func (*PublicationsFile) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{7}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *PublicationsFile) GetContent() []byte {
@@ -509,7 +599,7 @@ type ListPublicationsRequest struct {
 
 func (x *ListPublicationsRequest) Reset() {
 	*x = ListPublicationsRequest{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[8]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -521,7 +611,7 @@ func (x *ListPublicationsRequest) String() string {
 func (*ListPublicationsRequest) ProtoMessage() {}
 
 func (x *ListPublicationsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[8]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -534,7 +624,7 @@ func (x *ListPublicationsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPublicationsRequest.ProtoReflect.Descriptor instead.
 func (*ListPublicationsRequest) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{8}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListPublicationsRequest) GetSinceTime() uint64 {
@@ -555,7 +645,7 @@ type ListPublicationsResponse struct {
 
 func (x *ListPublicationsResponse) Reset() {
 	*x = ListPublicationsResponse{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[9]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -567,7 +657,7 @@ func (x *ListPublicationsResponse) String() string {
 func (*ListPublicationsResponse) ProtoMessage() {}
 
 func (x *ListPublicationsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[9]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -580,7 +670,7 @@ func (x *ListPublicationsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPublicationsResponse.ProtoReflect.Descriptor instead.
 func (*ListPublicationsResponse) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{9}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListPublicationsResponse) GetPublications() []*Publication {
@@ -608,7 +698,7 @@ type Publication struct {
 
 func (x *Publication) Reset() {
 	*x = Publication{}
-	mi := &file_tempel_v1_tempel_proto_msgTypes[10]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -620,7 +710,7 @@ func (x *Publication) String() string {
 func (*Publication) ProtoMessage() {}
 
 func (x *Publication) ProtoReflect() protoreflect.Message {
-	mi := &file_tempel_v1_tempel_proto_msgTypes[10]
+	mi := &file_tempel_v1_tempel_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -633,7 +723,7 @@ func (x *Publication) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Publication.ProtoReflect.Descriptor instead.
 func (*Publication) Descriptor() ([]byte, []int) {
-	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{10}
+	return file_tempel_v1_tempel_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Publication) GetPublicationTime() uint64 {
@@ -661,7 +751,11 @@ var File_tempel_v1_tempel_proto protoreflect.FileDescriptor
 
 const file_tempel_v1_tempel_proto_rawDesc = "" +
 	"\n" +
-	"\x16tempel/v1/tempel.proto\x12\ttempel.v1\"V\n" +
+	"\x16tempel/v1/tempel.proto\x12\ttempel.v1\"?\n" +
+	"\tSignBatch\x122\n" +
+	"\brequests\x18\x01 \x03(\v2\x16.tempel.v1.SignRequestR\brequests\"J\n" +
+	"\x11SignResponseBatch\x125\n" +
+	"\tresponses\x18\x01 \x03(\v2\x17.tempel.v1.SignResponseR\tresponses\"V\n" +
 	"\vSignRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x12\n" +
@@ -698,11 +792,12 @@ const file_tempel_v1_tempel_proto_rawDesc = "" +
 	"\vPublication\x12)\n" +
 	"\x10publication_time\x18\x01 \x01(\x04R\x0fpublicationTime\x12%\n" +
 	"\x0epublished_hash\x18\x02 \x01(\fR\rpublishedHash\x12-\n" +
-	"\x12publication_string\x18\x03 \x01(\tR\x11publicationString2\x84\x01\n" +
+	"\x12publication_string\x18\x03 \x01(\tR\x11publicationString2\xcf\x01\n" +
 	"\x06Signer\x127\n" +
 	"\x04Sign\x12\x16.tempel.v1.SignRequest\x1a\x17.tempel.v1.SignResponse\x12A\n" +
 	"\n" +
-	"SignStream\x12\x16.tempel.v1.SignRequest\x1a\x17.tempel.v1.SignResponse(\x010\x012\x98\x01\n" +
+	"SignStream\x12\x16.tempel.v1.SignRequest\x1a\x17.tempel.v1.SignResponse(\x010\x01\x12I\n" +
+	"\x0fSignBatchStream\x12\x14.tempel.v1.SignBatch\x1a\x1c.tempel.v1.SignResponseBatch(\x010\x012\x98\x01\n" +
 	"\bExtender\x12=\n" +
 	"\x06Extend\x12\x18.tempel.v1.ExtendRequest\x1a\x19.tempel.v1.ExtendResponse\x12M\n" +
 	"\x0fGetCalendarHead\x12!.tempel.v1.GetCalendarHeadRequest\x1a\x17.tempel.v1.CalendarHead2\xc6\x01\n" +
@@ -722,39 +817,45 @@ func file_tempel_v1_tempel_proto_rawDescGZIP() []byte {
 	return file_tempel_v1_tempel_proto_rawDescData
 }
 
-var file_tempel_v1_tempel_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_tempel_v1_tempel_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_tempel_v1_tempel_proto_goTypes = []any{
-	(*SignRequest)(nil),                // 0: tempel.v1.SignRequest
-	(*SignResponse)(nil),               // 1: tempel.v1.SignResponse
-	(*ExtendRequest)(nil),              // 2: tempel.v1.ExtendRequest
-	(*ExtendResponse)(nil),             // 3: tempel.v1.ExtendResponse
-	(*GetCalendarHeadRequest)(nil),     // 4: tempel.v1.GetCalendarHeadRequest
-	(*CalendarHead)(nil),               // 5: tempel.v1.CalendarHead
-	(*GetPublicationsFileRequest)(nil), // 6: tempel.v1.GetPublicationsFileRequest
-	(*PublicationsFile)(nil),           // 7: tempel.v1.PublicationsFile
-	(*ListPublicationsRequest)(nil),    // 8: tempel.v1.ListPublicationsRequest
-	(*ListPublicationsResponse)(nil),   // 9: tempel.v1.ListPublicationsResponse
-	(*Publication)(nil),                // 10: tempel.v1.Publication
+	(*SignBatch)(nil),                  // 0: tempel.v1.SignBatch
+	(*SignResponseBatch)(nil),          // 1: tempel.v1.SignResponseBatch
+	(*SignRequest)(nil),                // 2: tempel.v1.SignRequest
+	(*SignResponse)(nil),               // 3: tempel.v1.SignResponse
+	(*ExtendRequest)(nil),              // 4: tempel.v1.ExtendRequest
+	(*ExtendResponse)(nil),             // 5: tempel.v1.ExtendResponse
+	(*GetCalendarHeadRequest)(nil),     // 6: tempel.v1.GetCalendarHeadRequest
+	(*CalendarHead)(nil),               // 7: tempel.v1.CalendarHead
+	(*GetPublicationsFileRequest)(nil), // 8: tempel.v1.GetPublicationsFileRequest
+	(*PublicationsFile)(nil),           // 9: tempel.v1.PublicationsFile
+	(*ListPublicationsRequest)(nil),    // 10: tempel.v1.ListPublicationsRequest
+	(*ListPublicationsResponse)(nil),   // 11: tempel.v1.ListPublicationsResponse
+	(*Publication)(nil),                // 12: tempel.v1.Publication
 }
 var file_tempel_v1_tempel_proto_depIdxs = []int32{
-	10, // 0: tempel.v1.ListPublicationsResponse.publications:type_name -> tempel.v1.Publication
-	0,  // 1: tempel.v1.Signer.Sign:input_type -> tempel.v1.SignRequest
-	0,  // 2: tempel.v1.Signer.SignStream:input_type -> tempel.v1.SignRequest
-	2,  // 3: tempel.v1.Extender.Extend:input_type -> tempel.v1.ExtendRequest
-	4,  // 4: tempel.v1.Extender.GetCalendarHead:input_type -> tempel.v1.GetCalendarHeadRequest
-	6,  // 5: tempel.v1.Publications.GetPublicationsFile:input_type -> tempel.v1.GetPublicationsFileRequest
-	8,  // 6: tempel.v1.Publications.ListPublications:input_type -> tempel.v1.ListPublicationsRequest
-	1,  // 7: tempel.v1.Signer.Sign:output_type -> tempel.v1.SignResponse
-	1,  // 8: tempel.v1.Signer.SignStream:output_type -> tempel.v1.SignResponse
-	3,  // 9: tempel.v1.Extender.Extend:output_type -> tempel.v1.ExtendResponse
-	5,  // 10: tempel.v1.Extender.GetCalendarHead:output_type -> tempel.v1.CalendarHead
-	7,  // 11: tempel.v1.Publications.GetPublicationsFile:output_type -> tempel.v1.PublicationsFile
-	9,  // 12: tempel.v1.Publications.ListPublications:output_type -> tempel.v1.ListPublicationsResponse
-	7,  // [7:13] is the sub-list for method output_type
-	1,  // [1:7] is the sub-list for method input_type
-	1,  // [1:1] is the sub-list for extension type_name
-	1,  // [1:1] is the sub-list for extension extendee
-	0,  // [0:1] is the sub-list for field type_name
+	2,  // 0: tempel.v1.SignBatch.requests:type_name -> tempel.v1.SignRequest
+	3,  // 1: tempel.v1.SignResponseBatch.responses:type_name -> tempel.v1.SignResponse
+	12, // 2: tempel.v1.ListPublicationsResponse.publications:type_name -> tempel.v1.Publication
+	2,  // 3: tempel.v1.Signer.Sign:input_type -> tempel.v1.SignRequest
+	2,  // 4: tempel.v1.Signer.SignStream:input_type -> tempel.v1.SignRequest
+	0,  // 5: tempel.v1.Signer.SignBatchStream:input_type -> tempel.v1.SignBatch
+	4,  // 6: tempel.v1.Extender.Extend:input_type -> tempel.v1.ExtendRequest
+	6,  // 7: tempel.v1.Extender.GetCalendarHead:input_type -> tempel.v1.GetCalendarHeadRequest
+	8,  // 8: tempel.v1.Publications.GetPublicationsFile:input_type -> tempel.v1.GetPublicationsFileRequest
+	10, // 9: tempel.v1.Publications.ListPublications:input_type -> tempel.v1.ListPublicationsRequest
+	3,  // 10: tempel.v1.Signer.Sign:output_type -> tempel.v1.SignResponse
+	3,  // 11: tempel.v1.Signer.SignStream:output_type -> tempel.v1.SignResponse
+	1,  // 12: tempel.v1.Signer.SignBatchStream:output_type -> tempel.v1.SignResponseBatch
+	5,  // 13: tempel.v1.Extender.Extend:output_type -> tempel.v1.ExtendResponse
+	7,  // 14: tempel.v1.Extender.GetCalendarHead:output_type -> tempel.v1.CalendarHead
+	9,  // 15: tempel.v1.Publications.GetPublicationsFile:output_type -> tempel.v1.PublicationsFile
+	11, // 16: tempel.v1.Publications.ListPublications:output_type -> tempel.v1.ListPublicationsResponse
+	10, // [10:17] is the sub-list for method output_type
+	3,  // [3:10] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_tempel_v1_tempel_proto_init() }
@@ -768,7 +869,7 @@ func file_tempel_v1_tempel_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_tempel_v1_tempel_proto_rawDesc), len(file_tempel_v1_tempel_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -29,8 +29,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Signer_Sign_FullMethodName       = "/tempel.v1.Signer/Sign"
-	Signer_SignStream_FullMethodName = "/tempel.v1.Signer/SignStream"
+	Signer_Sign_FullMethodName            = "/tempel.v1.Signer/Sign"
+	Signer_SignStream_FullMethodName      = "/tempel.v1.Signer/SignStream"
+	Signer_SignBatchStream_FullMethodName = "/tempel.v1.Signer/SignBatchStream"
 )
 
 // SignerClient is the client API for Signer service.
@@ -52,6 +53,11 @@ type SignerClient interface {
 	// (status and error_message set, signature empty) and the stream goes on;
 	// a gRPC status ends the stream only for failures of the stream itself.
 	SignStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SignRequest, SignResponse], error)
+	// SignBatchStream is SignStream with many requests and answers per
+	// message, for the highest rates: per-message costs are paid once per
+	// batch. Each request in a batch is answered by one response in some
+	// later response batch, matched by request_id.
+	SignBatchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SignBatch, SignResponseBatch], error)
 }
 
 type signerClient struct {
@@ -85,6 +91,19 @@ func (c *signerClient) SignStream(ctx context.Context, opts ...grpc.CallOption) 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Signer_SignStreamClient = grpc.BidiStreamingClient[SignRequest, SignResponse]
 
+func (c *signerClient) SignBatchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SignBatch, SignResponseBatch], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Signer_ServiceDesc.Streams[1], Signer_SignBatchStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SignBatch, SignResponseBatch]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Signer_SignBatchStreamClient = grpc.BidiStreamingClient[SignBatch, SignResponseBatch]
+
 // SignerServer is the server API for Signer service.
 // All implementations must embed UnimplementedSignerServer
 // for forward compatibility.
@@ -104,6 +123,11 @@ type SignerServer interface {
 	// (status and error_message set, signature empty) and the stream goes on;
 	// a gRPC status ends the stream only for failures of the stream itself.
 	SignStream(grpc.BidiStreamingServer[SignRequest, SignResponse]) error
+	// SignBatchStream is SignStream with many requests and answers per
+	// message, for the highest rates: per-message costs are paid once per
+	// batch. Each request in a batch is answered by one response in some
+	// later response batch, matched by request_id.
+	SignBatchStream(grpc.BidiStreamingServer[SignBatch, SignResponseBatch]) error
 	mustEmbedUnimplementedSignerServer()
 }
 
@@ -119,6 +143,9 @@ func (UnimplementedSignerServer) Sign(context.Context, *SignRequest) (*SignRespo
 }
 func (UnimplementedSignerServer) SignStream(grpc.BidiStreamingServer[SignRequest, SignResponse]) error {
 	return status.Error(codes.Unimplemented, "method SignStream not implemented")
+}
+func (UnimplementedSignerServer) SignBatchStream(grpc.BidiStreamingServer[SignBatch, SignResponseBatch]) error {
+	return status.Error(codes.Unimplemented, "method SignBatchStream not implemented")
 }
 func (UnimplementedSignerServer) mustEmbedUnimplementedSignerServer() {}
 func (UnimplementedSignerServer) testEmbeddedByValue()                {}
@@ -166,6 +193,13 @@ func _Signer_SignStream_Handler(srv interface{}, stream grpc.ServerStream) error
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Signer_SignStreamServer = grpc.BidiStreamingServer[SignRequest, SignResponse]
 
+func _Signer_SignBatchStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(SignerServer).SignBatchStream(&grpc.GenericServerStream[SignBatch, SignResponseBatch]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Signer_SignBatchStreamServer = grpc.BidiStreamingServer[SignBatch, SignResponseBatch]
+
 // Signer_ServiceDesc is the grpc.ServiceDesc for Signer service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -182,6 +216,12 @@ var Signer_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "SignStream",
 			Handler:       _Signer_SignStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "SignBatchStream",
+			Handler:       _Signer_SignBatchStream_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

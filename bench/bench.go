@@ -1,0 +1,357 @@
+// Package bench is Tempel's load generator, run by `tempel bench`: it
+// signs as fast as a server takes it, through unary gRPC calls, the
+// streaming API, REST or KSI PDU v2, and reports the rate and the latency
+// distribution. It speaks the wire protocols directly (no client-side
+// verification) so that the generator, not the measurement, stays cheap.
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
+)
+
+// Modes of load.
+const (
+	ModeUnary  = "unary"
+	ModeStream = "stream"
+	ModeBatch  = "batch" // the streaming API with many requests per message
+)
+
+// batchSize is the number of requests per message in ModeBatch.
+const batchSize = 512
+
+// Config describes one load run.
+type Config struct {
+	Server      string
+	Mode        string
+	Concurrency int           // unary: callers; stream: streams
+	Window      int           // stream: requests in flight per stream
+	Duration    time.Duration // how long to send
+	Login, Key  string
+	// Progress, if set, is called about every 200ms with requests done.
+	Progress func(done int64)
+}
+
+// Result is what a run measured.
+type Result struct {
+	Mode        string        `json:"mode"`
+	Concurrency int           `json:"concurrency"`
+	Requests    int64         `json:"requests"`
+	Errors      int64         `json:"errors"`
+	FirstError  string        `json:"first_error,omitempty"`
+	Elapsed     time.Duration `json:"elapsed_ns"`
+	Rate        float64       `json:"signatures_per_second"`
+	P50         time.Duration `json:"p50_ns"`
+	P90         time.Duration `json:"p90_ns"`
+	P99         time.Duration `json:"p99_ns"`
+	Max         time.Duration `json:"max_ns"`
+	BytesPerSig float64       `json:"bytes_per_signature"`
+}
+
+func (r *Result) String() string {
+	return fmt.Sprintf("%s x%d: %d signatures in %.1fs = %.0f/s, %d errors; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
+		r.Mode, r.Concurrency, r.Requests, r.Elapsed.Seconds(), r.Rate, r.Errors,
+		r.P50.Round(time.Millisecond), r.P90.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond), r.BytesPerSig)
+}
+
+// histogram records latencies in logarithmic buckets (about 1% wide)
+// without locks on the hot path beyond one atomic add.
+type histogram struct {
+	buckets [2048]atomic.Int64
+}
+
+const histBase = 1.01
+
+func (h *histogram) add(d time.Duration) {
+	us := float64(d.Microseconds())
+	i := 0
+	if us >= 1 {
+		i = int(math.Log(us)/math.Log(histBase)) + 1
+	}
+	h.buckets[min(i, len(h.buckets)-1)].Add(1)
+}
+
+func (h *histogram) quantiles(qs ...float64) []time.Duration {
+	var total int64
+	for i := range h.buckets {
+		total += h.buckets[i].Load()
+	}
+	out := make([]time.Duration, len(qs))
+	if total == 0 {
+		return out
+	}
+	idx := make([]int, len(qs))
+	for i := range idx {
+		idx[i] = i
+	}
+	sort.Slice(idx, func(a, b int) bool { return qs[idx[a]] < qs[idx[b]] })
+	var seen int64
+	k := 0
+	for i := range h.buckets {
+		seen += h.buckets[i].Load()
+		for k < len(idx) && float64(seen) >= qs[idx[k]]*float64(total) {
+			us := 0.0
+			if i > 0 {
+				us = math.Pow(histBase, float64(i))
+			}
+			out[idx[k]] = time.Duration(us * float64(time.Microsecond))
+			k++
+		}
+	}
+	return out
+}
+
+// Run drives load at cfg.Server until cfg.Duration has passed.
+func Run(ctx context.Context, cfg Config) (*Result, error) {
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 4096
+	}
+	conns := make([]*grpc.ClientConn, min(cfg.Concurrency, 4))
+	for i := range conns {
+		c, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithInitialWindowSize(64<<20), grpc.WithInitialConnWindowSize(64<<20))
+		if err != nil {
+			return nil, err
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	if cfg.Login != "" {
+		ctx = metadata.AppendToOutgoingContext(ctx, "authorization",
+			"Basic "+base64.StdEncoding.EncodeToString([]byte(cfg.Login+":"+cfg.Key)))
+	}
+	r := &run{cfg: cfg}
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	stopProgress := r.progress()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < cfg.Concurrency; i++ {
+		wg.Add(1)
+		client := tempelv1.NewSignerClient(conns[i%len(conns)])
+		go func() {
+			defer wg.Done()
+			switch cfg.Mode {
+			case ModeStream:
+				r.stream(runCtx, ctx, client, uint64(i))
+			case ModeBatch:
+				r.batch(runCtx, ctx, client, uint64(i))
+			default:
+				r.unary(runCtx, ctx, client, uint64(i))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	stopProgress()
+	q := r.hist.quantiles(0.5, 0.9, 0.99, 1)
+	res := &Result{Mode: cfg.Mode, Concurrency: cfg.Concurrency, Requests: r.done.Load(), Errors: r.errors.Load(),
+		Elapsed: elapsed, P50: q[0], P90: q[1], P99: q[2], Max: q[3]}
+	if e := r.firstErr.Load(); e != nil {
+		res.FirstError = e.(string)
+	}
+	res.Rate = float64(res.Requests) / elapsed.Seconds()
+	if res.Requests > 0 {
+		res.BytesPerSig = float64(r.bytes.Load()) / float64(res.Requests)
+	}
+	if res.Requests == 0 && res.Errors > 0 {
+		return res, errors.New("bench: every request failed: " + res.FirstError)
+	}
+	return res, nil
+}
+
+type run struct {
+	cfg      Config
+	hist     histogram
+	done     atomic.Int64
+	errors   atomic.Int64
+	bytes    atomic.Int64
+	firstErr atomic.Value
+}
+
+func (r *run) fail(err error) {
+	r.errors.Add(1)
+	r.firstErr.CompareAndSwap(nil, err.Error())
+}
+
+func (r *run) progress() func() {
+	if r.cfg.Progress == nil {
+		return func() {}
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				r.cfg.Progress(r.done.Load())
+				return
+			case <-t.C:
+				r.cfg.Progress(r.done.Load())
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
+}
+
+// hashFor makes distinct document hashes cheaply.
+func hashFor(worker, n uint64) []byte {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], worker)
+	binary.BigEndian.PutUint64(b[8:], n)
+	s := sha256.Sum256(b[:])
+	return append([]byte{1}, s[:]...)
+}
+
+func (r *run) unary(runCtx, callCtx context.Context, c tempelv1.SignerClient, worker uint64) {
+	for n := uint64(0); runCtx.Err() == nil; n++ {
+		t0 := time.Now()
+		cctx, cancel := context.WithTimeout(callCtx, 30*time.Second)
+		resp, err := c.Sign(cctx, &tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)})
+		cancel()
+		if err != nil {
+			r.fail(err)
+			continue
+		}
+		r.hist.add(time.Since(t0))
+		r.bytes.Add(int64(len(resp.Signature)))
+		r.done.Add(1)
+	}
+}
+
+// stream keeps up to Window requests in flight on one stream; the send
+// time of request id n sits in slot n % Window.
+func (r *run) stream(runCtx, callCtx context.Context, c tempelv1.SignerClient, worker uint64) {
+	s, err := c.SignStream(callCtx)
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	w := r.cfg.Window
+	sent := make([]int64, w)
+	slots := make(chan struct{}, w)
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		for {
+			resp, err := s.Recv()
+			if err != nil {
+				return
+			}
+			t0 := atomic.LoadInt64(&sent[resp.RequestId%uint64(w)])
+			if resp.Status != 0 {
+				r.fail(fmt.Errorf("status %#x: %s", resp.Status, resp.ErrorMessage))
+			} else {
+				r.hist.add(time.Duration(time.Now().UnixNano() - t0))
+				r.bytes.Add(int64(len(resp.Signature)))
+				r.done.Add(1)
+			}
+			<-slots
+		}
+	}()
+	for n := uint64(0); runCtx.Err() == nil; n++ {
+		select {
+		case slots <- struct{}{}:
+		case <-runCtx.Done():
+		}
+		if runCtx.Err() != nil {
+			break
+		}
+		atomic.StoreInt64(&sent[n%uint64(w)], time.Now().UnixNano())
+		if err := s.Send(&tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)}); err != nil {
+			r.fail(err)
+			break
+		}
+	}
+	s.CloseSend()
+	<-recvDone
+}
+
+// batch is stream with batchSize requests per message and answers in
+// batches as the server forms them.
+func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, worker uint64) {
+	s, err := c.SignBatchStream(callCtx)
+	if err != nil {
+		r.fail(err)
+		return
+	}
+	w := max(r.cfg.Window, batchSize)
+	sent := make([]int64, w)
+	var inflight atomic.Int64
+	freed := make(chan struct{}, 1)
+	recvDone := make(chan struct{})
+	go func() {
+		defer close(recvDone)
+		for {
+			b, err := s.Recv()
+			if err != nil {
+				return
+			}
+			now := time.Now().UnixNano()
+			for _, resp := range b.Responses {
+				t0 := atomic.LoadInt64(&sent[resp.RequestId%uint64(w)])
+				if resp.Status != 0 {
+					r.fail(fmt.Errorf("status %#x: %s", resp.Status, resp.ErrorMessage))
+				} else {
+					r.hist.add(time.Duration(now - t0))
+					r.bytes.Add(int64(len(resp.Signature)))
+					r.done.Add(1)
+				}
+			}
+			inflight.Add(-int64(len(b.Responses)))
+			select {
+			case freed <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	reqs := make([]tempelv1.SignRequest, batchSize)
+	ptrs := make([]*tempelv1.SignRequest, batchSize)
+	for n := uint64(0); runCtx.Err() == nil; {
+		for inflight.Load()+batchSize > int64(w) && runCtx.Err() == nil {
+			select {
+			case <-freed:
+			case <-runCtx.Done():
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+		if runCtx.Err() != nil {
+			break
+		}
+		now := time.Now().UnixNano()
+		for k := range reqs {
+			reqs[k] = tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)}
+			ptrs[k] = &reqs[k]
+			atomic.StoreInt64(&sent[n%uint64(w)], now)
+			n++
+		}
+		inflight.Add(batchSize)
+		if err := s.Send(&tempelv1.SignBatch{Requests: ptrs}); err != nil {
+			r.fail(err)
+			break
+		}
+	}
+	s.CloseSend()
+	<-recvDone
+}

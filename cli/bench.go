@@ -1,0 +1,64 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/tempel-ksi/tempel/bench"
+)
+
+func benchCommand() *ucli.Command {
+	return &ucli.Command{
+		Name:  "bench",
+		Usage: "drive signing load at a server and report the rate and latency",
+		Description: "Sends signing requests as fast as the server answers, for --duration, and\n" +
+			"reports signatures per second and latency percentiles. Run it in its own\n" +
+			"process against `tempel serve` (loopback only: it is a load test).",
+		Flags: []ucli.Flag{
+			&ucli.StringFlag{Name: "server", Value: "127.0.0.1:8080", Usage: "server gRPC `ADDR`", EnvVars: []string{"TEMPEL_SERVER"}},
+			&ucli.StringFlag{Name: "mode", Value: bench.ModeUnary, Usage: "unary (one gRPC call per signature), stream (the streaming API) or batch (streaming, many per message)"},
+			&ucli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "unary: concurrent callers; stream: streams"},
+			&ucli.IntFlag{Name: "window", Value: 8192, Usage: "stream: requests in flight per stream"},
+			&ucli.DurationFlag{Name: "duration", Aliases: []string{"d"}, Value: 10 * time.Second, Usage: "how long to send"},
+			&ucli.StringFlag{Name: "user", EnvVars: []string{"TEMPEL_USER"}, Usage: "login (if the server has a users file)"},
+			&ucli.StringFlag{Name: "key", EnvVars: []string{"TEMPEL_KEY"}, Usage: "key for --user"},
+			&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		},
+		Action: func(c *ucli.Context) error {
+			mode := c.String("mode")
+			if mode != bench.ModeUnary && mode != bench.ModeStream && mode != bench.ModeBatch {
+				return usageErrorf("--mode %q: want unary, stream or batch", mode)
+			}
+			cfg := bench.Config{Server: c.String("server"), Mode: mode, Concurrency: c.Int("concurrency"), Window: c.Int("window"),
+				Duration: c.Duration("duration"), Login: c.String("user"), Key: c.String("key")}
+			if f, ok := c.App.ErrWriter.(*os.File); ok && fileIsTerminal(f) && !c.Bool("json") {
+				start := time.Now()
+				cfg.Progress = func(done int64) {
+					el := time.Since(start)
+					fmt.Fprintf(f, "\r  %6.1fs / %s  %10d signed  %9.0f/s", el.Seconds(), cfg.Duration, done, float64(done)/el.Seconds())
+				}
+				defer fmt.Fprintln(f)
+			}
+			res, err := bench.Run(c.Context, cfg)
+			if err != nil {
+				return inputErrorf("%v (is `tempel serve` running at %s?)", err, cfg.Server)
+			}
+			if c.Bool("json") {
+				return json.NewEncoder(c.App.Writer).Encode(res)
+			}
+			fmt.Fprintln(c.App.Writer, res)
+			return nil
+		},
+	}
+}
+
+// fileIsTerminal reports whether f is a terminal (a character device), where
+// a progress line helps instead of cluttering a log.
+func fileIsTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
