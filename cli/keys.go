@@ -15,6 +15,9 @@ func keysCommand() *ucli.Command {
 	return &ucli.Command{
 		Name:  "keys",
 		Usage: "create or show the calendar's keys and certificates",
+		Description: "The calendar signs its roots with the calendar key and the publications file\n" +
+			"with the publisher key; verifiers pin the root certificate (root.pem) and the\n" +
+			"publisher's e-mail address (--cnstr E=...). Key files are created with mode 0600.",
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "init",

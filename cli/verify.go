@@ -13,6 +13,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/tempel-ksi/tempel/client"
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -26,6 +27,7 @@ const (
 	flagInputLevel = "input-level"
 	flagVerbose    = "verbose"
 	flagJSON       = "json"
+	flagExtend     = "extend"
 )
 
 // sigSuffix is appended to a document's name to find its signature, as
@@ -48,8 +50,14 @@ POLICIES (--policy):
    publication       a publication in the publications file
    user-publication  the publication string given with --pub-str (the
                      default policy when --pub-str is given)
-   calendar          the calendar, through an extender server; not available
-                     yet, so it answers INCONCLUSIVE
+   calendar          the calendar, through the extender at --server (without
+                     --server it answers INCONCLUSIVE)
+
+With --server HOST:PORT (or TEMPEL_SERVER) the calendar policy asks that
+server's extender; adding --extend lets the publication-based policies
+extend a signature that has no publication yet to the publication they
+check it against, on the fly (the signature file is not changed: tempel
+extend does that).
 
 A publications file is a trust anchor: give the root certificate of its
 signer (--trust-root) and at least one constraint on the signer (--cnstr,
@@ -77,6 +85,7 @@ func verifyCommand() *ucli.Command {
 		&ucli.Uint64Flag{Name: flagInputLevel, Usage: "aggregation tree `LEVEL` of the document hash (when it is the root of a local tree)"},
 		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "list every verification rule"},
 		&ucli.BoolFlag{Name: flagJSON, Usage: "print one JSON object per document (JSON Lines)"},
+		&ucli.BoolFlag{Name: flagExtend, Usage: "let publication-based policies extend the signature on the fly through --server"},
 	}
 	return &ucli.Command{
 		Name:      "verify",
@@ -87,7 +96,7 @@ func verifyCommand() *ucli.Command {
 			"tempel verify [flags] --sig PATH --hash ALG:HEX\n" +
 			"tempel verify [flags] --sig PATH           (the signature alone)",
 		Description: verifyDescription,
-		Flags:       append(flags, trustFlags()...),
+		Flags:       append(append(flags, trustFlags()...), serverFlags(false)...),
 		Action:      runVerify,
 	}
 }
@@ -204,6 +213,24 @@ func runVerify(c *ucli.Context) error {
 		return err
 	}
 	opts := verifier.Options{InputLevel: r.level, PublicationsFile: pf, UserPublication: r.userPub}
+	// Without --server nothing is asked of the network beyond the
+	// publications file: the calendar policy answers NA, as ever.
+	srv, err := serverOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(srv.endpoints) > 0:
+		cl, err := srv.dial()
+		if err != nil {
+			return err
+		}
+		defer cl.Close()
+		opts.Extender = client.CalendarExtender{Client: cl}
+		opts.ExtendingAllowed = c.Bool(flagExtend)
+	case c.Bool(flagExtend):
+		return usageErrorf("--%s extends through a server: add --%s HOST:PORT", flagExtend, flagServer)
+	}
 	var warnings []string
 	if pf != nil && r.trust.noVerify {
 		warnings = append(warnings, noVerifyWarning)
@@ -376,10 +403,12 @@ func hashDocument(f *os.File, alg ksi.HashAlg) (ksi.Imprint, error) {
 // inconclusiveHint tells the user what would let the verification decide.
 func inconclusiveHint(p verifier.Policy, rep *verifier.Report, havePubfile bool) string {
 	switch {
-	case p == verifier.CalendarBased:
-		return "the calendar policy asks the calendar through an extender server, which tempel verify cannot use yet (--server comes in a later version); use --policy key, publication or user-publication"
+	case p == verifier.CalendarBased && rep.Rule == "ExtenderPresent":
+		return "the calendar policy asks the calendar through an extender: add --server HOST:PORT, or use --policy key, publication or user-publication"
 	case rep.Rule == "ExtendingPermitted" || rep.Rule == "ExtenderPresent":
-		return "the signature must first be extended to the publication, through an extender server, which tempel verify cannot use yet; --policy key checks a calendar authentication record instead"
+		return "the signature must first be extended to the publication: run 'tempel extend', or verify with --server HOST:PORT --extend; --policy key checks a calendar authentication record instead"
+	case rep.Rule == "ExtendSignature":
+		return "the extender at --server could not be asked; is the server running, and does its calendar reach the publication?"
 	case !havePubfile && (p == verifier.Default || p == verifier.KeyBased || p == verifier.PublicationsFileBased):
 		return "give a publications file (--pubfile with --trust-root and --cnstr) or a publication string (--pub-str)"
 	}

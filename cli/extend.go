@@ -1,0 +1,344 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"time"
+
+	ucli "github.com/urfave/cli/v2"
+
+	"github.com/tempel-ksi/tempel/client"
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/verifier"
+)
+
+// Flags of the extend command.
+const (
+	flagTime    = "time"
+	flagReplace = "replace"
+)
+
+// extSuffix replaces nothing: SIG.ksig is extended into SIG.ksig.ext.ksig
+// unless --replace or -o says otherwise, so the original is kept.
+const extSuffix = ".ext.ksig"
+
+const extendDescription = `Extends each SIGNATURE to a publication: the signature's calendar chain is
+replaced by one that reaches the published calendar root, and the
+publication record is added. An extended signature can be verified years
+later without the server or any key: against the publications file
+(--policy publication) or against the publication string alone
+(tempel verify --pub-str STRING).
+
+The publication is, by default, the newest one in the publications file;
+--pub-str STRING chooses one by its string, --time TIME (POSIX seconds or
+RFC 3339) the one published at TIME. A publication covers the signatures
+made up to its time, so a fresh signature must wait for the next
+publication (exit code 2 until then; tempel pubfile --wait waits for it).
+
+The calendar chain comes from the extender at --server (default
+` + defaultServer + `, or TEMPEL_SERVER), the publication record from the
+publications file (--pubfile, default http://SERVER/publications.bin),
+which must be verified: --trust-root and --cnstr, as for tempel verify.
+With --pub-str and none of these flags the record is built from the
+string itself.
+
+The result goes to SIGNATURE.ext.ksig, to -o PATH (one SIGNATURE), or
+replaces SIGNATURE with --replace; existing files are not overwritten
+without --force. The publication string is printed; --json prints one JSON
+object per signature (JSON Lines) with the fields signature, output,
+status (extended, already-extended, not-yet, error), publication_string,
+publication_time, signing_time, message.
+
+` + exitCodesHelp
+
+func extendCommand() *ucli.Command {
+	flags := []ucli.Flag{
+		&ucli.StringFlag{Name: flagPubStr, Usage: "extend to the publication `STRING` (AAAAAA-…)"},
+		&ucli.StringFlag{Name: flagTime, Usage: "extend to the publication of `TIME` (POSIX seconds or RFC 3339) in the publications file"},
+		&ucli.BoolFlag{Name: flagReplace, Usage: "replace each SIGNATURE with its extended form (atomically)"},
+		&ucli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the extended signature to `PATH` (one SIGNATURE only)"},
+		&ucli.BoolFlag{Name: flagForce, Aliases: []string{"f"}, Usage: "overwrite existing output files"},
+		&ucli.BoolFlag{Name: flagJSON, Usage: "print one JSON object per signature (JSON Lines)"},
+	}
+	flags = append(flags, serverFlags(true)...)
+	return &ucli.Command{
+		Name:        "extend",
+		Usage:       "extend signatures to a publication, for verification without keys or servers",
+		ArgsUsage:   "SIGNATURE...",
+		Description: extendDescription,
+		Flags:       append(flags, trustFlags()...),
+		Action:      runExtend,
+	}
+}
+
+// Statuses of one extension, in the --json output.
+const (
+	extStatusExtended = "extended"
+	extStatusAlready  = "already-extended"
+	extStatusNotYet   = "not-yet"
+	extStatusError    = "error"
+)
+
+type extendView struct {
+	Signature         string `json:"signature"`
+	Output            string `json:"output,omitempty"`
+	Status            string `json:"status"`
+	PublicationString string `json:"publication_string,omitempty"`
+	PublicationTime   string `json:"publication_time,omitempty"`
+	SigningTime       string `json:"signing_time,omitempty"`
+	Message           string `json:"message,omitempty"`
+}
+
+// extendTarget is the publication to extend to, and how it was chosen.
+type extendTarget struct {
+	rec *ksi.PublicationRecord
+	// newest: the default, the newest publication of the file; a
+	// signature made after it may be extended later.
+	newest bool
+	// period is the server's publication period as seen in the file, to
+	// estimate when the next publication appears; 0 when unknown.
+	period uint64
+}
+
+func runExtend(c *ucli.Context) error {
+	args := c.Args().Slice()
+	out, replace, force := c.String(flagOutput), c.Bool(flagReplace), c.Bool(flagForce)
+	switch {
+	case len(args) == 0:
+		return usageErrorf("nothing to extend: give a SIGNATURE file (see 'tempel extend --help')")
+	case out != "" && replace:
+		return usageErrorf("-o and --%s both say where the result goes: give one", flagReplace)
+	case out != "" && len(args) > 1:
+		return usageErrorf("-o names the result for one signature, got %d (without -o each SIGNATURE goes to SIGNATURE%s)", len(args), extSuffix)
+	case c.IsSet(flagPubStr) && c.IsSet(flagTime):
+		return usageErrorf("--%s and --%s both choose the publication: give one", flagPubStr, flagTime)
+	}
+	srv, err := serverOptionsFrom(c)
+	if err != nil {
+		return err
+	}
+	var pubStr *ksi.PublishedData
+	if s := c.String(flagPubStr); s != "" {
+		pd, err := ksi.ParsePublicationString(s)
+		if err != nil {
+			return usageErrorf("--%s: %s", flagPubStr, trimPkg(err))
+		}
+		pubStr = &pd
+	}
+	var atTime uint64
+	if c.IsSet(flagTime) {
+		if atTime, err = parseTimeArg(c.String(flagTime)); err != nil {
+			return usageErrorf("--%s: %v", flagTime, err)
+		}
+	}
+
+	// The publications file: always for the default and --time; for
+	// --pub-str only when one was named or trust flags say how to check
+	// it, since the string is a trust anchor of its own.
+	t := trustOptionsFrom(c)
+	usePubfile := pubStr == nil || t.pubfile != "" || len(t.roots) > 0 || len(t.cnstr) > 0 || t.noVerify
+	defaulted := false
+	if usePubfile && t.pubfile == "" {
+		t.pubfile, defaulted = defaultPubfileURL(srv.endpoints), true
+	}
+	var pf *ksi.PublicationsFile
+	if usePubfile {
+		if pf, err = loadPublicationsFile(c.Context, nil, t, time.Now()); err != nil {
+			if defaulted && retryable(err) {
+				return inputErrorf("%v (the default --%s is the server's: is 'tempel serve' running at %s?)", err, flagPubfile, srv.endpoints[0])
+			}
+			return err
+		}
+		if t.noVerify {
+			fmt.Fprintf(c.App.ErrWriter, "%s: WARNING: %s\n", commandName(c), noVerifyWarning)
+		}
+	}
+	target, err := chooseTarget(pf, pubStr, atTime, c.IsSet(flagTime))
+	if err != nil {
+		return err
+	}
+
+	cl, err := srv.dial()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+
+	w := c.App.Writer
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	worst := ExitOK
+	for i, sigPath := range args {
+		dst := sigPath + extSuffix
+		switch {
+		case replace:
+			dst = sigPath
+		case out != "":
+			dst = out
+		}
+		v, code, err := extendOne(c, cl, srv, target, sigPath, dst, replace || force)
+		worst = worse(worst, code)
+		if err != nil {
+			v.Status, v.Message = extStatusError, oneLine(err.Error())
+			if code == ExitInconclusive {
+				v.Status = extStatusNotYet
+			}
+			fmt.Fprintf(c.App.ErrWriter, "%s: %s: %s\n", commandName(c), sigPath, v.Message)
+		}
+		if c.Bool(flagJSON) {
+			if err := enc.Encode(v); err != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			continue
+		}
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		writeExtendText(w, v)
+	}
+	return silentExit(worst)
+}
+
+// chooseTarget picks the publication from the flags and the file.
+func chooseTarget(pf *ksi.PublicationsFile, pubStr *ksi.PublishedData, atTime uint64, haveTime bool) (extendTarget, error) {
+	switch {
+	case pubStr != nil:
+		// The file's record carries the references (where it was
+		// printed); the string alone makes a bare record.
+		if pf != nil {
+			if r := pf.PublicationAt(pubStr.Time); r != nil {
+				if !r.Data.Hash.Equal(pubStr.Hash) {
+					return extendTarget{}, inputErrorf("the publications file has a different publication at %s than --%s: one of them is wrong, do not use either before finding out",
+						formatTime(pubStr.Time), flagPubStr)
+				}
+				return extendTarget{rec: r}, nil
+			}
+		}
+		r, err := ksi.NewPublicationRecord(ksi.TypePublicationRecord, *pubStr, nil, nil)
+		if err != nil {
+			return extendTarget{}, inputErrorf("--%s: %s", flagPubStr, trimPkg(err))
+		}
+		return extendTarget{rec: r}, nil
+	case haveTime:
+		if r := pf.PublicationAt(atTime); r != nil {
+			return extendTarget{rec: r}, nil
+		}
+		msg := fmt.Sprintf("the publications file has no publication at %s", formatTime(atTime))
+		if r := pf.FirstPublicationAfter(atTime); r != nil {
+			msg += fmt.Sprintf("; the next is at %s (%d)", formatTime(r.Data.Time), r.Data.Time)
+		}
+		return extendTarget{}, usageErrorf("%s; 'tempel pubfile' lists them", msg)
+	}
+	latest := pf.Latest()
+	if latest == nil {
+		return extendTarget{}, &exitError{code: ExitInconclusive, err: errors.New("the publications file has no publications yet; try again after the first one ('tempel pubfile --wait 1m' waits for it)")}
+	}
+	tg := extendTarget{rec: latest, newest: true}
+	// The period is the smallest gap between publications: a server
+	// publishes at a fixed period, and larger gaps are its downtimes. The
+	// file is not trusted to be sorted.
+	times := make([]uint64, 0, len(pf.Publications))
+	for _, r := range pf.Publications {
+		times = append(times, r.Data.Time)
+	}
+	slices.Sort(times)
+	for i := 1; i < len(times); i++ {
+		if d := times[i] - times[i-1]; d > 0 && (tg.period == 0 || d < tg.period) {
+			tg.period = d
+		}
+	}
+	return tg, nil
+}
+
+// extendOne extends one signature and writes it to dst. overwrite allows
+// replacing an existing dst.
+func extendOne(c *ucli.Context, cl *client.Client, srv serverOptions, tg extendTarget, sigPath, dst string, overwrite bool) (extendView, int, error) {
+	pub := tg.rec.Data
+	v := extendView{Signature: sigPath, PublicationString: pub.String(), PublicationTime: formatTime(pub.Time)}
+	b, err := readFileLimited(sigPath, ksi.MaxObjectSize)
+	if err != nil {
+		return v, ExitError, fmt.Errorf("cannot read signature: %v", err)
+	}
+	sig, err := ksi.ParseSignature(b)
+	if err != nil {
+		return v, ExitError, fmt.Errorf("not a valid KSI signature: %s", trimPkg(err))
+	}
+	v.SigningTime = formatTime(sig.SigningTime())
+	if pr := sig.PublicationRecord; pr != nil && pr.Data.Time == pub.Time && pr.Data.Hash.Equal(pub.Hash) {
+		v.Status = extStatusAlready
+		return v, ExitOK, nil
+	}
+	if sig.SigningTime() > pub.Time {
+		if tg.newest {
+			return v, ExitInconclusive, fmt.Errorf("signed at %s, after the newest publication (%s): no publication after the signing time yet; try again after %s",
+				v.SigningTime, v.PublicationTime, formatTime(nextPublication(pub.Time, tg.period, sig.SigningTime())))
+		}
+		return v, ExitInconclusive, fmt.Errorf("signed at %s, after the chosen publication (%s): a signature can only be extended to a later publication", v.SigningTime, v.PublicationTime)
+	}
+	if !overwrite {
+		// Before asking the server: a run that cannot write its result
+		// should not cost an extension request.
+		if err := checkOutputs([]string{dst}, false); err != nil {
+			return v, ExitError, err
+		}
+	}
+	ext, err := cl.Extend(c.Context, sig, tg.rec)
+	if err != nil {
+		if errors.Is(err, client.ErrOutOfRange) {
+			return v, ExitInconclusive, fmt.Errorf("the calendar at %s does not reach the publication of %s yet; try again later [%s]",
+				strings.Join(srv.endpoints, ", "), v.PublicationTime, strings.TrimPrefix(err.Error(), "client: "))
+		}
+		return v, ExitError, srv.serverError(err)
+	}
+	// The client checked the calendar chain against the signature and
+	// the publication; this also checks the aggregation chains, so that
+	// a broken signature is never written out looking extended.
+	rep := verifier.Verify(c.Context, ext, verifier.UserPublicationBased, verifier.Options{UserPublication: &pub})
+	if rep.Result != verifier.OK {
+		code := ExitFailed
+		if rep.Result == verifier.NA {
+			code = ExitInconclusive
+		}
+		return v, code, fmt.Errorf("the extended signature does not verify against the publication: %s (%s, rule %s)", rep.Message, rep.Code, rep.Rule)
+	}
+	enc, err := ext.Encode()
+	if err != nil {
+		return v, ExitError, fmt.Errorf("cannot encode the extended signature: %s", trimPkg(err))
+	}
+	if err := writeNew(dst, enc, overwrite); err != nil {
+		return v, ExitError, fmt.Errorf("cannot write the extended signature: %v", err)
+	}
+	v.Status, v.Output = extStatusExtended, dst
+	return v, ExitOK, nil
+}
+
+// nextPublication estimates the first publication at or after t: the
+// publications come every period seconds after last. Unknown period: t.
+func nextPublication(last, period, t uint64) uint64 {
+	if period == 0 || t <= last {
+		return t
+	}
+	return last + (t-last+period-1)/period*period
+}
+
+func writeExtendText(w io.Writer, v extendView) {
+	line := func(label, value string) { fmt.Fprintf(w, "  %-16s %s\n", label+":", value) }
+	if v.Status == extStatusAlready {
+		fmt.Fprintf(w, "%s is already extended to this publication; nothing to do\n", v.Signature)
+	} else {
+		fmt.Fprintf(w, "extended %s\n", v.Signature)
+	}
+	line("signed at", v.SigningTime)
+	line("published at", v.PublicationTime)
+	if v.Output != "" {
+		line("written to", v.Output)
+	}
+	line("publication", v.PublicationString)
+}
