@@ -3,8 +3,8 @@ package calendar
 import (
 	"bufio"
 	"context"
-	"crypto/x509"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"

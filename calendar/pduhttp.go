@@ -71,4 +71,3 @@ func extendStatus(err error) uint64 {
 	}
 	return pdu.StatusInternalError
 }
-
