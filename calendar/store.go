@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/tempel-ksi/tempel/ksi"
@@ -108,6 +110,18 @@ type Store struct {
 	cache   map[nodeID]ksi.Imprint
 
 	reads atomic.Uint64 // node reads from Pebble, for benchmarks
+
+	// Node reads go through reusable iterators: a Pebble Get builds and
+	// closes an iterator each time, which costs more than the lookup.
+	// An iterator sees the store as of its creation, so each carries the
+	// append count it was made at and is remade when older than needed.
+	appends  atomic.Uint64
+	iterPool chan *nodeIter
+}
+
+type nodeIter struct {
+	it      *pebble.Iterator
+	appends uint64
 }
 
 type nodeID struct {
@@ -123,8 +137,13 @@ type peak struct {
 // StoreOptions configure OpenStore.
 type StoreOptions struct {
 	Logger *slog.Logger
-	// CacheBytes sizes Pebble's block cache (default 64 MiB).
+	// CacheBytes sizes Pebble's block cache (default 256 MiB, about 30
+	// days of calendar: recent seconds, the ones most extended, stay in
+	// memory).
 	CacheBytes int64
+	// BlockSize is Pebble's data block size (default 16 KiB): with nodes
+	// stored in tree order, the low part of a chain is one block read.
+	BlockSize int
 	// FS replaces the file system (tests inject faults).
 	FS pebbleFS
 	// MinFreeBytes is the free space below which appends stop (default
@@ -143,11 +162,23 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	}
 	cacheBytes := opts.CacheBytes
 	if cacheBytes == 0 {
-		cacheBytes = 64 << 20
+		cacheBytes = 256 << 20
+	}
+	blockSize := opts.BlockSize
+	if blockSize == 0 {
+		blockSize = 16 << 10
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
 	po := &pebble.Options{Cache: cache, Logger: pebbleLogger{log}}
+	po.Levels[0].BlockSize = blockSize // later levels inherit it
+	for i := range po.Levels {
+		// Bloom filters let a Get skip the tables that cannot hold its
+		// key; every chain is a dozen point reads.
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		// Hashes do not compress; compressing only costs CPU both ways.
+		po.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
+	}
 	fs := opts.FS
 	if fs == nil {
 		fs = vfs.Default
@@ -161,20 +192,68 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("calendar: open store %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: log, fs: fs, dir: dir, minFree: minFree, cache: make(map[nodeID]ksi.Imprint)}
+	s := &Store{db: db, log: log, fs: fs, dir: dir, minFree: minFree, cache: make(map[nodeID]ksi.Imprint),
+		iterPool: make(chan *nodeIter, 16)}
 	s.empty[0] = EmptyLeaf
 	for h := 1; h < len(s.empty); h++ {
 		s.empty[h] = hashNode(s.empty[h-1], s.empty[h-1])
 	}
 	if err := s.load(); err != nil {
-		db.Close()
+		s.Close()
 		return nil, err
 	}
 	return s, nil
 }
 
 // Close closes the store.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	for {
+		select {
+		case ni := <-s.iterPool:
+			ni.it.Close()
+		default:
+			return s.db.Close()
+		}
+	}
+}
+
+// getNode reads a node's value through a pooled iterator.
+func (s *Store) getNode(key []byte) ([]byte, error) {
+	want := s.appends.Load()
+	var ni *nodeIter
+	select {
+	case ni = <-s.iterPool:
+		if ni.appends < want {
+			ni.it.Close()
+			ni = nil
+		}
+	default:
+	}
+	if ni == nil {
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixNode}, UpperBound: []byte{prefixNode + 1}})
+		if err != nil {
+			return nil, err
+		}
+		ni = &nodeIter{it: it, appends: want}
+	}
+	var v []byte
+	if ni.it.SeekGE(key) && bytes.Equal(ni.it.Key(), key) {
+		v = append([]byte(nil), ni.it.Value()...)
+	}
+	err := ni.it.Error()
+	select {
+	case s.iterPool <- ni:
+	default:
+		ni.it.Close()
+	}
+	if err != nil {
+		return nil, err
+	}
+	if v == nil {
+		return nil, pebble.ErrNotFound
+	}
+	return v, nil
+}
 
 func (s *Store) load() error {
 	v, err := s.getMeta(metaVersion)
@@ -327,6 +406,7 @@ func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (root ks
 		return nil, fmt.Errorf("%w: append %d: %v", ErrFailed, t0, err)
 	}
 	s.first, s.last, s.has, s.peaks = first, last, true, peaks
+	s.appends.Add(1)
 	return root, nil
 }
 
@@ -528,15 +608,14 @@ func (s *Store) node(id nodeID) (ksi.Imprint, error) {
 	}
 	var key [10]byte
 	s.reads.Add(1)
-	v, closer, err := s.db.Get(nodeKey(&key, id))
+	v, err := s.getNode(nodeKey(&key, id))
 	if err != nil {
 		if errors.Is(err, pebble.ErrNotFound) {
 			return nil, fmt.Errorf("%w: node (height %d, index %d) missing", ErrCorrupt, id.height, id.index)
 		}
 		return nil, fmt.Errorf("calendar: read node: %w", err)
 	}
-	n := append(ksi.Imprint(nil), v...)
-	closer.Close()
+	n := ksi.Imprint(v)
 	if len(n) != imprintLen {
 		return nil, fmt.Errorf("%w: node (height %d, index %d) has %d bytes", ErrCorrupt, id.height, id.index, len(n))
 	}
