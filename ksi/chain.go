@@ -70,44 +70,60 @@ type AggregationChain struct {
 }
 
 func parseLink(e tlv.Element) (Link, error) {
-	where := "aggregation chain link"
-	l := Link{Left: e.Type == tagLeftLink, Raw: e.Raw}
+	var l Link
+	err := parseLinkInto(&l, e)
+	return l, err
+}
+
+// parseLinkInto decodes a link into *l. Links are most of a signature's
+// elements, so this loop is written out rather than going through fields.
+func parseLinkInto(l *Link, e tlv.Element) error {
+	const where = "aggregation chain link"
+	*l = Link{Left: e.Type == tagLeftLink, Raw: e.Raw}
 	var seenLC bool
 	n := 0
-	var err error
-	err = fields(where, e.Value, nil, func(c tlv.Element) (bool, error) {
+	for rest := e.Value; len(rest) > 0; {
+		c, r, err := tlv.Read(rest)
+		if err != nil {
+			return formatErr(where, "%v", err)
+		}
+		rest = r
 		switch c.Type {
 		case tagLevelCorr:
 			if err := once(&seenLC, "level correction"); err != nil {
-				return true, err
+				return nestErr(where, c.Type, err)
 			}
-			l.LevelCorrection, err = c.Uint()
-			if err == nil && l.LevelCorrection > maxLevel {
-				err = fmt.Errorf("level correction %d exceeds %d", l.LevelCorrection, maxLevel)
+			if l.LevelCorrection, err = c.Uint(); err != nil {
+				return nestErr(where, c.Type, err)
 			}
-			return true, err
+			if l.LevelCorrection > maxLevel {
+				return nestErr(where, c.Type, fmt.Errorf("level correction %d exceeds %d", l.LevelCorrection, maxLevel))
+			}
 		case tagSiblingHash:
 			n++
-			l.SiblingHash, err = readImprint(c)
-			return true, err
+			if l.SiblingHash, err = readImprint(c); err != nil {
+				return nestErr(where, c.Type, err)
+			}
 		case tagLegacyID:
 			n++
-			l.LegacyID, err = parseLegacyID(c.Value)
-			return true, err
+			if l.LegacyID, err = parseLegacyID(c.Value); err != nil {
+				return nestErr(where, c.Type, err)
+			}
 		case tagMetadata:
 			n++
-			l.Metadata, err = parseMetadata(c)
-			return true, err
+			if l.Metadata, err = parseMetadata(c); err != nil {
+				return nestErr(where, c.Type, err)
+			}
+		default:
+			if !c.NonCritical {
+				return formatErr(where, "unknown critical element %#x", c.Type)
+			}
 		}
-		return false, nil
-	})
-	if err != nil {
-		return Link{}, err
 	}
 	if n != 1 {
-		return Link{}, formatErr(where, "need exactly one of sibling hash, legacy id, metadata; found %d", n)
+		return formatErr(where, "need exactly one of sibling hash, legacy id, metadata; found %d", n)
 	}
-	return l, nil
+	return nil
 }
 
 // parseLegacyID checks the 29-byte legacy client id (ksi-spec §4.3).
@@ -182,9 +198,8 @@ func ParseAggregationChain(e tlv.Element) (*AggregationChain, error) {
 			if len(c.Links) >= MaxChainLinks {
 				return true, fmt.Errorf("more than %d links", MaxChainLinks)
 			}
-			l, err := parseLink(x)
-			c.Links = append(c.Links, l)
-			return true, err
+			c.Links = append(c.Links, Link{})
+			return true, parseLinkInto(&c.Links[len(c.Links)-1], x)
 		}
 		return false, nil
 	})
