@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
+	"path"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -91,8 +93,9 @@ func basicAuth(v []string) (login, key string, ok bool) {
 	return login, key, ok && login != ""
 }
 
-func (n *Node) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	ctx, err := n.authenticate(ctx)
+func (n *Node) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer func() { n.metrics.count("grpc", path.Base(info.FullMethod), status.Code(err).String()) }()
+	ctx, err = n.authenticate(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -109,6 +112,7 @@ func (s *authStream) Context() context.Context { return s.ctx }
 func (n *Node) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	ctx, err := n.authenticate(ss.Context())
 	if err != nil {
+		n.metrics.count("grpc-stream", path.Base(info.FullMethod), status.Code(err).String())
 		return err
 	}
 	return h(srv, &authStream{ss, ctx})
@@ -227,6 +231,7 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 		var failed error
 		batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
 		for resp := range out {
+			s.n.metrics.count("grpc-stream", "Sign", ksiStatus(resp.Status))
 			batch = append(batch[:0], resp)
 		fill:
 			for len(batch) < maxResponseBatch {
@@ -236,6 +241,7 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 						break fill
 					}
 					batch = append(batch, r)
+					s.n.metrics.count("grpc-stream", "Sign", ksiStatus(r.Status))
 				default:
 					break fill
 				}
@@ -339,4 +345,12 @@ func (s *publicationsService) ListPublications(ctx context.Context, req *tempelv
 			PublicationTime: p.Data.Time, PublishedHash: p.Data.Hash, PublicationString: p.Data.String()})
 	}
 	return out, nil
+}
+
+// ksiStatus labels a stream answer by its KSI status code.
+func ksiStatus(code uint32) string {
+	if code == 0 {
+		return "OK"
+	}
+	return fmt.Sprintf("0x%03x", code)
 }

@@ -41,10 +41,11 @@ func (n *Node) httpHandler(ctx context.Context) (http.Handler, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", http.MaxBytesHandler(gw, maxRESTBody))
-	mux.Handle("POST /v1/sign", http.MaxBytesHandler(imprintText(gw), maxRESTBody))
+	rest := n.metrics.countHTTP("rest", gw)
+	mux.Handle("/v1/", http.MaxBytesHandler(rest, maxRESTBody))
+	mux.Handle("POST /v1/sign", http.MaxBytesHandler(imprintText(rest), maxRESTBody))
 	if n.agg != nil {
-		mux.Handle("/gt-signingservice", n.agg.PDUHandler(n.users))
+		mux.Handle("/gt-signingservice", n.metrics.countHTTP("pdu", n.agg.PDUHandler(n.users)))
 	}
 	if n.cal != nil {
 		ext := &extenderService{n: n}
@@ -55,7 +56,7 @@ func (n *Node) httpHandler(ctx context.Context) (http.Handler, error) {
 		if err := tempelv1.RegisterPublicationsHandlerServer(ctx, gw, restPublications{n, pubs}); err != nil {
 			return nil, err
 		}
-		mux.Handle("/gt-extendingservice", n.cal.ExtenderPDUHandler(n.users))
+		mux.Handle("/gt-extendingservice", n.metrics.countHTTP("pdu", n.cal.ExtenderPDUHandler(n.users)))
 		mux.HandleFunc("/publications.bin", n.servePublicationsFile)
 	}
 	if n.cfg.Pprof {

@@ -77,6 +77,7 @@ type Node struct {
 	upConn  *grpc.ClientConn
 	mu      sync.Mutex
 	calErr  error
+	metrics *requestMetrics
 }
 
 // New opens the node's state and builds its parts; Run serves them.
@@ -95,6 +96,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry()}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	n.metrics = newRequestMetrics(n.reg)
 	if cfg.UsersFile != "" {
 		u, err := server.LoadUsers(cfg.UsersFile)
 		if err != nil {

@@ -272,7 +272,11 @@ func TestRESTAndPDU(t *testing.T) {
 	}
 	mb, _ := io.ReadAll(mresp.Body)
 	mresp.Body.Close()
-	for _, name := range []string{"tempel_calendar_leaves_appended_total", "tempel_aggregator_round_size", "tempel_calendar_signatures_issued_total", "tempel_aggregator_queue_depth"} {
+	for _, name := range []string{"tempel_calendar_leaves_appended_total", "tempel_aggregator_round_size", "tempel_calendar_signatures_issued_total", "tempel_aggregator_queue_depth",
+		`tempel_requests_total{interface="rest",method="sign",status="200"} 1`,
+		`tempel_requests_total{interface="rest",method="sign",status="401"} 2`,
+		`tempel_requests_total{interface="pdu",method="gt-signingservice",status="200"} 1`,
+		`tempel_requests_total{interface="grpc",method="Sign",status="Unauthenticated"} 1`} {
 		if !bytes.Contains(mb, []byte(name)) {
 			t.Errorf("metrics lack %s", name)
 		}

@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestServeSettingsPrecedence checks where serve takes a setting from: the
+// flag over TEMPEL_* over the --config file. An unusable listen address
+// makes serve stop at once, naming the address it was given.
+func TestServeSettingsPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "tempel.conf")
+	if err := os.WriteFile(cfg, []byte("# settings\nlisten = from-file:1\npublish-every = 5s\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		env  string
+		args []string
+		want string
+	}{
+		{"file", "", nil, "from-file:1"},
+		{"env over file", "from-env:2", nil, "from-env:2"},
+		{"flag over env", "from-env:2", []string{"--listen", "from-flag:3"}, "from-flag:3"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv("TEMPEL_LISTEN", tc.env)
+			}
+			var out, errb bytes.Buffer
+			args := append([]string{"tempel", "serve", "--config", cfg, "--data-dir", dir}, tc.args...)
+			code := Run(context.Background(), args, &out, &errb)
+			if code != ExitError || !strings.Contains(errb.String(), "listen on "+tc.want) {
+				t.Fatalf("exit %d, stderr %q: want the listen address %s", code, errb.String(), tc.want)
+			}
+		})
+	}
+	// A line that names no serve flag is a usage error naming the line.
+	bad := filepath.Join(dir, "bad.conf")
+	os.WriteFile(bad, []byte("listen = x\nno-such-flag = 1\n"), 0o600)
+	var out, errb bytes.Buffer
+	if code := Run(context.Background(), []string{"tempel", "serve", "--config", bad}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "line 2") {
+		t.Fatalf("bad config: exit %d, %q", code, errb.String())
+	}
+	// A period under a second is refused before anything starts.
+	errb.Reset()
+	if code := Run(context.Background(), []string{"tempel", "serve", "--publish-every", "500ms", "--data-dir", dir}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "publish-every") {
+		t.Fatalf("short period: exit %d, %q", code, errb.String())
+	}
+}

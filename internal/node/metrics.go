@@ -1,0 +1,48 @@
+package node
+
+import (
+	"net/http"
+	"path"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// requestMetrics counts requests by interface (grpc, grpc-stream, rest,
+// pdu), method and status (gRPC code, KSI status or HTTP status).
+type requestMetrics struct {
+	requests *prometheus.CounterVec
+}
+
+func newRequestMetrics(reg prometheus.Registerer) *requestMetrics {
+	m := &requestMetrics{requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tempel_requests_total",
+		Help: "Requests by interface (grpc, grpc-stream, rest, pdu), method and status.",
+	}, []string{"interface", "method", "status"})}
+	reg.MustRegister(m.requests)
+	return m
+}
+
+func (m *requestMetrics) count(iface, method, status string) {
+	m.requests.WithLabelValues(iface, method, status).Inc()
+}
+
+// statusRecorder remembers the HTTP status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.code = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// countHTTP counts each request of h by its HTTP status.
+func (m *requestMetrics) countHTTP(iface string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		m.count(iface, path.Base(r.URL.Path), strconv.Itoa(rec.code))
+	})
+}
