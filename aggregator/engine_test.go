@@ -181,12 +181,13 @@ func TestSubmitRejects(t *testing.T) {
 
 func TestUpstreamFailureAndTimeout(t *testing.T) {
 	for _, tc := range []struct {
-		name string
-		up   *fakeCalendar
-		want error
+		name   string
+		up     *fakeCalendar
+		want   error
+		status uint64
 	}{
-		{"down", &fakeCalendar{fail: errors.New("connection refused")}, ErrUpstream},
-		{"slow", &fakeCalendar{delay: time.Hour}, ErrUpstreamTime},
+		{"down", &fakeCalendar{fail: errors.New("connection refused")}, ErrUpstream, 0x300},
+		{"slow", &fakeCalendar{delay: time.Hour}, ErrUpstreamTime, 0x301},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEngine(t, tc.up, Config{UpstreamTimeout: 50 * time.Millisecond})
@@ -197,6 +198,9 @@ func TestUpstreamFailureAndTimeout(t *testing.T) {
 			case err := <-errc:
 				if !errors.Is(err, tc.want) {
 					t.Fatalf("%v, want %v", err, tc.want)
+				}
+				if got := Status(err); got != tc.status {
+					t.Fatalf("KSI status %#x, want %#x", got, tc.status)
 				}
 			case <-time.After(10 * time.Second):
 				t.Fatal("request not answered in bounded time")
