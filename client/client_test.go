@@ -1,10 +1,8 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
-	"crypto"
-	"crypto/rand"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
@@ -12,278 +10,78 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/status"
-
-	"github.com/tempel-ksi/tempel/aggregator"
-	"github.com/tempel-ksi/tempel/calendar"
 	"github.com/tempel-ksi/tempel/client"
+	"github.com/tempel-ksi/tempel/internal/node"
 	"github.com/tempel-ksi/tempel/ksi"
-	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 	"github.com/tempel-ksi/tempel/verifier"
 )
 
-// The test stack is real: a calendar.Service on a Pebble store, an
-// aggregator.Engine whose upstream is that calendar, and a gRPC server on
-// loopback whose handlers delegate to them. Each sign waits for the
-// calendar's second to close (up to about a second), so the tests keep
-// their sign round trips few and run in parallel.
+// The test stack is the real server: an internal/node node in role all
+// (calendar and aggregator in one process) serving gRPC on loopback. Each
+// sign waits for the calendar's second to close (up to about a second),
+// so the tests keep their sign round trips few and run in parallel.
 
 const (
 	testLogin     = "gw"
 	testKey       = "secret"
 	testMachineID = "m-1"
-	testPubFile   = "KSIPUBLF test publications file"
+	// testUsers is the users file of a node that knows the test gateway.
+	testUsers = testLogin + ":" + testKey + "\n"
 )
 
-var testKey2048 = sync.OnceValue(func() *rsa.PrivateKey {
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		panic(err)
-	}
-	return k
-})
-
-// rsaSigner signs calendar roots as the reference SDKs expect.
-type rsaSigner struct{ key *rsa.PrivateKey }
-
-func (s rsaSigner) SignCalendarRoot(pd []byte) (ksi.SignatureData, error) {
-	d := sha256.Sum256(pd)
-	v, err := rsa.SignPKCS1v15(rand.Reader, s.key, crypto.SHA256, d[:])
-	if err != nil {
-		return ksi.SignatureData{}, err
-	}
-	return ksi.SignatureData{Type: "1.2.840.113549.1.1.11", Value: v, CertificateID: []byte{1, 2, 3, 4}}, nil
-}
-
-// calendarUpstream lets the aggregator sign its round roots at the calendar.
-type calendarUpstream struct{ cal *calendar.Service }
-
-func (u calendarUpstream) Sign(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error) {
-	return u.cal.Sign(ctx, root, level, "aggregator")
-}
-
-// statusOf maps service errors to gRPC statuses.
-func statusOf(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return status.FromContextError(err).Err()
-	case errors.Is(err, aggregator.ErrBadRequest), errors.Is(err, aggregator.ErrLevelTooHigh), errors.Is(err, calendar.ErrBadRange):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, aggregator.ErrOverloaded), errors.Is(err, aggregator.ErrOverQuota):
-		return status.Error(codes.ResourceExhausted, err.Error())
-	case errors.Is(err, calendar.ErrTimeTooNew), errors.Is(err, calendar.ErrTimeTooOld):
-		return status.Error(codes.OutOfRange, err.Error())
-	case errors.Is(err, aggregator.ErrUpstream), errors.Is(err, aggregator.ErrUpstreamTime), errors.Is(err, aggregator.ErrStopped), errors.Is(err, calendar.ErrEmpty):
-		return status.Error(codes.Unavailable, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
-}
-
-// identity is the caller as the test server's interceptor let it in.
-func identity(ctx context.Context) aggregator.Identity {
-	md, _ := metadata.FromIncomingContext(ctx)
-	id := aggregator.Identity{ClientID: "anonymous"}
-	if v := md.Get("authorization"); len(v) == 1 {
-		b, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(v[0], "Basic "))
-		id.ClientID, _, _ = strings.Cut(string(b), ":")
-	}
-	if v := md.Get("x-tempel-machine-id"); len(v) == 1 {
-		id.MachineID = v[0]
-	}
-	return id
-}
-
-// authenticate accepts anonymous callers and the one test user; a wrong
-// key is refused.
-func authenticate(ctx context.Context) error {
-	md, _ := metadata.FromIncomingContext(ctx)
-	v := md.Get("authorization")
-	if len(v) == 0 {
-		return nil
-	}
-	if v[0] != "Basic "+base64.StdEncoding.EncodeToString([]byte(testLogin+":"+testKey)) {
-		return status.Error(codes.Unauthenticated, "unknown login or wrong key")
-	}
-	return nil
-}
-
-type signerServer struct {
-	tempelv1.UnimplementedSignerServer
-	eng *aggregator.Engine
-}
-
-func (s *signerServer) Sign(ctx context.Context, req *tempelv1.SignRequest) (*tempelv1.SignResponse, error) {
-	if req.Level > 0xFF {
-		return nil, status.Error(codes.InvalidArgument, "level above 255")
-	}
-	r := s.eng.Sign(ctx, aggregator.Request{Hash: req.Hash, Level: byte(req.Level), Identity: identity(ctx)})
-	if r.Err != nil {
-		return nil, statusOf(r.Err)
-	}
-	return &tempelv1.SignResponse{RequestId: req.RequestId, Signature: r.Signature, AggregationTime: r.AggregationTime}, nil
-}
-
-func (s *signerServer) SignStream(st tempelv1.Signer_SignStreamServer) error {
-	id := identity(st.Context())
-	out := make(chan *tempelv1.SignResponse, 16384)
-	sent := make(chan error, 1)
-	go func() {
-		var err error
-		for r := range out {
-			if err == nil {
-				err = st.Send(r)
-			}
-		}
-		sent <- err
-	}()
-	var wg sync.WaitGroup
-	answer := func(reqID uint64, r aggregator.Result) {
-		resp := &tempelv1.SignResponse{RequestId: reqID, Signature: r.Signature, AggregationTime: r.AggregationTime}
-		if r.Err != nil {
-			resp.Signature, resp.Status, resp.ErrorMessage = nil, uint32(aggregator.Status(r.Err)), r.Err.Error()
-		}
-		out <- resp
-		wg.Done()
-	}
-	var rerr error
-	for {
-		req, err := st.Recv()
-		if err != nil {
-			if err != io.EOF {
-				rerr = err
-			}
-			break
-		}
-		wg.Add(1)
-		reqID := req.RequestId
-		if req.Level > 0xFF {
-			answer(reqID, aggregator.Result{Err: aggregator.ErrLevelTooHigh})
-			continue
-		}
-		err = s.eng.Submit(aggregator.Request{Hash: req.Hash, Level: byte(req.Level), Identity: id},
-			func(r aggregator.Result) { answer(reqID, r) })
-		if err != nil {
-			answer(reqID, aggregator.Result{Err: err})
-		}
-	}
-	wg.Wait()
-	close(out)
-	if err := <-sent; err != nil {
-		return err
-	}
-	return rerr
-}
-
-type extenderServer struct {
-	tempelv1.UnimplementedExtenderServer
-	cal *calendar.Service
-}
-
-func (s *extenderServer) Extend(ctx context.Context, req *tempelv1.ExtendRequest) (*tempelv1.ExtendResponse, error) {
-	if req.PublicationTime != 0 && req.PublicationTime < req.AggregationTime {
-		return nil, status.Error(codes.InvalidArgument, "publication time precedes aggregation time")
-	}
-	ch, last, err := s.cal.Extend(req.AggregationTime, req.PublicationTime)
-	if err != nil {
-		return nil, statusOf(err)
-	}
-	return &tempelv1.ExtendResponse{CalendarChain: ch.Raw, CalendarLastTime: last}, nil
-}
-
-func (s *extenderServer) GetCalendarHead(ctx context.Context, _ *tempelv1.GetCalendarHeadRequest) (*tempelv1.CalendarHead, error) {
-	first, last, ok := s.cal.Store().Head()
-	if !ok {
-		return nil, statusOf(calendar.ErrEmpty)
-	}
-	root, err := s.cal.Store().Root(last)
-	if err != nil {
-		return nil, statusOf(err)
-	}
-	return &tempelv1.CalendarHead{FirstTime: first, LastTime: last, Root: root}, nil
-}
-
-type publicationsServer struct {
-	tempelv1.UnimplementedPublicationsServer
-}
-
-func (publicationsServer) GetPublicationsFile(context.Context, *tempelv1.GetPublicationsFileRequest) (*tempelv1.PublicationsFile, error) {
-	return &tempelv1.PublicationsFile{Content: []byte(testPubFile), Etag: "1"}, nil
-}
-
-// startServer runs a calendar, an aggregator and a gRPC server on
-// loopback for the test and returns the server's address.
-func startServer(t *testing.T) string {
+// startServer runs a node for the test and returns its address. users is
+// the node's users file; with "" the node runs in development mode and
+// takes every call, as anonymous unless its credentials are valid.
+func startServer(t *testing.T, users string) string {
 	t.Helper()
-	addr, stop, err := serve(t.TempDir())
+	addr, stop, err := serve(t.TempDir(), users)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(stop)
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Errorf("node: %v", err)
+		}
+	})
 	return addr
 }
 
-// serve starts the test stack with its calendar in dir.
-func serve(dir string) (addr string, stop func(), err error) {
-	log := slog.New(slog.DiscardHandler)
-	store, err := calendar.OpenStore(dir, calendar.StoreOptions{Logger: log})
-	if err != nil {
-		return "", nil, err
-	}
-	cal, err := calendar.NewService(calendar.ServiceConfig{Store: store, Signer: rsaSigner{testKey2048()}, Logger: log})
-	if err != nil {
-		store.Close()
-		return "", nil, err
-	}
-	eng, err := aggregator.New(aggregator.Config{Upstream: calendarUpstream{cal}, Period: 20 * time.Millisecond, Logger: log})
-	if err != nil {
-		store.Close()
-		return "", nil, err
+// serve starts a node with its state in dir. It names itself "aggregator"
+// to the calendar, so signatures identify as [aggregator login].
+func serve(dir, users string) (addr string, stop func() error, err error) {
+	cfg := node.Config{Role: node.RoleAll, DataDir: filepath.Join(dir, "data"), Name: "aggregator",
+		RoundPeriod: 20 * time.Millisecond, PublishEvery: time.Hour, Logger: slog.New(slog.DiscardHandler)}
+	if users != "" {
+		cfg.UsersFile = filepath.Join(dir, "users")
+		if err := os.WriteFile(cfg.UsersFile, []byte(users), 0o600); err != nil {
+			return "", nil, err
+		}
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		store.Close()
+		return "", nil, err
+	}
+	cfg.PublicURL = "http://" + ln.Addr().String()
+	n, err := node.New(cfg)
+	if err != nil {
+		ln.Close()
 		return "", nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); cal.Run(ctx) }()
-	go func() { defer wg.Done(); eng.Run(ctx) }()
-
-	srv := grpc.NewServer(
-		grpc.UnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-			if err := authenticate(ctx); err != nil {
-				return nil, err
-			}
-			return h(ctx, req)
-		}),
-		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-			if err := authenticate(ss.Context()); err != nil {
-				return err
-			}
-			return h(srv, ss)
-		}),
-	)
-	tempelv1.RegisterSignerServer(srv, &signerServer{eng: eng})
-	tempelv1.RegisterExtenderServer(srv, &extenderServer{cal: cal})
-	tempelv1.RegisterPublicationsServer(srv, publicationsServer{})
-	go srv.Serve(ln)
-	stop = func() {
-		srv.Stop()
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx, ln) }()
+	stop = func() error {
 		cancel()
-		wg.Wait()
-		store.Close()
+		return errors.Join(<-done, n.Close())
 	}
 	return ln.Addr().String(), stop, nil
 }
@@ -325,7 +123,7 @@ func verifyInternal(t *testing.T, sig *ksi.Signature, doc ksi.Imprint) {
 
 func TestSign(t *testing.T) {
 	t.Parallel()
-	addr := startServer(t)
+	addr := startServer(t, testUsers)
 	c := newClient(t, client.Config{Endpoints: []string{addr}, Login: testLogin, Key: testKey, MachineID: testMachineID})
 	doc := docHash("TestSign")
 	sig, err := c.Sign(context.Background(), doc)
@@ -354,7 +152,7 @@ func TestSign(t *testing.T) {
 
 func TestSignMany(t *testing.T) {
 	t.Parallel()
-	addr := startServer(t)
+	addr := startServer(t, testUsers)
 	c := newClient(t, client.Config{Endpoints: []string{addr}, Login: testLogin, Key: testKey})
 	for _, n := range []int{1, 2, 37} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
@@ -402,7 +200,8 @@ func TestSignMany(t *testing.T) {
 
 func TestStream(t *testing.T) {
 	t.Parallel()
-	addr := startServer(t)
+	addr := startServer(t, testUsers)
+	dev := startServer(t, "") // for the anonymous streams
 	t.Run("concurrent", func(t *testing.T) {
 		t.Parallel()
 		c := newClient(t, client.Config{Endpoints: []string{addr}, Login: testLogin, Key: testKey})
@@ -437,7 +236,7 @@ func TestStream(t *testing.T) {
 		// an answer to the first ones (a calendar second), so this costs
 		// two seconds, not n.
 		const bound, n = 8, 12
-		c := newClient(t, client.Config{Endpoints: []string{addr}, MaxOutstanding: bound})
+		c := newClient(t, client.Config{Endpoints: []string{dev}, MaxOutstanding: bound})
 		s, err := c.Stream(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -477,7 +276,7 @@ func TestStream(t *testing.T) {
 	})
 	t.Run("bad request", func(t *testing.T) {
 		t.Parallel()
-		c := newClient(t, client.Config{Endpoints: []string{addr}})
+		c := newClient(t, client.Config{Endpoints: []string{dev}})
 		s, err := c.Stream(context.Background())
 		if err != nil {
 			t.Fatal(err)
@@ -493,7 +292,7 @@ func TestStream(t *testing.T) {
 
 func TestFailover(t *testing.T) {
 	t.Parallel()
-	addr := startServer(t)
+	addr := startServer(t, "")
 	c := newClient(t, client.Config{Endpoints: []string{closedPort(t), addr}})
 	doc := docHash("TestFailover")
 	sig, err := c.Sign(context.Background(), doc)
@@ -516,7 +315,7 @@ func TestFailover(t *testing.T) {
 
 func TestExtend(t *testing.T) {
 	t.Parallel()
-	addr := startServer(t)
+	addr := startServer(t, "")
 	c := newClient(t, client.Config{Endpoints: []string{addr}})
 	ctx := context.Background()
 	doc := docHash("TestExtend")
@@ -599,11 +398,11 @@ func TestExtend(t *testing.T) {
 
 func TestUnauthenticated(t *testing.T) {
 	t.Parallel()
-	addr := startServer(t)
+	addr := startServer(t, testUsers)
 	c := newClient(t, client.Config{Endpoints: []string{addr}, Login: testLogin, Key: "wrong key"})
 	ctx := context.Background()
 	_, err := c.CalendarHead(ctx)
-	if !errors.Is(err, client.ErrUnauthenticated) || !strings.Contains(err.Error(), "unknown login or wrong key") {
+	if !errors.Is(err, client.ErrUnauthenticated) || !strings.Contains(err.Error(), "authentication failed") {
 		t.Fatalf("calendar head with a wrong key: %v, want ErrUnauthenticated with the server's message", err)
 	}
 	t.Log(err)
@@ -625,14 +424,27 @@ func TestUnauthenticated(t *testing.T) {
 
 func TestPublicationsFile(t *testing.T) {
 	t.Parallel()
-	addr := startServer(t)
+	addr := startServer(t, "")
 	c := newClient(t, client.Config{Endpoints: []string{addr}})
 	b, err := c.PublicationsFile(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(b) != testPubFile {
-		t.Fatalf("publications file %q", b)
+	// The same file the node serves over HTTP, and a publications file.
+	resp, err := http.Get("http://" + addr + "/publications.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	want, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("publications.bin over HTTP: %s, %v", resp.Status, err)
+	}
+	if !bytes.Equal(b, want) {
+		t.Fatalf("publications file of %d bytes, the node serves %d", len(b), len(want))
+	}
+	if _, err := ksi.ParsePublicationsFile(b); err != nil {
+		t.Fatalf("publications file: %v", err)
 	}
 }
 

@@ -17,24 +17,30 @@ import (
 	"github.com/tempel-ksi/tempel/verifier"
 )
 
-// exampleServer starts a Tempel signing stack on loopback for the
-// examples; a gateway uses its operator's endpoints instead.
-func exampleServer() (addr string, stop func()) {
+// exampleServer starts a Tempel server on loopback for the examples, with
+// users (a users file, "" for development mode); a gateway uses its
+// operator's endpoints instead.
+func exampleServer(users string) (addr string, stop func()) {
 	dir, err := os.MkdirTemp("", "tempel-client-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	addr, stopServer, err := serve(dir)
+	addr, stopServer, err := serve(dir, users)
 	if err != nil {
 		log.Fatal(err)
 	}
-	return addr, func() { stopServer(); os.RemoveAll(dir) }
+	return addr, func() {
+		if err := stopServer(); err != nil {
+			log.Print(err)
+		}
+		os.RemoveAll(dir)
+	}
 }
 
 // A gateway signs a batch of documents with one request: each document
 // gets its own signature, verifiable against its own hash.
 func Example() {
-	addr, stop := exampleServer()
+	addr, stop := exampleServer("gw:secret\n")
 	defer stop()
 
 	c, err := client.New(client.Config{
@@ -93,7 +99,7 @@ func ExampleNew_tls() {
 // A load generator submits without waiting; answers arrive on the
 // stream's reader goroutine.
 func ExampleStream_Submit() {
-	addr, stop := exampleServer()
+	addr, stop := exampleServer("")
 	defer stop()
 	c, err := client.New(client.Config{Endpoints: []string{addr}, MaxOutstanding: 1000})
 	if err != nil {
