@@ -278,34 +278,54 @@ func isResponsePayload(t uint16) bool {
 // ParseAggregatorResponse parses an aggregator response PDU, including a
 // bare error response. It does not check the HMAC; see [Envelope.Verify].
 func ParseAggregatorResponse(b []byte) (*AggregatorResponse, error) {
-	const where = "aggregator response"
-	env, err := parseEnvelope(b, TypeAggregatorResponse, true)
+	r := &AggregatorResponse{}
+	c, err := parseResponse(b, TypeAggregatorResponse, "aggregator response", "aggregation response", parseAggregationResponse, &r.Responses)
 	if err != nil {
 		return nil, err
 	}
-	r := &AggregatorResponse{Envelope: env.Envelope, Error: env.bare}
+	r.Envelope, r.Error, r.Config, r.Acks, r.Unknown = c.Envelope, c.Error, c.Config, c.Acks, c.Unknown
+	return r, nil
+}
+
+// commonResponse holds what aggregator and extender responses share.
+type commonResponse struct {
+	Envelope
+	Error   *ErrorPayload
+	Config  *Config
+	Acks    [][]byte
+	Unknown [][]byte
+}
+
+// parseResponse parses a response envelope of type typ whose 0x02
+// payloads are decoded by parseOne into *out; the other payloads are the
+// ones both services share.
+func parseResponse[T any](b []byte, typ uint16, where, what string, parseOne func(tlv.Element) (T, error), out *[]T) (*commonResponse, error) {
+	env, err := parseEnvelope(b, typ, true)
+	if err != nil {
+		return nil, err
+	}
+	c := &commonResponse{Envelope: env.Envelope, Error: env.bare}
 	if env.bare != nil {
-		return r, nil
+		return c, nil
 	}
 	for _, p := range env.payloads {
 		switch p.Type {
 		case tagPayload:
-			a, err := parseAggregationResponse(p)
+			x, err := parseOne(p)
 			if err != nil {
-				return nil, formatErr(where, fmt.Errorf("aggregation response: %w", err))
+				return nil, formatErr(where, fmt.Errorf("%s: %w", what, err))
 			}
-			r.Responses = append(r.Responses, a)
+			*out = append(*out, x)
 		default:
-			err := parseCommonResponsePayload(p, &r.Error, &r.Config, &r.Acks, &r.Unknown)
-			if err != nil {
+			if err := parseCommonResponsePayload(p, &c.Error, &c.Config, &c.Acks, &c.Unknown); err != nil {
 				return nil, formatErr(where, err)
 			}
 		}
 	}
-	if len(r.Responses) == 0 && r.Error == nil && r.Config == nil && len(r.Acks) == 0 {
+	if len(*out) == 0 && c.Error == nil && c.Config == nil && len(c.Acks) == 0 {
 		return nil, formatErr(where, errors.New("no payload"))
 	}
-	return r, nil
+	return c, nil
 }
 
 // parseCommonResponsePayload handles the payloads aggregator and extender

@@ -249,33 +249,12 @@ type ExtenderResponse struct {
 // ParseExtenderResponse parses an extender response PDU, including a bare
 // error response. It does not check the HMAC; see [Envelope.Verify].
 func ParseExtenderResponse(b []byte) (*ExtenderResponse, error) {
-	const where = "extender response"
-	env, err := parseEnvelope(b, TypeExtenderResponse, true)
+	r := &ExtenderResponse{}
+	c, err := parseResponse(b, TypeExtenderResponse, "extender response", "extend response", parseExtendResponse, &r.Responses)
 	if err != nil {
 		return nil, err
 	}
-	r := &ExtenderResponse{Envelope: env.Envelope, Error: env.bare}
-	if env.bare != nil {
-		return r, nil
-	}
-	for _, p := range env.payloads {
-		switch p.Type {
-		case tagPayload:
-			x, err := parseExtendResponse(p)
-			if err != nil {
-				return nil, formatErr(where, fmt.Errorf("extend response: %w", err))
-			}
-			r.Responses = append(r.Responses, x)
-		default:
-			err := parseCommonResponsePayload(p, &r.Error, &r.Config, &r.Acks, &r.Unknown)
-			if err != nil {
-				return nil, formatErr(where, err)
-			}
-		}
-	}
-	if len(r.Responses) == 0 && r.Error == nil && r.Config == nil && len(r.Acks) == 0 {
-		return nil, formatErr(where, errors.New("no payload"))
-	}
+	r.Envelope, r.Error, r.Config, r.Acks, r.Unknown = c.Envelope, c.Error, c.Config, c.Acks, c.Unknown
 	return r, nil
 }
 
