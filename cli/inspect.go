@@ -540,8 +540,14 @@ func (p *pubfileView) writeText(w io.Writer) {
 		t.field(2, "repository URI", p.RepositoryURI)
 	}
 	t.field(2, "signature", fmt.Sprintf("PKCS#7, %d bytes (not verified here: use tempel verify --pubfile)", p.SignatureSize))
-	t.head("Certificates (%d)", len(p.Certificates))
-	for _, c := range p.Certificates {
+	writeCertsAndPublications(t, p.Certificates, p.Publications)
+}
+
+// writeCertsAndPublications prints a publications file's certificates and
+// publications, one line per publication (inspect and pubfile share it).
+func writeCertsAndPublications(t textWriter, certs []certView, pubs []publicationView) {
+	t.head("Certificates (%d)", len(certs))
+	for _, c := range certs {
 		if c.Error != "" {
 			t.head("  %s  unreadable certificate: %s", c.ID, c.Error)
 			continue
@@ -549,8 +555,8 @@ func (p *pubfileView) writeText(w io.Writer) {
 		t.head("  %s  %s", c.ID, c.Subject)
 		t.head("  %s  valid %s to %s", strings.Repeat(" ", len(c.ID)), c.NotBefore, c.NotAfter)
 	}
-	t.head("Publications (%d)", len(p.Publications))
-	for _, r := range p.Publications {
+	t.head("Publications (%d)", len(pubs))
+	for _, r := range pubs {
 		t.head("  %s  %s", r.PublicationTime.UTC, r.PublicationString)
 	}
 }

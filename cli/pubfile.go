@@ -308,19 +308,7 @@ func writePubfileText(w io.Writer, v *pubfileJSON) {
 	if v.SavedTo != "" {
 		t.field(2, "saved to", v.SavedTo)
 	}
-	t.head("Certificates (%d)", len(v.Certificates))
-	for _, c := range v.Certificates {
-		if c.Error != "" {
-			t.head("  %s  unreadable certificate: %s", c.ID, c.Error)
-			continue
-		}
-		t.head("  %s  %s", c.ID, c.Subject)
-		t.head("  %s  valid %s to %s", strings.Repeat(" ", len(c.ID)), c.NotBefore, c.NotAfter)
-	}
-	t.head("Publications (%d)", len(v.Publications))
-	for _, r := range v.Publications {
-		t.head("  %s  %s", r.PublicationTime.UTC, r.PublicationString)
-	}
+	writeCertsAndPublications(t, v.Certificates, v.Publications)
 	if v.LatestPublicationString != "" {
 		t.head("Latest publication (%s):", v.LatestPublicationTime)
 		// Alone on the last line, for `| tail -1`.
