@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/pdu"
+	"github.com/tempel-ksi/tempel/ksi/tlv"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -283,5 +285,92 @@ func TestRESTAndPDU(t *testing.T) {
 	}
 	if r, err := http.Get(base + "/readyz"); err != nil || r.StatusCode != 200 {
 		t.Fatalf("readyz: %v %v", r, err)
+	}
+}
+
+// TestRESTExtendAndPublications exercises the calendar's REST routes: the
+// calendar head, extending through /v1/extend, the publication list.
+func TestRESTExtendAndPublications(t *testing.T) {
+	n := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), PublishEvery: time.Second})
+	base := "http://" + n.addr
+	resp, err := http.Post(base+"/v1/sign", "application/json", strings.NewReader(`{"hash":"SHA-256:11a700b0c8066c47ecba05ed37bc14dcadb238552d86c659342d1d7e87b8772d"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sr struct {
+		Signature       []byte
+		AggregationTime string
+	}
+	json.NewDecoder(resp.Body).Decode(&sr)
+	resp.Body.Close()
+	sig, err := ksi.ParseSignature(sr.Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait (on the condition, polling the head) until the calendar has
+	// a second after the signature's, and a publication covering it.
+	var head struct{ FirstTime, LastTime string }
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		r, err := http.Get(base + "/v1/calendar/head")
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(r.Body).Decode(&head)
+		r.Body.Close()
+		if head.LastTime > sr.AggregationTime && len(n.n.pub.Publications()) > 0 && n.n.pub.Latest().Data.Time >= sig.SigningTime() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("calendar did not advance: head %+v", head)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	pub := n.n.pub.Latest()
+	body := `{"aggregationTime":"` + sr.AggregationTime + `","publicationTime":"` + strconv.FormatUint(pub.Data.Time, 10) + `"}`
+	resp, err = http.Post(base+"/v1/extend", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var er struct{ CalendarChain []byte }
+	json.NewDecoder(resp.Body).Decode(&er)
+	resp.Body.Close()
+	e, err := tlv.ReadOne(er.CalendarChain)
+	if err != nil {
+		t.Fatalf("extend answered %s: %v", resp.Status, err)
+	}
+	chain, err := ksi.ParseCalendarChain(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := pub.WithType(ksi.TypePublicationRecord)
+	ext, err := sig.Extend(chain, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf := trustedPubFile(t, n)
+	if rep := verifier.Verify(context.Background(), ext, verifier.PublicationsFileBased, verifier.Options{Document: docHash("LAPTOP"), PublicationsFile: pf}); rep.Result != verifier.OK {
+		t.Fatalf("extended signature against the publications file: %s %s %s", rep.Result, rep.Code, rep.Message)
+	}
+	// Out of range: an extend to a second the calendar has not reached.
+	resp, err = http.Post(base+"/v1/extend", "application/json", strings.NewReader(`{"aggregationTime":"`+sr.AggregationTime+`","publicationTime":"4000000000"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("extend past the head: %s, want 400 (OUT_OF_RANGE)", resp.Status)
+	}
+	r, err := http.Get(base + "/v1/publications")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var list struct {
+		Publications []struct{ PublicationString string }
+	}
+	json.NewDecoder(r.Body).Decode(&list)
+	r.Body.Close()
+	if len(list.Publications) == 0 || list.Publications[len(list.Publications)-1].PublicationString == "" {
+		t.Fatalf("publication list %+v", list)
 	}
 }
