@@ -79,7 +79,6 @@ type Result struct {
 type Callback func(Result)
 
 type pending struct {
-	req     round.Request
 	cb      Callback
 	arrived time.Time
 }
@@ -90,7 +89,8 @@ type Engine struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	queue   []pending
+	queue   []pending       // who asked, in arrival order
+	reqs    []round.Request // what they asked, index for index with queue
 	perUser map[string]int
 	stopped bool
 
@@ -168,7 +168,8 @@ func (e *Engine) Submit(r Request, cb Callback) error {
 	if e.cfg.Quota > 0 {
 		e.perUser[r.Identity.ClientID]++
 	}
-	e.queue = append(e.queue, pending{req: round.Request{Hash: r.Hash, Level: r.Level, Meta: meta}, cb: cb, arrived: now})
+	e.queue = append(e.queue, pending{cb: cb, arrived: now})
+	e.reqs = append(e.reqs, round.Request{Hash: r.Hash, Level: r.Level, Meta: meta})
 	e.cfg.Metrics.queued(len(e.queue))
 	return nil
 }
@@ -226,8 +227,9 @@ func (e *Engine) shutdown() {
 // upstream never delays the next round.
 func (e *Engine) CloseRound(ctx context.Context) {
 	e.mu.Lock()
-	q := e.queue
-	e.queue = nil
+	q, reqs := e.queue, e.reqs
+	// The next round is probably about as large: size it once.
+	e.queue, e.reqs = make([]pending, 0, len(q)), make([]round.Request, 0, len(q))
 	clear(e.perUser)
 	e.mu.Unlock()
 	if len(q) == 0 {
@@ -243,7 +245,7 @@ func (e *Engine) CloseRound(ctx context.Context) {
 			return
 		}
 		defer func() { <-e.inflight }()
-		e.runRound(ctx, q)
+		e.runRound(ctx, q, reqs)
 	}()
 }
 
@@ -255,12 +257,8 @@ func fail(q []pending, err error) {
 
 // runRound is the per-round work: build once, one upstream call, then one
 // signature per request.
-func (e *Engine) runRound(ctx context.Context, q []pending) {
+func (e *Engine) runRound(ctx context.Context, q []pending, reqs []round.Request) {
 	start := e.cfg.Now()
-	reqs := make([]round.Request, len(q))
-	for i := range q {
-		reqs[i] = q[i].req
-	}
 	r, err := round.Build(ksi.SHA2_256, reqs)
 	if err != nil {
 		fail(q, fmt.Errorf("%w: %v", ErrBadRequest, err))

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // TreeLeaf is an input of an aggregation tree: a hash at a tree level.
@@ -29,8 +30,9 @@ type Tree struct {
 	nLeaves  int
 	rootNode int32
 
-	linkArena []byte  // PrepareLinks: every node's encoded link to its parent
-	linkOff   []int32 // node i's link is linkArena[linkOff[i]:linkOff[i+1]]
+	linkArena []byte   // PrepareLinks: every node's encoded link to its parent
+	linkOff   []int32  // node i's link is linkArena[linkOff[i]:linkOff[i+1]]
+	shape     []uint64 // PrepareLinks: the shape of every node's path to the root
 }
 
 // ErrTreeInput reports an unusable tree input.
@@ -158,6 +160,28 @@ func (t *Tree) PrepareLinks() {
 		}
 	}
 	t.linkOff[n] = int32(len(t.linkArena))
+	// Shapes top-down: a parent is built after its children, so walking
+	// ids downwards visits every parent first. The root's path is empty
+	// (shape 1, the sentinel); a child's shape appends its side bit.
+	t.shape = make([]uint64, n)
+	for i := n - 1; i >= 0; i-- {
+		p := t.parent[i]
+		if p < 0 {
+			t.shape[i] = 1
+			continue
+		}
+		t.shape[i] = t.shape[p] << 1
+		if t.isLeft[i] {
+			t.shape[i] |= 1
+		}
+	}
+}
+
+// PathShape returns the shape of leaf i's path (ksi-spec §5.2) and its
+// length, precomputed by PrepareLinks.
+func (t *Tree) PathShape(i int) (shape uint64, depth int) {
+	shape = t.shape[i]
+	return shape, bits.Len64(shape) - 1
 }
 
 // AppendPathBytes appends the encoded links from leaf i to the root
@@ -176,14 +200,3 @@ func (t *Tree) AppendPathBytes(dst []byte, i int) (out []byte, leftBits uint64, 
 	return dst, leftBits, depth
 }
 
-// PathBits returns the side bits of leaf i's path (bit k set when link k,
-// counted from the leaf, is a left link) and its length, without encoding.
-func (t *Tree) PathBits(i int) (leftBits uint64, depth int) {
-	for n := int32(i); t.parent[n] >= 0; n = t.parent[n] {
-		if t.isLeft[n] {
-			leftBits |= 1 << depth
-		}
-		depth++
-	}
-	return leftBits, depth
-}

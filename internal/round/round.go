@@ -158,10 +158,11 @@ func (w *Writer) alloc(n int) []byte {
 func (w *Writer) AppendSignature(dst []byte, r *Round, i int, ans *Answer) ([]byte, error) {
 	req := &r.reqs[i]
 	// The shape (last chain index entry) comes before the links in the
-	// chain, so take it from the tree first.
-	bits, depth := r.tree.PathBits(i)
+	// chain; the tree has it ready. The metadata link is a left link
+	// below the path: one more bit, set, at the bottom.
+	shape, depth := r.tree.PathShape(i)
 	if req.Meta != nil {
-		bits, depth = bits<<1|1, depth+1 // the metadata link is a left link below the path
+		shape, depth = shape<<1|1, depth+1
 	}
 	if depth == 0 {
 		return nil, errors.New("round: a one-request round without metadata has no hash step to sign")
@@ -174,7 +175,7 @@ func (w *Writer) AppendSignature(dst []byte, r *Round, i int, ans *Answer) ([]by
 	for _, x := range ans.ChainIndex {
 		body = appendUint(body, 0x03, x)
 	}
-	body = appendUint(body, 0x03, uint64(1)<<depth|bits)
+	body = appendUint(body, 0x03, shape)
 	body = append(body, 0x05, byte(len(req.Hash)))
 	body = append(body, req.Hash...)
 	body = appendUint(body, 0x06, uint64(r.alg))
