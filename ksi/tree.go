@@ -199,4 +199,3 @@ func (t *Tree) AppendPathBytes(dst []byte, i int) (out []byte, leftBits uint64, 
 	}
 	return dst, leftBits, depth
 }
-
