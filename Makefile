@@ -4,6 +4,7 @@ BIN       ?= bin
 FUZZTIME  ?= 60s
 BENCHTIME ?= 1s
 DATA_DIR  ?= ./data
+PUBLISH_EVERY ?= 24h
 
 # Every fuzz target as package:Target.
 FUZZ_TARGETS := \
@@ -43,8 +44,8 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 bench: ## run the Go benchmarks with allocations
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
 
-run: build ## start the service with its embedded defaults
-	$(BIN)/tempel serve --data-dir $(DATA_DIR)
+run: build ## start the service with its embedded defaults (PUBLISH_EVERY=5s for a quick tour)
+	$(BIN)/tempel serve --data-dir $(DATA_DIR) --publish-every $(PUBLISH_EVERY)
 
 clean: ## remove build output
 	rm -rf $(BIN)
