@@ -48,8 +48,7 @@ type Signature struct {
 	Unknown            []tlv.Element
 	Raw                []byte
 
-	sorted   []*AggregationChain
-	elements [][]byte // every child's bytes, in file order
+	sorted []*AggregationChain
 	// Flags of the outer element, kept so Encode gives back the input.
 	nonCritical, forward bool
 }
@@ -58,14 +57,21 @@ type Signature struct {
 // each part's bytes in the order they were read. A parsed signature
 // re-encodes to exactly the bytes it was parsed from.
 func (s *Signature) Encode() ([]byte, error) {
-	n := 0
-	for _, e := range s.elements {
-		n += len(e)
+	outer, err := tlv.ReadOne(s.Raw)
+	if err != nil {
+		return nil, err
 	}
-	b := tlv.NewBuilder(make([]byte, 0, 4+n))
+	b := tlv.NewBuilder(make([]byte, 0, len(s.Raw)))
 	b.Begin(TypeSignature, s.nonCritical, s.forward)
-	for _, e := range s.elements {
-		b.Raw(e)
+	for it := tlv.NewIter(outer.Value); ; {
+		c, ok, err := it.Next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			break
+		}
+		b.Raw(c.Raw)
 	}
 	b.End()
 	return b.Bytes()
@@ -154,9 +160,8 @@ func SignatureFromElements(elements [][]byte) (*Signature, error) {
 func signatureFromElements(e tlv.Element) (*Signature, error) {
 	const where = "signature"
 	n := max(tlv.Count(e.Value), 0)
-	s := &Signature{Raw: e.Raw, elements: make([][]byte, 0, n), AggregationChains: make([]*AggregationChain, 0, n)}
+	s := &Signature{Raw: e.Raw, AggregationChains: make([]*AggregationChain, 0, n)}
 	err := fields(where, e.Value, &s.Unknown, func(c tlv.Element) (bool, error) {
-		s.elements = append(s.elements, c.Raw)
 		var err error
 		switch c.Type {
 		case TypeAggregationChain:
@@ -205,9 +210,14 @@ func signatureFromElements(e tlv.Element) (*Signature, error) {
 	case (s.PublicationRecord != nil || s.CalendarAuthRecord != nil) && s.CalendarChain == nil:
 		return nil, formatErr(where, "a publication or authentication record needs a calendar chain")
 	}
-	s.sorted = slices.Clone(s.AggregationChains)
 	// Lowest chain first: it has the longest chain index (ksi-spec §5.1).
-	slices.SortStableFunc(s.sorted, func(a, b *AggregationChain) int { return len(b.ChainIndex) - len(a.ChainIndex) })
+	// Files are written in that order; sort a copy only when they are not.
+	byIndexLen := func(a, b *AggregationChain) int { return len(b.ChainIndex) - len(a.ChainIndex) }
+	s.sorted = s.AggregationChains
+	if !slices.IsSortedFunc(s.sorted, byIndexLen) {
+		s.sorted = slices.Clone(s.AggregationChains)
+		slices.SortStableFunc(s.sorted, byIndexLen)
+	}
 	return s, nil
 }
 

@@ -150,25 +150,27 @@ func (c *CalendarChain) Output(h *Hasher) (Imprint, error) {
 // AggregationTimeFromShape derives the calendar leaf time from the chain
 // shape and its publication time (ksi-spec §4.7).
 func (c *CalendarChain) AggregationTimeFromShape() (uint64, error) {
-	left := make([]bool, len(c.Links))
-	for i, l := range c.Links {
-		left[i] = l.Left
-	}
-	return CalendarLeafTime(c.PublicationTime, left)
+	return leafTime(c.PublicationTime, len(c.Links), func(i int) bool { return c.Links[i].Left })
 }
 
 // CalendarLeafTime walks a calendar chain's link sides from the root down
 // and returns the leaf time it encodes in a calendar of pubTime+1 leaves.
 // left[i] is the side of link i, lowest link first.
 func CalendarLeafTime(pubTime uint64, left []bool) (uint64, error) {
+	return leafTime(pubTime, len(left), func(i int) bool { return left[i] })
+}
+
+// leafTime is the walk of CalendarLeafTime over n links whose sides
+// left(i) gives, without building a slice of sides.
+func leafTime(pubTime uint64, n int, left func(i int) bool) (uint64, error) {
 	var t uint64
 	r := pubTime
-	for i := len(left) - 1; i >= 0; i-- {
+	for i := n - 1; i >= 0; i-- {
 		if r == 0 {
 			return 0, ErrChainShape
 		}
 		hb := highBit(r)
-		if left[i] {
+		if left(i) {
 			r = hb - 1
 		} else {
 			t += hb

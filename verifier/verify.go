@@ -92,7 +92,7 @@ var hasherPool = sync.Pool{New: func() any { return new(ksi.Hasher) }}
 func Verify(ctx context.Context, sig *ksi.Signature, p Policy, opts Options) *Report {
 	h := hasherPool.Get().(*ksi.Hasher)
 	defer hasherPool.Put(h)
-	c := &checker{ctx: ctx, sig: sig, opts: &opts, h: h, rep: &Report{Policy: p, Rules: make([]RuleResult, 0, 24)}}
+	c := &checker{ctx: ctx, sig: sig, opts: &opts, h: h, rep: &Report{Policy: p, Rules: make([]RuleResult, 0, 12)}}
 	switch p {
 	case Internal:
 		c.internal()
