@@ -174,41 +174,61 @@ func isAggregatorRequestPayload(t uint16) bool {
 // ParseAggregatorRequest parses an aggregator request PDU. It does not
 // check the HMAC; see [Envelope.Verify].
 func ParseAggregatorRequest(b []byte) (*AggregatorRequest, error) {
-	const where = "aggregator request"
-	env, err := parseEnvelope(b, TypeAggregatorRequest, false)
+	r := &AggregatorRequest{}
+	c, err := parseRequest(b, TypeAggregatorRequest, "aggregator request", "aggregation request", parseAggregationRequest, &r.Requests, true)
 	if err != nil {
 		return nil, err
 	}
-	r := &AggregatorRequest{Envelope: env.Envelope}
+	r.Envelope, r.ConfigRequest, r.Acks, r.Unknown = c.Envelope, c.ConfigRequest, c.Acks, c.Unknown
+	return r, nil
+}
+
+// commonRequest holds what aggregator and extender requests share.
+type commonRequest struct {
+	Envelope
+	ConfigRequest bool
+	Acks          [][]byte
+	Unknown       [][]byte
+}
+
+// parseRequest parses a request envelope of type typ whose 0x02 payloads
+// are decoded by parseOne into *out; config requests, acks (where
+// acksAllowed) and unknown non-critical payloads are the shared rest.
+func parseRequest[T any](b []byte, typ uint16, where, what string, parseOne func(tlv.Element) (T, error), out *[]T, acksAllowed bool) (*commonRequest, error) {
+	env, err := parseEnvelope(b, typ, false)
+	if err != nil {
+		return nil, err
+	}
+	c := &commonRequest{Envelope: env.Envelope}
 	for _, p := range env.payloads {
-		switch p.Type {
-		case tagPayload:
-			a, err := parseAggregationRequest(p)
+		switch {
+		case p.Type == tagPayload:
+			x, err := parseOne(p)
 			if err != nil {
-				return nil, formatErr(where, fmt.Errorf("aggregation request: %w", err))
+				return nil, formatErr(where, fmt.Errorf("%s: %w", what, err))
 			}
-			r.Requests = append(r.Requests, a)
-		case tagConfig:
+			*out = append(*out, x)
+		case p.Type == tagConfig:
 			if err := parseConfigRequest(p); err != nil {
 				return nil, formatErr(where, fmt.Errorf("config request: %w", err))
 			}
-			r.ConfigRequest = true
-		case tagAck:
+			c.ConfigRequest = true
+		case p.Type == tagAck && acksAllowed:
 			if err := checkAck(p); err != nil {
 				return nil, formatErr(where, fmt.Errorf("ack: %w", err))
 			}
-			r.Acks = append(r.Acks, p.Raw)
+			c.Acks = append(c.Acks, p.Raw)
 		default:
 			if !p.NonCritical {
 				return nil, formatErr(where, fmt.Errorf("unknown critical payload %#x", p.Type))
 			}
-			r.Unknown = append(r.Unknown, p.Raw)
+			c.Unknown = append(c.Unknown, p.Raw)
 		}
 	}
-	if len(r.Requests) == 0 && !r.ConfigRequest && len(r.Acks) == 0 {
+	if len(*out) == 0 && !c.ConfigRequest && len(c.Acks) == 0 {
 		return nil, formatErr(where, errors.New("no payload"))
 	}
-	return r, nil
+	return c, nil
 }
 
 // Encode writes the request with its header and payloads and an HMAC

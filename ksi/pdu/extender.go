@@ -176,35 +176,12 @@ func isExtenderRequestPayload(t uint16) bool {
 // ParseExtenderRequest parses an extender request PDU. It does not check
 // the HMAC; see [Envelope.Verify].
 func ParseExtenderRequest(b []byte) (*ExtenderRequest, error) {
-	const where = "extender request"
-	env, err := parseEnvelope(b, TypeExtenderRequest, false)
+	r := &ExtenderRequest{}
+	c, err := parseRequest(b, TypeExtenderRequest, "extender request", "extend request", parseExtendRequest, &r.Requests, false)
 	if err != nil {
 		return nil, err
 	}
-	r := &ExtenderRequest{Envelope: env.Envelope}
-	for _, p := range env.payloads {
-		switch p.Type {
-		case tagPayload:
-			x, err := parseExtendRequest(p)
-			if err != nil {
-				return nil, formatErr(where, fmt.Errorf("extend request: %w", err))
-			}
-			r.Requests = append(r.Requests, x)
-		case tagConfig:
-			if err := parseConfigRequest(p); err != nil {
-				return nil, formatErr(where, fmt.Errorf("config request: %w", err))
-			}
-			r.ConfigRequest = true
-		default:
-			if !p.NonCritical {
-				return nil, formatErr(where, fmt.Errorf("unknown critical payload %#x", p.Type))
-			}
-			r.Unknown = append(r.Unknown, p.Raw)
-		}
-	}
-	if len(r.Requests) == 0 && !r.ConfigRequest {
-		return nil, formatErr(where, errors.New("no payload"))
-	}
+	r.Envelope, r.ConfigRequest, r.Unknown = c.Envelope, c.ConfigRequest, c.Unknown
 	return r, nil
 }
 
