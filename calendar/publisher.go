@@ -42,12 +42,10 @@ type PublisherConfig struct {
 type Publisher struct {
 	cfg PublisherConfig
 
-	mu    sync.RWMutex
-	pubs  []*ksi.PublicationRecord
-	file  []byte
-	etag  string
-	wake  chan struct{}
-	since time.Time
+	mu   sync.RWMutex
+	pubs []*ksi.PublicationRecord
+	file []byte
+	etag string
 }
 
 // NewPublisher loads the stored publications and publications file.
@@ -64,7 +62,7 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	p := &Publisher{cfg: cfg, wake: make(chan struct{}, 1)}
+	p := &Publisher{cfg: cfg}
 	pubs, file, err := cfg.Store.loadPublications()
 	if err != nil {
 		return nil, err

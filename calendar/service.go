@@ -52,8 +52,6 @@ type Service struct {
 	pending    map[uint64][]*submission
 	stopped    bool
 	failure    error
-
-	wake chan struct{}
 }
 
 type submission struct {
@@ -83,7 +81,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, pending: make(map[uint64][]*submission), wake: make(chan struct{}, 1)}
+	s := &Service{cfg: cfg, log: cfg.Logger, pending: make(map[uint64][]*submission)}
 	if _, last, ok := cfg.Store.Head(); ok {
 		s.lastClosed = last
 	} else {

@@ -75,8 +75,6 @@ type Node struct {
 	pub     *calendar.Publisher
 	agg     *aggregator.Engine
 	upConn  *grpc.ClientConn
-	mu      sync.Mutex
-	calErr  error
 	metrics *requestMetrics
 }
 
@@ -207,10 +205,10 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 		wg.Add(2)
 		go func() {
 			defer wg.Done()
+			// A failed calendar stops answering; Ready reports why and
+			// the node keeps serving health, metrics and verification.
 			if err := n.cal.Run(svcCtx); err != nil {
-				n.mu.Lock()
-				n.calErr = err
-				n.mu.Unlock()
+				n.log.Error("calendar stopped", "err", err)
 			}
 		}()
 		go func() { defer wg.Done(); n.pub.Run(svcCtx) }()
