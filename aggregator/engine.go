@@ -197,8 +197,15 @@ func (e *Engine) QueueLen() int {
 
 // Run closes a round every period until ctx is cancelled. On return every
 // queued request has been answered or failed.
+//
+// Rounds close on multiples of the period on the wall clock, so that when
+// the period divides a second, the last round of each second closes right
+// as the second ends and reaches the calendar within its grace: no request
+// waits for the calendar's next second because of the round's phase.
 func (e *Engine) Run(ctx context.Context) error {
-	t := time.NewTicker(e.cfg.Period)
+	p := e.cfg.Period
+	next := e.cfg.Now().Truncate(p).Add(p)
+	t := time.NewTimer(time.Until(next))
 	defer t.Stop()
 	for {
 		select {
@@ -208,6 +215,12 @@ func (e *Engine) Run(ctx context.Context) error {
 		case <-t.C:
 			e.CloseRound(ctx)
 		}
+		now := e.cfg.Now()
+		next = next.Add(p)
+		if !next.After(now) { // fell behind (a stall or a clock step): skip ahead
+			next = now.Truncate(p).Add(p)
+		}
+		t.Reset(next.Sub(now))
 	}
 }
 
