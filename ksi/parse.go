@@ -49,15 +49,13 @@ func nestErr(where string, typ uint16, err error) error {
 // to the handler. Unknown children are an error when critical and kept in
 // unknown otherwise. It reads in place, without a slice of children.
 func fields(where string, value []byte, unknown *[]tlv.Element, handle func(e tlv.Element) (known bool, err error)) error {
-	it := tlv.NewIter(value)
-	for {
-		c, ok, err := it.Next()
+	for off := 0; len(value) > 0; {
+		c, rest, err := tlv.Read(value)
 		if err != nil {
-			return formatErr(where, "%v", err)
+			return formatErr(where, "at offset %d: %v", off, err)
 		}
-		if !ok {
-			return nil
-		}
+		off += len(c.Raw)
+		value = rest
 		known, err := handle(c)
 		if err != nil {
 			return nestErr(where, c.Type, err)
@@ -72,6 +70,7 @@ func fields(where string, value []byte, unknown *[]tlv.Element, handle func(e tl
 			*unknown = append(*unknown, c)
 		}
 	}
+	return nil
 }
 
 // once is a helper for C1/C0_1 fields: it fails when the field was seen.

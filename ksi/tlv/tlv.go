@@ -73,6 +73,17 @@ func flagString(set bool, s string) string {
 // Read decodes the element at the start of b and returns it with the bytes
 // that follow it.
 func Read(b []byte) (Element, []byte, error) {
+	// Most elements are complete TLV8 ones: a path small enough to inline.
+	if len(b) >= 2 && b[0]&flagTLV16 == 0 && int(b[1])+2 <= len(b) {
+		n := int(b[1]) + 2
+		h := b[0]
+		return Element{Type: uint16(h & typeMask8), NonCritical: h&flagNonCritical != 0, Forward: h&flagForward != 0,
+			Value: b[2:n:n], Raw: b[:n:n]}, b[n:], nil
+	}
+	return readSlow(b)
+}
+
+func readSlow(b []byte) (Element, []byte, error) {
 	if len(b) == 0 {
 		return Element{}, nil, ErrEmptyInput
 	}
