@@ -41,7 +41,6 @@ type Link struct {
 	SiblingHash     Imprint
 	LegacyID        []byte
 	Metadata        *Metadata
-	Raw             []byte
 }
 
 // Sibling returns the bytes the link contributes to its hash step (§4.2).
@@ -79,7 +78,7 @@ func parseLink(e tlv.Element) (Link, error) {
 // elements, so this loop is written out rather than going through fields.
 func parseLinkInto(l *Link, e tlv.Element) error {
 	const where = "aggregation chain link"
-	*l = Link{Left: e.Type == tagLeftLink, Raw: e.Raw}
+	*l = Link{Left: e.Type == tagLeftLink}
 	var seenLC bool
 	n := 0
 	for rest := e.Value; len(rest) > 0; {

@@ -252,12 +252,19 @@ func hasUnknownElements(c *ksi.AggregationChain) bool {
 	if len(c.Unknown) > 0 {
 		return true
 	}
-	for _, l := range c.Links {
-		e, err := tlv.ReadOne(l.Raw)
-		if err != nil {
-			return true
+	chain, err := tlv.ReadOne(c.Raw)
+	if err != nil {
+		return true
+	}
+	elems, err := chain.Children()
+	if err != nil {
+		return true
+	}
+	for _, l := range elems {
+		if l.Type != 0x07 && l.Type != 0x08 {
+			continue
 		}
-		kids, err := e.Children()
+		kids, err := l.Children()
 		if err != nil {
 			return true
 		}
