@@ -184,18 +184,11 @@ func (t *Tree) PathShape(i int) (shape uint64, depth int) {
 	return shape, bits.Len64(shape) - 1
 }
 
-// AppendPathBytes appends the encoded links from leaf i to the root
-// (lowest first) and returns them with the path's side bits (bit k set
-// when link k is a left link) and its length. PrepareLinks must have run.
-func (t *Tree) AppendPathBytes(dst []byte, i int) (out []byte, leftBits uint64, depth int) {
-	n := int32(i)
-	for t.parent[n] >= 0 {
+// AppendPathBytes appends the encoded links from leaf i to the root,
+// lowest first. PrepareLinks must have run.
+func (t *Tree) AppendPathBytes(dst []byte, i int) []byte {
+	for n := int32(i); t.parent[n] >= 0; n = t.parent[n] {
 		dst = append(dst, t.linkArena[t.linkOff[n]:t.linkOff[n+1]]...)
-		if t.isLeft[n] {
-			leftBits |= 1 << depth
-		}
-		depth++
-		n = t.parent[n]
 	}
-	return dst, leftBits, depth
+	return dst
 }

@@ -183,7 +183,7 @@ func (w *Writer) AppendSignature(dst []byte, r *Round, i int, ans *Answer) ([]by
 		w.meta.Value = req.Meta
 		w.first = ksi.Link{Left: true, LevelCorrection: uint64(req.Level), Metadata: &w.meta}
 		body = ksi.AppendLinkBytes(body, &w.first)
-		body, _, _ = r.tree.AppendPathBytes(body, i)
+		body = r.tree.AppendPathBytes(body, i)
 	} else {
 		// The chain starts at level 0: the first link carries the input's
 		// level, so the links are encoded here rather than taken as bytes.
