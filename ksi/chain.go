@@ -156,8 +156,10 @@ func LegacyIDName(v []byte) string {
 // ParseAggregationChain decodes an aggregation hash chain element.
 func ParseAggregationChain(e tlv.Element) (*AggregationChain, error) {
 	const where = "aggregation chain"
-	n := max(tlv.Count(e.Value), 0)
-	c := &AggregationChain{Raw: e.Raw, Links: make([]Link, 0, n), ChainIndex: make([]uint64, 0, n)}
+	// A chain has four other elements at least (time, index, input hash,
+	// algorithm) besides its links; indexes are few (one per level).
+	n := max(tlv.Count(e.Value)-4, 1)
+	c := &AggregationChain{Raw: e.Raw, Links: make([]Link, 0, n), ChainIndex: make([]uint64, 0, 4)}
 	var seenTime, seenInput, seenAlg, seenData bool
 	var err error
 	err = fields(where, e.Value, &c.Unknown, func(x tlv.Element) (bool, error) {
