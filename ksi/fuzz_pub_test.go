@@ -15,15 +15,8 @@ import (
 // testdata/fuzz still runs.
 func seedFromTestData(f *testing.F, add func([]byte), paths ...[]string) {
 	f.Helper()
-	// testpack.Root would skip the whole target when the data is absent;
-	// look the same places up without skipping.
-	root := os.Getenv(testpack.EnvTestData)
-	for d, _ := filepath.Abs("."); root == "" && d != filepath.Dir(d); d = filepath.Dir(d) {
-		if st, err := os.Stat(filepath.Join(d, "..", "shared", "testdata", "ksi")); err == nil && st.IsDir() {
-			root = filepath.Join(d, "..", "shared", "testdata", "ksi")
-		}
-	}
-	if root == "" {
+	root, ok := testpack.Lookup()
+	if !ok {
 		return
 	}
 	for _, p := range paths {

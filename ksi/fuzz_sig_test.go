@@ -11,29 +11,13 @@ import (
 	"github.com/tempel-ksi/tempel/ksi"
 )
 
-// lookupKSITestData finds the KSI test data like testpack.Root but reports
-// absence instead of skipping, so that a fuzz target still runs from its
-// committed corpus without the data.
-func lookupKSITestData() (string, bool) {
-	if d := os.Getenv(testpack.EnvTestData); d != "" {
-		return d, true
-	}
-	for d, _ := filepath.Abs("."); d != filepath.Dir(d); d = filepath.Dir(d) {
-		c := filepath.Join(d, "..", "shared", "testdata", "ksi")
-		if st, err := os.Stat(c); err == nil && st.IsDir() {
-			return c, true
-		}
-	}
-	return "", false
-}
-
 func FuzzParseSignature(f *testing.F) {
 	ts := buildTestSignature(f)
 	f.Add(ts.Raw)
 	if single, err := ksi.SignatureFromElements([][]byte{ts.low.Raw}); err == nil {
 		f.Add(single.Raw)
 	}
-	if root, ok := lookupKSITestData(); ok {
+	if root, ok := testpack.Lookup(); ok {
 		for _, p := range [][]string{
 			{"tlv", okSigName},
 			{"tlv", "ok-sig-2014-04-30.1-extended.ksig"},

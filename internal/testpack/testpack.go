@@ -34,6 +34,16 @@ func Root(t testing.TB) string {
 	return d
 }
 
+// Lookup returns the KSI test data folder without skipping when it is
+// absent: fuzz targets seed from it when they can and still run from their
+// committed corpus when they cannot.
+func Lookup() (string, bool) {
+	if d := os.Getenv(EnvTestData); d != "" {
+		return d, true
+	}
+	return findShared()
+}
+
 // Path joins elements to the test data root.
 func Path(t testing.TB, elem ...string) string {
 	t.Helper()

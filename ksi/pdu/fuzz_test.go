@@ -15,20 +15,13 @@ import (
 )
 
 // seedRecorded adds the recorded PDU files matching the globs (relative to
-// the test data root) to the corpus. testpack.Root would skip the whole
-// target when the data is absent, so the same places are looked up here
-// without skipping: missing data only loses seeds, and the committed
+// the test data root) to the corpus. testpack.Lookup does not skip when
+// the data is absent: missing data only loses seeds, and the committed
 // corpus under testdata/fuzz still runs.
 func seedRecorded(f *testing.F, globs ...string) {
 	f.Helper()
-	root := os.Getenv(testpack.EnvTestData)
-	for d, _ := filepath.Abs("."); root == "" && d != filepath.Dir(d); d = filepath.Dir(d) {
-		c := filepath.Join(d, "..", "shared", "testdata", "ksi")
-		if st, err := os.Stat(c); err == nil && st.IsDir() {
-			root = c
-		}
-	}
-	if root == "" {
+	root, ok := testpack.Lookup()
+	if !ok {
 		return
 	}
 	for _, g := range globs {

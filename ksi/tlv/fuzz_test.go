@@ -11,22 +11,6 @@ import (
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
-// packRoot finds the KSI test data like testpack.Root, but reports absence
-// instead of skipping: a fuzz target must run from its committed corpus
-// when the data is not there.
-func packRoot() (string, bool) {
-	if d := os.Getenv(testpack.EnvTestData); d != "" {
-		return d, true
-	}
-	for d, _ := filepath.Abs("."); d != filepath.Dir(d); d = filepath.Dir(d) {
-		c := filepath.Join(d, "..", "shared", "testdata", "ksi")
-		if st, err := os.Stat(c); err == nil && st.IsDir() {
-			return c, true
-		}
-	}
-	return "", false
-}
-
 func FuzzRead(f *testing.F) {
 	for _, s := range []string{
 		"", "\x01", "\x01\x01\x07", "\x01\x03\xaa", "\x41\x00", "\x7f\x01\x00",
@@ -38,7 +22,7 @@ func FuzzRead(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	if root, ok := packRoot(); ok {
+	if root, ok := testpack.Lookup(); ok {
 		for _, name := range []string{"ok_int-8.tlv", "ok_nested-1.tlv", "ok_nested-9.tlv", "ok_str-4.tlv", "nok_int-1.tlv", "nok_int-2.tlv", "ok-sig-2014-04-30.1.ksig"} {
 			if b, err := os.ReadFile(filepath.Join(root, "tlv", name)); err == nil {
 				f.Add(b)
