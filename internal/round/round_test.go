@@ -47,28 +47,37 @@ func calendarAnswer(t testing.TB, root ksi.Imprint) *round.Answer {
 	return &round.Answer{AggregationTime: 1, Elements: append(append([]byte{}, cal.Raw...), pub.Raw...)}
 }
 
+// signAll builds a round over reqs, answers its root with calendarAnswer
+// and returns every request's parsed signature.
+func signAll(t *testing.T, reqs []round.Request) []*ksi.Signature {
+	t.Helper()
+	r, err := round.Build(ksi.SHA2_256, reqs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := r.Root()
+	ans := calendarAnswer(t, root)
+	var w round.Writer
+	sigs := make([]*ksi.Signature, len(reqs))
+	for i := range reqs {
+		b, err := w.AppendSignature(nil, r, i, ans)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sigs[i], err = ksi.ParseSignature(b); err != nil {
+			t.Fatalf("%d requests, request %d: %v", len(reqs), i, err)
+		}
+	}
+	return sigs
+}
+
 func TestRoundSignaturesVerify(t *testing.T) {
 	for _, n := range []int{1, 2, 3, 17, 100} {
 		reqs := make([]round.Request, n)
 		for i := range reqs {
 			reqs[i] = round.Request{Hash: imprint(uint64(i)), Level: byte(i % 3), Meta: meta(t, "client-"+string(rune('a'+i%26)))}
 		}
-		r, err := round.Build(ksi.SHA2_256, reqs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		root, _ := r.Root()
-		ans := calendarAnswer(t, root)
-		var w round.Writer
-		for i := range reqs {
-			b, err := w.AppendSignature(nil, r, i, ans)
-			if err != nil {
-				t.Fatal(err)
-			}
-			sig, err := ksi.ParseSignature(b)
-			if err != nil {
-				t.Fatalf("n=%d request %d: %v", n, i, err)
-			}
+		for i, sig := range signAll(t, reqs) {
 			rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: reqs[i].Hash, InputLevel: uint64(reqs[i].Level)})
 			if rep.Result != verifier.OK {
 				t.Fatalf("n=%d request %d: %s %s: %s", n, i, rep.Result, rep.Code, rep.Message)
@@ -87,22 +96,7 @@ func TestRoundSignaturesVerify(t *testing.T) {
 
 func TestRoundWithoutMetadata(t *testing.T) {
 	reqs := []round.Request{{Hash: imprint(1), Level: 4}, {Hash: imprint(2)}, {Hash: imprint(3), Level: 1}}
-	r, err := round.Build(ksi.SHA2_256, reqs)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, _ := r.Root()
-	ans := calendarAnswer(t, root)
-	var w round.Writer
-	for i := range reqs {
-		b, err := w.AppendSignature(nil, r, i, ans)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sig, err := ksi.ParseSignature(b)
-		if err != nil {
-			t.Fatal(err)
-		}
+	for i, sig := range signAll(t, reqs) {
 		if rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: reqs[i].Hash, InputLevel: uint64(reqs[i].Level)}); rep.Result != verifier.OK {
 			t.Fatalf("request %d: %s %s", i, rep.Code, rep.Message)
 		}
