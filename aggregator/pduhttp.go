@@ -36,18 +36,9 @@ func Status(err error) uint64 {
 // current round with the user's login as its client id.
 func (e *Engine) PDUHandler(users *server.Users) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := server.ReadPDU(w, r, pdu.TypeAggregatorResponse)
+		req, key, ok := server.ReadAuthenticatedPDU(w, r, users, pdu.TypeAggregatorResponse, pdu.ParseAggregatorRequest,
+			func(q *pdu.AggregatorRequest) *pdu.Envelope { return &q.Envelope })
 		if !ok {
-			return
-		}
-		req, err := pdu.ParseAggregatorRequest(body)
-		if err != nil {
-			server.WritePDUError(w, pdu.TypeAggregatorResponse, pdu.StatusInvalidRequest, "invalid request: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		key, err := server.AuthenticatePDU(users, &req.Envelope)
-		if err != nil {
-			server.WritePDUError(w, pdu.TypeAggregatorResponse, pdu.StatusAuthFailure, err.Error(), http.StatusUnauthorized)
 			return
 		}
 		resp := &pdu.AggregatorResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: req.Header.LoginID}}}
@@ -75,6 +66,7 @@ func (e *Engine) PDUHandler(users *server.Users) http.Handler {
 				return
 			}
 			out := pdu.AggregationResponse{RequestID: ar.RequestID, Status: Status(x.Err)}
+			var err error
 			if x.Err != nil {
 				out.ErrorMessage = x.Err.Error()
 			} else if out.SignatureElements, err = signatureElements(x.Signature); err != nil {

@@ -12,18 +12,9 @@ import (
 // /gt-extendingservice) for clients built on the reference SDKs.
 func (s *Service) ExtenderPDUHandler(users *server.Users) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, ok := server.ReadPDU(w, r, pdu.TypeExtenderResponse)
+		req, key, ok := server.ReadAuthenticatedPDU(w, r, users, pdu.TypeExtenderResponse, pdu.ParseExtenderRequest,
+			func(q *pdu.ExtenderRequest) *pdu.Envelope { return &q.Envelope })
 		if !ok {
-			return
-		}
-		req, err := pdu.ParseExtenderRequest(body)
-		if err != nil {
-			server.WritePDUError(w, pdu.TypeExtenderResponse, pdu.StatusInvalidRequest, "invalid request: "+err.Error(), http.StatusBadRequest)
-			return
-		}
-		key, err := server.AuthenticatePDU(users, &req.Envelope)
-		if err != nil {
-			server.WritePDUError(w, pdu.TypeExtenderResponse, pdu.StatusAuthFailure, err.Error(), http.StatusUnauthorized)
 			return
 		}
 		resp := &pdu.ExtenderResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: req.Header.LoginID}}}

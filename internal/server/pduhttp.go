@@ -68,3 +68,25 @@ func AuthenticatePDU(users *Users, env *pdu.Envelope) ([]byte, error) {
 	}
 	return key, nil
 }
+
+// ReadAuthenticatedPDU reads a request PDU, parses it with parse and checks
+// its login and HMAC against users. On any failure it has answered the
+// HTTP request itself (0x101 for an unreadable PDU, 0x102 for every
+// authentication failure) and returns ok=false.
+func ReadAuthenticatedPDU[T any](w http.ResponseWriter, r *http.Request, users *Users, respType uint16,
+	parse func([]byte) (T, error), envelope func(T) *pdu.Envelope) (req T, key []byte, ok bool) {
+	body, ok := ReadPDU(w, r, respType)
+	if !ok {
+		return req, nil, false
+	}
+	req, err := parse(body)
+	if err != nil {
+		WritePDUError(w, respType, pdu.StatusInvalidRequest, "invalid request: "+err.Error(), http.StatusBadRequest)
+		return req, nil, false
+	}
+	if key, err = AuthenticatePDU(users, envelope(req)); err != nil {
+		WritePDUError(w, respType, pdu.StatusAuthFailure, err.Error(), http.StatusUnauthorized)
+		return req, nil, false
+	}
+	return req, key, true
+}
