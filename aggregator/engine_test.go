@@ -276,3 +276,20 @@ func BenchmarkRound100k(b *testing.B) {
 	b.ReportMetric(float64(queued.Nanoseconds())/float64(b.N)/n, "submit-ns/req")
 	b.ReportMetric(float64(bytesOut.Load())/float64(b.N)/n, "sig-bytes")
 }
+
+// TestStatusCodes checks the KSI status every engine error maps to
+// (ksi-spec §8.5).
+func TestStatusCodes(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want uint64
+	}{
+		{nil, 0}, {ErrLevelTooHigh, 0x104}, {ErrOverQuota, 0x105}, {ErrOverloaded, 0x106},
+		{ErrBadRequest, 0x103}, {ErrUpstreamTime, 0x301}, {ErrUpstream, 0x300}, {ErrStopped, 0x300},
+		{errors.New("other"), 0x200},
+	} {
+		if got := Status(tc.err); got != tc.want {
+			t.Errorf("Status(%v) = %#x, want %#x", tc.err, got, tc.want)
+		}
+	}
+}
