@@ -95,25 +95,17 @@ type CalendarAuthRecord struct {
 // RFC3161Record lets a legacy RFC 3161 time-stamp carry on as a KSI
 // signature (type 0x806, ksi-spec §3.6, §4.5).
 type RFC3161Record struct {
-	AggregationTime  uint64
-	ChainIndex       []uint64
-	InputData        []byte
-	InputHash        Imprint
-	TSTInfoPrefix    []byte
-	TSTInfoSuffix    []byte
-	TSTInfoAlg       HashAlg
-	SigAttrPrefix    []byte
-	SigAttrSuffix    []byte
-	SigAttrAlg       HashAlg
-	Raw              []byte
-	seenTSTPrefix    bool
-	seenTSTSuffix    bool
-	seenSigAttrPre   bool
-	seenSigAttrSuf   bool
-	seenTSTAlg       bool
-	seenSigAttrAlg   bool
-	seenRFCAggrTime  bool
-	seenRFCInputHash bool
+	AggregationTime uint64
+	ChainIndex      []uint64
+	InputData       []byte
+	InputHash       Imprint
+	TSTInfoPrefix   []byte
+	TSTInfoSuffix   []byte
+	TSTInfoAlg      HashAlg
+	SigAttrPrefix   []byte
+	SigAttrSuffix   []byte
+	SigAttrAlg      HashAlg
+	Raw             []byte
 }
 
 // ParseSignature decodes a KSI signature from its encoding (a .ksig file).
@@ -398,7 +390,8 @@ func NewCalendarAuthRecord(pd PublishedData, sd SignatureData) (*CalendarAuthRec
 func parseRFC3161(e tlv.Element) (*RFC3161Record, error) {
 	const where = "RFC 3161 record"
 	r := &RFC3161Record{Raw: e.Raw}
-	var seenData bool
+	// Each element may appear once; all but the input data are required.
+	var seenData, seenTime, seenInput, seenTSTPre, seenTSTSuf, seenTSTAlg, seenSAPre, seenSASuf, seenSAAlg bool
 	bin := func(seen *bool, name string, dst *[]byte, c tlv.Element) (bool, error) {
 		if err := once(seen, name); err != nil {
 			return true, err
@@ -418,7 +411,7 @@ func parseRFC3161(e tlv.Element) (*RFC3161Record, error) {
 	err = fields(where, e.Value, nil, func(c tlv.Element) (bool, error) {
 		switch c.Type {
 		case tagRFCAggrTime:
-			if err := once(&r.seenRFCAggrTime, "aggregation time"); err != nil {
+			if err := once(&seenTime, "aggregation time"); err != nil {
 				return true, err
 			}
 			r.AggregationTime, err = c.Uint()
@@ -433,31 +426,31 @@ func parseRFC3161(e tlv.Element) (*RFC3161Record, error) {
 		case tagRFCInputData:
 			return bin(&seenData, "input data", &r.InputData, c)
 		case tagRFCInputHashes:
-			if err := once(&r.seenRFCInputHash, "input hash"); err != nil {
+			if err := once(&seenInput, "input hash"); err != nil {
 				return true, err
 			}
 			r.InputHash, err = readImprint(c)
 			return true, err
 		case tagTSTInfoPrefix:
-			return bin(&r.seenTSTPrefix, "TSTInfo prefix", &r.TSTInfoPrefix, c)
+			return bin(&seenTSTPre, "TSTInfo prefix", &r.TSTInfoPrefix, c)
 		case tagTSTInfoSuffix:
-			return bin(&r.seenTSTSuffix, "TSTInfo suffix", &r.TSTInfoSuffix, c)
+			return bin(&seenTSTSuf, "TSTInfo suffix", &r.TSTInfoSuffix, c)
 		case tagTSTInfoAlg:
-			return alg(&r.seenTSTAlg, "TSTInfo algorithm", &r.TSTInfoAlg, c)
+			return alg(&seenTSTAlg, "TSTInfo algorithm", &r.TSTInfoAlg, c)
 		case tagSigAttrPrefix:
-			return bin(&r.seenSigAttrPre, "signed attributes prefix", &r.SigAttrPrefix, c)
+			return bin(&seenSAPre, "signed attributes prefix", &r.SigAttrPrefix, c)
 		case tagSigAttrSuffix:
-			return bin(&r.seenSigAttrSuf, "signed attributes suffix", &r.SigAttrSuffix, c)
+			return bin(&seenSASuf, "signed attributes suffix", &r.SigAttrSuffix, c)
 		case tagSigAttrAlg:
-			return alg(&r.seenSigAttrAlg, "signed attributes algorithm", &r.SigAttrAlg, c)
+			return alg(&seenSAAlg, "signed attributes algorithm", &r.SigAttrAlg, c)
 		}
 		return false, nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	if !r.seenRFCAggrTime || len(r.ChainIndex) == 0 || !r.seenRFCInputHash || !r.seenTSTPrefix || !r.seenTSTSuffix ||
-		!r.seenTSTAlg || !r.seenSigAttrPre || !r.seenSigAttrSuf || !r.seenSigAttrAlg {
+	if !seenTime || len(r.ChainIndex) == 0 || !seenInput || !seenTSTPre || !seenTSTSuf ||
+		!seenTSTAlg || !seenSAPre || !seenSASuf || !seenSAAlg {
 		return nil, formatErr(where, "a required element is missing")
 	}
 	return r, nil
