@@ -82,41 +82,40 @@ func parseLinkInto(l *Link, e tlv.Element) error {
 	var seenLC bool
 	n := 0
 	for rest := e.Value; len(rest) > 0; {
-		c, r, err := tlv.Read(rest)
-		if err != nil {
-			return formatErr(where, "%v", err)
+		at := rest
+		typ, v, r, ok := next8(rest)
+		if !ok {
+			var err error
+			if typ, v, r, err = nextChild(rest); err != nil {
+				return formatErr(where, "%v", err)
+			}
 		}
+		var err error
 		rest = r
-		switch c.Type {
+		switch typ {
 		case tagLevelCorr:
-			if err := once(&seenLC, "level correction"); err != nil {
-				return nestErr(where, c.Type, err)
+			if err = once(&seenLC, "level correction"); err != nil {
+				break
 			}
-			if l.LevelCorrection, err = c.Uint(); err != nil {
-				return nestErr(where, c.Type, err)
-			}
-			if l.LevelCorrection > maxLevel {
-				return nestErr(where, c.Type, fmt.Errorf("level correction %d exceeds %d", l.LevelCorrection, maxLevel))
+			if l.LevelCorrection, err = tlv.DecodeUint(v); err == nil && l.LevelCorrection > maxLevel {
+				err = fmt.Errorf("level correction %d exceeds %d", l.LevelCorrection, maxLevel)
 			}
 		case tagSiblingHash:
 			n++
-			if l.SiblingHash, err = readImprint(c); err != nil {
-				return nestErr(where, c.Type, err)
-			}
+			l.SiblingHash, err = ParseImprint(v)
 		case tagLegacyID:
 			n++
-			if l.LegacyID, err = parseLegacyID(c.Value); err != nil {
-				return nestErr(where, c.Type, err)
-			}
+			l.LegacyID, err = parseLegacyID(v)
 		case tagMetadata:
 			n++
-			if l.Metadata, err = parseMetadata(c); err != nil {
-				return nestErr(where, c.Type, err)
-			}
+			l.Metadata, err = parseMetadata(elementAt(at))
 		default:
-			if !c.NonCritical {
-				return formatErr(where, "unknown critical element %#x", c.Type)
+			if err := keepUnknown(where, elementAt(at), nil); err != nil {
+				return err
 			}
+		}
+		if err != nil {
+			return nestErr(where, typ, err)
 		}
 	}
 	if n != 1 {
@@ -155,71 +154,93 @@ func LegacyIDName(v []byte) string {
 
 // ParseAggregationChain decodes an aggregation hash chain element.
 func ParseAggregationChain(e tlv.Element) (*AggregationChain, error) {
-	const where = "aggregation chain"
 	// A chain has four other elements at least (time, index, input hash,
 	// algorithm) besides its links; indexes are few (one per level).
-	n := max(tlv.Count(e.Value)-4, 1)
-	c := &AggregationChain{Raw: e.Raw, Links: make([]Link, 0, n), ChainIndex: make([]uint64, 0, 4)}
-	var seenTime, seenInput, seenAlg, seenData bool
-	var err error
-	err = fields(where, e.Value, &c.Unknown, func(x tlv.Element) (bool, error) {
-		switch x.Type {
-		case tagAggrTime:
-			if err := once(&seenTime, "aggregation time"); err != nil {
-				return true, err
-			}
-			c.AggregationTime, err = x.Uint()
-			return true, err
-		case tagChainIndex:
-			if len(c.ChainIndex) >= maxChainIndexSize {
-				return true, fmt.Errorf("more than %d chain index entries", maxChainIndexSize)
-			}
-			v, err := x.Uint()
-			c.ChainIndex = append(c.ChainIndex, v)
-			return true, err
-		case tagInputData:
-			if err := once(&seenData, "input data"); err != nil {
-				return true, err
-			}
-			c.InputData = x.Value
-			return true, nil
-		case tagInputHash:
-			if err := once(&seenInput, "input hash"); err != nil {
-				return true, err
-			}
-			c.InputHash, err = readImprint(x)
-			return true, err
-		case tagAggrAlgorithm:
-			if err := once(&seenAlg, "aggregation algorithm"); err != nil {
-				return true, err
-			}
-			c.Algorithm, err = readAlg(x)
-			return true, err
-		case tagLeftLink, tagRightLink:
-			if len(c.Links) >= MaxChainLinks {
-				return true, fmt.Errorf("more than %d links", MaxChainLinks)
-			}
-			c.Links = append(c.Links, Link{})
-			return true, parseLinkInto(&c.Links[len(c.Links)-1], x)
-		}
-		return false, nil
-	})
-	if err != nil {
+	c := new(AggregationChain)
+	links := make([]Link, 0, max(tlv.Count(e.Value)-4, 1))
+	if err := parseAggregationChainInto(c, e, links, make([]uint64, 0, 4)); err != nil {
 		return nil, err
 	}
+	return c, nil
+}
+
+// parseAggregationChainInto decodes e into *c, appending the links and
+// chain index entries to the given buffers (ParseSignature sizes one of
+// each for all the chains of a signature). The loop is written out, not
+// run through fields: chains are most of a signature.
+func parseAggregationChainInto(c *AggregationChain, e tlv.Element, links []Link, index []uint64) error {
+	const where = "aggregation chain"
+	*c = AggregationChain{Raw: e.Raw, Links: links, ChainIndex: index}
+	var seenTime, seenInput, seenAlg, seenData bool
+	for rest := e.Value; len(rest) > 0; {
+		at := rest
+		typ, v, r, ok := next8(rest)
+		if !ok {
+			var err error
+			if typ, v, r, err = nextChild(rest); err != nil {
+				return formatErr(where, "at offset %d: %v", len(e.Value)-len(rest), err)
+			}
+		}
+		var err error
+		rest = r
+		switch typ {
+		case tagLeftLink, tagRightLink:
+			if len(c.Links) >= MaxChainLinks {
+				err = fmt.Errorf("more than %d links", MaxChainLinks)
+				break
+			}
+			c.Links = append(c.Links, Link{})
+			err = parseLinkInto(&c.Links[len(c.Links)-1], tlv.Element{Type: typ, Value: v, Raw: at[:len(at)-len(r)]})
+		case tagAggrTime:
+			if err = once(&seenTime, "aggregation time"); err == nil {
+				c.AggregationTime, err = tlv.DecodeUint(v)
+			}
+		case tagChainIndex:
+			if len(c.ChainIndex) >= maxChainIndexSize {
+				err = fmt.Errorf("more than %d chain index entries", maxChainIndexSize)
+				break
+			}
+			var x uint64
+			x, err = tlv.DecodeUint(v)
+			c.ChainIndex = append(c.ChainIndex, x)
+		case tagInputData:
+			if err = once(&seenData, "input data"); err == nil {
+				c.InputData = v
+			}
+		case tagInputHash:
+			if err = once(&seenInput, "input hash"); err == nil {
+				c.InputHash, err = ParseImprint(v)
+			}
+		case tagAggrAlgorithm:
+			if err = once(&seenAlg, "aggregation algorithm"); err == nil {
+				c.Algorithm, err = readAlg(elementAt(at))
+			}
+		default:
+			if err := keepUnknown(where, elementAt(at), &c.Unknown); err != nil {
+				return err
+			}
+		}
+		if err != nil {
+			return nestErr(where, typ, err)
+		}
+	}
+	// Cap the buffers so that appending to one chain's slices never
+	// overwrites the next chain's.
+	c.Links = c.Links[:len(c.Links):len(c.Links)]
+	c.ChainIndex = c.ChainIndex[:len(c.ChainIndex):len(c.ChainIndex)]
 	switch {
 	case !seenTime:
-		return nil, formatErr(where, "aggregation time is required")
+		return formatErr(where, "aggregation time is required")
 	case len(c.ChainIndex) == 0:
-		return nil, formatErr(where, "chain index is required")
+		return formatErr(where, "chain index is required")
 	case !seenInput:
-		return nil, formatErr(where, "input hash is required")
+		return formatErr(where, "input hash is required")
 	case !seenAlg:
-		return nil, formatErr(where, "aggregation algorithm is required")
+		return formatErr(where, "aggregation algorithm is required")
 	case len(c.Links) == 0:
-		return nil, formatErr(where, "at least one link is required")
+		return formatErr(where, "at least one link is required")
 	}
-	return c, nil
+	return nil
 }
 
 // Shape returns the chain-index value the chain's links encode (ksi-spec
@@ -260,55 +281,71 @@ type CalendarChain struct {
 
 // ParseCalendarChain decodes a calendar hash chain element.
 func ParseCalendarChain(e tlv.Element) (*CalendarChain, error) {
+	c := new(CalendarChain)
+	if err := parseCalendarChainInto(c, e, make([]CalendarLink, 0, max(tlv.Count(e.Value), 0))); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// parseCalendarChainInto decodes e into *c, appending its links to links.
+func parseCalendarChainInto(c *CalendarChain, e tlv.Element, links []CalendarLink) error {
 	const where = "calendar chain"
-	c := &CalendarChain{Raw: e.Raw, Links: make([]CalendarLink, 0, max(tlv.Count(e.Value), 0))}
+	*c = CalendarChain{Raw: e.Raw, Links: links}
 	var seenPub, seenInput bool
-	var err error
-	err = fields(where, e.Value, &c.Unknown, func(x tlv.Element) (bool, error) {
-		switch x.Type {
-		case tagCalPubTime:
-			if err := once(&seenPub, "publication time"); err != nil {
-				return true, err
+	for rest := e.Value; len(rest) > 0; {
+		at := rest
+		typ, v, r, ok := next8(rest)
+		if !ok {
+			var err error
+			if typ, v, r, err = nextChild(rest); err != nil {
+				return formatErr(where, "at offset %d: %v", len(e.Value)-len(rest), err)
 			}
-			c.PublicationTime, err = x.Uint()
-			return true, err
-		case tagCalAggrTime:
-			if err := once(&c.HasAggregationTime, "aggregation time"); err != nil {
-				return true, err
-			}
-			c.AggregationTime, err = x.Uint()
-			return true, err
-		case tagInputHash:
-			if err := once(&seenInput, "input hash"); err != nil {
-				return true, err
-			}
-			c.InputHash, err = readImprint(x)
-			return true, err
+		}
+		var err error
+		rest = r
+		switch typ {
 		case tagLeftLink, tagRightLink:
 			if len(c.Links) >= MaxChainLinks {
-				return true, fmt.Errorf("more than %d links", MaxChainLinks)
+				err = fmt.Errorf("more than %d links", MaxChainLinks)
+				break
 			}
-			s, err := readImprint(x)
-			c.Links = append(c.Links, CalendarLink{Left: x.Type == tagLeftLink, Sibling: s})
-			return true, err
+			var s Imprint
+			s, err = ParseImprint(v)
+			c.Links = append(c.Links, CalendarLink{Left: typ == tagLeftLink, Sibling: s})
+		case tagCalPubTime:
+			if err = once(&seenPub, "publication time"); err == nil {
+				c.PublicationTime, err = tlv.DecodeUint(v)
+			}
+		case tagCalAggrTime:
+			if err = once(&c.HasAggregationTime, "aggregation time"); err == nil {
+				c.AggregationTime, err = tlv.DecodeUint(v)
+			}
+		case tagInputHash:
+			if err = once(&seenInput, "input hash"); err == nil {
+				c.InputHash, err = ParseImprint(v)
+			}
+		default:
+			if err := keepUnknown(where, elementAt(at), &c.Unknown); err != nil {
+				return err
+			}
 		}
-		return false, nil
-	})
-	if err != nil {
-		return nil, err
+		if err != nil {
+			return nestErr(where, typ, err)
+		}
 	}
 	switch {
 	case !seenPub:
-		return nil, formatErr(where, "publication time is required")
+		return formatErr(where, "publication time is required")
 	case !seenInput:
-		return nil, formatErr(where, "input hash is required")
+		return formatErr(where, "input hash is required")
 	case len(c.Links) == 0:
-		return nil, formatErr(where, "at least one link is required")
+		return formatErr(where, "at least one link is required")
 	}
 	if !c.HasAggregationTime {
 		c.AggregationTime = c.PublicationTime
 	}
-	return c, nil
+	return nil
 }
 
 // NewCalendarChain encodes a calendar chain as writers do.

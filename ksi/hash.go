@@ -69,11 +69,11 @@ var (
 	ErrUnsupportedAlg = errors.New("ksi: hash algorithm not implemented")
 )
 
-func (a HashAlg) info() (algInfo, bool) {
+func (a HashAlg) info() (*algInfo, bool) {
 	if int(a) >= len(algs) || algs[a].size == 0 {
-		return algInfo{}, false
+		return &algInfo{}, false
 	}
-	return algs[a], true
+	return &algs[a], true
 }
 
 // Known reports whether a is a defined algorithm with a digest size.
@@ -179,6 +179,13 @@ var ErrBadImprint = errors.New("ksi: malformed imprint")
 
 // ParseImprint validates b as an imprint and returns it (not copied).
 func ParseImprint(b []byte) (Imprint, error) {
+	if len(b) == 1+sha256.Size && b[0] == byte(SHA2_256) {
+		return Imprint(b), nil // nearly every imprint; keeps the check inlinable
+	}
+	return parseImprintSlow(b)
+}
+
+func parseImprintSlow(b []byte) (Imprint, error) {
 	if len(b) == 0 {
 		return nil, fmt.Errorf("%w: empty", ErrBadImprint)
 	}

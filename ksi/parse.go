@@ -60,15 +60,23 @@ func fields(where string, value []byte, unknown *[]tlv.Element, handle func(e tl
 		if err != nil {
 			return nestErr(where, c.Type, err)
 		}
-		if known {
-			continue
+		if !known {
+			if err := keepUnknown(where, c, unknown); err != nil {
+				return err
+			}
 		}
-		if !c.NonCritical {
-			return formatErr(where, "unknown critical element %#x", c.Type)
-		}
-		if unknown != nil {
-			*unknown = append(*unknown, c)
-		}
+	}
+	return nil
+}
+
+// keepUnknown handles a child of a type the parser does not know: an
+// error when it is critical, else kept in *unknown (when not nil).
+func keepUnknown(where string, c tlv.Element, unknown *[]tlv.Element) error {
+	if !c.NonCritical {
+		return formatErr(where, "unknown critical element %#x", c.Type)
+	}
+	if unknown != nil {
+		*unknown = append(*unknown, c)
 	}
 	return nil
 }
@@ -80,6 +88,32 @@ func once(seen *bool, name string) error {
 	}
 	*seen = true
 	return nil
+}
+
+// next8 splits a complete TLV8 element, nearly every child of a KSI
+// composite, off the start of b: its type, its value and the bytes after
+// it. It builds no tlv.Element and stays small enough to inline; when it
+// answers !ok, nextChild reads the element (TLV16) or reports the error.
+func next8(b []byte) (typ uint16, value, rest []byte, ok bool) {
+	if len(b) >= 2 && b[0]&0x80 == 0 {
+		if n := int(b[1]) + 2; n <= len(b) {
+			return uint16(b[0] & 0x1F), b[2:n:n], b[n:], true
+		}
+	}
+	return 0, nil, nil, false
+}
+
+// nextChild is the general form of next8, through tlv.Read.
+func nextChild(b []byte) (typ uint16, value, rest []byte, err error) {
+	e, rest, err := tlv.Read(b)
+	return e.Type, e.Value, rest, err
+}
+
+// elementAt returns the whole element at the start of b, which a loop
+// over nextChild has already read once (so it is well formed).
+func elementAt(b []byte) tlv.Element {
+	e, _, _ := tlv.Read(b)
+	return e
 }
 
 func readImprint(e tlv.Element) (Imprint, error) { return ParseImprint(e.Value) }

@@ -149,48 +149,126 @@ func SignatureFromElements(elements [][]byte) (*Signature, error) {
 	return ParseSignature(raw)
 }
 
+// signatureParts counts, in one walk over the element headers, what a
+// signature holds, so that parsing allocates each kind of part once.
+// Malformed input may be miscounted; the parse that follows reports it.
+type signatureParts struct {
+	chains, links, indexes, calendarLinks int
+}
+
+func countSignatureParts(v []byte) signatureParts {
+	var n signatureParts
+	for len(v) > 0 {
+		typ, value, rest, err := nextChild(v)
+		if err != nil {
+			break
+		}
+		v = rest
+		switch typ {
+		case TypeAggregationChain:
+			n.chains++
+			for w := value; len(w) > 0; {
+				x, _, r, ok := next8(w)
+				if !ok {
+					var err error
+					if x, _, r, err = nextChild(w); err != nil {
+						break
+					}
+				}
+				w = r
+				switch x {
+				case tagLeftLink, tagRightLink:
+					n.links++
+				case tagChainIndex:
+					n.indexes++
+				}
+			}
+		case TypeCalendarChain:
+			n.calendarLinks += max(tlv.Count(value), 0)
+		}
+	}
+	return n
+}
+
+// parsedSignature holds a signature and its single parts in one allocation.
+type parsedSignature struct {
+	sig  Signature
+	cal  CalendarChain
+	auth CalendarAuthRecord
+}
+
 func signatureFromElements(e tlv.Element) (*Signature, error) {
 	const where = "signature"
-	n := max(tlv.Count(e.Value), 0)
-	s := &Signature{Raw: e.Raw, AggregationChains: make([]*AggregationChain, 0, n)}
-	err := fields(where, e.Value, &s.Unknown, func(c tlv.Element) (bool, error) {
-		var err error
+	n := countSignatureParts(e.Value)
+	block := new(parsedSignature)
+	s := &block.sig
+	*s = Signature{Raw: e.Raw, AggregationChains: make([]*AggregationChain, 0, n.chains)}
+	chains := make([]AggregationChain, n.chains)
+	links := make([]Link, 0, n.links)
+	indexes := make([]uint64, 0, n.indexes)
+	var err error
+	for rest := e.Value; len(rest) > 0 && err == nil; {
+		c, r, rerr := tlv.Read(rest)
+		if rerr != nil {
+			return nil, formatErr(where, "at offset %d: %v", len(e.Value)-len(rest), rerr)
+		}
+		rest = r
 		switch c.Type {
 		case TypeAggregationChain:
 			var ch *AggregationChain
-			ch, err = ParseAggregationChain(c)
-			s.AggregationChains = append(s.AggregationChains, ch)
+			if i := len(s.AggregationChains); i < len(chains) {
+				ch = &chains[i]
+			} else {
+				ch = new(AggregationChain)
+			}
+			if err = parseAggregationChainInto(ch, c, links[len(links):], indexes[len(indexes):]); err == nil {
+				links = links[:len(links)+len(ch.Links)]
+				indexes = indexes[:len(indexes)+len(ch.ChainIndex)]
+				s.AggregationChains = append(s.AggregationChains, ch)
+			}
 		case TypeCalendarChain:
 			if s.CalendarChain != nil {
-				return true, fmt.Errorf("repeated calendar chain")
+				err = fmt.Errorf("repeated calendar chain")
+				break
 			}
-			s.CalendarChain, err = ParseCalendarChain(c)
+			if err = parseCalendarChainInto(&block.cal, c, make([]CalendarLink, 0, n.calendarLinks)); err == nil {
+				s.CalendarChain = &block.cal
+			}
 		case TypePublicationRecord:
 			if s.PublicationRecord != nil {
-				return true, fmt.Errorf("repeated publication record")
+				err = fmt.Errorf("repeated publication record")
+				break
 			}
 			s.PublicationRecord, err = ParsePublicationRecord(c)
 		case TypeCalendarAuthRecord:
 			if s.CalendarAuthRecord != nil {
-				return true, fmt.Errorf("repeated calendar authentication record")
+				err = fmt.Errorf("repeated calendar authentication record")
+				break
 			}
-			s.CalendarAuthRecord, err = parseCalendarAuthRecord(c)
+			if err = parseCalendarAuthRecordInto(&block.auth, c); err == nil {
+				s.CalendarAuthRecord = &block.auth
+			}
 		case TypeAggregationAuth:
 			if s.AggregationAuth != nil {
-				return true, fmt.Errorf("repeated aggregation authentication record")
+				err = fmt.Errorf("repeated aggregation authentication record")
+				break
 			}
 			s.AggregationAuth = c.Raw
 		case TypeRFC3161Record:
 			if s.RFC3161 != nil {
-				return true, fmt.Errorf("repeated RFC 3161 record")
+				err = fmt.Errorf("repeated RFC 3161 record")
+				break
 			}
 			s.RFC3161, err = parseRFC3161(c)
 		default:
-			return false, nil
+			if kerr := keepUnknown(where, c, &s.Unknown); kerr != nil {
+				return nil, kerr
+			}
 		}
-		return true, err
-	})
-
+		if err != nil {
+			err = nestErr(where, c.Type, err)
+		}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -292,9 +370,9 @@ func (s *Signature) Extend(chain *CalendarChain, pub *PublicationRecord) (*Signa
 	return SignatureFromElements(parts)
 }
 
-func parseCalendarAuthRecord(e tlv.Element) (*CalendarAuthRecord, error) {
+func parseCalendarAuthRecordInto(r *CalendarAuthRecord, e tlv.Element) error {
 	const where = "calendar authentication record"
-	r := &CalendarAuthRecord{Raw: e.Raw}
+	*r = CalendarAuthRecord{Raw: e.Raw}
 	var seenData, seenSig bool
 	var err error
 	err = fields(where, e.Value, nil, func(c tlv.Element) (bool, error) {
@@ -315,12 +393,12 @@ func parseCalendarAuthRecord(e tlv.Element) (*CalendarAuthRecord, error) {
 		return false, nil
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if !seenData || !seenSig {
-		return nil, formatErr(where, "published data and signature data are required")
+		return formatErr(where, "published data and signature data are required")
 	}
-	return r, nil
+	return nil
 }
 
 func parseSignatureData(e tlv.Element) (SignatureData, error) {
