@@ -231,10 +231,10 @@ func newSignatureView(s *ksi.Signature) *signatureView {
 				lv.Side = "left"
 			}
 			switch {
-			case l.SiblingHash != nil:
-				lv.SiblingHash = l.SiblingHash.String()
-			case l.LegacyID != nil:
-				lv.LegacyID = ksi.LegacyIDName(l.LegacyID)
+			case l.SiblingHash() != nil:
+				lv.SiblingHash = l.SiblingHash().String()
+			case l.LegacyID() != nil:
+				lv.LegacyID = ksi.LegacyIDName(l.LegacyID())
 			case l.Metadata != nil:
 				m := newMetadataView(l.Metadata)
 				lv.Metadata = &m

@@ -73,7 +73,7 @@ func BenchmarkChainOutput(b *testing.B) {
 		b.Run(fmt.Sprintf("links=%d", n), func(b *testing.B) {
 			links := make([]ksi.Link, n)
 			for i := range links {
-				links[i] = ksi.Link{Left: i%3 == 0, SiblingHash: direct(ksi.SHA2_256, []byte{byte(i)})}
+				links[i] = ksi.Link{Left: i%3 == 0, Sibling: direct(ksi.SHA2_256, []byte{byte(i)})}
 			}
 			in := direct(ksi.SHA2_256, []byte("LAPTOP"))
 			var h ksi.Hasher

@@ -26,6 +26,7 @@ const (
 	tagCalPubTime     = 0x01
 	tagCalAggrTime    = 0x02
 	legacyIDLen       = 29
+	legacyIDTag       = 0x03 // first byte of a legacy id: a reserved algorithm id
 	legacyIDMaxName   = 25
 	maxLevel          = 0xFF
 	maxChainIndexSize = 64
@@ -34,26 +35,45 @@ const (
 // Link is one step of an aggregation hash chain. A left link (type 0x07)
 // means the chain's own node is the LEFT child, so the sibling is hashed
 // after it; a right link (0x08) puts the sibling first (ksi-spec §4.1).
-// Exactly one of SiblingHash, LegacyID and Metadata is set.
+//
+// A link carries exactly one of: a sibling imprint, a legacy client id
+// (both in Sibling; a legacy id starts with 0x03, which no imprint does)
+// or a metadata record (Metadata, with Sibling nil). One field for the
+// first two keeps Link small: a parsed signature is mostly links.
 type Link struct {
 	Left            bool
 	LevelCorrection uint64
-	SiblingHash     Imprint
-	LegacyID        []byte
+	Sibling         []byte
 	Metadata        *Metadata
 }
 
-// Sibling returns the bytes the link contributes to its hash step (§4.2).
-func (l *Link) Sibling() []byte {
-	switch {
-	case l.SiblingHash != nil:
-		return l.SiblingHash
-	case l.LegacyID != nil:
-		return l.LegacyID
-	default:
+// StepBytes returns the bytes the link contributes to its hash step
+// (ksi-spec §4.2): the sibling imprint, the legacy id or the metadata.
+func (l *Link) StepBytes() []byte {
+	if l.Metadata != nil {
 		return l.Metadata.Value
 	}
+	return l.Sibling
 }
+
+// SiblingHash returns the sibling imprint, or nil for a legacy-id or
+// metadata link.
+func (l *Link) SiblingHash() Imprint {
+	if l.Metadata != nil || isLegacyID(l.Sibling) {
+		return nil
+	}
+	return l.Sibling
+}
+
+// LegacyID returns the legacy client id, or nil for another kind of link.
+func (l *Link) LegacyID() []byte {
+	if l.Metadata != nil || !isLegacyID(l.Sibling) {
+		return nil
+	}
+	return l.Sibling
+}
+
+func isLegacyID(b []byte) bool { return len(b) > 0 && b[0] == legacyIDTag }
 
 // AggregationChain is one aggregation hash chain (type 0x801): the path
 // from a chain's input through one aggregator's round tree.
@@ -102,10 +122,10 @@ func parseLinkInto(l *Link, e tlv.Element) error {
 			}
 		case tagSiblingHash:
 			n++
-			l.SiblingHash, err = ParseImprint(v)
+			l.Sibling, err = ParseImprint(v)
 		case tagLegacyID:
 			n++
-			l.LegacyID, err = parseLegacyID(v)
+			l.Sibling, err = parseLegacyID(v)
 		case tagMetadata:
 			n++
 			l.Metadata, err = parseMetadata(elementAt(at))
@@ -129,7 +149,7 @@ func parseLegacyID(v []byte) ([]byte, error) {
 	if len(v) != legacyIDLen {
 		return nil, fmt.Errorf("legacy id must be %d bytes, got %d", legacyIDLen, len(v))
 	}
-	if v[0] != 0x03 || v[1] != 0x00 {
+	if v[0] != legacyIDTag || v[1] != 0x00 {
 		return nil, fmt.Errorf("legacy id must start with 03 00")
 	}
 	n := int(v[2])
@@ -432,12 +452,12 @@ func AppendLinkBytes(dst []byte, l *Link) []byte {
 	var sibTag byte
 	var sib []byte
 	switch {
-	case l.SiblingHash != nil:
-		sibTag, sib = tagSiblingHash, l.SiblingHash
-	case l.LegacyID != nil:
-		sibTag, sib = tagLegacyID, l.LegacyID
 	case l.Metadata != nil:
 		sibTag, sib = tagMetadata, l.Metadata.Value
+	case isLegacyID(l.Sibling):
+		sibTag, sib = tagLegacyID, l.Sibling
+	default:
+		sibTag, sib = tagSiblingHash, l.Sibling
 	}
 	lcLen := tlv.UintLen(l.LevelCorrection)
 	n := tlv.HeaderSize(uint16(sibTag), len(sib)) + len(sib)

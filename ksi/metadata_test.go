@@ -139,7 +139,7 @@ func checkMetadataValue(t *testing.T, name string, f ksi.MetadataFields, input k
 		if err := got.CheckPadding(); err != nil {
 			t.Errorf("%s: parsed CheckPadding: %v", name, err)
 		}
-		if back.Links[0].Left != left || back.Links[0].LevelCorrection != 3 || !bytes.Equal(back.Links[0].Sibling(), v) {
+		if back.Links[0].Left != left || back.Links[0].LevelCorrection != 3 || !bytes.Equal(back.Links[0].StepBytes(), v) {
 			t.Errorf("%s: parsed link side/level/sibling differ", name)
 		}
 	}

@@ -333,8 +333,8 @@ func (s *Signature) Identity() []string {
 			switch l := &links[j]; {
 			case l.Metadata != nil:
 				out = append(out, l.Metadata.ClientID)
-			case l.LegacyID != nil:
-				out = append(out, LegacyIDName(l.LegacyID))
+			case isLegacyID(l.Sibling):
+				out = append(out, LegacyIDName(l.Sibling))
 			}
 		}
 	}

@@ -331,8 +331,8 @@ func sameLinks(a, b []ksi.Link) bool {
 		return false
 	}
 	for i := range a {
-		if a[i].Left != b[i].Left || a[i].LevelCorrection != b[i].LevelCorrection || !bytes.Equal(a[i].Sibling(), b[i].Sibling()) ||
-			(a[i].SiblingHash == nil) != (b[i].SiblingHash == nil) || (a[i].LegacyID == nil) != (b[i].LegacyID == nil) {
+		if a[i].Left != b[i].Left || a[i].LevelCorrection != b[i].LevelCorrection || !bytes.Equal(a[i].StepBytes(), b[i].StepBytes()) ||
+			(a[i].SiblingHash() == nil) != (b[i].SiblingHash() == nil) || (a[i].LegacyID() == nil) != (b[i].LegacyID() == nil) {
 			return false
 		}
 	}
@@ -650,12 +650,12 @@ func buildTestSignature(t testing.TB) testSig {
 		t.Fatal(err)
 	}
 	lowLinks := []ksi.Link{
-		{Left: true, LevelCorrection: 1, SiblingHash: imprintOf(ksi.SHA2_256, "sibling 1")},
+		{Left: true, LevelCorrection: 1, Sibling: imprintOf(ksi.SHA2_256, "sibling 1")},
 		{Left: false, Metadata: &ksi.Metadata{ClientID: "anon", MachineID: "test", HasMachineID: true, Value: meta}},
 	}
 	topLinks := []ksi.Link{
-		{Left: false, SiblingHash: imprintOf(ksi.SHA2_256, "sibling 2")},
-		{Left: true, SiblingHash: imprintOf(ksi.SHA2_256, "sibling 3")},
+		{Left: false, Sibling: imprintOf(ksi.SHA2_256, "sibling 2")},
+		{Left: true, Sibling: imprintOf(ksi.SHA2_256, "sibling 3")},
 	}
 	topShape, lowShape := ksi.LinksShape(topLinks), ksi.LinksShape(lowLinks)
 	var h ksi.Hasher

@@ -114,7 +114,7 @@ func ChainOutput(h *Hasher, a HashAlg, input Imprint, startLevel uint64, links [
 			return ChainResult{}, ErrLevelOverflow
 		}
 		lvl += l.LevelCorrection + 1
-		out, err := h.AggregationStep(a, cur, l.Sibling(), l.Left, byte(lvl))
+		out, err := h.AggregationStep(a, cur, l.StepBytes(), l.Left, byte(lvl))
 		if err != nil {
 			return ChainResult{}, err
 		}

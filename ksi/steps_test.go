@@ -49,9 +49,9 @@ func TestChainOutputTwoLinks(t *testing.T) {
 		for _, start := range []uint64{0, 3} {
 			t.Run(fmt.Sprintf("%v/start=%d", alg, start), func(t *testing.T) {
 				links := []ksi.Link{
-					{Left: true, LevelCorrection: 2, SiblingHash: sibling},
+					{Left: true, LevelCorrection: 2, Sibling: sibling},
 					{Left: false, Metadata: &ksi.Metadata{ClientID: "client", Value: meta}},
-					{Left: false, LevelCorrection: 250 - start, LegacyID: legacy},
+					{Left: false, LevelCorrection: 250 - start, Sibling: legacy},
 				}
 				// §4.1: level += correction + 1; left: h || s, right: s || h; then the level byte.
 				l1 := start + 2 + 1
@@ -98,7 +98,7 @@ func TestChainOutputTwoLinks(t *testing.T) {
 func TestChainOutputDoesNotAlias(t *testing.T) {
 	var h ksi.Hasher
 	input := direct(ksi.SHA2_256, []byte("a"))
-	links := []ksi.Link{{Left: true, SiblingHash: direct(ksi.SHA2_256, []byte("b"))}}
+	links := []ksi.Link{{Left: true, Sibling: direct(ksi.SHA2_256, []byte("b"))}}
 	first, err := ksi.ChainOutput(&h, ksi.SHA2_256, input, 0, links)
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +118,7 @@ func TestChainOutputDoesNotAlias(t *testing.T) {
 func TestChainOutputLevelOverflow(t *testing.T) {
 	sib := direct(ksi.SHA2_256, []byte("s"))
 	in := direct(ksi.SHA2_256, []byte("i"))
-	link := func(lc uint64) ksi.Link { return ksi.Link{Left: true, LevelCorrection: lc, SiblingHash: sib} }
+	link := func(lc uint64) ksi.Link { return ksi.Link{Left: true, LevelCorrection: lc, Sibling: sib} }
 	tests := []struct {
 		name      string
 		start     uint64
@@ -163,7 +163,7 @@ func TestChainOutputLevelOverflow(t *testing.T) {
 
 func TestChainOutputBadAlgorithm(t *testing.T) {
 	in := direct(ksi.SHA2_256, []byte("i"))
-	links := []ksi.Link{{Left: true, SiblingHash: in}}
+	links := []ksi.Link{{Left: true, Sibling: in}}
 	tests := []struct {
 		alg  ksi.HashAlg
 		want error

@@ -136,7 +136,7 @@ func (t *Tree) AppendPath(dst []Link, i int) []Link {
 		dst = append(dst, Link{
 			Left:            t.isLeft[n],
 			LevelCorrection: uint64(t.level[p] - t.level[n] - 1),
-			SiblingHash:     Imprint(t.node(sib)),
+			Sibling:         t.node(sib),
 		})
 		n = p
 	}
@@ -155,7 +155,7 @@ func (t *Tree) PrepareLinks() {
 	for i := 0; i < n; i++ {
 		t.linkOff[i] = int32(len(t.linkArena))
 		if p := t.parent[i]; p >= 0 {
-			l := Link{Left: t.isLeft[i], LevelCorrection: uint64(t.level[p] - t.level[i] - 1), SiblingHash: t.node(t.sibling[i])}
+			l := Link{Left: t.isLeft[i], LevelCorrection: uint64(t.level[p] - t.level[i] - 1), Sibling: t.node(t.sibling[i])}
 			t.linkArena = AppendLinkBytes(t.linkArena, &l)
 		}
 	}

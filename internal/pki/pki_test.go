@@ -735,7 +735,7 @@ func TestKeyBasedVerification(t *testing.T) {
 	now := time.Now()
 	aggrTime := uint64(now.Unix())
 	doc := mustDigest(t, "document")
-	links := []ksi.Link{{Left: true, SiblingHash: mustDigest(t, "sibling")}}
+	links := []ksi.Link{{Left: true, Sibling: mustDigest(t, "sibling")}}
 	var h ksi.Hasher
 	out, err := ksi.ChainOutput(&h, ksi.SHA2_256, doc, 0, links)
 	if err != nil {
