@@ -54,6 +54,11 @@ type Request struct {
 	Hash     ksi.Imprint
 	Level    byte
 	Identity Identity
+	// Shared asks for the answer in the shared-round form: Result.Leg,
+	// Shape and Round instead of Result.Signature. A stream sends each
+	// round's shared part once and per request only the leg, about a
+	// third of the bytes; round.AppendJoined makes the signature.
+	Shared bool
 }
 
 // Errors callers map to protocol statuses.
@@ -71,7 +76,20 @@ var (
 type Result struct {
 	Signature       []byte // the complete KSI signature (TLV 0x800)
 	AggregationTime uint64
-	Err             error
+	// The shared-round form (Request.Shared): the request's own links and
+	// chain shape (round.Writer.AppendLeg), and its round's shared part.
+	Leg   []byte
+	Shape uint64
+	Round *SharedRound
+	Err   error
+}
+
+// SharedRound is the part of a round's signatures that all its requests
+// share: upstream's answer and the round's hash algorithm.
+type SharedRound struct {
+	ID     uint64 // unique within the engine: senders send each round once
+	Alg    ksi.HashAlg
+	Answer *round.Answer
 }
 
 // Callback receives a request's result. It runs on the engine's goroutine
@@ -81,6 +99,7 @@ type Callback func(Result)
 type pending struct {
 	cb      Callback
 	arrived time.Time
+	shared  bool
 }
 
 // Engine runs rounds.
@@ -96,6 +115,12 @@ type Engine struct {
 
 	inflight chan struct{}
 	wg       sync.WaitGroup
+	// Rounds are answered in the order they closed: lastAnswered is closed
+	// when the newest round so far has been answered. When the calendar
+	// answers a second's rounds at once, the earliest requests, which
+	// have waited longest, get their signatures first.
+	lastAnswered chan struct{}
+	nextRoundID  uint64
 }
 
 // New creates an engine; call Run to start closing rounds.
@@ -168,7 +193,7 @@ func (e *Engine) Submit(r Request, cb Callback) error {
 	if e.cfg.Quota > 0 {
 		e.perUser[r.Identity.ClientID]++
 	}
-	e.queue = append(e.queue, pending{cb: cb, arrived: now})
+	e.queue = append(e.queue, pending{cb: cb, arrived: now, shared: r.Shared})
 	e.reqs = append(e.reqs, round.Request{Hash: r.Hash, Level: r.Level, Meta: meta})
 	e.cfg.Metrics.queued(len(e.queue))
 	return nil
@@ -241,25 +266,39 @@ func (e *Engine) shutdown() {
 func (e *Engine) CloseRound(ctx context.Context) {
 	e.mu.Lock()
 	q, reqs := e.queue, e.reqs
+	if len(q) == 0 {
+		e.mu.Unlock()
+		return
+	}
 	// The next round is probably about as large: size it once.
 	e.queue, e.reqs = make([]pending, 0, len(q)), make([]round.Request, 0, len(q))
 	clear(e.perUser)
-	e.mu.Unlock()
-	if len(q) == 0 {
-		return
-	}
+	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, prev: e.lastAnswered, answered: make(chan struct{})}
+	e.nextRoundID++
+	e.lastAnswered = rd.answered
 	e.wg.Add(1)
+	e.mu.Unlock()
 	go func() {
 		defer e.wg.Done()
+		defer close(rd.answered)
 		select {
 		case e.inflight <- struct{}{}:
 		case <-ctx.Done():
 			fail(q, ErrStopped)
 			return
 		}
-		defer func() { <-e.inflight }()
-		e.runRound(ctx, q, reqs)
+		e.runRound(ctx, rd)
 	}()
+}
+
+// roundRun is one closed round on its way: its requests, and the channels
+// that keep answers in round order.
+type roundRun struct {
+	id       uint64
+	q        []pending
+	reqs     []round.Request
+	prev     chan struct{} // closed when the previous round is answered; nil for the first
+	answered chan struct{}
 }
 
 func fail(q []pending, err error) {
@@ -269,11 +308,14 @@ func fail(q []pending, err error) {
 }
 
 // runRound is the per-round work: build once, one upstream call, then one
-// signature per request.
-func (e *Engine) runRound(ctx context.Context, q []pending, reqs []round.Request) {
+// signature per request. It holds an in-flight slot until upstream has
+// answered, then waits for the previous round to be answered.
+func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
+	q := rd.q
 	start := e.cfg.Now()
-	r, err := round.Build(ksi.SHA2_256, reqs)
+	r, err := round.Build(ksi.SHA2_256, rd.reqs)
 	if err != nil {
+		<-e.inflight
 		fail(q, fmt.Errorf("%w: %v", ErrBadRequest, err))
 		return
 	}
@@ -281,6 +323,10 @@ func (e *Engine) runRound(ctx context.Context, q []pending, reqs []round.Request
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.UpstreamTimeout)
 	upSig, err := e.cfg.Upstream.Sign(uctx, root, level)
 	cancel()
+	<-e.inflight
+	if rd.prev != nil {
+		<-rd.prev
+	}
 	if err != nil {
 		e.cfg.Metrics.upstreamError()
 		if errors.Is(err, context.DeadlineExceeded) {
@@ -298,7 +344,7 @@ func (e *Engine) runRound(ctx context.Context, q []pending, reqs []round.Request
 		fail(q, fmt.Errorf("%w: %v", ErrUpstream, err))
 		return
 	}
-	e.answer(r, ans, q)
+	e.answer(r, &SharedRound{ID: rd.id, Alg: r.Alg(), Answer: ans}, q)
 	now := e.cfg.Now()
 	e.cfg.Metrics.round(len(q), now.Sub(start), q, now)
 }
@@ -316,7 +362,8 @@ func answerOf(sig []byte, root ksi.Imprint, level byte) (*round.Answer, error) {
 }
 
 // answer encodes every request's signature, spread over the cores.
-func (e *Engine) answer(r *round.Round, ans *round.Answer, q []pending) {
+func (e *Engine) answer(r *round.Round, shared *SharedRound, q []pending) {
+	ans := shared.Answer
 	workers := min(runtime.GOMAXPROCS(0), 1+len(q)/2048)
 	var wg sync.WaitGroup
 	per := (len(q) + workers - 1) / workers
@@ -330,6 +377,11 @@ func (e *Engine) answer(r *round.Round, ans *round.Answer, q []pending) {
 			defer wg.Done()
 			var wr round.Writer
 			for i := lo; i < hi; i++ {
+				if q[i].shared {
+					leg, shape, err := wr.AppendLeg(nil, r, i)
+					q[i].cb(Result{Leg: leg, Shape: shape, Round: shared, AggregationTime: ans.AggregationTime, Err: err})
+					continue
+				}
 				sig, err := wr.AppendSignature(nil, r, i, ans)
 				q[i].cb(Result{Signature: sig, AggregationTime: ans.AggregationTime, Err: err})
 			}

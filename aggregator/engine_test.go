@@ -293,3 +293,114 @@ func TestStatusCodes(t *testing.T) {
 		}
 	}
 }
+
+// A shared-round answer joined with round.AppendJoined is the same
+// signature the engine writes in full: requests of one round, half asking
+// for each form, all verify, and the shared part is one value per round.
+func TestSharedRoundAnswers(t *testing.T) {
+	e := newEngine(t, &fakeCalendar{}, Config{})
+	const n = 200
+	res := make([]chan Result, n)
+	for i := range res {
+		res[i] = make(chan Result, 1)
+		r := Request{Hash: imprint(uint64(i)), Level: byte(i % 3), Identity: Identity{ClientID: "bob"}, Shared: i%2 == 0}
+		if err := e.Submit(r, func(x Result) { res[i] <- x }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.CloseRound(context.Background())
+	var shared *SharedRound
+	for i := range res {
+		x := <-res[i]
+		if x.Err != nil {
+			t.Fatal(x.Err)
+		}
+		raw := x.Signature
+		if i%2 == 0 {
+			if x.Signature != nil || x.Round == nil || len(x.Leg) == 0 {
+				t.Fatalf("request %d: shared form not used: %+v", i, x)
+			}
+			if shared == nil {
+				shared = x.Round
+			} else if x.Round != shared {
+				t.Fatalf("request %d: a second shared part for the same round", i)
+			}
+			var err error
+			if raw, err = round.AppendJoined(nil, x.Round.Answer, x.Round.Alg, imprint(uint64(i)), x.Shape, x.Leg); err != nil {
+				t.Fatal(err)
+			}
+		} else if x.Round != nil || x.Leg != nil {
+			t.Fatalf("request %d: full form asked, shared parts given", i)
+		}
+		sig, err := ksi.ParseSignature(raw)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: imprint(uint64(i)), InputLevel: uint64(i % 3)})
+		if rep.Result != verifier.OK {
+			t.Fatalf("request %d: %s %s", i, rep.Code, rep.Message)
+		}
+	}
+	e.wg.Wait()
+}
+
+// orderedUpstream answers the root at level slowLevel only after another
+// root's call has returned: the calendar may answer rounds in any order.
+type orderedUpstream struct {
+	fakeCalendar
+	slowLevel byte
+	otherDone chan struct{}
+	once      sync.Once
+}
+
+func (u *orderedUpstream) Sign(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error) {
+	if level == u.slowLevel {
+		select {
+		case <-u.otherDone:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		return u.fakeCalendar.Sign(ctx, root, level)
+	}
+	defer u.once.Do(func() { close(u.otherDone) })
+	return u.fakeCalendar.Sign(ctx, root, level)
+}
+
+// Rounds are answered in the order they closed, even when upstream
+// answers a later round first, so the longest-waiting requests go first.
+func TestRoundsAnsweredInOrder(t *testing.T) {
+	// Round 0 has 64 requests at level 2: its root is at level 2+1+6 = 9;
+	// round 1's are at level 0, its root at 7. Round 0's is answered last.
+	e := newEngine(t, &orderedUpstream{slowLevel: 9, otherDone: make(chan struct{})}, Config{})
+	var mu sync.Mutex
+	var order []int
+	done := make(chan struct{}, 2)
+	for rnd := range 2 {
+		for k := range 64 {
+			r := Request{Hash: imprint(uint64(rnd*100 + k)), Level: byte(2 - 2*rnd), Identity: Identity{ClientID: "carol"}}
+			if err := e.Submit(r, func(x Result) {
+				if x.Err != nil {
+					t.Error(x.Err)
+				}
+				mu.Lock()
+				order = append(order, rnd)
+				n := len(order)
+				mu.Unlock()
+				if n%64 == 0 {
+					done <- struct{}{}
+				}
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		e.CloseRound(context.Background())
+	}
+	<-done
+	<-done
+	e.wg.Wait()
+	for i, rnd := range order {
+		if want := i / 64; rnd != want {
+			t.Fatalf("answer %d belongs to round %d, want round %d: rounds answered out of order", i, rnd, want)
+		}
+	}
+}

@@ -156,60 +156,114 @@ func (w *Writer) alloc(n int) []byte {
 // AppendSignature appends the complete signature (TLV 0x800) of request i:
 // its own aggregation chain, then upstream's elements.
 func (w *Writer) AppendSignature(dst []byte, r *Round, i int, ans *Answer) ([]byte, error) {
+	links, shape, err := w.AppendLeg(w.body[:0], r, i)
+	w.body = links
+	if err != nil {
+		return nil, err
+	}
+	n, err := JoinedLen(ans, r.alg, r.reqs[i].Hash, shape, links)
+	if err != nil {
+		return nil, err
+	}
+	if dst == nil {
+		dst = w.alloc(n)
+	}
+	return AppendJoined(dst, ans, r.alg, r.reqs[i].Hash, shape, links)
+}
+
+// AppendLeg appends request i's own part of its signature (to a new
+// slice from the Writer's chunk when dst is nil), known as soon as the
+// round is built: the encoded links of its aggregation chain (the
+// metadata link, then its path through the round tree), and returns the
+// chain's shape, the last chain index entry. AppendJoined makes the
+// signature of it once upstream has answered.
+func (w *Writer) AppendLeg(dst []byte, r *Round, i int) (links []byte, shape uint64, err error) {
 	req := &r.reqs[i]
-	// The shape (last chain index entry) comes before the links in the
-	// chain; the tree has it ready. The metadata link is a left link
-	// below the path: one more bit, set, at the bottom.
+	// The metadata link is a left link below the path: one more bit, set,
+	// at the bottom of the shape.
 	shape, depth := r.tree.PathShape(i)
 	if req.Meta != nil {
 		shape, depth = shape<<1|1, depth+1
 	}
 	if depth == 0 {
-		return nil, errors.New("round: a one-request round without metadata has no hash step to sign")
+		return dst, 0, errors.New("round: a one-request round without metadata has no hash step to sign")
 	}
 	if depth >= 64 {
-		return nil, errors.New("round: chain longer than 63 links")
+		return dst, 0, errors.New("round: chain longer than 63 links")
 	}
-	body := w.body[:0]
-	body = appendUint(body, 0x02, ans.AggregationTime)
-	for _, x := range ans.ChainIndex {
-		body = appendUint(body, 0x03, x)
+	if dst == nil {
+		// Each link is at most a header, a level correction and an imprint.
+		dst = w.alloc(depth*(8+r.alg.Size()) + len(req.Meta) + 8)
 	}
-	body = appendUint(body, 0x03, shape)
-	body = append(body, 0x05, byte(len(req.Hash)))
-	body = append(body, req.Hash...)
-	body = appendUint(body, 0x06, uint64(r.alg))
 	if req.Meta != nil {
 		w.meta.Value = req.Meta
 		w.first = ksi.Link{Left: true, LevelCorrection: uint64(req.Level), Metadata: &w.meta}
-		body = ksi.AppendLinkBytes(body, &w.first)
-		body = r.tree.AppendPathBytes(body, i)
-	} else {
-		// The chain starts at level 0: the first link carries the input's
-		// level, so the links are encoded here rather than taken as bytes.
-		links := r.tree.AppendPath(w.links[:0], i)
-		links[0].LevelCorrection += uint64(req.Level)
-		for j := range links {
-			body = ksi.AppendLinkBytes(body, &links[j])
-		}
-		w.links = links
+		dst = ksi.AppendLinkBytes(dst, &w.first)
+		return r.tree.AppendPathBytes(dst, i), shape, nil
 	}
-	w.body = body
-	chainLen := 4 + len(body)
-	sigLen := chainLen + len(ans.Elements)
-	if sigLen > tlv.MaxValueLen {
-		return nil, fmt.Errorf("round: signature of %d bytes exceeds the TLV limit", sigLen)
+	// The chain starts at level 0: the first link carries the input's
+	// level, so the links are encoded here rather than taken as bytes.
+	path := r.tree.AppendPath(w.links[:0], i)
+	path[0].LevelCorrection += uint64(req.Level)
+	for j := range path {
+		dst = ksi.AppendLinkBytes(dst, &path[j])
 	}
-	if dst == nil {
-		dst = w.alloc(4 + sigLen)
-	} else if cap(dst)-len(dst) < 4+sigLen {
-		dst = append(make([]byte, 0, len(dst)+4+sigLen), dst...)
+	w.links = path
+	return dst, shape, nil
+}
+
+// chainHeadLen is the length of a request chain's elements before its
+// links: aggregation time, chain index, input hash, algorithm.
+func chainHeadLen(ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64) int {
+	n := 2 + tlv.UintLen(ans.AggregationTime)
+	for _, x := range ans.ChainIndex {
+		n += 2 + tlv.UintLen(x)
 	}
+	n += 2 + tlv.UintLen(shape)
+	n += 2 + len(hash)
+	return n + 2 + tlv.UintLen(uint64(alg))
+}
+
+// JoinedLen returns the length of the signature AppendJoined writes, or
+// an error if it is too long to encode.
+func JoinedLen(ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, links []byte) (int, error) {
+	chain := chainHeadLen(ans, alg, hash, shape) + len(links)
+	sig := 4 + chain + len(ans.Elements)
+	if sig > tlv.MaxValueLen || len(hash) > 0xFF {
+		return 0, fmt.Errorf("round: signature of %d bytes exceeds the TLV limit", sig)
+	}
+	return 4 + sig, nil
+}
+
+// AppendJoined appends the complete signature of a request from its leg
+// (hash, shape and links, as AppendLeg made them) and its round's answer:
+// the request's aggregation chain, then upstream's elements. Clients of
+// the shared-round stream (SignBatchStream) assemble signatures with it.
+func AppendJoined(dst []byte, ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, links []byte) ([]byte, error) {
+	n, err := JoinedLen(ans, alg, hash, shape, links)
+	if err != nil {
+		return dst, err
+	}
+	if cap(dst)-len(dst) < n {
+		dst = append(make([]byte, 0, len(dst)+n), dst...)
+	}
+	sigLen, chainLen := n-4, n-8-len(ans.Elements)
 	dst = append(dst, 0x88, 0x00, byte(sigLen>>8), byte(sigLen))
-	dst = append(dst, 0x88, 0x01, byte(len(body)>>8), byte(len(body)))
-	dst = append(dst, body...)
+	dst = append(dst, 0x88, 0x01, byte(chainLen>>8), byte(chainLen))
+	dst = appendUint(dst, 0x02, ans.AggregationTime)
+	for _, x := range ans.ChainIndex {
+		dst = appendUint(dst, 0x03, x)
+	}
+	dst = appendUint(dst, 0x03, shape)
+	dst = append(dst, 0x05, byte(len(hash)))
+	dst = append(dst, hash...)
+	dst = appendUint(dst, 0x06, uint64(alg))
+	dst = append(dst, links...)
 	return append(dst, ans.Elements...), nil
 }
+
+// Alg returns the round's hash algorithm.
+func (r *Round) Alg() ksi.HashAlg { return r.alg }
 
 // appendUint appends a TLV8 unsigned integer element (types below 0x20).
 func appendUint(dst []byte, typ byte, x uint64) []byte {
