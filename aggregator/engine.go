@@ -19,6 +19,19 @@ type Upstream interface {
 	Sign(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error)
 }
 
+// SlotUpstream is an Upstream that can reserve, when a round closes, the
+// round's place in the upstream's current period: the in-process
+// calendar's second (calendar.Slot). The round's root then counts for the
+// second the round closed in even when building the round outlasts the
+// calendar's grace period, which would otherwise cost its requests a
+// whole second more.
+type SlotUpstream interface {
+	Upstream
+	// Reserve returns the Upstream to sign this round's root with and a
+	// release function, called once the round is done with it.
+	Reserve() (Upstream, func())
+}
+
 // Config configures an Engine.
 type Config struct {
 	Upstream Upstream
@@ -149,7 +162,8 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Engine{cfg: cfg, log: cfg.Logger, perUser: make(map[string]int), inflight: make(chan struct{}, cfg.MaxInFlight)}, nil
+	// Round ids start at 1: 0 is "no round" on the wire.
+	return &Engine{cfg: cfg, log: cfg.Logger, perUser: make(map[string]int), inflight: make(chan struct{}, cfg.MaxInFlight), nextRoundID: 1}, nil
 }
 
 // Config returns the engine's configuration after defaults.
@@ -273,7 +287,10 @@ func (e *Engine) CloseRound(ctx context.Context) {
 	// The next round is probably about as large: size it once.
 	e.queue, e.reqs = make([]pending, 0, len(q)), make([]round.Request, 0, len(q))
 	clear(e.perUser)
-	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, prev: e.lastAnswered, answered: make(chan struct{})}
+	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, prev: e.lastAnswered, answered: make(chan struct{}), up: e.cfg.Upstream, release: func() {}}
+	if su, ok := e.cfg.Upstream.(SlotUpstream); ok {
+		rd.up, rd.release = su.Reserve()
+	}
 	e.nextRoundID++
 	e.lastAnswered = rd.answered
 	e.wg.Add(1)
@@ -281,6 +298,7 @@ func (e *Engine) CloseRound(ctx context.Context) {
 	go func() {
 		defer e.wg.Done()
 		defer close(rd.answered)
+		defer rd.release()
 		select {
 		case e.inflight <- struct{}{}:
 		case <-ctx.Done():
@@ -299,6 +317,8 @@ type roundRun struct {
 	reqs     []round.Request
 	prev     chan struct{} // closed when the previous round is answered; nil for the first
 	answered chan struct{}
+	up       Upstream // signs the root: Config.Upstream, or its reserved slot
+	release  func()
 }
 
 func fail(q []pending, err error) {
@@ -321,7 +341,8 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	}
 	root, level := r.Root()
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.UpstreamTimeout)
-	upSig, err := e.cfg.Upstream.Sign(uctx, root, level)
+	upSig, err := rd.up.Sign(uctx, root, level)
+	rd.release()
 	cancel()
 	<-e.inflight
 	if rd.prev != nil {

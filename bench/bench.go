@@ -22,7 +22,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/tempel-ksi/tempel/internal/round"
+	"github.com/tempel-ksi/tempel/ksi"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
+	"github.com/tempel-ksi/tempel/verifier"
 )
 
 // Modes of load.
@@ -41,8 +44,14 @@ type Config struct {
 	Mode        string
 	Concurrency int           // unary: callers; stream: streams
 	Window      int           // stream: requests in flight per stream
-	Duration    time.Duration // how long to send
-	Login, Key  string
+	Duration    time.Duration // how long to send, after Warmup
+	// Warmup is sent first and not measured: it fills the pipeline (every
+	// stream's window at once, the first rounds) before the steady state.
+	Warmup     time.Duration
+	Login, Key string
+	// FullSignatures makes ModeBatch ask for complete signatures instead
+	// of the shared-round form (which it assembles into complete ones).
+	FullSignatures bool
 	// Progress, if set, is called about every 200ms with requests done.
 	Progress func(done int64)
 }
@@ -141,10 +150,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			"Basic "+base64.StdEncoding.EncodeToString([]byte(cfg.Login+":"+cfg.Key)))
 	}
 	r := &run{cfg: cfg}
-	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Warmup+cfg.Duration)
 	defer cancel()
 	stopProgress := r.progress()
 	start := time.Now()
+	r.measureFrom = start.Add(cfg.Warmup).UnixNano()
 	var wg sync.WaitGroup
 	for i := 0; i < cfg.Concurrency; i++ {
 		wg.Add(1)
@@ -162,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}()
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
+	elapsed := time.Since(start) - cfg.Warmup
 	stopProgress()
 	q := r.hist.quantiles(0.5, 0.9, 0.99, 1)
 	res := &Result{Mode: cfg.Mode, Concurrency: cfg.Concurrency, Requests: r.done.Load(), Errors: r.errors.Load(),
@@ -187,6 +197,20 @@ type run struct {
 	errors   atomic.Int64
 	bytes    atomic.Int64
 	firstErr atomic.Value
+	// measureFrom is the end of the warm-up (Unix ns): earlier requests
+	// are not counted.
+	measureFrom int64
+}
+
+// record counts a signature sent at t0 and received at now (Unix ns),
+// unless it was sent during the warm-up.
+func (r *run) record(t0, now int64, size int) {
+	if t0 < r.measureFrom {
+		return
+	}
+	r.hist.add(time.Duration(now - t0))
+	r.bytes.Add(int64(size))
+	r.done.Add(1)
 }
 
 func (r *run) fail(err error) {
@@ -236,9 +260,7 @@ func (r *run) unary(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 			r.fail(err)
 			continue
 		}
-		r.hist.add(time.Since(t0))
-		r.bytes.Add(int64(len(resp.Signature)))
-		r.done.Add(1)
+		r.record(t0.UnixNano(), time.Now().UnixNano(), len(resp.Signature))
 	}
 }
 
@@ -265,9 +287,7 @@ func (r *run) stream(runCtx, callCtx context.Context, c tempelv1.SignerClient, w
 			if resp.Status != 0 {
 				r.fail(fmt.Errorf("status %#x: %s", resp.Status, resp.ErrorMessage))
 			} else {
-				r.hist.add(time.Duration(time.Now().UnixNano() - t0))
-				r.bytes.Add(int64(len(resp.Signature)))
-				r.done.Add(1)
+				r.record(t0, time.Now().UnixNano(), len(resp.Signature))
 			}
 			<-slots
 		}
@@ -291,7 +311,10 @@ func (r *run) stream(runCtx, callCtx context.Context, c tempelv1.SignerClient, w
 }
 
 // batch is stream with batchSize requests per message and answers in
-// batches as the server forms them.
+// batches as the server forms them. Unless cfg.FullSignatures, it asks
+// for the shared-round form and assembles each complete signature, as the
+// Go client does; the first one per stream is verified (internal policy)
+// so that a wrong assembly fails the run rather than inflating it.
 func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, worker uint64) {
 	s, err := c.SignBatchStream(callCtx)
 	if err != nil {
@@ -305,21 +328,33 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 	recvDone := make(chan struct{})
 	go func() {
 		defer close(recvDone)
+		rounds := make(map[uint64]sharedRound)
+		checked := false
 		for {
 			b, err := s.Recv()
 			if err != nil {
 				return
+			}
+			for _, p := range b.Rounds {
+				rounds[p.Id] = sharedRound{alg: ksi.HashAlg(p.Algorithm), ans: &round.Answer{
+					AggregationTime: p.AggregationTime, ChainIndex: p.ChainIndex, Elements: p.Elements}}
+				delete(rounds, p.Id-64) // rounds come in order: forget old ones
 			}
 			now := time.Now().UnixNano()
 			for _, resp := range b.Responses {
 				t0 := atomic.LoadInt64(&sent[resp.RequestId%uint64(w)])
 				if resp.Status != 0 {
 					r.fail(fmt.Errorf("status %#x: %s", resp.Status, resp.ErrorMessage))
-				} else {
-					r.hist.add(time.Duration(now - t0))
-					r.bytes.Add(int64(len(resp.Signature)))
-					r.done.Add(1)
+					continue
 				}
+				sig := resp.Signature
+				if resp.Round != 0 {
+					if sig, err = r.assemble(rounds, resp, hashFor(worker, resp.RequestId), &checked); err != nil {
+						r.fail(err)
+						continue
+					}
+				}
+				r.record(t0, now, len(sig))
 			}
 			inflight.Add(-int64(len(b.Responses)))
 			select {
@@ -349,11 +384,38 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 			n++
 		}
 		inflight.Add(batchSize)
-		if err := s.Send(&tempelv1.SignBatch{Requests: ptrs}); err != nil {
+		if err := s.Send(&tempelv1.SignBatch{Requests: ptrs, SharedRounds: !r.cfg.FullSignatures}); err != nil {
 			r.fail(err)
 			break
 		}
 	}
 	s.CloseSend()
 	<-recvDone
+}
+
+// sharedRound is a round's shared part as a stream received it.
+type sharedRound struct {
+	alg ksi.HashAlg
+	ans *round.Answer
+}
+
+// assemble makes the complete signature of a shared-round response.
+func (r *run) assemble(rounds map[uint64]sharedRound, resp *tempelv1.SignResponse, hash []byte, checked *bool) ([]byte, error) {
+	sr, ok := rounds[resp.Round]
+	if !ok {
+		return nil, fmt.Errorf("response %d names round %d, which the stream was not sent", resp.RequestId, resp.Round)
+	}
+	sig, err := round.AppendJoined(nil, sr.ans, sr.alg, hash, resp.Shape, resp.Leg)
+	if err != nil || *checked {
+		return sig, err
+	}
+	*checked = true
+	parsed, err := ksi.ParseSignature(sig)
+	if err != nil {
+		return nil, fmt.Errorf("assembled signature: %w", err)
+	}
+	if rep := verifier.Verify(context.Background(), parsed, verifier.Internal, verifier.Options{Document: hash}); rep.Result != verifier.OK {
+		return nil, fmt.Errorf("assembled signature does not verify: %s %s", rep.Code, rep.Message)
+	}
+	return sig, nil
 }

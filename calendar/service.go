@@ -27,6 +27,9 @@ type ServiceConfig struct {
 	Grace time.Duration
 	// MaxPerSecond bounds the submissions of one second (default 100,000).
 	MaxPerSecond int
+	// MaxHold bounds how long after its end a second waits for reserved
+	// slots (Reserve) beyond the grace period (default 500ms).
+	MaxHold time.Duration
 	// Now is the clock (default time.Now). Only the calendar decides time.
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -50,8 +53,10 @@ type Service struct {
 	mu         sync.Mutex
 	lastClosed uint64 // last second appended (or, for a new calendar, the one before it starts)
 	pending    map[uint64][]*submission
+	holds      map[uint64]int // reserved slots not yet used or released, by second
 	stopped    bool
 	failure    error
+	wake       chan struct{} // a hold ended: the second loop looks again
 }
 
 type submission struct {
@@ -75,13 +80,17 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.MaxPerSecond == 0 {
 		cfg.MaxPerSecond = 100_000
 	}
+	if cfg.MaxHold == 0 {
+		cfg.MaxHold = 500 * time.Millisecond
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, pending: make(map[uint64][]*submission)}
+	s := &Service{cfg: cfg, log: cfg.Logger, pending: make(map[uint64][]*submission), holds: make(map[uint64]int),
+		wake: make(chan struct{}, 1)}
 	if _, last, ok := cfg.Store.Head(); ok {
 		s.lastClosed = last
 	} else {
@@ -112,6 +121,60 @@ func (s *Service) Ready() error {
 // whose lowest aggregation chain is hash's path in the second's top tree,
 // with clientID as the first step.
 func (s *Service) Sign(ctx context.Context, hash ksi.Imprint, level byte, clientID string) ([]byte, error) {
+	return s.submit(ctx, nil, hash, level, clientID)
+}
+
+// Slot is a place in the calendar's open second, reserved by an
+// in-process aggregator when a round closes: the second is not closed
+// until the slot is used (Sign) or released, or MaxHold after it ends.
+// So a round that closes as a second ends reaches that second even when
+// building its tree outlasts the grace period, instead of waiting a whole
+// second more. Remote aggregators rely on the grace period alone.
+type Slot struct {
+	s    *Service
+	sec  uint64
+	once sync.Once
+}
+
+// Reserve holds a slot in the second that is open now.
+func (s *Service) Reserve() *Slot {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sec := s.openSecond(s.cfg.Now())
+	s.holds[sec]++
+	return &Slot{s: s, sec: sec}
+}
+
+// Sign submits a root in the slot's second if it is still open (else in
+// the open one), as Service.Sign does, and ends the hold.
+func (sl *Slot) Sign(ctx context.Context, hash ksi.Imprint, level byte, clientID string) ([]byte, error) {
+	return sl.s.submit(ctx, sl, hash, level, clientID)
+}
+
+// Release ends the hold without a submission; it may be called again.
+func (sl *Slot) Release() {
+	sl.once.Do(func() {
+		sl.s.mu.Lock()
+		sl.s.releaseLocked(sl.sec)
+		sl.s.mu.Unlock()
+	})
+}
+
+func (s *Service) releaseLocked(sec uint64) {
+	if s.holds[sec]--; s.holds[sec] <= 0 {
+		delete(s.holds, sec)
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *Service) submit(ctx context.Context, slot *Slot, hash ksi.Imprint, level byte, clientID string) ([]byte, error) {
+	// Every way out ends the hold; a queued submission ends it at once.
+	if slot != nil {
+		defer slot.Release()
+	}
 	if hash.Alg() != calendarAlg || len(hash) != imprintLen {
 		return nil, fmt.Errorf("calendar: root must be a SHA-256 imprint")
 	}
@@ -130,11 +193,17 @@ func (s *Service) Sign(ctx context.Context, hash ksi.Imprint, level byte, client
 		return nil, err
 	}
 	sec := s.openSecond(s.cfg.Now())
+	if slot != nil && slot.sec > s.lastClosed {
+		sec = slot.sec
+	}
 	if len(s.pending[sec]) >= s.cfg.MaxPerSecond {
 		s.mu.Unlock()
 		return nil, ErrOverloaded
 	}
 	s.pending[sec] = append(s.pending[sec], sub)
+	if slot != nil {
+		slot.once.Do(func() { s.releaseLocked(slot.sec) })
+	}
 	s.mu.Unlock()
 	s.cfg.Metrics.submitted()
 	select {
@@ -179,6 +248,7 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-timer.C:
+		case <-s.wake:
 		}
 		if err := s.closeDue(); err != nil {
 			s.log.Error("calendar stopped answering", "err", err)
@@ -188,17 +258,32 @@ func (s *Service) Run(ctx context.Context) error {
 			s.failAll(err)
 			return err
 		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
 		timer.Reset(s.untilNextClose())
 	}
+}
+
+// closeAt is when second t may be closed: after its grace period and,
+// while slots in it are held, MaxHold after it ends at the latest.
+func (s *Service) closeAtLocked(t uint64) time.Time {
+	end := time.Unix(int64(t)+1, 0)
+	if s.holds[t] > 0 {
+		return end.Add(max(s.cfg.MaxHold, s.cfg.Grace))
+	}
+	return end.Add(s.cfg.Grace)
 }
 
 // untilNextClose is the wait until the next second can be closed. If the
 // clock stepped back the wait is longer: the calendar never goes back.
 func (s *Service) untilNextClose() time.Duration {
 	s.mu.Lock()
-	next := s.lastClosed + 1
+	due := s.closeAtLocked(s.lastClosed + 1)
 	s.mu.Unlock()
-	due := time.Unix(int64(next)+1, 0).Add(s.cfg.Grace)
 	d := due.Sub(s.cfg.Now())
 	return min(max(d, time.Millisecond), 2*time.Second)
 }
@@ -209,12 +294,14 @@ func (s *Service) closeDue() error {
 		now := s.cfg.Now()
 		s.mu.Lock()
 		next := s.lastClosed + 1
-		if now.Before(time.Unix(int64(next)+1, 0).Add(s.cfg.Grace)) {
+		if now.Before(s.closeAtLocked(next)) {
 			s.mu.Unlock()
 			return nil
 		}
 		subs := s.pending[next]
 		delete(s.pending, next)
+		// Slots still held now are used in the next open second.
+		delete(s.holds, next)
 		s.mu.Unlock()
 		if err := s.closeSecond(next, subs); err != nil {
 			return err
@@ -265,6 +352,7 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 	}
 	s.setClosed(t)
 	s.cfg.Metrics.appended(len(leaves), s.cfg.Now().Sub(start))
+	s.log.Debug("closed second", "t", t, "submissions", len(subs), "late_by", start.Sub(time.Unix(int64(t)+1, 0).Add(s.cfg.Grace)))
 	if r == nil {
 		return nil
 	}

@@ -230,3 +230,90 @@ func TestServiceStopFailsPending(t *testing.T) {
 		}
 	}
 }
+
+// A reserved slot keeps its second open past the grace period until the
+// root arrives (then it is signed in that second), a released slot lets
+// the second close at once, and a slot held past MaxHold does not stop
+// the calendar: its root goes into the next second.
+func TestServiceSlots(t *testing.T) {
+	st := openTest(t, t.TempDir())
+	defer st.Close()
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 990e6)}
+	svc, err := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Now: clock.Now, Logger: discardLogger(), MaxHold: 400 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slot := svc.Reserve() // a round closing near the end of second …000
+	clock.Set(time.Unix(1_800_000_001, 200e6))
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, ok := st.Head(); ok {
+		t.Fatal("second closed while a slot in it was held")
+	}
+	res := make(chan signed, 1)
+	go func() {
+		h := leafFor(7)
+		sig, err := slot.Sign(context.Background(), h, 3, "aggregator")
+		res <- signed{hash: h, level: 3, sig: sig, err: err}
+	}()
+	waitPending(t, svc, 1)
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	sig, err := ksi.ParseSignature(r.sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sig.SigningTime() != 1_800_000_000 {
+		t.Fatalf("root in a reserved slot signed at %d, want the slot's second", sig.SigningTime())
+	}
+
+	// Released: second …001 closes after its grace as if never held.
+	svc.Reserve().Release()
+	clock.Set(time.Unix(1_800_000_002, 60e6))
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	if _, last, _ := st.Head(); last != 1_800_000_001 {
+		t.Fatalf("released slot: last second %d, want 1800000001", last)
+	}
+
+	// Held too long: second …002 closes at MaxHold; the root is late.
+	late := svc.Reserve()
+	clock.Set(time.Unix(1_800_000_003, 300e6))
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	if _, last, _ := st.Head(); last != 1_800_000_001 {
+		t.Fatal("closed 300ms after its end with a slot held: should wait up to MaxHold")
+	}
+	clock.Set(time.Unix(1_800_000_003, 410e6))
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	if _, last, _ := st.Head(); last != 1_800_000_002 {
+		t.Fatalf("held past MaxHold: last second %d, want 1800000002", last)
+	}
+	go func() {
+		h := leafFor(8)
+		sig, err := late.Sign(context.Background(), h, 0, "aggregator")
+		res <- signed{hash: h, sig: sig, err: err}
+	}()
+	waitPending(t, svc, 1)
+	clock.Set(time.Unix(1_800_000_004, 60e6))
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	r = <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if sig, _ := ksi.ParseSignature(r.sig); sig.SigningTime() != 1_800_000_003 {
+		t.Fatalf("late root signed at %d, want the next open second", sig.SigningTime())
+	}
+}

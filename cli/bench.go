@@ -25,7 +25,9 @@ func benchCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "mode", Value: bench.ModeUnary, Usage: "unary (one gRPC call per signature), stream (the streaming API) or batch (streaming, many per message)"},
 			&ucli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "unary: concurrent callers; stream: streams"},
 			&ucli.IntFlag{Name: "window", Value: 8192, Usage: "stream: requests in flight per stream"},
-			&ucli.DurationFlag{Name: "duration", Aliases: []string{"d"}, Value: 10 * time.Second, Usage: "how long to send"},
+			&ucli.DurationFlag{Name: "duration", Aliases: []string{"d"}, Value: 10 * time.Second, Usage: "how long to measure, after the warm-up"},
+			&ucli.DurationFlag{Name: "warmup", Value: 3 * time.Second, Usage: "how long to send before measuring (fills the pipeline; not counted)"},
+			&ucli.BoolFlag{Name: "full-signatures", Usage: "batch: have the server send complete signatures instead of the shared-round form (which the generator assembles, as the Go client does)"},
 			&ucli.StringFlag{Name: "user", EnvVars: []string{"TEMPEL_USER"}, Usage: "login (if the server has a users file)"},
 			&ucli.StringFlag{Name: "key", EnvVars: []string{"TEMPEL_KEY"}, Usage: "key for --user"},
 			&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
@@ -37,7 +39,7 @@ func benchCommand() *ucli.Command {
 				return usageErrorf("--mode %q: want unary, stream or batch", mode)
 			}
 			cfg := bench.Config{Server: c.String("server"), Mode: mode, Concurrency: c.Int("concurrency"), Window: c.Int("window"),
-				Duration: c.Duration("duration"), Login: c.String("user"), Key: c.String("key")}
+				Duration: c.Duration("duration"), Warmup: c.Duration("warmup"), Login: c.String("user"), Key: c.String("key"), FullSignatures: c.Bool("full-signatures")}
 			if f, ok := c.App.ErrWriter.(*os.File); ok && fileIsTerminal(f) && !c.Bool("json") {
 				start := time.Now()
 				cfg.Progress = func(done int64) {

@@ -183,11 +183,11 @@ func (s *signerService) Sign(ctx context.Context, req *tempelv1.SignRequest) (*t
 // is done; answers may be out of order and carry the request id.
 func (s *signerService) SignStream(stream grpc.BidiStreamingServer[tempelv1.SignRequest, tempelv1.SignResponse]) error {
 	return s.serveStream(stream.Context(),
-		func() ([]*tempelv1.SignRequest, error) {
+		func() ([]*tempelv1.SignRequest, bool, error) {
 			req, err := stream.Recv()
-			return []*tempelv1.SignRequest{req}, err
+			return []*tempelv1.SignRequest{req}, false, err
 		},
-		func(batch []*tempelv1.SignResponse) error {
+		func(batch []*tempelv1.SignResponse, _ []*tempelv1.SharedRound) error {
 			for _, r := range batch {
 				if err := stream.Send(r); err != nil {
 					return err
@@ -200,16 +200,55 @@ func (s *signerService) SignStream(stream grpc.BidiStreamingServer[tempelv1.Sign
 // SignBatchStream is SignStream with many requests and answers per message.
 func (s *signerService) SignBatchStream(stream grpc.BidiStreamingServer[tempelv1.SignBatch, tempelv1.SignResponseBatch]) error {
 	return s.serveStream(stream.Context(),
-		func() ([]*tempelv1.SignRequest, error) {
+		func() ([]*tempelv1.SignRequest, bool, error) {
 			b, err := stream.Recv()
 			if err != nil {
-				return nil, err
+				return nil, false, err
 			}
-			return b.Requests, nil
+			return b.Requests, b.SharedRounds, nil
 		},
-		func(batch []*tempelv1.SignResponse) error {
-			return stream.Send(&tempelv1.SignResponseBatch{Responses: batch})
+		func(batch []*tempelv1.SignResponse, rounds []*tempelv1.SharedRound) error {
+			return stream.Send(&tempelv1.SignResponseBatch{Responses: batch, Rounds: rounds})
 		})
+}
+
+// streamAnswer is one answer on its way to a stream's sender, with its
+// round's shared part in the shared-round form.
+type streamAnswer struct {
+	resp  *tempelv1.SignResponse
+	round *aggregator.SharedRound
+}
+
+// sentRounds remembers which rounds' shared parts a stream has been sent.
+// Rounds are answered in order, so old ids can be forgotten.
+type sentRounds struct {
+	ids    map[uint64]struct{}
+	newest uint64
+}
+
+// add reports whether round id is new to the stream, and remembers it.
+func (r *sentRounds) add(id uint64) bool {
+	if _, ok := r.ids[id]; ok {
+		return false
+	}
+	if r.ids == nil {
+		r.ids = make(map[uint64]struct{})
+	}
+	r.ids[id] = struct{}{}
+	r.newest = max(r.newest, id)
+	if len(r.ids) > 64 {
+		for k := range r.ids {
+			if k+32 < r.newest {
+				delete(r.ids, k)
+			}
+		}
+	}
+	return true
+}
+
+func sharedRoundProto(r *aggregator.SharedRound) *tempelv1.SharedRound {
+	return &tempelv1.SharedRound{Id: r.ID, AggregationTime: r.Answer.AggregationTime, ChainIndex: r.Answer.ChainIndex,
+		Algorithm: uint32(r.Alg), Elements: r.Answer.Elements}
 }
 
 // maxResponseBatch bounds one response message (about 1.5 MB of signatures).
@@ -219,35 +258,44 @@ const maxResponseBatch = 1024
 // writes a batch of answers. Answers are collected by a sender goroutine
 // that sends whatever has arrived, so batches form by themselves when a
 // round ends and many answers are ready at once.
-func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv1.SignRequest, error), send func([]*tempelv1.SignResponse) error) error {
+func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv1.SignRequest, bool, error),
+	send func([]*tempelv1.SignResponse, []*tempelv1.SharedRound) error) error {
 	if s.n.agg == nil {
 		return status.Error(codes.Unimplemented, "the calendar role signs unary calls only")
 	}
-	out := make(chan *tempelv1.SignResponse, 4096)
+	out := make(chan streamAnswer, 4096)
 	sendErr := make(chan error, 1)
 	senderDone := make(chan struct{})
 	go func() {
 		defer close(senderDone)
 		var failed error
+		var sent sentRounds
 		batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
-		for resp := range out {
-			s.n.metrics.count("grpc-stream", "Sign", ksiStatus(resp.Status))
-			batch = append(batch[:0], resp)
+		var rounds []*tempelv1.SharedRound
+		take := func(a streamAnswer) {
+			s.n.metrics.count("grpc-stream", "Sign", ksiStatus(a.resp.Status))
+			batch = append(batch, a.resp)
+			if a.round != nil && sent.add(a.round.ID) {
+				rounds = append(rounds, sharedRoundProto(a.round))
+			}
+		}
+		for a := range out {
+			batch, rounds = batch[:0], rounds[:0]
+			take(a)
 		fill:
 			for len(batch) < maxResponseBatch {
 				select {
-				case r, ok := <-out:
+				case a, ok := <-out:
 					if !ok {
 						break fill
 					}
-					batch = append(batch, r)
-					s.n.metrics.count("grpc-stream", "Sign", ksiStatus(r.Status))
+					take(a)
 				default:
 					break fill
 				}
 			}
 			if failed == nil {
-				if failed = send(batch); failed != nil {
+				if failed = send(batch, rounds); failed != nil {
 					sendErr <- failed
 				}
 			}
@@ -264,7 +312,7 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 		<-senderDone
 	}()
 	for {
-		reqs, err := recv()
+		reqs, shared, err := recv()
 		if err == io.EOF {
 			return nil
 		}
@@ -280,13 +328,17 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 			id := req.RequestId
 			r, err := s.request(ctx, req)
 			if err == nil {
+				r.Shared = shared
 				inflight.add()
 				err = s.n.agg.Submit(r, func(x aggregator.Result) {
 					resp := &tempelv1.SignResponse{RequestId: id, Signature: x.Signature, AggregationTime: x.AggregationTime}
+					var shared *aggregator.SharedRound
 					if x.Err != nil {
 						resp.Status, resp.ErrorMessage = uint32(aggregator.Status(x.Err)), x.Err.Error()
+					} else if x.Round != nil {
+						shared, resp.Round, resp.Leg, resp.Shape = x.Round, x.Round.ID, x.Leg, x.Shape
 					}
-					out <- resp
+					out <- streamAnswer{resp, shared}
 					inflight.done()
 				})
 				if err != nil {
@@ -294,7 +346,7 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 				}
 			}
 			if err != nil {
-				out <- &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}
+				out <- streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}}
 			}
 		}
 	}

@@ -161,9 +161,7 @@ func (n *Node) openAggregator() error {
 	cfg := n.cfg
 	var up aggregator.Upstream
 	if cfg.Role == RoleAll {
-		up = aggregator.UpstreamFunc(func(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error) {
-			return n.cal.Sign(ctx, root, level, cfg.Name)
-		})
+		up = localCalendar{cal: n.cal, name: cfg.Name}
 	} else {
 		conn, err := grpc.NewClient(cfg.Upstream, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
@@ -247,4 +245,22 @@ func (n *Node) ready() error {
 		}
 	}
 	return nil
+}
+
+// localCalendar is the in-process calendar as the aggregator's upstream.
+// Each round reserves its place in the calendar's second when it closes.
+type localCalendar struct {
+	cal  *calendar.Service
+	name string
+}
+
+func (l localCalendar) Sign(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error) {
+	return l.cal.Sign(ctx, root, level, l.name)
+}
+
+func (l localCalendar) Reserve() (aggregator.Upstream, func()) {
+	slot := l.cal.Reserve()
+	return aggregator.UpstreamFunc(func(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error) {
+		return slot.Sign(ctx, root, level, l.name)
+	}), slot.Release
 }

@@ -56,7 +56,8 @@ type SignerClient interface {
 	// SignBatchStream is SignStream with many requests and answers per
 	// message, for the highest rates: per-message costs are paid once per
 	// batch. Each request in a batch is answered by one response in some
-	// later response batch, matched by request_id.
+	// later response batch, matched by request_id. With shared_rounds set,
+	// the parts of the signatures that a whole round shares are sent once.
 	SignBatchStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[SignBatch, SignResponseBatch], error)
 }
 
@@ -126,7 +127,8 @@ type SignerServer interface {
 	// SignBatchStream is SignStream with many requests and answers per
 	// message, for the highest rates: per-message costs are paid once per
 	// batch. Each request in a batch is answered by one response in some
-	// later response batch, matched by request_id.
+	// later response batch, matched by request_id. With shared_rounds set,
+	// the parts of the signatures that a whole round shares are sent once.
 	SignBatchStream(grpc.BidiStreamingServer[SignBatch, SignResponseBatch]) error
 	mustEmbedUnimplementedSignerServer()
 }
