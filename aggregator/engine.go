@@ -67,10 +67,13 @@ type Request struct {
 	Hash     ksi.Imprint
 	Level    byte
 	Identity Identity
-	// Shared asks for the answer in the shared-round form: Result.Leg,
-	// Shape and Round instead of Result.Signature. A stream sends each
-	// round's shared part once and per request only the leg, about a
-	// third of the bytes; round.AppendJoined makes the signature.
+	// Shared asks for the answer in the shared-round form, in two steps.
+	// As soon as the round is built, the callback gets Result.Leg, Shape
+	// and Round (or Err); the request is signed when Round.Done() is
+	// closed with Round.Err nil, and round.AppendJoined then makes its
+	// signature from Round.Answer. A stream sends the legs while the
+	// calendar's second runs and each round's shared part once: when the
+	// calendar answers, there is almost nothing left to send.
 	Shared bool
 }
 
@@ -98,12 +101,18 @@ type Result struct {
 }
 
 // SharedRound is the part of a round's signatures that all its requests
-// share: upstream's answer and the round's hash algorithm.
+// share: upstream's answer and the round's hash algorithm. Answer and Err
+// are set before Done is closed; rounds are done in the order they closed.
 type SharedRound struct {
 	ID     uint64 // unique within the engine: senders send each round once
 	Alg    ksi.HashAlg
 	Answer *round.Answer
+	Err    error // why the round failed, after Done
+	done   chan struct{}
 }
+
+// Done is closed when the round has been answered or has failed.
+func (r *SharedRound) Done() <-chan struct{} { return r.done }
 
 // Callback receives a request's result. It runs on the engine's goroutine
 // and must not block.
@@ -340,15 +349,27 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 		return
 	}
 	root, level := r.Root()
-	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.UpstreamTimeout)
-	upSig, err := rd.up.Sign(uctx, root, level)
-	rd.release()
-	cancel()
+	type upAnswer struct {
+		sig []byte
+		err error
+	}
+	up := make(chan upAnswer, 1)
+	go func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.UpstreamTimeout)
+		defer cancel()
+		sig, err := rd.up.Sign(uctx, root, level)
+		rd.release()
+		up <- upAnswer{sig, err}
+	}()
+	// While upstream works, shared-round requests get their legs.
+	sr := &SharedRound{ID: rd.id, Alg: r.Alg(), done: make(chan struct{})}
+	e.sendLegs(r, sr, q)
+	u := <-up
 	<-e.inflight
 	if rd.prev != nil {
 		<-rd.prev
 	}
-	if err != nil {
+	if err = u.err; err != nil {
 		e.cfg.Metrics.upstreamError()
 		if errors.Is(err, context.DeadlineExceeded) {
 			err = fmt.Errorf("%w: %v", ErrUpstreamTime, err)
@@ -356,18 +377,46 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 			err = fmt.Errorf("%w: %v", ErrUpstream, err)
 		}
 		e.log.Warn("round failed upstream", "requests", len(q), "err", err)
-		fail(q, err)
+		failRound(q, sr, err)
 		return
 	}
-	ans, err := answerOf(upSig, root, level)
+	ans, err := answerOf(u.sig, root, level)
 	if err != nil {
 		e.cfg.Metrics.upstreamError()
-		fail(q, fmt.Errorf("%w: %v", ErrUpstream, err))
+		failRound(q, sr, fmt.Errorf("%w: %v", ErrUpstream, err))
 		return
 	}
-	e.answer(r, &SharedRound{ID: rd.id, Alg: r.Alg(), Answer: ans}, q)
+	sr.Answer = ans
+	e.answer(r, ans, q)
+	close(sr.done)
 	now := e.cfg.Now()
 	e.cfg.Metrics.round(len(q), now.Sub(start), q, now)
+}
+
+// failRound fails a round whose shared-round requests have their legs:
+// they learn it from the round, the others from their callbacks.
+func failRound(q []pending, sr *SharedRound, err error) {
+	for i := range q {
+		if !q[i].shared {
+			q[i].cb(Result{Err: err})
+		}
+	}
+	sr.Err = err
+	close(sr.done)
+}
+
+// sendLegs gives each shared-round request its leg, spread over the cores.
+func (e *Engine) sendLegs(r *round.Round, sr *SharedRound, q []pending) {
+	e.eachRequest(q, func(wr *round.Writer, i int) {
+		if q[i].shared {
+			leg, shape, err := wr.AppendLeg(nil, r, i)
+			if err != nil {
+				q[i].cb(Result{Err: err})
+				return
+			}
+			q[i].cb(Result{Leg: leg, Shape: shape, Round: sr})
+		}
+	})
 }
 
 // answerOf checks upstream's signature is for our root and splits it.
@@ -382,9 +431,20 @@ func answerOf(sig []byte, root ksi.Imprint, level byte) (*round.Answer, error) {
 	return round.AnswerFromSignature(s, level)
 }
 
-// answer encodes every request's signature, spread over the cores.
-func (e *Engine) answer(r *round.Round, shared *SharedRound, q []pending) {
-	ans := shared.Answer
+// answer encodes the signature of every request not in the shared-round
+// form and hands it over.
+func (e *Engine) answer(r *round.Round, ans *round.Answer, q []pending) {
+	e.eachRequest(q, func(wr *round.Writer, i int) {
+		if !q[i].shared {
+			sig, err := wr.AppendSignature(nil, r, i, ans)
+			q[i].cb(Result{Signature: sig, AggregationTime: ans.AggregationTime, Err: err})
+		}
+	})
+}
+
+// eachRequest runs f for every request of a round, spread over the cores,
+// each worker with its own Writer.
+func (e *Engine) eachRequest(q []pending, f func(wr *round.Writer, i int)) {
 	workers := min(runtime.GOMAXPROCS(0), 1+len(q)/2048)
 	var wg sync.WaitGroup
 	per := (len(q) + workers - 1) / workers
@@ -398,13 +458,7 @@ func (e *Engine) answer(r *round.Round, shared *SharedRound, q []pending) {
 			defer wg.Done()
 			var wr round.Writer
 			for i := lo; i < hi; i++ {
-				if q[i].shared {
-					leg, shape, err := wr.AppendLeg(nil, r, i)
-					q[i].cb(Result{Leg: leg, Shape: shape, Round: shared, AggregationTime: ans.AggregationTime, Err: err})
-					continue
-				}
-				sig, err := wr.AppendSignature(nil, r, i, ans)
-				q[i].cb(Result{Signature: sig, AggregationTime: ans.AggregationTime, Err: err})
+				f(&wr, i)
 			}
 		}()
 	}

@@ -294,11 +294,19 @@ func TestStatusCodes(t *testing.T) {
 	}
 }
 
-// A shared-round answer joined with round.AppendJoined is the same
-// signature the engine writes in full: requests of one round, half asking
+// Shared-round requests get their legs before upstream answers; joined
+// with the round's answer (round.AppendJoined) they are signatures like
+// the ones the engine writes in full: requests of one round, half asking
 // for each form, all verify, and the shared part is one value per round.
 func TestSharedRoundAnswers(t *testing.T) {
-	e := newEngine(t, &fakeCalendar{}, Config{})
+	// Upstream waits until the test has seen every leg: legs do not wait
+	// for upstream.
+	legsSeen := make(chan struct{})
+	up := UpstreamFunc(func(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error) {
+		<-legsSeen
+		return (&fakeCalendar{}).Sign(ctx, root, level)
+	})
+	e := newEngine(t, up, Config{})
 	const n = 200
 	res := make([]chan Result, n)
 	for i := range res {
@@ -310,8 +318,27 @@ func TestSharedRoundAnswers(t *testing.T) {
 	}
 	e.CloseRound(context.Background())
 	var shared *SharedRound
+	legs := make([]Result, n)
+	for i := 0; i < n; i += 2 {
+		legs[i] = <-res[i]
+		select {
+		case <-legs[i].Round.Done():
+			t.Fatal("round done before upstream answered")
+		default:
+		}
+	}
+	close(legsSeen)
 	for i := range res {
-		x := <-res[i]
+		var x Result
+		if i%2 == 0 {
+			x = legs[i]
+			<-x.Round.Done()
+			if x.Round.Err != nil {
+				t.Fatal(x.Round.Err)
+			}
+		} else {
+			x = <-res[i]
+		}
 		if x.Err != nil {
 			t.Fatal(x.Err)
 		}
@@ -401,6 +428,45 @@ func TestRoundsAnsweredInOrder(t *testing.T) {
 	for i, rnd := range order {
 		if want := i / 64; rnd != want {
 			t.Fatalf("answer %d belongs to round %d, want round %d: rounds answered out of order", i, rnd, want)
+		}
+	}
+}
+
+// When upstream fails, shared-round requests that have their legs learn it
+// from the round (Err, then Done), the others from their callbacks; no
+// request hears twice.
+func TestSharedRoundUpstreamFailure(t *testing.T) {
+	e := newEngine(t, &fakeCalendar{fail: errors.New("calendar down")}, Config{})
+	var calls [4]atomic.Int64
+	got := make(chan Result, 8)
+	for i := range 4 {
+		r := Request{Hash: imprint(uint64(i)), Identity: Identity{ClientID: "dave"}, Shared: i < 2}
+		if err := e.Submit(r, func(x Result) { calls[i].Add(1); got <- x }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.CloseRound(context.Background())
+	var round *SharedRound
+	for range 4 {
+		x := <-got
+		switch {
+		case x.Round != nil:
+			round = x.Round
+		case !errors.Is(x.Err, ErrUpstream):
+			t.Fatalf("full-form request: err %v, want ErrUpstream", x.Err)
+		}
+	}
+	if round == nil {
+		t.Fatal("no legs for the shared-round requests")
+	}
+	<-round.Done()
+	if !errors.Is(round.Err, ErrUpstream) || round.Answer != nil {
+		t.Fatalf("round: err %v answer %v", round.Err, round.Answer)
+	}
+	e.wg.Wait()
+	for i := range calls {
+		if n := calls[i].Load(); n != 1 {
+			t.Fatalf("request %d: %d callbacks", i, n)
 		}
 	}
 }

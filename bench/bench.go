@@ -49,6 +49,10 @@ type Config struct {
 	// stream's window at once, the first rounds) before the steady state.
 	Warmup     time.Duration
 	Login, Key string
+	// Rate, if set, is the total number of signatures per second that
+	// ModeBatch sends, on a fixed schedule (an open loop: latency counts
+	// from each request's scheduled time); Window then only caps memory.
+	Rate float64
 	// FullSignatures makes ModeBatch ask for complete signatures instead
 	// of the shared-round form (which it assembles into complete ones).
 	FullSignatures bool
@@ -65,6 +69,7 @@ type Result struct {
 	FirstError  string        `json:"first_error,omitempty"`
 	Elapsed     time.Duration `json:"elapsed_ns"`
 	Rate        float64       `json:"signatures_per_second"`
+	Offered     float64       `json:"offered_per_second,omitempty"` // open loop (Config.Rate)
 	P50         time.Duration `json:"p50_ns"`
 	P90         time.Duration `json:"p90_ns"`
 	P99         time.Duration `json:"p99_ns"`
@@ -73,6 +78,11 @@ type Result struct {
 }
 
 func (r *Result) String() string {
+	if r.Offered > 0 {
+		return fmt.Sprintf("%s x%d at %.0f/s offered: %d signatures sent over %.1fs, answered = %.0f/s, %d errors; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
+			r.Mode, r.Concurrency, r.Offered, r.Requests, r.Elapsed.Seconds(), r.Rate, r.Errors,
+			r.P50.Round(time.Millisecond), r.P90.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond), r.BytesPerSig)
+	}
 	return fmt.Sprintf("%s x%d: %d signatures in %.1fs = %.0f/s, %d errors; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
 		r.Mode, r.Concurrency, r.Requests, r.Elapsed.Seconds(), r.Rate, r.Errors,
 		r.P50.Round(time.Millisecond), r.P90.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond), r.BytesPerSig)
@@ -181,6 +191,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.FirstError = e.(string)
 	}
 	res.Rate = float64(res.Requests) / elapsed.Seconds()
+	if cfg.Rate > 0 {
+		// Open loop: every measured request was sent within Duration and
+		// is counted when answered (the run waits for the last answers).
+		res.Offered, res.Elapsed = cfg.Rate, cfg.Duration
+		res.Rate = float64(res.Requests) / cfg.Duration.Seconds()
+	}
 	if res.Requests > 0 {
 		res.BytesPerSig = float64(r.bytes.Load()) / float64(res.Requests)
 	}
@@ -328,35 +344,48 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 	recvDone := make(chan struct{})
 	go func() {
 		defer close(recvDone)
-		rounds := make(map[uint64]sharedRound)
+		legs := make(map[uint64][]pendingLeg) // by round: signed once the round comes
 		checked := false
 		for {
 			b, err := s.Recv()
 			if err != nil {
 				return
 			}
-			for _, p := range b.Rounds {
-				rounds[p.Id] = sharedRound{alg: ksi.HashAlg(p.Algorithm), ans: &round.Answer{
-					AggregationTime: p.AggregationTime, ChainIndex: p.ChainIndex, Elements: p.Elements}}
-				delete(rounds, p.Id-64) // rounds come in order: forget old ones
-			}
 			now := time.Now().UnixNano()
+			answered := 0
 			for _, resp := range b.Responses {
-				t0 := atomic.LoadInt64(&sent[resp.RequestId%uint64(w)])
-				if resp.Status != 0 {
+				switch {
+				case resp.Status != 0:
 					r.fail(fmt.Errorf("status %#x: %s", resp.Status, resp.ErrorMessage))
+				case resp.Round != 0:
+					legs[resp.Round] = append(legs[resp.Round], pendingLeg{resp.RequestId, resp.Shape, resp.Leg})
+					continue // in flight until its round arrives
+				default:
+					r.record(atomic.LoadInt64(&sent[resp.RequestId%uint64(w)]), now, len(resp.Signature))
+				}
+				answered++
+			}
+			for _, p := range b.Rounds {
+				pending := legs[p.Id]
+				delete(legs, p.Id)
+				answered += len(pending)
+				if p.Status != 0 {
+					for range pending {
+						r.fail(fmt.Errorf("round status %#x: %s", p.Status, p.ErrorMessage))
+					}
 					continue
 				}
-				sig := resp.Signature
-				if resp.Round != 0 {
-					if sig, err = r.assemble(rounds, resp, hashFor(worker, resp.RequestId), &checked); err != nil {
+				ans := &round.Answer{AggregationTime: p.AggregationTime, ChainIndex: p.ChainIndex, Elements: p.Elements}
+				for _, l := range pending {
+					sig, err := r.assemble(ans, ksi.HashAlg(p.Algorithm), l, hashFor(worker, l.id), &checked)
+					if err != nil {
 						r.fail(err)
 						continue
 					}
+					r.record(atomic.LoadInt64(&sent[l.id%uint64(w)]), time.Now().UnixNano(), len(sig))
 				}
-				r.record(t0, now, len(sig))
 			}
-			inflight.Add(-int64(len(b.Responses)))
+			inflight.Add(-int64(answered))
 			select {
 			case freed <- struct{}{}:
 			default:
@@ -365,6 +394,15 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 	}()
 	reqs := make([]tempelv1.SignRequest, batchSize)
 	ptrs := make([]*tempelv1.SignRequest, batchSize)
+	// With a rate, batches leave on a fixed schedule and each request's
+	// latency counts from its scheduled time, so a stall in the server
+	// shows in the latency instead of slowing the generator down.
+	var interval time.Duration
+	next := time.Now()
+	if r.cfg.Rate > 0 {
+		interval = time.Duration(float64(time.Second) * batchSize * float64(r.cfg.Concurrency) / r.cfg.Rate)
+		next = next.Add(time.Duration(worker) * interval / time.Duration(r.cfg.Concurrency))
+	}
 	for n := uint64(0); runCtx.Err() == nil; {
 		for inflight.Load()+batchSize > int64(w) && runCtx.Err() == nil {
 			select {
@@ -373,10 +411,22 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
+		if interval > 0 {
+			if d := time.Until(next); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-runCtx.Done():
+				}
+			}
+		}
 		if runCtx.Err() != nil {
 			break
 		}
 		now := time.Now().UnixNano()
+		if interval > 0 {
+			now = next.UnixNano()
+			next = next.Add(interval)
+		}
 		for k := range reqs {
 			reqs[k] = tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)}
 			ptrs[k] = &reqs[k]
@@ -393,19 +443,16 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 	<-recvDone
 }
 
-// sharedRound is a round's shared part as a stream received it.
-type sharedRound struct {
-	alg ksi.HashAlg
-	ans *round.Answer
+// pendingLeg is a shared-round answer waiting for its round.
+type pendingLeg struct {
+	id, shape uint64
+	leg       []byte
 }
 
-// assemble makes the complete signature of a shared-round response.
-func (r *run) assemble(rounds map[uint64]sharedRound, resp *tempelv1.SignResponse, hash []byte, checked *bool) ([]byte, error) {
-	sr, ok := rounds[resp.Round]
-	if !ok {
-		return nil, fmt.Errorf("response %d names round %d, which the stream was not sent", resp.RequestId, resp.Round)
-	}
-	sig, err := round.AppendJoined(nil, sr.ans, sr.alg, hash, resp.Shape, resp.Leg)
+// assemble makes the complete signature of a shared-round answer; the
+// first one per stream is parsed and verified.
+func (r *run) assemble(ans *round.Answer, alg ksi.HashAlg, l pendingLeg, hash []byte, checked *bool) ([]byte, error) {
+	sig, err := round.AppendJoined(nil, ans, alg, hash, l.shape, l.leg)
 	if err != nil || *checked {
 		return sig, err
 	}

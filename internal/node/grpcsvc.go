@@ -219,34 +219,107 @@ type streamAnswer struct {
 	round *aggregator.SharedRound
 }
 
-// sentRounds remembers which rounds' shared parts a stream has been sent.
-// Rounds are answered in order, so old ids can be forgotten.
-type sentRounds struct {
-	ids    map[uint64]struct{}
-	newest uint64
+// roundWait is a round whose legs a stream has sent: how many, so that
+// those requests leave the in-flight count when the round is sent.
+type roundWait struct {
+	r    *aggregator.SharedRound
+	legs int
 }
 
-// add reports whether round id is new to the stream, and remembers it.
-func (r *sentRounds) add(id uint64) bool {
-	if _, ok := r.ids[id]; ok {
-		return false
+// sendAnswers is a stream's sender: it sends whatever answers have
+// arrived as one batch, and each round the stream has legs of once the
+// round is done (oldest first: rounds are done in order).
+func (s *signerService) sendAnswers(out <-chan streamAnswer, send func([]*tempelv1.SignResponse, []*tempelv1.SharedRound) error,
+	inflight *waitCounter, sendErr chan<- error) {
+	var failed error
+	var waiting []*roundWait // by round id
+	batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
+	var rounds []*tempelv1.SharedRound
+	take := func(a streamAnswer) {
+		s.n.metrics.count("grpc-stream", "Sign", ksiStatus(a.resp.Status))
+		batch = append(batch, a.resp)
+		if a.round == nil {
+			return
+		}
+		k := len(waiting)
+		for k > 0 && waiting[k-1].r.ID >= a.round.ID {
+			k--
+		}
+		if k < len(waiting) && waiting[k].r == a.round {
+			waiting[k].legs++
+			return
+		}
+		waiting = append(waiting, nil)
+		copy(waiting[k+1:], waiting[k:])
+		waiting[k] = &roundWait{r: a.round, legs: 1}
 	}
-	if r.ids == nil {
-		r.ids = make(map[uint64]struct{})
-	}
-	r.ids[id] = struct{}{}
-	r.newest = max(r.newest, id)
-	if len(r.ids) > 64 {
-		for k := range r.ids {
-			if k+32 < r.newest {
-				delete(r.ids, k)
+	// drain takes what has arrived: when a round is done, all its legs
+	// have been queued, so after drain its count is complete.
+	drain := func() bool {
+		for len(batch) < maxResponseBatch {
+			select {
+			case a, ok := <-out:
+				if !ok {
+					out = nil
+					return false
+				}
+				take(a)
+			default:
+				return true
 			}
 		}
+		return true
 	}
-	return true
+	for out != nil || len(waiting) > 0 {
+		var head <-chan struct{}
+		if len(waiting) > 0 {
+			head = waiting[0].r.Done()
+		}
+		select {
+		case a, ok := <-out:
+			if !ok {
+				out = nil
+				continue
+			}
+			take(a)
+			drain()
+		case <-head:
+			drain()
+		}
+		finished := 0
+		for len(waiting) > 0 && isDone(waiting[0].r) {
+			w := waiting[0]
+			waiting = waiting[1:]
+			rounds = append(rounds, sharedRoundProto(w.r))
+			finished += w.legs
+		}
+		if failed == nil && len(batch)+len(rounds) > 0 {
+			if failed = send(batch, rounds); failed != nil {
+				sendErr <- failed
+			}
+		}
+		// Sent (or the stream is broken): those requests are answered.
+		inflight.doneN(finished)
+		batch, rounds = batch[:0], rounds[:0]
+	}
+	if failed == nil {
+		sendErr <- nil
+	}
+}
+
+func isDone(r *aggregator.SharedRound) bool {
+	select {
+	case <-r.Done():
+		return true
+	default:
+		return false
+	}
 }
 
 func sharedRoundProto(r *aggregator.SharedRound) *tempelv1.SharedRound {
+	if r.Err != nil {
+		return &tempelv1.SharedRound{Id: r.ID, Status: uint32(aggregator.Status(r.Err)), ErrorMessage: r.Err.Error()}
+	}
 	return &tempelv1.SharedRound{Id: r.ID, AggregationTime: r.Answer.AggregationTime, ChainIndex: r.Answer.ChainIndex,
 		Algorithm: uint32(r.Alg), Elements: r.Answer.Elements}
 }
@@ -266,45 +339,11 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 	out := make(chan streamAnswer, 4096)
 	sendErr := make(chan error, 1)
 	senderDone := make(chan struct{})
+	var inflight waitCounter
 	go func() {
 		defer close(senderDone)
-		var failed error
-		var sent sentRounds
-		batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
-		var rounds []*tempelv1.SharedRound
-		take := func(a streamAnswer) {
-			s.n.metrics.count("grpc-stream", "Sign", ksiStatus(a.resp.Status))
-			batch = append(batch, a.resp)
-			if a.round != nil && sent.add(a.round.ID) {
-				rounds = append(rounds, sharedRoundProto(a.round))
-			}
-		}
-		for a := range out {
-			batch, rounds = batch[:0], rounds[:0]
-			take(a)
-		fill:
-			for len(batch) < maxResponseBatch {
-				select {
-				case a, ok := <-out:
-					if !ok {
-						break fill
-					}
-					take(a)
-				default:
-					break fill
-				}
-			}
-			if failed == nil {
-				if failed = send(batch, rounds); failed != nil {
-					sendErr <- failed
-				}
-			}
-		}
-		if failed == nil {
-			sendErr <- nil
-		}
+		s.sendAnswers(out, send, &inflight, sendErr)
 	}()
-	var inflight waitCounter
 	defer func() {
 		// Every accepted request is answered before the stream ends.
 		inflight.wait()
@@ -332,13 +371,16 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 				inflight.add()
 				err = s.n.agg.Submit(r, func(x aggregator.Result) {
 					resp := &tempelv1.SignResponse{RequestId: id, Signature: x.Signature, AggregationTime: x.AggregationTime}
-					var shared *aggregator.SharedRound
 					if x.Err != nil {
 						resp.Status, resp.ErrorMessage = uint32(aggregator.Status(x.Err)), x.Err.Error()
 					} else if x.Round != nil {
-						shared, resp.Round, resp.Leg, resp.Shape = x.Round, x.Round.ID, x.Leg, x.Shape
+						// A leg: the request stays in flight until the
+						// sender has sent its round.
+						resp.Round, resp.Leg, resp.Shape = x.Round.ID, x.Leg, x.Shape
+						out <- streamAnswer{resp, x.Round}
+						return
 					}
-					out <- streamAnswer{resp, shared}
+					out <- streamAnswer{resp, nil}
 					inflight.done()
 				})
 				if err != nil {

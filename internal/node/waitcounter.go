@@ -16,9 +16,15 @@ func (w *waitCounter) add() {
 	w.mu.Unlock()
 }
 
-func (w *waitCounter) done() {
+func (w *waitCounter) done() { w.doneN(1) }
+
+// doneN marks n requests answered.
+func (w *waitCounter) doneN(n int) {
+	if n == 0 {
+		return
+	}
 	w.mu.Lock()
-	w.n--
+	w.n -= n
 	if w.n == 0 && w.zero != nil {
 		w.zero.Broadcast()
 	}

@@ -35,15 +35,17 @@ const (
 type SignBatch struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
 	Requests []*SignRequest         `protobuf:"bytes,1,rep,name=requests,proto3" json:"requests,omitempty"`
-	// Answer these requests in the shared-round form: each response carries
-	// only the request's own part of its signature (leg and shape) and names
-	// its round; the round's shared part (SharedRound) comes once per stream,
-	// in the same or an earlier response batch. The signature is the
-	// request's aggregation chain (aggregation time, the round's chain index
-	// then shape, the request's hash and level as sent, algorithm, leg)
-	// followed by the round's elements; the Go client assembles it
-	// (internal/round.AppendJoined). About a third of the bytes per
-	// signature at high rates.
+	// Answer these requests in the shared-round form, in two steps. As soon
+	// as a request's round has closed, its response carries only the
+	// request's own part of its signature (leg and shape) and names its
+	// round; when upstream has answered the round, the round's shared part
+	// (SharedRound) follows, once per stream. A request is signed when both
+	// have arrived; a SharedRound with a status fails every request of the
+	// round. The signature is the request's aggregation chain (aggregation
+	// time, the round's chain index then shape, the request's hash and level
+	// as sent, algorithm, leg) followed by the round's elements; the Go code
+	// assembles it with internal/round.AppendJoined. The legs travel while
+	// the calendar's second runs, so little is left to send when it ends.
 	SharedRounds  bool `protobuf:"varint,2,opt,name=shared_rounds,json=sharedRounds,proto3" json:"shared_rounds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -97,8 +99,8 @@ func (x *SignBatch) GetSharedRounds() bool {
 type SignResponseBatch struct {
 	state     protoimpl.MessageState `protogen:"open.v1"`
 	Responses []*SignResponse        `protobuf:"bytes,1,rep,name=responses,proto3" json:"responses,omitempty"`
-	// The shared parts of rounds that responses of this batch refer to and
-	// that this stream has not been sent before (shared_rounds only).
+	// Rounds that upstream has answered (or failed), whose requests on this
+	// stream got their legs in this or earlier batches (shared_rounds only).
 	Rounds        []*SharedRound `protobuf:"bytes,2,rep,name=rounds,proto3" json:"rounds,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -162,7 +164,12 @@ type SharedRound struct {
 	Algorithm uint32 `protobuf:"varint,4,opt,name=algorithm,proto3" json:"algorithm,omitempty"`
 	// Upstream's signature elements (aggregation chains, calendar chain,
 	// authentication record), encoded, that follow each request's chain.
-	Elements      []byte `protobuf:"bytes,5,opt,name=elements,proto3" json:"elements,omitempty"`
+	Elements []byte `protobuf:"bytes,5,opt,name=elements,proto3" json:"elements,omitempty"`
+	// KSI status code (ksi-spec §8.5) when the round failed, for example
+	// 0x300 when upstream did not answer; 0 when it was signed.
+	Status uint32 `protobuf:"varint,6,opt,name=status,proto3" json:"status,omitempty"`
+	// Human-readable reason when status is not 0.
+	ErrorMessage  string `protobuf:"bytes,7,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -230,6 +237,20 @@ func (x *SharedRound) GetElements() []byte {
 		return x.Elements
 	}
 	return nil
+}
+
+func (x *SharedRound) GetStatus() uint32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *SharedRound) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
 }
 
 // SignRequest asks for a signature of one hash.
@@ -321,7 +342,8 @@ type SignResponse struct {
 	// Shared-round form only (SignBatch.shared_rounds): the round's id, the
 	// encoded links of the request's own aggregation chain (its metadata link
 	// and its path through the round tree) and that chain's shape (its last
-	// chain index entry). signature is then empty.
+	// chain index entry). signature and aggregation_time are then empty; the
+	// round's SharedRound completes the answer.
 	Round         uint64 `protobuf:"varint,6,opt,name=round,proto3" json:"round,omitempty"`
 	Leg           []byte `protobuf:"bytes,7,opt,name=leg,proto3" json:"leg,omitempty"`
 	Shape         uint64 `protobuf:"varint,8,opt,name=shape,proto3" json:"shape,omitempty"`
@@ -896,14 +918,16 @@ const file_tempel_v1_tempel_proto_rawDesc = "" +
 	"\rshared_rounds\x18\x02 \x01(\bR\fsharedRounds\"z\n" +
 	"\x11SignResponseBatch\x125\n" +
 	"\tresponses\x18\x01 \x03(\v2\x17.tempel.v1.SignResponseR\tresponses\x12.\n" +
-	"\x06rounds\x18\x02 \x03(\v2\x16.tempel.v1.SharedRoundR\x06rounds\"\xa3\x01\n" +
+	"\x06rounds\x18\x02 \x03(\v2\x16.tempel.v1.SharedRoundR\x06rounds\"\xe0\x01\n" +
 	"\vSharedRound\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\x04R\x02id\x12)\n" +
 	"\x10aggregation_time\x18\x02 \x01(\x04R\x0faggregationTime\x12\x1f\n" +
 	"\vchain_index\x18\x03 \x03(\x04R\n" +
 	"chainIndex\x12\x1c\n" +
 	"\talgorithm\x18\x04 \x01(\rR\talgorithm\x12\x1a\n" +
-	"\belements\x18\x05 \x01(\fR\belements\"V\n" +
+	"\belements\x18\x05 \x01(\fR\belements\x12\x16\n" +
+	"\x06status\x18\x06 \x01(\rR\x06status\x12#\n" +
+	"\rerror_message\x18\a \x01(\tR\ferrorMessage\"V\n" +
 	"\vSignRequest\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\x04R\trequestId\x12\x12\n" +
