@@ -50,8 +50,9 @@ type Config struct {
 	Warmup     time.Duration
 	Login, Key string
 	// Rate, if set, is the total number of signatures per second that
-	// ModeBatch sends, on a fixed schedule (an open loop: latency counts
-	// from each request's scheduled time); Window then only caps memory.
+	// ModeUnary or ModeBatch sends, on a fixed schedule (an open loop:
+	// latency counts from each request's scheduled time). Window then only
+	// caps a batch stream's memory; unary calls each get a goroutine.
 	Rate float64
 	// FullSignatures makes ModeBatch ask for complete signatures instead
 	// of the shared-round form (which it assembles into complete ones).
@@ -267,6 +268,10 @@ func hashFor(worker, n uint64) []byte {
 }
 
 func (r *run) unary(runCtx, callCtx context.Context, c tempelv1.SignerClient, worker uint64) {
+	if r.cfg.Rate > 0 {
+		r.unaryAtRate(runCtx, callCtx, c, worker)
+		return
+	}
 	for n := uint64(0); runCtx.Err() == nil; n++ {
 		t0 := time.Now()
 		// No per-call deadline: a timer per call costs the generator more
@@ -277,6 +282,39 @@ func (r *run) unary(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 			continue
 		}
 		r.record(t0.UnixNano(), time.Now().UnixNano(), len(resp.Signature))
+	}
+}
+
+// unaryAtRate is one of Concurrency dispatchers that together start
+// Rate calls per second on a fixed schedule, each call on its own
+// goroutine, its latency counted from its scheduled time.
+func (r *run) unaryAtRate(runCtx, callCtx context.Context, c tempelv1.SignerClient, worker uint64) {
+	interval := time.Duration(float64(time.Second) * float64(r.cfg.Concurrency) / r.cfg.Rate)
+	next := time.Now().Add(time.Duration(worker) * interval / time.Duration(r.cfg.Concurrency))
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for n := uint64(0); ; n++ {
+		if d := time.Until(next); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-runCtx.Done():
+			}
+		}
+		if runCtx.Err() != nil {
+			return
+		}
+		t0 := next.UnixNano()
+		next = next.Add(interval)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := c.Sign(callCtx, &tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)})
+			if err != nil {
+				r.fail(err)
+				return
+			}
+			r.record(t0, time.Now().UnixNano(), len(resp.Signature))
+		}()
 	}
 }
 

@@ -27,7 +27,7 @@ func benchCommand() *ucli.Command {
 			&ucli.IntFlag{Name: "window", Value: 8192, Usage: "stream: requests in flight per stream"},
 			&ucli.DurationFlag{Name: "duration", Aliases: []string{"d"}, Value: 10 * time.Second, Usage: "how long to measure, after the warm-up"},
 			&ucli.DurationFlag{Name: "warmup", Value: 3 * time.Second, Usage: "how long to send before measuring (fills the pipeline; not counted)"},
-			&ucli.Float64Flag{Name: "rate", Usage: "batch: send this many signatures per second in total on a fixed schedule (open loop; latency from the scheduled time) instead of as fast as answers come back"},
+			&ucli.Float64Flag{Name: "rate", Usage: "unary, batch: send this many signatures per second in total on a fixed schedule (open loop; latency from the scheduled time) instead of as fast as answers come back"},
 			&ucli.BoolFlag{Name: "full-signatures", Usage: "batch: have the server send complete signatures instead of the shared-round form (which the generator assembles, as the Go client does)"},
 			&ucli.StringFlag{Name: "user", EnvVars: []string{"TEMPEL_USER"}, Usage: "login (if the server has a users file)"},
 			&ucli.StringFlag{Name: "key", EnvVars: []string{"TEMPEL_KEY"}, Usage: "key for --user"},
