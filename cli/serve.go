@@ -41,7 +41,7 @@ func serveFlags() []ucli.Flag {
 		str("data-dir", "./data", "`DIR` for the calendar (Pebble) and the development keys"),
 		dur("publish-every", 24*time.Hour, "publication period, aligned to UTC (e.g. 5s in development, 24h in production)"),
 		dur("round", 100*time.Millisecond, "aggregation round length"),
-		dur("grace", 50*time.Millisecond, "how long after a second ends the calendar still takes its roots"),
+		dur("grace", 0, "how long after a second ends the calendar still takes roots; 0 means 20ms with --role all (its own rounds reserve their place in the second) and 50ms with --role calendar (remote aggregators)"),
 		str("upstream", "", "parent's gRPC `ADDR` (role aggregator)"),
 		str("upstream-login", "", "login at the parent (default: --name)"),
 		str("upstream-key", "", "key at the parent"),

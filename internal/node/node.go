@@ -43,8 +43,8 @@ type Config struct {
 
 	// Calendar.
 	PublishEvery time.Duration
-	Grace        time.Duration
-	PublicURL    string // base URL clients reach this node at (for the publications file header)
+	Grace        time.Duration // 0: DefaultGrace(Role)
+	PublicURL    string        // base URL clients reach this node at (for the publications file header)
 	Keys         pki.Files
 
 	// Aggregator.
@@ -147,7 +147,11 @@ func (n *Node) openCalendar() error {
 	if err != nil {
 		return err
 	}
-	n.cal, err = calendar.NewService(calendar.ServiceConfig{Store: n.store, Signer: n.keys, Grace: cfg.Grace,
+	grace := cfg.Grace
+	if grace == 0 {
+		grace = DefaultGrace(cfg.Role)
+	}
+	n.cal, err = calendar.NewService(calendar.ServiceConfig{Store: n.store, Signer: n.keys, Grace: grace,
 		Logger: n.log, Metrics: calendar.NewMetrics(n.reg)})
 	if err != nil {
 		return err
@@ -245,6 +249,18 @@ func (n *Node) ready() error {
 		}
 	}
 	return nil
+}
+
+// DefaultGrace is the calendar's grace period when none is configured. With
+// role all, every root reaches the calendar through the in-process
+// aggregator, whose rounds reserve their place in the second as they close
+// (calendar.Slot): the grace only has to cover a round timer firing late.
+// With role calendar it covers remote aggregators' rounds in transit.
+func DefaultGrace(role string) time.Duration {
+	if role == RoleAll {
+		return 20 * time.Millisecond
+	}
+	return 50 * time.Millisecond
 }
 
 // localCalendar is the in-process calendar as the aggregator's upstream.
