@@ -46,7 +46,8 @@ type Config struct {
 	Quota int
 	// UpstreamTimeout bounds the wait for upstream (default 5s).
 	UpstreamTimeout time.Duration
-	// MaxInFlight bounds rounds waiting for upstream (default 16).
+	// MaxInFlight bounds rounds waiting for upstream (default: two
+	// seconds' worth of rounds plus four, at least 16).
 	MaxInFlight int
 	Logger      *slog.Logger
 	Metrics     *Metrics
@@ -163,7 +164,9 @@ func New(cfg Config) (*Engine, error) {
 		cfg.UpstreamTimeout = 5 * time.Second
 	}
 	if cfg.MaxInFlight == 0 {
-		cfg.MaxInFlight = 16
+		// Rounds wait for upstream about a second (the calendar's second,
+		// its grace, the hold of a late round): room for two seconds' worth.
+		cfg.MaxInFlight = max(16, int(2*time.Second/cfg.Period)+4)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -307,15 +310,34 @@ func (e *Engine) CloseRound(ctx context.Context) {
 	go func() {
 		defer e.wg.Done()
 		defer close(rd.answered)
-		defer rd.release()
+		defer func() { rd.release() }()
 		select {
 		case e.inflight <- struct{}{}:
-		case <-ctx.Done():
-			fail(q, ErrStopped)
-			return
+		default:
+			// Too many rounds wait for upstream. A round that waits for a
+			// place must not hold its calendar slot meanwhile: the rounds
+			// holding the places may be waiting for that very second to
+			// close. It takes its chances with the grace period instead.
+			rd.release()
+			rd.up, rd.release = e.cfg.Upstream, func() {}
+			select {
+			case e.inflight <- struct{}{}:
+			case <-ctx.Done():
+				rd.waitPrev()
+				fail(q, ErrStopped)
+				return
+			}
 		}
 		e.runRound(ctx, rd)
 	}()
+}
+
+// waitPrev waits until the previous round has been answered, so that
+// rounds are answered (or failed) in the order they closed.
+func (rd *roundRun) waitPrev() {
+	if rd.prev != nil {
+		<-rd.prev
+	}
 }
 
 // roundRun is one closed round on its way: its requests, and the channels
@@ -345,6 +367,7 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	r, err := round.Build(ksi.SHA2_256, rd.reqs)
 	if err != nil {
 		<-e.inflight
+		rd.waitPrev()
 		fail(q, fmt.Errorf("%w: %v", ErrBadRequest, err))
 		return
 	}
@@ -366,9 +389,7 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	e.sendLegs(r, sr, q)
 	u := <-up
 	<-e.inflight
-	if rd.prev != nil {
-		<-rd.prev
-	}
+	rd.waitPrev()
 	if err = u.err; err != nil {
 		e.cfg.Metrics.upstreamError()
 		if errors.Is(err, context.DeadlineExceeded) {

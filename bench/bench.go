@@ -144,6 +144,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = 4096
 	}
+	if cfg.Rate > 0 && cfg.Mode == ModeBatch {
+		// A request stays in flight about a second (its round and the
+		// calendar's second): room for three seconds of sending, so the
+		// window never holds back the schedule.
+		cfg.Window = max(cfg.Window, int(3*cfg.Rate/float64(cfg.Concurrency)))
+	}
 	// Several connections: one HTTP/2 connection with tens of thousands
 	// of open streams serialises on its writer.
 	conns := make([]*grpc.ClientConn, max(1, min(cfg.Concurrency/1000, 16)))

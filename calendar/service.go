@@ -54,6 +54,7 @@ type Service struct {
 	lastClosed uint64 // last second appended (or, for a new calendar, the one before it starts)
 	pending    map[uint64][]*submission
 	holds      map[uint64]int // reserved slots not yet used or released, by second
+	taken      uint64         // newest second whose submissions closeDue has taken
 	stopped    bool
 	failure    error
 	wake       chan struct{} // a hold ended: the second loop looks again
@@ -131,9 +132,9 @@ func (s *Service) Sign(ctx context.Context, hash ksi.Imprint, level byte, client
 // building its tree outlasts the grace period, instead of waiting a whole
 // second more. Remote aggregators rely on the grace period alone.
 type Slot struct {
-	s    *Service
-	sec  uint64
-	once sync.Once
+	s        *Service
+	sec      uint64
+	released bool // guarded by s.mu
 }
 
 // Reserve holds a slot in the second that is open now.
@@ -153,16 +154,19 @@ func (sl *Slot) Sign(ctx context.Context, hash ksi.Imprint, level byte, clientID
 
 // Release ends the hold without a submission; it may be called again.
 func (sl *Slot) Release() {
-	sl.once.Do(func() {
-		sl.s.mu.Lock()
-		sl.s.releaseLocked(sl.sec)
-		sl.s.mu.Unlock()
-	})
+	sl.s.mu.Lock()
+	sl.releaseLocked()
+	sl.s.mu.Unlock()
 }
 
-func (s *Service) releaseLocked(sec uint64) {
-	if s.holds[sec]--; s.holds[sec] <= 0 {
-		delete(s.holds, sec)
+func (sl *Slot) releaseLocked() {
+	if sl.released {
+		return
+	}
+	sl.released = true
+	s := sl.s
+	if s.holds[sl.sec]--; s.holds[sl.sec] <= 0 {
+		delete(s.holds, sl.sec)
 		select {
 		case s.wake <- struct{}{}:
 		default:
@@ -193,7 +197,7 @@ func (s *Service) submit(ctx context.Context, slot *Slot, hash ksi.Imprint, leve
 		return nil, err
 	}
 	sec := s.openSecond(s.cfg.Now())
-	if slot != nil && slot.sec > s.lastClosed {
+	if slot != nil && slot.sec > s.lastClosed && slot.sec > s.taken {
 		sec = slot.sec
 	}
 	if len(s.pending[sec]) >= s.cfg.MaxPerSecond {
@@ -202,7 +206,7 @@ func (s *Service) submit(ctx context.Context, slot *Slot, hash ksi.Imprint, leve
 	}
 	s.pending[sec] = append(s.pending[sec], sub)
 	if slot != nil {
-		slot.once.Do(func() { s.releaseLocked(slot.sec) })
+		slot.releaseLocked()
 	}
 	s.mu.Unlock()
 	s.cfg.Metrics.submitted()
@@ -300,6 +304,7 @@ func (s *Service) closeDue() error {
 		}
 		subs := s.pending[next]
 		delete(s.pending, next)
+		s.taken = next // from now on, a slot in next submits to a later second
 		// Slots still held now are used in the next open second.
 		delete(s.holds, next)
 		s.mu.Unlock()

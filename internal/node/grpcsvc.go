@@ -8,6 +8,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -226,17 +227,75 @@ type roundWait struct {
 	legs int
 }
 
-// sendAnswers is a stream's sender: it sends whatever answers have
-// arrived as one batch, and each round the stream has legs of once the
-// round is done (oldest first: rounds are done in order).
-func (s *signerService) sendAnswers(out <-chan streamAnswer, send func([]*tempelv1.SignResponse, []*tempelv1.SharedRound) error,
+// answerQueue carries a stream's answers from the engine's callbacks to
+// its sender. Callbacks must not block (a client that stops reading must
+// not stall the rounds of every other client), so the queue grows as
+// needed; maxStreamInFlight bounds it.
+type answerQueue struct {
+	mu     sync.Mutex
+	items  []streamAnswer
+	closed bool
+	ready  chan struct{} // has a value when items or closed changed
+}
+
+func newAnswerQueue() *answerQueue { return &answerQueue{ready: make(chan struct{}, 1)} }
+
+func (q *answerQueue) push(a streamAnswer) {
+	q.mu.Lock()
+	q.items = append(q.items, a)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *answerQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *answerQueue) signal() {
+	select {
+	case q.ready <- struct{}{}:
+	default:
+	}
+}
+
+// takeAll returns what has been queued (reusing buf) and whether the
+// queue is closed.
+func (q *answerQueue) takeAll(buf []streamAnswer) ([]streamAnswer, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	buf = append(buf[:0], q.items...)
+	clear(q.items)
+	q.items = q.items[:0]
+	return buf, q.closed
+}
+
+// sendAnswers is a stream's sender: it sends whatever answers have been
+// queued, in batches of at most maxResponseBatch, and each round the
+// stream has legs of once the round is done (oldest first: rounds are done
+// in order), always after all of that round's legs.
+func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignResponse, []*tempelv1.SharedRound) error,
 	inflight *waitCounter, sendErr chan<- error) {
 	var failed error
 	var waiting []*roundWait // by round id
+	var got []streamAnswer
 	batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
 	var rounds []*tempelv1.SharedRound
+	flush := func() {
+		if failed == nil && len(batch)+len(rounds) > 0 {
+			if failed = send(batch, rounds); failed != nil {
+				sendErr <- failed
+			}
+		}
+		batch, rounds = batch[:0], rounds[:0]
+	}
 	take := func(a streamAnswer) {
 		s.n.metrics.count("grpc-stream", "Sign", ksiStatus(a.resp.Status))
+		if len(batch) == maxResponseBatch {
+			flush()
+		}
 		batch = append(batch, a.resp)
 		if a.round == nil {
 			return
@@ -253,54 +312,34 @@ func (s *signerService) sendAnswers(out <-chan streamAnswer, send func([]*tempel
 		copy(waiting[k+1:], waiting[k:])
 		waiting[k] = &roundWait{r: a.round, legs: 1}
 	}
-	// drain takes what has arrived: when a round is done, all its legs
-	// have been queued, so after drain its count is complete.
-	drain := func() bool {
-		for len(batch) < maxResponseBatch {
-			select {
-			case a, ok := <-out:
-				if !ok {
-					out = nil
-					return false
-				}
-				take(a)
-			default:
-				return true
-			}
-		}
-		return true
-	}
-	for out != nil || len(waiting) > 0 {
+	for closed := false; !closed || len(waiting) > 0; {
 		var head <-chan struct{}
 		if len(waiting) > 0 {
 			head = waiting[0].r.Done()
 		}
 		select {
-		case a, ok := <-out:
-			if !ok {
-				out = nil
-				continue
-			}
-			take(a)
-			drain()
+		case <-q.ready:
 		case <-head:
-			drain()
+		}
+		// Rounds done before the queue is read have all their legs in it:
+		// a round is done only after its legs were queued.
+		done := 0
+		for done < len(waiting) && isDone(waiting[done].r) {
+			done++
+		}
+		got, closed = q.takeAll(got)
+		for _, a := range got {
+			take(a)
 		}
 		finished := 0
-		for len(waiting) > 0 && isDone(waiting[0].r) {
-			w := waiting[0]
-			waiting = waiting[1:]
+		for _, w := range waiting[:done] {
 			rounds = append(rounds, sharedRoundProto(w.r))
 			finished += w.legs
 		}
-		if failed == nil && len(batch)+len(rounds) > 0 {
-			if failed = send(batch, rounds); failed != nil {
-				sendErr <- failed
-			}
-		}
+		waiting = waiting[done:]
+		flush()
 		// Sent (or the stream is broken): those requests are answered.
 		inflight.doneN(finished)
-		batch, rounds = batch[:0], rounds[:0]
 	}
 	if failed == nil {
 		sendErr <- nil
@@ -327,6 +366,13 @@ func sharedRoundProto(r *aggregator.SharedRound) *tempelv1.SharedRound {
 // maxResponseBatch bounds one response message (about 1.5 MB of signatures).
 const maxResponseBatch = 1024
 
+// maxStreamInFlight bounds the requests of one stream that are accepted
+// and not yet answered, and so the answers queued for a client that does
+// not read them (about 1 GB of signatures at most). A shared-round
+// request stays in flight about a second, until its round is sent: this
+// allows about a million signatures a second on one stream.
+const maxStreamInFlight = 1 << 20
+
 // serveStream runs a signing stream: recv gives the next requests, send
 // writes a batch of answers. Answers are collected by a sender goroutine
 // that sends whatever has arrived, so batches form by themselves when a
@@ -336,7 +382,7 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 	if s.n.agg == nil {
 		return status.Error(codes.Unimplemented, "the calendar role signs unary calls only")
 	}
-	out := make(chan streamAnswer, 4096)
+	out := newAnswerQueue()
 	sendErr := make(chan error, 1)
 	senderDone := make(chan struct{})
 	var inflight waitCounter
@@ -347,7 +393,7 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 	defer func() {
 		// Every accepted request is answered before the stream ends.
 		inflight.wait()
-		close(out)
+		out.close()
 		<-senderDone
 	}()
 	for {
@@ -366,6 +412,9 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 		for _, req := range reqs {
 			id := req.RequestId
 			r, err := s.request(ctx, req)
+			if err == nil && inflight.count() >= maxStreamInFlight {
+				err = aggregator.ErrOverloaded // a client that does not read its answers
+			}
 			if err == nil {
 				r.Shared = shared
 				inflight.add()
@@ -377,10 +426,10 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 						// A leg: the request stays in flight until the
 						// sender has sent its round.
 						resp.Round, resp.Leg, resp.Shape = x.Round.ID, x.Leg, x.Shape
-						out <- streamAnswer{resp, x.Round}
+						out.push(streamAnswer{resp, x.Round})
 						return
 					}
-					out <- streamAnswer{resp, nil}
+					out.push(streamAnswer{resp, nil})
 					inflight.done()
 				})
 				if err != nil {
@@ -388,7 +437,7 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 				}
 			}
 			if err != nil {
-				out <- streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}}
+				out.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}})
 			}
 		}
 	}

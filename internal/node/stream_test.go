@@ -2,10 +2,16 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
@@ -104,5 +110,76 @@ func TestSignBatchStreamSharedRounds(t *testing.T) {
 		if rep.Result != verifier.OK {
 			t.Fatalf("request %d: %s %s: %s", id, rep.Result, rep.Code, rep.Message)
 		}
+	}
+}
+
+// The sender sends a round's shared part once, after every leg of the
+// round, even when the round is done while thousands of its legs are still
+// queued (upstream answers at once, the client reads slowly).
+func TestStreamSenderRoundAfterAllLegs(t *testing.T) {
+	eng, err := aggregator.New(aggregator.Config{Logger: quiet(), Period: time.Hour,
+		Upstream: aggregator.UpstreamFunc(func(context.Context, ksi.Imprint, byte) ([]byte, error) {
+			return nil, errors.New("calendar down")
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &signerService{n: &Node{agg: eng, metrics: newRequestMetrics(prometheus.NewRegistry())}}
+	const n = 6000
+	reqs := make([]*tempelv1.SignRequest, n)
+	for i := range reqs {
+		reqs[i] = &tempelv1.SignRequest{RequestId: uint64(i), Hash: docHash(fmt.Sprint(i))}
+	}
+	var mu sync.Mutex
+	legsOf := map[uint64]int{} // round → legs seen
+	roundSent := map[uint64]int{}
+	errs := 0
+	sentReqs := make(chan struct{})
+	recvCalls := 0
+	recv := func() ([]*tempelv1.SignRequest, bool, error) {
+		recvCalls++
+		if recvCalls == 1 {
+			return reqs, true, nil
+		}
+		close(sentReqs)
+		return nil, false, io.EOF
+	}
+	send := func(batch []*tempelv1.SignResponse, rounds []*tempelv1.SharedRound) error {
+		time.Sleep(time.Millisecond) // a slow client
+		mu.Lock()
+		defer mu.Unlock()
+		for _, r := range batch {
+			if r.Round == 0 {
+				t.Errorf("request %d: no leg (status %#x)", r.RequestId, r.Status)
+				continue
+			}
+			if roundSent[r.Round] > 0 {
+				t.Errorf("request %d: leg after its round %d", r.RequestId, r.Round)
+			}
+			legsOf[r.Round]++
+		}
+		for _, p := range rounds {
+			roundSent[p.Id]++
+			if p.Status == 0 {
+				t.Errorf("round %d: want a failure status", p.Id)
+			}
+			errs += legsOf[p.Id]
+		}
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- svc.serveStream(context.Background(), recv, send) }()
+	<-sentReqs
+	eng.CloseRound(context.Background())
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for id, k := range roundSent {
+		if k != 1 {
+			t.Errorf("round %d sent %d times", id, k)
+		}
+	}
+	if errs != n {
+		t.Fatalf("%d of %d requests learned their round's failure", errs, n)
 	}
 }

@@ -18,6 +18,13 @@ func (w *waitCounter) add() {
 
 func (w *waitCounter) done() { w.doneN(1) }
 
+// count returns the number in flight.
+func (w *waitCounter) count() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.n
+}
+
 // doneN marks n requests answered.
 func (w *waitCounter) doneN(n int) {
 	if n == 0 {
