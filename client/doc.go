@@ -28,7 +28,9 @@
 //     hash gets its own signature by prepending its path in the local tree
 //     to the server's signature of the root. A thousand documents cost one
 //     round trip and one server-side leaf.
-//   - [Client.Stream]: one bidirectional stream for high request rates.
+//   - [Client.Stream]: one bidirectional stream for high request rates
+//     (SignBatchStream in the shared-round form: requests go in batches,
+//     and each signature is joined from its own part and its round's).
 //     [Stream.Sign] may be called from many goroutines at once;
 //     [Stream.Submit] is its non-blocking form for load generators, with a
 //     bound on outstanding requests ([Config.MaxOutstanding]).
