@@ -472,3 +472,45 @@ func TestClosed(t *testing.T) {
 		t.Fatal("no endpoints accepted")
 	}
 }
+
+// A round that fails upstream fails every stream request whose leg had
+// already arrived, with ErrUnavailable: the failure comes with the round.
+func TestStreamRoundFailsUpstream(t *testing.T) {
+	cfg := node.Config{Role: node.RoleAggregator, Upstream: closedPort(t), Name: "gateway",
+		RoundPeriod: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.PublicURL = "http://" + ln.Addr().String()
+	n, err := node.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx, ln) }()
+	defer func() { cancel(); <-done; n.Close() }()
+
+	c, err := client.New(client.Config{Endpoints: []string{ln.Addr().String()}, Timeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s, err := c.Stream(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var wg sync.WaitGroup
+	errs := make([]error, 20)
+	for i := range errs {
+		wg.Go(func() { _, errs[i] = s.Sign(docHash(fmt.Sprint("down ", i))) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, client.ErrUnavailable) {
+			t.Fatalf("request %d: %v, want ErrUnavailable", i, err)
+		}
+	}
+}
