@@ -183,3 +183,39 @@ func TestStreamSenderRoundAfterAllLegs(t *testing.T) {
 		t.Fatalf("%d of %d requests learned their round's failure", errs, n)
 	}
 }
+
+// A client that stops reading its stream must not stall everyone else:
+// its queue fills, it is marked slow, and the other streams' answers keep
+// coming (after one delay of at most slowClientWait).
+func TestStreamClientThatStopsReading(t *testing.T) {
+	n := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), PublishEvery: time.Hour})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	signer := tempelv1.NewSignerClient(dial(t, n.addr))
+	stuck, err := signer.SignBatchStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Complete signatures, far more than the queue and the HTTP/2
+	// windows hold; this stream is never read.
+	for k := range 4 {
+		var b tempelv1.SignBatch
+		for i := range 4096 {
+			id := uint64(k*4096 + i)
+			b.Requests = append(b.Requests, &tempelv1.SignRequest{RequestId: id, Hash: docHash(fmt.Sprint("stuck ", id))})
+		}
+		if err := stuck.Send(&b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Meanwhile another client signs, round after round.
+	for r := range 3 {
+		resp, err := signer.Sign(ctx, &tempelv1.SignRequest{Hash: docHash(fmt.Sprint("reader ", r))})
+		if err != nil {
+			t.Fatalf("round %d: %v", r, err)
+		}
+		if len(resp.Signature) == 0 {
+			t.Fatalf("round %d: no signature", r)
+		}
+	}
+}
