@@ -366,6 +366,7 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	start := e.cfg.Now()
 	r, err := round.Build(ksi.SHA2_256, rd.reqs)
 	if err != nil {
+		rd.release() // nothing to submit: do not hold the calendar's second
 		<-e.inflight
 		rd.waitPrev()
 		fail(q, fmt.Errorf("%w: %v", ErrBadRequest, err))

@@ -235,8 +235,9 @@ func (s *Service) readyLocked() error {
 // current second (minus grace), or the next open one if that has closed.
 func (s *Service) openSecond(now time.Time) uint64 {
 	sec := uint64(now.Add(-s.cfg.Grace).Unix())
-	if sec <= s.lastClosed {
-		sec = s.lastClosed + 1
+	// A second being closed (taken) is as closed as lastClosed.
+	if floor := max(s.lastClosed, s.taken); sec <= floor {
+		sec = floor + 1
 	}
 	return sec
 }
@@ -328,7 +329,7 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 		var err error
 		if r, err = round.Build(calendarAlg, reqs); err != nil {
 			s.answerAll(subs, nil, err)
-			r = nil
+			r, subs = nil, nil // answered: the paths below must not answer again
 		} else {
 			leaf, _ = r.Root()
 		}

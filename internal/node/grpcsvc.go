@@ -9,7 +9,6 @@ import (
 	"path"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -229,50 +228,21 @@ type roundWait struct {
 }
 
 // answerQueue carries a stream's answers from the engine's callbacks to
-// its sender. While the client keeps up, a callback with a complete
-// signature that finds answerQueueCap answers waiting waits for the sender
-// to take them: the
-// engine then builds signatures about as fast as the stream sends them,
-// instead of a second's worth at once into fresh memory (which measured
-// 10 % slower on SignStream, with a longer tail). A client that leaves the
-// queue full for slowClientWait is marked slow, and from then on its queue
-// just grows (maxStreamInFlight bounds it): a client that stops reading
-// delays the others' answers once, by slowClientWait, and never again.
+// its sender. A callback never waits (engine callbacks must not block: a
+// client that reads slowly would hold back every client's rounds); the
+// stream's bound is on the receiving side instead: serveStream stops
+// reading requests while maxStreamInFlight of them are not yet sent.
 type answerQueue struct {
 	mu     sync.Mutex
 	items  []streamAnswer
 	closed bool
-	slow   bool
-	taken  chan struct{} // closed (and replaced) each time the sender takes
 	ready  chan struct{} // has a value when items or closed changed
 }
 
-const (
-	answerQueueCap = 4096
-	slowClientWait = 200 * time.Millisecond
-)
-
-func newAnswerQueue() *answerQueue {
-	return &answerQueue{ready: make(chan struct{}, 1), taken: make(chan struct{})}
-}
+func newAnswerQueue() *answerQueue { return &answerQueue{ready: make(chan struct{}, 1)} }
 
 func (q *answerQueue) push(a streamAnswer) {
 	q.mu.Lock()
-	// Legs (shared-round answers) never wait: they are small, and they are
-	// sent early precisely so that the round's answer is not held up.
-	for a.round == nil && len(q.items) >= answerQueueCap && !q.slow {
-		taken := q.taken
-		q.mu.Unlock()
-		t := time.NewTimer(slowClientWait)
-		select {
-		case <-taken:
-			t.Stop()
-			q.mu.Lock()
-		case <-t.C:
-			q.mu.Lock()
-			q.slow = true
-		}
-	}
 	q.items = append(q.items, a)
 	q.mu.Unlock()
 	q.signal()
@@ -300,8 +270,6 @@ func (q *answerQueue) takeAll(buf []streamAnswer) ([]streamAnswer, bool) {
 	buf = append(buf[:0], q.items...)
 	clear(q.items)
 	q.items = q.items[:0]
-	close(q.taken)
-	q.taken = make(chan struct{})
 	return buf, q.closed
 }
 
@@ -316,13 +284,16 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 	var got []streamAnswer
 	batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
 	var rounds []*tempelv1.SharedRound
+	answered := 0 // requests whose answer is in batch or rounds
 	flush := func() {
 		if failed == nil && len(batch)+len(rounds) > 0 {
 			if failed = send(batch, rounds); failed != nil {
 				sendErr <- failed
 			}
 		}
-		batch, rounds = batch[:0], rounds[:0]
+		// Sent (or the stream is broken): those requests are answered.
+		inflight.doneN(answered)
+		batch, rounds, answered = batch[:0], rounds[:0], 0
 	}
 	take := func(a streamAnswer) {
 		s.n.metrics.count("grpc-stream", "Sign", ksiStatus(a.resp.Status))
@@ -331,6 +302,7 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 		}
 		batch = append(batch, a.resp)
 		if a.round == nil {
+			answered++
 			return
 		}
 		k := len(waiting)
@@ -364,15 +336,12 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 		for _, a := range got {
 			take(a)
 		}
-		finished := 0
 		for _, w := range waiting[:done] {
 			rounds = append(rounds, sharedRoundProto(w.r))
-			finished += w.legs
+			answered += w.legs
 		}
 		waiting = waiting[done:]
 		flush()
-		// Sent (or the stream is broken): those requests are answered.
-		inflight.doneN(finished)
 	}
 	if failed == nil {
 		sendErr <- nil
@@ -399,12 +368,13 @@ func sharedRoundProto(r *aggregator.SharedRound) *tempelv1.SharedRound {
 // maxResponseBatch bounds one response message (about 1.5 MB of signatures).
 const maxResponseBatch = 1024
 
-// maxStreamInFlight bounds the requests of one stream that are accepted
-// and not yet answered, and so the answers queued for a client that does
-// not read them (about 1 GB of signatures at most). A shared-round
+// maxStreamInFlight bounds the requests of one stream whose answers have
+// not been sent, and so what is queued for a client that does not read
+// (about 1.7 GB of signatures at most); at the bound the stream's
+// requests are not read until answers have gone out. A shared-round
 // request stays in flight about a second, until its round is sent: this
 // allows about a million signatures a second on one stream.
-const maxStreamInFlight = 1 << 20
+var maxStreamInFlight = 1 << 20
 
 // serveStream runs a signing stream: recv gives the next requests, send
 // writes a batch of answers. Answers are collected by a sender goroutine
@@ -442,15 +412,19 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 			return err
 		default:
 		}
+		// A client that does not read its answers is not read either: the
+		// transport's flow control then holds it back.
+		if !inflight.waitBelow(ctx, maxStreamInFlight) {
+			return ctx.Err()
+		}
 		for _, req := range reqs {
 			id := req.RequestId
+			// Every request, answered or refused, is in flight until the
+			// sender has sent its answer.
+			inflight.add()
 			r, err := s.request(ctx, req)
-			if err == nil && inflight.count() >= maxStreamInFlight {
-				err = aggregator.ErrOverloaded // a client that does not read its answers
-			}
 			if err == nil {
 				r.Shared = shared
-				inflight.add()
 				err = s.n.agg.Submit(r, func(x aggregator.Result) {
 					resp := &tempelv1.SignResponse{RequestId: id, Signature: x.Signature, AggregationTime: x.AggregationTime}
 					if x.Err != nil {
@@ -463,11 +437,7 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 						return
 					}
 					out.push(streamAnswer{resp, nil})
-					inflight.done()
 				})
-				if err != nil {
-					inflight.done()
-				}
 			}
 			if err != nil {
 				out.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}})

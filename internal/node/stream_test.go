@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -216,6 +217,67 @@ func TestStreamClientThatStopsReading(t *testing.T) {
 		}
 		if len(resp.Signature) == 0 {
 			t.Fatalf("round %d: no signature", r)
+		}
+	}
+}
+
+// A client that sends and never reads is not read either once
+// maxStreamInFlight answers wait for it: the server's memory for one
+// stream stays bounded, and the stream ends cleanly when the client goes.
+func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
+	defer func(n int) { maxStreamInFlight = n }(maxStreamInFlight)
+	maxStreamInFlight = 100
+	eng, err := aggregator.New(aggregator.Config{Logger: quiet(), Period: time.Hour,
+		Upstream: aggregator.UpstreamFunc(func(context.Context, ksi.Imprint, byte) ([]byte, error) {
+			return nil, errors.New("calendar down")
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := &signerService{n: &Node{agg: eng, metrics: newRequestMetrics(prometheus.NewRegistry())}}
+	var recvCalls atomic.Int64
+	recv := func() ([]*tempelv1.SignRequest, bool, error) {
+		k := recvCalls.Add(1)
+		reqs := make([]*tempelv1.SignRequest, 10)
+		for i := range reqs {
+			reqs[i] = &tempelv1.SignRequest{RequestId: uint64(k*10) + uint64(i), Hash: docHash(fmt.Sprint(k, i))}
+		}
+		return reqs, false, nil
+	}
+	unblock := make(chan struct{})
+	send := func([]*tempelv1.SignResponse, []*tempelv1.SharedRound) error {
+		<-unblock // the client does not read
+		return errors.New("client gone")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.serveStream(ctx, recv, send) }()
+	// Answer what was accepted, round after round, until reading stops.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		eng.CloseRound(context.Background())
+		before := recvCalls.Load()
+		time.Sleep(50 * time.Millisecond)
+		if recvCalls.Load() == before && before >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still reading after %d batches with a limit of 100 requests", recvCalls.Load())
+		}
+	}
+	if n := recvCalls.Load(); n > 11 {
+		t.Fatalf("read %d batches of 10 with a limit of 100 unsent answers", n)
+	}
+	cancel()
+	close(unblock)
+	for {
+		eng.CloseRound(context.Background()) // what is still queued
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Fatal("stream ended without an error, want the cancellation or the send failure")
+			}
+			return
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }

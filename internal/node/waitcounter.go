@@ -1,28 +1,22 @@
 package node
 
-import "sync"
+import (
+	"context"
+	"sync"
+)
 
 // waitCounter counts requests in flight on a stream; wait blocks until
-// every one has been answered.
+// every one has been answered, waitBelow until fewer than a limit are.
 type waitCounter struct {
 	mu   sync.Mutex
 	n    int
-	zero *sync.Cond
+	less *sync.Cond // broadcast whenever the count drops
 }
 
 func (w *waitCounter) add() {
 	w.mu.Lock()
 	w.n++
 	w.mu.Unlock()
-}
-
-func (w *waitCounter) done() { w.doneN(1) }
-
-// count returns the number in flight.
-func (w *waitCounter) count() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.n
 }
 
 // doneN marks n requests answered.
@@ -32,19 +26,42 @@ func (w *waitCounter) doneN(n int) {
 	}
 	w.mu.Lock()
 	w.n -= n
-	if w.n == 0 && w.zero != nil {
-		w.zero.Broadcast()
+	if w.less != nil {
+		w.less.Broadcast()
 	}
 	w.mu.Unlock()
 }
 
 func (w *waitCounter) wait() {
 	w.mu.Lock()
-	if w.zero == nil {
-		w.zero = sync.NewCond(&w.mu)
+	if w.less == nil {
+		w.less = sync.NewCond(&w.mu)
 	}
 	for w.n > 0 {
-		w.zero.Wait()
+		w.less.Wait()
 	}
 	w.mu.Unlock()
+}
+
+// waitBelow waits until fewer than limit are in flight; false when ctx
+// ended first.
+func (w *waitCounter) waitBelow(ctx context.Context, limit int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.n < limit {
+		return true
+	}
+	if w.less == nil {
+		w.less = sync.NewCond(&w.mu)
+	}
+	stop := context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.less.Broadcast()
+		w.mu.Unlock()
+	})
+	defer stop()
+	for w.n >= limit && ctx.Err() == nil {
+		w.less.Wait()
+	}
+	return w.n < limit
 }
