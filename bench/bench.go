@@ -20,6 +20,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/tempel-ksi/tempel/internal/round"
@@ -33,6 +34,9 @@ const (
 	ModeUnary  = "unary"
 	ModeStream = "stream"
 	ModeBatch  = "batch" // the streaming API with many requests per message
+	// ModePing makes unary gRPC health checks instead of signing: the
+	// cost of a unary call on this machine and transport, with no work.
+	ModePing = "ping"
 )
 
 // batchSize is the number of requests per message in ModeBatch.
@@ -176,15 +180,25 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	for i := 0; i < cfg.Concurrency; i++ {
 		wg.Add(1)
 		client := tempelv1.NewSignerClient(conns[i%len(conns)])
+		worker := uint64(i)
 		go func() {
 			defer wg.Done()
 			switch cfg.Mode {
 			case ModeStream:
-				r.stream(runCtx, ctx, client, uint64(i))
+				r.stream(runCtx, ctx, client, worker)
 			case ModeBatch:
-				r.batch(runCtx, ctx, client, uint64(i))
+				r.batch(runCtx, ctx, client, worker)
+			case ModePing:
+				hc := healthpb.NewHealthClient(conns[int(worker)%len(conns)])
+				r.unary(runCtx, ctx, worker, func(ctx context.Context, _ uint64) (int, error) {
+					_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
+					return 0, err
+				})
 			default:
-				r.unary(runCtx, ctx, client, uint64(i))
+				r.unary(runCtx, ctx, worker, func(ctx context.Context, n uint64) (int, error) {
+					resp, err := client.Sign(ctx, &tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)})
+					return len(resp.GetSignature()), err
+				})
 			}
 		}()
 	}
@@ -273,28 +287,32 @@ func hashFor(worker, n uint64) []byte {
 	return append([]byte{1}, s[:]...)
 }
 
-func (r *run) unary(runCtx, callCtx context.Context, c tempelv1.SignerClient, worker uint64) {
+// unaryCall makes call number n and returns the size of what it got.
+type unaryCall func(ctx context.Context, n uint64) (size int, err error)
+
+// unary is one caller making one call after another.
+func (r *run) unary(runCtx, callCtx context.Context, worker uint64, call unaryCall) {
 	if r.cfg.Rate > 0 {
-		r.unaryAtRate(runCtx, callCtx, c, worker)
+		r.unaryAtRate(runCtx, callCtx, worker, call)
 		return
 	}
 	for n := uint64(0); runCtx.Err() == nil; n++ {
 		t0 := time.Now()
 		// No per-call deadline: a timer per call costs the generator more
 		// than the measurement can afford; the run's context bounds it.
-		resp, err := c.Sign(callCtx, &tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)})
+		size, err := call(callCtx, n)
 		if err != nil {
 			r.fail(err)
 			continue
 		}
-		r.record(t0.UnixNano(), time.Now().UnixNano(), len(resp.Signature))
+		r.record(t0.UnixNano(), time.Now().UnixNano(), size)
 	}
 }
 
 // unaryAtRate is one of Concurrency dispatchers that together start
 // Rate calls per second on a fixed schedule, each call on its own
 // goroutine, its latency counted from its scheduled time.
-func (r *run) unaryAtRate(runCtx, callCtx context.Context, c tempelv1.SignerClient, worker uint64) {
+func (r *run) unaryAtRate(runCtx, callCtx context.Context, worker uint64, call unaryCall) {
 	interval := time.Duration(float64(time.Second) * float64(r.cfg.Concurrency) / r.cfg.Rate)
 	next := time.Now().Add(time.Duration(worker) * interval / time.Duration(r.cfg.Concurrency))
 	var wg sync.WaitGroup
@@ -314,12 +332,12 @@ func (r *run) unaryAtRate(runCtx, callCtx context.Context, c tempelv1.SignerClie
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			resp, err := c.Sign(callCtx, &tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)})
+			size, err := call(callCtx, n)
 			if err != nil {
 				r.fail(err)
 				return
 			}
-			r.record(t0, time.Now().UnixNano(), len(resp.Signature))
+			r.record(t0, time.Now().UnixNano(), size)
 		}()
 	}
 }

@@ -22,12 +22,12 @@ func benchCommand() *ucli.Command {
 			"process against `tempel serve` (loopback only: it is a load test).",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "server", Value: "127.0.0.1:8080", Usage: "server gRPC `ADDR`", EnvVars: []string{"TEMPEL_SERVER"}},
-			&ucli.StringFlag{Name: "mode", Value: bench.ModeUnary, Usage: "unary (one gRPC call per signature), stream (the streaming API) or batch (streaming, many per message)"},
+			&ucli.StringFlag{Name: "mode", Value: bench.ModeUnary, Usage: "unary (one gRPC call per signature), stream (the streaming API), batch (streaming, many per message) or ping (unary gRPC health checks: the cost of a call with no work)"},
 			&ucli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "unary: concurrent callers; stream: streams"},
 			&ucli.IntFlag{Name: "window", Value: 8192, Usage: "stream: requests in flight per stream"},
 			&ucli.DurationFlag{Name: "duration", Aliases: []string{"d"}, Value: 10 * time.Second, Usage: "how long to measure, after the warm-up"},
 			&ucli.DurationFlag{Name: "warmup", Value: 3 * time.Second, Usage: "how long to send before measuring (fills the pipeline; not counted)"},
-			&ucli.Float64Flag{Name: "rate", Usage: "unary, batch: send this many signatures per second in total on a fixed schedule (open loop; latency from the scheduled time) instead of as fast as answers come back"},
+			&ucli.Float64Flag{Name: "rate", Usage: "unary, ping, batch: send this many signatures per second in total on a fixed schedule (open loop; latency from the scheduled time) instead of as fast as answers come back"},
 			&ucli.BoolFlag{Name: "full-signatures", Usage: "batch: have the server send complete signatures instead of the shared-round form (which the generator assembles, as the Go client does)"},
 			&ucli.StringFlag{Name: "user", EnvVars: []string{"TEMPEL_USER"}, Usage: "login (if the server has a users file)"},
 			&ucli.StringFlag{Name: "key", EnvVars: []string{"TEMPEL_KEY"}, Usage: "key for --user"},
@@ -36,8 +36,8 @@ func benchCommand() *ucli.Command {
 		},
 		Action: func(c *ucli.Context) error {
 			mode := c.String("mode")
-			if mode != bench.ModeUnary && mode != bench.ModeStream && mode != bench.ModeBatch {
-				return usageErrorf("--mode %q: want unary, stream or batch", mode)
+			if mode != bench.ModeUnary && mode != bench.ModeStream && mode != bench.ModeBatch && mode != bench.ModePing {
+				return usageErrorf("--mode %q: want unary, stream, batch or ping", mode)
 			}
 			cfg := bench.Config{Server: c.String("server"), Mode: mode, Concurrency: c.Int("concurrency"), Window: c.Int("window"),
 				Duration: c.Duration("duration"), Warmup: c.Duration("warmup"), Login: c.String("user"), Key: c.String("key"), FullSignatures: c.Bool("full-signatures"), Rate: c.Float64("rate")}

@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -34,6 +35,7 @@ func (n *Node) grpcServer() *grpc.Server {
 		grpc.UnaryInterceptor(n.unaryAuth), grpc.StreamInterceptor(n.streamAuth),
 	)
 	tempelv1.RegisterSignerServer(g, &signerService{n: n})
+	healthpb.RegisterHealthServer(g, healthService{n: n})
 	if n.cal != nil {
 		tempelv1.RegisterExtenderServer(g, &extenderService{n: n})
 		tempelv1.RegisterPublicationsServer(g, &publicationsService{n: n})
@@ -96,6 +98,9 @@ func basicAuth(v []string) (login, key string, ok bool) {
 
 func (n *Node) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 	defer func() { n.metrics.count("grpc", path.Base(info.FullMethod), status.Code(err).String()) }()
+	if strings.HasPrefix(info.FullMethod, "/"+healthpb.Health_ServiceDesc.ServiceName+"/") {
+		return h(ctx, req) // probes carry no credentials and learn nothing but readiness
+	}
 	ctx, err = n.authenticate(ctx)
 	if err != nil {
 		return nil, err
@@ -444,6 +449,24 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 			}
 		}
 	}
+}
+
+// healthService answers the standard gRPC health check (grpc.health.v1)
+// with the node's readiness, as /readyz does, for load balancers and
+// orchestrators that probe over gRPC.
+type healthService struct {
+	healthpb.UnimplementedHealthServer
+	n *Node
+}
+
+func (h healthService) Check(_ context.Context, req *healthpb.HealthCheckRequest) (*healthpb.HealthCheckResponse, error) {
+	if req.Service != "" {
+		return nil, status.Errorf(codes.NotFound, "unknown service %q: only the server as a whole (\"\") is checked", req.Service)
+	}
+	if h.n.ready() != nil {
+		return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_NOT_SERVING}, nil
+	}
+	return &healthpb.HealthCheckResponse{Status: healthpb.HealthCheckResponse_SERVING}, nil
 }
 
 type extenderService struct {
