@@ -103,14 +103,10 @@ func parseLinkInto(l *Link, e tlv.Element) error {
 	n := 0
 	for rest := e.Value; len(rest) > 0; {
 		at := rest
-		typ, v, r, ok := next8(rest)
-		if !ok {
-			var err error
-			if typ, v, r, err = nextChild(rest); err != nil {
-				return formatErr(where, "%v", err)
-			}
+		typ, v, r, err := tlv.Next(rest)
+		if err != nil {
+			return formatErr(where, "%v", err)
 		}
-		var err error
 		rest = r
 		switch typ {
 		case tagLevelCorr:
@@ -194,14 +190,10 @@ func parseAggregationChainInto(c *AggregationChain, e tlv.Element, links []Link,
 	var seenTime, seenInput, seenAlg, seenData bool
 	for rest := e.Value; len(rest) > 0; {
 		at := rest
-		typ, v, r, ok := next8(rest)
-		if !ok {
-			var err error
-			if typ, v, r, err = nextChild(rest); err != nil {
-				return formatErr(where, "at offset %d: %v", len(e.Value)-len(rest), err)
-			}
+		typ, v, r, err := tlv.Next(rest)
+		if err != nil {
+			return formatErr(where, "at offset %d: %v", len(e.Value)-len(rest), err)
 		}
-		var err error
 		rest = r
 		switch typ {
 		case tagLeftLink, tagRightLink:
@@ -315,14 +307,10 @@ func parseCalendarChainInto(c *CalendarChain, e tlv.Element, links []CalendarLin
 	var seenPub, seenInput bool
 	for rest := e.Value; len(rest) > 0; {
 		at := rest
-		typ, v, r, ok := next8(rest)
-		if !ok {
-			var err error
-			if typ, v, r, err = nextChild(rest); err != nil {
-				return formatErr(where, "at offset %d: %v", len(e.Value)-len(rest), err)
-			}
+		typ, v, r, err := tlv.Next(rest)
+		if err != nil {
+			return formatErr(where, "at offset %d: %v", len(e.Value)-len(rest), err)
 		}
-		var err error
 		rest = r
 		switch typ {
 		case tagLeftLink, tagRightLink:

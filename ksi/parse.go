@@ -90,27 +90,8 @@ func once(seen *bool, name string) error {
 	return nil
 }
 
-// next8 splits a complete TLV8 element, nearly every child of a KSI
-// composite, off the start of b: its type, its value and the bytes after
-// it. It builds no tlv.Element and stays small enough to inline; when it
-// answers !ok, nextChild reads the element (TLV16) or reports the error.
-func next8(b []byte) (typ uint16, value, rest []byte, ok bool) {
-	if len(b) >= 2 && b[0]&0x80 == 0 {
-		if n := int(b[1]) + 2; n <= len(b) {
-			return uint16(b[0] & 0x1F), b[2:n:n], b[n:], true
-		}
-	}
-	return 0, nil, nil, false
-}
-
-// nextChild is the general form of next8, through tlv.Read.
-func nextChild(b []byte) (typ uint16, value, rest []byte, err error) {
-	e, rest, err := tlv.Read(b)
-	return e.Type, e.Value, rest, err
-}
-
 // elementAt returns the whole element at the start of b, which a loop
-// over nextChild has already read once (so it is well formed).
+// over tlv.Next has already read once (so it is well formed).
 func elementAt(b []byte) tlv.Element {
 	e, _, _ := tlv.Read(b)
 	return e

@@ -159,7 +159,7 @@ type signatureParts struct {
 func countSignatureParts(v []byte) signatureParts {
 	var n signatureParts
 	for len(v) > 0 {
-		typ, value, rest, err := nextChild(v)
+		typ, value, rest, err := tlv.Next(v)
 		if err != nil {
 			break
 		}
@@ -168,12 +168,9 @@ func countSignatureParts(v []byte) signatureParts {
 		case TypeAggregationChain:
 			n.chains++
 			for w := value; len(w) > 0; {
-				x, _, r, ok := next8(w)
-				if !ok {
-					var err error
-					if x, _, r, err = nextChild(w); err != nil {
-						break
-					}
+				x, _, r, err := tlv.Next(w)
+				if err != nil {
+					break
 				}
 				w = r
 				switch x {

@@ -70,10 +70,24 @@ func flagString(set bool, s string) string {
 	return ""
 }
 
+// Next splits the element at the start of b into its type, its value and
+// the bytes after it, without building an Element: the reader for loops
+// over a composite's children, which are nearly all complete TLV8
+// elements and take a short path; the rest go through Read.
+func Next(b []byte) (typ uint16, value, rest []byte, err error) {
+	if len(b) >= 2 && b[0]&flagTLV16 == 0 {
+		if n := int(b[1]) + 2; n <= len(b) {
+			return uint16(b[0] & typeMask8), b[2:n:n], b[n:], nil
+		}
+	}
+	e, rest, err := readSlow(b)
+	return e.Type, e.Value, rest, err
+}
+
 // Read decodes the element at the start of b and returns it with the bytes
 // that follow it.
 func Read(b []byte) (Element, []byte, error) {
-	// Most elements are complete TLV8 ones: a path small enough to inline.
+	// Most elements are complete TLV8 ones: the short path first.
 	if len(b) >= 2 && b[0]&flagTLV16 == 0 && int(b[1])+2 <= len(b) {
 		n := int(b[1]) + 2
 		h := b[0]
