@@ -168,7 +168,7 @@ func (w *Writer) AppendSignature(dst []byte, r *Round, i int, ans *Answer) ([]by
 	if dst == nil {
 		dst = w.alloc(n)
 	}
-	return AppendJoined(dst, ans, r.alg, r.reqs[i].Hash, shape, links)
+	return appendJoined(dst, n, ans, r.alg, r.reqs[i].Hash, shape, links), nil
 }
 
 // AppendLeg appends request i's own part of its signature (to a new
@@ -244,6 +244,11 @@ func AppendJoined(dst []byte, ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, sh
 	if err != nil {
 		return dst, err
 	}
+	return appendJoined(dst, n, ans, alg, hash, shape, links), nil
+}
+
+// appendJoined is AppendJoined with the length n (JoinedLen) known.
+func appendJoined(dst []byte, n int, ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, links []byte) []byte {
 	if cap(dst)-len(dst) < n {
 		dst = append(make([]byte, 0, len(dst)+n), dst...)
 	}
@@ -259,7 +264,7 @@ func AppendJoined(dst []byte, ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, sh
 	dst = append(dst, hash...)
 	dst = appendUint(dst, 0x06, uint64(alg))
 	dst = append(dst, links...)
-	return append(dst, ans.Elements...), nil
+	return append(dst, ans.Elements...)
 }
 
 // Alg returns the round's hash algorithm.
