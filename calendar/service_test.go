@@ -64,6 +64,30 @@ func waitPending(t *testing.T, s *Service, n int) {
 	}
 }
 
+// closeAt moves the clock to t and closes what is due then.
+func closeAt(t *testing.T, s *Service, clock *fakeClock, at time.Time) {
+	t.Helper()
+	clock.Set(at)
+	if err := s.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// signingTime waits for a submission's answer and returns the second it
+// was signed in.
+func signingTime(t *testing.T, res <-chan signed) uint64 {
+	t.Helper()
+	r := <-res
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	sig, err := ksi.ParseSignature(r.sig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sig.SigningTime()
+}
+
 type signed struct {
 	hash  ksi.Imprint
 	level byte
@@ -102,10 +126,7 @@ func TestServiceSecondLoop(t *testing.T) {
 	if _, _, ok := st.Head(); ok {
 		t.Fatal("a second was appended before it ended")
 	}
-	clock.Set(time.Unix(1_800_000_001, 60e6)) // past the end plus grace
-	if err := svc.closeDue(); err != nil {
-		t.Fatal(err)
-	}
+	closeAt(t, svc, clock, time.Unix(1_800_000_001, 60e6)) // past the end plus grace
 	if f, l, ok := st.Head(); !ok || f != 1_800_000_000 || l != 1_800_000_000 {
 		t.Fatalf("head %d %d %v", f, l, ok)
 	}
@@ -135,17 +156,9 @@ func TestServiceSecondLoop(t *testing.T) {
 	clock.Set(time.Unix(1_800_000_001, 10e6)) // within the grace of second …000: already closed
 	res = submitMany(svc, 1, 100)
 	waitPending(t, svc, 1)
-	clock.Set(time.Unix(1_800_000_002, 60e6))
-	if err := svc.closeDue(); err != nil {
-		t.Fatal(err)
-	}
-	r := <-res
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	sig, _ := ksi.ParseSignature(r.sig)
-	if sig.SigningTime() != 1_800_000_001 {
-		t.Fatalf("late submission signed at %d, want the next second", sig.SigningTime())
+	closeAt(t, svc, clock, time.Unix(1_800_000_002, 60e6))
+	if got := signingTime(t, res); got != 1_800_000_001 {
+		t.Fatalf("late submission signed at %d, want the next second", got)
 	}
 }
 
@@ -154,10 +167,7 @@ func TestServiceClockStepsBackAndGaps(t *testing.T) {
 	st := openTest(t, dir)
 	clock := &fakeClock{t: time.Unix(1_800_000_000, 500e6)}
 	svc, _ := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Now: clock.Now, Logger: discardLogger()})
-	clock.Set(time.Unix(1_800_000_005, 100e6))
-	if err := svc.closeDue(); err != nil {
-		t.Fatal(err)
-	}
+	closeAt(t, svc, clock, time.Unix(1_800_000_005, 100e6))
 	_, last, _ := st.Head()
 	if last != 1_800_000_004 {
 		t.Fatalf("last %d, want 1800000004", last)
@@ -173,17 +183,9 @@ func TestServiceClockStepsBackAndGaps(t *testing.T) {
 	if _, l, _ := st.Head(); l != last {
 		t.Fatalf("appended while the clock was behind: last %d", l)
 	}
-	clock.Set(time.Unix(1_800_000_006, 100e6))
-	if err := svc.closeDue(); err != nil {
-		t.Fatal(err)
-	}
-	r := <-res
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	sig, _ := ksi.ParseSignature(r.sig)
-	if sig.SigningTime() != 1_800_000_005 {
-		t.Fatalf("signed at %d, want 1800000005", sig.SigningTime())
+	closeAt(t, svc, clock, time.Unix(1_800_000_006, 100e6))
+	if got := signingTime(t, res); got != 1_800_000_005 {
+		t.Fatalf("signed at %d, want 1800000005", got)
 	}
 	st.Close()
 
@@ -244,10 +246,7 @@ func TestServiceSlots(t *testing.T) {
 		t.Fatal(err)
 	}
 	slot := svc.Reserve() // a round closing near the end of second …000
-	clock.Set(time.Unix(1_800_000_001, 200e6))
-	if err := svc.closeDue(); err != nil {
-		t.Fatal(err)
-	}
+	closeAt(t, svc, clock, time.Unix(1_800_000_001, 200e6))
 	if _, _, ok := st.Head(); ok {
 		t.Fatal("second closed while a slot in it was held")
 	}
@@ -258,44 +257,25 @@ func TestServiceSlots(t *testing.T) {
 		res <- signed{hash: h, level: 3, sig: sig, err: err}
 	}()
 	waitPending(t, svc, 1)
-	if err := svc.closeDue(); err != nil {
-		t.Fatal(err)
-	}
-	r := <-res
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	sig, err := ksi.ParseSignature(r.sig)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if sig.SigningTime() != 1_800_000_000 {
-		t.Fatalf("root in a reserved slot signed at %d, want the slot's second", sig.SigningTime())
+	closeAt(t, svc, clock, clock.Now())
+	if got := signingTime(t, res); got != 1_800_000_000 {
+		t.Fatalf("root in a reserved slot signed at %d, want the slot's second", got)
 	}
 
 	// Released: second …001 closes after its grace as if never held.
 	svc.Reserve().Release()
-	clock.Set(time.Unix(1_800_000_002, 60e6))
-	if err := svc.closeDue(); err != nil {
-		t.Fatal(err)
-	}
+	closeAt(t, svc, clock, time.Unix(1_800_000_002, 60e6))
 	if _, last, _ := st.Head(); last != 1_800_000_001 {
 		t.Fatalf("released slot: last second %d, want 1800000001", last)
 	}
 
 	// Held too long: second …002 closes at MaxHold; the root is late.
 	late := svc.Reserve()
-	clock.Set(time.Unix(1_800_000_003, 300e6))
-	if err := svc.closeDue(); err != nil {
-		t.Fatal(err)
-	}
+	closeAt(t, svc, clock, time.Unix(1_800_000_003, 300e6))
 	if _, last, _ := st.Head(); last != 1_800_000_001 {
 		t.Fatal("closed 300ms after its end with a slot held: should wait up to MaxHold")
 	}
-	clock.Set(time.Unix(1_800_000_003, 410e6))
-	if err := svc.closeDue(); err != nil {
-		t.Fatal(err)
-	}
+	closeAt(t, svc, clock, time.Unix(1_800_000_003, 410e6))
 	if _, last, _ := st.Head(); last != 1_800_000_002 {
 		t.Fatalf("held past MaxHold: last second %d, want 1800000002", last)
 	}
@@ -305,15 +285,8 @@ func TestServiceSlots(t *testing.T) {
 		res <- signed{hash: h, sig: sig, err: err}
 	}()
 	waitPending(t, svc, 1)
-	clock.Set(time.Unix(1_800_000_004, 60e6))
-	if err := svc.closeDue(); err != nil {
-		t.Fatal(err)
-	}
-	r = <-res
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if sig, _ := ksi.ParseSignature(r.sig); sig.SigningTime() != 1_800_000_003 {
-		t.Fatalf("late root signed at %d, want the next open second", sig.SigningTime())
+	closeAt(t, svc, clock, time.Unix(1_800_000_004, 60e6))
+	if got := signingTime(t, res); got != 1_800_000_003 {
+		t.Fatalf("late root signed at %d, want the next open second", got)
 	}
 }
