@@ -118,14 +118,7 @@ func TestSignBatchStreamSharedRounds(t *testing.T) {
 // round, even when the round is done while thousands of its legs are still
 // queued (upstream answers at once, the client reads slowly).
 func TestStreamSenderRoundAfterAllLegs(t *testing.T) {
-	eng, err := aggregator.New(aggregator.Config{Logger: quiet(), Period: time.Hour,
-		Upstream: aggregator.UpstreamFunc(func(context.Context, ksi.Imprint, byte) ([]byte, error) {
-			return nil, errors.New("calendar down")
-		})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := &signerService{n: &Node{agg: eng, metrics: newRequestMetrics(prometheus.NewRegistry())}}
+	svc, eng := serviceWithFailingUpstream(t)
 	const n = 6000
 	reqs := make([]*tempelv1.SignRequest, n)
 	for i := range reqs {
@@ -227,14 +220,7 @@ func TestStreamClientThatStopsReading(t *testing.T) {
 func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
 	defer func(n int) { maxStreamInFlight = n }(maxStreamInFlight)
 	maxStreamInFlight = 100
-	eng, err := aggregator.New(aggregator.Config{Logger: quiet(), Period: time.Hour,
-		Upstream: aggregator.UpstreamFunc(func(context.Context, ksi.Imprint, byte) ([]byte, error) {
-			return nil, errors.New("calendar down")
-		})})
-	if err != nil {
-		t.Fatal(err)
-	}
-	svc := &signerService{n: &Node{agg: eng, metrics: newRequestMetrics(prometheus.NewRegistry())}}
+	svc, eng := serviceWithFailingUpstream(t)
 	var recvCalls atomic.Int64
 	recv := func() ([]*tempelv1.SignRequest, bool, error) {
 		k := recvCalls.Add(1)
@@ -280,4 +266,19 @@ func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// serviceWithFailingUpstream is a signing service over an engine whose
+// rounds close only when the test calls CloseRound and whose upstream
+// fails at once: every round is done as soon as it is built.
+func serviceWithFailingUpstream(t *testing.T) (*signerService, *aggregator.Engine) {
+	t.Helper()
+	eng, err := aggregator.New(aggregator.Config{Logger: quiet(), Period: time.Hour,
+		Upstream: aggregator.UpstreamFunc(func(context.Context, ksi.Imprint, byte) ([]byte, error) {
+			return nil, errors.New("calendar down")
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &signerService{n: &Node{agg: eng, metrics: newRequestMetrics(prometheus.NewRegistry())}}, eng
 }
