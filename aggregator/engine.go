@@ -132,6 +132,7 @@ type Engine struct {
 
 	mu      sync.Mutex
 	queue   []pending       // who asked, in arrival order
+	shared  int             // how many of them asked for the shared-round form
 	reqs    []round.Request // what they asked, index for index with queue
 	perUser map[string]int
 	stopped bool
@@ -220,6 +221,9 @@ func (e *Engine) Submit(r Request, cb Callback) error {
 		e.perUser[r.Identity.ClientID]++
 	}
 	e.queue = append(e.queue, pending{cb: cb, arrived: now, shared: r.Shared})
+	if r.Shared {
+		e.shared++
+	}
 	e.reqs = append(e.reqs, round.Request{Hash: r.Hash, Level: r.Level, Meta: meta})
 	e.cfg.Metrics.queued(len(e.queue))
 	return nil
@@ -298,8 +302,10 @@ func (e *Engine) CloseRound(ctx context.Context) {
 	}
 	// The next round is probably about as large: size it once.
 	e.queue, e.reqs = make([]pending, 0, len(q)), make([]round.Request, 0, len(q))
+	shared := e.shared
+	e.shared = 0
 	clear(e.perUser)
-	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, prev: e.lastAnswered, answered: make(chan struct{}), up: e.cfg.Upstream, release: func() {}}
+	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, shared: shared, prev: e.lastAnswered, answered: make(chan struct{}), up: e.cfg.Upstream, release: func() {}}
 	if su, ok := e.cfg.Upstream.(SlotUpstream); ok {
 		rd.up, rd.release = su.Reserve()
 	}
@@ -346,6 +352,7 @@ type roundRun struct {
 	id       uint64
 	q        []pending
 	reqs     []round.Request
+	shared   int           // requests in the shared-round form
 	prev     chan struct{} // closed when the previous round is answered; nil for the first
 	answered chan struct{}
 	up       Upstream // signs the root: Config.Upstream, or its reserved slot
@@ -381,13 +388,14 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	go func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), e.cfg.UpstreamTimeout)
 		defer cancel()
-		sig, err := rd.up.Sign(uctx, root, level)
-		rd.release()
+		sig, err := rd.up.Sign(uctx, root, level) // a reserved slot ends with the submission
 		up <- upAnswer{sig, err}
 	}()
 	// While upstream works, shared-round requests get their legs.
 	sr := &SharedRound{ID: rd.id, Alg: r.Alg(), done: make(chan struct{})}
-	e.sendLegs(r, sr, q)
+	if rd.shared > 0 {
+		e.sendLegs(r, sr, q)
+	}
 	u := <-up
 	<-e.inflight
 	rd.waitPrev()
@@ -409,7 +417,9 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 		return
 	}
 	sr.Answer = ans
-	e.answer(r, ans, q)
+	if rd.shared < len(q) {
+		e.answer(r, ans, q)
+	}
 	close(sr.done)
 	now := e.cfg.Now()
 	e.cfg.Metrics.round(len(q), now.Sub(start), q, now)
