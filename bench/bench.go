@@ -313,22 +313,14 @@ func (r *run) unary(runCtx, callCtx context.Context, worker uint64, call unaryCa
 // Rate calls per second on a fixed schedule, each call on its own
 // goroutine, its latency counted from its scheduled time.
 func (r *run) unaryAtRate(runCtx, callCtx context.Context, worker uint64, call unaryCall) {
-	interval := time.Duration(float64(time.Second) * float64(r.cfg.Concurrency) / r.cfg.Rate)
-	next := time.Now().Add(time.Duration(worker) * interval / time.Duration(r.cfg.Concurrency))
+	sch := r.schedule(worker, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	for n := uint64(0); ; n++ {
-		if d := time.Until(next); d > 0 {
-			select {
-			case <-time.After(d):
-			case <-runCtx.Done():
-			}
-		}
-		if runCtx.Err() != nil {
+		t0, ok := sch.wait(runCtx)
+		if !ok {
 			return
 		}
-		t0 := next.UnixNano()
-		next = next.Add(interval)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -340,6 +332,39 @@ func (r *run) unaryAtRate(runCtx, callCtx context.Context, worker uint64, call u
 			r.record(t0, time.Now().UnixNano(), size)
 		}()
 	}
+}
+
+// schedule gives one of Concurrency dispatchers its send times when the
+// run has a Rate: each send carries per requests, and the dispatchers'
+// times interleave so that together they send Rate requests a second.
+type schedule struct {
+	next     time.Time
+	interval time.Duration
+}
+
+func (r *run) schedule(worker uint64, per int) *schedule {
+	if r.cfg.Rate <= 0 {
+		return nil
+	}
+	interval := time.Duration(float64(time.Second) * float64(per) * float64(r.cfg.Concurrency) / r.cfg.Rate)
+	return &schedule{next: time.Now().Add(time.Duration(worker) * interval / time.Duration(r.cfg.Concurrency)), interval: interval}
+}
+
+// wait sleeps until the next send time and returns it (Unix ns); false
+// when ctx ends first.
+func (s *schedule) wait(ctx context.Context) (int64, bool) {
+	if d := time.Until(s.next); d > 0 {
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+	}
+	if ctx.Err() != nil {
+		return 0, false
+	}
+	t := s.next.UnixNano()
+	s.next = s.next.Add(s.interval)
+	return t, true
 }
 
 // stream keeps up to Window requests in flight on one stream; the send
@@ -459,12 +484,7 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 	// With a rate, batches leave on a fixed schedule and each request's
 	// latency counts from its scheduled time, so a stall in the server
 	// shows in the latency instead of slowing the generator down.
-	var interval time.Duration
-	next := time.Now()
-	if r.cfg.Rate > 0 {
-		interval = time.Duration(float64(time.Second) * batchSize * float64(r.cfg.Concurrency) / r.cfg.Rate)
-		next = next.Add(time.Duration(worker) * interval / time.Duration(r.cfg.Concurrency))
-	}
+	sch := r.schedule(worker, batchSize)
 	for n := uint64(0); runCtx.Err() == nil; {
 		for inflight.Load()+batchSize > int64(w) && runCtx.Err() == nil {
 			select {
@@ -473,21 +493,15 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 			case <-time.After(10 * time.Millisecond):
 			}
 		}
-		if interval > 0 {
-			if d := time.Until(next); d > 0 {
-				select {
-				case <-time.After(d):
-				case <-runCtx.Done():
-				}
+		now := time.Now().UnixNano()
+		if r.cfg.Rate > 0 {
+			var ok bool
+			if now, ok = sch.wait(runCtx); !ok {
+				break
 			}
 		}
 		if runCtx.Err() != nil {
 			break
-		}
-		now := time.Now().UnixNano()
-		if interval > 0 {
-			now = next.UnixNano()
-			next = next.Add(interval)
 		}
 		for k := range reqs {
 			reqs[k] = tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)}
