@@ -30,6 +30,13 @@ type ServiceConfig struct {
 	// MaxHold bounds how long after its end a second waits for reserved
 	// slots (Reserve) beyond the grace period (default 500ms).
 	MaxHold time.Duration
+	// CloseEarly says that every root comes through slots (Reserve) of
+	// in-process aggregators whose rounds end on second boundaries, as
+	// with `tempel serve --role all`: a slot reserved once a second has
+	// ended is then that second's last, and the second closes as soon as
+	// it is used instead of after the grace period. A second without such
+	// a slot still waits for its grace.
+	CloseEarly bool
 	// Now is the clock (default time.Now). Only the calendar decides time.
 	Now     func() time.Time
 	Logger  *slog.Logger
@@ -55,6 +62,7 @@ type Service struct {
 	pending    map[uint64][]*submission
 	holds      map[uint64]int // reserved slots not yet used or released, by second
 	taken      uint64         // newest second whose submissions closeDue has taken
+	lastSlot   uint64         // with CloseEarly: newest second with a slot reserved after its end
 	stopped    bool
 	failure    error
 	wake       chan struct{} // a hold ended: the second loop looks again
@@ -141,8 +149,12 @@ type Slot struct {
 func (s *Service) Reserve() *Slot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	sec := s.openSecond(s.cfg.Now())
+	now := s.cfg.Now()
+	sec := s.openSecond(now)
 	s.holds[sec]++
+	if s.cfg.CloseEarly && !now.Before(time.Unix(int64(sec)+1, 0)) {
+		s.lastSlot = max(s.lastSlot, sec)
+	}
 	return &Slot{s: s, sec: sec}
 }
 
@@ -274,11 +286,15 @@ func (s *Service) Run(ctx context.Context) error {
 }
 
 // closeAt is when second t may be closed: after its grace period and,
-// while slots in it are held, MaxHold after it ends at the latest.
+// while slots in it are held, MaxHold after it ends at the latest; with
+// CloseEarly, as soon as it has ended once its last slot is used.
 func (s *Service) closeAtLocked(t uint64) time.Time {
 	end := time.Unix(int64(t)+1, 0)
-	if s.holds[t] > 0 {
+	switch {
+	case s.holds[t] > 0:
 		return end.Add(max(s.cfg.MaxHold, s.cfg.Grace))
+	case s.cfg.CloseEarly && s.lastSlot >= t:
+		return end
 	}
 	return end.Add(s.cfg.Grace)
 }

@@ -290,3 +290,53 @@ func TestServiceSlots(t *testing.T) {
 		t.Fatalf("late root signed at %d, want the next open second", got)
 	}
 }
+
+func TestServiceCloseEarly(t *testing.T) {
+	st := openTest(t, t.TempDir())
+	defer st.Close()
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 500e6)}
+	svc, err := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Now: clock.Now, Logger: discardLogger(),
+		Grace: 20 * time.Millisecond, CloseEarly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A slot reserved before the second ends is not its last: the
+	// second still waits for its grace after the slot is used.
+	early := svc.Reserve()
+	res := make(chan signed, 2)
+	sign := func(sl *Slot, n uint64) {
+		h := leafFor(n)
+		sig, err := sl.Sign(context.Background(), h, 0, "aggregator")
+		res <- signed{hash: h, sig: sig, err: err}
+	}
+	go sign(early, 1)
+	waitPending(t, svc, 1)
+	closeAt(t, svc, clock, time.Unix(1_800_000_001, 5e6))
+	if _, _, ok := st.Head(); ok {
+		t.Fatal("closed before its grace without a slot reserved after its end")
+	}
+	// The round that closes as the second ends reserves after the end:
+	// once its slot is used, the second closes without waiting.
+	clock.Set(time.Unix(1_800_000_001, 6e6))
+	last := svc.Reserve()
+	go sign(last, 2)
+	waitPending(t, svc, 2)
+	closeAt(t, svc, clock, time.Unix(1_800_000_001, 7e6))
+	if _, lastSec, _ := st.Head(); lastSec != 1_800_000_000 {
+		t.Fatal("second not closed when the slot reserved after its end was used")
+	}
+	for range 2 {
+		if got := signingTime(t, res); got != 1_800_000_000 {
+			t.Fatalf("signed at %d, want 1800000000", got)
+		}
+	}
+	// The next second, without any slot, closes after its grace again.
+	closeAt(t, svc, clock, time.Unix(1_800_000_002, 10e6))
+	if _, lastSec, _ := st.Head(); lastSec != 1_800_000_000 {
+		t.Fatalf("second …001 closed within its grace: last %d", lastSec)
+	}
+	closeAt(t, svc, clock, time.Unix(1_800_000_002, 20e6))
+	if _, lastSec, _ := st.Head(); lastSec != 1_800_000_001 {
+		t.Fatalf("second …001 not closed after its grace: last %d", lastSec)
+	}
+}

@@ -151,8 +151,10 @@ func (n *Node) openCalendar() error {
 	if grace == 0 {
 		grace = DefaultGrace(cfg.Role)
 	}
+	// With role all, the in-process aggregator is the calendar's only
+	// client, and its rounds end on second boundaries.
 	n.cal, err = calendar.NewService(calendar.ServiceConfig{Store: n.store, Signer: n.keys, Grace: grace,
-		Logger: n.log, Metrics: calendar.NewMetrics(n.reg)})
+		CloseEarly: cfg.Role == RoleAll, Logger: n.log, Metrics: calendar.NewMetrics(n.reg)})
 	if err != nil {
 		return err
 	}
