@@ -29,6 +29,8 @@ func benchCommand() *ucli.Command {
 			&ucli.DurationFlag{Name: "warmup", Value: 3 * time.Second, Usage: "how long to send before measuring (fills the pipeline; not counted)"},
 			&ucli.Float64Flag{Name: "rate", Usage: "unary, ping, batch: send this many signatures per second in total on a fixed schedule (open loop; latency from the scheduled time) instead of as fast as answers come back"},
 			&ucli.BoolFlag{Name: "full-signatures", Usage: "batch: have the server send complete signatures instead of the shared-round form (which the generator assembles, as the Go client does)"},
+			&ucli.StringFlag{Name: "client", Value: bench.ClientLean, Usage: "unary, ping: lean (HTTP/2 frames written directly: the generator's own cost stays small) or grpc (gRPC-Go's client, which costs more CPU per call than the server)"},
+			&ucli.IntFlag{Name: "conns", Value: 2, Usage: "unary, ping with the lean client: connections to open"},
 			&ucli.StringFlag{Name: "user", EnvVars: []string{"TEMPEL_USER"}, Usage: "login (if the server has a users file)"},
 			&ucli.StringFlag{Name: "key", EnvVars: []string{"TEMPEL_KEY"}, Usage: "key for --user"},
 			&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
@@ -40,7 +42,11 @@ func benchCommand() *ucli.Command {
 				return usageErrorf("--mode %q: want unary, stream, batch or ping", mode)
 			}
 			cfg := bench.Config{Server: c.String("server"), Mode: mode, Concurrency: c.Int("concurrency"), Window: c.Int("window"),
-				Duration: c.Duration("duration"), Warmup: c.Duration("warmup"), Login: c.String("user"), Key: c.String("key"), FullSignatures: c.Bool("full-signatures"), Rate: c.Float64("rate")}
+				Duration: c.Duration("duration"), Warmup: c.Duration("warmup"), Login: c.String("user"), Key: c.String("key"), FullSignatures: c.Bool("full-signatures"), Rate: c.Float64("rate"),
+				Client: c.String("client"), Conns: c.Int("conns")}
+			if cfg.Client != bench.ClientLean && cfg.Client != bench.ClientGRPC {
+				return usageErrorf("--client %q: want lean or grpc", cfg.Client)
+			}
 			if f, ok := c.App.ErrWriter.(*os.File); ok && fileIsTerminal(f) && !c.Bool("json") {
 				start := time.Now()
 				cfg.Progress = func(done int64) {

@@ -1,0 +1,184 @@
+package bench
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/verifier"
+)
+
+// Unary clients of the load generator.
+const (
+	// ClientLean makes unary calls with h2conn (the default).
+	ClientLean = "lean"
+	// ClientGRPC makes unary calls with gRPC-Go's client.
+	ClientGRPC = "grpc"
+)
+
+// drainTimeout is how long a run waits for the answers to its last calls.
+const drainTimeout = 30 * time.Second
+
+// unaryLean drives ModeUnary or ModePing over cfg.Conns lean
+// connections: with a Rate, one dispatcher per connection sends its share
+// of the schedule (every call due when it wakes, in one write); without,
+// Concurrency callers each start their next call from the answer of the
+// last (on the connection's reader, no goroutine per call).
+func (r *run) unaryLean(runCtx, ctx context.Context) error {
+	method := "/tempel.v1.Signer/Sign"
+	if r.cfg.Mode == ModePing {
+		method = "/grpc.health.v1.Health/Check"
+	}
+	auth := ""
+	if r.cfg.Login != "" {
+		auth = "Basic " + base64.StdEncoding.EncodeToString([]byte(r.cfg.Login+":"+r.cfg.Key))
+	}
+	conns := make([]*h2conn, max(1, r.cfg.Conns))
+	for i := range conns {
+		c, err := dialH2(ctx, r.cfg.Server, method, auth)
+		if err != nil {
+			for _, c := range conns[:i] {
+				c.close()
+			}
+			return err
+		}
+		defer c.close()
+		conns[i] = c
+	}
+	var wg sync.WaitGroup
+	if r.cfg.Rate > 0 {
+		for i, c := range conns {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r.dispatch(runCtx, c, uint64(i), r.cfg.Rate/float64(len(conns)))
+			}()
+		}
+	} else {
+		for i := range r.cfg.Concurrency {
+			c := conns[i%len(conns)]
+			caller := &leanCaller{r: r, c: c, worker: uint64(i), runCtx: runCtx}
+			caller.next(time.Now().UnixNano())
+		}
+		<-runCtx.Done()
+	}
+	wg.Wait()
+	deadline := time.Now().Add(drainTimeout)
+	for _, c := range conns {
+		if !c.waitIdle(deadline) {
+			// Closing fails what is left, which counts as errors.
+			c.fail(fmt.Errorf("no answer within %s after the run", drainTimeout))
+		}
+	}
+	return nil
+}
+
+// dispatch sends rate calls per second on c on a fixed schedule; each
+// call's latency counts from its scheduled time.
+func (r *run) dispatch(ctx context.Context, c *h2conn, worker uint64, rate float64) {
+	interval := time.Duration(float64(time.Second) / rate)
+	next := time.Now()
+	var n uint64
+	for ctx.Err() == nil {
+		now := time.Now()
+		for !next.After(now) {
+			r.leanCall(c, worker, n, next.UnixNano(), nil)
+			n++
+			next = next.Add(interval)
+		}
+		time.Sleep(time.Until(next))
+	}
+}
+
+// leanCaller is one caller of a closed loop: each answer starts the next
+// call until the run ends.
+type leanCaller struct {
+	r      *run
+	c      *h2conn
+	worker uint64
+	n      uint64
+	runCtx context.Context
+}
+
+func (lc *leanCaller) next(t0 int64) {
+	if lc.runCtx.Err() != nil {
+		return
+	}
+	n := lc.n
+	lc.n++
+	lc.r.leanCall(lc.c, lc.worker, n, t0, func() { lc.next(time.Now().UnixNano()) })
+}
+
+// leanCall makes call n of worker, scheduled at t0, and records it; then
+// runs then, if set.
+func (r *run) leanCall(c *h2conn, worker, n uint64, t0 int64, then func()) {
+	var msg []byte
+	var hash []byte
+	if r.cfg.Mode != ModePing {
+		hash = hashFor(worker, n)
+		msg = protowire.AppendTag(msg, 1, protowire.VarintType)
+		msg = protowire.AppendVarint(msg, n)
+		msg = protowire.AppendTag(msg, 2, protowire.BytesType)
+		msg = protowire.AppendBytes(msg, hash)
+	}
+	c.call(msg, func(answer []byte, err error) {
+		size := 0
+		if err == nil && hash != nil {
+			size, err = r.signature(answer, hash)
+		}
+		if err != nil {
+			r.fail(err)
+		} else {
+			r.record(t0, time.Now().UnixNano(), size)
+		}
+		if then != nil {
+			then()
+		}
+	})
+}
+
+// signature reads a SignResponse and returns its signature's size; the
+// first signature of the run is parsed and verified (internal policy) so
+// that a wrong answer fails the run rather than inflating it.
+func (r *run) signature(msg, hash []byte) (int, error) {
+	var sig []byte
+	for len(msg) > 0 {
+		num, typ, n := protowire.ConsumeTag(msg)
+		if n < 0 {
+			return 0, fmt.Errorf("SignResponse: %w", protowire.ParseError(n))
+		}
+		msg = msg[n:]
+		if num == 2 && typ == protowire.BytesType {
+			v, n := protowire.ConsumeBytes(msg)
+			if n < 0 {
+				return 0, fmt.Errorf("SignResponse signature: %w", protowire.ParseError(n))
+			}
+			sig, msg = v, msg[n:]
+			continue
+		}
+		n = protowire.ConsumeFieldValue(num, typ, msg)
+		if n < 0 {
+			return 0, fmt.Errorf("SignResponse field %d: %w", num, protowire.ParseError(n))
+		}
+		msg = msg[n:]
+	}
+	if len(sig) == 0 {
+		return 0, errors.New("SignResponse without a signature")
+	}
+	if r.verified.CompareAndSwap(false, true) {
+		parsed, err := ksi.ParseSignature(sig)
+		if err != nil {
+			return 0, fmt.Errorf("signature: %w", err)
+		}
+		if rep := verifier.Verify(context.Background(), parsed, verifier.Internal, verifier.Options{Document: hash}); rep.Result != verifier.OK {
+			return 0, fmt.Errorf("signature does not verify: %s %s", rep.Code, rep.Message)
+		}
+	}
+	return len(sig), nil
+}
