@@ -7,6 +7,8 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"runtime"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -468,5 +470,38 @@ func TestSharedRoundUpstreamFailure(t *testing.T) {
 		if n := calls[i].Load(); n != 1 {
 			t.Fatalf("request %d: %d callbacks", i, n)
 		}
+	}
+}
+
+// Callers parked in Sign make the runtime start new goroutines with a
+// larger stack (see waitResult): 8 KiB, where these shallow callers
+// would make it 4 KiB without the pad.
+func TestSignPadsParkedStacks(t *testing.T) {
+	e := newEngine(t, &fakeCalendar{}, Config{})
+	const n = 2000
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if res := e.Sign(context.Background(), Request{Hash: imprint(uint64(i))}); res.Err != nil {
+				t.Error(res.Err)
+			}
+		}()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for e.QueueLen() < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of %d callers queued", e.QueueLen(), n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	runtime.GC() // the runtime sizes new stacks at each GC
+	s := []metrics.Sample{{Name: "/gc/stack/starting-size:bytes"}}
+	metrics.Read(s)
+	e.CloseRound(context.Background())
+	wg.Wait()
+	if got := s[0].Value.Uint64(); got < 8192 {
+		t.Fatalf("goroutines start with %d-byte stacks while %d callers are parked in Sign, want at least 8192", got, n)
 	}
 }
