@@ -43,8 +43,14 @@ type h2conn struct {
 	sendWindow int64 // connection-level flow control for our DATA
 	windowFree *sync.Cond
 	nextID     uint32
-	pending    map[uint32]*h2call
-	err        error // once set, every new call fails with it
+	// pending[i] is the call on stream firstID+2i, nil once answered:
+	// stream ids grow by two and answers come back in about the order
+	// the calls left, so a window over the ids beats a map of 40,000.
+	pending    []*h2call
+	firstID    uint32
+	inFlight   int
+	free       []*h2call // answered calls, for reuse
+	err        error     // once set, every new call fails with it
 	firstBlock []byte
 	block      []byte // header block of every call after the first
 	msg        []byte // scratch: the length-prefixed message
@@ -79,7 +85,7 @@ func dialH2(ctx context.Context, addr, method, authorization string) (*h2conn, e
 		return nil, err
 	}
 	h := &h2conn{conn: c, flush: make(chan struct{}, 1), sendWindow: 65535, nextID: 1,
-		pending: make(map[uint32]*h2call), wbuf: new(bytes.Buffer), spare: new(bytes.Buffer), closed: make(chan struct{})}
+		firstID: 1, wbuf: new(bytes.Buffer), spare: new(bytes.Buffer), closed: make(chan struct{})}
 	h.windowFree = sync.NewCond(&h.mu)
 	h.wr = http2.NewFramer(bufferWriter{h}, nil)
 	h.rd = http2.NewFramer(io.Discard, bufio.NewReaderSize(c, 64<<10))
@@ -138,7 +144,8 @@ type bufferWriter struct{ h *h2conn }
 
 func (w bufferWriter) Write(p []byte) (int, error) { return w.h.wbuf.Write(p) }
 
-// call sends one request; done gets the answer message or the error.
+// call sends one request; done gets the answer message (valid only
+// until done returns) or the error.
 func (h *h2conn) call(msg []byte, done func(msg []byte, err error)) {
 	h.mu.Lock()
 	for h.err == nil && h.sendWindow < int64(5+len(msg)) {
@@ -167,7 +174,10 @@ func (h *h2conn) call(msg []byte, done func(msg []byte, err error)) {
 	h.msg = append(h.msg, msg...)
 	h.wr.WriteData(id, true, h.msg)
 	h.sendWindow -= int64(len(h.msg))
-	h.pending[id] = &h2call{done: done}
+	c := h.newCall()
+	c.done = done
+	h.pending = append(h.pending, c)
+	h.inFlight++
 	h.mu.Unlock()
 	h.kick()
 }
@@ -257,9 +267,7 @@ func (h *h2conn) readLoop() {
 // headers handles response headers and trailers (or a trailers-only
 // answer, which is how gRPC reports an error before any message).
 func (h *h2conn) headers(f *http2.MetaHeadersFrame) {
-	h.mu.Lock()
-	c := h.pending[f.StreamID]
-	h.mu.Unlock()
+	c := h.lookup(f.StreamID)
 	if c == nil {
 		return
 	}
@@ -307,9 +315,7 @@ func (h *h2conn) data(f *http2.DataFrame) {
 		h.unacked = 0
 		h.control(func(w *http2.Framer) error { return w.WriteWindowUpdate(0, n) })
 	}
-	h.mu.Lock()
-	c := h.pending[f.StreamID]
-	h.mu.Unlock()
+	c := h.lookup(f.StreamID)
 	if c == nil {
 		return
 	}
@@ -323,15 +329,57 @@ func (h *h2conn) data(f *http2.DataFrame) {
 	}
 }
 
+// lookup returns the pending call on stream id, or nil.
+func (h *h2conn) lookup(id uint32) *h2call {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.lookupLocked(id)
+}
+
+func (h *h2conn) lookupLocked(id uint32) *h2call {
+	if id < h.firstID || id%2 == 0 {
+		return nil
+	}
+	if i := int((id - h.firstID) / 2); i < len(h.pending) {
+		return h.pending[i]
+	}
+	return nil
+}
+
 // finish completes a call once: whoever takes it out of pending.
 func (h *h2conn) finish(id uint32, msg []byte, err error) {
 	h.mu.Lock()
-	c := h.pending[id]
-	delete(h.pending, id)
+	c := h.lookupLocked(id)
+	if c != nil {
+		h.pending[(id-h.firstID)/2] = nil
+		h.inFlight--
+		for len(h.pending) > 0 && h.pending[0] == nil {
+			h.pending = h.pending[1:]
+			h.firstID += 2
+		}
+	}
 	h.mu.Unlock()
 	if c != nil {
 		c.done(msg, err)
+		h.mu.Lock()
+		h.free = append(h.free, c)
+		h.mu.Unlock()
 	}
+}
+
+// newCall takes a call from the free list, keeping its answer buffer:
+// at 40,000 calls a second, allocating them showed in the generator's
+// profile. A call is reused only after its done has returned, which is
+// why done must not keep msg.
+func (h *h2conn) newCall() *h2call {
+	n := len(h.free)
+	if n == 0 {
+		return new(h2call)
+	}
+	c := h.free[n-1]
+	h.free = h.free[:n-1]
+	*c = h2call{data: c.data[:0]}
+	return c
 }
 
 // goAway fails the calls the server will not answer and every later one.
@@ -342,8 +390,8 @@ func (h *h2conn) goAway(last uint32, err error) {
 	}
 	h.windowFree.Broadcast()
 	var ids []uint32
-	for id := range h.pending {
-		if id > last {
+	for i, c := range h.pending {
+		if id := h.firstID + 2*uint32(i); c != nil && id > last {
 			ids = append(ids, id)
 		}
 	}
@@ -378,7 +426,7 @@ func (h *h2conn) close() {
 func (h *h2conn) pendingCalls() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.pending)
+	return h.inFlight
 }
 
 // waitIdle waits until no call is pending or the deadline passes.

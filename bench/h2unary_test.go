@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -90,7 +91,7 @@ func callAll(t *testing.T, c *h2conn, n int) []answer {
 	for i := range n {
 		wg.Add(1)
 		c.call(signMessage(uint64(i), hashFor(1, uint64(i))), func(msg []byte, err error) {
-			out[i] = answer{msg, err}
+			out[i] = answer{bytes.Clone(msg), err} // msg is reused after done
 			wg.Done()
 		})
 	}
