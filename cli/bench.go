@@ -23,7 +23,7 @@ func benchCommand() *ucli.Command {
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "server", Value: "127.0.0.1:8080", Usage: "server gRPC `ADDR`", EnvVars: []string{"TEMPEL_SERVER"}},
 			&ucli.StringFlag{Name: "mode", Value: bench.ModeUnary, Usage: "unary (one gRPC call per signature), stream (the streaming API), batch (streaming, many per message) or ping (unary gRPC health checks: the cost of a call with no work)"},
-			&ucli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "unary: concurrent callers; stream: streams"},
+			&ucli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "unary, ping without --rate: concurrent callers (each starts its next call when the last is answered); stream, batch: streams"},
 			&ucli.IntFlag{Name: "window", Value: 8192, Usage: "stream: requests in flight per stream"},
 			&ucli.DurationFlag{Name: "duration", Aliases: []string{"d"}, Value: 10 * time.Second, Usage: "how long to measure, after the warm-up"},
 			&ucli.DurationFlag{Name: "warmup", Value: 3 * time.Second, Usage: "how long to send before measuring (fills the pipeline; not counted)"},
