@@ -29,7 +29,7 @@ import (
 // response headers, one message and trailers with grpc-status.
 //
 // Calls are asynchronous: done runs on the connection's reader goroutine
-// (it must not block; it may start another call). Writes are coalesced:
+// and must not block. Writes are coalesced:
 // calls append frames to a buffer that one goroutine writes out.
 type h2conn struct {
 	conn net.Conn
@@ -145,7 +145,8 @@ type bufferWriter struct{ h *h2conn }
 func (w bufferWriter) Write(p []byte) (int, error) { return w.h.wbuf.Write(p) }
 
 // call sends one request; done gets the answer message (valid only
-// until done returns) or the error.
+// until done returns) or the error. It waits while the server's
+// flow-control window is used up, so done must not call it.
 func (h *h2conn) call(msg []byte, done func(msg []byte, err error)) {
 	h.mu.Lock()
 	for h.err == nil && h.sendWindow < int64(5+len(msg)) {

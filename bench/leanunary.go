@@ -114,7 +114,10 @@ func (lc *leanCaller) next(t0 int64) {
 	}
 	n := lc.n
 	lc.n++
-	lc.r.leanCall(lc.c, lc.worker, n, t0, func() { lc.next(time.Now().UnixNano()) })
+	// The next call starts on its own goroutine, not on the connection's
+	// reader that runs then: a call may wait for flow-control window,
+	// which only the reader can give back.
+	lc.r.leanCall(lc.c, lc.worker, n, t0, func() { go lc.next(time.Now().UnixNano()) })
 }
 
 // leanCall makes call n of worker, scheduled at t0, and records it; then
