@@ -63,6 +63,7 @@ type Service struct {
 	holds      map[uint64]int // reserved slots not yet used or released, by second
 	taken      uint64         // newest second whose submissions closeDue has taken
 	lastSlot   uint64         // with CloseEarly: newest second with a slot reserved after its end
+	abandoned  uint64         // with CloseEarly: newest second with a slot released unused
 	stopped    bool
 	failure    error
 	wake       chan struct{} // a hold ended: the second loop looks again
@@ -165,10 +166,16 @@ func (sl *Slot) Sign(ctx context.Context, hash ksi.Imprint, level byte, clientID
 }
 
 // Release ends the hold without a submission; it may be called again.
+// The root may still come later through Sign (an aggregator releases a
+// slot while it waits to send), so its second no longer closes early.
 func (sl *Slot) Release() {
-	sl.s.mu.Lock()
+	s := sl.s
+	s.mu.Lock()
+	if !sl.released {
+		s.abandoned = max(s.abandoned, sl.sec)
+	}
 	sl.releaseLocked()
-	sl.s.mu.Unlock()
+	s.mu.Unlock()
 }
 
 func (sl *Slot) releaseLocked() {
@@ -293,7 +300,7 @@ func (s *Service) closeAtLocked(t uint64) time.Time {
 	switch {
 	case s.holds[t] > 0:
 		return end.Add(max(s.cfg.MaxHold, s.cfg.Grace))
-	case s.cfg.CloseEarly && s.lastSlot >= t:
+	case s.cfg.CloseEarly && s.lastSlot >= t && s.abandoned < t:
 		return end
 	}
 	return end.Add(s.cfg.Grace)

@@ -339,4 +339,19 @@ func TestServiceCloseEarly(t *testing.T) {
 	if _, lastSec, _ := st.Head(); lastSec != 1_800_000_001 {
 		t.Fatalf("second …001 not closed after its grace: last %d", lastSec)
 	}
+	// A slot released unused may still send its root without a slot, so
+	// its second waits its grace even after a last slot is used.
+	clock.Set(time.Unix(1_800_000_002, 900e6))
+	svc.Reserve().Release()
+	clock.Set(time.Unix(1_800_000_003, 1e6))
+	go sign(svc.Reserve(), 3)
+	waitPending(t, svc, 1)
+	closeAt(t, svc, clock, time.Unix(1_800_000_003, 2e6))
+	if _, lastSec, _ := st.Head(); lastSec != 1_800_000_001 {
+		t.Fatalf("second …002 closed early although a slot in it was released unused: last %d", lastSec)
+	}
+	closeAt(t, svc, clock, time.Unix(1_800_000_003, 20e6))
+	if got := signingTime(t, res); got != 1_800_000_002 {
+		t.Fatalf("signed at %d, want 1800000002", got)
+	}
 }
