@@ -430,17 +430,20 @@ func (h *h2conn) pendingCalls() int {
 	return h.inFlight
 }
 
-// waitIdle waits until no call is pending or the deadline passes.
-func (h *h2conn) waitIdle(deadline time.Time) bool {
+// waitIdle waits until no call is pending or the connection is closed.
+func (h *h2conn) waitIdle() {
 	for h.pendingCalls() > 0 {
-		if time.Now().After(deadline) {
-			return false
-		}
 		select {
 		case <-h.closed:
-			return h.pendingCalls() == 0
+			return
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	return true
+}
+
+// broken reports whether the connection has failed or is going away.
+func (h *h2conn) broken() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.err != nil
 }

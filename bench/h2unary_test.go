@@ -188,3 +188,44 @@ func TestH2ConnServerStops(t *testing.T) {
 		t.Fatal("a call on a closed connection succeeded")
 	}
 }
+
+// A server that stops answering (here: one that never reads) does not
+// hang a run: the calls waiting for its flow-control window and those in
+// flight fail drainTimeout after the run ends.
+func TestLeanRunEndsWhenServerStalls(t *testing.T) {
+	defer func(d time.Duration) { drainTimeout = d }(drainTimeout)
+	drainTimeout = time.Second
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	for _, cfg := range []Config{
+		{Mode: ModeUnary, Rate: 50000, Duration: 300 * time.Millisecond},
+		{Mode: ModeUnary, Concurrency: 4000, Duration: 300 * time.Millisecond},
+	} {
+		cfg.Server = ln.Addr().String()
+		done := make(chan error, 1)
+		go func() {
+			_, err := Run(context.Background(), cfg)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil || !strings.Contains(err.Error(), "no answer within 1s after the run") {
+				t.Fatalf("rate %v, concurrency %d: error %v, want every call failed for no answer", cfg.Rate, cfg.Concurrency, err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatalf("rate %v, concurrency %d: run against a stalled server did not end", cfg.Rate, cfg.Concurrency)
+		}
+	}
+}

@@ -23,7 +23,7 @@ const (
 )
 
 // drainTimeout is how long a run waits for the answers to its last calls.
-const drainTimeout = 30 * time.Second
+var drainTimeout = 30 * time.Second
 
 // unaryLean drives ModeUnary or ModePing over cfg.Conns lean
 // connections: with a Rate, one dispatcher per connection sends its share
@@ -51,6 +51,27 @@ func (r *run) unaryLean(runCtx, ctx context.Context) error {
 		defer c.close()
 		conns[i] = c
 	}
+	// Once the run ends, its last answers get drainTimeout; then the
+	// connections fail what is left (which counts as errors), which also
+	// frees a call waiting for flow-control window from a stalled server.
+	drained := make(chan struct{})
+	defer close(drained)
+	go func() {
+		select {
+		case <-runCtx.Done():
+		case <-drained:
+			return
+		}
+		t := time.NewTimer(drainTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			for _, c := range conns {
+				c.fail(fmt.Errorf("no answer within %s after the run", drainTimeout))
+			}
+		case <-drained:
+		}
+	}()
 	var wg sync.WaitGroup
 	if r.cfg.Rate > 0 {
 		for i, c := range conns {
@@ -64,17 +85,13 @@ func (r *run) unaryLean(runCtx, ctx context.Context) error {
 		for i := range r.cfg.Concurrency {
 			c := conns[i%len(conns)]
 			caller := &leanCaller{r: r, c: c, worker: uint64(i), runCtx: runCtx}
-			caller.next(time.Now().UnixNano())
+			go caller.next(time.Now().UnixNano())
 		}
 		<-runCtx.Done()
 	}
 	wg.Wait()
-	deadline := time.Now().Add(drainTimeout)
 	for _, c := range conns {
-		if !c.waitIdle(deadline) {
-			// Closing fails what is left, which counts as errors.
-			c.fail(fmt.Errorf("no answer within %s after the run", drainTimeout))
-		}
+		c.waitIdle()
 	}
 	return nil
 }
@@ -117,12 +134,17 @@ func (lc *leanCaller) next(t0 int64) {
 	// The next call starts on its own goroutine, not on the connection's
 	// reader that runs then: a call may wait for flow-control window,
 	// which only the reader can give back.
-	lc.r.leanCall(lc.c, lc.worker, n, t0, func() { go lc.next(time.Now().UnixNano()) })
+	lc.r.leanCall(lc.c, lc.worker, n, t0, func(err error) {
+		if err != nil && lc.c.broken() {
+			return // the connection is gone: its error is counted once per call in flight
+		}
+		go lc.next(time.Now().UnixNano())
+	})
 }
 
 // leanCall makes call n of worker, scheduled at t0, and records it; then
-// runs then, if set.
-func (r *run) leanCall(c *h2conn, worker, n uint64, t0 int64, then func()) {
+// runs then, if set, with the call's error.
+func (r *run) leanCall(c *h2conn, worker, n uint64, t0 int64, then func(error)) {
 	var msg []byte
 	var hash []byte
 	if r.cfg.Mode != ModePing {
@@ -143,7 +165,7 @@ func (r *run) leanCall(c *h2conn, worker, n uint64, t0 int64, then func()) {
 			r.record(t0, time.Now().UnixNano(), size)
 		}
 		if then != nil {
-			then()
+			then(err)
 		}
 	})
 }
