@@ -55,9 +55,10 @@ type Config struct {
 	Warmup     time.Duration
 	Login, Key string
 	// Rate, if set, is the total number of signatures per second that
-	// ModeUnary or ModeBatch sends, on a fixed schedule (an open loop:
-	// latency counts from each request's scheduled time). Window then only
-	// caps a batch stream's memory; unary calls each get a goroutine.
+	// ModeUnary, ModePing or ModeBatch sends, on a fixed schedule (an open
+	// loop: latency counts from each request's scheduled time). Window
+	// then only caps a batch stream's memory; with ClientGRPC each unary
+	// call gets a goroutine.
 	Rate float64
 	// FullSignatures makes ModeBatch ask for complete signatures instead
 	// of the shared-round form (which it assembles into complete ones).
@@ -372,8 +373,24 @@ func (r *run) schedule(worker uint64, per int) *schedule {
 	if r.cfg.Rate <= 0 {
 		return nil
 	}
-	interval := time.Duration(float64(time.Second) * float64(per) * float64(r.cfg.Concurrency) / r.cfg.Rate)
-	return &schedule{next: time.Now().Add(time.Duration(worker) * interval / time.Duration(r.cfg.Concurrency)), interval: interval}
+	return newSchedule(r.cfg.Rate, r.cfg.Concurrency, worker, per)
+}
+
+// newSchedule is the schedule of dispatcher worker of dispatchers that
+// together send rate requests a second, per at a time.
+func newSchedule(rate float64, dispatchers int, worker uint64, per int) *schedule {
+	interval := time.Duration(float64(time.Second) * float64(per) * float64(dispatchers) / rate)
+	return &schedule{next: time.Now().Add(time.Duration(worker) * interval / time.Duration(dispatchers)), interval: interval}
+}
+
+// due returns the next send time (Unix ns) if it is not after now.
+func (s *schedule) due(now time.Time) (int64, bool) {
+	if s.next.After(now) {
+		return 0, false
+	}
+	t := s.next.UnixNano()
+	s.next = s.next.Add(s.interval)
+	return t, true
 }
 
 // wait sleeps until the next send time and returns it (Unix ns); false
@@ -388,9 +405,7 @@ func (s *schedule) wait(ctx context.Context) (int64, bool) {
 	if ctx.Err() != nil {
 		return 0, false
 	}
-	t := s.next.UnixNano()
-	s.next = s.next.Add(s.interval)
-	return t, true
+	return s.due(s.next)
 }
 
 // stream keeps up to Window requests in flight on one stream; the send
@@ -559,12 +574,21 @@ func (r *run) assemble(ans *round.Answer, alg ksi.HashAlg, l pendingLeg, hash []
 		return sig, err
 	}
 	*checked = true
-	parsed, err := ksi.ParseSignature(sig)
-	if err != nil {
-		return nil, fmt.Errorf("assembled signature: %w", err)
-	}
-	if rep := verifier.Verify(context.Background(), parsed, verifier.Internal, verifier.Options{Document: hash}); rep.Result != verifier.OK {
-		return nil, fmt.Errorf("assembled signature does not verify: %s %s", rep.Code, rep.Message)
+	if err := checkSignature(sig, hash); err != nil {
+		return nil, fmt.Errorf("assembled %w", err)
 	}
 	return sig, nil
+}
+
+// checkSignature parses sig and verifies it (internal policy) as the
+// signature of hash: the generator checks a sample of what it counts.
+func checkSignature(sig, hash []byte) error {
+	parsed, err := ksi.ParseSignature(sig)
+	if err != nil {
+		return fmt.Errorf("signature: %w", err)
+	}
+	if rep := verifier.Verify(context.Background(), parsed, verifier.Internal, verifier.Options{Document: hash}); rep.Result != verifier.OK {
+		return fmt.Errorf("signature does not verify: %s %s", rep.Code, rep.Message)
+	}
+	return nil
 }

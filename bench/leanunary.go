@@ -9,9 +9,6 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/encoding/protowire"
-
-	"github.com/tempel-ksi/tempel/ksi"
-	"github.com/tempel-ksi/tempel/verifier"
 )
 
 // Unary clients of the load generator.
@@ -78,7 +75,7 @@ func (r *run) unaryLean(runCtx, ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				r.dispatch(runCtx, c, uint64(i), r.cfg.Rate/float64(len(conns)))
+				r.dispatch(runCtx, c, newSchedule(r.cfg.Rate, len(conns), uint64(i), 1), uint64(i))
 			}()
 		}
 	} else {
@@ -96,22 +93,18 @@ func (r *run) unaryLean(runCtx, ctx context.Context) error {
 	return nil
 }
 
-// dispatch sends rate calls per second on c on a fixed schedule; each
-// call's latency counts from its scheduled time.
-func (r *run) dispatch(ctx context.Context, c *h2conn, worker uint64, rate float64) {
-	interval := time.Duration(float64(time.Second) / rate)
-	next := time.Now()
-	var n uint64
-	for ctx.Err() == nil {
+// dispatch sends calls on c as sch has them due; each call's latency
+// counts from its scheduled time.
+func (r *run) dispatch(ctx context.Context, c *h2conn, sch *schedule, worker uint64) {
+	for n := uint64(0); ctx.Err() == nil; {
 		now := time.Now()
-		for !next.After(now) {
-			r.leanCall(c, worker, n, next.UnixNano(), nil)
+		for t, ok := sch.due(now); ok; t, ok = sch.due(now) {
+			r.leanCall(c, worker, n, t, nil)
 			n++
-			next = next.Add(interval)
 		}
 		// Waking at most once a millisecond sends the calls due in it in
 		// one write; their latency still counts from their own times.
-		time.Sleep(max(time.Until(next), time.Millisecond))
+		time.Sleep(max(time.Until(sch.next), time.Millisecond))
 	}
 }
 
@@ -199,12 +192,8 @@ func (r *run) signature(msg, hash []byte) (int, error) {
 		return 0, errors.New("SignResponse without a signature")
 	}
 	if r.verified.CompareAndSwap(false, true) {
-		parsed, err := ksi.ParseSignature(sig)
-		if err != nil {
-			return 0, fmt.Errorf("signature: %w", err)
-		}
-		if rep := verifier.Verify(context.Background(), parsed, verifier.Internal, verifier.Options{Document: hash}); rep.Result != verifier.OK {
-			return 0, fmt.Errorf("signature does not verify: %s %s", rep.Code, rep.Message)
+		if err := checkSignature(sig, hash); err != nil {
+			return 0, err
 		}
 	}
 	return len(sig), nil
