@@ -96,9 +96,12 @@ func basicAuth(v []string) (login, key string, ok bool) {
 	return login, key, ok && login != ""
 }
 
+// healthMethods prefixes the gRPC health service's methods.
+var healthMethods = "/" + healthpb.Health_ServiceDesc.ServiceName + "/"
+
 func (n *Node) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 	defer func() { n.metrics.count("grpc", path.Base(info.FullMethod), status.Code(err).String()) }()
-	if strings.HasPrefix(info.FullMethod, "/"+healthpb.Health_ServiceDesc.ServiceName+"/") {
+	if strings.HasPrefix(info.FullMethod, healthMethods) {
 		return h(ctx, req) // probes carry no credentials and learn nothing but readiness
 	}
 	ctx, err = n.authenticate(ctx)
@@ -267,15 +270,15 @@ func (q *answerQueue) signal() {
 	}
 }
 
-// takeAll returns what has been queued (reusing buf) and whether the
-// queue is closed.
-func (q *answerQueue) takeAll(buf []streamAnswer) ([]streamAnswer, bool) {
+// takeAll returns what has been queued and whether the queue is closed;
+// spare (emptied) becomes the queue's next buffer.
+func (q *answerQueue) takeAll(spare []streamAnswer) ([]streamAnswer, bool) {
+	clear(spare)
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	buf = append(buf[:0], q.items...)
-	clear(q.items)
-	q.items = q.items[:0]
-	return buf, q.closed
+	items := q.items
+	q.items = spare[:0]
+	return items, q.closed
 }
 
 // sendAnswers is a stream's sender: it sends whatever answers have been
@@ -290,6 +293,7 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 	batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
 	var rounds []*tempelv1.SharedRound
 	answered := 0 // requests whose answer is in batch or rounds
+	signed := 0   // of those, signed: counted once per batch
 	flush := func() {
 		if failed == nil && len(batch)+len(rounds) > 0 {
 			if failed = send(batch, rounds); failed != nil {
@@ -298,15 +302,25 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 		}
 		// Sent (or the stream is broken): those requests are answered.
 		inflight.doneN(answered)
-		batch, rounds, answered = batch[:0], rounds[:0], 0
+		s.n.metrics.countN("grpc-stream", "Sign", ksiStatus(0), signed)
+		batch, rounds, answered, signed = batch[:0], rounds[:0], 0, 0
+	}
+	// count records how n requests ended: a leg's request ends with its
+	// round.
+	count := func(status uint32, n int) {
+		if status == 0 {
+			signed += n
+		} else {
+			s.n.metrics.countN("grpc-stream", "Sign", ksiStatus(status), n)
+		}
 	}
 	take := func(a streamAnswer) {
-		s.n.metrics.count("grpc-stream", "Sign", ksiStatus(a.resp.Status))
 		if len(batch) == maxResponseBatch {
 			flush()
 		}
 		batch = append(batch, a.resp)
 		if a.round == nil {
+			count(a.resp.Status, 1)
 			answered++
 			return
 		}
@@ -342,7 +356,9 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 			take(a)
 		}
 		for _, w := range waiting[:done] {
-			rounds = append(rounds, sharedRoundProto(w.r))
+			p := sharedRoundProto(w.r)
+			rounds = append(rounds, p)
+			count(p.Status, w.legs)
 			answered += w.legs
 		}
 		waiting = waiting[done:]

@@ -24,7 +24,14 @@ func newRequestMetrics(reg prometheus.Registerer) *requestMetrics {
 }
 
 func (m *requestMetrics) count(iface, method, status string) {
-	m.requests.WithLabelValues(iface, method, status).Inc()
+	m.countN(iface, method, status, 1)
+}
+
+// countN counts n requests that ended alike.
+func (m *requestMetrics) countN(iface, method, status string, n int) {
+	if n > 0 {
+		m.requests.WithLabelValues(iface, method, status).Add(float64(n))
+	}
 }
 
 // statusRecorder remembers the HTTP status a handler wrote.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/internal/round"
@@ -128,6 +129,7 @@ func TestStreamSenderRoundAfterAllLegs(t *testing.T) {
 	legsOf := map[uint64]int{} // round → legs seen
 	roundSent := map[uint64]int{}
 	errs := 0
+	var status uint32 // the rounds' failure
 	sentReqs := make(chan struct{})
 	recvCalls := 0
 	recv := func() ([]*tempelv1.SignRequest, bool, error) {
@@ -157,6 +159,7 @@ func TestStreamSenderRoundAfterAllLegs(t *testing.T) {
 			if p.Status == 0 {
 				t.Errorf("round %d: want a failure status", p.Id)
 			}
+			status = p.Status
 			errs += legsOf[p.Id]
 		}
 		return nil
@@ -176,11 +179,18 @@ func TestStreamSenderRoundAfterAllLegs(t *testing.T) {
 	if errs != n {
 		t.Fatalf("%d of %d requests learned their round's failure", errs, n)
 	}
+	// The metrics count each request once, with how its round ended.
+	counted := func(st uint32) float64 {
+		return testutil.ToFloat64(svc.n.metrics.requests.WithLabelValues("grpc-stream", "Sign", ksiStatus(st)))
+	}
+	if ok, failed := counted(0), counted(status); ok != 0 || failed != n {
+		t.Fatalf("metrics: %v requests OK and %v with status %#x, want 0 and %d", ok, failed, status, n)
+	}
 }
 
 // A client that stops reading its stream must not stall everyone else:
-// its queue fills, it is marked slow, and the other streams' answers keep
-// coming (after one delay of at most slowClientWait).
+// its answers queue up on its own stream (engine callbacks never wait for
+// a client), and the other clients' rounds keep being answered.
 func TestStreamClientThatStopsReading(t *testing.T) {
 	n := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), PublishEvery: time.Hour})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
