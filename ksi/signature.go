@@ -201,8 +201,12 @@ func signatureFromElements(e tlv.Element) (*Signature, error) {
 	s := &block.sig
 	*s = Signature{Raw: e.Raw, AggregationChains: make([]*AggregationChain, 0, n.chains)}
 	chains := make([]AggregationChain, n.chains)
-	links := make([]Link, 0, n.links)
-	indexes := make([]uint64, 0, n.indexes)
+	// Room for every chain's links and index entries, counted above; each
+	// chain takes its part from the front. A count that was short (it
+	// cannot be: both walks read the same headers) would only cost an
+	// allocation.
+	links := make([]Link, n.links)
+	indexes := make([]uint64, n.indexes)
 	var err error
 	for rest := e.Value; len(rest) > 0 && err == nil; {
 		c, r, rerr := tlv.Read(rest)
@@ -218,9 +222,9 @@ func signatureFromElements(e tlv.Element) (*Signature, error) {
 			} else {
 				ch = new(AggregationChain)
 			}
-			if err = parseAggregationChainInto(ch, c, links[len(links):], indexes[len(indexes):]); err == nil {
-				links = links[:len(links)+len(ch.Links)]
-				indexes = indexes[:len(indexes)+len(ch.ChainIndex)]
+			if err = parseAggregationChainInto(ch, c, links[:0], indexes[:0]); err == nil {
+				links = links[min(len(ch.Links), len(links)):]
+				indexes = indexes[min(len(ch.ChainIndex), len(indexes)):]
 				s.AggregationChains = append(s.AggregationChains, ch)
 			}
 		case TypeCalendarChain:

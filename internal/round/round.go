@@ -161,7 +161,7 @@ func (w *Writer) AppendSignature(dst []byte, r *Round, i int, ans *Answer) ([]by
 	if err != nil {
 		return nil, err
 	}
-	n, err := JoinedLen(ans, r.alg, r.reqs[i].Hash, shape, links)
+	n, err := joinedLen(ans, r.alg, r.reqs[i].Hash, shape, links)
 	if err != nil {
 		return nil, err
 	}
@@ -224,12 +224,15 @@ func chainHeadLen(ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64) 
 	return n + 2 + tlv.UintLen(uint64(alg))
 }
 
-// JoinedLen returns the length of the signature AppendJoined writes, or
+// joinedLen returns the length of the signature AppendJoined writes, or
 // an error if it is too long to encode.
-func JoinedLen(ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, links []byte) (int, error) {
+func joinedLen(ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, links []byte) (int, error) {
 	chain := chainHeadLen(ans, alg, hash, shape) + len(links)
 	sig := 4 + chain + len(ans.Elements)
-	if sig > tlv.MaxValueLen || len(hash) > 0xFF {
+	if len(hash) > 0xFF {
+		return 0, fmt.Errorf("round: document hash of %d bytes is too long", len(hash))
+	}
+	if sig > tlv.MaxValueLen {
 		return 0, fmt.Errorf("round: signature of %d bytes exceeds the TLV limit", sig)
 	}
 	return 4 + sig, nil
@@ -240,14 +243,14 @@ func JoinedLen(ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, lin
 // the request's aggregation chain, then upstream's elements. Clients of
 // the shared-round stream (SignBatchStream) assemble signatures with it.
 func AppendJoined(dst []byte, ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, links []byte) ([]byte, error) {
-	n, err := JoinedLen(ans, alg, hash, shape, links)
+	n, err := joinedLen(ans, alg, hash, shape, links)
 	if err != nil {
 		return dst, err
 	}
 	return appendJoined(dst, n, ans, alg, hash, shape, links), nil
 }
 
-// appendJoined is AppendJoined with the length n (JoinedLen) known.
+// appendJoined is AppendJoined with the length n (joinedLen) known.
 func appendJoined(dst []byte, n int, ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, links []byte) []byte {
 	if cap(dst)-len(dst) < n {
 		dst = append(make([]byte, 0, len(dst)+n), dst...)
