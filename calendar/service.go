@@ -153,7 +153,7 @@ func (s *Service) Reserve() *Slot {
 	now := s.cfg.Now()
 	sec := s.openSecond(now)
 	s.holds[sec]++
-	if s.cfg.CloseEarly && !now.Before(time.Unix(int64(sec)+1, 0)) {
+	if s.cfg.CloseEarly && !now.Before(secondEnd(sec)) {
 		s.lastSlot = max(s.lastSlot, sec)
 	}
 	return &Slot{s: s, sec: sec}
@@ -292,11 +292,14 @@ func (s *Service) Run(ctx context.Context) error {
 	}
 }
 
+// secondEnd is when second t ends.
+func secondEnd(t uint64) time.Time { return time.Unix(int64(t)+1, 0) }
+
 // closeAt is when second t may be closed: after its grace period and,
 // while slots in it are held, MaxHold after it ends at the latest; with
 // CloseEarly, as soon as it has ended once its last slot is used.
 func (s *Service) closeAtLocked(t uint64) time.Time {
-	end := time.Unix(int64(t)+1, 0)
+	end := secondEnd(t)
 	switch {
 	case s.holds[t] > 0:
 		return end.Add(max(s.cfg.MaxHold, s.cfg.Grace))
@@ -381,7 +384,7 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 	}
 	s.setClosed(t)
 	s.cfg.Metrics.appended(len(leaves), s.cfg.Now().Sub(start))
-	s.log.Debug("closed second", "t", t, "submissions", len(subs), "late_by", start.Sub(time.Unix(int64(t)+1, 0).Add(s.cfg.Grace)))
+	s.log.Debug("closed second", "t", t, "submissions", len(subs), "late_by", start.Sub(secondEnd(t).Add(s.cfg.Grace)))
 	if r == nil {
 		return nil
 	}
