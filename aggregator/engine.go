@@ -330,13 +330,15 @@ func (e *Engine) CloseRound(ctx context.Context) {
 	e.shared = 0
 	clear(e.perUser)
 	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, shared: shared, prev: e.lastAnswered, answered: make(chan struct{}), up: e.cfg.Upstream, release: func() {}}
-	if su, ok := e.cfg.Upstream.(SlotUpstream); ok {
-		rd.up, rd.release = su.Reserve()
-	}
 	e.nextRoundID++
 	e.lastAnswered = rd.answered
 	e.wg.Add(1)
 	e.mu.Unlock()
+	// The round's place in the calendar's second, taken as it closes
+	// (outside e.mu: Submit need not wait for the calendar's lock).
+	if su, ok := e.cfg.Upstream.(SlotUpstream); ok {
+		rd.up, rd.release = su.Reserve()
+	}
 	go func() {
 		defer e.wg.Done()
 		defer close(rd.answered)
