@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tempel-ksi/tempel/internal/round"
@@ -49,9 +50,14 @@ type Config struct {
 	// MaxInFlight bounds rounds waiting for upstream (default: two
 	// seconds' worth of rounds plus four, at least 16).
 	MaxInFlight int
-	Logger      *slog.Logger
-	Metrics     *Metrics
-	Now         func() time.Time
+	// Answering, if set, is called with true when upstream has answered
+	// a round and with false when the round's callers have their results
+	// (or it failed): a process can hold off work, such as garbage
+	// collection, while a second's answers go out.
+	Answering func(bool)
+	Logger    *slog.Logger
+	Metrics   *Metrics
+	Now       func() time.Time
 }
 
 // Identity is who asked: it becomes the signature's metadata link.
@@ -99,6 +105,7 @@ type Result struct {
 	Shape uint64
 	Round *SharedRound
 	Err   error
+	turn  *turn // the round's turn, for Sign's caller
 }
 
 // SharedRound is the part of a round's signatures that all its requests
@@ -123,6 +130,7 @@ type pending struct {
 	cb      Callback
 	arrived time.Time
 	shared  bool
+	waiter  bool // a Sign call: its round's turn ends when it picks up
 }
 
 // Engine runs rounds.
@@ -133,6 +141,7 @@ type Engine struct {
 	mu      sync.Mutex
 	queue   []pending       // who asked, in arrival order
 	shared  int             // how many of them asked for the shared-round form
+	waiters int             // how many of them are Sign calls
 	reqs    []round.Request // what they asked, index for index with queue
 	perUser map[string]int
 	stopped bool
@@ -145,6 +154,7 @@ type Engine struct {
 	// have waited longest, get their signatures first.
 	lastAnswered chan struct{}
 	nextRoundID  uint64
+	maxTurn      time.Duration // maxTurn; tests lengthen it
 }
 
 // New creates an engine; call Run to start closing rounds.
@@ -176,7 +186,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Now = time.Now
 	}
 	// Round ids start at 1: 0 is "no round" on the wire.
-	return &Engine{cfg: cfg, log: cfg.Logger, perUser: make(map[string]int), inflight: make(chan struct{}, cfg.MaxInFlight), nextRoundID: 1}, nil
+	return &Engine{cfg: cfg, log: cfg.Logger, perUser: make(map[string]int), inflight: make(chan struct{}, cfg.MaxInFlight), nextRoundID: 1, maxTurn: maxTurn}, nil
 }
 
 // Config returns the engine's configuration after defaults.
@@ -186,6 +196,10 @@ func (e *Engine) Config() Config { return e.cfg }
 // the result. Errors detected at once (bad hash, level, quota, overload)
 // are returned and cb is not called.
 func (e *Engine) Submit(r Request, cb Callback) error {
+	return e.submit(r, cb, false)
+}
+
+func (e *Engine) submit(r Request, cb Callback, waiter bool) error {
 	if r.Hash.Alg() != ksi.SHA2_256 || len(r.Hash) != 1+ksi.SHA2_256.Size() {
 		if _, err := ksi.ParseImprint(r.Hash); err != nil {
 			return fmt.Errorf("%w: %v", ErrBadRequest, err)
@@ -220,9 +234,11 @@ func (e *Engine) Submit(r Request, cb Callback) error {
 	if e.cfg.Quota > 0 {
 		e.perUser[r.Identity.ClientID]++
 	}
-	e.queue = append(e.queue, pending{cb: cb, arrived: now, shared: r.Shared})
+	e.queue = append(e.queue, pending{cb: cb, arrived: now, shared: r.Shared, waiter: waiter && !r.Shared})
 	if r.Shared {
 		e.shared++
+	} else if waiter {
+		e.waiters++
 	}
 	e.reqs = append(e.reqs, round.Request{Hash: r.Hash, Level: r.Level, Meta: meta})
 	e.cfg.Metrics.queued(len(e.queue))
@@ -231,33 +247,62 @@ func (e *Engine) Submit(r Request, cb Callback) error {
 
 // Sign submits a request and waits for its result.
 func (e *Engine) Sign(ctx context.Context, r Request) Result {
-	ch := make(chan Result, 1)
-	if err := e.Submit(r, func(res Result) { ch <- res }); err != nil {
+	c := &caller{ch: make(chan Result, 1)}
+	if err := e.submit(r, c.deliver, true); err != nil {
 		return Result{Err: err}
 	}
-	return waitResult(ctx, ch)
+	return c.wait(ctx)
 }
 
-// waitResult waits for the result of Sign in a frame padded with 2 KiB.
+// caller is one Sign call parked for its result.
+type caller struct {
+	ch    chan Result
+	state atomic.Int32 // callerWaiting, callerAnswered or callerGone
+}
+
+const (
+	callerWaiting int32 = iota
+	callerAnswered
+	callerGone
+)
+
+// deliver hands the caller its result. A caller that has given up counts
+// as picked up at once: its round must not wait for it.
+func (c *caller) deliver(res Result) {
+	if !c.state.CompareAndSwap(callerWaiting, callerAnswered) {
+		res.turn.pickedUp()
+		return
+	}
+	c.ch <- res
+}
+
+// wait waits for the result or for ctx, in a frame padded with 2 KiB.
 //
-// Why: a server holds one goroutine per unary call parked here for up to
-// a second, tens of thousands at a time, and the runtime starts each new
-// goroutine with the average stack it found in use at the last GC
-// (plus a guard, rounded up to a power of two). Parked without the pad,
-// a gRPC handler uses just under 4 KiB, so handlers started with 4 KiB,
-// and every one of them then outgrew it on the way here and copied its
-// stack into 8 KiB: a tenth of the server's CPU per unary call. With the
-// pad they start with 8 KiB (/gc/stack/starting-size:bytes) and never
-// copy, and their stacks take no more memory than before.
+// Why the pad: a server holds one goroutine per unary call parked here
+// for up to a second, tens of thousands at a time, and the runtime starts
+// each new goroutine with the average stack it found in use at the last
+// GC (plus a guard, rounded up to a power of two). Parked without the
+// pad, a gRPC handler uses just under 4 KiB, so handlers started with
+// 4 KiB, and every one of them then outgrew it on the way here and
+// copied its stack into 8 KiB: a tenth of the server's CPU per unary
+// call. With the pad they start with 8 KiB (/gc/stack/starting-size:bytes)
+// and never copy, and their stacks take no more memory than before.
 //
 //go:noinline
-func waitResult(ctx context.Context, ch chan Result) Result {
+func (c *caller) wait(ctx context.Context) Result {
 	var pad [2048]byte
 	keepOnStack(pad[:])
 	select {
-	case x := <-ch:
+	case x := <-c.ch:
+		x.turn.pickedUp()
+		x.turn = nil
 		return x
 	case <-ctx.Done():
+		if !c.state.CompareAndSwap(callerWaiting, callerGone) {
+			// Answered meanwhile: take it, so that its round's turn ends.
+			x := <-c.ch
+			x.turn.pickedUp()
+		}
 		return Result{Err: ctx.Err()}
 	}
 }
@@ -326,10 +371,10 @@ func (e *Engine) CloseRound(ctx context.Context) {
 	}
 	// The next round is probably about as large: size it once.
 	e.queue, e.reqs = make([]pending, 0, len(q)), make([]round.Request, 0, len(q))
-	shared := e.shared
-	e.shared = 0
+	shared, waiters := e.shared, e.waiters
+	e.shared, e.waiters = 0, 0
 	clear(e.perUser)
-	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, shared: shared, prev: e.lastAnswered, answered: make(chan struct{}), up: e.cfg.Upstream, release: func() {}}
+	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, shared: shared, waiters: waiters, prev: e.lastAnswered, answered: make(chan struct{}), up: e.cfg.Upstream, release: func() {}}
 	e.nextRoundID++
 	e.lastAnswered = rd.answered
 	e.wg.Add(1)
@@ -379,6 +424,7 @@ type roundRun struct {
 	q        []pending
 	reqs     []round.Request
 	shared   int           // requests in the shared-round form
+	waiters  int           // Sign calls among the others
 	prev     chan struct{} // closed when the previous round is answered; nil for the first
 	answered chan struct{}
 	up       Upstream // signs the root: Config.Upstream, or its reserved slot
@@ -424,6 +470,10 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	}
 	u := <-up
 	<-e.inflight
+	if e.cfg.Answering != nil {
+		e.cfg.Answering(true)
+		defer e.cfg.Answering(false)
+	}
 	rd.waitPrev()
 	if err = u.err; err != nil {
 		e.cfg.Metrics.upstreamError()
@@ -443,12 +493,54 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 		return
 	}
 	sr.Answer = ans
+	var t *turn
+	if rd.waiters > 0 {
+		t = &turn{done: make(chan struct{})}
+		t.left.Store(int64(rd.waiters))
+	}
 	if rd.shared < len(q) {
-		e.answer(r, ans, q)
+		e.answer(r, ans, q, t)
 	}
 	close(sr.done)
 	now := e.cfg.Now()
 	e.cfg.Metrics.round(len(q), now.Sub(start), q, now)
+	t.wait(e.maxTurn)
+}
+
+// turn is the time a round's Sign callers have to pick up their results
+// before the next round's callers are woken.
+//
+// Why: when the calendar answers a second's rounds at once, tens of
+// thousands of parked callers would become runnable together, and the
+// scheduler would run the first round's callers (the requests that have
+// waited longest, which set the tail latency) mixed with every later
+// round's. Waking one round at a time sends the first round out first.
+type turn struct {
+	left atomic.Int64
+	done chan struct{}
+}
+
+// maxTurn bounds a round's turn: a caller slow to pick up delays the
+// rounds after it by at most this much.
+const maxTurn = 200 * time.Millisecond
+
+func (t *turn) pickedUp() {
+	if t != nil && t.left.Add(-1) == 0 {
+		close(t.done)
+	}
+}
+
+// wait waits until every caller has picked up, or max.
+func (t *turn) wait(max time.Duration) {
+	if t == nil {
+		return
+	}
+	timer := time.NewTimer(max)
+	defer timer.Stop()
+	select {
+	case <-t.done:
+	case <-timer.C:
+	}
 }
 
 // failRound fails a round whose shared-round requests have their legs:
@@ -491,11 +583,15 @@ func answerOf(sig []byte, root ksi.Imprint, level byte) (*round.Answer, error) {
 
 // answer encodes the signature of every request not in the shared-round
 // form and hands it over.
-func (e *Engine) answer(r *round.Round, ans *round.Answer, q []pending) {
+func (e *Engine) answer(r *round.Round, ans *round.Answer, q []pending, t *turn) {
 	e.eachRequest(q, func(wr *round.Writer, i int) {
 		if !q[i].shared {
 			sig, err := wr.AppendSignature(nil, r, i, ans)
-			q[i].cb(Result{Signature: sig, AggregationTime: ans.AggregationTime, Err: err})
+			res := Result{Signature: sig, AggregationTime: ans.AggregationTime, Err: err}
+			if q[i].waiter {
+				res.turn = t
+			}
+			q[i].cb(res)
 		}
 	})
 }

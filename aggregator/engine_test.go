@@ -474,7 +474,7 @@ func TestSharedRoundUpstreamFailure(t *testing.T) {
 }
 
 // Callers parked in Sign make the runtime start new goroutines with a
-// larger stack (see waitResult): 8 KiB, where these shallow callers
+// larger stack (see caller.wait): 8 KiB, where these shallow callers
 // would make it 4 KiB without the pad.
 func TestSignPadsParkedStacks(t *testing.T) {
 	e := newEngine(t, &fakeCalendar{}, Config{})
@@ -503,5 +503,129 @@ func TestSignPadsParkedStacks(t *testing.T) {
 	wg.Wait()
 	if got := s[0].Value.Uint64(); got < 8192 {
 		t.Fatalf("goroutines start with %d-byte stacks while %d callers are parked in Sign, want at least 8192", got, n)
+	}
+}
+
+// heldUpstream signs only once release is closed, so that several rounds
+// are answered at once, as the calendar answers a second's rounds.
+type heldUpstream struct {
+	fakeCalendar
+	release chan struct{}
+}
+
+func (u *heldUpstream) Sign(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error) {
+	select {
+	case <-u.release:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return u.fakeCalendar.Sign(ctx, root, level)
+}
+
+// waitFor polls cond until it holds, failing the test after 10 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The next round's results are handed out only when every Sign caller of
+// the round before has picked up its own: when a second's rounds are
+// answered at once, the callers that waited longest run first.
+func TestNextRoundWaitsForCallersToPickUp(t *testing.T) {
+	var answering atomic.Int64
+	up := &heldUpstream{release: make(chan struct{})}
+	e := newEngine(t, up, Config{Answering: func(on bool) {
+		if on {
+			answering.Add(1)
+		}
+	}})
+	e.maxTurn = time.Hour
+	// Round 1: two Sign callers that pick up when the test says so.
+	callers := []*caller{{ch: make(chan Result, 1)}, {ch: make(chan Result, 1)}}
+	for i, c := range callers {
+		if err := e.submit(Request{Hash: imprint(uint64(i))}, c.deliver, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.CloseRound(context.Background())
+	// Round 2: a callback.
+	second := make(chan Result, 1)
+	if err := e.Submit(Request{Hash: imprint(9)}, func(r Result) { second <- r }); err != nil {
+		t.Fatal(err)
+	}
+	e.CloseRound(context.Background())
+	close(up.release)
+
+	waitFor(t, "both rounds answered upstream", func() bool { return answering.Load() == 2 })
+	waitFor(t, "round 1's results", func() bool { return len(callers[0].ch) == 1 && len(callers[1].ch) == 1 })
+	if res := callers[0].wait(context.Background()); res.Err != nil || res.turn != nil {
+		t.Fatalf("caller 1: err %v, turn %p", res.Err, res.turn)
+	}
+	// Without turns round 2 would be answered within microseconds of
+	// round 1; with them it waits for the second caller (maxTurn is an
+	// hour), however long this check waits.
+	select {
+	case <-second:
+		t.Fatal("round 2 answered while a caller of round 1 had not picked up")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if res := callers[1].wait(context.Background()); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	select {
+	case res := <-second:
+		if res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("round 2 not answered after round 1's callers picked up")
+	}
+	e.wg.Wait()
+}
+
+// A Sign caller that gave up (its context ended) does not hold its
+// round's turn, whether it left before or after its result came.
+func TestGoneCallerDoesNotHoldTheTurn(t *testing.T) {
+	for _, leaveFirst := range []bool{true, false} {
+		up := &heldUpstream{release: make(chan struct{})}
+		e := newEngine(t, up, Config{})
+		e.maxTurn = time.Hour
+		gone := &caller{ch: make(chan Result, 1)}
+		if err := e.submit(Request{Hash: imprint(1)}, gone.deliver, true); err != nil {
+			t.Fatal(err)
+		}
+		e.CloseRound(context.Background())
+		second := make(chan Result, 1)
+		if err := e.Submit(Request{Hash: imprint(2)}, func(r Result) { second <- r }); err != nil {
+			t.Fatal(err)
+		}
+		e.CloseRound(context.Background())
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if leaveFirst {
+			if res := gone.wait(ctx); !errors.Is(res.Err, context.Canceled) {
+				t.Fatalf("caller that left: err %v", res.Err)
+			}
+			close(up.release)
+		} else {
+			close(up.release)
+			waitFor(t, "the result", func() bool { return len(gone.ch) == 1 })
+			gone.wait(ctx) // either outcome: both are ready
+		}
+		select {
+		case res := <-second:
+			if res.Err != nil {
+				t.Fatal(res.Err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("leaving first %v: round 2 waits for a caller that is gone", leaveFirst)
+		}
+		e.wg.Wait()
 	}
 }
