@@ -74,6 +74,7 @@ type Node struct {
 	cal     *calendar.Service
 	pub     *calendar.Publisher
 	agg     *aggregator.Engine
+	gc      *gcGate // nil when GC is off
 	upConn  *grpc.ClientConn
 	metrics *requestMetrics
 }
@@ -180,9 +181,13 @@ func (n *Node) openAggregator() error {
 		}
 		up = aggregator.NewGRPCUpstream(conn, login, cfg.UpstreamKey)
 	}
+	acfg := aggregator.Config{Upstream: up, Period: cfg.RoundPeriod, MaxLevel: byte(min(cfg.MaxLevel, 255)),
+		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg)}
+	if n.gc = processGCGate(); n.gc != nil {
+		acfg.Answering = n.gc.answering
+	}
 	var err error
-	n.agg, err = aggregator.New(aggregator.Config{Upstream: up, Period: cfg.RoundPeriod, MaxLevel: byte(min(cfg.MaxLevel, 255)),
-		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg)})
+	n.agg, err = aggregator.New(acfg)
 	return err
 }
 
@@ -222,6 +227,10 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 	if n.agg != nil {
 		aggWG.Add(1)
 		go func() { defer aggWG.Done(); n.agg.Run(aggCtx) }()
+		if n.gc != nil {
+			aggWG.Add(1)
+			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
+		}
 	}
 	serr := server.Serve(ctx, ln, g, h, 10*time.Second, n.log)
 	// Order matters: the aggregator's last round still needs the calendar.
