@@ -19,26 +19,32 @@ import (
 // marking in the first 400 ms of its burst, and no other second did
 // (and a cycle marking then took 3 times as long as one in the quiet
 // part, with twice the stacks to scan). The gate raises the GC target from
-// shortly before each second ends until the answers are out; a cycle due
-// meanwhile starts when the gate opens, in the quiet part of the second.
-// Nothing is given up: the raised target still bounds the heap (the
-// runtime collects when it is reached), and the GC runs as often as
-// before, only at other times.
+// shortly before each second ends until the answers are out (or half the
+// second has passed); a cycle due meanwhile starts when the gate opens,
+// in the quiet part of the second. The raised target still bounds the
+// heap (the runtime collects when it is reached), and the GC runs about
+// as often as before, each cycle at most 0.9 s later.
 type gcGate struct {
 	normal int // the GOGC percent to restore
 	raised int // the percent while held
 
-	mu      sync.Mutex
-	holders int
+	mu        sync.Mutex
+	windows   int  // run loops inside their window around a second's end
+	answerers int  // rounds handing out answers
+	expired   bool // past gcMaxTail: answering no longer holds the gate
+	held      bool // the raised percent is in force
 }
 
-// Timing of the gate around each second's end T: held from T-gcLead,
-// so that a cycle starting just before the burst has time to finish,
-// until T+gcTail (upstream's answer arrives within its grace) or, when
-// later, until the last round answered meanwhile has its results out.
+// Timing of the gate around each second's end T: held from T-gcLead, so
+// that a cycle starting just before the burst has time to finish, until
+// T+gcTail (upstream's answer arrives within its grace) or, while rounds
+// hand out answers, until T+gcMaxTail at most: a node answering all the
+// time (saturated) still collects in the rest of each second, so its
+// heap does not grow towards the raised target.
 const (
-	gcLead = 400 * time.Millisecond
-	gcTail = 100 * time.Millisecond
+	gcLead    = 400 * time.Millisecond
+	gcTail    = 100 * time.Millisecond
+	gcMaxTail = 500 * time.Millisecond
 	// gcRaise multiplies the GC percent while the gate is held.
 	gcRaise = 4
 )
@@ -59,53 +65,68 @@ func newGCGate() *gcGate {
 	return &gcGate{normal: normal, raised: normal * gcRaise}
 }
 
-// hold raises the GC target until a matching release.
-func (g *gcGate) hold() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if g.holders == 0 {
-		debug.SetGCPercent(g.raised)
+// update sets the GC percent the gate's state asks for; g.mu is held.
+func (g *gcGate) update() {
+	hold := g.windows > 0 || (g.answerers > 0 && !g.expired)
+	if hold == g.held {
+		return
 	}
-	g.holders++
-}
-
-// release restores the GC target once nothing holds the gate.
-func (g *gcGate) release() {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.holders--
-	if g.holders == 0 {
+	g.held = hold
+	if hold {
+		debug.SetGCPercent(g.raised)
+	} else {
 		debug.SetGCPercent(g.normal)
 	}
 }
 
+// change applies f to the gate's state under its lock.
+func (g *gcGate) change(f func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f()
+	g.update()
+}
+
 // answering is the aggregator's Answering hook.
 func (g *gcGate) answering(on bool) {
-	if on {
-		g.hold()
-	} else {
-		g.release()
-	}
+	g.change(func() {
+		if on {
+			g.answerers++
+		} else {
+			g.answerers--
+		}
+	})
 }
 
 // run holds the gate around every second's end until ctx is cancelled.
 func (g *gcGate) run(ctx context.Context) {
+	inWindow := false
+	defer func() {
+		if inWindow {
+			g.change(func() { g.windows-- })
+		}
+	}()
 	for {
 		end := time.Now().Truncate(time.Second).Add(time.Second)
-		if !g.sleepUntil(ctx, end.Add(-gcLead)) {
+		if !sleepUntil(ctx, end.Add(-gcLead)) {
 			return
 		}
-		g.hold()
-		ok := g.sleepUntil(ctx, end.Add(gcTail))
-		g.release()
-		if !ok {
+		inWindow = true
+		g.change(func() { g.windows++; g.expired = false })
+		if !sleepUntil(ctx, end.Add(gcTail)) {
 			return
 		}
+		inWindow = false
+		g.change(func() { g.windows-- })
+		if !sleepUntil(ctx, end.Add(gcMaxTail)) {
+			return
+		}
+		g.change(func() { g.expired = true })
 	}
 }
 
 // sleepUntil waits until t and reports whether ctx is still live.
-func (g *gcGate) sleepUntil(ctx context.Context, t time.Time) bool {
+func sleepUntil(ctx context.Context, t time.Time) bool {
 	timer := time.NewTimer(time.Until(t))
 	defer timer.Stop()
 	select {

@@ -16,74 +16,109 @@ func gcPercent() int {
 	return p
 }
 
-func (g *gcGate) holding() int {
+// state returns whether the gate is held, with its windows and answerers.
+func (g *gcGate) state() (held bool, windows, answerers int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.holders
+	return g.held, g.windows, g.answerers
+}
+
+func (g *gcGate) isHeld() bool { h, _, _ := g.state(); return h }
+
+func newTestGate(t *testing.T) *gcGate {
+	normal := gcPercent()
+	if normal <= 0 {
+		t.Skip("GC is off")
+	}
+	return &gcGate{normal: normal, raised: normal * gcRaise}
+}
+
+func wantGCPercent(t *testing.T, what string, want int) {
+	t.Helper()
+	if got := gcPercent(); got != want {
+		t.Fatalf("%s: GC percent %d, want %d", what, got, want)
+	}
 }
 
 func TestGCGateHoldsAndRestores(t *testing.T) {
-	normal := gcPercent()
-	if normal <= 0 {
-		t.Skip("GC is off")
-	}
-	g := &gcGate{normal: normal, raised: normal * gcRaise}
+	g := newTestGate(t)
 	g.answering(true)
-	g.hold()
-	if got := gcPercent(); got != normal*gcRaise {
-		t.Fatalf("held: GC percent %d, want %d", got, normal*gcRaise)
-	}
+	g.change(func() { g.windows++ })
+	wantGCPercent(t, "held twice", g.raised)
 	g.answering(false)
-	if got := gcPercent(); got != normal*gcRaise {
-		t.Fatalf("one of two holders left: GC percent %d, want %d", got, normal*gcRaise)
-	}
-	g.release()
-	if got := gcPercent(); got != normal {
-		t.Fatalf("released: GC percent %d, want %d", got, normal)
-	}
+	wantGCPercent(t, "one of two holders left", g.raised)
+	g.change(func() { g.windows-- })
+	wantGCPercent(t, "released", g.normal)
+	// Past gcMaxTail, answering alone no longer holds the gate.
+	g.answering(true)
+	wantGCPercent(t, "answering", g.raised)
+	g.change(func() { g.expired = true })
+	wantGCPercent(t, "answering past the longest hold", g.normal)
+	g.answering(false)
+	wantGCPercent(t, "released", g.normal)
 }
 
-// The gate is held from gcLead before each second ends until gcTail after.
-func TestGCGateHeldAroundSecondEnd(t *testing.T) {
-	normal := gcPercent()
-	if normal <= 0 {
-		t.Skip("GC is off")
+// waitUntil polls cond and returns when it first held, failing after 5 s.
+func waitUntil(t *testing.T, what string, cond func() bool) time.Time {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
-	g := &gcGate{normal: normal, raised: normal * gcRaise}
+	return time.Now()
+}
+
+// runGate runs g's loop for the test; it returns the second's end the
+// gate was first seen held for, once it is open before that hold begins.
+func runGate(t *testing.T, g *gcGate) time.Time {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); g.run(ctx) }()
-	defer func() { cancel(); <-done }()
-
-	waitUntil := func(what string, cond func() bool) time.Time {
-		t.Helper()
-		deadline := time.Now().Add(5 * time.Second)
-		for !cond() {
-			if time.Now().After(deadline) {
-				t.Fatalf("gave up waiting for %s", what)
-			}
-			time.Sleep(time.Millisecond)
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if held, w, _ := g.state(); held || w != 0 {
+			t.Errorf("stopped loop left the gate held %v, windows %d", held, w)
 		}
-		return time.Now()
-	}
+	})
 	// Start from an open gate, so the next hold is seen as it begins.
-	waitUntil("the gate open", func() bool { return g.holding() == 0 })
-	held := waitUntil("the gate held", func() bool { return g.holding() == 1 })
-	if p := gcPercent(); p != normal*gcRaise {
-		t.Fatalf("held: GC percent %d", p)
-	}
-	opened := waitUntil("the gate open again", func() bool { return g.holding() == 0 })
-	if p := gcPercent(); p != normal {
-		t.Fatalf("open: GC percent %d", p)
-	}
-	// Held about gcLead+gcTail, across a second's end.
+	waitUntil(t, "the gate open", func() bool { return !g.isHeld() })
+	held := waitUntil(t, "the gate held", g.isHeld)
 	end := held.Truncate(time.Second).Add(time.Second)
 	if d := end.Sub(held); d > gcLead {
 		t.Errorf("held %v before the second's end, want at most %v", d, gcLead)
 	}
-	if !opened.After(end) || opened.Sub(end) < gcTail {
-		t.Errorf("opened %v after the second's end, want at least %v", opened.Sub(end), gcTail)
+	return end
+}
+
+// The gate is held from gcLead before each second ends until gcTail after.
+func TestGCGateHeldAroundSecondEnd(t *testing.T) {
+	g := newTestGate(t)
+	end := runGate(t, g)
+	wantGCPercent(t, "held", g.raised)
+	opened := waitUntil(t, "the gate open again", func() bool { return !g.isHeld() })
+	wantGCPercent(t, "open", g.normal)
+	if d := opened.Sub(end); d < gcTail || d > gcMaxTail {
+		t.Errorf("opened %v after the second's end, want about %v", d, gcTail)
 	}
+}
+
+// Rounds handing out answers keep the gate held after gcTail, up to
+// gcMaxTail after the second's end.
+func TestGCGateAnsweringHoldsUntilMaxTail(t *testing.T) {
+	g := newTestGate(t)
+	end := runGate(t, g)
+	g.answering(true)
+	defer g.answering(false)
+	opened := waitUntil(t, "the gate open again", func() bool { return !g.isHeld() })
+	if d := opened.Sub(end); d < gcMaxTail {
+		t.Errorf("opened %v after the second's end while answering, want at least %v", d, gcMaxTail)
+	}
+	// The next second's window holds it again, answering or not.
+	waitUntil(t, "the next hold", g.isHeld)
 }
 
 // A signing node's aggregator reports answering to the process's gate,
@@ -102,10 +137,8 @@ func TestNodeGCGateWiredAndReleased(t *testing.T) {
 		t.Fatalf("sign: %v", err)
 	}
 	s.stop()
-	if n := g.holding(); n != 0 {
-		t.Fatalf("stopped node leaves the gate held %d times", n)
+	if held, w, a := g.state(); held || w != 0 || a != 0 {
+		t.Fatalf("stopped node leaves the gate held %v (windows %d, answering %d)", held, w, a)
 	}
-	if p, want := gcPercent(), g.normal; p != want {
-		t.Fatalf("GC percent %d after the node stopped, want %d", p, want)
-	}
+	wantGCPercent(t, "after the node stopped", g.normal)
 }
