@@ -51,9 +51,12 @@ type Config struct {
 	// seconds' worth of rounds plus four, at least 16).
 	MaxInFlight int
 	// Answering, if set, is called with true when upstream has answered
-	// a round and with false when the round's callers have their results
-	// (or it failed): a process can hold off work, such as garbage
-	// collection, while a second's answers go out.
+	// a round (the round may then still wait for earlier rounds to be
+	// answered) and with false when the round is done: its waiting
+	// callers have picked up their results, or its turn ran out (maxTurn),
+	// or it failed. A process can hold off work, such as garbage
+	// collection, while a second's answers go out. It is called from the
+	// rounds' goroutines, concurrently, and must not block.
 	Answering func(bool)
 	Logger    *slog.Logger
 	Metrics   *Metrics
@@ -130,7 +133,7 @@ type pending struct {
 	cb      Callback
 	arrived time.Time
 	shared  bool
-	waiter  bool // a Sign call: its round's turn ends when it picks up
+	waiter  bool // waits in caller.wait: its round's turn ends when it picks up
 }
 
 // Engine runs rounds.
@@ -141,7 +144,7 @@ type Engine struct {
 	mu      sync.Mutex
 	queue   []pending       // who asked, in arrival order
 	shared  int             // how many of them asked for the shared-round form
-	waiters int             // how many of them are Sign calls
+	waiters int             // how many of them wait in caller.wait (not in the shared-round form)
 	reqs    []round.Request // what they asked, index for index with queue
 	perUser map[string]int
 	stopped bool
@@ -154,7 +157,7 @@ type Engine struct {
 	// have waited longest, get their signatures first.
 	lastAnswered chan struct{}
 	nextRoundID  uint64
-	maxTurn      time.Duration // maxTurn; tests lengthen it
+	maxTurn      time.Duration // bounds each round's turn (maxTurn; tests change it)
 }
 
 // New creates an engine; call Run to start closing rounds.
@@ -247,14 +250,24 @@ func (e *Engine) submit(r Request, cb Callback, waiter bool) error {
 
 // Sign submits a request and waits for its result.
 func (e *Engine) Sign(ctx context.Context, r Request) Result {
-	c := &caller{ch: make(chan Result, 1)}
-	if err := e.submit(r, c.deliver, true); err != nil {
+	c, err := e.submitCaller(r)
+	if err != nil {
 		return Result{Err: err}
 	}
 	return c.wait(ctx)
 }
 
-// caller is one Sign call parked for its result.
+// submitCaller submits a request whose result the caller will wait for
+// with caller.wait, taking its part in its round's turn.
+func (e *Engine) submitCaller(r Request) (*caller, error) {
+	c := &caller{ch: make(chan Result, 1)}
+	if err := e.submit(r, c.deliver, true); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// caller is one request whose caller is parked for its result.
 type caller struct {
 	ch    chan Result
 	state atomic.Int32 // callerWaiting, callerAnswered or callerGone
@@ -298,12 +311,15 @@ func (c *caller) wait(ctx context.Context) Result {
 		x.turn = nil
 		return x
 	case <-ctx.Done():
-		if !c.state.CompareAndSwap(callerWaiting, callerGone) {
-			// Answered meanwhile: take it, so that its round's turn ends.
-			x := <-c.ch
-			x.turn.pickedUp()
+		if c.state.CompareAndSwap(callerWaiting, callerGone) {
+			return Result{Err: ctx.Err()}
 		}
-		return Result{Err: ctx.Err()}
+		// Answered meanwhile (the result is on its way into c.ch): take
+		// it, so that its round's turn ends, and return it.
+		x := <-c.ch
+		x.turn.pickedUp()
+		x.turn = nil
+		return x
 	}
 }
 
@@ -504,7 +520,9 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	close(sr.done)
 	now := e.cfg.Now()
 	e.cfg.Metrics.round(len(q), now.Sub(start), q, now)
-	t.wait(e.maxTurn)
+	if !t.wait(e.maxTurn) {
+		e.cfg.Metrics.turnTimedOut()
+	}
 }
 
 // turn is the time a round's Sign callers have to pick up their results
@@ -521,7 +539,8 @@ type turn struct {
 }
 
 // maxTurn bounds a round's turn: a caller slow to pick up delays the
-// rounds after it by at most this much.
+// rounds after it by at most this much each (k such rounds in a row add
+// up; tempel_aggregator_turn_timeouts_total counts them).
 const maxTurn = 200 * time.Millisecond
 
 func (t *turn) pickedUp() {
@@ -530,16 +549,19 @@ func (t *turn) pickedUp() {
 	}
 }
 
-// wait waits until every caller has picked up, or max.
-func (t *turn) wait(max time.Duration) {
+// wait waits until every caller has picked up, or max; it reports
+// whether they all did.
+func (t *turn) wait(max time.Duration) bool {
 	if t == nil {
-		return
+		return true
 	}
 	timer := time.NewTimer(max)
 	defer timer.Stop()
 	select {
 	case <-t.done:
+		return true
 	case <-timer.C:
+		return false
 	}
 }
 

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/verifier"
@@ -628,4 +631,159 @@ func TestGoneCallerDoesNotHoldTheTurn(t *testing.T) {
 		}
 		e.wg.Wait()
 	}
+}
+
+func newTurn(n int64) *turn {
+	t := &turn{done: make(chan struct{})}
+	t.left.Store(n)
+	return t
+}
+
+func turnEnded(t *turn) bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Every way a caller leaves counts once towards its round's turn.
+func TestCallerPicksUpOnce(t *testing.T) {
+	cancelled, cancel := context.WithCancel(context.Background())
+	cancel()
+	sig := []byte{1, 2, 3}
+
+	// Answered, then waits: gets the result, ends the turn.
+	tn := newTurn(1)
+	c := &caller{ch: make(chan Result, 1)}
+	c.deliver(Result{Signature: sig, turn: tn})
+	if res := c.wait(context.Background()); string(res.Signature) != string(sig) || res.turn != nil || !turnEnded(tn) {
+		t.Fatalf("answered caller: %+v, turn ended %v", res, turnEnded(tn))
+	}
+
+	// Gone before its result: the result counts as picked up on delivery.
+	tn = newTurn(1)
+	c = &caller{ch: make(chan Result, 1)}
+	if res := c.wait(cancelled); !errors.Is(res.Err, context.Canceled) {
+		t.Fatalf("gone caller: %v", res.Err)
+	}
+	c.deliver(Result{Signature: sig, turn: tn})
+	if !turnEnded(tn) || len(c.ch) != 0 {
+		t.Fatalf("result for a gone caller: turn ended %v, %d results queued", turnEnded(tn), len(c.ch))
+	}
+
+	// Its context ends while the result is being delivered (the delivery
+	// has claimed the caller but not sent yet): the caller waits for it
+	// and returns it.
+	tn = newTurn(1)
+	c = &caller{ch: make(chan Result, 1)}
+	c.state.Store(callerAnswered)
+	got := make(chan Result)
+	go func() { got <- c.wait(cancelled) }()
+	c.ch <- Result{Signature: sig, turn: tn}
+	if res := <-got; string(res.Signature) != string(sig) || res.Err != nil || !turnEnded(tn) {
+		t.Fatalf("caller answered as it left: %+v, turn ended %v", res, turnEnded(tn))
+	}
+}
+
+// twoRounds submits first as round 1, closes it, then a callback request
+// as round 2, closes it, and returns round 2's result channel.
+func twoRounds(t *testing.T, e *Engine, first func()) chan Result {
+	t.Helper()
+	first()
+	e.CloseRound(context.Background())
+	second := make(chan Result, 1)
+	if err := e.Submit(Request{Hash: imprint(99)}, func(r Result) { second <- r }); err != nil {
+		t.Fatal(err)
+	}
+	e.CloseRound(context.Background())
+	return second
+}
+
+func awaitResult(t *testing.T, what string, ch chan Result) Result {
+	t.Helper()
+	select {
+	case res := <-ch:
+		return res
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: no result", what)
+		return Result{}
+	}
+}
+
+// A caller that never picks up holds the next round for maxTurn only,
+// and the metrics count it.
+func TestTurnRunsOut(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	e := newEngine(t, &fakeCalendar{}, Config{Metrics: NewMetrics(reg)})
+	e.maxTurn = 10 * time.Millisecond
+	second := twoRounds(t, e, func() {
+		if _, err := e.submitCaller(Request{Hash: imprint(1)}); err != nil { // never waits
+			t.Fatal(err)
+		}
+	})
+	if res := awaitResult(t, "round 2", second); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	e.wg.Wait()
+	if n := testutil.ToFloat64(e.cfg.Metrics.turnTimeouts); n != 1 {
+		t.Fatalf("turn timeouts: %v, want 1", n)
+	}
+}
+
+// Requests in the shared-round form take no part in the turn: a round
+// mixing them with waiting callers ends its turn when the callers have
+// picked up.
+func TestTurnWithSharedRequests(t *testing.T) {
+	e := newEngine(t, &fakeCalendar{}, Config{})
+	e.maxTurn = time.Hour
+	var callers []*caller
+	legs := make(chan Result, 2)
+	second := twoRounds(t, e, func() {
+		for i := range 4 {
+			r := Request{Hash: imprint(uint64(i)), Shared: i%2 == 0}
+			if r.Shared {
+				if err := e.Submit(r, func(x Result) { legs <- x }); err != nil {
+					t.Fatal(err)
+				}
+				continue
+			}
+			c, err := e.submitCaller(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			callers = append(callers, c)
+		}
+	})
+	for _, c := range callers {
+		if res := c.wait(context.Background()); res.Err != nil || len(res.Signature) == 0 {
+			t.Fatalf("caller: %v", res.Err)
+		}
+	}
+	for range 2 {
+		if leg := awaitResult(t, "leg", legs); leg.Err != nil || leg.Round == nil {
+			t.Fatalf("shared-round request: %+v", leg)
+		}
+	}
+	if res := awaitResult(t, "round 2", second); res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	e.wg.Wait()
+}
+
+// A round that fails upstream hands out errors and does not hold the
+// next round, whether or not its callers pick them up.
+func TestFailedRoundHasNoTurn(t *testing.T) {
+	e := newEngine(t, &fakeCalendar{fail: errors.New("calendar down")}, Config{})
+	e.maxTurn = time.Hour
+	second := twoRounds(t, e, func() {
+		if _, err := e.submitCaller(Request{Hash: imprint(1)}); err != nil { // never waits
+			t.Fatal(err)
+		}
+	})
+	if res := awaitResult(t, "round 2", second); !errors.Is(res.Err, ErrUpstream) {
+		t.Fatalf("round 2: %v, want ErrUpstream", res.Err)
+	}
+	e.wg.Wait()
 }

@@ -15,6 +15,7 @@ type Metrics struct {
 	queueDepth   prometheus.Gauge
 	upstreamErrs prometheus.Counter
 	rejections   *prometheus.CounterVec
+	turnTimeouts prometheus.Counter
 }
 
 // NewMetrics registers the engine's metrics on reg.
@@ -31,8 +32,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		upstreamErrs: prometheus.NewCounter(prometheus.CounterOpts{Name: "tempel_aggregator_upstream_errors_total", Help: "Rounds whose upstream call failed."}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "tempel_aggregator_rejected_total", Help: "Requests refused before queuing, by reason."},
 			[]string{"reason"}),
+		turnTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "tempel_aggregator_turn_timeouts_total",
+			Help: "Rounds whose waiting callers had not all picked up their results within 200 ms, so the next round went ahead."}),
 	}
-	reg.MustRegister(m.rounds, m.roundSize, m.roundLatency, m.endToEnd, m.queueDepth, m.upstreamErrs, m.rejections)
+	reg.MustRegister(m.rounds, m.roundSize, m.roundLatency, m.endToEnd, m.queueDepth, m.upstreamErrs, m.rejections, m.turnTimeouts)
 	return m
 }
 
@@ -45,6 +48,12 @@ func (m *Metrics) queued(depth int) {
 func (m *Metrics) rejected(reason string) {
 	if m != nil {
 		m.rejections.WithLabelValues(reason).Inc()
+	}
+}
+
+func (m *Metrics) turnTimedOut() {
+	if m != nil {
+		m.turnTimeouts.Inc()
 	}
 }
 

@@ -42,27 +42,35 @@ func (e *Engine) PDUHandler(users *server.Users) http.Handler {
 			return
 		}
 		resp := &pdu.AggregatorResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: req.Header.LoginID}}}
-		results := make([]chan Result, len(req.Requests))
+		// Each request waits as a caller: it takes its part in its
+		// round's turn, like a gRPC Sign call.
+		callers := make([]*caller, len(req.Requests))
+		refused := make([]error, len(req.Requests))
 		for i, ar := range req.Requests {
-			results[i] = make(chan Result, 1)
-			ch := results[i]
 			sr := Request{Hash: ar.Hash, Identity: Identity{ClientID: req.Header.LoginID, Sequence: ar.RequestID, HasSequence: true}}
 			if ar.HasLevel {
 				if ar.Level > 0xFF {
-					ch <- Result{Err: ErrLevelTooHigh}
+					refused[i] = ErrLevelTooHigh
 					continue
 				}
 				sr.Level = byte(ar.Level)
 			}
-			if err := e.Submit(sr, func(x Result) { ch <- x }); err != nil {
-				ch <- Result{Err: err}
-			}
+			callers[i], refused[i] = e.submitCaller(sr)
 		}
+		ctx := r.Context()
 		for i, ar := range req.Requests {
-			var x Result
-			select {
-			case x = <-results[i]:
-			case <-r.Context().Done():
+			x := Result{Err: refused[i]}
+			if callers[i] != nil {
+				x = callers[i].wait(ctx)
+			}
+			if ctx.Err() != nil {
+				// The client is gone. Every caller still leaves (at once,
+				// its context being done), so no round waits for it.
+				for _, c := range callers[i+1:] {
+					if c != nil {
+						c.wait(ctx)
+					}
+				}
 				return
 			}
 			out := pdu.AggregationResponse{RequestID: ar.RequestID, Status: Status(x.Err)}
