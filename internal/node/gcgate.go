@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"runtime/debug"
+	"runtime/metrics"
 	"sync"
 	"time"
 )
@@ -22,17 +23,25 @@ import (
 // shortly before each second ends until the answers are out (or half the
 // second has passed); a cycle due meanwhile starts when the gate opens,
 // in the quiet part of the second. The raised target still bounds the
-// heap (the runtime collects when it is reached), and the GC runs about
-// as often as before, each cycle at most 0.9 s later.
+// heap (the runtime collects when it is reached). A cycle starts at most
+// 0.9 s later than it would have; where cycles would come more often
+// than once a second (a saturated node with a small GOGC), at most one
+// starts in each open part of a second below the raised target, and the
+// heap grows towards that target: up to gcRaise times the usual one.
+//
+// Once created, the gate owns the process's GC percent: it restores the
+// percent it found, whatever was set meanwhile.
 type gcGate struct {
 	normal int // the GOGC percent to restore
 	raised int // the percent while held
 
 	mu        sync.Mutex
-	windows   int  // run loops inside their window around a second's end
-	answerers int  // rounds handing out answers
-	expired   bool // past gcMaxTail: answering no longer holds the gate
-	held      bool // the raised percent is in force
+	windows   int       // run loops inside their window around a second's end
+	windowEnd time.Time // the second's end of the latest window (for tests)
+	answerers int       // rounds answered upstream and not yet done
+	answered  int       // rounds that have reported answering (for tests)
+	expired   bool      // past gcMaxTail: answering no longer holds the gate
+	held      bool      // the raised percent is in force
 }
 
 // Timing of the gate around each second's end T: held from T-gcLead, so
@@ -45,8 +54,10 @@ const (
 	gcLead    = 400 * time.Millisecond
 	gcTail    = 100 * time.Millisecond
 	gcMaxTail = 500 * time.Millisecond
-	// gcRaise multiplies the GC percent while the gate is held.
-	gcRaise = 4
+	// gcRaise multiplies the GC percent while the gate is held, up to
+	// gcMaxRaised.
+	gcRaise     = 4
+	gcMaxRaised = 100_000
 )
 
 // processGCGate is the process's one gate (the GC percent is the
@@ -57,12 +68,22 @@ var processGCGate = sync.OnceValue(newGCGate)
 // newGCGate returns a gate around the process's GC percent (GOGC), or
 // nil when garbage collection is off.
 func newGCGate() *gcGate {
-	normal := debug.SetGCPercent(100)
-	debug.SetGCPercent(normal)
+	normal := gcPercent()
 	if normal <= 0 {
 		return nil
 	}
-	return &gcGate{normal: normal, raised: normal * gcRaise}
+	return &gcGate{normal: normal, raised: max(normal, min(normal*gcRaise, gcMaxRaised))}
+}
+
+// gcPercent reads the process's GC percent without changing it.
+func gcPercent() int {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 100 // the runtime's default
+	}
+	// GOGC=off reads as the largest uint64, that is -1.
+	return int(int64(s[0].Value.Uint64()))
 }
 
 // update sets the GC percent the gate's state asks for; g.mu is held.
@@ -92,6 +113,7 @@ func (g *gcGate) answering(on bool) {
 	g.change(func() {
 		if on {
 			g.answerers++
+			g.answered++
 		} else {
 			g.answerers--
 		}
@@ -112,7 +134,7 @@ func (g *gcGate) run(ctx context.Context) {
 			return
 		}
 		inWindow = true
-		g.change(func() { g.windows++; g.expired = false })
+		g.change(func() { g.windows++; g.windowEnd = end; g.expired = false })
 		if !sleepUntil(ctx, end.Add(gcTail)) {
 			return
 		}

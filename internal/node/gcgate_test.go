@@ -2,19 +2,11 @@ package node
 
 import (
 	"context"
-	"runtime/debug"
 	"testing"
 	"time"
 
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
-
-// gcPercent reads the process's GC percent.
-func gcPercent() int {
-	p := debug.SetGCPercent(100)
-	debug.SetGCPercent(p)
-	return p
-}
 
 // state returns whether the gate is held, with its windows and answerers.
 func (g *gcGate) state() (held bool, windows, answerers int) {
@@ -71,8 +63,8 @@ func waitUntil(t *testing.T, what string, cond func() bool) time.Time {
 	return time.Now()
 }
 
-// runGate runs g's loop for the test; it returns the second's end the
-// gate was first seen held for, once it is open before that hold begins.
+// runGate runs g's loop for the test; it returns the second's end of the
+// first window seen held.
 func runGate(t *testing.T, g *gcGate) time.Time {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -84,10 +76,10 @@ func runGate(t *testing.T, g *gcGate) time.Time {
 			t.Errorf("stopped loop left the gate held %v, windows %d", held, w)
 		}
 	})
-	// Start from an open gate, so the next hold is seen as it begins.
-	waitUntil(t, "the gate open", func() bool { return !g.isHeld() })
 	held := waitUntil(t, "the gate held", g.isHeld)
-	end := held.Truncate(time.Second).Add(time.Second)
+	g.mu.Lock()
+	end := g.windowEnd
+	g.mu.Unlock()
 	if d := end.Sub(held); d > gcLead {
 		t.Errorf("held %v before the second's end, want at most %v", d, gcLead)
 	}
@@ -122,19 +114,29 @@ func TestGCGateAnsweringHoldsUntilMaxTail(t *testing.T) {
 }
 
 // A signing node's aggregator reports answering to the process's gate,
-// and a stopped node leaves the gate open.
+// and a stopped node leaves the gate open. (No other node may run in the
+// process meanwhile: the package's tests do not run in parallel.)
 func TestNodeGCGateWiredAndReleased(t *testing.T) {
 	g := processGCGate()
 	if g == nil {
 		t.Skip("GC is off")
 	}
 	s := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), PublishEvery: time.Hour})
-	if s.n.gc != g || s.n.agg.Config().Answering == nil {
-		t.Fatal("the aggregator does not report answering to the process's GC gate")
+	if s.n.gc != g {
+		t.Fatal("the node does not use the process's GC gate")
 	}
+	g.mu.Lock()
+	before := g.answered
+	g.mu.Unlock()
 	resp, err := tempelv1.NewSignerClient(dial(t, s.addr)).Sign(context.Background(), &tempelv1.SignRequest{Hash: docHash("gc")})
 	if err != nil || len(resp.GetSignature()) == 0 {
 		t.Fatalf("sign: %v", err)
+	}
+	g.mu.Lock()
+	after := g.answered
+	g.mu.Unlock()
+	if after == before {
+		t.Fatal("a round was answered without the gate hearing of it")
 	}
 	s.stop()
 	if held, w, a := g.state(); held || w != 0 || a != 0 {
