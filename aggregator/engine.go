@@ -440,7 +440,7 @@ type roundRun struct {
 	q        []pending
 	reqs     []round.Request
 	shared   int           // requests in the shared-round form
-	waiters  int           // Sign calls among the others
+	waiters  int           // callers waiting in caller.wait (Sign, PDU) among the others
 	prev     chan struct{} // closed when the previous round is answered; nil for the first
 	answered chan struct{}
 	up       Upstream // signs the root: Config.Upstream, or its reserved slot
@@ -525,7 +525,8 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	}
 }
 
-// turn is the time a round's Sign callers have to pick up their results
+// turn is the time a round's waiting callers (gRPC Sign, KSI PDU) have
+// to pick up their results
 // before the next round's callers are woken.
 //
 // Why: when the calendar answers a second's rounds at once, tens of

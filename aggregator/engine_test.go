@@ -654,23 +654,26 @@ func TestCallerPicksUpOnce(t *testing.T) {
 	cancel()
 	sig := []byte{1, 2, 3}
 
-	// Answered, then waits: gets the result, ends the turn.
-	tn := newTurn(1)
+	// Answered, then waits: gets the result, counts once (of two).
+	tn := newTurn(2)
 	c := &caller{ch: make(chan Result, 1)}
 	c.deliver(Result{Signature: sig, turn: tn})
-	if res := c.wait(context.Background()); string(res.Signature) != string(sig) || res.turn != nil || !turnEnded(tn) {
-		t.Fatalf("answered caller: %+v, turn ended %v", res, turnEnded(tn))
+	if res := c.wait(context.Background()); string(res.Signature) != string(sig) || res.turn != nil || tn.left.Load() != 1 {
+		t.Fatalf("answered caller: %+v, %d left of 2", res, tn.left.Load())
 	}
 
-	// Gone before its result: the result counts as picked up on delivery.
-	tn = newTurn(1)
+	// Gone before its result: the result counts once, on delivery.
+	tn = newTurn(2)
 	c = &caller{ch: make(chan Result, 1)}
 	if res := c.wait(cancelled); !errors.Is(res.Err, context.Canceled) {
 		t.Fatalf("gone caller: %v", res.Err)
 	}
+	if tn.left.Load() != 2 {
+		t.Fatal("a caller that left before its result counted at once")
+	}
 	c.deliver(Result{Signature: sig, turn: tn})
-	if !turnEnded(tn) || len(c.ch) != 0 {
-		t.Fatalf("result for a gone caller: turn ended %v, %d results queued", turnEnded(tn), len(c.ch))
+	if tn.left.Load() != 1 || len(c.ch) != 0 {
+		t.Fatalf("result for a gone caller: %d left of 2, %d results queued", tn.left.Load(), len(c.ch))
 	}
 
 	// Its context ends while the result is being delivered (the delivery
@@ -682,8 +685,8 @@ func TestCallerPicksUpOnce(t *testing.T) {
 	got := make(chan Result)
 	go func() { got <- c.wait(cancelled) }()
 	c.ch <- Result{Signature: sig, turn: tn}
-	if res := <-got; string(res.Signature) != string(sig) || res.Err != nil || !turnEnded(tn) {
-		t.Fatalf("caller answered as it left: %+v, turn ended %v", res, turnEnded(tn))
+	if res := <-got; string(res.Signature) != string(sig) || res.Err != nil || !turnEnded(tn) || tn.left.Load() != 0 {
+		t.Fatalf("caller answered as it left: %+v, turn ended %v, %d left", res, turnEnded(tn), tn.left.Load())
 	}
 }
 

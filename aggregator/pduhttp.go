@@ -45,34 +45,32 @@ func (e *Engine) PDUHandler(users *server.Users) http.Handler {
 		// Each request waits as a caller: it takes its part in its
 		// round's turn, like a gRPC Sign call.
 		callers := make([]*caller, len(req.Requests))
-		refused := make([]error, len(req.Requests))
+		results := make([]Result, len(req.Requests))
 		for i, ar := range req.Requests {
 			sr := Request{Hash: ar.Hash, Identity: Identity{ClientID: req.Header.LoginID, Sequence: ar.RequestID, HasSequence: true}}
 			if ar.HasLevel {
 				if ar.Level > 0xFF {
-					refused[i] = ErrLevelTooHigh
+					results[i].Err = ErrLevelTooHigh
 					continue
 				}
 				sr.Level = byte(ar.Level)
 			}
-			callers[i], refused[i] = e.submitCaller(sr)
+			callers[i], results[i].Err = e.submitCaller(sr)
 		}
+		// Every result is picked up before any response is built, so the
+		// next round need not wait for this one's encoding; a client that
+		// goes away leaves every caller at once (its context being done).
 		ctx := r.Context()
+		for i, c := range callers {
+			if c != nil {
+				results[i] = c.wait(ctx)
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
 		for i, ar := range req.Requests {
-			x := Result{Err: refused[i]}
-			if callers[i] != nil {
-				x = callers[i].wait(ctx)
-			}
-			if ctx.Err() != nil {
-				// The client is gone. Every caller still leaves (at once,
-				// its context being done), so no round waits for it.
-				for _, c := range callers[i+1:] {
-					if c != nil {
-						c.wait(ctx)
-					}
-				}
-				return
-			}
+			x := results[i]
 			out := pdu.AggregationResponse{RequestID: ar.RequestID, Status: Status(x.Err)}
 			var err error
 			if x.Err != nil {

@@ -25,9 +25,9 @@ import (
 // in the quiet part of the second. The raised target still bounds the
 // heap (the runtime collects when it is reached). A cycle starts at most
 // 0.9 s later than it would have; where cycles would come more often
-// than once a second (a saturated node with a small GOGC), at most one
-// starts in each open part of a second below the raised target, and the
-// heap grows towards that target: up to gcRaise times the usual one.
+// than once a second (a saturated node with a small GOGC), usually one
+// starts in each open part of a second, and the heap grows towards the
+// raised target (raisedPercent).
 //
 // Once created, the gate owns the process's GC percent: it restores the
 // percent it found, whatever was set meanwhile.
@@ -48,8 +48,7 @@ type gcGate struct {
 // that a cycle starting just before the burst has time to finish, until
 // T+gcTail (upstream's answer arrives within its grace) or, while rounds
 // hand out answers, until T+gcMaxTail at most: a node answering all the
-// time (saturated) still collects in the rest of each second, so its
-// heap does not grow towards the raised target.
+// time (saturated) can still start a cycle in the rest of each second.
 const (
 	gcLead    = 400 * time.Millisecond
 	gcTail    = 100 * time.Millisecond
@@ -72,7 +71,14 @@ func newGCGate() *gcGate {
 	if normal <= 0 {
 		return nil
 	}
-	return &gcGate{normal: normal, raised: max(normal, min(normal*gcRaise, gcMaxRaised))}
+	return &gcGate{normal: normal, raised: raisedPercent(normal)}
+}
+
+// raisedPercent is the GC percent while the gate is held: gcRaise times
+// normal, at most gcMaxRaised (a product too large for the runtime's
+// 32-bit percent would wrap negative and turn GC off), never below normal.
+func raisedPercent(normal int) int {
+	return max(normal, min(normal*gcRaise, gcMaxRaised))
 }
 
 // gcPercent reads the process's GC percent without changing it.

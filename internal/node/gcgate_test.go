@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"runtime/debug"
 	"testing"
 	"time"
 
@@ -22,7 +23,27 @@ func newTestGate(t *testing.T) *gcGate {
 	if normal <= 0 {
 		t.Skip("GC is off")
 	}
-	return &gcGate{normal: normal, raised: normal * gcRaise}
+	return &gcGate{normal: normal, raised: raisedPercent(normal)}
+}
+
+func TestGCGatePercents(t *testing.T) {
+	for _, c := range []struct{ normal, raised int }{{100, 400}, {400, 1600}, {50_000, gcMaxRaised}, {1 << 30, 1 << 30}} {
+		if got := raisedPercent(c.normal); got != c.raised {
+			t.Errorf("raisedPercent(%d) = %d, want %d", c.normal, got, c.raised)
+		}
+	}
+	old := debug.SetGCPercent(-1)
+	defer debug.SetGCPercent(old)
+	if p := gcPercent(); p != -1 {
+		t.Fatalf("GC off reads as %d, want -1", p)
+	}
+	if g := newGCGate(); g != nil {
+		t.Fatal("a gate with GC off")
+	}
+	debug.SetGCPercent(250)
+	if p := gcPercent(); p != 250 {
+		t.Fatalf("GC percent 250 reads as %d", p)
+	}
 }
 
 func wantGCPercent(t *testing.T, what string, want int) {
@@ -76,10 +97,18 @@ func runGate(t *testing.T, g *gcGate) time.Time {
 			t.Errorf("stopped loop left the gate held %v, windows %d", held, w)
 		}
 	})
-	held := waitUntil(t, "the gate held", g.isHeld)
-	g.mu.Lock()
-	end := g.windowEnd
-	g.mu.Unlock()
+	// The percent and the window are read with the state they belong to.
+	var end time.Time
+	var percent int
+	held := waitUntil(t, "the gate held", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		end, percent = g.windowEnd, gcPercent()
+		return g.held
+	})
+	if percent != g.raised {
+		t.Errorf("held: GC percent %d, want %d", percent, g.raised)
+	}
 	if d := end.Sub(held); d > gcLead {
 		t.Errorf("held %v before the second's end, want at most %v", d, gcLead)
 	}
@@ -90,7 +119,6 @@ func runGate(t *testing.T, g *gcGate) time.Time {
 func TestGCGateHeldAroundSecondEnd(t *testing.T) {
 	g := newTestGate(t)
 	end := runGate(t, g)
-	wantGCPercent(t, "held", g.raised)
 	opened := waitUntil(t, "the gate open again", func() bool { return !g.isHeld() })
 	wantGCPercent(t, "open", g.normal)
 	if d := opened.Sub(end); d < gcTail || d > gcMaxTail {
