@@ -790,3 +790,50 @@ func TestFailedRoundHasNoTurn(t *testing.T) {
 	}
 	e.wg.Wait()
 }
+
+// levelHeldUpstream holds roots at or above level until release is closed.
+type levelHeldUpstream struct {
+	fakeCalendar
+	level   byte
+	release chan struct{}
+}
+
+func (u *levelHeldUpstream) Sign(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error) {
+	if level >= u.level {
+		select {
+		case <-u.release:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return u.fakeCalendar.Sign(ctx, root, level)
+}
+
+// With more than two seconds' worth of rounds waiting to be answered, the
+// engine is catching up and rounds do not wait for their callers.
+func TestNoTurnsWhileBehind(t *testing.T) {
+	up := &levelHeldUpstream{level: 6, release: make(chan struct{})}
+	e := newEngine(t, up, Config{Period: time.Second}) // behind beyond 2 rounds
+	e.maxTurn = time.Hour
+	// Round 1: a caller that never picks up; its root is held upstream.
+	if _, err := e.submitCaller(Request{Hash: imprint(1), Level: 5}); err != nil {
+		t.Fatal(err)
+	}
+	e.CloseRound(context.Background())
+	// Rounds 2-4 are answered upstream at once and wait for round 1.
+	results := make(chan Result, 3)
+	for i := range 3 {
+		if err := e.Submit(Request{Hash: imprint(uint64(10 + i))}, func(r Result) { results <- r }); err != nil {
+			t.Fatal(err)
+		}
+		e.CloseRound(context.Background())
+	}
+	waitFor(t, "rounds 2-4 answered upstream", func() bool { return e.answering.Load() == 3 })
+	close(up.release)
+	for range 3 {
+		if res := awaitResult(t, "a later round", results); res.Err != nil {
+			t.Fatal(res.Err)
+		}
+	}
+	e.wg.Wait()
+}
