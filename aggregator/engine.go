@@ -130,10 +130,19 @@ func (r *SharedRound) Done() <-chan struct{} { return r.done }
 type Callback func(Result)
 
 type pending struct {
-	cb      Callback
+	cb      Callback // nil when caller is set
+	caller  *caller  // waits in caller.wait: its round's turn ends when it picks up
 	arrived time.Time
 	shared  bool
-	waiter  bool // waits in caller.wait: its round's turn ends when it picks up
+}
+
+// hand gives the request its result.
+func (p *pending) hand(res Result) {
+	if p.caller != nil {
+		p.caller.deliver(res)
+	} else {
+		p.cb(res)
+	}
 }
 
 // Engine runs rounds.
@@ -200,10 +209,11 @@ func (e *Engine) Config() Config { return e.cfg }
 // the result. Errors detected at once (bad hash, level, quota, overload)
 // are returned and cb is not called.
 func (e *Engine) Submit(r Request, cb Callback) error {
-	return e.submit(r, cb, false)
+	return e.submit(r, pending{cb: cb})
 }
 
-func (e *Engine) submit(r Request, cb Callback, waiter bool) error {
+// submit queues r for p (its cb or caller set).
+func (e *Engine) submit(r Request, p pending) error {
 	if r.Hash.Alg() != ksi.SHA2_256 || len(r.Hash) != 1+ksi.SHA2_256.Size() {
 		if _, err := ksi.ParseImprint(r.Hash); err != nil {
 			return fmt.Errorf("%w: %v", ErrBadRequest, err)
@@ -238,10 +248,11 @@ func (e *Engine) submit(r Request, cb Callback, waiter bool) error {
 	if e.cfg.Quota > 0 {
 		e.perUser[r.Identity.ClientID]++
 	}
-	e.queue = append(e.queue, pending{cb: cb, arrived: now, shared: r.Shared, waiter: waiter && !r.Shared})
+	p.arrived, p.shared = now, r.Shared
+	e.queue = append(e.queue, p)
 	if r.Shared {
 		e.shared++
-	} else if waiter {
+	} else if p.caller != nil {
 		e.waiters++
 	}
 	e.reqs = append(e.reqs, round.Request{Hash: r.Hash, Level: r.Level, Meta: meta})
@@ -262,7 +273,7 @@ func (e *Engine) Sign(ctx context.Context, r Request) Result {
 // with caller.wait, taking its part in its round's turn.
 func (e *Engine) submitCaller(r Request) (*caller, error) {
 	c := &caller{ch: make(chan Result, 1)}
-	if err := e.submit(r, c.deliver, true); err != nil {
+	if err := e.submit(r, pending{caller: c}); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -450,7 +461,7 @@ type roundRun struct {
 
 func fail(q []pending, err error) {
 	for i := range q {
-		q[i].cb(Result{Err: err})
+		q[i].hand(Result{Err: err})
 	}
 }
 
@@ -523,10 +534,8 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	close(sr.done)
 	now := e.cfg.Now()
 	e.cfg.Metrics.round(len(q), now.Sub(start), q, now)
-	if e.behind() {
-		return // no turns while the engine catches up (see behind)
-	}
-	if !t.wait(e.maxTurn) {
+	// No turns while the engine catches up (see behind).
+	if t != nil && !e.behind() && !t.wait(e.maxTurn) {
 		e.cfg.Metrics.turnTimedOut()
 	}
 }
@@ -542,8 +551,7 @@ func (e *Engine) behind() bool {
 }
 
 // turn is the time a round's waiting callers (gRPC Sign, KSI PDU) have
-// to pick up their results
-// before the next round's callers are woken.
+// to pick up their results before the next round's callers are woken.
 //
 // Why: when the calendar answers a second's rounds at once, tens of
 // thousands of parked callers would become runnable together, and the
@@ -569,9 +577,6 @@ func (t *turn) pickedUp() {
 // wait waits until every caller has picked up, or max; it reports
 // whether they all did.
 func (t *turn) wait(max time.Duration) bool {
-	if t == nil {
-		return true
-	}
 	timer := time.NewTimer(max)
 	defer timer.Stop()
 	select {
@@ -587,7 +592,7 @@ func (t *turn) wait(max time.Duration) bool {
 func failRound(q []pending, sr *SharedRound, err error) {
 	for i := range q {
 		if !q[i].shared {
-			q[i].cb(Result{Err: err})
+			q[i].hand(Result{Err: err})
 		}
 	}
 	sr.Err = err
@@ -600,10 +605,10 @@ func (e *Engine) sendLegs(r *round.Round, sr *SharedRound, q []pending) {
 		if q[i].shared {
 			leg, shape, err := wr.AppendLeg(nil, r, i)
 			if err != nil {
-				q[i].cb(Result{Err: err})
+				q[i].hand(Result{Err: err})
 				return
 			}
-			q[i].cb(Result{Leg: leg, Shape: shape, Round: sr})
+			q[i].hand(Result{Leg: leg, Shape: shape, Round: sr})
 		}
 	})
 }
@@ -627,10 +632,10 @@ func (e *Engine) answer(r *round.Round, ans *round.Answer, q []pending, t *turn)
 		if !q[i].shared {
 			sig, err := wr.AppendSignature(nil, r, i, ans)
 			res := Result{Signature: sig, AggregationTime: ans.AggregationTime, Err: err}
-			if q[i].waiter {
+			if q[i].caller != nil {
 				res.turn = t
 			}
-			q[i].cb(res)
+			q[i].hand(res)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"runtime"
@@ -549,20 +550,18 @@ func TestNextRoundWaitsForCallersToPickUp(t *testing.T) {
 		}
 	}})
 	e.maxTurn = time.Hour
-	// Round 1: two Sign callers that pick up when the test says so.
-	callers := []*caller{{ch: make(chan Result, 1)}, {ch: make(chan Result, 1)}}
-	for i, c := range callers {
-		if err := e.submit(Request{Hash: imprint(uint64(i))}, c.deliver, true); err != nil {
-			t.Fatal(err)
+	// Round 1: two Sign callers that pick up when the test says so;
+	// round 2: a callback.
+	var callers []*caller
+	second := twoRounds(t, e, func() {
+		for i := range 2 {
+			c, err := e.submitCaller(Request{Hash: imprint(uint64(i))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			callers = append(callers, c)
 		}
-	}
-	e.CloseRound(context.Background())
-	// Round 2: a callback.
-	second := make(chan Result, 1)
-	if err := e.Submit(Request{Hash: imprint(9)}, func(r Result) { second <- r }); err != nil {
-		t.Fatal(err)
-	}
-	e.CloseRound(context.Background())
+	})
 	close(up.release)
 
 	waitFor(t, "both rounds answered upstream", func() bool { return answering.Load() == 2 })
@@ -581,13 +580,8 @@ func TestNextRoundWaitsForCallersToPickUp(t *testing.T) {
 	if res := callers[1].wait(context.Background()); res.Err != nil {
 		t.Fatal(res.Err)
 	}
-	select {
-	case res := <-second:
-		if res.Err != nil {
-			t.Fatal(res.Err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("round 2 not answered after round 1's callers picked up")
+	if res := awaitResult(t, "round 2 after round 1's callers picked up", second); res.Err != nil {
+		t.Fatal(res.Err)
 	}
 	e.wg.Wait()
 }
@@ -599,16 +593,13 @@ func TestGoneCallerDoesNotHoldTheTurn(t *testing.T) {
 		up := &heldUpstream{release: make(chan struct{})}
 		e := newEngine(t, up, Config{})
 		e.maxTurn = time.Hour
-		gone := &caller{ch: make(chan Result, 1)}
-		if err := e.submit(Request{Hash: imprint(1)}, gone.deliver, true); err != nil {
-			t.Fatal(err)
-		}
-		e.CloseRound(context.Background())
-		second := make(chan Result, 1)
-		if err := e.Submit(Request{Hash: imprint(2)}, func(r Result) { second <- r }); err != nil {
-			t.Fatal(err)
-		}
-		e.CloseRound(context.Background())
+		var gone *caller
+		second := twoRounds(t, e, func() {
+			var err error
+			if gone, err = e.submitCaller(Request{Hash: imprint(1)}); err != nil {
+				t.Fatal(err)
+			}
+		})
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
 		if leaveFirst {
@@ -621,13 +612,8 @@ func TestGoneCallerDoesNotHoldTheTurn(t *testing.T) {
 			waitFor(t, "the result", func() bool { return len(gone.ch) == 1 })
 			gone.wait(ctx) // either outcome: both are ready
 		}
-		select {
-		case res := <-second:
-			if res.Err != nil {
-				t.Fatal(res.Err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatalf("leaving first %v: round 2 waits for a caller that is gone", leaveFirst)
+		if res := awaitResult(t, fmt.Sprintf("leaving first %v: round 2, with round 1's caller gone", leaveFirst), second); res.Err != nil {
+			t.Fatal(res.Err)
 		}
 		e.wg.Wait()
 	}
