@@ -73,9 +73,8 @@ func closeAt(t *testing.T, s *Service, clock *fakeClock, at time.Time) {
 	}
 }
 
-// signingTime waits for a submission's answer and returns the second it
-// was signed in.
-func signingTime(t *testing.T, res <-chan signed) uint64 {
+// nextSigned waits for a submission's answer and parses its signature.
+func nextSigned(t *testing.T, res <-chan signed) (signed, *ksi.Signature) {
 	t.Helper()
 	r := <-res
 	if r.err != nil {
@@ -85,6 +84,14 @@ func signingTime(t *testing.T, res <-chan signed) uint64 {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return r, sig
+}
+
+// signingTime waits for a submission's answer and returns the second it
+// was signed in.
+func signingTime(t *testing.T, res <-chan signed) uint64 {
+	t.Helper()
+	_, sig := nextSigned(t, res)
 	return sig.SigningTime()
 }
 
@@ -131,14 +138,7 @@ func TestServiceSecondLoop(t *testing.T) {
 		t.Fatalf("head %d %d %v", f, l, ok)
 	}
 	for i := 0; i < 20; i++ {
-		r := <-res
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		sig, err := ksi.ParseSignature(r.sig)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, sig := nextSigned(t, res)
 		rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: r.hash, InputLevel: uint64(r.level)})
 		if rep.Result != verifier.OK {
 			t.Fatalf("internal verification: %s %s", rep.Code, rep.Message)
