@@ -232,7 +232,7 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
 		}
 	}
-	serr := server.Serve(ctx, ln, g, h, 10*time.Second, n.log)
+	serr := server.Serve(ctx, ln, g, h, server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log})
 	// Order matters: the aggregator's last round still needs the calendar.
 	stopAgg()
 	aggWG.Wait()

@@ -22,13 +22,27 @@ import (
 // is how gRPC clients speak plaintext HTTP/2.
 var http2Preface = []byte("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
 
+// Options configure [Serve].
+type Options struct {
+	// ShutdownGrace bounds a graceful shutdown: in-flight calls may finish
+	// for this long before their connections are closed.
+	ShutdownGrace time.Duration
+	// Logger receives the HTTP server's errors.
+	Logger *slog.Logger
+}
+
 // Serve answers gRPC and HTTP on one listener until ctx is cancelled, then
-// shuts both down gracefully (in-flight calls finish, up to grace).
+// shuts both down gracefully (in-flight calls finish, up to
+// opts.ShutdownGrace).
 //
 // Connections are told apart by their first bytes: the HTTP/2 preface goes
 // to the native gRPC server (much faster than gRPC over net/http), and
 // everything else to the HTTP/1.1 server.
-func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler, grace time.Duration, log *slog.Logger) error {
+func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler, opts Options) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
 	grpcL := newChanListener(ln.Addr())
 	httpL := newChanListener(ln.Addr())
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -57,7 +71,7 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 		}
 	}
 	ln.Close()
-	sctx, cancel := context.WithTimeout(context.Background(), grace)
+	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownGrace)
 	defer cancel()
 	done := make(chan struct{})
 	go func() { g.GracefulStop(); close(done) }()
