@@ -3,6 +3,8 @@ package calendar
 import (
 	"context"
 	"errors"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -77,6 +79,11 @@ func (f *fullFile) Sync() error {
 
 func (f *fullFile) SyncData() error { return f.Sync() }
 
+// TestDiskFull fills the disk under a running calendar (the free-space
+// reserve reached, or writes failing inside Pebble), checks that nothing
+// is answered meanwhile and readiness says why, then frees the space and
+// checks that the calendar resumes by itself, without a restart: the
+// seconds missed are empty leaves, the last good second is unchanged.
 func TestDiskFull(t *testing.T) {
 	for _, mode := range []string{"reserve reached", "write fails"} {
 		t.Run(mode, func(t *testing.T) {
@@ -86,8 +93,17 @@ func TestDiskFull(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			defer func() {
+				defer func() { recover() }() // a horked Pebble may complain on close
+				st.Close()
+			}()
+			wm, _, err := OpenWatermark(filepath.Join(t.TempDir(), "watermark"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer wm.Close()
 			clock := &fakeClock{t: time.Unix(1_800_000_000, 200e6)}
-			svc, _ := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Now: clock.Now, Logger: discardLogger()})
+			svc, _ := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Watermark: wm, Now: clock.Now, Logger: discardLogger()})
 			clock.Set(time.Unix(1_800_000_003, 100e6))
 			if err := svc.closeDue(); err != nil {
 				t.Fatal(err)
@@ -103,9 +119,13 @@ func TestDiskFull(t *testing.T) {
 			res := submitMany(svc, 2, 50)
 			waitPending(t, svc, 2)
 			clock.Set(time.Unix(1_800_000_004, 100e6))
-			err = svc.closeDue()
-			if !errors.Is(err, ErrFailed) {
-				t.Fatalf("append on a full disk: %v, want ErrFailed", err)
+			err, fatal := svc.pass()
+			want := ErrFailed
+			if mode == "reserve reached" {
+				want = ErrDiskFull
+			}
+			if !errors.Is(err, want) || fatal != nil {
+				t.Fatalf("append on a full disk: %v (fatal %v), want %v", err, fatal, want)
 			}
 			// Nothing is answered with a signature; readiness says why.
 			for i := 0; i < 2; i++ {
@@ -113,43 +133,74 @@ func TestDiskFull(t *testing.T) {
 					t.Fatalf("answered %v / %d bytes on a full disk", r.err, len(r.sig))
 				}
 			}
-			if st.Failed() == nil {
-				t.Fatal("store not marked failed")
-			}
-			if _, err := st.Append(lastGood+1, EmptyLeaf); !errors.Is(err, ErrFailed) {
-				t.Fatalf("append after failure: %v", err)
-			}
-			if _, err := st.Chain(lastGood, lastGood); !errors.Is(err, ErrFailed) {
-				t.Fatalf("chain after failure: %v", err)
-			}
 			if err := svc.Ready(); err == nil {
 				t.Fatal("ready on a full disk")
 			}
 			if _, err := svc.Sign(context.Background(), leafFor(1), 0, "x"); !errors.Is(err, ErrNotReady) {
 				t.Fatalf("submission on a full disk: %v, want ErrNotReady", err)
 			}
-			// Space comes back; after a restart the calendar is intact
-			// up to the last good second.
+			if wm.Mark().Last != lastGood {
+				t.Fatalf("watermark moved to %d on a full disk, last good %d", wm.Mark().Last, lastGood)
+			}
+			// Still full a second later: still refused, same fault.
+			clock.Set(time.Unix(1_800_000_005, 100e6))
+			if err, _ := svc.pass(); !errors.Is(err, want) {
+				t.Fatalf("second attempt on a full disk: %v", err)
+			}
+
+			// Space comes back. Below the reserve nothing was written, so
+			// the next pass resumes without a restart; a write that failed
+			// inside Pebble leaves its state unknown until it is reopened.
 			fs.noSpace.Store(false)
 			fs.lowSpace.Store(false)
-			func() {
-				defer func() { recover() }() // a horked Pebble may complain on close
-				st.Close()
-			}()
-			st2, err := OpenStore(dir, StoreOptions{Logger: discardLogger()})
-			if err != nil {
-				t.Fatalf("reopen: %v", err)
+			clock.Set(time.Unix(1_800_000_006, 100e6))
+			if mode == "write fails" {
+				if err, _ := svc.pass(); !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "restart the server") {
+					t.Fatalf("after a failed write: %v, want a request to restart", err)
+				}
+				func() {
+					defer func() { recover() }() // a horked Pebble may complain on close
+					st.Close()
+				}()
+				if st, err = OpenStore(dir, StoreOptions{Logger: discardLogger()}); err != nil {
+					t.Fatalf("reopen: %v", err)
+				}
+				if err := st.CheckMark(wm.Mark(), true); err != nil {
+					t.Fatalf("after restart: %v", err)
+				}
+				svc, _ = NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Watermark: wm, Now: clock.Now, Logger: discardLogger()})
 			}
-			defer st2.Close()
-			if err := st2.Check(); err != nil {
+			if err, fatal := svc.pass(); err != nil || fatal != nil {
+				t.Fatalf("after space was freed: %v %v", err, fatal)
+			}
+			if err := svc.Ready(); err != nil {
+				t.Fatalf("not ready after space was freed: %v", err)
+			}
+			res = submitMany(svc, 3, 90)
+			waitPending(t, svc, 3)
+			closeAt(t, svc, clock, time.Unix(1_800_000_007, 100e6))
+			for i := 0; i < 3; i++ {
+				if r := <-res; r.err != nil {
+					t.Fatalf("after recovery: %v", r.err)
+				}
+			}
+			if err := st.Check(); err != nil {
 				t.Fatal(err)
 			}
-			_, last, _ := st2.Head()
-			if last < lastGood {
-				t.Fatalf("lost seconds: last %d, was %d", last, lastGood)
+			_, last, _ := st.Head()
+			if last != 1_800_000_006 {
+				t.Fatalf("last second %d after recovery, want 1800000006", last)
 			}
-			if r := mustRoot(t, st2, lastGood); !r.Equal(rootGood) {
+			if r := mustRoot(t, st, lastGood); !r.Equal(rootGood) {
 				t.Fatal("root of the last good second changed")
+			}
+			for sec := lastGood + 1; sec < last; sec++ {
+				if l, err := st.Leaf(sec); err != nil || !l.Equal(EmptyLeaf) {
+					t.Fatalf("second %d missed while full: leaf %v %v, want empty", sec, l, err)
+				}
+			}
+			if m := wm.Mark(); m.Last != last || !m.Root.Equal(mustRoot(t, st, last)) {
+				t.Fatalf("watermark %d after recovery, want %d", m.Last, last)
 			}
 		})
 	}

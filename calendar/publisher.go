@@ -28,6 +28,9 @@ type PublicationsSigner interface {
 type PublisherConfig struct {
 	Store  *Store
 	Signer PublicationsSigner
+	// Watermark, when set, records each publication before it is served,
+	// and publications are made only of seconds it holds.
+	Watermark *Watermark
 	// Period between publications. Publication times are multiples of it
 	// in POSIX seconds, so a daily period publishes at 00:00:00 UTC.
 	Period time.Duration
@@ -42,10 +45,11 @@ type PublisherConfig struct {
 type Publisher struct {
 	cfg PublisherConfig
 
-	mu   sync.RWMutex
-	pubs []*ksi.PublicationRecord
-	file []byte
-	etag string
+	mu    sync.RWMutex
+	pubs  []*ksi.PublicationRecord
+	file  []byte
+	etag  string
+	floor uint64 // no publication at or before this time: one was lost (AcceptLoss)
 }
 
 // NewPublisher loads the stored publications and publications file.
@@ -69,6 +73,9 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	}
 	p.pubs, p.file = pubs, file
 	p.etag = etag(file)
+	if p.floor, err = cfg.Store.publicationFloor(); err != nil {
+		return nil, err
+	}
 	if file == nil {
 		// A calendar without publications still serves a signed file
 		// with its certificate, so key-based verification works at once.
@@ -107,10 +114,16 @@ func (p *Publisher) Latest() *ksi.PublicationRecord {
 func (p *Publisher) Run(ctx context.Context) error {
 	t := time.NewTicker(200 * time.Millisecond)
 	defer t.Stop()
+	var failing error // logged once until publishing works again
 	for {
-		if _, err := p.PublishDue(); err != nil {
-			p.cfg.Logger.Error("publication failed", "err", err)
+		_, err := p.PublishDue()
+		switch {
+		case err != nil && failing == nil:
+			p.cfg.Logger.Error("publication failed; retrying", "err", err)
+		case err == nil && failing != nil:
+			p.cfg.Logger.Info("publishing again", "after", failing.Error())
 		}
+		failing = err
 		select {
 		case <-ctx.Done():
 			return nil
@@ -127,9 +140,12 @@ func (p *Publisher) PublishDue() (*ksi.PublicationRecord, error) {
 	if !ok {
 		return nil, nil
 	}
+	if w := p.cfg.Watermark; w != nil {
+		last = min(last, w.Mark().Last)
+	}
 	period := uint64(p.cfg.Period / time.Second)
 	b := last / period * period
-	if b < first {
+	if b < first || b <= p.floor {
 		return nil, nil
 	}
 	if l := p.Latest(); l != nil && l.Data.Time >= b {
@@ -176,6 +192,11 @@ func (p *Publisher) rebuild(rec *ksi.PublicationRecord) error {
 	}
 	if err := p.cfg.Store.savePublication(rec, file); err != nil {
 		return err
+	}
+	if w := p.cfg.Watermark; w != nil && rec != nil {
+		if err := w.Published(rec.Data.Time); err != nil {
+			return err
+		}
 	}
 	p.mu.Lock()
 	p.pubs, p.file, p.etag = pubs, file, etag(file)

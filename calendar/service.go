@@ -22,6 +22,10 @@ type RootSigner interface {
 type ServiceConfig struct {
 	Store  *Store
 	Signer RootSigner
+	// Watermark, when set, records each second before its answers leave
+	// the process (see watermark.go); the store must have been checked
+	// against it (Store.CheckMark) before the service starts.
+	Watermark *Watermark
 	// Grace is how long after a second ends its submissions are still
 	// taken, for requests in flight at the boundary (default 50ms).
 	Grace time.Duration
@@ -50,6 +54,15 @@ var (
 	ErrNotReady   = errors.New("calendar: not ready")
 )
 
+// maxClockBehind is how far the clock may be behind the calendar's last
+// second before submissions are refused instead of waiting for it: a
+// small step back costs a request at most this much more.
+const maxClockBehind = time.Second
+
+// faultRetry is how often a calendar that stopped on a fault (a full
+// disk, a failed write) tries again.
+const faultRetry = time.Second
+
 // Service runs the second loop: roots submitted during second t are joined
 // in a top tree whose root is appended as leaf t right after t ends; every
 // submitter then gets the signature of its root.
@@ -65,7 +78,10 @@ type Service struct {
 	lastSlot   uint64         // with CloseEarly: newest second with a slot reserved after its end
 	abandoned  uint64         // with CloseEarly: newest second with a slot released unused
 	stopped    bool
-	failure    error
+	failure    error // permanent: answered history would be in doubt
+	fault      error // transient: the second loop retries (disk full, a write failed)
+	faultSince time.Time
+	clockLate  bool          // the clock was behind the calendar at the last look (for logging once)
 	wake       chan struct{} // a hold ended: the second loop looks again
 }
 
@@ -117,13 +133,7 @@ func (s *Service) Store() *Store { return s.cfg.Store }
 func (s *Service) Ready() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.failure != nil:
-		return s.failure
-	case s.stopped:
-		return ErrStopped
-	}
-	return s.cfg.Store.Failed()
+	return s.readyLocked()
 }
 
 // Sign submits a root (an aggregator's round root at level) for the open
@@ -243,11 +253,24 @@ func (s *Service) readyLocked() error {
 		return ErrStopped
 	case s.failure != nil:
 		return fmt.Errorf("%w: %v", ErrNotReady, s.failure)
+	case s.fault != nil:
+		return fmt.Errorf("%w: %v", ErrNotReady, s.fault)
 	}
 	if err := s.cfg.Store.Failed(); err != nil {
 		return fmt.Errorf("%w: %v", ErrNotReady, err)
 	}
+	if behind := s.clockBehindLocked(s.cfg.Now()); behind > maxClockBehind {
+		return fmt.Errorf("%w: waiting for the clock (%d s behind the calendar's last second)", ErrNotReady,
+			int64((behind+time.Second-1)/time.Second))
+	}
 	return nil
+}
+
+// clockBehindLocked is how far the clock is behind the end of the last
+// closed second (0 when it is not): after a step back, the calendar waits
+// for the clock rather than append a second again.
+func (s *Service) clockBehindLocked(now time.Time) time.Duration {
+	return max(0, secondEnd(s.lastClosed).Sub(now))
 }
 
 // openSecond returns the second a submission arriving now belongs to: the
@@ -262,7 +285,10 @@ func (s *Service) openSecond(now time.Time) uint64 {
 }
 
 // Run closes seconds as they end until ctx is cancelled; then it fails
-// every pending submission and returns.
+// every pending submission and returns. A fault (a full disk, a failed
+// watermark write) stops answering until the fault clears, which Run
+// checks every faultRetry: the seconds missed meanwhile become empty
+// leaves.
 func (s *Service) Run(ctx context.Context) error {
 	defer s.stop()
 	timer := time.NewTimer(0)
@@ -274,13 +300,13 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-s.wake:
 		}
-		if err := s.closeDue(); err != nil {
-			s.log.Error("calendar stopped answering", "err", err)
-			s.mu.Lock()
-			s.failure = err
-			s.mu.Unlock()
-			s.failAll(err)
-			return err
+		err, fatal := s.pass()
+		if fatal != nil {
+			return fatal
+		}
+		wait := s.untilNextClose()
+		if err != nil {
+			wait = faultRetry
 		}
 		if !timer.Stop() {
 			select {
@@ -288,7 +314,93 @@ func (s *Service) Run(ctx context.Context) error {
 			default:
 			}
 		}
-		timer.Reset(s.untilNextClose())
+		timer.Reset(wait)
+	}
+}
+
+// pass is one look of the second loop: check the store, close
+// the seconds that are due, record the outcome. err is a transient fault,
+// fatal one that stops the calendar.
+func (s *Service) pass() (err, fatal error) {
+	err = s.storeUsable()
+	if err == nil {
+		err = s.closeDue()
+	}
+	fatal = s.setFault(err)
+	s.watchClock()
+	return err, fatal
+}
+
+// storeUsable reports a store stopped by a write failure inside Pebble:
+// its state is unknown until it is opened again, which a restart does
+// (and the watermark check then catches anything lost). A full disk
+// caught by the free-space reserve never gets here: nothing was written.
+func (s *Service) storeUsable() error {
+	if err := s.cfg.Store.Failed(); err != nil {
+		return fmt.Errorf("%w after a write failure (%v): restart the server to reopen it", ErrFailed, err)
+	}
+	return nil
+}
+
+// setFault records the outcome of a pass of the second loop, logging
+// only when the state changes. It returns an error when the calendar must
+// stop for good: answered history is missing.
+func (s *Service) setFault(err error) error {
+	s.mu.Lock()
+	prev, since := s.fault, s.faultSince
+	switch {
+	case err == nil:
+		s.fault = nil
+	case errors.Is(err, ErrHistoryLost):
+		s.failure = err
+	default:
+		s.fault = err
+		if prev == nil {
+			s.faultSince = s.cfg.Now()
+		}
+	}
+	s.mu.Unlock()
+	switch {
+	case err != nil && errors.Is(err, ErrHistoryLost):
+		s.log.Error("calendar stopped for good", "err", err)
+		s.failAll(err)
+		return err
+	case err != nil && (prev == nil || faultKind(prev) != faultKind(err)):
+		s.log.Error("calendar stopped answering; retrying every second", "err", err)
+		s.failAll(fmt.Errorf("%w: %v", ErrNotReady, err))
+	case err == nil && prev != nil:
+		s.log.Info("calendar answering again", "stopped_for", s.cfg.Now().Sub(since).Round(time.Millisecond), "after", prev.Error())
+	}
+	return nil
+}
+
+// faultKind names a fault for logging once per kind: the message of a
+// full disk changes with every byte freed.
+func faultKind(err error) string {
+	for _, k := range []error{ErrDiskFull, ErrFailed, ErrCorrupt, ErrWatermarkDamaged} {
+		if errors.Is(err, k) {
+			return k.Error()
+		}
+	}
+	return err.Error()
+}
+
+// watchClock logs when the clock falls behind the calendar and when it
+// has caught up.
+func (s *Service) watchClock() {
+	s.mu.Lock()
+	behind := s.clockBehindLocked(s.cfg.Now())
+	late := behind > maxClockBehind
+	changed := late != s.clockLate
+	s.clockLate = late
+	last := s.lastClosed
+	s.mu.Unlock()
+	switch {
+	case changed && late:
+		s.log.Error("the clock is behind the calendar's last second; refusing submissions until it catches up",
+			"behind", behind.Round(time.Millisecond), "last_second", last)
+	case changed:
+		s.log.Info("the clock has caught up with the calendar", "last_second", last)
 	}
 }
 
@@ -378,9 +490,19 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 		s.setClosed(t)
 		return nil
 	}
-	if _, err := appendChunked(st, from, leaves); err != nil {
+	root, err := appendChunked(st, from, leaves)
+	if err != nil {
 		s.answerAll(subs, nil, err)
 		return err
+	}
+	// The mark moves before any answer of t leaves: a store that later
+	// opens without t is refused instead of signing t again.
+	if w := s.cfg.Watermark; w != nil {
+		if err := w.Answered(t, root); err != nil {
+			s.answerAll(subs, nil, err)
+			s.setClosed(t)
+			return err
+		}
 	}
 	s.setClosed(t)
 	s.cfg.Metrics.appended(len(leaves), s.cfg.Now().Sub(start))
@@ -487,8 +609,16 @@ func (s *Service) Extend(aggrTime, pubTime uint64) (*ksi.CalendarChain, uint64, 
 	if !ok {
 		return nil, 0, ErrEmpty
 	}
+	// Chains go only to roots the watermark holds: a second appended but
+	// not yet marked could still be lost with the WAL's tail.
+	if w := s.cfg.Watermark; w != nil {
+		last = min(last, w.Mark().Last)
+	}
 	if pubTime == 0 {
 		pubTime = last
+	}
+	if pubTime > last {
+		return nil, last, fmt.Errorf("%w: %d > %d", ErrTimeTooNew, pubTime, last)
 	}
 	ch, err := s.cfg.Store.Chain(aggrTime, pubTime)
 	s.cfg.Metrics.extended(err)

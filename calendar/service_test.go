@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -172,20 +173,35 @@ func TestServiceClockStepsBackAndGaps(t *testing.T) {
 	if last != 1_800_000_004 {
 		t.Fatalf("last %d, want 1800000004", last)
 	}
-	// The clock steps back 3 s: nothing is appended, submissions wait for
-	// the next open second.
+	// The clock steps back 3 s: nothing is appended, readiness says why,
+	// and submissions are refused at once instead of waiting 3 s.
 	clock.Set(time.Unix(1_800_000_002, 0))
-	res := submitMany(svc, 1, 7)
-	waitPending(t, svc, 1)
+	if err := svc.Ready(); err == nil || !strings.Contains(err.Error(), "waiting for the clock (3 s behind") {
+		t.Fatalf("ready with the clock 3 s behind: %v", err)
+	}
+	if _, err := svc.Sign(context.Background(), leafFor(1), 0, "x"); !errors.Is(err, ErrNotReady) {
+		t.Fatalf("submission with the clock behind: %v, want ErrNotReady", err)
+	}
 	if err := svc.closeDue(); err != nil {
 		t.Fatal(err)
 	}
 	if _, l, _ := st.Head(); l != last {
 		t.Fatalf("appended while the clock was behind: last %d", l)
 	}
+	// Within a second of the calendar, submissions wait for the next open
+	// second; it is appended once, with no gap.
+	clock.Set(time.Unix(1_800_000_004, 600e6))
+	if err := svc.Ready(); err != nil {
+		t.Fatalf("not ready 0.4 s behind: %v", err)
+	}
+	res := submitMany(svc, 1, 7)
+	waitPending(t, svc, 1)
 	closeAt(t, svc, clock, time.Unix(1_800_000_006, 100e6))
 	if got := signingTime(t, res); got != 1_800_000_005 {
 		t.Fatalf("signed at %d, want 1800000005", got)
+	}
+	if err := st.Check(); err != nil {
+		t.Fatal(err)
 	}
 	st.Close()
 

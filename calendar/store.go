@@ -8,12 +8,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math/bits"
+	"os"
 	"sync"
 	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/bloom"
-	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/tempel-ksi/tempel/ksi"
@@ -73,6 +72,7 @@ const (
 	prefixMeta = 'm' // 'm' name → value
 	prefixPub  = 'p' // 'p' time(8 BE) → publication record TLV
 	prefixBlob = 'b' // 'b' name → bytes (the signed publications file)
+	prefixLoss = 'g' // 'g' acceptance time(8 BE, ns) → LossRecord JSON
 )
 
 var (
@@ -92,6 +92,7 @@ const cacheMinHeight = 8
 // Store is the calendar's durable state in Pebble.
 type Store struct {
 	db      *pebble.DB
+	opts    StoreOptions // with defaults
 	log     *slog.Logger
 	fs      pebbleFS
 	dir     string
@@ -147,10 +148,17 @@ type StoreOptions struct {
 	// FS replaces the file system (tests inject faults).
 	FS pebbleFS
 	// MinFreeBytes is the free space below which appends stop (default
-	// 64 MiB): a full disk stops the calendar cleanly instead of failing
-	// inside a write.
+	// DefaultMinFreeBytes): a full disk stops the calendar cleanly instead
+	// of failing inside a write, and it resumes once space is freed.
 	MinFreeBytes uint64
+	// ReadOnly opens the store for reading only (offline checks).
+	ReadOnly bool
 }
+
+// DefaultMinFreeBytes is the default free-space reserve: room for a few
+// hours of calendar (about 100 bytes a second) and Pebble's own files
+// (WAL, a flush, the MANIFEST) with a wide margin.
+const DefaultMinFreeBytes = 64 << 20
 
 // Open opens (creating if needed) the calendar store in dir and checks its
 // consistency: a corrupted store is reported at open, not when a chain
@@ -168,31 +176,25 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	if blockSize == 0 {
 		blockSize = 16 << 10
 	}
-	cache := pebble.NewCache(cacheBytes)
-	defer cache.Unref()
-	po := &pebble.Options{Cache: cache, Logger: pebbleLogger{log}}
-	po.Levels[0].BlockSize = blockSize // later levels inherit it
-	for i := range po.Levels {
-		// Bloom filters let a Get skip the tables that cannot hold its
-		// key; every chain is a dozen point reads.
-		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-		// Hashes do not compress; compressing only costs CPU both ways.
-		po.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
-	}
 	fs := opts.FS
 	if fs == nil {
 		fs = vfs.Default
 	}
-	po.FS = fs
+	opts.Logger, opts.CacheBytes, opts.BlockSize, opts.FS = log, cacheBytes, blockSize, fs
 	minFree := opts.MinFreeBytes
 	if minFree == 0 {
-		minFree = 64 << 20
+		minFree = DefaultMinFreeBytes
 	}
-	db, err := pebble.Open(dir, po)
+	if opts.ReadOnly {
+		if _, err := os.Stat(dir); err != nil {
+			return nil, fmt.Errorf("calendar: open store: %w", err)
+		}
+	}
+	db, err := openPebble(dir, opts)
 	if err != nil {
-		return nil, fmt.Errorf("calendar: open store %s: %w", dir, err)
+		return nil, err
 	}
-	s := &Store{db: db, log: log, fs: fs, dir: dir, minFree: minFree, cache: make(map[nodeID]ksi.Imprint),
+	s := &Store{db: db, opts: opts, log: log, fs: fs, dir: dir, minFree: minFree, cache: make(map[nodeID]ksi.Imprint),
 		iterPool: make(chan *nodeIter, 16)}
 	s.empty[0] = EmptyLeaf
 	for h := 1; h < len(s.empty); h++ {
@@ -200,21 +202,15 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 	}
 	if err := s.load(); err != nil {
 		s.Close()
-		return nil, err
+		return nil, describeOpenError(dir, err)
 	}
 	return s, nil
 }
 
 // Close closes the store.
 func (s *Store) Close() error {
-	for {
-		select {
-		case ni := <-s.iterPool:
-			ni.it.Close()
-		default:
-			return s.db.Close()
-		}
-	}
+	s.drainIters()
+	return s.db.Close()
 }
 
 // getNode reads a node's value through a pooled iterator.
@@ -258,6 +254,9 @@ func (s *Store) getNode(key []byte) ([]byte, error) {
 func (s *Store) load() error {
 	v, err := s.getMeta(metaVersion)
 	if errors.Is(err, pebble.ErrNotFound) {
+		if s.opts.ReadOnly {
+			return nil
+		}
 		// A new store: write the version so a later open can tell an
 		// empty store from a damaged one.
 		b := s.db.NewBatch()
@@ -350,10 +349,10 @@ func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (root ks
 	if s.failed != nil {
 		return nil, fmt.Errorf("%w: %v", ErrFailed, s.failed)
 	}
+	// Below the reserve nothing is written, so nothing is in doubt: the
+	// append is refused and may be tried again once space is freed.
 	if err := s.checkSpace(); err != nil {
-		s.failed = err
-		s.log.Error("calendar store stopped: disk full; free space, then restart", "dir", s.dir, "err", err)
-		return nil, fmt.Errorf("%w: %v", ErrFailed, err)
+		return nil, err
 	}
 	defer s.recoverWriteFailure(&err)
 	if s.has && t0 != s.last+1 {
@@ -402,7 +401,7 @@ func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (root ks
 		// The write may or may not be on disk: refuse to go on from an
 		// unknown state. Reopening reloads what is durable.
 		s.failed = err
-		s.log.Error("calendar append failed; store stopped", "second", t0, "err", err)
+		s.log.Error("calendar append failed; store stopped until the server is restarted", "second", t0, "err", err)
 		return nil, fmt.Errorf("%w: append %d: %v", ErrFailed, t0, err)
 	}
 	s.first, s.last, s.has, s.peaks = first, last, true, peaks
@@ -417,7 +416,7 @@ func (s *Store) checkSpace() error {
 		return nil // unknown: let the write itself decide
 	}
 	if du.AvailBytes < s.minFree {
-		return fmt.Errorf("%w: %d bytes free in %s, %d reserved", ErrDiskFull, du.AvailBytes, s.dir, s.minFree)
+		return fmt.Errorf("%w: %d bytes free in %s, below the reserve of %d (--min-free)", ErrDiskFull, du.AvailBytes, s.dir, s.minFree)
 	}
 	return nil
 }
@@ -436,8 +435,20 @@ func (s *Store) recoverWriteFailure(err *error) {
 		panic(r)
 	}
 	s.failed = f
-	s.log.Error("calendar store stopped after a write failure; restart to recover", "err", f.msg)
+	s.log.Error("calendar store stopped after a write failure until the server is restarted", "err", f.msg)
 	*err = fmt.Errorf("%w: %v", ErrFailed, f)
+}
+
+// drainIters closes the pooled iterators.
+func (s *Store) drainIters() {
+	for {
+		select {
+		case ni := <-s.iterPool:
+			ni.it.Close()
+		default:
+			return
+		}
+	}
 }
 
 // Root returns the calendar root after second p.
