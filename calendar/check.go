@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/tempel-ksi/tempel/ksi"
 )
 
 // Check recomputes the whole calendar from its leaves and compares every
@@ -77,4 +79,36 @@ func (s *Store) Check() error {
 		return fmt.Errorf("%w: saved root differs from the recomputed one", ErrCorrupt)
 	}
 	return nil
+}
+
+// CheckPublications checks every stored publication against the calendar
+// (its hash is the root at its time) and the stored publications file
+// (it parses and lists each of them with the same value).
+func (s *Store) CheckPublications() (int, error) {
+	pubs, file, err := s.loadPublications()
+	if err != nil {
+		return 0, err
+	}
+	for _, p := range pubs {
+		if !s.publicationMatches(p) {
+			return 0, fmt.Errorf("%w: publication of %d (%s) differs from the calendar root at that second", ErrCorrupt, p.Data.Time, utc(p.Data.Time))
+		}
+	}
+	if file == nil {
+		if len(pubs) > 0 {
+			return 0, fmt.Errorf("%w: %d publications but no stored publications file", ErrCorrupt, len(pubs))
+		}
+		return 0, nil
+	}
+	f, err := ksi.ParsePublicationsFile(file)
+	if err != nil {
+		return 0, fmt.Errorf("%w: stored publications file: %v", ErrCorrupt, err)
+	}
+	for _, p := range pubs {
+		in := f.PublicationAt(p.Data.Time)
+		if in == nil || !in.Data.Hash.Equal(p.Data.Hash) {
+			return 0, fmt.Errorf("%w: publication of %d missing from the stored publications file or different there", ErrCorrupt, p.Data.Time)
+		}
+	}
+	return len(pubs), nil
 }

@@ -97,7 +97,7 @@ func TestDiskFull(t *testing.T) {
 				defer func() { recover() }() // a horked Pebble may complain on close
 				st.Close()
 			}()
-			wm, _, err := OpenWatermark(filepath.Join(t.TempDir(), "watermark"))
+			wm, _, err := OpenWatermark(filepath.Join(t.TempDir(), "watermark"), true)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -147,7 +147,10 @@ var ErrNothingToAccept = errors.New("calendar: the store has everything its wate
 // lost publication's time (Store.publicationFloor). Signatures of the
 // lost seconds no longer verify; that is what is accepted.
 func AcceptLoss(s *Store, w *Watermark, markFound bool, reason string, now time.Time) (*LossRecord, error) {
-	m := w.Mark()
+	var m Mark
+	if markFound {
+		m = w.Mark()
+	}
 	err := s.CheckMark(m, markFound)
 	var loss *LossError
 	if !errors.As(err, &loss) {

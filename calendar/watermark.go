@@ -66,9 +66,18 @@ type Watermark struct {
 }
 
 // OpenWatermark opens the watermark file at path. found is false when the
-// file did not exist or was empty; it is created then (with a zero mark).
-func OpenWatermark(path string) (w *Watermark, found bool, err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// file did not exist or was empty; with create it is then created with a
+// zero mark (for a new calendar), else w is nil: a calendar with seconds
+// and no mark cannot tell what it answered.
+func OpenWatermark(path string, create bool) (w *Watermark, found bool, err error) {
+	flag := os.O_RDWR
+	if create {
+		flag |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flag, 0o600)
+	if errors.Is(err, os.ErrNotExist) && !create {
+		return nil, false, nil
+	}
 	if err != nil {
 		return nil, false, fmt.Errorf("calendar: open watermark: %w", err)
 	}
@@ -79,6 +88,10 @@ func OpenWatermark(path string) (w *Watermark, found bool, err error) {
 		return nil, false, err
 	}
 	if !found {
+		if !create {
+			f.Close()
+			return nil, false, nil
+		}
 		if err := w.write(Mark{}); err != nil {
 			f.Close()
 			return nil, false, err

@@ -14,6 +14,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/tempel-ksi/tempel/calendar"
 	"github.com/tempel-ksi/tempel/internal/node"
 	"github.com/tempel-ksi/tempel/internal/pki"
 )
@@ -39,6 +40,8 @@ func serveFlags() []ucli.Flag {
 		str("role", node.RoleAll, "what to run: all (calendar + aggregator), calendar, or aggregator"),
 		str("listen", "127.0.0.1:8080", "`ADDR` serving gRPC, REST, KSI PDU v2, the publications file, metrics and health"),
 		str("data-dir", "./data", "`DIR` for the calendar (Pebble) and the development keys"),
+		str("watermark", "", "`FILE` where the calendar records what it answered (default DATA-DIR/watermark); on another volume it also catches a data directory restored from an older copy"),
+		num("min-free", int(calendar.DefaultMinFreeBytes>>20), "free `MiB` below which the calendar stops appending (and resumes once space is freed)"),
 		dur("publish-every", 24*time.Hour, "publication period, aligned to UTC (e.g. 5s in development, 24h in production)"),
 		dur("round", 100*time.Millisecond, "aggregation round length"),
 		dur("grace", 0, "how long after a second ends the calendar still takes roots; 0 means 20ms with --role all (its own rounds reserve their place in the second) and 50ms with --role calendar (remote aggregators)"),
@@ -96,6 +99,7 @@ func serveAction(c *ucli.Context) error {
 	}
 	cfg := node.Config{
 		Role: c.String("role"), DataDir: c.String("data-dir"), Listen: c.String("listen"), Name: c.String("name"),
+		WatermarkFile: c.String("watermark"), MinFreeBytes: uint64(max(c.Int("min-free"), 1)) << 20,
 		PublishEvery: c.Duration("publish-every"), Grace: c.Duration("grace"), PublicURL: c.String("public-url"),
 		Upstream: c.String("upstream"), UpstreamLogin: c.String("upstream-login"), UpstreamKey: c.String("upstream-key"),
 		RoundPeriod: c.Duration("round"), MaxLevel: c.Int("max-level"), Quota: c.Int("quota"), MaxQueue: c.Int("max-queue"),

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -43,6 +44,13 @@ type Config struct {
 
 	// Calendar.
 	PublishEvery time.Duration
+	// WatermarkFile is where the calendar records what it has answered
+	// (default DATA-DIR/watermark); on another volume it also catches a
+	// data directory restored from an older copy.
+	WatermarkFile string
+	// MinFreeBytes is the free space below which the calendar stops
+	// appending until space is freed (default calendar.DefaultMinFreeBytes).
+	MinFreeBytes uint64
 	Grace        time.Duration // 0: DefaultGrace(Role)
 	PublicURL    string        // base URL clients reach this node at (for the publications file header)
 	Keys         pki.Files
@@ -71,6 +79,7 @@ type Node struct {
 	keys    *pki.Set
 	keysNew bool
 	store   *calendar.Store
+	mark    *calendar.Watermark
 	cal     *calendar.Service
 	pub     *calendar.Publisher
 	agg     *aggregator.Engine
@@ -144,7 +153,7 @@ func (n *Node) openCalendar() error {
 	if n.keysNew {
 		n.log.Info("created a development PKI", "dir", filepath.Join(cfg.DataDir, "keys"), "trust_root", n.keys.RootPath)
 	}
-	n.store, err = calendar.OpenStore(filepath.Join(cfg.DataDir, "calendar"), calendar.StoreOptions{Logger: n.log})
+	n.store, n.mark, err = OpenCalendar(cfg.DataDir, cfg.WatermarkFile, calendar.StoreOptions{Logger: n.log, MinFreeBytes: cfg.MinFreeBytes})
 	if err != nil {
 		return err
 	}
@@ -154,12 +163,12 @@ func (n *Node) openCalendar() error {
 	}
 	// With role all, the in-process aggregator is the calendar's only
 	// client, and its rounds end on second boundaries.
-	n.cal, err = calendar.NewService(calendar.ServiceConfig{Store: n.store, Signer: n.keys, Grace: grace,
+	n.cal, err = calendar.NewService(calendar.ServiceConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Grace: grace,
 		CloseEarly: cfg.Role == RoleAll, Logger: n.log, Metrics: calendar.NewMetrics(n.reg)})
 	if err != nil {
 		return err
 	}
-	n.pub, err = calendar.NewPublisher(calendar.PublisherConfig{Store: n.store, Signer: n.keys, Period: cfg.PublishEvery,
+	n.pub, err = calendar.NewPublisher(calendar.PublisherConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Period: cfg.PublishEvery,
 		RepositoryURI: cfg.PublicURL + "/publications.bin", Logger: n.log})
 	return err
 }
@@ -246,10 +255,99 @@ func (n *Node) Close() error {
 	if n.upConn != nil {
 		n.upConn.Close()
 	}
+	if n.mark != nil {
+		n.mark.Close()
+	}
 	if n.store != nil {
 		return n.store.Close()
 	}
 	return nil
+}
+
+// WatermarkPath is the watermark file of a data directory, unless one is
+// configured elsewhere.
+func WatermarkPath(dataDir, configured string) string {
+	if configured != "" {
+		return configured
+	}
+	return filepath.Join(dataDir, "watermark")
+}
+
+// OpenCalendar opens the calendar store of a data directory and its
+// watermark, and refuses (with one line saying what is missing and what
+// to do) a store that has less than the watermark says was answered.
+func OpenCalendar(dataDir, watermarkFile string, opts calendar.StoreOptions) (*calendar.Store, *calendar.Watermark, error) {
+	// Check read-only first: opening for writing replays the WAL into a
+	// new table and removes it, and a refused store should stay as it
+	// was found, for whoever tries to repair it.
+	if _, err := os.Stat(filepath.Join(dataDir, "calendar")); err == nil {
+		ro := opts
+		ro.ReadOnly = true
+		st, w, _, err := checkedCalendar(dataDir, watermarkFile, ro)
+		if err != nil {
+			return nil, nil, err
+		}
+		if w != nil {
+			w.Close()
+		}
+		st.Close()
+	}
+	st, w, _, err := checkedCalendar(dataDir, watermarkFile, opts)
+	return st, w, err
+}
+
+// checkedCalendar opens store and watermark and compares them.
+func checkedCalendar(dataDir, watermarkFile string, opts calendar.StoreOptions) (*calendar.Store, *calendar.Watermark, bool, error) {
+	st, w, found, err := openCalendarFiles(dataDir, watermarkFile, opts)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	var m calendar.Mark
+	if found {
+		m = w.Mark()
+	}
+	if err := st.CheckMark(m, found); err != nil {
+		if w != nil {
+			w.Close()
+		}
+		st.Close()
+		return nil, nil, false, fmt.Errorf("%w; refusing to start. Restore the data directory from a newer copy, or accept the loss with "+
+			"'tempel calendar accept-loss --data-dir %s' (signatures of the lost seconds will no longer verify)", err, dataDir)
+	}
+	return st, w, found, nil
+}
+
+// openCalendarFiles opens store and watermark without comparing them.
+func openCalendarFiles(dataDir, watermarkFile string, opts calendar.StoreOptions) (*calendar.Store, *calendar.Watermark, bool, error) {
+	st, err := calendar.OpenStore(filepath.Join(dataDir, "calendar"), opts)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	_, _, has := st.Head()
+	w, found, err := calendar.OpenWatermark(WatermarkPath(dataDir, watermarkFile), !has && !opts.ReadOnly)
+	if err != nil {
+		st.Close()
+		return nil, nil, false, fmt.Errorf("%w (if the file was damaged, move it away and accept what cannot be checked with 'tempel calendar accept-loss --data-dir %s')", err, dataDir)
+	}
+	return st, w, found, nil
+}
+
+// AcceptLoss records an operator's acceptance of lost calendar history in
+// a data directory (see calendar.AcceptLoss).
+func AcceptLoss(dataDir, watermarkFile, reason string, now time.Time) (*calendar.LossRecord, error) {
+	st, w, found, err := openCalendarFiles(dataDir, watermarkFile, calendar.StoreOptions{Logger: discardLogger()})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	if w == nil {
+		// No mark at all: the acceptance makes one from the store.
+		if w, _, err = calendar.OpenWatermark(WatermarkPath(dataDir, watermarkFile), true); err != nil {
+			return nil, err
+		}
+	}
+	defer w.Close()
+	return calendar.AcceptLoss(st, w, found, reason, now)
 }
 
 // ready reports whether the node answers requests.
@@ -291,3 +389,5 @@ func (l localCalendar) Reserve() (aggregator.Upstream, func()) {
 		return slot.Sign(ctx, root, level, l.name)
 	}), slot.Release
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
