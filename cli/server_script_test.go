@@ -1,8 +1,14 @@
 package cli_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"testing"
@@ -36,9 +42,11 @@ func TestServerScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"exitcode":  cmdExitCode,
-			"waitready": cmdWaitReady,
-			"capture":   cmdCapture,
+			"exitcode":    cmdExitCode,
+			"waitready":   cmdWaitReady,
+			"capture":     cmdCapture,
+			"waitseconds": cmdWaitSeconds,
+			"damage":      cmdDamage,
 		},
 	})
 }
@@ -106,4 +114,88 @@ func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	ts.Setenv(args[0], m[1])
 	ts.Logf("%s=%s", args[0], m[1])
+}
+
+// cmdWaitSeconds waits until the calendar at URL (REST, development mode)
+// has appended N more seconds than when the command started, so that a
+// script knows the store holds them:
+//
+//	waitseconds URL N
+func cmdWaitSeconds(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: waitseconds URL N")
+	}
+	n, err := strconv.ParseUint(args[1], 10, 64)
+	ts.Check(err)
+	re := regexp.MustCompile(`"lastTime":"?(\d+)`)
+	head := func() (uint64, error) {
+		resp, err := http.Get(args[0] + "/v1/calendar/head")
+		if err != nil {
+			return 0, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		m := re.FindSubmatch(b)
+		if m == nil {
+			return 0, fmt.Errorf("calendar head: %s %s", resp.Status, b)
+		}
+		return strconv.ParseUint(string(m[1]), 10, 64)
+	}
+	deadline := time.Now().Add(readyTimeout)
+	start, err := head()
+	for err != nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		start, err = head()
+	}
+	ts.Check(err)
+	for time.Now().Before(deadline) {
+		if last, err := head(); err == nil && last >= start+n {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	ts.Fatalf("waitseconds: the calendar did not advance %d seconds from %d", n, start)
+}
+
+// cmdDamage harms or copies a calendar store the way disks and operators
+// do:
+//
+//	damage wal-truncate DIR     cut the newest WAL in DIR to half its size
+//	damage wal-unchanged DIR    the newest WAL is still as wal-truncate left it
+//	damage copy DIR OLD         copy the store DIR to OLD
+//	damage replace DIR OLD      replace the store DIR by the copy OLD
+func cmdDamage(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) < 2 {
+		ts.Fatalf("usage: damage wal-truncate|wal-unchanged|copy|replace DIR [OLD]")
+	}
+	dir := ts.MkAbs(args[1])
+	newestWAL := func() (string, []byte) {
+		logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+		if len(logs) == 0 {
+			ts.Fatalf("damage: no WAL in %s", dir)
+		}
+		b, err := os.ReadFile(logs[len(logs)-1])
+		ts.Check(err)
+		return logs[len(logs)-1], b
+	}
+	switch args[0] {
+	case "wal-truncate":
+		name, b := newestWAL()
+		ts.Check(os.Truncate(name, int64(len(b)/2)))
+		sum := sha256.Sum256(b[:len(b)/2])
+		ts.Setenv("DAMAGED_WAL", name+" "+hex.EncodeToString(sum[:]))
+	case "wal-unchanged":
+		name, b := newestWAL()
+		sum := sha256.Sum256(b)
+		if got := name + " " + hex.EncodeToString(sum[:]); got != ts.Getenv("DAMAGED_WAL") {
+			ts.Fatalf("damage: the WAL changed since it was damaged: %s, was %s", got, ts.Getenv("DAMAGED_WAL"))
+		}
+	case "copy":
+		ts.Check(os.CopyFS(ts.MkAbs(args[2]), os.DirFS(dir)))
+	case "replace":
+		ts.Check(os.RemoveAll(dir))
+		ts.Check(os.Rename(ts.MkAbs(args[2]), dir))
+	default:
+		ts.Fatalf("damage: unknown mode %q", args[0])
+	}
 }
