@@ -169,8 +169,7 @@ func (h *pduSigner) fit(resp *pdu.AggregatorResponse, alg ksi.HashAlg) {
 		total += n
 		largest = max(largest, n)
 	}
-	if over := int64(largest - bound); over > h.over.Load() {
-		h.over.Store(over)
+	if h.raiseOver(int64(largest - bound)) {
 		h.e.log.Error("aggregator: a PDU answer exceeded its size bound; fewer requests per PDU are accepted from now on",
 			"answer_bytes", largest, "bound_bytes", bound, "login", login, "max_requests", h.maxRequests(login))
 	}
@@ -208,6 +207,19 @@ func (h *pduSigner) fit(resp *pdu.AggregatorResponse, alg ksi.HashAlg) {
 	}
 	h.e.log.Error("aggregator: signed requests could not be answered: the response PDU is full",
 		"lost", lost, "requests", len(resp.Responses), "login", login, "bound_bytes", bound, "largest_answer_bytes", largest)
+}
+
+// raiseOver raises over to n; it reports whether n was higher.
+func (h *pduSigner) raiseOver(n int64) bool {
+	for {
+		cur := h.over.Load()
+		if n <= cur {
+			return false
+		}
+		if h.over.CompareAndSwap(cur, n) {
+			return true
+		}
+	}
 }
 
 // write encodes and sends resp.
