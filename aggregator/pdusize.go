@@ -16,7 +16,7 @@ import (
 // upper bound of one signature's size, fixed before the round: the
 // request's own aggregation chain (known from the engine's configuration
 // and the login) and upstream's elements, the same for every request of a
-// round, bounded below from what a Tempel hierarchy can produce.
+// round, bounded from above by what a Tempel hierarchy can produce.
 //
 // A signature is: the request's chain (metadata link, then its path in
 // the round tree), one aggregation chain per upstream level (a parent
