@@ -439,3 +439,60 @@ func TestPDUAnswersThatOutgrowTheBound(t *testing.T) {
 		}
 	}
 }
+
+// Through a parent aggregator (role aggregator), signatures have one
+// more aggregation chain; the bound for a remote parent still holds, and
+// they verify.
+func TestSignatureBoundHoldsThroughAParent(t *testing.T) {
+	up := startCalendar(t)
+	parent := newEngine(t, up, Config{Period: 20 * time.Millisecond, MaxLevel: 64})
+	runEngine(t, parent)
+	name := strings.Repeat("c", upstreamNameLen)
+	child := newEngine(t, UpstreamFunc(func(ctx context.Context, root ksi.Imprint, level byte) ([]byte, error) {
+		res := parent.Sign(ctx, Request{Hash: root, Level: level, Identity: Identity{ClientID: name, MachineID: name}})
+		return res.Signature, res.Err
+	}), Config{})
+	const n = 64
+	type got struct {
+		i   int
+		sig []byte
+		err error
+	}
+	res := make(chan got, n)
+	for i := 0; i < n; i++ {
+		r := Request{Hash: imprint(uint64(i)), Level: child.cfg.MaxLevel, Identity: Identity{ClientID: longLogin, Sequence: ^uint64(0), HasSequence: true}}
+		if err := child.Submit(r, func(x Result) { res <- got{i, x.Signature, x.Err} }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	child.CloseRound(context.Background())
+	bound := child.signatureBound(longLogin)
+	largest := 0
+	for k := 0; k < n; k++ {
+		var g got
+		select {
+		case g = <-res:
+		case <-time.After(30 * time.Second):
+			t.Fatalf("only %d of %d requests answered", k, n)
+		}
+		if g.err != nil {
+			t.Fatal(g.err)
+		}
+		sig, err := ksi.ParseSignature(g.sig)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := len(sig.Chains()); c != 3 {
+			t.Fatalf("%d aggregation chains, want 3 (child, parent, calendar)", c)
+		}
+		rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: imprint(uint64(g.i)), InputLevel: uint64(child.cfg.MaxLevel)})
+		if rep.Result != verifier.OK {
+			t.Fatalf("signature %d: %s %s", g.i, rep.Code, rep.Message)
+		}
+		largest = max(largest, len(g.sig)-4)
+	}
+	if largest > bound {
+		t.Fatalf("a signature through a parent takes %d bytes, over the bound of %d", largest, bound)
+	}
+	t.Logf("largest signature through a parent %d bytes, bound %d", largest, bound)
+}
