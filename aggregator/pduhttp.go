@@ -2,7 +2,9 @@ package aggregator
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/tempel-ksi/tempel/internal/server"
 	"github.com/tempel-ksi/tempel/ksi"
@@ -34,71 +36,201 @@ func Status(err error) uint64 {
 // PDUHandler serves KSI PDU v2 signing (POST /gt-signingservice) for
 // clients built on the reference SDKs. Each request of a PDU joins the
 // current round with the user's login as its client id.
+//
+// A PDU with more aggregation requests than one response PDU can answer
+// (maxRequests, advertised as the configuration's max requests) is
+// refused as a whole with status 0x103 before any of its hashes is
+// signed.
 func (e *Engine) PDUHandler(users *server.Users) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, key, ok := server.ReadAuthenticatedPDU(w, r, users, pdu.TypeAggregatorResponse, pdu.ParseAggregatorRequest,
-			func(q *pdu.AggregatorRequest) *pdu.Envelope { return &q.Envelope })
-		if !ok {
-			return
+	return &pduSigner{e: e, users: users}
+}
+
+type pduSigner struct {
+	e     *Engine
+	users *server.Users
+	// over is by how many bytes real answers have exceeded responseBound.
+	// It stays 0 while the bound holds; if the bound proves wrong, it
+	// lowers the limit from then on, and the mismatch is logged at ERROR.
+	over atomic.Int64
+}
+
+// maxRequests is how many aggregation requests one PDU by login may carry.
+func (h *pduSigner) maxRequests(login string) int {
+	return pdu.MaxResponses(login, h.e.responseBound(login)+int(h.over.Load()))
+}
+
+func (h *pduSigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req, key, ok := server.ReadAuthenticatedPDU(w, r, h.users, pdu.TypeAggregatorResponse, pdu.ParseAggregatorRequest,
+		func(q *pdu.AggregatorRequest) *pdu.Envelope { return &q.Envelope })
+	if !ok {
+		return
+	}
+	login := req.Header.LoginID
+	resp := &pdu.AggregatorResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: login}}}
+	if req.ConfigRequest {
+		resp.Config = h.config(login)
+	}
+	if limit := h.maxRequests(login); len(req.Requests) > limit {
+		resp.Error = &pdu.ErrorPayload{Status: pdu.StatusInvalidPayload, Message: fmt.Sprintf(
+			"aggregator: %d aggregation requests in one PDU, at most %d fit in a response (the configuration's max requests); nothing was signed",
+			len(req.Requests), limit)}
+		h.write(w, resp, req.HMAC.Alg(), key, http.StatusRequestEntityTooLarge)
+		return
+	}
+	results := h.sign(r, req)
+	if results == nil {
+		return // the client went away
+	}
+	for i, ar := range req.Requests {
+		x := results[i]
+		out := pdu.AggregationResponse{RequestID: ar.RequestID, Status: Status(x.Err)}
+		var err error
+		if x.Err != nil {
+			out.ErrorMessage = pdu.TruncateMessage(x.Err.Error())
+		} else if out.SignatureElements, err = signatureElements(x.Signature); err != nil {
+			out.Status, out.ErrorMessage = pdu.StatusInternalError, pdu.TruncateMessage(err.Error())
 		}
-		resp := &pdu.AggregatorResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: req.Header.LoginID}}}
-		// Each request waits as a caller: it takes its part in its
-		// round's turn, like a gRPC Sign call.
-		callers := make([]*caller, len(req.Requests))
-		results := make([]Result, len(req.Requests))
-		for i, ar := range req.Requests {
-			sr := Request{Hash: ar.Hash, Identity: Identity{ClientID: req.Header.LoginID, Sequence: ar.RequestID, HasSequence: true}}
-			if ar.HasLevel {
-				if ar.Level > 0xFF {
-					results[i].Err = ErrLevelTooHigh
-					continue
-				}
-				sr.Level = byte(ar.Level)
+		resp.Responses = append(resp.Responses, out)
+	}
+	h.fit(resp, req.HMAC.Alg())
+	h.write(w, resp, req.HMAC.Alg(), key, http.StatusOK)
+}
+
+// sign submits the PDU's requests and waits for their results; nil when
+// the client went away meanwhile.
+func (h *pduSigner) sign(r *http.Request, req *pdu.AggregatorRequest) []Result {
+	// Each request waits as a caller: it takes its part in its round's
+	// turn, like a gRPC Sign call.
+	callers := make([]*caller, len(req.Requests))
+	results := make([]Result, len(req.Requests))
+	for i, ar := range req.Requests {
+		sr := Request{Hash: ar.Hash, Identity: Identity{ClientID: req.Header.LoginID, Sequence: ar.RequestID, HasSequence: true}}
+		if ar.HasLevel {
+			if ar.Level > 0xFF {
+				results[i].Err = ErrLevelTooHigh
+				continue
 			}
-			callers[i], results[i].Err = e.submitCaller(sr)
+			sr.Level = byte(ar.Level)
 		}
-		// Every result is picked up before any response is built, so the
-		// next round need not wait for this one's encoding; a client that
-		// goes away leaves every caller at once (its context being done).
-		ctx := r.Context()
-		for i, c := range callers {
-			if c != nil {
-				results[i] = c.wait(ctx)
-			}
+		callers[i], results[i].Err = h.e.submitCaller(sr)
+	}
+	// Every result is picked up before any response is built, so the next
+	// round need not wait for this one's encoding; a client that goes
+	// away leaves every caller at once (its context being done).
+	ctx := r.Context()
+	for i, c := range callers {
+		if c != nil {
+			results[i] = c.wait(ctx)
 		}
-		if ctx.Err() != nil {
-			return
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return results
+}
+
+// config is the configuration the aggregator advertises to login.
+func (h *pduSigner) config(login string) *pdu.Config {
+	c := h.e.cfg
+	n := h.maxRequests(login)
+	if c.Quota > 0 {
+		n = min(n, c.Quota)
+	}
+	return &pdu.Config{
+		MaxLevel: uint64(c.MaxLevel), HasMaxLevel: true,
+		AggregationAlgorithm: ksi.SHA2_256, HasAggregationAlgorithm: true,
+		AggregationPeriodMS: uint64(c.Period.Milliseconds()), HasAggregationPeriodMS: true,
+		MaxRequests: uint64(n), HasMaxRequests: true,
+	}
+}
+
+// errNoRoom is the answer to a signed request whose signature did not fit
+// in the response PDU: the bound behind maxRequests was wrong.
+const errNoRoom = "aggregator: the signature did not fit in the response PDU; send fewer requests per PDU"
+
+// fit is the safety net behind maxRequests: should the answers outgrow
+// responseBound, it raises the bound for later PDUs, and if this response
+// would not fit in one PDU it answers the requests that fit and gives the
+// others status 0x200, rather than losing every answer. Both are logged
+// at ERROR: they mean the bound is wrong.
+func (h *pduSigner) fit(resp *pdu.AggregatorResponse, alg ksi.HashAlg) {
+	login := resp.Header.LoginID
+	bound := h.e.responseBound(login)
+	fixed := 0 // config and error payloads
+	if resp.Config != nil {
+		fixed += resp.Config.EncodedLen()
+	}
+	if resp.Error != nil {
+		fixed += resp.Error.EncodedLen()
+	}
+	total, largest := fixed, 0
+	for i := range resp.Responses {
+		n := resp.Responses[i].EncodedLen()
+		total += n
+		largest = max(largest, n)
+	}
+	if h.raiseOver(int64(largest - bound)) {
+		h.e.log.Error("aggregator: a PDU answer exceeded its size bound; fewer requests per PDU are accepted from now on",
+			"answer_bytes", largest, "bound_bytes", bound, "login", login, "max_requests", h.maxRequests(login))
+	}
+	if pdu.ResponseLen(&resp.Header, alg, total) <= pdu.MaxSize {
+		return
+	}
+	// Keep signed answers in order while the rest, as errors, still fit.
+	room := pdu.MaxSize - pdu.ResponseLen(&resp.Header, alg, fixed)
+	noRoom := func(r *pdu.AggregationResponse) pdu.AggregationResponse {
+		return pdu.AggregationResponse{RequestID: r.RequestID, Status: pdu.StatusInternalError, ErrorMessage: errNoRoom}
+	}
+	need := 0
+	for i := range resp.Responses {
+		r := &resp.Responses[i]
+		if r.SignatureElements != nil {
+			x := noRoom(r)
+			need += x.EncodedLen()
+		} else {
+			need += r.EncodedLen()
 		}
-		for i, ar := range req.Requests {
-			x := results[i]
-			out := pdu.AggregationResponse{RequestID: ar.RequestID, Status: Status(x.Err)}
-			var err error
-			if x.Err != nil {
-				out.ErrorMessage = x.Err.Error()
-			} else if out.SignatureElements, err = signatureElements(x.Signature); err != nil {
-				out.Status, out.ErrorMessage = pdu.StatusInternalError, err.Error()
-			}
-			resp.Responses = append(resp.Responses, out)
+	}
+	lost := 0
+	for i := range resp.Responses {
+		r := &resp.Responses[i]
+		if r.SignatureElements == nil {
+			continue
 		}
-		if req.ConfigRequest {
-			c := e.cfg
-			resp.Config = &pdu.Config{
-				MaxLevel: uint64(c.MaxLevel), HasMaxLevel: true,
-				AggregationAlgorithm: ksi.SHA2_256, HasAggregationAlgorithm: true,
-				AggregationPeriodMS: uint64(c.Period.Milliseconds()), HasAggregationPeriodMS: true,
-				MaxRequests: uint64(c.MaxQueue), HasMaxRequests: true,
-			}
-			if c.Quota > 0 {
-				resp.Config.MaxRequests = uint64(c.Quota)
-			}
+		x := noRoom(r)
+		if extra := r.EncodedLen() - x.EncodedLen(); need+extra <= room {
+			need += extra
+			continue
 		}
-		b, err := resp.Encode(req.HMAC.Alg(), key)
-		if err != nil {
-			server.WritePDUError(w, pdu.TypeAggregatorResponse, pdu.StatusInternalError, "could not encode the response", http.StatusInternalServerError)
-			return
+		*r = x
+		lost++
+	}
+	h.e.log.Error("aggregator: signed requests could not be answered: the response PDU is full",
+		"lost", lost, "requests", len(resp.Responses), "login", login, "bound_bytes", bound, "largest_answer_bytes", largest)
+}
+
+// raiseOver raises over to n; it reports whether n was higher.
+func (h *pduSigner) raiseOver(n int64) bool {
+	for {
+		cur := h.over.Load()
+		if n <= cur {
+			return false
 		}
-		server.WritePDU(w, b, http.StatusOK)
-	})
+		if h.over.CompareAndSwap(cur, n) {
+			return true
+		}
+	}
+}
+
+// write encodes and sends resp.
+func (h *pduSigner) write(w http.ResponseWriter, resp *pdu.AggregatorResponse, alg ksi.HashAlg, key []byte, code int) {
+	b, err := resp.Encode(alg, key)
+	if err != nil {
+		h.e.log.Error("aggregator: could not encode a PDU response", "err", err, "responses", len(resp.Responses))
+		server.WritePDUError(w, pdu.TypeAggregatorResponse, pdu.StatusInternalError, "could not encode the response", http.StatusInternalServerError)
+		return
+	}
+	server.WritePDU(w, b, code)
 }
 
 // signatureElements splits a signature into the elements an aggregation
