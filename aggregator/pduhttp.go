@@ -34,7 +34,7 @@ func Status(err error) uint64 {
 // PDUHandler serves KSI PDU v2 signing (POST /gt-signingservice) for
 // clients built on the reference SDKs. Each request of a PDU joins the
 // current round with the user's login as its client id.
-func (e *Engine) PDUHandler(users *server.Users) http.Handler {
+func (e *Engine) PDUHandler(users server.PDUAuthenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, key, ok := server.ReadAuthenticatedPDU(w, r, users, pdu.TypeAggregatorResponse, pdu.ParseAggregatorRequest,
 			func(q *pdu.AggregatorRequest) *pdu.Envelope { return &q.Envelope })

@@ -10,7 +10,7 @@ import (
 
 // ExtenderPDUHandler serves KSI PDU v2 extending (POST
 // /gt-extendingservice) for clients built on the reference SDKs.
-func (s *Service) ExtenderPDUHandler(users *server.Users) http.Handler {
+func (s *Service) ExtenderPDUHandler(users server.PDUAuthenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, key, ok := server.ReadAuthenticatedPDU(w, r, users, pdu.TypeExtenderResponse, pdu.ParseExtenderRequest,
 			func(q *pdu.ExtenderRequest) *pdu.Envelope { return &q.Envelope })

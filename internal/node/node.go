@@ -57,9 +57,16 @@ type Config struct {
 	MaxQueue      int
 
 	UsersFile string
-	// Pprof serves /debug/pprof/ (profiling; keep off in production).
-	Pprof  bool
-	Logger *slog.Logger
+	// PDUAllowWeakHMAC accepts KSI PDUs whose HMAC is made with an
+	// algorithm weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224).
+	PDUAllowWeakHMAC bool
+	// Pprof serves /debug/pprof/ (profiling; keep off in production) and a
+	// copy of /metrics on DebugListen, never on Listen.
+	Pprof bool
+	// DebugListen is the debug listener's address (DefaultDebugListen
+	// when empty); it must be a loopback address.
+	DebugListen string
+	Logger      *slog.Logger
 }
 
 // Node is a running Tempel server.
@@ -77,6 +84,8 @@ type Node struct {
 	gc      *gcGate // nil when GC is off
 	upConn  *grpc.ClientConn
 	metrics *requestMetrics
+	auth    *server.Authenticator
+	debugLn net.Listener // nil without --pprof
 }
 
 // New opens the node's state and builds its parts; Run serves them.
@@ -104,6 +113,11 @@ func New(cfg Config) (*Node, error) {
 		n.users = u
 	} else {
 		n.users = server.DevUsers()
+		n.log.Warn("development mode: no --users file; calls without credentials are accepted as client id anonymous, KSI PDU clients may use user anon / key anon")
+	}
+	n.auth = n.newAuthenticator()
+	if err := n.openDebug(); err != nil {
+		return nil, err
 	}
 	switch cfg.Role {
 	case RoleAll, RoleCalendar:
@@ -175,8 +189,10 @@ func (n *Node) openAggregator() error {
 			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
 		}
 		n.upConn = conn
+		// Without a key the parent must be in development mode, which
+		// accepts no credentials but refuses a login without its key.
 		login := cfg.UpstreamLogin
-		if login == "" {
+		if login == "" && cfg.UpstreamKey != "" {
 			login = cfg.Name
 		}
 		up = aggregator.NewGRPCUpstream(conn, login, cfg.UpstreamKey)
@@ -232,7 +248,9 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
 		}
 	}
+	stopDebug := n.serveDebug()
 	serr := server.Serve(ctx, ln, g, h, server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log})
+	stopDebug()
 	// Order matters: the aggregator's last round still needs the calendar.
 	stopAgg()
 	aggWG.Wait()
@@ -243,6 +261,9 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 
 // Close releases the node's resources.
 func (n *Node) Close() error {
+	if n.debugLn != nil {
+		n.debugLn.Close()
+	}
 	if n.upConn != nil {
 		n.upConn.Close()
 	}

@@ -267,8 +267,13 @@ func TestRESTAndPDU(t *testing.T) {
 		t.Fatalf("PDU signature: %s %s", rep.Code, rep.Message)
 	}
 
-	// Metrics and health.
-	mresp, err := http.Get(base + "/metrics")
+	// Metrics (for users only) and health.
+	if r, err := http.Get(base + "/metrics"); err != nil || r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("metrics without credentials: %v %v", r, err)
+	}
+	mreq, _ := http.NewRequest("GET", base+"/metrics", nil)
+	mreq.SetBasicAuth("alice", "secret-a")
+	mresp, err := http.DefaultClient.Do(mreq)
 	if err != nil {
 		t.Fatal(err)
 	}
