@@ -47,7 +47,9 @@ func start(t *testing.T, cfg Config) *started {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Logger = quiet()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
 	if cfg.RoundPeriod == 0 {
 		cfg.RoundPeriod = 20 * time.Millisecond
 	}
