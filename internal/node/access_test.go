@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
@@ -273,10 +274,30 @@ func walkHTTP(t *testing.T, s *started, dev bool) {
 			case !public && c.accepted && (p == "/v1/sign" || p == "/metrics") && resp.StatusCode != http.StatusOK:
 				t.Errorf("%s with %s: %s %s", p, c.name, resp.Status, body)
 			}
+			if p == "/v1/sign" && resp.StatusCode == http.StatusOK {
+				checkRESTIdentity(t, body, c)
+			}
 			if resp.StatusCode == http.StatusUnauthorized && resp.Header.Get("WWW-Authenticate") == "" {
 				t.Errorf("%s with %s: 401 without WWW-Authenticate", p, c.name)
 			}
 		}
+	}
+}
+
+// checkRESTIdentity checks that the identity the middleware found reaches
+// the signer through the gateway: the login and the machine id.
+func checkRESTIdentity(t *testing.T, body string, c creds) {
+	t.Helper()
+	var sr struct{ Signature []byte }
+	if err := json.Unmarshal([]byte(body), &sr); err != nil {
+		t.Fatal(err)
+	}
+	sig, err := ksi.ParseSignature(sr.Signature)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if md := sig.Metadata()[0]; md.ClientID != c.clientID || md.MachineID != "walker" {
+		t.Errorf("REST sign with %s: metadata %+v, want client id %q machine id walker", c.name, md, c.clientID)
 	}
 }
 
@@ -292,6 +313,7 @@ func httpCall(t *testing.T, s *started, p string, c creds) (*http.Response, stri
 	if !c.none {
 		req.Header.Set("Authorization", basicHeader(c))
 	}
+	req.Header.Set("X-Tempel-Machine-Id", "walker")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
