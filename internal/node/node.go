@@ -56,17 +56,18 @@ type Config struct {
 	Quota         int
 	MaxQueue      int
 
-	UsersFile string
 	// PDUAllowWeakHMAC accepts KSI PDUs whose HMAC is made with an
 	// algorithm weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224).
 	PDUAllowWeakHMAC bool
-	// Pprof serves /debug/pprof/ (profiling; keep off in production) and a
-	// copy of /metrics on DebugListen, never on Listen.
-	Pprof bool
-	// DebugListen is the debug listener's address (DefaultDebugListen
-	// when empty); it must be a loopback address.
+	// DebugListen is the debug listener's address with Pprof
+	// (DefaultDebugListen when empty); it must be a loopback address.
 	DebugListen string
-	Logger      *slog.Logger
+
+	UsersFile string
+	// Pprof serves /debug/pprof/ and a copy of /metrics on DebugListen,
+	// never on Listen (profiling; keep off in production).
+	Pprof  bool
+	Logger *slog.Logger
 }
 
 // Node is a running Tempel server.
