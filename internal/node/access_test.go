@@ -496,6 +496,10 @@ func TestAccessRefusalsLogged(t *testing.T) {
 	if logged > server.DefaultAuthLogRate*seconds || logged >= flood {
 		t.Fatalf("%d of %d refusals logged in under %d s", logged, flood, seconds)
 	}
+	// The counter counts every refusal, logged or not.
+	if got, want := counterValue(t, s, `tempel_auth_refused_total{interface="http",reason="unknown login"}`), float64(flood+1); got != want {
+		t.Errorf("refusals counted: %v, want %v", got, want)
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for !strings.Contains(out.String(), " suppressed=") {
 		if time.Now().After(deadline) {
@@ -571,4 +575,26 @@ func TestAccessPprofOnDebugListener(t *testing.T) {
 		t.Errorf("without --pprof: %v, debug address %q", err, n.DebugAddr())
 	}
 	n.Close()
+}
+
+// counterValue reads one series from the node's metrics registry.
+func counterValue(t *testing.T, s *started, series string) float64 {
+	t.Helper()
+	mfs, err := s.n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			if mf.GetName()+"{"+strings.Join(labels, ",")+"}" == series {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no series %s", series)
+	return 0
 }

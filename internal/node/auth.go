@@ -6,6 +6,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -115,10 +116,20 @@ func refuseHTTP(w http.ResponseWriter, iface string, err error) {
 	w.Write(b)
 }
 
-// newAuthenticator builds the node's one authentication path.
+// newAuthenticator builds the node's one authentication path. Refusals
+// are logged (rate-limited) and counted (all of them).
 func (n *Node) newAuthenticator() *server.Authenticator {
+	refused := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "tempel_auth_refused_total",
+		Help: "Requests refused by authentication, by interface (grpc, rest, pdu, http) and reason.",
+	}, []string{"interface", "reason"})
+	n.reg.MustRegister(refused)
+	if n.cfg.PDUAllowWeakHMAC {
+		n.log.Warn("KSI PDU HMACs weaker than SHA-256 are accepted (--pdu-allow-weak-hmac)")
+	}
 	return server.NewAuthenticator(server.AuthConfig{Users: n.users, Access: accessOf,
-		AllowWeakHMAC: n.cfg.PDUAllowWeakHMAC, Log: server.NewAuthLog(n.log, 0)})
+		AllowWeakHMAC: n.cfg.PDUAllowWeakHMAC, Log: server.NewAuthLog(n.log, 0),
+		Refused: func(iface, reason string) { refused.WithLabelValues(iface, reason).Inc() }})
 }
 
 // routeMux is an http.ServeMux that remembers its patterns, so that a test

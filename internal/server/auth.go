@@ -86,6 +86,9 @@ type AuthConfig struct {
 	AllowWeakHMAC bool
 	// Log receives the refusals (rate-limited); nil: they are not logged.
 	Log *AuthLog
+	// Refused, when set, counts every refusal (the log drops some) by
+	// interface and reason, a short fixed phrase.
+	Refused func(iface, reason string)
 }
 
 // Authenticator is the one place that decides who a caller is, for every
@@ -124,7 +127,13 @@ func (a *Authenticator) Access(iface, route string) Access {
 // the interface, never with the key or the HMAC.
 func (a *Authenticator) Authenticate(req AuthRequest) (Identity, error) {
 	id, login, reason, err := a.decide(req)
-	if err != nil && a.cfg.Log != nil {
+	if err == nil {
+		return id, nil
+	}
+	if a.cfg.Refused != nil {
+		a.cfg.Refused(req.Interface, reason)
+	}
+	if a.cfg.Log != nil {
 		a.cfg.Log.Refused(req.Interface, req.Route, login, req.Remote, reason)
 	}
 	return id, err
