@@ -41,13 +41,13 @@ func Status(err error) uint64 {
 // (maxRequests, advertised as the configuration's max requests) is
 // refused as a whole with status 0x103 before any of its hashes is
 // signed.
-func (e *Engine) PDUHandler(users *server.Users) http.Handler {
+func (e *Engine) PDUHandler(users server.PDUAuthenticator) http.Handler {
 	return &pduSigner{e: e, users: users}
 }
 
 type pduSigner struct {
 	e     *Engine
-	users *server.Users
+	users server.PDUAuthenticator
 	// over is by how many bytes real answers have exceeded responseBound.
 	// It stays 0 while the bound holds; if the bound proves wrong, it
 	// lowers the limit from then on, and the mismatch is logged at ERROR.

@@ -18,7 +18,7 @@ import (
 // A PDU with more extension requests than one response PDU can answer
 // (maxExtendRequests, advertised as the configuration's max requests) is
 // refused as a whole with status 0x103 before any chain is computed.
-func (s *Service) ExtenderPDUHandler(users *server.Users) http.Handler {
+func (s *Service) ExtenderPDUHandler(users server.PDUAuthenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		req, key, ok := server.ReadAuthenticatedPDU(w, r, users, pdu.TypeExtenderResponse, pdu.ParseExtenderRequest,
 			func(q *pdu.ExtenderRequest) *pdu.Envelope { return &q.Envelope })

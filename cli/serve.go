@@ -59,7 +59,9 @@ func serveFlags() []ucli.Flag {
 		str("publisher-key", "", "publications file signer key (PEM, mode 0600)"),
 		str("calendar-cert", "", "calendar root signer certificate (PEM, RSA)"),
 		str("calendar-key", "", "calendar root signer key (PEM, mode 0600)"),
-		&ucli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof/ for profiling (development only)", EnvVars: env("pprof")},
+		&ucli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof/ (and a copy of /metrics) on --debug-listen, never on --listen", EnvVars: env("pprof")},
+		str("debug-listen", node.DefaultDebugListen, "loopback `ADDR` of the debug listener (with --pprof)"),
+		&ucli.BoolFlag{Name: "pdu-allow-weak-hmac", Usage: "accept KSI PDUs whose HMAC is weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224)", EnvVars: env("pdu-allow-weak-hmac")},
 		str("log-level", "info", "debug, info, warn or error"),
 		str("log-format", "text", "text or json"),
 	}
@@ -104,6 +106,7 @@ func serveAction(c *ucli.Context) error {
 		Upstream: c.String("upstream"), UpstreamLogin: c.String("upstream-login"), UpstreamKey: c.String("upstream-key"),
 		RoundPeriod: c.Duration("round"), MaxLevel: c.Int("max-level"), Quota: c.Int("quota"), MaxQueue: c.Int("max-queue"),
 		UsersFile: c.String("users"), Logger: log, Pprof: c.Bool("pprof"),
+		DebugListen: c.String("debug-listen"), PDUAllowWeakHMAC: c.Bool("pdu-allow-weak-hmac"),
 		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
 			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key")},
 	}
@@ -149,9 +152,12 @@ func printBanner(c *ucli.Context, cfg node.Config, n *node.Node, addr string) {
 		fmt.Fprintf(w, "  KSI PDU v2:         %s/gt-signingservice  %s/gt-extendingservice\n", cfg.PublicURL, cfg.PublicURL)
 	}
 	fmt.Fprintf(w, "  metrics:            %s/metrics   health: /healthz /readyz\n", cfg.PublicURL)
+	if a := n.DebugAddr(); a != "" {
+		fmt.Fprintf(w, "  pprof:              http://%s/debug/pprof/ (loopback only)\n", a)
+	}
 	if n.DevMode() {
-		fmt.Fprintf(w, "  DEVELOPMENT MODE: no --users file; unauthenticated calls are accepted as client id \"anonymous\",\n")
-		fmt.Fprintf(w, "  and KSI PDU clients may use user anon / key anon.\n")
+		fmt.Fprintf(w, "  DEVELOPMENT MODE: no --users file; calls without credentials are accepted as client id \"anonymous\",\n")
+		fmt.Fprintf(w, "  and KSI PDU clients may use user anon / key anon. Wrong credentials are refused.\n")
 	}
 }
 

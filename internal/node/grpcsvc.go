@@ -2,22 +2,22 @@ package node
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"path"
-	"strings"
 	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/calendar"
+	"github.com/tempel-ksi/tempel/internal/server"
 	"github.com/tempel-ksi/tempel/ksi"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
@@ -46,7 +46,7 @@ func (n *Node) grpcServer() *grpc.Server {
 type identityKey struct{}
 
 // identity is who called: the login of valid credentials, "anonymous" for
-// an unauthenticated call in development mode.
+// a call without credentials in development mode.
 type identity struct {
 	login     string
 	machineID string
@@ -57,54 +57,35 @@ func identityOf(ctx context.Context) identity {
 	return id
 }
 
-// errUnauthenticated is the one answer to every authentication failure.
-var errUnauthenticated = status.Error(codes.Unauthenticated, "authentication failed")
+// withIdentity records an authenticated caller, with the machine id it
+// sent (x-tempel-machine-id, at most 64 bytes), in ctx.
+func withIdentity(ctx context.Context, login string, machineID []string) context.Context {
+	id := identity{login: login}
+	if len(machineID) > 0 && len(machineID[0]) <= 64 {
+		id.machineID = machineID[0]
+	}
+	return context.WithValue(ctx, identityKey{}, id)
+}
 
-// authenticate reads Basic credentials from the call's metadata.
-func (n *Node) authenticate(ctx context.Context) (context.Context, error) {
+// authenticate decides who called method through the node's one
+// authentication path (auth.go); a refusal is Unauthenticated.
+func (n *Node) authenticate(ctx context.Context, method string) (context.Context, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	id := identity{}
-	if v := md.Get("x-tempel-machine-id"); len(v) > 0 && len(v[0]) <= 64 {
-		id.machineID = v[0]
+	remote := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		remote = p.Addr.String()
 	}
-	login, key, has := basicAuth(md.Get("authorization"))
-	switch {
-	case has && n.users.Check(login, key):
-		id.login = login
-	case n.users.Dev():
-		// Development mode: calls without valid credentials are anonymous.
-		id.login = "anonymous"
-	default:
-		return nil, errUnauthenticated
-	}
-	return context.WithValue(ctx, identityKey{}, id), nil
-}
-
-func basicAuth(v []string) (login, key string, ok bool) {
-	if len(v) == 0 || len(v[0]) > 1024 {
-		return "", "", false
-	}
-	raw, found := strings.CutPrefix(v[0], "Basic ")
-	if !found {
-		return "", "", false
-	}
-	b, err := base64.StdEncoding.DecodeString(raw)
+	id, err := n.auth.Authenticate(server.AuthRequest{Interface: server.IfaceGRPC, Route: method, Remote: remote,
+		Authorization: md.Get("authorization")})
 	if err != nil {
-		return "", "", false
+		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
-	login, key, ok = strings.Cut(string(b), ":")
-	return login, key, ok && login != ""
+	return withIdentity(ctx, id.Login, md.Get("x-tempel-machine-id")), nil
 }
-
-// healthMethods prefixes the gRPC health service's methods.
-var healthMethods = "/" + healthpb.Health_ServiceDesc.ServiceName + "/"
 
 func (n *Node) unaryAuth(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
 	defer func() { n.metrics.count("grpc", path.Base(info.FullMethod), status.Code(err).String()) }()
-	if strings.HasPrefix(info.FullMethod, healthMethods) {
-		return h(ctx, req) // probes carry no credentials and learn nothing but readiness
-	}
-	ctx, err = n.authenticate(ctx)
+	ctx, err = n.authenticate(ctx, info.FullMethod)
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +100,7 @@ type authStream struct {
 func (s *authStream) Context() context.Context { return s.ctx }
 
 func (n *Node) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-	ctx, err := n.authenticate(ss.Context())
+	ctx, err := n.authenticate(ss.Context(), info.FullMethod)
 	if err != nil {
 		n.metrics.count("grpc-stream", path.Base(info.FullMethod), status.Code(err).String())
 		return err

@@ -7,12 +7,10 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/pprof"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/tempel-ksi/tempel/ksi"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
@@ -23,47 +21,40 @@ import (
 const maxRESTBody = 64 << 10
 
 // httpHandler serves REST (through the gateway, in process), KSI PDU v2,
-// the publications file, metrics and health on one mux.
+// the publications file, metrics and health on one mux, behind the one
+// authentication middleware.
 func (n *Node) httpHandler(ctx context.Context) (http.Handler, error) {
-	gw := runtime.NewServeMux(runtime.WithMetadata(func(_ context.Context, r *http.Request) metadata.MD {
-		// REST callers authenticate like gRPC callers.
-		md := metadata.MD{}
-		if a := r.Header.Get("Authorization"); a != "" {
-			md.Set("authorization", a)
-		}
-		if m := r.Header.Get("X-Tempel-Machine-Id"); m != "" {
-			md.Set("x-tempel-machine-id", m)
-		}
-		return md
-	}))
-	signer := &signerService{n: n}
-	if err := tempelv1.RegisterSignerHandlerServer(ctx, gw, restAuth{n, signer}); err != nil {
+	mux, err := n.httpMux(ctx)
+	if err != nil {
 		return nil, err
 	}
-	mux := http.NewServeMux()
+	return n.authHTTP(mux), nil
+}
+
+func (n *Node) httpMux(ctx context.Context) (*routeMux, error) {
+	// REST callers are authenticated by authHTTP in front of the mux,
+	// which puts their identity in the request's context: the gateway
+	// calls the services in process with it.
+	gw := runtime.NewServeMux()
+	if err := tempelv1.RegisterSignerHandlerServer(ctx, gw, &signerService{n: n}); err != nil {
+		return nil, err
+	}
+	mux := newRouteMux()
 	rest := n.metrics.countHTTP("rest", gw)
 	mux.Handle("/v1/", http.MaxBytesHandler(rest, maxRESTBody))
 	mux.Handle("POST /v1/sign", http.MaxBytesHandler(imprintText(rest), maxRESTBody))
 	if n.agg != nil {
-		mux.Handle("/gt-signingservice", n.metrics.countHTTP("pdu", n.agg.PDUHandler(n.users)))
+		mux.Handle("/gt-signingservice", n.metrics.countHTTP("pdu", n.agg.PDUHandler(n.auth)))
 	}
 	if n.cal != nil {
-		ext := &extenderService{n: n}
-		pubs := &publicationsService{n: n}
-		if err := tempelv1.RegisterExtenderHandlerServer(ctx, gw, restExtender{n, ext}); err != nil {
+		if err := tempelv1.RegisterExtenderHandlerServer(ctx, gw, &extenderService{n: n}); err != nil {
 			return nil, err
 		}
-		if err := tempelv1.RegisterPublicationsHandlerServer(ctx, gw, restPublications{n, pubs}); err != nil {
+		if err := tempelv1.RegisterPublicationsHandlerServer(ctx, gw, &publicationsService{n: n}); err != nil {
 			return nil, err
 		}
-		mux.Handle("/gt-extendingservice", n.metrics.countHTTP("pdu", n.cal.ExtenderPDUHandler(n.users)))
+		mux.Handle("/gt-extendingservice", n.metrics.countHTTP("pdu", n.cal.ExtenderPDUHandler(n.auth)))
 		mux.HandleFunc("/publications.bin", n.servePublicationsFile)
-	}
-	if n.cfg.Pprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
@@ -95,39 +86,6 @@ func (n *Node) servePublicationsFile(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", `attachment; filename="publications.bin"`)
 	w.Write(file)
-}
-
-// The gateway calls the services in process, bypassing the gRPC
-// interceptors: these wrappers authenticate REST calls the same way.
-type restAuth struct {
-	n *Node
-	*signerService
-}
-
-func (s restAuth) Sign(ctx context.Context, req *tempelv1.SignRequest) (*tempelv1.SignResponse, error) {
-	ctx, err := s.n.authenticate(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.signerService.Sign(ctx, req)
-}
-
-type restExtender struct {
-	n *Node
-	*extenderService
-}
-
-func (s restExtender) Extend(ctx context.Context, req *tempelv1.ExtendRequest) (*tempelv1.ExtendResponse, error) {
-	ctx, err := s.n.authenticate(ctx)
-	if err != nil {
-		return nil, err
-	}
-	return s.extenderService.Extend(ctx, req)
-}
-
-type restPublications struct {
-	n *Node
-	*publicationsService
 }
 
 // imprintText lets REST callers write the hash as ksi-tool does,

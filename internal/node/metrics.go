@@ -9,7 +9,7 @@ import (
 )
 
 // requestMetrics counts requests by interface (grpc, grpc-stream, rest,
-// pdu), method and status (gRPC code, KSI status or HTTP status).
+// pdu, http), method and status (gRPC code, KSI status or HTTP status).
 type requestMetrics struct {
 	requests *prometheus.CounterVec
 }
@@ -17,7 +17,7 @@ type requestMetrics struct {
 func newRequestMetrics(reg prometheus.Registerer) *requestMetrics {
 	m := &requestMetrics{requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tempel_requests_total",
-		Help: "Requests by interface (grpc, grpc-stream, rest, pdu), method and status.",
+		Help: "Requests by interface (grpc, grpc-stream, rest, pdu, http), method and status.",
 	}, []string{"interface", "method", "status"})}
 	reg.MustRegister(m.requests)
 	return m

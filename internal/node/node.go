@@ -64,8 +64,16 @@ type Config struct {
 	Quota         int
 	MaxQueue      int
 
+	// PDUAllowWeakHMAC accepts KSI PDUs whose HMAC is made with an
+	// algorithm weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224).
+	PDUAllowWeakHMAC bool
+	// DebugListen is the debug listener's address with Pprof
+	// (DefaultDebugListen when empty); it must be a loopback address.
+	DebugListen string
+
 	UsersFile string
-	// Pprof serves /debug/pprof/ (profiling; keep off in production).
+	// Pprof serves /debug/pprof/ and a copy of /metrics on DebugListen,
+	// never on Listen (profiling; keep off in production).
 	Pprof  bool
 	Logger *slog.Logger
 }
@@ -86,6 +94,8 @@ type Node struct {
 	gc      *gcGate // nil when GC is off
 	upConn  *grpc.ClientConn
 	metrics *requestMetrics
+	auth    *server.Authenticator
+	debugLn net.Listener // nil without --pprof
 }
 
 // New opens the node's state and builds its parts; Run serves them.
@@ -113,6 +123,11 @@ func New(cfg Config) (*Node, error) {
 		n.users = u
 	} else {
 		n.users = server.DevUsers()
+		n.log.Warn("development mode: no --users file; calls without credentials are accepted as client id anonymous, KSI PDU clients may use user anon / key anon")
+	}
+	n.auth = n.newAuthenticator()
+	if err := n.openDebug(); err != nil {
+		return nil, err
 	}
 	switch cfg.Role {
 	case RoleAll, RoleCalendar:
@@ -184,8 +199,10 @@ func (n *Node) openAggregator() error {
 			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
 		}
 		n.upConn = conn
+		// Without a key the parent must be in development mode, which
+		// accepts no credentials but refuses a login without its key.
 		login := cfg.UpstreamLogin
-		if login == "" {
+		if login == "" && cfg.UpstreamKey != "" {
 			login = cfg.Name
 		}
 		up = aggregator.NewGRPCUpstream(conn, login, cfg.UpstreamKey)
@@ -241,7 +258,9 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
 		}
 	}
+	stopDebug := n.serveDebug()
 	serr := server.Serve(ctx, ln, g, h, server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log})
+	stopDebug()
 	// Order matters: the aggregator's last round still needs the calendar.
 	stopAgg()
 	aggWG.Wait()
@@ -252,6 +271,9 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 
 // Close releases the node's resources.
 func (n *Node) Close() error {
+	if n.debugLn != nil {
+		n.debugLn.Close()
+	}
 	if n.upConn != nil {
 		n.upConn.Close()
 	}

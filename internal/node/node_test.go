@@ -47,7 +47,9 @@ func start(t *testing.T, cfg Config) *started {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Logger = quiet()
+	if cfg.Logger == nil {
+		cfg.Logger = quiet()
+	}
 	if cfg.RoundPeriod == 0 {
 		cfg.RoundPeriod = 20 * time.Millisecond
 	}
@@ -268,8 +270,13 @@ func TestRESTAndPDU(t *testing.T) {
 		t.Fatalf("PDU signature: %s %s", rep.Code, rep.Message)
 	}
 
-	// Metrics and health.
-	mresp, err := http.Get(base + "/metrics")
+	// Metrics (for users only) and health.
+	if r, err := http.Get(base + "/metrics"); err != nil || r.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("metrics without credentials: %v %v", r, err)
+	}
+	mreq, _ := http.NewRequest("GET", base+"/metrics", nil)
+	mreq.SetBasicAuth("alice", "secret-a")
+	mresp, err := http.DefaultClient.Do(mreq)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -50,30 +49,11 @@ func WritePDU(w http.ResponseWriter, b []byte, code int) {
 	w.Write(b)
 }
 
-// ErrAuth is the one answer to every authentication failure: it never says
-// whether the login or the HMAC was wrong.
-var ErrAuth = errors.New("authentication failed")
-
-// AuthenticatePDU checks a request envelope's login and HMAC against the
-// users and returns the user's key.
-func AuthenticatePDU(users *Users, env *pdu.Envelope) ([]byte, error) {
-	key, ok := users.Key(env.Header.LoginID)
-	if !ok {
-		// Spend the same work as a real check before refusing.
-		env.Verify([]byte("\x00unknown-user"))
-		return nil, ErrAuth
-	}
-	if env.Verify(key) != nil {
-		return nil, ErrAuth
-	}
-	return key, nil
-}
-
 // ReadAuthenticatedPDU reads a request PDU, parses it with parse and checks
-// its login and HMAC against users. On any failure it has answered the
-// HTTP request itself (0x101 for an unreadable PDU, 0x102 for every
+// its login and HMAC with auth. On any failure it has answered the HTTP
+// request itself (0x101 for an unreadable PDU, 0x102 for every
 // authentication failure) and returns ok=false.
-func ReadAuthenticatedPDU[T any](w http.ResponseWriter, r *http.Request, users *Users, respType uint16,
+func ReadAuthenticatedPDU[T any](w http.ResponseWriter, r *http.Request, auth PDUAuthenticator, respType uint16,
 	parse func([]byte) (T, error), envelope func(T) *pdu.Envelope) (req T, key []byte, ok bool) {
 	body, ok := ReadPDU(w, r, respType)
 	if !ok {
@@ -84,7 +64,7 @@ func ReadAuthenticatedPDU[T any](w http.ResponseWriter, r *http.Request, users *
 		WritePDUError(w, respType, pdu.StatusInvalidRequest, "invalid request: "+err.Error(), http.StatusBadRequest)
 		return req, nil, false
 	}
-	if key, err = AuthenticatePDU(users, envelope(req)); err != nil {
+	if key, err = auth.AuthenticatePDU(r, envelope(req)); err != nil {
 		WritePDUError(w, respType, pdu.StatusAuthFailure, err.Error(), http.StatusUnauthorized)
 		return req, nil, false
 	}

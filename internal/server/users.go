@@ -17,8 +17,9 @@ type Users struct {
 	dev  bool
 }
 
-// DevUsers is development mode: PDU user "anon" with key "anon", as the
-// reference SDKs' test setups use, and unauthenticated gRPC/REST calls.
+// DevUsers is development mode: user "anon" with key "anon", as the
+// reference SDKs' test setups use, and gRPC/REST calls without
+// credentials (wrong credentials are refused as in production).
 func DevUsers() *Users { return &Users{keys: map[string][]byte{"anon": []byte("anon")}, dev: true} }
 
 // Dev reports development mode.
@@ -84,15 +85,11 @@ func (u *Users) Key(login string) ([]byte, bool) {
 	return k, ok
 }
 
-// Check reports whether login and key (gRPC/REST credentials) match a
-// user, in constant time for the key. In development mode every call is
-// accepted.
-func (u *Users) Check(login, key string) bool {
-	if u.Dev() && login == "" {
-		return true
-	}
-	want, ok := u.Key(login)
+// check reports whether login is a user and whether key (gRPC/REST
+// credentials) is its key, in constant time for the key.
+func (u *Users) check(login, key string) (known, match bool) {
+	want, known := u.Key(login)
 	// Compare digests so the time does not depend on the key length.
 	a, b := sha256.Sum256([]byte(key)), sha256.Sum256(want)
-	return hmac.Equal(a[:], b[:]) && ok
+	return known, hmac.Equal(a[:], b[:]) && known
 }
