@@ -34,6 +34,9 @@ func serveFlags() []ucli.Flag {
 	num := func(name string, value int, usage string) *ucli.IntFlag {
 		return &ucli.IntFlag{Name: name, Value: value, Usage: usage, EnvVars: env(name)}
 	}
+	boolean := func(name, usage string) *ucli.BoolFlag {
+		return &ucli.BoolFlag{Name: name, Usage: usage, EnvVars: env(name)}
+	}
 	return []ucli.Flag{
 		str("config", "", "read settings from `FILE` (lines NAME = VALUE, NAME a flag name; # comments)"),
 		str("role", node.RoleAll, "what to run: all (calendar + aggregator), calendar, or aggregator"),
@@ -42,7 +45,10 @@ func serveFlags() []ucli.Flag {
 		dur("publish-every", 24*time.Hour, "publication period, aligned to UTC (e.g. 5s in development, 24h in production)"),
 		dur("round", 100*time.Millisecond, "aggregation round length"),
 		dur("grace", 0, "how long after a second ends the calendar still takes roots; 0 means 20ms with --role all (its own rounds reserve their place in the second) and 50ms with --role calendar (remote aggregators)"),
-		str("upstream", "", "parent's gRPC `ADDR` (role aggregator)"),
+		str("upstream", "", "parent's gRPC `ADDR` (role aggregator): https://HOST:PORT (TLS), HOST:PORT or http://HOST:PORT (plaintext)"),
+		str("upstream-tls-ca", "", "CA certificates (PEM `FILE`) trusted for an https:// --upstream (default: the system roots)"),
+		str("upstream-tls-cert", "", "client certificate (PEM `FILE`) to present to an https:// --upstream that requires one"),
+		str("upstream-tls-key", "", "key of --upstream-tls-cert (PEM `FILE`, mode 0600)"),
 		str("upstream-login", "", "login at the parent (default: --name)"),
 		str("upstream-key", "", "key at the parent"),
 		str("name", "tempel", "this node's client id at its parent"),
@@ -56,6 +62,12 @@ func serveFlags() []ucli.Flag {
 		str("publisher-key", "", "publications file signer key (PEM, mode 0600)"),
 		str("calendar-cert", "", "calendar root signer certificate (PEM, RSA)"),
 		str("calendar-key", "", "calendar root signer key (PEM, mode 0600)"),
+		boolean("tls", "serve TLS with the development certificate DATA-DIR/keys/tls.pem (localhost, 127.0.0.1, ::1; clients trust DATA-DIR/keys/root.pem), issued from the development PKI"),
+		str("tls-cert", "", "serve TLS with this certificate chain (PEM `FILE`, leaf first)"),
+		str("tls-key", "", "key of --tls-cert (PEM `FILE`, mode 0600)"),
+		str("tls-client-ca", "", "require client certificates issued by these CAs (PEM `FILE`)"),
+		boolean("tls12", "also accept TLS 1.2 clients (default: TLS 1.3 only)"),
+		boolean("insecure-listen", "allow plaintext on a non-loopback --listen address (credentials then cross the network in the clear)"),
 		&ucli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof/ for profiling (development only)", EnvVars: env("pprof")},
 		str("log-level", "info", "debug, info, warn or error"),
 		str("log-format", "text", "text or json"),
@@ -100,6 +112,9 @@ func serveAction(c *ucli.Context) error {
 		Upstream: c.String("upstream"), UpstreamLogin: c.String("upstream-login"), UpstreamKey: c.String("upstream-key"),
 		RoundPeriod: c.Duration("round"), MaxLevel: c.Int("max-level"), Quota: c.Int("quota"), MaxQueue: c.Int("max-queue"),
 		UsersFile: c.String("users"), Logger: log, Pprof: c.Bool("pprof"),
+		TLS: node.TLSConfig{CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"), Dev: c.Bool("tls"),
+			ClientCAFile: c.String("tls-client-ca"), AllowTLS12: c.Bool("tls12"), UpstreamCAFiles: nonEmpty(c.String("upstream-tls-ca")),
+			UpstreamCertFile: c.String("upstream-tls-cert"), UpstreamKeyFile: c.String("upstream-tls-key")},
 		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
 			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key")},
 	}
@@ -113,8 +128,12 @@ func serveAction(c *ucli.Context) error {
 	if err != nil {
 		return inputErrorf("listen on %s: %v", cfg.Listen, err)
 	}
+	if err := checkPlaintextListen(ln.Addr(), cfg.TLS.Enabled(), c.Bool("insecure-listen")); err != nil {
+		ln.Close()
+		return err
+	}
 	if cfg.PublicURL == "" {
-		cfg.PublicURL = "http://" + ln.Addr().String()
+		cfg.PublicURL = publicURL(ln.Addr(), cfg.TLS.Enabled())
 	}
 	n, err := node.New(cfg)
 	if err != nil {
@@ -145,6 +164,7 @@ func printBanner(c *ucli.Context, cfg node.Config, n *node.Node, addr string) {
 		fmt.Fprintf(w, "  KSI PDU v2:         %s/gt-signingservice  %s/gt-extendingservice\n", cfg.PublicURL, cfg.PublicURL)
 	}
 	fmt.Fprintf(w, "  metrics:            %s/metrics   health: /healthz /readyz\n", cfg.PublicURL)
+	printTLSBanner(w, n, cfg.PublicURL)
 	if n.DevMode() {
 		fmt.Fprintf(w, "  DEVELOPMENT MODE: no --users file; unauthenticated calls are accepted as client id \"anonymous\",\n")
 		fmt.Fprintf(w, "  and KSI PDU clients may use user anon / key anon.\n")

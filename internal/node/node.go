@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,7 +18,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/calendar"
@@ -56,6 +56,9 @@ type Config struct {
 	Quota         int
 	MaxQueue      int
 
+	// TLS: see TLSConfig (zero: plaintext).
+	TLS TLSConfig
+
 	UsersFile string
 	// Pprof serves /debug/pprof/ (profiling; keep off in production).
 	Pprof  bool
@@ -77,6 +80,8 @@ type Node struct {
 	gc      *gcGate // nil when GC is off
 	upConn  *grpc.ClientConn
 	metrics *requestMetrics
+	tls     *tls.Config // nil: plaintext
+	tlsCert string
 }
 
 // New opens the node's state and builds its parts; Run serves them.
@@ -124,6 +129,11 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	var err error
+	if n.tls, err = n.serverTLS(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -136,7 +146,7 @@ func (n *Node) openCalendar() error {
 	if cfg.Keys.CalendarCert != "" {
 		n.keys, err = pki.LoadFiles(cfg.Keys)
 	} else {
-		n.keys, n.keysNew, err = pki.LoadOrInit(filepath.Join(cfg.DataDir, "keys"), pki.InitOptions{})
+		n.keys, n.keysNew, err = pki.LoadOrInit(filepath.Join(cfg.DataDir, "keys"), pki.InitOptions{TLSHosts: pki.DevTLSHosts})
 	}
 	if err != nil {
 		return fmt.Errorf("keys: %w", err)
@@ -170,7 +180,11 @@ func (n *Node) openAggregator() error {
 	if cfg.Role == RoleAll {
 		up = localCalendar{cal: n.cal, name: cfg.Name}
 	} else {
-		conn, err := grpc.NewClient(cfg.Upstream, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		target, opts, err := upstreamDial(cfg)
+		if err != nil {
+			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
+		}
+		conn, err := grpc.NewClient(target, opts...)
 		if err != nil {
 			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
 		}
@@ -232,7 +246,7 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
 		}
 	}
-	serr := server.Serve(ctx, ln, g, h, server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log})
+	serr := server.Serve(ctx, ln, g, h, server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log, TLS: n.tls})
 	// Order matters: the aggregator's last round still needs the calendar.
 	stopAgg()
 	aggWG.Wait()
