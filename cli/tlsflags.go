@@ -26,10 +26,16 @@ func tlsCAFlag() ucli.Flag {
 // tlsConfigFrom returns the client TLS configuration for --tls-ca files:
 // nil (the system roots) when none is given.
 func tlsConfigFrom(files []string) (*tls.Config, error) {
-	if len(files) == 0 {
+	var named []string
+	for _, f := range files {
+		if f = strings.TrimSpace(f); f != "" {
+			named = append(named, f)
+		}
+	}
+	if len(named) == 0 {
 		return nil, nil
 	}
-	pool, err := pki.LoadCertPool(files...)
+	pool, err := pki.LoadCertPool(named...)
 	if err != nil {
 		return nil, inputErrorf("--%s: %s", flagTLSCA, strings.TrimPrefix(err.Error(), "pki: "))
 	}
