@@ -56,7 +56,7 @@ func serveFlags() []ucli.Flag {
 		num("max-level", 32, "highest level a request may have"),
 		num("quota", 0, "requests one user may send per round (0: no limit)"),
 		num("max-queue", 1_000_000, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
-		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN)"),
+		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN, or https://LISTEN with TLS)"),
 		str("root-cert", "", "operator trust root certificate (PEM); with the four below replaces the development PKI"),
 		str("publisher-cert", "", "publications file signer certificate (PEM, may include its chain)"),
 		str("publisher-key", "", "publications file signer key (PEM, mode 0600)"),
@@ -82,6 +82,9 @@ func serveCommand() *ucli.Command {
 			"KSI PDU v2 (/gt-signingservice, /gt-extendingservice), GET /publications.bin,\n" +
 			"/metrics, /healthz and /readyz. On first start a development PKI is created under\n" +
 			"DATA-DIR/keys; its root.pem is the trust root verifiers pin.\n\n" +
+			"TLS: --tls-cert FILE --tls-key FILE (or --tls, the development certificate for\n" +
+			"localhost issued from DATA-DIR/keys) serves all of it over TLS 1.3 on the same port.\n" +
+			"Without TLS, --listen must be a loopback address unless --insecure-listen is given.\n\n" +
 			"Every flag also reads TEMPEL_<FLAG> (e.g. TEMPEL_PUBLISH_EVERY=5s) and --config FILE.\n" +
 			"SIGINT or SIGTERM shuts down gracefully: queued requests are answered first.",
 		Flags:  serveFlags(),

@@ -48,7 +48,7 @@ type Config struct {
 	Keys         pki.Files
 
 	// Aggregator.
-	Upstream      string // gRPC address of the parent (role aggregator)
+	Upstream      string // the parent (role aggregator): https://HOST:PORT (TLS), HOST:PORT or http://HOST:PORT
 	UpstreamLogin string
 	UpstreamKey   string
 	RoundPeriod   time.Duration

@@ -2,8 +2,14 @@ package node
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"io"
 	"net/http"
 	"os"
@@ -185,5 +191,66 @@ func TestTLSConfigErrors(t *testing.T) {
 	_, err := New(Config{Role: RoleAggregator, Upstream: "127.0.0.1:1", Logger: quiet(), TLS: TLSConfig{UpstreamCAFiles: []string{certFile}}})
 	if err == nil || !strings.Contains(err.Error(), "--upstream https://") {
 		t.Fatalf("upstream CA with a plaintext upstream: %v", err)
+	}
+}
+
+// writeClientCert issues a client certificate from a fresh CA and writes
+// ca.pem, client.pem and client.key (0600) into dir.
+func writeClientCert(t *testing.T, dir, cn string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "client CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: cn},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalPKCS8PrivateKey(key)
+	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
+	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return caFile, certFile, keyFile
+}
+
+// TestTLSUpstreamClientCertificate: a calendar that requires client
+// certificates (--tls-client-ca) serves an aggregator that presents one
+// (--upstream-tls-cert/-key) and refuses one that does not.
+func TestTLSUpstreamClientCertificate(t *testing.T) {
+	calDir := t.TempDir()
+	caFile, certFile, keyFile := writeClientCert(t, t.TempDir(), "gateway-1")
+	cal := start(t, Config{Role: RoleCalendar, DataDir: calDir, PublishEvery: time.Hour, TLS: TLSConfig{Dev: true, ClientCAFile: caFile}})
+	rootFile, _ := devRoots(t, calDir)
+
+	sign := func(up TLSConfig) error {
+		agg := start(t, Config{Role: RoleAggregator, Upstream: "https://" + cal.addr, Name: "gw", TLS: up})
+		c, err := client.New(client.Config{Endpoints: []string{agg.addr}, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		_, err = c.Sign(context.Background(), docHash("mutual TLS"))
+		return err
+	}
+	if err := sign(TLSConfig{UpstreamCAFiles: []string{rootFile}, UpstreamCertFile: certFile, UpstreamKeyFile: keyFile}); err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
+	if err := sign(TLSConfig{UpstreamCAFiles: []string{rootFile}}); err == nil {
+		t.Fatal("signed through a parent that requires a client certificate, without one")
 	}
 }
