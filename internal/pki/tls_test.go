@@ -72,11 +72,19 @@ func TestDevTLSNeedsRootKey(t *testing.T) {
 			t.Errorf("%s written without a root key", name)
 		}
 	}
-	// Half a pair is not completed.
+	// Issued while the root key was there, the certificate is used after
+	// root.key has been moved offline.
 	dir2 := copyDir(t, shared)
 	if _, _, _, err := EnsureDevTLS(dir2); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.Rename(filepath.Join(dir2, RootKeyFile), filepath.Join(t.TempDir(), RootKeyFile)); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, issued, err := EnsureDevTLS(dir2); err != nil || issued {
+		t.Fatalf("EnsureDevTLS with the root key offline: issued %v, %v", issued, err)
+	}
+	// Half a pair is not completed.
 	os.Remove(filepath.Join(dir2, TLSKeyFile))
 	if _, _, _, err := EnsureDevTLS(dir2); err == nil || !strings.Contains(err.Error(), "only one of") {
 		t.Fatalf("EnsureDevTLS with tls.pem alone: %v", err)
