@@ -130,8 +130,8 @@ func (s serverOptions) serverError(err error) error {
 	case errors.Is(err, client.ErrUnavailable) && strings.Contains(detail, "x509: "):
 		return inputErrorf("the server at %s presented a certificate this client does not trust: give its CA with --%s FILE (TEMPEL_TLS_CA; a development server's is DATA-DIR/keys/root.pem) [%s]",
 			where, flagTLSCA, detail)
-	case errors.Is(err, client.ErrUnavailable) && strings.Contains(detail, "server preface"):
-		return inputErrorf("the server at %s closed the plaintext connection: if it serves TLS, name it https://HOST:PORT [%s]", where, detail)
+	case errors.Is(err, client.ErrUnavailable) && strings.Contains(detail, "server preface") && !strings.Contains(where, "https://"):
+		return inputErrorf("the server at %s closed the connection before answering in plaintext: if it serves TLS, name it https://HOST:PORT (else it may be refusing connections) [%s]", where, detail)
 	case errors.Is(err, client.ErrUnavailable):
 		return inputErrorf("cannot reach a Tempel server at %s: is it running? Start one with 'tempel serve', or point --%s (TEMPEL_SERVER) at one [%s]",
 			where, flagServer, detail)
