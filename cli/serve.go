@@ -131,7 +131,7 @@ func serveAction(c *ucli.Context) error {
 	if err != nil {
 		return inputErrorf("listen on %s: %v", cfg.Listen, err)
 	}
-	if err := checkPlaintextListen(ln.Addr(), cfg.TLS.Enabled(), c.Bool("insecure-listen")); err != nil {
+	if err := checkPlaintextListen(cfg.Listen, ln.Addr(), cfg.TLS.Enabled(), c.Bool("insecure-listen")); err != nil {
 		ln.Close()
 		return err
 	}

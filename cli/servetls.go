@@ -14,15 +14,15 @@ import (
 // checkPlaintextListen refuses plaintext off loopback: every gRPC and
 // REST call carries its user's key, which must not cross a network in the
 // clear unless the operator says so.
-func checkPlaintextListen(addr net.Addr, useTLS, insecureOK bool) error {
+func checkPlaintextListen(given string, addr net.Addr, useTLS, insecureOK bool) error {
 	if useTLS || insecureOK {
 		return nil
 	}
 	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
 		return nil
 	}
-	return usageErrorf("--listen %s is not a loopback address, and without TLS every credential would cross the network in the clear: "+
-		"add --tls-cert FILE --tls-key FILE (or --tls for the development certificate), or --insecure-listen to serve plaintext anyway", addr)
+	return usageErrorf("--listen %s (%s) is not a loopback address, and without TLS every credential would cross the network in the clear: "+
+		"add --tls-cert FILE --tls-key FILE (or --tls for the development certificate), or --insecure-listen to serve plaintext anyway", given, addr)
 }
 
 // publicURL is the base URL clients reach a server at by default.
