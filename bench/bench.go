@@ -9,6 +9,7 @@ package bench
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -45,7 +47,9 @@ const batchSize = 512
 
 // Config describes one load run.
 type Config struct {
+	// Server is HOST:PORT; with TLS set it is reached over TLS.
 	Server      string
+	TLS         *tls.Config
 	Mode        string
 	Concurrency int           // unary: callers; stream: streams
 	Window      int           // stream: requests in flight per stream
@@ -178,7 +182,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		conns = nil
 	}
 	for i := range conns {
-		c, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		creds := insecure.NewCredentials()
+		if cfg.TLS != nil {
+			creds = credentials.NewTLS(cfg.TLS)
+		}
+		c, err := grpc.NewClient(cfg.Server, grpc.WithTransportCredentials(creds),
 			grpc.WithInitialWindowSize(64<<20), grpc.WithInitialConnWindowSize(64<<20))
 		if err != nil {
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -79,10 +80,23 @@ var h2ConnWindow = 1 << 30
 // dialH2 opens a connection to addr for calls to method (e.g.
 // "/tempel.v1.Signer/Sign"), with authorization sent on every call if set.
 func dialH2(ctx context.Context, addr, method, authorization string) (*h2conn, error) {
+	return dialH2Over(ctx, addr, nil, method, authorization)
+}
+
+// dialH2Over is dialH2 over TLS when tc is set (ALPN "h2" only, as gRPC
+// clients offer), plaintext otherwise.
+func dialH2Over(ctx context.Context, addr string, tc *tls.Config, method, authorization string) (*h2conn, error) {
 	var d net.Dialer
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	scheme := "http"
+	if tc != nil {
+		if c, err = h2TLS(ctx, c, addr, tc); err != nil {
+			return nil, err
+		}
+		scheme = "https"
 	}
 	h := &h2conn{conn: c, flush: make(chan struct{}, 1), sendWindow: 65535, nextID: 1,
 		firstID: 1, wbuf: new(bytes.Buffer), spare: new(bytes.Buffer), closed: make(chan struct{})}
@@ -91,7 +105,7 @@ func dialH2(ctx context.Context, addr, method, authorization string) (*h2conn, e
 	h.rd = http2.NewFramer(io.Discard, bufio.NewReaderSize(c, 64<<10))
 	h.rd.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	h.rd.MaxHeaderListSize = 64 << 10
-	h.firstBlock, h.block = headerBlocks(addr, method, authorization)
+	h.firstBlock, h.block = headerBlocks(scheme, addr, method, authorization)
 
 	h.wbuf.WriteString(http2.ClientPreface)
 	h.wr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
@@ -107,16 +121,37 @@ func dialH2(ctx context.Context, addr, method, authorization string) (*h2conn, e
 	return h, nil
 }
 
+// h2TLS runs the TLS handshake of a gRPC client on c.
+func h2TLS(ctx context.Context, c net.Conn, addr string, tc *tls.Config) (net.Conn, error) {
+	tc = tc.Clone()
+	tc.NextProtos = []string{"h2"}
+	if tc.ServerName == "" {
+		if host, _, err := net.SplitHostPort(addr); err == nil {
+			tc.ServerName = host
+		}
+	}
+	tlc := tls.Client(c, tc)
+	if err := tlc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, err
+	}
+	if p := tlc.ConnectionState().NegotiatedProtocol; p != "h2" {
+		tlc.Close()
+		return nil, fmt.Errorf("bench: %s negotiated %q, not h2", addr, p)
+	}
+	return tlc, nil
+}
+
 // headerBlocks encodes the request headers twice with one HPACK encoder:
 // the first block adds the fields to the server's dynamic table, the
 // second (sent on every later call) only refers to them, as a long-lived
 // gRPC-Go connection does, so the server decodes them as cheaply.
-func headerBlocks(authority, method, authorization string) (first, rest []byte) {
+func headerBlocks(scheme, authority, method, authorization string) (first, rest []byte) {
 	var buf bytes.Buffer
 	enc := hpack.NewEncoder(&buf)
 	fields := []hpack.HeaderField{
 		{Name: ":method", Value: "POST"},
-		{Name: ":scheme", Value: "http"},
+		{Name: ":scheme", Value: scheme},
 		{Name: ":path", Value: method},
 		{Name: ":authority", Value: authority},
 		{Name: "content-type", Value: "application/grpc"},

@@ -1,16 +1,19 @@
 package cli
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"os"
 	"runtime/debug"
 	"runtime/pprof"
+	"strings"
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/tempel-ksi/tempel/bench"
+	"github.com/tempel-ksi/tempel/client"
 )
 
 func benchCommand() *ucli.Command {
@@ -21,7 +24,8 @@ func benchCommand() *ucli.Command {
 			"reports signatures per second and latency percentiles. Run it in its own\n" +
 			"process against `tempel serve` (loopback only: it is a load test).",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "server", Value: "127.0.0.1:8080", Usage: "server gRPC `ADDR`", EnvVars: []string{"TEMPEL_SERVER"}},
+			&ucli.StringFlag{Name: "server", Value: "127.0.0.1:8080", Usage: "server `ADDR`: HOST:PORT or https://HOST:PORT (TLS)", EnvVars: []string{"TEMPEL_SERVER"}},
+			tlsCAFlag(),
 			&ucli.StringFlag{Name: "mode", Value: bench.ModeUnary, Usage: "unary (one gRPC call per signature), stream (the streaming API), batch (streaming, many per message) or ping (unary gRPC health checks: the cost of a call with no work)"},
 			&ucli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "unary, ping without --rate: concurrent callers (each starts its next call when the last is answered); stream, batch: streams"},
 			&ucli.IntFlag{Name: "window", Value: 8192, Usage: "stream: requests in flight per stream"},
@@ -44,6 +48,19 @@ func benchCommand() *ucli.Command {
 			cfg := bench.Config{Server: c.String("server"), Mode: mode, Concurrency: c.Int("concurrency"), Window: c.Int("window"),
 				Duration: c.Duration("duration"), Warmup: c.Duration("warmup"), Login: c.String("user"), Key: c.String("key"), FullSignatures: c.Bool("full-signatures"), Rate: c.Float64("rate"),
 				Client: c.String("client"), Conns: c.Int("conns")}
+			target, useTLS, err := client.ParseEndpoint(cfg.Server)
+			if err != nil {
+				return usageErrorf("--server: %s", strings.TrimPrefix(err.Error(), "client: "))
+			}
+			cfg.Server = target
+			if useTLS {
+				if cfg.TLS, err = tlsConfigFrom(c.StringSlice(flagTLSCA)); err != nil {
+					return err
+				}
+				if cfg.TLS == nil {
+					cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+				}
+			}
 			if cfg.Client != bench.ClientLean && cfg.Client != bench.ClientGRPC {
 				return usageErrorf("--client %q: want lean or grpc", cfg.Client)
 			}

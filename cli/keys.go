@@ -21,7 +21,7 @@ func keysCommand() *ucli.Command {
 		Subcommands: []*ucli.Command{
 			{
 				Name:  "init",
-				Usage: "create a development PKI (root CA, publisher, calendar signer) under DATA-DIR/keys",
+				Usage: "create a development PKI (root CA, publisher, calendar signer, TLS server certificate for localhost) under DATA-DIR/keys",
 				Flags: []ucli.Flag{dataDir,
 					&ucli.StringFlag{Name: "email", Value: pki.DefaultEmail, Usage: "e-mail address in the publisher certificate (what verifiers pin with --cnstr E=...)"},
 					&ucli.StringFlag{Name: "org", Value: pki.DefaultOrganization, Usage: "organization name in the certificates"},
@@ -30,7 +30,8 @@ func keysCommand() *ucli.Command {
 				},
 				Action: func(c *ucli.Context) error {
 					dir := filepath.Join(c.String("data-dir"), "keys")
-					set, err := pki.Init(dir, pki.InitOptions{Email: c.String("email"), Organization: c.String("org"), Force: c.Bool("force")})
+					set, err := pki.Init(dir, pki.InitOptions{Email: c.String("email"), Organization: c.String("org"), Force: c.Bool("force"),
+						TLSHosts: pki.DevTLSHosts})
 					if err != nil {
 						return inputErrorf("%v", err)
 					}

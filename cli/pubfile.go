@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"strconv"
 	"strings"
 	"time"
@@ -38,7 +37,7 @@ func defaultPubfileURL(endpoints []string) string {
 	if len(endpoints) > 0 {
 		host = endpoints[0]
 	}
-	return "http://" + host + publicationsPath
+	return baseURL(host) + publicationsPath
 }
 
 const pubfileDescription = `Downloads (or reads) a publications file, verifies its signature against
@@ -90,8 +89,8 @@ func pubfileCommand() *ucli.Command {
 	flags = append(flags, &ucli.StringSliceFlag{
 		Name:    flagServer,
 		EnvVars: []string{"TEMPEL_SERVER"},
-		Usage:   "Tempel server `HOST:PORT` whose /publications.bin is read when no PATH|URL is given",
-	})
+		Usage:   "Tempel server `ADDR` (HOST:PORT, http:// or https://HOST:PORT) whose /publications.bin is read when no PATH|URL is given",
+	}, tlsCAFlag())
 	return &ucli.Command{
 		Name:        "pubfile",
 		Usage:       "download, verify and show a publications file",
@@ -216,9 +215,13 @@ func (e *notYetError) Error() string { return e.msg }
 func pollPublicationsFile(ctx context.Context, t trustOptions, wait time.Duration, want uint64, haveWant bool) (*ksi.PublicationsFile, error) {
 	deadline := time.Now().Add(wait)
 	// One client for all polls, so the connection is reused.
-	hc := &http.Client{Timeout: fetchTimeout}
+	timeout := fetchTimeout
 	if wait > 0 && wait < fetchTimeout {
-		hc.Timeout = wait
+		timeout = wait
+	}
+	hc, err := httpClient(t.tlsCAs, timeout)
+	if err != nil {
+		return nil, err
 	}
 	first := true
 	for {

@@ -35,6 +35,9 @@ func serveFlags() []ucli.Flag {
 	num := func(name string, value int, usage string) *ucli.IntFlag {
 		return &ucli.IntFlag{Name: name, Value: value, Usage: usage, EnvVars: env(name)}
 	}
+	boolean := func(name, usage string) *ucli.BoolFlag {
+		return &ucli.BoolFlag{Name: name, Usage: usage, EnvVars: env(name)}
+	}
 	return []ucli.Flag{
 		str("config", "", "read settings from `FILE` (lines NAME = VALUE, NAME a flag name; # comments)"),
 		str("role", node.RoleAll, "what to run: all (calendar + aggregator), calendar, or aggregator"),
@@ -45,7 +48,10 @@ func serveFlags() []ucli.Flag {
 		dur("publish-every", 24*time.Hour, "publication period, aligned to UTC (e.g. 5s in development, 24h in production)"),
 		dur("round", 100*time.Millisecond, "aggregation round length"),
 		dur("grace", 0, "how long after a second ends the calendar still takes roots; 0 means 20ms with --role all (its own rounds reserve their place in the second) and 50ms with --role calendar (remote aggregators)"),
-		str("upstream", "", "parent's gRPC `ADDR` (role aggregator)"),
+		str("upstream", "", "parent's gRPC `ADDR` (role aggregator): https://HOST:PORT (TLS), HOST:PORT or http://HOST:PORT (plaintext)"),
+		str("upstream-tls-ca", "", "CA certificates (PEM `FILE`) trusted for an https:// --upstream (default: the system roots)"),
+		str("upstream-tls-cert", "", "client certificate (PEM `FILE`) to present to an https:// --upstream that requires one"),
+		str("upstream-tls-key", "", "key of --upstream-tls-cert (PEM `FILE`, mode 0600)"),
 		str("upstream-login", "", "login at the parent (default: --name)"),
 		str("upstream-key", "", "key at the parent"),
 		str("name", "tempel", "this node's client id at its parent"),
@@ -53,7 +59,7 @@ func serveFlags() []ucli.Flag {
 		num("max-level", 32, "highest level a request may have"),
 		num("quota", 0, "requests one user may send per round (0: no limit)"),
 		num("max-queue", 1_000_000, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
-		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN)"),
+		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN, or https://LISTEN with TLS)"),
 		str("root-cert", "", "operator trust root certificate (PEM); with the four below replaces the development PKI"),
 		str("publisher-cert", "", "publications file signer certificate (PEM, may include its chain)"),
 		str("publisher-key", "", "publications file signer key (PEM, mode 0600)"),
@@ -62,6 +68,12 @@ func serveFlags() []ucli.Flag {
 		&ucli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof/ (and a copy of /metrics) on --debug-listen, never on --listen", EnvVars: env("pprof")},
 		str("debug-listen", node.DefaultDebugListen, "loopback `ADDR` of the debug listener (with --pprof)"),
 		&ucli.BoolFlag{Name: "pdu-allow-weak-hmac", Usage: "accept KSI PDUs whose HMAC is weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224)", EnvVars: env("pdu-allow-weak-hmac")},
+		boolean("tls", "serve TLS with the development certificate DATA-DIR/keys/tls.pem (localhost, 127.0.0.1, ::1; clients trust DATA-DIR/keys/root.pem), issued from the development PKI"),
+		str("tls-cert", "", "serve TLS with this certificate chain (PEM `FILE`, leaf first)"),
+		str("tls-key", "", "key of --tls-cert (PEM `FILE`, mode 0600)"),
+		str("tls-client-ca", "", "require client certificates issued by these CAs (PEM `FILE`)"),
+		boolean("tls12", "also accept TLS 1.2 clients (default: TLS 1.3 only)"),
+		boolean("insecure-listen", "allow plaintext on a non-loopback --listen address (credentials then cross the network in the clear)"),
 		str("log-level", "info", "debug, info, warn or error"),
 		str("log-format", "text", "text or json"),
 	}
@@ -75,6 +87,9 @@ func serveCommand() *ucli.Command {
 			"KSI PDU v2 (/gt-signingservice, /gt-extendingservice), GET /publications.bin,\n" +
 			"/metrics, /healthz and /readyz. On first start a development PKI is created under\n" +
 			"DATA-DIR/keys; its root.pem is the trust root verifiers pin.\n\n" +
+			"TLS: --tls-cert FILE --tls-key FILE (or --tls, the development certificate for\n" +
+			"localhost issued from DATA-DIR/keys) serves all of it over TLS 1.3 on the same port.\n" +
+			"Without TLS, --listen must be a loopback address unless --insecure-listen is given.\n\n" +
 			"Every flag also reads TEMPEL_<FLAG> (e.g. TEMPEL_PUBLISH_EVERY=5s) and --config FILE.\n" +
 			"SIGINT or SIGTERM shuts down gracefully: queued requests are answered first.",
 		Flags:  serveFlags(),
@@ -107,6 +122,9 @@ func serveAction(c *ucli.Context) error {
 		RoundPeriod: c.Duration("round"), MaxLevel: c.Int("max-level"), Quota: c.Int("quota"), MaxQueue: c.Int("max-queue"),
 		UsersFile: c.String("users"), Logger: log, Pprof: c.Bool("pprof"),
 		DebugListen: c.String("debug-listen"), PDUAllowWeakHMAC: c.Bool("pdu-allow-weak-hmac"),
+		TLS: node.TLSConfig{CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"), Dev: c.Bool("tls"),
+			ClientCAFile: c.String("tls-client-ca"), AllowTLS12: c.Bool("tls12"), UpstreamCAFiles: nonEmpty(c.String("upstream-tls-ca")),
+			UpstreamCertFile: c.String("upstream-tls-cert"), UpstreamKeyFile: c.String("upstream-tls-key")},
 		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
 			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key")},
 	}
@@ -120,8 +138,12 @@ func serveAction(c *ucli.Context) error {
 	if err != nil {
 		return inputErrorf("listen on %s: %v", cfg.Listen, err)
 	}
+	if err := checkPlaintextListen(cfg.Listen, ln.Addr(), cfg.TLS.Enabled(), c.Bool("insecure-listen")); err != nil {
+		ln.Close()
+		return err
+	}
 	if cfg.PublicURL == "" {
-		cfg.PublicURL = "http://" + ln.Addr().String()
+		cfg.PublicURL = publicURL(ln.Addr(), cfg.TLS.Enabled())
 	}
 	n, err := node.New(cfg)
 	if err != nil {
@@ -155,6 +177,7 @@ func printBanner(c *ucli.Context, cfg node.Config, n *node.Node, addr string) {
 	if a := n.DebugAddr(); a != "" {
 		fmt.Fprintf(w, "  pprof:              http://%s/debug/pprof/ (loopback only)\n", a)
 	}
+	printTLSBanner(w, n, cfg.PublicURL)
 	if n.DevMode() {
 		fmt.Fprintf(w, "  DEVELOPMENT MODE: no --users file; calls without credentials are accepted as client id \"anonymous\",\n")
 		fmt.Fprintf(w, "  and KSI PDU clients may use user anon / key anon. Wrong credentials are refused.\n")

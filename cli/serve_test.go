@@ -53,3 +53,36 @@ func TestServeSettingsPrecedence(t *testing.T) {
 		t.Fatalf("short period: exit %d, %q", code, errb.String())
 	}
 }
+
+// TestServeRefusesPlaintextOffLoopback: a non-loopback --listen needs TLS
+// or an explicit --insecure-listen; the message names the flags.
+func TestServeRefusesPlaintextOffLoopback(t *testing.T) {
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	code := Run(context.Background(), []string{"tempel", "serve", "--listen", "0.0.0.0:0", "--data-dir", dir}, &out, &errb)
+	if code != ExitError || !strings.Contains(errb.String(), "not a loopback address") ||
+		!strings.Contains(errb.String(), "--tls-cert") || !strings.Contains(errb.String(), "--insecure-listen") {
+		t.Fatalf("exit %d, stderr %q: want a refusal naming --tls-cert and --insecure-listen", code, errb.String())
+	}
+	if _, err := os.Stat(filepath.Join(dir, "keys")); err == nil {
+		t.Error("keys created before the refusal")
+	}
+	if testing.Short() {
+		t.Skip("the accepted cases create a development PKI")
+	}
+	// Accepted with TLS or --insecure-listen: the server starts and, its
+	// context being cancelled already, stops at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	for _, extra := range [][]string{{"--insecure-listen"}, {"--tls"}} {
+		out.Reset()
+		errb.Reset()
+		args := append([]string{"tempel", "serve", "--listen", "0.0.0.0:0", "--data-dir", dir}, extra...)
+		if code := Run(ctx, args, &out, &errb); code != 0 {
+			t.Fatalf("%v: exit %d, stderr %q", extra, code, errb.String())
+		}
+		if extra[0] == "--tls" && !strings.Contains(out.String(), "https://") {
+			t.Errorf("--tls banner does not show https:// URLs:\n%s", out.String())
+		}
+	}
+}

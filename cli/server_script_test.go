@@ -2,6 +2,8 @@ package cli_test
 
 import (
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -68,17 +70,29 @@ func freePort() (int, error) {
 const readyTimeout = 60 * time.Second
 
 // cmdWaitReady polls URL until it answers 200 OK, so that a script
-// waits exactly as long as the server needs instead of a fixed sleep:
+// waits exactly as long as the server needs instead of a fixed sleep. An
+// https URL is checked against CAFILE, which the server may still be
+// creating:
 //
-//	waitready URL
+//	waitready URL [CAFILE]
 func cmdWaitReady(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) != 1 {
-		ts.Fatalf("usage: waitready URL")
+	if neg || len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: waitready URL [CAFILE]")
 	}
 	hc := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(readyTimeout)
 	var last string
 	for time.Now().Before(deadline) {
+		if len(args) == 2 && hc.Transport == nil {
+			pool := x509.NewCertPool()
+			if b, err := os.ReadFile(ts.MkAbs(args[1])); err == nil && pool.AppendCertsFromPEM(b) {
+				hc.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+			} else {
+				last = "no CA file yet"
+				time.Sleep(100 * time.Millisecond)
+				continue
+			}
+		}
 		resp, err := hc.Get(args[0])
 		if err == nil {
 			resp.Body.Close()

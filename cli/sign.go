@@ -41,13 +41,14 @@ func serverFlags(withDefault bool) []ucli.Flag {
 	server := &ucli.StringSliceFlag{
 		Name:    flagServer,
 		EnvVars: []string{"TEMPEL_SERVER"},
-		Usage:   "Tempel server gRPC `HOST:PORT`; repeat or separate with commas for failover (tried in order)",
+		Usage:   "Tempel server `ADDR`: https://HOST:PORT (TLS), HOST:PORT or http://HOST:PORT (plaintext); repeat or separate with commas for failover (tried in order)",
 	}
 	if withDefault {
 		server.Value = ucli.NewStringSlice(defaultServer)
 	}
 	return []ucli.Flag{
 		server,
+		tlsCAFlag(),
 		&ucli.StringFlag{Name: flagUser, EnvVars: []string{"TEMPEL_USER"}, Usage: "`LOGIN` at the server (not needed by a development server)"},
 		// The key is better passed in the environment: a command line is
 		// visible to every user of the machine (ps).
@@ -64,6 +65,7 @@ type serverOptions struct {
 	key       string
 	machineID string
 	timeout   time.Duration
+	tlsCAs    []string
 }
 
 func serverOptionsFrom(c *ucli.Context) (serverOptions, error) {
@@ -72,6 +74,7 @@ func serverOptionsFrom(c *ucli.Context) (serverOptions, error) {
 		key:       c.String(flagKey),
 		machineID: c.String(flagMachineID),
 		timeout:   c.Duration(flagTimeout),
+		tlsCAs:    c.StringSlice(flagTLSCA),
 	}
 	// The app disables urfave's own comma splitting (constraints contain
 	// commas), so addresses are split here: --server a,b and
@@ -82,8 +85,8 @@ func serverOptionsFrom(c *ucli.Context) (serverOptions, error) {
 			if a == "" {
 				continue
 			}
-			if strings.Contains(a, "://") {
-				return s, usageErrorf("--%s %q: give the gRPC address as HOST:PORT, without a scheme", flagServer, a)
+			if _, _, err := client.ParseEndpoint(a); err != nil {
+				return s, usageErrorf("--%s: %s", flagServer, strings.TrimPrefix(err.Error(), "client: "))
 			}
 			s.endpoints = append(s.endpoints, a)
 		}
@@ -100,7 +103,12 @@ func serverOptionsFrom(c *ucli.Context) (serverOptions, error) {
 // dial makes a client; it connects lazily, so a server that is down is
 // only noticed (and reported by [serverError]) at the first call.
 func (s serverOptions) dial() (*client.Client, error) {
+	tc, err := tlsConfigFrom(s.tlsCAs)
+	if err != nil {
+		return nil, err
+	}
 	cl, err := client.New(client.Config{
+		TLS:       tc,
 		Endpoints: s.endpoints,
 		Login:     s.login,
 		Key:       s.key,
@@ -119,6 +127,11 @@ func (s serverOptions) serverError(err error) error {
 	detail := strings.TrimPrefix(err.Error(), "client: ")
 	where := strings.Join(s.endpoints, ", ")
 	switch {
+	case errors.Is(err, client.ErrUnavailable) && strings.Contains(detail, "x509: "):
+		return inputErrorf("the server at %s presented a certificate this client does not trust: give its CA with --%s FILE (TEMPEL_TLS_CA; a development server's is DATA-DIR/keys/root.pem) [%s]",
+			where, flagTLSCA, detail)
+	case errors.Is(err, client.ErrUnavailable) && strings.Contains(detail, "server preface") && !strings.Contains(where, "https://"):
+		return inputErrorf("the server at %s closed the connection before answering in plaintext: if it serves TLS, name it https://HOST:PORT (else it may be refusing connections) [%s]", where, detail)
 	case errors.Is(err, client.ErrUnavailable):
 		return inputErrorf("cannot reach a Tempel server at %s: is it running? Start one with 'tempel serve', or point --%s (TEMPEL_SERVER) at one [%s]",
 			where, flagServer, detail)

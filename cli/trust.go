@@ -51,6 +51,7 @@ type trustOptions struct {
 	roots    []string
 	cnstr    []string
 	noVerify bool
+	tlsCAs   []string // --tls-ca, for https:// URLs
 }
 
 func trustOptionsFrom(c *ucli.Context) trustOptions {
@@ -59,6 +60,7 @@ func trustOptionsFrom(c *ucli.Context) trustOptions {
 		roots:    c.StringSlice(flagTrustRoot),
 		cnstr:    c.StringSlice(flagCnstr),
 		noVerify: c.Bool(flagPubfileNoVerify),
+		tlsCAs:   c.StringSlice(flagTLSCA),
 	}
 }
 
@@ -108,6 +110,11 @@ func loadPublicationsFile(ctx context.Context, client *http.Client, t trustOptio
 	cs, err := t.check()
 	if err != nil || t.pubfile == "" {
 		return nil, err
+	}
+	if client == nil && len(t.tlsCAs) > 0 {
+		if client, err = httpClient(t.tlsCAs, fetchTimeout); err != nil {
+			return nil, err
+		}
 	}
 	b, err := readSource(ctx, client, t.pubfile, ksi.MaxPublicationsFileSize)
 	if err != nil {

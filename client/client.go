@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -12,6 +13,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -34,9 +36,17 @@ const (
 
 // Config configures a [Client].
 type Config struct {
-	// Endpoints are host:port addresses of Tempel gRPC servers, tried in
-	// order: a call moves to the next when one is unavailable.
+	// Endpoints are addresses of Tempel gRPC servers, tried in order: a
+	// call moves to the next when one is unavailable. "https://HOST:PORT"
+	// speaks TLS (see TLS), "HOST:PORT" and "http://HOST:PORT" plaintext,
+	// which suits loopback and development only ([ParseEndpoint]).
 	Endpoints []string
+	// TLS configures the https:// endpoints: RootCAs are the roots
+	// trusted for the server's certificate (nil: the system roots),
+	// Certificates a client certificate if the server asks for one. Nil
+	// means the system roots and no client certificate. TLS 1.2 is the
+	// least accepted.
+	TLS *tls.Config
 	// Login and Key are sent as Basic credentials when Login is set. The
 	// key is never logged; Config's String and LogValue redact it.
 	Login, Key string
@@ -47,9 +57,9 @@ type Config struct {
 	// call waits for the server's aggregation round and calendar second,
 	// so keep it well above one second.
 	Timeout time.Duration
-	// DialOptions replace the defaults (plaintext, for loopback and
-	// development). Production passes TLS transport credentials, e.g.
-	// grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)).
+	// DialOptions are added to each endpoint's dial options after the
+	// transport credentials its scheme selects, so transport credentials
+	// given here replace those.
 	DialOptions []grpc.DialOption
 	// MaxOutstanding bounds the requests a [Stream] has sent and not yet
 	// seen answered (default 10,000); Stream.Submit blocks at the bound.
@@ -100,10 +110,8 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxOutstanding <= 0 {
 		cfg.MaxOutstanding = DefaultMaxOutstanding
 	}
-	opts := cfg.DialOptions
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
+	plain := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, cfg.DialOptions...)
+	secure := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig(cfg.TLS)))}, cfg.DialOptions...)
 	c := &Client{cfg: cfg, md: metadata.MD{}}
 	if cfg.Login != "" {
 		c.md.Set(authorizationKey, "Basic "+base64.StdEncoding.EncodeToString([]byte(cfg.Login+":"+cfg.Key)))
@@ -112,7 +120,16 @@ func New(cfg Config) (*Client, error) {
 		c.md.Set(machineIDKey, cfg.MachineID)
 	}
 	for _, ep := range cfg.Endpoints {
-		cc, err := grpc.NewClient(ep, opts...)
+		target, useTLS, err := ParseEndpoint(ep)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		opts := plain
+		if useTLS {
+			opts = secure
+		}
+		cc, err := grpc.NewClient(target, opts...)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("client: endpoint %q: %w", ep, err)

@@ -14,11 +14,13 @@
 // DeadlineExceeded) the next endpoint is tried, so several endpoints give
 // availability. Credentials are sent as gRPC metadata
 // ("authorization: Basic ..." and "x-tempel-machine-id"); the key is
-// never logged or printed. Without [Config.DialOptions] the connection is
-// plaintext, which suits loopback and development only: production passes
-// TLS transport credentials, for example
+// never logged or printed. An endpoint "https://HOST:PORT" is reached over
+// TLS, trusting the system roots or [Config.TLS].RootCAs; "HOST:PORT" and
+// "http://HOST:PORT" are plaintext, which suits loopback and development
+// only, since the key travels with every call:
 //
-//	grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13}))
+//	client.Config{Endpoints: []string{"https://tempel.example.ee:443"},
+//		TLS: &tls.Config{RootCAs: pool}}
 //
 // # Signing
 //

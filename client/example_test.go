@@ -9,9 +9,6 @@ import (
 	"os"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-
 	"github.com/tempel-ksi/tempel/client"
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/verifier"
@@ -79,13 +76,12 @@ func Example() {
 // to the next endpoint when one is unavailable.
 func ExampleNew_tls() {
 	c, err := client.New(client.Config{
-		Endpoints: []string{"tempel-a.example.ee:443", "tempel-b.example.ee:443"},
+		Endpoints: []string{"https://tempel-a.example.ee:443", "https://tempel-b.example.ee:443"},
 		Login:     "registry-gateway",
 		Key:       os.Getenv("TEMPEL_KEY"),
 		Timeout:   5 * time.Second,
-		DialOptions: []grpc.DialOption{
-			grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{MinVersion: tls.VersionTLS13})),
-		},
+		// The system roots, at least TLS 1.3; RootCAs adds a private CA.
+		TLS: &tls.Config{MinVersion: tls.VersionTLS13},
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -30,6 +30,7 @@ const (
 
 func (n *Node) grpcServer() *grpc.Server {
 	g := grpc.NewServer(
+		n.transportCreds(),
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.InitialWindowSize(maxStreamWindow), grpc.InitialConnWindowSize(maxStreamWindow),
 		grpc.UnaryInterceptor(n.unaryAuth), grpc.StreamInterceptor(n.streamAuth),

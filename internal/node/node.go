@@ -5,6 +5,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/calendar"
@@ -56,7 +56,7 @@ type Config struct {
 	Keys         pki.Files
 
 	// Aggregator.
-	Upstream      string // gRPC address of the parent (role aggregator)
+	Upstream      string // the parent (role aggregator): https://HOST:PORT (TLS), HOST:PORT or http://HOST:PORT
 	UpstreamLogin string
 	UpstreamKey   string
 	RoundPeriod   time.Duration
@@ -70,6 +70,8 @@ type Config struct {
 	// DebugListen is the debug listener's address with Pprof
 	// (DefaultDebugListen when empty); it must be a loopback address.
 	DebugListen string
+	// TLS: see TLSConfig (zero: plaintext).
+	TLS TLSConfig
 
 	UsersFile string
 	// Pprof serves /debug/pprof/ and a copy of /metrics on DebugListen,
@@ -96,6 +98,8 @@ type Node struct {
 	metrics *requestMetrics
 	auth    *server.Authenticator
 	debugLn net.Listener // nil without --pprof
+	tls     *tls.Config  // nil: plaintext
+	tlsCert string
 }
 
 // New opens the node's state and builds its parts; Run serves them.
@@ -148,6 +152,11 @@ func New(cfg Config) (*Node, error) {
 			return nil, err
 		}
 	}
+	var err error
+	if n.tls, err = n.serverTLS(); err != nil {
+		n.Close()
+		return nil, err
+	}
 	return n, nil
 }
 
@@ -160,7 +169,7 @@ func (n *Node) openCalendar() error {
 	if cfg.Keys.CalendarCert != "" {
 		n.keys, err = pki.LoadFiles(cfg.Keys)
 	} else {
-		n.keys, n.keysNew, err = pki.LoadOrInit(filepath.Join(cfg.DataDir, "keys"), pki.InitOptions{})
+		n.keys, n.keysNew, err = pki.LoadOrInit(filepath.Join(cfg.DataDir, "keys"), pki.InitOptions{TLSHosts: pki.DevTLSHosts})
 	}
 	if err != nil {
 		return fmt.Errorf("keys: %w", err)
@@ -194,7 +203,11 @@ func (n *Node) openAggregator() error {
 	if cfg.Role == RoleAll {
 		up = localCalendar{cal: n.cal, name: cfg.Name}
 	} else {
-		conn, err := grpc.NewClient(cfg.Upstream, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		target, opts, err := upstreamDial(cfg)
+		if err != nil {
+			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
+		}
+		conn, err := grpc.NewClient(target, opts...)
 		if err != nil {
 			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
 		}
@@ -259,7 +272,7 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	stopDebug := n.serveDebug()
-	serr := server.Serve(ctx, ln, g, h, server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log})
+	serr := server.Serve(ctx, ln, g, h, server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log, TLS: n.tls})
 	stopDebug()
 	// Order matters: the aggregator's last round still needs the calendar.
 	stopAgg()

@@ -22,6 +22,8 @@
 //	publisher.key  its key (0600)
 //	calendar.pem   calendar-root signer certificate (0644)
 //	calendar.key   its key (0600)
+//	tls.pem        development TLS server certificate (0644), optional
+//	tls.key        its key (0600, ECDSA P-256)
 //
 // Keys are PEM "PRIVATE KEY" blocks (PKCS#8). They are created with mode
 // 0600 from the start (never written and then chmod-ed), and a key file
@@ -37,6 +39,15 @@
 // root with sha256WithRSAEncryption. Every NotBefore is one hour in the
 // past to tolerate clock skew. RSA throughout keeps the PKI acceptable to
 // the reference SDKs and ksi-tool (ksi-spec §9, key-based detail).
+// With [InitOptions.TLSHosts] (as `tempel serve` and `tempel keys init`
+// pass) the root also issues a TLS server certificate for localhost,
+// 127.0.0.1 and ::1 ([IssueDevTLS]), so that `tempel serve --tls` works
+// with root.pem as the clients' CA.
+//
+// The development PKI keeps root.key beside the online keys: it is for
+// development only. In production the root key is made and kept offline
+// and the server's key directory holds only root.pem and the leaf
+// certificates and keys ([Load] accepts a directory without root.key).
 //
 // # Secrets
 //

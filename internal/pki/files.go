@@ -75,6 +75,10 @@ type InitOptions struct {
 	Now time.Time
 	// Force replaces existing files instead of failing.
 	Force bool
+	// TLSHosts, when set, makes Init also issue a TLS server certificate
+	// for these names (tls.pem, tls.key; see [IssueDevTLS]) while the root
+	// key is at hand.
+	TLSHosts []string
 }
 
 // Files names operator-provided PEM files for [LoadFiles].
@@ -129,9 +133,13 @@ func Init(dir string, opts InitOptions) (*Set, error) {
 			return nil, fmt.Errorf("pki: init: %w", err)
 		}
 	}
+	names := allFiles
+	if len(opts.TLSHosts) > 0 {
+		names = append([]string{TLSCertFile, TLSKeyFile}, allFiles...)
+	}
 	if !opts.Force {
 		var existing []string
-		for _, name := range allFiles {
+		for _, name := range names {
 			if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
 				existing = append(existing, name)
 			} else if !errors.Is(err, fs.ErrNotExist) {
@@ -161,6 +169,17 @@ func Init(dir string, opts InitOptions) (*Set, error) {
 	clearFiles(files)
 	syncDir(dir)
 	set.RootPath = filepath.Join(dir, RootCertFile)
+	if len(opts.TLSHosts) > 0 {
+		// The old certificate was issued by the replaced root.
+		for _, name := range []string{TLSCertFile, TLSKeyFile} {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("pki: init: %w", err)
+			}
+		}
+		if err := IssueDevTLS(dir, opts.TLSHosts, opts.Now); err != nil {
+			return nil, err
+		}
+	}
 	return newSet(set)
 }
 

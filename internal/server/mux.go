@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -29,6 +30,10 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// Logger receives the HTTP server's errors.
 	Logger *slog.Logger
+	// TLS, when set, serves every connection over TLS as [TLSConfig]
+	// adjusts it, routed by ALPN instead of first bytes; the gRPC server
+	// must then be built with grpc.Creds([GRPCCredentials]()).
+	TLS *tls.Config
 }
 
 // Serve answers gRPC and HTTP on one listener until ctx is cancelled, then
@@ -45,6 +50,9 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 	}
 	grpcL := newChanListener(ln.Addr())
 	httpL := newChanListener(ln.Addr())
+	if opts.TLS != nil {
+		httpL.tls = &tlsRoute{config: TLSConfig(opts.TLS), log: log}
+	}
 	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 3)
@@ -88,6 +96,10 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 
 // route peeks at the first bytes of a connection and hands it on.
 func route(c net.Conn, grpcL, httpL *chanListener) {
+	if t := httpL.tls; t != nil {
+		routeTLS(tls.Server(c, t.config), grpcL, httpL, t.log)
+		return
+	}
 	c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReaderSize(c, len(http2Preface))
 	head, err := br.Peek(len(http2Preface))
@@ -117,6 +129,7 @@ type chanListener struct {
 	conns  chan net.Conn
 	once   sync.Once
 	closed chan struct{}
+	tls    *tlsRoute // set on the HTTP listener when serving TLS
 }
 
 func newChanListener(addr net.Addr) *chanListener {
