@@ -127,7 +127,6 @@ func New(cfg Config) (*Node, error) {
 		n.users = u
 	} else {
 		n.users = server.DevUsers()
-		n.log.Warn("development mode: no --users file; calls without credentials are accepted as client id anonymous, KSI PDU clients may use user anon / key anon")
 	}
 	n.auth = n.newAuthenticator()
 	if err := n.openDebug(); err != nil {
@@ -156,6 +155,10 @@ func New(cfg Config) (*Node, error) {
 	if n.tls, err = n.serverTLS(); err != nil {
 		n.Close()
 		return nil, err
+	}
+	if n.users.Dev() {
+		// Said once the node is built, so that a refused start says one thing.
+		n.log.Warn("development mode: no --users file; calls without credentials are accepted as client id anonymous, KSI PDU clients may use user anon / key anon")
 	}
 	return n, nil
 }
