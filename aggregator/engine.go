@@ -356,8 +356,9 @@ func (e *Engine) QueueLen() int {
 // waits for the calendar's next second because of the round's phase.
 func (e *Engine) Run(ctx context.Context) error {
 	p := e.cfg.Period
-	next := e.cfg.Now().Truncate(p).Add(p)
-	t := time.NewTimer(time.Until(next))
+	now := e.cfg.Now()
+	next := now.Truncate(p).Add(p)
+	t := time.NewTimer(next.Sub(now))
 	defer t.Stop()
 	for {
 		select {
@@ -369,7 +370,10 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		now := e.cfg.Now()
 		next = next.Add(p)
-		if !next.After(now) { // fell behind (a stall or a clock step): skip ahead
+		// Fell behind (a stall, a step forward) or the clock stepped
+		// back: start again from the next boundary, so that a step back
+		// never holds rounds (and their callers) for the length of the step.
+		if !next.After(now) || next.Sub(now) > p {
 			next = now.Truncate(p).Add(p)
 		}
 		t.Reset(next.Sub(now))

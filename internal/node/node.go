@@ -74,6 +74,9 @@ type Config struct {
 	TLS TLSConfig
 
 	UsersFile string
+	// Now is the clock of the calendar and the aggregator (default
+	// time.Now); tests step it.
+	Now func() time.Time
 	// Pprof serves /debug/pprof/ and a copy of /metrics on DebugListen,
 	// never on Listen (profiling; keep off in production).
 	Pprof  bool
@@ -190,12 +193,12 @@ func (n *Node) openCalendar() error {
 	}
 	// With role all, the in-process aggregator is the calendar's only
 	// client, and its rounds end on second boundaries.
-	n.cal, err = calendar.NewService(calendar.ServiceConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Grace: grace,
+	n.cal, err = calendar.NewService(calendar.ServiceConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Grace: grace, Now: cfg.Now,
 		CloseEarly: cfg.Role == RoleAll, Logger: n.log, Metrics: calendar.NewMetrics(n.reg)})
 	if err != nil {
 		return err
 	}
-	n.pub, err = calendar.NewPublisher(calendar.PublisherConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Period: cfg.PublishEvery,
+	n.pub, err = calendar.NewPublisher(calendar.PublisherConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Period: cfg.PublishEvery, Now: cfg.Now,
 		RepositoryURI: cfg.PublicURL + "/publications.bin", Logger: n.log})
 	return err
 }
@@ -223,7 +226,7 @@ func (n *Node) openAggregator() error {
 		}
 		up = aggregator.NewGRPCUpstream(conn, login, cfg.UpstreamKey)
 	}
-	acfg := aggregator.Config{Upstream: up, Period: cfg.RoundPeriod, MaxLevel: byte(min(cfg.MaxLevel, 255)),
+	acfg := aggregator.Config{Upstream: up, Period: cfg.RoundPeriod, Now: cfg.Now, MaxLevel: byte(min(cfg.MaxLevel, 255)),
 		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg)}
 	if n.gc = processGCGate(); n.gc != nil {
 		acfg.Answering = n.gc.answering
