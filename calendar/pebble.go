@@ -48,7 +48,11 @@ func (f pebbleFatal) Error() string { return "pebble: " + f.msg }
 
 // openPebble opens the database, turning Pebble's errors about damaged
 // files into one line that names the file and what to do.
-func openPebble(dir string, opts StoreOptions) (db *pebble.DB, err error) {
+//
+// A damaged block Pebble finds later, while reading (Pebble's default is
+// to stop the process with a long internal dump, from whatever goroutine
+// found it), is reported to onCorrupt in one line instead.
+func openPebble(dir string, opts StoreOptions, onCorrupt func(error)) (db *pebble.DB, err error) {
 	defer func() {
 		// Pebble reports some damage found while opening through Fatalf.
 		if r := recover(); r != nil {
@@ -61,7 +65,11 @@ func openPebble(dir string, opts StoreOptions) (db *pebble.DB, err error) {
 	}()
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
-	po := &pebble.Options{Cache: cache, Logger: pebbleLogger{opts.Logger}, ReadOnly: opts.ReadOnly, FS: opts.FS}
+	po := &pebble.Options{Cache: cache, Logger: pebbleLogger{opts.Logger}, ReadOnly: opts.ReadOnly, FS: opts.FS,
+		EventListener: &pebble.EventListener{DataCorruption: func(info pebble.DataCorruptionInfo) {
+			onCorrupt(fmt.Errorf("%w: %s is damaged (%s); stop the server, restore the data directory from a backup, then run 'tempel calendar check'",
+				ErrCorrupt, info.Path, firstLine(info.Details)))
+		}}}
 	po.Levels[0].BlockSize = opts.BlockSize // later levels inherit it
 	for i := range po.Levels {
 		// Bloom filters let a Get skip the tables that cannot hold its
@@ -80,6 +88,13 @@ func openPebble(dir string, opts StoreOptions) (db *pebble.DB, err error) {
 // damagedFile finds the name of a store file in an error message.
 var damagedFile = regexp.MustCompile(`(MANIFEST-\d+|OPTIONS-\d+|CURRENT|\d{6}\.(?:sst|log|blob))`)
 
+// damagedTable finds a table named by its number alone ("file 000006").
+var damagedTable = regexp.MustCompile(`\bfile (\d{6})\b`)
+
+// lockErr matches Pebble's refusal to open a directory another process
+// has locked (a word "lock", not "block").
+var lockErr = regexp.MustCompile(`(?i)\block\b|\bLOCK\b|resource temporarily unavailable`)
+
 // describeOpenError turns an error from opening or loading the store into
 // one line: which file, what is wrong, and what the operator can do.
 // Errors that are not about damage (a lock held by a running server,
@@ -90,7 +105,7 @@ func describeOpenError(dir string, err error) error {
 	}
 	first, _, _ := strings.Cut(err.Error(), "\n")
 	switch {
-	case strings.Contains(first, "lock"):
+	case lockErr.MatchString(first):
 		return fmt.Errorf("calendar: store %s is in use by another process (is a server running?): %s", dir, first)
 	case errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("calendar: store %s: %s", dir, first)
@@ -103,8 +118,19 @@ func describeOpenError(dir string, err error) error {
 	where := "a file of the store"
 	if m := damagedFile.FindString(err.Error()); m != "" {
 		where = filepath.Join(dir, m)
+	} else if m := damagedTable.FindStringSubmatch(err.Error()); m != nil {
+		where = filepath.Join(dir, m[1]+".sst")
 	}
 	return fmt.Errorf("%w: %s is damaged or missing (%s); stop the server, restore the data directory from a backup, "+
 		"then run 'tempel calendar check' (and 'tempel calendar accept-loss' if seconds are missing)",
 		ErrCorrupt, where, strings.TrimPrefix(first, "calendar: store corrupt: "))
+}
+
+// firstLine is an error's first line: Pebble's errors carry stack traces.
+func firstLine(err error) string {
+	if err == nil {
+		return ""
+	}
+	l, _, _ := strings.Cut(err.Error(), "\n")
+	return l
 }
