@@ -56,6 +56,11 @@ type Config struct {
 	Quota         int
 	MaxQueue      int
 
+	// Connections: open client connections, and the read, write and idle
+	// timeouts (see server.Options; 0: the server's defaults).
+	MaxConns                               int
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+
 	UsersFile string
 	// Pprof serves /debug/pprof/ (profiling; keep off in production).
 	Pprof  bool
@@ -93,6 +98,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.PublishEvery == 0 {
 		cfg.PublishEvery = 24 * time.Hour
 	}
+	cfg = withConnDefaults(cfg)
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry()}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newRequestMetrics(n.reg)
@@ -232,7 +238,7 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
 		}
 	}
-	serr := server.Serve(ctx, ln, g, h, server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log})
+	serr := server.Serve(ctx, ln, g, h, n.serveOptions())
 	// Order matters: the aggregator's last round still needs the calendar.
 	stopAgg()
 	aggWG.Wait()

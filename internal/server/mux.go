@@ -29,6 +29,16 @@ type Options struct {
 	ShutdownGrace time.Duration
 	// Logger receives the HTTP server's errors.
 	Logger *slog.Logger
+	// MaxConns bounds the open client connections (0: DefaultMaxConns);
+	// Serve lowers it to what the descriptor limit allows (see
+	// EffectiveMaxConns) and refuses the excess at once.
+	MaxConns int
+	// ReadTimeout bounds reading an HTTP/1.1 request's headers and body
+	// (0: DefaultReadTimeout), WriteTimeout its answer (0:
+	// DefaultWriteTimeout), IdleTimeout a keep-alive HTTP/1.1 connection
+	// between requests (0: DefaultIdleTimeout). The gRPC server g brings
+	// its own (see the node's keepalive options).
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 }
 
 // Serve answers gRPC and HTTP on one listener until ctx is cancelled, then
@@ -43,15 +53,28 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 	if log == nil {
 		log = slog.Default()
 	}
+	opts = opts.withDefaults()
+	maxConns, err := EffectiveMaxConns(opts.MaxConns, nofileLimit())
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	log.Info("client connection limit", "max_conns", maxConns, "requested", opts.MaxConns,
+		"rlimit_nofile", nofileLimit(), "fd_reserve", FDReserve)
+	ln = newLimitListener(ln, maxConns, log)
 	grpcL := newChanListener(ln.Addr())
 	httpL := newChanListener(ln.Addr())
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	hs := &http.Server{Handler: h,
+		ReadHeaderTimeout: opts.ReadTimeout, ReadTimeout: opts.ReadTimeout,
+		WriteTimeout: opts.WriteTimeout, IdleTimeout: opts.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 3)
 	go func() { errc <- g.Serve(grpcL) }()
 	go func() { errc <- hs.Serve(httpL) }()
 	go func() {
 		for {
+			// Only a closed or broken listener ends this loop: the
+			// limit listener retries temporary failures itself.
 			c, err := ln.Accept()
 			if err != nil {
 				errc <- err
