@@ -65,50 +65,68 @@ type limitListener struct {
 	log  *slog.Logger
 	open atomic.Int64
 
-	// full and refused belong to the Accept goroutine.
-	full    bool
-	refused int
+	// The state of the limit and of accept failures belongs to the
+	// Accept goroutine.
+	full        bool
+	refused     int
+	failing     bool
+	failures    int
+	lastFailure time.Time
+	quiet       time.Duration // without failures for this long, an outage is over
 
 	closeOnce sync.Once
 	closed    chan struct{}
 }
 
 func newLimitListener(ln net.Listener, max int, log *slog.Logger) *limitListener {
-	return &limitListener{Listener: ln, max: int64(max), low: int64(max) - int64(max)/10, log: log, closed: make(chan struct{})}
+	return &limitListener{Listener: ln, max: int64(max), low: int64(max) - int64(max)/10, log: log,
+		quiet: acceptBackoffMax, closed: make(chan struct{})}
 }
 
 // Accept returns the next connection within the limit. It returns an
 // error only when the listener is closed or fails for good.
 func (l *limitListener) Accept() (net.Conn, error) {
 	var delay time.Duration
-	failures := 0
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
 			if !temporaryAcceptError(err) {
 				return nil, err
 			}
-			failures++
-			if failures == 1 {
-				// One line per outage, not one per attempt: an outage of
-				// descriptors retries hundreds of times.
-				l.log.Warn("accept failing, retrying with backoff", "err", err, "open_conns", l.open.Load())
-			}
+			l.acceptFailed(err)
 			delay = min(max(2*delay, acceptBackoffMin), acceptBackoffMax)
 			if !l.sleep(delay) {
 				return nil, net.ErrClosed
 			}
 			continue
 		}
-		if failures > 0 {
-			l.log.Info("accepting connections again", "failed_accepts", failures, "open_conns", l.open.Load())
-			failures, delay = 0, 0
-		}
+		delay = 0
+		l.accepted()
 		if !l.admit() {
 			refuse(c)
 			continue
 		}
 		return &countedConn{Conn: c, l: l}, nil
+	}
+}
+
+// acceptFailed notes a temporary failure. One line per outage, not one
+// per attempt: out of descriptors, accept fails hundreds of times, and
+// succeeds now and then as connections close.
+func (l *limitListener) acceptFailed(err error) {
+	l.failures++
+	l.lastFailure = time.Now()
+	if !l.failing {
+		l.failing = true
+		l.log.Warn("accept failing, retrying with backoff", "err", err, "open_conns", l.open.Load())
+	}
+}
+
+// accepted ends an outage once accepts have succeeded for a quiet period.
+func (l *limitListener) accepted() {
+	if l.failing && time.Since(l.lastFailure) >= l.quiet {
+		l.log.Info("accepting connections again", "failed_accepts", l.failures, "open_conns", l.open.Load())
+		l.failing, l.failures = false, 0
 	}
 }
 

@@ -116,6 +116,7 @@ func TestAcceptBacksOffAndRecovers(t *testing.T) {
 	fl := &faultListener{Listener: ln, n: failures, err: emfile()}
 	log, logged := testLogger()
 	l := newLimitListener(fl, 10, log)
+	l.quiet = 200 * time.Millisecond
 	start := time.Now()
 	ch := acceptOnce(l)
 	dial(t, ln.Addr().String())
@@ -133,13 +134,43 @@ func TestAcceptBacksOffAndRecovers(t *testing.T) {
 	if took := time.Since(start); took < 75*time.Millisecond {
 		t.Errorf("four failures retried within %s: no backoff", took)
 	}
-	if fl.calls != failures+1 {
-		t.Errorf("%d accept calls, want %d", fl.calls, failures+1)
+	fl.mu.Lock()
+	calls := fl.calls
+	fl.mu.Unlock()
+	if calls != failures+1 {
+		t.Errorf("%d accept calls, want %d", calls, failures+1)
 	}
 	if got := logged.lines("accept failing"); len(got) != 1 || !strings.Contains(got[0], "too many open files") {
 		t.Errorf("want one line for the outage, with its error; got %q", got)
 	}
-	if got := logged.lines("accepting connections again"); len(got) != 1 || !strings.Contains(got[0], "failed_accepts=4") {
+	// Out of descriptors, accepts fail and succeed by turns as
+	// connections close: still one outage.
+	fl.mu.Lock()
+	fl.n = 2
+	fl.mu.Unlock()
+	ch = acceptOnce(l)
+	dial(t, ln.Addr().String())
+	if a := <-ch; a.err != nil {
+		t.Fatal(a.err)
+	} else {
+		a.c.Close()
+	}
+	if got := logged.lines("accept failing"); len(got) != 1 {
+		t.Errorf("an outage with successes between failures logged %d lines, want 1: %q", len(got), got)
+	}
+	// The outage is over once accepts have worked for the quiet period.
+	if got := logged.lines("accepting connections again"); len(got) != 0 {
+		t.Errorf("recovery logged before the quiet period: %q", got)
+	}
+	time.Sleep(l.quiet)
+	ch = acceptOnce(l)
+	dial(t, ln.Addr().String())
+	if a := <-ch; a.err != nil {
+		t.Fatal(a.err)
+	} else {
+		a.c.Close()
+	}
+	if got := logged.lines("accepting connections again"); len(got) != 1 || !strings.Contains(got[0], "failed_accepts=6") {
 		t.Errorf("want one line for the recovery, with the failure count; got %q", got)
 	}
 }
