@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tempel-ksi/tempel/cli"
 	"github.com/tempel-ksi/tempel/client"
 	"github.com/tempel-ksi/tempel/ksi"
 )
@@ -144,6 +145,11 @@ func TestServeSurvivesConnectionFlood(t *testing.T) {
 			t.Errorf("%s client signed %d times during the flood, want several", s.name, n)
 		}
 	}
+	// Every connection reset at connect was refused by the limit, and
+	// the metrics say so.
+	if n := metric(t, addr, "tempel_connections_refused_total"); n < float64(results.refused) || n == 0 {
+		t.Errorf("tempel_connections_refused_total %v, but %d connections were reset at connect", n, results.refused)
+	}
 	waitFor(t, 10*time.Second, "the server to log that it refuses connections",
 		func() bool { return strings.Contains(logs.String(), "connection limit reached") })
 	if strings.Contains(logs.String(), "accept failing") {
@@ -166,6 +172,28 @@ func TestServeSurvivesConnectionFlood(t *testing.T) {
 	waitFor(t, 10*time.Second, "the server to log that it admits connections again",
 		func() bool { return strings.Contains(logs.String(), "below the connection limit again") })
 	alive("at the end")
+}
+
+// metric reads one unlabelled metric from the server's /metrics.
+func metric(t *testing.T, addr, name string) float64 {
+	t.Helper()
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			var f float64
+			if _, err := fmt.Sscan(v, &f); err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("/metrics has no %s", name)
+	return 0
 }
 
 // raiseNofile makes sure this process may open need descriptors.
@@ -279,13 +307,20 @@ func signLoop(ctx context.Context, s *signLog, flooding *atomic.Bool, sign func(
 type floodResults struct {
 	refused, dialErr, closed, open int
 	lastErr                        error
-	slowest                        time.Duration
+	slowest                        [len(attackKinds)]time.Duration
 }
 
 func (r floodResults) String() string {
-	return fmt.Sprintf("%d closed by the server (the last after %s), %d reset at connect, %d failed to connect (%v), %d still open",
-		r.closed, r.slowest.Round(time.Millisecond), r.refused, r.dialErr, r.lastErr, r.open)
+	var last []string
+	for k, d := range r.slowest {
+		last = append(last, fmt.Sprintf("%s %s", attackKinds[k], d.Round(time.Millisecond)))
+	}
+	return fmt.Sprintf("%d closed by the server (the last of each kind after: %s), %d reset at connect, %d failed to connect (%v), %d still open",
+		r.closed, strings.Join(last, ", "), r.refused, r.dialErr, r.lastErr, r.open)
 }
+
+// attackKinds name the kinds of attack connection (see attack).
+var attackKinds = [...]string{"silent", "HTTP/2 preface", "idle HTTP/2", "dripping HTTP/1.1 body"}
 
 // Attack connection kinds.
 var (
@@ -325,7 +360,8 @@ func flood(addr string) floodResults {
 				return
 			}
 			defer c.Close()
-			closed := attack(c, i%4)
+			kind := i % len(attackKinds)
+			closed := attack(c, kind)
 			mu.Lock()
 			defer mu.Unlock()
 			if !closed {
@@ -333,7 +369,7 @@ func flood(addr string) floodResults {
 				return
 			}
 			r.closed++
-			r.slowest = max(r.slowest, time.Since(opened))
+			r.slowest[kind] = max(r.slowest[kind], time.Since(opened))
 		}()
 	}
 	wg.Wait()
@@ -391,4 +427,19 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestServeRefusesUnboundedConnections: a connection limit or timeout
+// that would switch itself off is a usage error, before anything starts.
+func TestServeRefusesUnboundedConnections(t *testing.T) {
+	for _, tc := range []struct{ flag, value string }{
+		{"--max-conns", "0"}, {"--max-conns", "-5"},
+		{"--read-timeout", "0s"}, {"--write-timeout", "0s"}, {"--idle-timeout", "-1s"},
+	} {
+		var out, errb bytes.Buffer
+		code := cli.Run(context.Background(), []string{"tempel", "serve", "--data-dir", t.TempDir(), tc.flag, tc.value}, &out, &errb)
+		if code != cli.ExitError || !strings.Contains(errb.String(), tc.flag+" ") {
+			t.Errorf("serve %s %s: exit %d, stderr %q; want a usage error naming the flag", tc.flag, tc.value, code, errb.String())
+		}
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultMaxConns bounds the open client connections when no limit is
@@ -64,6 +66,8 @@ type limitListener struct {
 	low  int64 // below this many open, a full listener logs that it admits again
 	log  *slog.Logger
 	open atomic.Int64
+	// Totals for the metrics.
+	refusedTotal, acceptErrors atomic.Uint64
 
 	// The state of the limit and of accept failures belongs to the
 	// Accept goroutine.
@@ -78,9 +82,16 @@ type limitListener struct {
 	closed    chan struct{}
 }
 
-func newLimitListener(ln net.Listener, max int, log *slog.Logger) *limitListener {
-	return &limitListener{Listener: ln, max: int64(max), low: int64(max) - int64(max)/10, log: log,
+// newLimitListener wraps ln; reg, if not nil, receives its metrics.
+func newLimitListener(ln net.Listener, max int, log *slog.Logger, reg prometheus.Registerer) *limitListener {
+	l := &limitListener{Listener: ln, max: int64(max), low: int64(max) - int64(max)/10, log: log,
 		quiet: acceptBackoffMax, closed: make(chan struct{})}
+	if reg != nil {
+		if err := l.registerMetrics(reg); err != nil {
+			log.Warn("connection metrics not exported", "err", err)
+		}
+	}
+	return l
 }
 
 // Accept returns the next connection within the limit. It returns an
@@ -115,6 +126,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 // succeeds now and then as connections close.
 func (l *limitListener) acceptFailed(err error) {
 	l.failures++
+	l.acceptErrors.Add(1)
 	l.lastFailure = time.Now()
 	if !l.failing {
 		l.failing = true
@@ -136,6 +148,7 @@ func (l *limitListener) admit() bool {
 	if n > l.max {
 		l.open.Add(-1)
 		l.refused++
+		l.refusedTotal.Add(1)
 		if !l.full {
 			l.full = true
 			l.log.Warn("connection limit reached, refusing new connections", "max_conns", l.max)

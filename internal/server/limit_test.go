@@ -11,6 +11,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // logBuffer collects log lines; safe for the Accept goroutine and the test.
@@ -115,7 +118,7 @@ func TestAcceptBacksOffAndRecovers(t *testing.T) {
 	const failures = 4
 	fl := &faultListener{Listener: ln, n: failures, err: emfile()}
 	log, logged := testLogger()
-	l := newLimitListener(fl, 10, log)
+	l := newLimitListener(fl, 10, log, nil)
 	l.quiet = 200 * time.Millisecond
 	start := time.Now()
 	ch := acceptOnce(l)
@@ -173,6 +176,9 @@ func TestAcceptBacksOffAndRecovers(t *testing.T) {
 	if got := logged.lines("accepting connections again"); len(got) != 1 || !strings.Contains(got[0], "failed_accepts=6") {
 		t.Errorf("want one line for the recovery, with the failure count; got %q", got)
 	}
+	if n := l.acceptErrors.Load(); n != 6 {
+		t.Errorf("%d accept errors counted, want 6", n)
+	}
 }
 
 func TestAcceptBackoffIsBounded(t *testing.T) {
@@ -188,7 +194,7 @@ func TestAcceptBackoffIsBounded(t *testing.T) {
 func TestAcceptCloseDuringBackoff(t *testing.T) {
 	fl := &faultListener{Listener: listen(t), n: -1, err: emfile()}
 	log, _ := testLogger()
-	l := newLimitListener(fl, 10, log)
+	l := newLimitListener(fl, 10, log, nil)
 	ch := acceptOnce(l)
 	// Wait until the backoff has reached its longer sleeps, then close.
 	deadline := time.Now().Add(10 * time.Second)
@@ -218,7 +224,7 @@ func TestAcceptCloseDuringBackoff(t *testing.T) {
 func TestAcceptPermanentError(t *testing.T) {
 	broken := errors.New("listener broken")
 	log, _ := testLogger()
-	l := newLimitListener(&faultListener{Listener: listen(t), n: -1, err: broken}, 10, log)
+	l := newLimitListener(&faultListener{Listener: listen(t), n: -1, err: broken}, 10, log, nil)
 	if _, err := l.Accept(); !errors.Is(err, broken) {
 		t.Fatalf("Accept: %v, want the permanent error", err)
 	}
@@ -263,7 +269,8 @@ func refused(t *testing.T, addr string) bool {
 func TestConnLimitRefusesExcess(t *testing.T) {
 	ln := listen(t)
 	log, logged := testLogger()
-	l := newLimitListener(ln, 2, log)
+	reg := prometheus.NewRegistry()
+	l := newLimitListener(ln, 2, log, reg)
 	conns := make(chan net.Conn, 10)
 	go func() {
 		for {
@@ -318,6 +325,17 @@ func TestConnLimitRefusesExcess(t *testing.T) {
 	defer c.Close()
 	if got := logged.lines("admitting connections"); len(got) != 1 || !strings.Contains(got[0], "refused=3") {
 		t.Errorf("want one line when admitting again, with the refused count; got %q", got)
+	}
+	want := `
+# HELP tempel_connections_open Client connections open.
+# TYPE tempel_connections_open gauge
+tempel_connections_open 2
+# HELP tempel_connections_refused_total Client connections closed at once because the limit was reached.
+# TYPE tempel_connections_refused_total counter
+tempel_connections_refused_total 3
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "tempel_connections_open", "tempel_connections_refused_total"); err != nil {
+		t.Error(err)
 	}
 }
 

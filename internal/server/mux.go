@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
 
@@ -39,6 +40,8 @@ type Options struct {
 	// between requests (0: DefaultIdleTimeout). The gRPC server g brings
 	// its own (see the node's keepalive options).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Metrics, if set, receives the connection counts.
+	Metrics prometheus.Registerer
 }
 
 // Serve answers gRPC and HTTP on one listener until ctx is cancelled, then
@@ -61,7 +64,7 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 	}
 	log.Info("client connection limit", "max_conns", maxConns, "requested", opts.MaxConns,
 		"rlimit_nofile", nofileLimit(), "fd_reserve", FDReserve)
-	ln = newLimitListener(ln, maxConns, log)
+	ln = newLimitListener(ln, maxConns, log, opts.Metrics)
 	grpcL := newChanListener(ln.Addr())
 	httpL := newChanListener(ln.Addr())
 	hs := &http.Server{Handler: h,
