@@ -56,6 +56,23 @@ func EffectiveMaxConns(requested int, nofile uint64) (int, error) {
 	return requested, nil
 }
 
+// connLimit is the connection limit Serve applies, logged with how it
+// was found.
+func connLimit(requested int, log *slog.Logger) (int, error) {
+	nofile := nofileLimit()
+	n, err := EffectiveMaxConns(requested, nofile)
+	if err != nil {
+		return 0, err
+	}
+	attrs := []any{"max_conns", n, "requested", requested, "rlimit_nofile", nofile, "fd_reserve", FDReserve}
+	if n < requested {
+		log.Warn("client connection limit lowered to fit the descriptor limit (raise ulimit -n for more)", attrs...)
+	} else {
+		log.Info("client connection limit", attrs...)
+	}
+	return n, nil
+}
+
 // limitListener counts the connections it hands out over their whole
 // life (until whoever holds them closes them), refuses those beyond max
 // at once, and retries failed accepts with a backoff instead of failing.

@@ -57,13 +57,11 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 		log = slog.Default()
 	}
 	opts = opts.withDefaults()
-	maxConns, err := EffectiveMaxConns(opts.MaxConns, nofileLimit())
+	maxConns, err := connLimit(opts.MaxConns, log)
 	if err != nil {
 		ln.Close()
 		return err
 	}
-	log.Info("client connection limit", "max_conns", maxConns, "requested", opts.MaxConns,
-		"rlimit_nofile", nofileLimit(), "fd_reserve", FDReserve)
 	ln = newLimitListener(ln, maxConns, log, opts.Metrics)
 	grpcL := newChanListener(ln.Addr())
 	httpL := newChanListener(ln.Addr())
