@@ -8,8 +8,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -441,5 +443,26 @@ func TestServeRefusesUnboundedConnections(t *testing.T) {
 		if code != cli.ExitError || !strings.Contains(errb.String(), tc.flag+" ") {
 			t.Errorf("serve %s %s: exit %d, stderr %q; want a usage error naming the flag", tc.flag, tc.value, code, errb.String())
 		}
+	}
+}
+
+// TestServeRefusesTooFewDescriptors: a descriptor limit that leaves none
+// for clients after the reserve stops serve before it creates anything.
+func TestServeRefusesTooFewDescriptors(t *testing.T) {
+	if testing.Short() || runtime.GOOS != "linux" {
+		t.Skip("runs tempel serve under ulimit -n (Linux)")
+	}
+	bin, err := exec.LookPath("tempel")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir() + "/data"
+	out, err := exec.Command("sh", "-c", `ulimit -n 256 && exec "$0" "$@"`, bin, "serve", "--data-dir", dir, "--listen", "127.0.0.1:0").CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != cli.ExitError || !strings.Contains(string(out), "RLIMIT_NOFILE 256") {
+		t.Fatalf("serve under ulimit -n 256: %v, %q; want exit %d naming the limit", err, out, cli.ExitError)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("serve created %s before refusing: %v", dir, err)
 	}
 }

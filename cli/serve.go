@@ -220,7 +220,8 @@ func applyConfigFile(c *ucli.Context) error {
 	return sc.Err()
 }
 
-// checkConnFlags refuses connection limits that would disable themselves.
+// checkConnFlags refuses connection limits that would disable themselves,
+// and a descriptor limit that leaves none for clients.
 func checkConnFlags(cfg node.Config) error {
 	if cfg.MaxConns < 1 {
 		return usageErrorf("--max-conns %d: must be at least 1", cfg.MaxConns)
@@ -232,6 +233,10 @@ func checkConnFlags(cfg node.Config) error {
 		if f.d <= 0 {
 			return usageErrorf("--%s %s: must be positive (connections are never held without a bound)", f.name, f.d)
 		}
+	}
+	// Before anything starts: a descriptor limit too low for any client.
+	if _, err := server.MaxConnsAllowed(cfg.MaxConns); err != nil {
+		return inputErrorf("%v", err)
 	}
 	return nil
 }

@@ -56,6 +56,12 @@ func EffectiveMaxConns(requested int, nofile uint64) (int, error) {
 	return requested, nil
 }
 
+// MaxConnsAllowed is [EffectiveMaxConns] for this process's descriptor
+// limit: the connection limit Serve will apply.
+func MaxConnsAllowed(requested int) (int, error) {
+	return EffectiveMaxConns(requested, nofileLimit())
+}
+
 // connLimit is the connection limit Serve applies, logged with how it
 // was found.
 func connLimit(requested int, log *slog.Logger) (int, error) {
