@@ -19,15 +19,20 @@ import (
 // clients need (a gRPC client multiplexes its calls on one connection).
 const DefaultMaxConns = 10_000
 
-// FDReserve is how many of the process's descriptors (RLIMIT_NOFILE) are
-// kept out of reach of client connections: the calendar's Pebble store
-// (its WAL, MANIFEST, lock and the tables it keeps open: a few dozen for
-// years of seconds), the users and key files, the listener, the epoll
-// descriptor, the standard streams, the connection to an upstream parent,
-// and the descriptor a refused connection holds for the moment it takes
-// to close it. A store that runs out of descriptors stops the calendar,
-// so connections must never take the last ones.
-const FDReserve = 256
+// MinFDReserve is the least number of the process's descriptors
+// (RLIMIT_NOFILE) kept out of reach of client connections; the reserve is
+// a quarter of the limit when that is more (see [EffectiveMaxConns]). It
+// covers the calendar's Pebble store (WAL, MANIFEST, lock, and the tables
+// it opens: at 101 bytes a second the store grows about 3 GB a year, some
+// 25 tables of up to 128 MiB), the users and key files, the listener, the
+// epoll descriptor, the standard streams, the connection to an upstream
+// parent, and the descriptor a refused connection holds for the moment it
+// takes to close it. A store that runs out of descriptors stops the
+// calendar, so connections must never take the last ones.
+const MinFDReserve = 256
+
+// fdReserve is the reserve under a descriptor limit of nofile.
+func fdReserve(nofile uint64) uint64 { return max(MinFDReserve, nofile/4) }
 
 // Accept backoff: after a failed accept the loop waits acceptBackoffMin,
 // doubling up to acceptBackoffMax, so that a process out of descriptors
@@ -38,8 +43,9 @@ const (
 )
 
 // EffectiveMaxConns lowers requested to what the descriptor limit allows:
-// nofile minus [FDReserve]. It fails when the limit leaves no descriptor
-// for clients. nofile 0 means the limit is unknown (then requested holds).
+// nofile minus a reserve of a quarter of it, at least [MinFDReserve]. It
+// fails when the limit leaves no descriptor for clients. nofile 0 means
+// the limit is unknown (then requested holds).
 func EffectiveMaxConns(requested int, nofile uint64) (int, error) {
 	if requested <= 0 {
 		return 0, fmt.Errorf("server: the connection limit must be at least 1, got %d", requested)
@@ -47,10 +53,11 @@ func EffectiveMaxConns(requested int, nofile uint64) (int, error) {
 	if nofile == 0 {
 		return requested, nil
 	}
-	if nofile <= FDReserve {
-		return 0, fmt.Errorf("server: the descriptor limit (RLIMIT_NOFILE %d) leaves none for client connections after the %d reserved for the store and files: raise it (ulimit -n)", nofile, FDReserve)
+	reserve := fdReserve(nofile)
+	if nofile <= reserve {
+		return 0, fmt.Errorf("server: the descriptor limit (RLIMIT_NOFILE %d) leaves none for client connections after the %d reserved for the store and files: raise it (ulimit -n)", nofile, reserve)
 	}
-	if avail := nofile - FDReserve; uint64(requested) > avail {
+	if avail := nofile - reserve; uint64(requested) > avail {
 		return int(avail), nil
 	}
 	return requested, nil
@@ -70,7 +77,7 @@ func connLimit(requested int, log *slog.Logger) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	attrs := []any{"max_conns", n, "requested", requested, "rlimit_nofile", nofile, "fd_reserve", FDReserve}
+	attrs := []any{"max_conns", n, "requested", requested, "rlimit_nofile", nofile, "fd_reserve", fdReserve(nofile)}
 	if n < requested {
 		log.Warn("client connection limit lowered to fit the descriptor limit (raise ulimit -n for more)", attrs...)
 	} else {

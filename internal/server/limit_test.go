@@ -348,14 +348,32 @@ func TestEffectiveMaxConns(t *testing.T) {
 	}{
 		{10_000, 0, 10_000, false},       // limit unknown
 		{10_000, 1 << 20, 10_000, false}, // plenty of descriptors
-		{10_000, 1024, 1024 - FDReserve, false},
+		{10_000, 512, 512 - MinFDReserve, false},
+		{10_000, 1024, 1024 - MinFDReserve, false},
+		{10_000, 4096, 3072, false},     // a quarter kept
+		{10_000, 20_000, 10_000, false}, // 15,000 allowed
 		{100, 1024, 100, false},
-		{10_000, FDReserve, 0, true}, // nothing left for clients
+		{10_000, MinFDReserve, 0, true}, // nothing left for clients
 		{0, 1024, 0, true},
 	} {
 		got, err := EffectiveMaxConns(tc.requested, tc.nofile)
 		if (err != nil) != tc.err || got != tc.want {
 			t.Errorf("EffectiveMaxConns(%d, %d) = %d, %v; want %d, error %v", tc.requested, tc.nofile, got, err, tc.want, tc.err)
 		}
+	}
+}
+
+func TestEffectiveMaxConnsKeepsReserve(t *testing.T) {
+	if nofileLimit() == 0 {
+		t.Skip("no descriptor limit on this system")
+	}
+	// Asked for more than the process's descriptors, the limit still
+	// keeps the reserve.
+	got, err := EffectiveMaxConns(int(^uint(0)>>1), nofileLimit())
+	if err != nil {
+		t.Skipf("descriptor limit too low for this test: %v", err)
+	}
+	if want := nofileLimit() - fdReserve(nofileLimit()); uint64(got) != want {
+		t.Fatalf("limit %d with RLIMIT_NOFILE %d, want %d", got, nofileLimit(), want)
 	}
 }

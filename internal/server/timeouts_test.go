@@ -146,18 +146,3 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 		t.Fatalf("idle keep-alive connection: %v, want closed by the server", err)
 	}
 }
-
-func TestEffectiveMaxConnsKeepsReserve(t *testing.T) {
-	if nofileLimit() == 0 {
-		t.Skip("no descriptor limit on this system")
-	}
-	// Asked for more than the process's descriptors, the limit still
-	// keeps the reserve.
-	got, err := EffectiveMaxConns(int(^uint(0)>>1), nofileLimit())
-	if err != nil {
-		t.Skipf("descriptor limit too low for this test: %v", err)
-	}
-	if uint64(got) != nofileLimit()-FDReserve {
-		t.Fatalf("limit %d with RLIMIT_NOFILE %d, want %d", got, nofileLimit(), nofileLimit()-FDReserve)
-	}
-}
