@@ -113,8 +113,8 @@ type limitListener struct {
 }
 
 // newLimitListener wraps ln; reg, if not nil, receives its metrics.
-func newLimitListener(ln net.Listener, max int, log *slog.Logger, reg prometheus.Registerer) *limitListener {
-	l := &limitListener{Listener: ln, max: int64(max), low: int64(max) - int64(max)/10, log: log,
+func newLimitListener(ln net.Listener, limit int, log *slog.Logger, reg prometheus.Registerer) *limitListener {
+	l := &limitListener{Listener: ln, max: int64(limit), low: int64(limit) - int64(limit)/10, log: log,
 		quiet: acceptBackoffMax, closed: make(chan struct{})}
 	if reg != nil {
 		if err := l.registerMetrics(reg); err != nil {
