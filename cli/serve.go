@@ -17,6 +17,7 @@ import (
 	"github.com/tempel-ksi/tempel/calendar"
 	"github.com/tempel-ksi/tempel/internal/node"
 	"github.com/tempel-ksi/tempel/internal/pki"
+	"github.com/tempel-ksi/tempel/internal/server"
 )
 
 // serveFlags are the flags of `tempel serve`. Each also reads TEMPEL_<NAME>
@@ -59,6 +60,10 @@ func serveFlags() []ucli.Flag {
 		num("max-level", 32, "highest level a request may have"),
 		num("quota", 0, "requests one user may send per round (0: no limit)"),
 		num("max-queue", 1_000_000, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
+		num("max-conns", server.DefaultMaxConns, fmt.Sprintf("open client connections; more are refused at once (at most RLIMIT_NOFILE minus a quarter of it, at least %d, kept for the store and files)", server.MinFDReserve)),
+		dur("read-timeout", server.DefaultReadTimeout, "time to read an HTTP/1.1 request (headers and body) or a new gRPC connection's handshake"),
+		dur("write-timeout", server.DefaultWriteTimeout, "time to answer an HTTP/1.1 request, from the end of its headers"),
+		dur("idle-timeout", server.DefaultIdleTimeout, "closes HTTP/1.1 and gRPC connections with no request in progress for this long"),
 		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN, or https://LISTEN with TLS)"),
 		str("root-cert", "", "operator trust root certificate (PEM); with the four below replaces the development PKI"),
 		str("publisher-cert", "", "publications file signer certificate (PEM, may include its chain)"),
@@ -127,6 +132,11 @@ func serveAction(c *ucli.Context) error {
 			UpstreamCertFile: c.String("upstream-tls-cert"), UpstreamKeyFile: c.String("upstream-tls-key")},
 		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
 			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key")},
+	}
+	cfg.MaxConns, cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout =
+		c.Int("max-conns"), c.Duration("read-timeout"), c.Duration("write-timeout"), c.Duration("idle-timeout")
+	if err := checkConnFlags(cfg); err != nil {
+		return err
 	}
 	if cfg.PublishEvery < time.Second {
 		return usageErrorf("--publish-every %s: the period must be at least 1s", cfg.PublishEvery)
@@ -241,4 +251,25 @@ func applyConfigFile(c *ucli.Context) error {
 		}
 	}
 	return sc.Err()
+}
+
+// checkConnFlags refuses connection limits that would disable themselves,
+// and a descriptor limit that leaves none for clients.
+func checkConnFlags(cfg node.Config) error {
+	if cfg.MaxConns < 1 {
+		return usageErrorf("--max-conns %d: must be at least 1", cfg.MaxConns)
+	}
+	for _, f := range []struct {
+		name string
+		d    time.Duration
+	}{{"read-timeout", cfg.ReadTimeout}, {"write-timeout", cfg.WriteTimeout}, {"idle-timeout", cfg.IdleTimeout}} {
+		if f.d <= 0 {
+			return usageErrorf("--%s %s: must be positive (connections are never held without a bound)", f.name, f.d)
+		}
+	}
+	// Before anything starts: a descriptor limit too low for any client.
+	if _, err := server.MaxConnsAllowed(cfg.MaxConns); err != nil {
+		return inputErrorf("%v", err)
+	}
+	return nil
 }

@@ -34,6 +34,8 @@ func (n *Node) grpcServer() *grpc.Server {
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.InitialWindowSize(maxStreamWindow), grpc.InitialConnWindowSize(maxStreamWindow),
 		grpc.UnaryInterceptor(n.unaryAuth), grpc.StreamInterceptor(n.streamAuth),
+		grpc.ConnectionTimeout(n.cfg.ReadTimeout), // a new connection's HTTP/2 handshake
+		grpc.KeepaliveParams(n.keepaliveParams()), grpc.KeepaliveEnforcementPolicy(keepalivePolicy),
 	)
 	tempelv1.RegisterSignerServer(g, &signerService{n: n})
 	healthpb.RegisterHealthServer(g, healthService{n: n})

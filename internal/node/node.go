@@ -72,6 +72,10 @@ type Config struct {
 	DebugListen string
 	// TLS: see TLSConfig (zero: plaintext).
 	TLS TLSConfig
+	// Connections: open client connections, and the read, write and idle
+	// timeouts (see server.Options; 0: the server's defaults).
+	MaxConns                               int
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 
 	UsersFile string
 	// Now is the clock of the calendar and the aggregator (default
@@ -119,6 +123,7 @@ func New(cfg Config) (*Node, error) {
 	if cfg.PublishEvery == 0 {
 		cfg.PublishEvery = 24 * time.Hour
 	}
+	cfg = withConnDefaults(cfg)
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry()}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newRequestMetrics(n.reg)
@@ -278,7 +283,7 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 		}
 	}
 	stopDebug := n.serveDebug()
-	serr := server.Serve(ctx, ln, g, h, server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log, TLS: n.tls})
+	serr := server.Serve(ctx, ln, g, h, n.serveOptions())
 	stopDebug()
 	// Order matters: the aggregator's last round still needs the calendar.
 	stopAgg()

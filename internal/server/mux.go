@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 )
 
@@ -34,6 +35,18 @@ type Options struct {
 	// adjusts it, routed by ALPN instead of first bytes; the gRPC server
 	// must then be built with grpc.Creds([GRPCCredentials]()).
 	TLS *tls.Config
+	// MaxConns bounds the open client connections (0: DefaultMaxConns);
+	// Serve lowers it to what the descriptor limit allows (see
+	// EffectiveMaxConns) and refuses the excess at once.
+	MaxConns int
+	// ReadTimeout bounds reading an HTTP/1.1 request's headers and body
+	// (0: DefaultReadTimeout), WriteTimeout its answer (0:
+	// DefaultWriteTimeout), IdleTimeout a keep-alive HTTP/1.1 connection
+	// between requests (0: DefaultIdleTimeout). The gRPC server g brings
+	// its own (see the node's keepalive options).
+	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// Metrics, if set, receives the connection counts.
+	Metrics prometheus.Registerer
 }
 
 // Serve answers gRPC and HTTP on one listener until ctx is cancelled, then
@@ -48,18 +61,29 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 	if log == nil {
 		log = slog.Default()
 	}
+	opts = opts.withDefaults()
+	maxConns, err := connLimit(opts.MaxConns, log)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	ln = newLimitListener(ln, maxConns, log, opts.Metrics)
 	grpcL := newChanListener(ln.Addr())
 	httpL := newChanListener(ln.Addr())
 	if opts.TLS != nil {
 		httpL.tls = &tlsRoute{config: TLSConfig(opts.TLS), log: log}
 	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute,
+	hs := &http.Server{Handler: h,
+		ReadHeaderTimeout: opts.ReadTimeout, ReadTimeout: opts.ReadTimeout,
+		WriteTimeout: opts.WriteTimeout, IdleTimeout: opts.IdleTimeout,
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 3)
 	go func() { errc <- g.Serve(grpcL) }()
 	go func() { errc <- hs.Serve(httpL) }()
 	go func() {
 		for {
+			// Only a closed or broken listener ends this loop: the
+			// limit listener retries temporary failures itself.
 			c, err := ln.Accept()
 			if err != nil {
 				errc <- err
