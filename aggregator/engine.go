@@ -168,6 +168,7 @@ type Engine struct {
 	nextRoundID  uint64
 	maxTurn      time.Duration // bounds each round's turn (maxTurn; tests change it)
 	answering    atomic.Int64  // rounds answered upstream and not yet done
+	upstreamLog  upstreamLog
 }
 
 // New creates an engine; call Run to start closing rounds.
@@ -516,16 +517,19 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 		} else {
 			err = fmt.Errorf("%w: %v", ErrUpstream, err)
 		}
-		e.log.Warn("round failed upstream", "requests", len(q), "err", err)
+		e.upstreamLog.failed(e.log, err, len(q))
 		failRound(q, sr, err)
 		return
 	}
 	ans, err := answerOf(u.sig, root, level)
 	if err != nil {
 		e.cfg.Metrics.upstreamError()
-		failRound(q, sr, fmt.Errorf("%w: %v", ErrUpstream, err))
+		err = fmt.Errorf("%w: %v", ErrUpstream, err)
+		e.upstreamLog.failed(e.log, err, len(q))
+		failRound(q, sr, err)
 		return
 	}
+	e.upstreamLog.ok(e.log)
 	sr.Answer = ans
 	var t *turn
 	if rd.waiters > 0 {
