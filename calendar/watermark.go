@@ -70,35 +70,49 @@ type Watermark struct {
 // zero mark (for a new calendar), else w is nil: a calendar with seconds
 // and no mark cannot tell what it answered.
 func OpenWatermark(path string, create bool) (w *Watermark, found bool, err error) {
-	flag := os.O_RDWR
-	if create {
-		flag |= os.O_CREATE
-	}
-	f, err := os.OpenFile(path, flag, 0o600)
-	if errors.Is(err, os.ErrNotExist) && !create {
-		return nil, false, nil
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		if !create {
+			return nil, false, nil
+		}
+		return createWatermark(path)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("calendar: open watermark: %w", err)
 	}
 	w = &Watermark{path: path, f: f, slot: 1}
-	found, err = w.load()
-	if err != nil {
+	if found, err = w.load(); err != nil || !found {
 		f.Close()
-		return nil, false, err
-	}
-	if !found {
-		if !create {
-			f.Close()
-			return nil, false, nil
-		}
-		if err := w.write(Mark{}); err != nil {
-			f.Close()
+		if err != nil || !create {
 			return nil, false, err
 		}
-		syncDir(filepath.Dir(path))
+		return createWatermark(path)
 	}
-	return w, found, nil
+	return w, true, nil
+}
+
+// createWatermark writes a zero mark to a new file beside path and
+// renames it into place, so that a crash while creating leaves no file
+// or a complete one, never a damaged one that a new calendar would then
+// refuse.
+func createWatermark(path string) (*Watermark, bool, error) {
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("calendar: create watermark: %w", err)
+	}
+	w := &Watermark{path: path, f: f, slot: 1}
+	err = w.write(Mark{})
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, false, fmt.Errorf("calendar: create watermark %s: %w", path, err)
+	}
+	syncDir(filepath.Dir(path))
+	return w, false, nil
 }
 
 // Path returns the file's path.

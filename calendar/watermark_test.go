@@ -3,8 +3,12 @@ package calendar
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/tempel-ksi/tempel/ksi"
@@ -232,5 +236,48 @@ func TestWatermarkReset(t *testing.T) {
 	w, _ = openMark(t, path, false)
 	if !sameMark(w.Mark(), low) {
 		t.Fatalf("after reset: %+v, want %+v", w.Mark(), low)
+	}
+}
+
+// envWatermarkChild makes the test binary create a watermark under a
+// file size limit smaller than one record, as a crash or a full disk
+// would cut the first write short (TestWatermarkFirstWriteCut).
+const envWatermarkChild = "TEMPEL_WATERMARK_CREATE_CHILD"
+
+func watermarkCreateChild(path string) {
+	lim := syscall.Rlimit{Cur: 40, Max: 40}
+	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &lim); err != nil {
+		fmt.Println("setrlimit:", err)
+		os.Exit(2)
+	}
+	if _, _, err := OpenWatermark(path, true); err != nil {
+		fmt.Println("create failed:", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// TestWatermarkFirstWriteCut: a new calendar's watermark whose first
+// write is cut short (here by a file size limit, in a real process) must
+// not be left as a damaged file: a new calendar would then be refused
+// for good. The next open creates it whole.
+func TestWatermarkFirstWriteCut(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns processes")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "watermark")
+	cmd := exec.Command(exe, "-test.run=^$")
+	cmd.Env = append(os.Environ(), envWatermarkChild+"="+path)
+	out, err := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(string(out), "create failed") {
+		t.Fatalf("child: exit %d (%v): %s; want a failed creation", code, err, out)
+	}
+	w, found := openMark(t, path, true)
+	if found || !sameMark(w.Mark(), Mark{}) {
+		t.Fatalf("after a cut first write: found %v, mark %+v", found, w.Mark())
 	}
 }
