@@ -602,17 +602,40 @@ func (s *Service) stop() {
 	s.failAll(ErrStopped)
 }
 
+// Head returns the calendar's first and last second and the root after
+// the last, as far as the watermark holds them (see answeredHead).
+func (s *Service) Head() (first, last uint64, root ksi.Imprint, err error) {
+	first, last, ok := s.answeredHead()
+	if !ok {
+		return 0, 0, nil, ErrEmpty
+	}
+	root, err = s.cfg.Store.Root(last)
+	return first, last, root, err
+}
+
+// answeredHead is the store's head cut at the watermark: a second
+// appended but not yet marked could still be lost with the WAL's tail,
+// so neither its root nor a chain to it may leave the process. ok is
+// false until a second is marked.
+func (s *Service) answeredHead() (first, last uint64, ok bool) {
+	first, last, ok = s.cfg.Store.Head()
+	if w := s.cfg.Watermark; ok && w != nil {
+		m := w.Mark().Last
+		if m < first {
+			return first, 0, false
+		}
+		last = min(last, m)
+	}
+	return first, last, ok
+}
+
 // Extend returns the calendar chain from leaf aggrTime to the root after
-// pubTime (0: the newest second) and the calendar's last second.
+// pubTime (0: the newest second) and the calendar's last second, both
+// only as far as the watermark holds them.
 func (s *Service) Extend(aggrTime, pubTime uint64) (*ksi.CalendarChain, uint64, error) {
-	_, last, ok := s.cfg.Store.Head()
+	_, last, ok := s.answeredHead()
 	if !ok {
 		return nil, 0, ErrEmpty
-	}
-	// Chains go only to roots the watermark holds: a second appended but
-	// not yet marked could still be lost with the WAL's tail.
-	if w := s.cfg.Watermark; w != nil {
-		last = min(last, w.Mark().Last)
 	}
 	if pubTime == 0 {
 		pubTime = last
