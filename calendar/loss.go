@@ -99,6 +99,15 @@ func (s *Store) CheckMark(m Mark, markFound bool) error {
 	return nil
 }
 
+// CheckMarkNoStore is CheckMark for a calendar whose store does not
+// exist: only a mark of nothing answered lets a new store be created.
+func CheckMarkNoStore(m Mark) error {
+	if m.Last != 0 || m.Root != nil || m.Pub != 0 {
+		return &LossError{Had: m}
+	}
+	return nil
+}
+
 // publication reads the stored publication record of time t.
 func (s *Store) publication(t uint64) (*ksi.PublicationRecord, error) {
 	v, err := s.getMeta(pubKey(t))

@@ -108,6 +108,14 @@ func TestCheckMark(t *testing.T) {
 		t.Errorf("empty: %+v %v", loss, err)
 	}
 
+	// No store at all: only a mark of nothing answered lets one be made.
+	if err := CheckMarkNoStore(Mark{}); err != nil {
+		t.Errorf("no store, zero mark: %v", err)
+	}
+	if loss = lossOf(t, CheckMarkNoStore(same)); loss.HasStore {
+		t.Errorf("no store: %+v", loss)
+	}
+
 	// The store starts after the marked second.
 	if loss = lossOf(t, storeWith(t, lossBase+30, lossBase+40).CheckMark(same, true)); loss.RootDiff {
 		t.Errorf("starts after the mark: %+v", loss)

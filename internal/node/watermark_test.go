@@ -3,8 +3,10 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -102,5 +104,46 @@ func TestHeadOnlyAnsweredSeconds(t *testing.T) {
 	}
 	if cfg.Config == nil || cfg.Config.CalendarLastTime != markBase+6 {
 		t.Fatalf("PDU configuration %+v, want last time %d", cfg.Config, markBase+6)
+	}
+}
+
+// TestRefusedWithoutTouchingTheStore: a watermark that has answered
+// seconds and a data directory without the store (deleted, or a new
+// volume not yet restored) is refused before a new empty store is
+// created there, so a backup can be put back where it belongs.
+func TestRefusedWithoutTouchingTheStore(t *testing.T) {
+	dir := t.TempDir()
+	prepareCalendar(t, dir, 3, 3)
+	if err := os.RemoveAll(filepath.Join(dir, "calendar")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		_, _, err := OpenCalendar(dir, "", calendar.StoreOptions{Logger: quiet()})
+		if !errors.Is(err, calendar.ErrHistoryLost) || !strings.Contains(err.Error(), "the store is empty") {
+			t.Fatalf("open %d: %v, want ErrHistoryLost", i, err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, "calendar")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("open %d: a refused start created the store: %v", i, err)
+		}
+	}
+}
+
+// TestMissingWatermarkRefusedEveryTime: a store with seconds and no
+// watermark is refused on every start, not only the first (the refusal
+// must not create a fresh mark that the next start would accept).
+func TestMissingWatermarkRefusedEveryTime(t *testing.T) {
+	dir := t.TempDir()
+	prepareCalendar(t, dir, 3, 3)
+	if err := os.Remove(WatermarkPath(dir, "")); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		_, _, err := OpenCalendar(dir, "", calendar.StoreOptions{Logger: quiet()})
+		if !errors.Is(err, calendar.ErrHistoryLost) || !strings.Contains(err.Error(), "watermark file is missing") {
+			t.Fatalf("open %d: %v, want ErrHistoryLost", i, err)
+		}
+		if _, err := os.Stat(WatermarkPath(dir, "")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("open %d: a refused start created the watermark: %v", i, err)
+		}
 	}
 }
