@@ -179,11 +179,7 @@ func AcceptLoss(s *Store, w *Watermark, markFound bool, reason string, now time.
 		if has {
 			from = last + 1
 		}
-		leaves := make([]ksi.Imprint, 0, m.Last-from+1)
-		for t := from; t <= m.Last; t++ {
-			leaves = append(leaves, EmptyLeaf)
-		}
-		if _, err := appendChunked(s, from, leaves); err != nil {
+		if _, err := appendFilled(s, from, m.Last, EmptyLeaf); err != nil {
 			return nil, err
 		}
 		rec.FilledFrom, rec.FilledTo = from, m.Last

@@ -231,6 +231,25 @@ func TestAcceptLoss(t *testing.T) {
 		accepted(t, st, w)
 	})
 
+	t.Run("gap longer than a batch", func(t *testing.T) {
+		st := storeWith(t, lossBase, lossBase+5)
+		end := uint64(lossBase + 5 + fillChunk + 7)
+		w := newMark(t, Mark{Last: end, Root: leafFor(end)})
+		rec, err := AcceptLoss(st, w, true, "down for long", acceptedAt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.FilledFrom != lossBase+6 || rec.FilledTo != end {
+			t.Fatalf("record %+v", rec)
+		}
+		for _, s := range []uint64{lossBase + 6, lossBase + 5 + fillChunk, lossBase + 6 + fillChunk, end} {
+			if l, err := st.Leaf(s); err != nil || !l.Equal(EmptyLeaf) {
+				t.Fatalf("second %d: %v %v, want an empty leaf", s, l, err)
+			}
+		}
+		accepted(t, st, w)
+	})
+
 	t.Run("empty store", func(t *testing.T) {
 		had := storeWith(t, lossBase, lossBase+20)
 		st := storeWith(t, 1, 0)

@@ -473,16 +473,10 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 		}
 	}
 	st := s.cfg.Store
-	leaves := []ksi.Imprint{leaf}
 	from := t
 	if _, last, ok := st.Head(); ok && last+1 < t {
 		// Seconds missed while down (or skipped) become empty leaves.
 		from = last + 1
-		leaves = make([]ksi.Imprint, 0, t-from+1)
-		for i := from; i < t; i++ {
-			leaves = append(leaves, EmptyLeaf)
-		}
-		leaves = append(leaves, leaf)
 		s.log.Info("filling missed seconds with empty leaves", "from", from, "to", t-1)
 	} else if ok && last >= t {
 		// Already in the store (a restart within the same second).
@@ -490,7 +484,7 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 		s.setClosed(t)
 		return nil
 	}
-	root, err := appendChunked(st, from, leaves)
+	root, err := appendFilled(st, from, t, leaf)
 	if err != nil {
 		s.answerAll(subs, nil, err)
 		return err
@@ -505,7 +499,7 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 		}
 	}
 	s.setClosed(t)
-	s.cfg.Metrics.appended(len(leaves), s.cfg.Now().Sub(start))
+	s.cfg.Metrics.appended(int(t-from+1), s.cfg.Now().Sub(start))
 	s.log.Debug("closed second", "t", t, "submissions", len(subs), "late_by", start.Sub(secondEnd(t).Add(s.cfg.Grace)))
 	if r == nil {
 		return nil
@@ -522,18 +516,29 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 	return nil
 }
 
-// appendChunked appends leaves in batches of bounded size, each synced.
-func appendChunked(st *Store, from uint64, leaves []ksi.Imprint) (ksi.Imprint, error) {
-	const chunk = 1 << 16
+// fillChunk bounds the leaves of one synced batch, and so the memory a
+// long gap (a server down for months) takes to fill.
+const fillChunk = 1 << 16
+
+// appendFilled appends empty leaves for seconds from..t-1 and leaf for
+// second t, in synced batches of at most fillChunk leaves, and returns the
+// root after t.
+func appendFilled(st *Store, from, t uint64, leaf ksi.Imprint) (ksi.Imprint, error) {
+	buf := make([]ksi.Imprint, 0, min(t-from+1, fillChunk))
 	var root ksi.Imprint
-	for len(leaves) > 0 {
-		n := min(len(leaves), chunk)
+	for from <= t {
+		buf = buf[:0]
+		for s := from; s < t && len(buf) < fillChunk; s++ {
+			buf = append(buf, EmptyLeaf)
+		}
+		if len(buf) < fillChunk {
+			buf = append(buf, leaf)
+		}
 		var err error
-		if root, err = st.AppendRange(from, leaves[:n], true); err != nil {
+		if root, err = st.AppendRange(from, buf, true); err != nil {
 			return nil, err
 		}
-		from += uint64(n)
-		leaves = leaves[n:]
+		from += uint64(len(buf))
 	}
 	return root, nil
 }
