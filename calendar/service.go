@@ -441,6 +441,7 @@ func (s *Service) closeDue() error {
 			s.mu.Unlock()
 			return nil
 		}
+		next = s.skipIdleLocked(next, now)
 		subs := s.pending[next]
 		delete(s.pending, next)
 		s.taken = next // from now on, a slot in next submits to a later second
@@ -451,6 +452,34 @@ func (s *Service) closeDue() error {
 			return err
 		}
 	}
+}
+
+// skipIdleLocked returns the second to close from next (which is due)
+// on: the seconds without submissions or held slots before a later one
+// that is due by its grace period are left out, and closeSecond fills
+// them with empty leaves together with it. So a calendar that was down
+// or stopped on a fault catches up in a few writes, not two synced
+// writes (leaf and watermark) per missed second.
+func (s *Service) skipIdleLocked(next uint64, now time.Time) uint64 {
+	// The newest second whose grace period has passed.
+	cur := uint64(now.Add(-s.cfg.Grace).Unix())
+	if cur < 2 || cur-1 <= next {
+		return next
+	}
+	to := cur - 1
+	for k := range s.pending {
+		if k >= next && k < to {
+			to = k
+		}
+	}
+	for k := range s.holds {
+		if k > next && k-1 < to {
+			to = k - 1
+		} else if k == next {
+			return next
+		}
+	}
+	return to
 }
 
 // closeSecond appends leaf t (filling any missed seconds with empty
