@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
+	"syscall"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -46,6 +48,31 @@ type pebbleFatal struct{ msg string }
 
 func (f pebbleFatal) Error() string { return "pebble: " + f.msg }
 
+// corruptionLog reports a damaged file found by a read once per file.
+// Pebble's default would call Fatalf, which panics: a damaged table then
+// took the whole process down (or, at open, printed a stack dump) where
+// the read can simply fail, with nothing answered from the bad block.
+type corruptionLog struct {
+	log  *slog.Logger
+	mu   sync.Mutex
+	seen map[string]bool
+}
+
+func newCorruptionLog(log *slog.Logger) *corruptionLog {
+	return &corruptionLog{log: log, seen: make(map[string]bool)}
+}
+
+func (c *corruptionLog) report(info pebble.DataCorruptionInfo) {
+	c.mu.Lock()
+	first := !c.seen[info.Path]
+	c.seen[info.Path] = true
+	c.mu.Unlock()
+	if first {
+		c.log.Error("calendar store file damaged; reads of it fail: stop the server, restore the data directory from a backup, then run 'tempel calendar check'",
+			"file", info.Path, "err", fmt.Sprint(info.Details))
+	}
+}
+
 // openPebble opens the database, turning Pebble's errors about damaged
 // files into one line that names the file and what to do.
 func openPebble(dir string, opts StoreOptions) (db *pebble.DB, err error) {
@@ -61,7 +88,8 @@ func openPebble(dir string, opts StoreOptions) (db *pebble.DB, err error) {
 	}()
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
-	po := &pebble.Options{Cache: cache, Logger: pebbleLogger{opts.Logger}, ReadOnly: opts.ReadOnly, FS: opts.FS}
+	po := &pebble.Options{Cache: cache, Logger: pebbleLogger{opts.Logger}, ReadOnly: opts.ReadOnly, FS: opts.FS,
+		EventListener: &pebble.EventListener{DataCorruption: newCorruptionLog(opts.Logger).report}}
 	po.Levels[0].BlockSize = opts.BlockSize // later levels inherit it
 	for i := range po.Levels {
 		// Bloom filters let a Get skip the tables that cannot hold its
@@ -80,6 +108,18 @@ func openPebble(dir string, opts StoreOptions) (db *pebble.DB, err error) {
 // damagedFile finds the name of a store file in an error message.
 var damagedFile = regexp.MustCompile(`(MANIFEST-\d+|OPTIONS-\d+|CURRENT|\d{6}\.(?:sst|log|blob))`)
 
+// lockConflict reports Pebble's refusal to lock a store another process
+// (or this one) has open: the bare errno of the refused lock, without a
+// path (a LOCK file that cannot be created is a permission problem).
+func lockConflict(err error) bool {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return false
+	}
+	return errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) ||
+		strings.Contains(err.Error(), "lock held by current process")
+}
+
 // describeOpenError turns an error from opening or loading the store into
 // one line: which file, what is wrong, and what the operator can do.
 // Errors that are not about damage (a lock held by a running server,
@@ -90,7 +130,7 @@ func describeOpenError(dir string, err error) error {
 	}
 	first, _, _ := strings.Cut(err.Error(), "\n")
 	switch {
-	case strings.Contains(first, "lock"):
+	case lockConflict(err):
 		return fmt.Errorf("calendar: store %s is in use by another process (is a server running?): %s", dir, first)
 	case errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("calendar: store %s: %s", dir, first)
@@ -101,7 +141,9 @@ func describeOpenError(dir string, err error) error {
 		return fmt.Errorf("calendar: open store %s: %s", dir, first)
 	}
 	where := "a file of the store"
-	if m := damagedFile.FindString(err.Error()); m != "" {
+	if info := pebble.ExtractDataCorruptionInfo(err); info != nil && info.Path != "" {
+		where = info.Path
+	} else if m := damagedFile.FindString(err.Error()); m != "" {
 		where = filepath.Join(dir, m)
 	}
 	return fmt.Errorf("%w: %s is damaged or missing (%s); stop the server, restore the data directory from a backup, "+
