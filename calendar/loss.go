@@ -27,6 +27,8 @@ type LossError struct {
 	NoMark    bool   // the watermark file was missing while the store has seconds
 	RootDiff  bool   // the store has second Had.Last but another root after it
 	PubMissed bool   // the publication of Had.Pub is missing or differs
+	// MarkPath names the watermark file in the message, when known.
+	MarkPath string
 }
 
 func (e *LossError) Error() string {
@@ -36,7 +38,11 @@ func (e *LossError) Error() string {
 	}
 	switch {
 	case e.NoMark:
-		return fmt.Sprintf("%v: the watermark file is missing, so what was answered cannot be checked (%s)", ErrHistoryLost, found)
+		file := "the watermark file"
+		if e.MarkPath != "" {
+			file += " " + e.MarkPath
+		}
+		return fmt.Sprintf("%v: %s is missing or empty, so what was answered cannot be checked (%s)", ErrHistoryLost, file, found)
 	case e.RootDiff:
 		return fmt.Sprintf("%v: the watermark says second %d (%s) was answered with another calendar root than the store has: the store holds a different history", ErrHistoryLost, e.Had.Last, utc(e.Had.Last))
 	case e.PubMissed:

@@ -82,7 +82,7 @@ func TestCheckMark(t *testing.T) {
 
 	// No mark while the store has seconds: what was answered is unknown.
 	loss := lossOf(t, full.CheckMark(Mark{}, false))
-	if !loss.NoMark || !strings.Contains(loss.Error(), "watermark file is missing") {
+	if !loss.NoMark || !strings.Contains(loss.Error(), "watermark file is missing or empty") {
 		t.Errorf("no mark: %+v %v", loss, loss)
 	}
 

@@ -83,7 +83,8 @@ func runCalendarCheck(c *ucli.Context) error {
 	if err := st.Check(); err != nil {
 		rep.Problems = append(rep.Problems, "calendar tree: "+err.Error())
 	}
-	w, found, err := calendar.OpenWatermark(node.WatermarkPath(dir, c.String("watermark")), false)
+	markPath := node.WatermarkPath(dir, c.String("watermark"))
+	w, found, err := calendar.OpenWatermark(markPath, false)
 	switch {
 	case err != nil:
 		rep.Problems = append(rep.Problems, err.Error())
@@ -95,6 +96,9 @@ func runCalendarCheck(c *ucli.Context) error {
 			w.Close()
 		}
 		if err := st.CheckMark(m, found); err != nil {
+			if loss := (*calendar.LossError)(nil); errors.As(err, &loss) {
+				loss.MarkPath = markPath
+			}
 			rep.Problems = append(rep.Problems, err.Error())
 		}
 	}

@@ -359,6 +359,10 @@ func checkedCalendar(dataDir, watermarkFile string, opts calendar.StoreOptions) 
 			w.Close()
 		}
 		st.Close()
+		var loss *calendar.LossError
+		if errors.As(err, &loss) {
+			loss.MarkPath = WatermarkPath(dataDir, watermarkFile)
+		}
 		return nil, nil, false, refuseLoss(err, dataDir)
 	}
 	return st, w, found, nil
@@ -384,8 +388,12 @@ func refuseLoss(err error, dataDir string) error {
 	if err == nil {
 		return nil
 	}
-	return fmt.Errorf("%w; refusing to start. Restore the data directory from a newer copy, or accept the loss with "+
-		"'tempel calendar accept-loss --data-dir %s' (signatures of the lost seconds will no longer verify)", err, dataDir)
+	restore := "Restore the data directory from a newer copy"
+	if loss := (*calendar.LossError)(nil); errors.As(err, &loss) && loss.NoMark {
+		restore = "Put the watermark file back (or give its place with --watermark)"
+	}
+	return fmt.Errorf("%w; refusing to start. %s, or accept the loss with "+
+		"'tempel calendar accept-loss --data-dir %s' (signatures of the lost seconds will no longer verify)", err, restore, dataDir)
 }
 
 // watermarkError says what to do about a watermark that cannot be read.

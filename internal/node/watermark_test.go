@@ -139,7 +139,8 @@ func TestMissingWatermarkRefusedEveryTime(t *testing.T) {
 	}
 	for i := 0; i < 3; i++ {
 		_, _, err := OpenCalendar(dir, "", calendar.StoreOptions{Logger: quiet()})
-		if !errors.Is(err, calendar.ErrHistoryLost) || !strings.Contains(err.Error(), "watermark file is missing") {
+		if !errors.Is(err, calendar.ErrHistoryLost) || !strings.Contains(err.Error(), "watermark file "+WatermarkPath(dir, "")+" is missing") ||
+			!strings.Contains(err.Error(), "Put the watermark file back (or give its place with --watermark)") {
 			t.Fatalf("open %d: %v, want ErrHistoryLost", i, err)
 		}
 		if _, err := os.Stat(WatermarkPath(dir, "")); !errors.Is(err, os.ErrNotExist) {
