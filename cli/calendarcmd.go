@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -67,7 +68,14 @@ type checkReport struct {
 func runCalendarCheck(c *ucli.Context) error {
 	dir := c.String("data-dir")
 	rep := checkReport{DataDir: dir, Problems: []string{}}
-	st, err := calendar.OpenStore(filepath.Join(dir, "calendar"), calendar.StoreOptions{ReadOnly: true, Logger: discardLog()})
+	storeDir := filepath.Join(dir, "calendar")
+	if _, err := os.Stat(storeDir); errors.Is(err, os.ErrNotExist) {
+		if p := missingStore(dir, c.String("watermark")); p != "" {
+			rep.Problems = append(rep.Problems, p)
+			return printCheck(c, rep)
+		}
+	}
+	st, err := calendar.OpenStore(storeDir, calendar.StoreOptions{ReadOnly: true, Logger: discardLog()})
 	if err != nil {
 		if !errors.Is(err, calendar.ErrCorrupt) {
 			return inputErrorf("%v", err)
@@ -109,6 +117,24 @@ func runCalendarCheck(c *ucli.Context) error {
 		rep.Problems = append(rep.Problems, err.Error())
 	}
 	return printCheck(c, rep)
+}
+
+// missingStore is the problem with a data directory without a store:
+// none for a calendar that never answered (or a wrong --data-dir, which
+// OpenStore then reports), else what its watermark says was lost.
+func missingStore(dir, watermark string) string {
+	w, found, err := calendar.OpenWatermark(node.WatermarkPath(dir, watermark), false)
+	if err != nil {
+		return err.Error()
+	}
+	if !found {
+		return ""
+	}
+	defer w.Close()
+	if err := calendar.CheckMarkNoStore(w.Mark()); err != nil {
+		return fmt.Sprintf("the store %s is missing: %v", filepath.Join(dir, "calendar"), err)
+	}
+	return ""
 }
 
 func printCheck(c *ucli.Context, rep checkReport) error {

@@ -1,0 +1,44 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tempel-ksi/tempel/calendar"
+	"github.com/tempel-ksi/tempel/ksi"
+)
+
+// TestCalendarCheckMissingStore: a data directory whose watermark says
+// seconds were answered but whose store is gone is damaged (exit 1), not
+// a usage error; without a watermark it is a wrong --data-dir (exit 3).
+func TestCalendarCheckMissingStore(t *testing.T) {
+	dir := t.TempDir()
+	run := func() (int, string) {
+		var stdout, stderr bytes.Buffer
+		code := Run(context.Background(), []string{"tempel", "calendar", "check", "--data-dir", dir}, &stdout, &stderr)
+		return code, stdout.String() + stderr.String()
+	}
+	if code, out := run(); code != ExitError {
+		t.Fatalf("no store, no watermark: exit %d: %s", code, out)
+	}
+	w, _, err := calendar.OpenWatermark(filepath.Join(dir, "watermark"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Answered(1_800_000_000, ksi.Imprint(append([]byte{1}, make([]byte, 32)...))); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	code, out := run()
+	if code != ExitFailed || !strings.Contains(out, "PROBLEM:") || !strings.Contains(out, "is missing") ||
+		!strings.Contains(out, "answered history lost") {
+		t.Fatalf("store gone under a watermark: exit %d: %s", code, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "calendar")); err == nil {
+		t.Fatal("check created a store")
+	}
+}
