@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tempel-ksi/tempel/ksi"
 )
@@ -58,11 +59,14 @@ var ErrWatermarkDamaged = errors.New("calendar: watermark damaged")
 type Watermark struct {
 	path string
 
-	mu   sync.Mutex
+	mu   sync.Mutex // writers: held through the write and its fsync
 	f    *os.File
 	seq  uint64
 	slot int // sector holding the newest valid copy
 	mark Mark
+	// cur is the mark for readers (Extend, the head, the publisher on
+	// every request), who must not wait for a writer's fsync.
+	cur atomic.Pointer[Mark]
 }
 
 // OpenWatermark opens the watermark file at path. found is false when the
@@ -120,9 +124,10 @@ func (w *Watermark) Path() string { return w.path }
 
 // Mark returns the current mark.
 func (w *Watermark) Mark() Mark {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.mark
+	if m := w.cur.Load(); m != nil {
+		return *m
+	}
+	return Mark{}
 }
 
 // Close closes the file.
@@ -184,7 +189,15 @@ func (w *Watermark) write(m Mark) error {
 	}
 	w.seq, w.slot = seq, slot
 	w.mark = Mark{Last: m.Last, Root: append(ksi.Imprint(nil), m.Root...), Pub: m.Pub}
+	w.publish()
 	return nil
+}
+
+// publish makes w.mark the readers' mark. The root is never changed in
+// place (write copies it), so readers may share it.
+func (w *Watermark) publish() {
+	m := w.mark
+	w.cur.Store(&m)
 }
 
 // load reads the newest valid copy; found is false for an empty file.
@@ -209,6 +222,7 @@ func (w *Watermark) load() (found bool, err error) {
 		return false, fmt.Errorf("%w: %s: neither copy of the mark passes its checksum", ErrWatermarkDamaged, w.path)
 	}
 	w.slot = best
+	w.publish()
 	return true, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/tempel-ksi/tempel/ksi"
 )
@@ -279,5 +280,27 @@ func TestWatermarkFirstWriteCut(t *testing.T) {
 	w, found := openMark(t, path, true)
 	if found || !sameMark(w.Mark(), Mark{}) {
 		t.Fatalf("after a cut first write: found %v, mark %+v", found, w.Mark())
+	}
+}
+
+// TestWatermarkReadersDoNotWaitForWrites: Mark is read on every extension
+// and head request; a write holds the lock through its fsync, which on a
+// slow disk takes long, and readers must not queue behind it.
+func TestWatermarkReadersDoNotWaitForWrites(t *testing.T) {
+	w, _ := openMark(t, filepath.Join(t.TempDir(), "watermark"), true)
+	if err := w.Answered(500, leafFor(500)); err != nil {
+		t.Fatal(err)
+	}
+	w.mu.Lock() // a write in progress, waiting for its fsync
+	defer w.mu.Unlock()
+	got := make(chan Mark, 1)
+	go func() { got <- w.Mark() }()
+	select {
+	case m := <-got:
+		if m.Last != 500 {
+			t.Fatalf("mark %d, want 500", m.Last)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Mark waited for a write in progress")
 	}
 }
