@@ -384,3 +384,31 @@ func TestAcceptLossPublicationFloor(t *testing.T) {
 		}
 	}
 }
+
+// TestPublisherMarksStoredPublication: a publication stored just before a
+// crash, before the watermark recorded it, is recorded when a restarted
+// publisher loads it, before it serves it again: a store that later
+// loses it is then refused.
+func TestPublisherMarksStoredPublication(t *testing.T) {
+	keys, err := pki.Init(filepath.Join(t.TempDir(), "keys"), pki.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := storeWith(t, lossBase, lossBase+12)
+	pd := ksi.NewPublishedData(lossBase+10, mustRoot(t, st, lossBase+10))
+	rec, err := ksi.NewPublicationRecord(ksi.TypePubFileRecord, pd, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.savePublication(rec, []byte("file")); err != nil {
+		t.Fatal(err)
+	}
+	w := newMark(t, markOf(t, st, lossBase+12, 0)) // the crash came before Published
+	p, err := NewPublisher(PublisherConfig{Store: st, Signer: keys, Watermark: w, Period: 10 * time.Second, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(p.Publications()) != 1 || w.Mark().Pub != lossBase+10 {
+		t.Fatalf("serving %d publications with the watermark at publication %d, want %d", len(p.Publications()), w.Mark().Pub, lossBase+10)
+	}
+}
