@@ -506,7 +506,6 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 	if _, last, ok := st.Head(); ok && last+1 < t {
 		// Seconds missed while down (or skipped) become empty leaves.
 		from = last + 1
-		s.log.Info("filling missed seconds with empty leaves", "from", from, "to", t-1)
 	} else if ok && last >= t {
 		// Already in the store (a restart within the same second).
 		s.answerAll(subs, nil, fmt.Errorf("calendar: second %d was already closed", t))
@@ -517,6 +516,10 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 	if err != nil {
 		s.answerAll(subs, nil, err)
 		return err
+	}
+	if from < t {
+		// Logged once done: a fault retried every second logs once.
+		s.log.Info("filled missed seconds with empty leaves", "from", from, "to", t-1)
 	}
 	// The mark moves before any answer of t leaves: a store that later
 	// opens without t is refused instead of signing t again.
