@@ -188,7 +188,14 @@ func runAcceptLoss(c *ucli.Context) error {
 		return enc.Encode(rec)
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "accepted and recorded: the watermark had second %d, the store had %d\n", rec.HadLast, rec.FoundLast)
+	switch {
+	case rec.NoMark:
+		fmt.Fprintf(w, "accepted and recorded: the watermark was missing, the store had %d\n", rec.FoundLast)
+	case rec.FoundNone:
+		fmt.Fprintf(w, "accepted and recorded: the watermark had second %d, the store was empty\n", rec.HadLast)
+	default:
+		fmt.Fprintf(w, "accepted and recorded: the watermark had second %d, the store had %d\n", rec.HadLast, rec.FoundLast)
+	}
 	if rec.FilledTo != 0 {
 		fmt.Fprintf(w, "seconds %d to %d are now empty leaves: their signatures no longer verify\n", rec.FilledFrom, rec.FilledTo)
 	}

@@ -42,3 +42,27 @@ func TestCalendarCheckMissingStore(t *testing.T) {
 		t.Fatal("check created a store")
 	}
 }
+
+// TestAcceptLossEmptyStore: an operator who lost the whole store accepts
+// it; the message says the store was empty, and the calendar starts again
+// at the marked second.
+func TestAcceptLossEmptyStore(t *testing.T) {
+	dir := t.TempDir()
+	w, _, err := calendar.OpenWatermark(filepath.Join(dir, "watermark"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Answered(1_800_000_000, ksi.Imprint(append([]byte{1}, make([]byte, 32)...))); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	var stdout, stderr bytes.Buffer
+	code := Run(context.Background(), []string{"tempel", "calendar", "accept-loss", "--data-dir", dir, "--reason", "disk lost"}, &stdout, &stderr)
+	if code != ExitOK || !strings.Contains(stdout.String(), "the watermark had second 1800000000, the store was empty") {
+		t.Fatalf("exit %d: %s%s", code, stdout.String(), stderr.String())
+	}
+	stdout.Reset()
+	if code := Run(context.Background(), []string{"tempel", "calendar", "check", "--data-dir", dir}, &stdout, &stderr); code != ExitOK {
+		t.Fatalf("check after accepting: exit %d: %s", code, stdout.String())
+	}
+}
