@@ -149,6 +149,9 @@ type LossRecord struct {
 	// calendar never again signs a second it had answered.
 	FilledFrom uint64 `json:"filled_from,omitempty"`
 	FilledTo   uint64 `json:"filled_to,omitempty"`
+	// PubFloor: with no watermark, which publications were served is
+	// unknown, so none is made again at or before the acceptance.
+	PubFloor uint64 `json:"no_publication_at_or_before,omitempty"`
 }
 
 // ErrNothingToAccept: AcceptLoss found the store consistent with its mark.
@@ -178,6 +181,9 @@ func AcceptLoss(s *Store, w *Watermark, markFound bool, reason string, now time.
 		FoundLast: loss.Found, FoundNone: !loss.HasStore}
 	if m.Root != nil {
 		rec.HadRoot = hex.EncodeToString(m.Root)
+	}
+	if loss.NoMark {
+		rec.PubFloor = uint64(max(now.Unix(), 0))
 	}
 	_, last, has := s.Head()
 	if !loss.NoMark && m.Last > 0 && (!has || last < m.Last) {
@@ -256,7 +262,7 @@ func (s *Store) publicationFloor() (uint64, error) {
 	}
 	var floor uint64
 	for _, r := range recs {
-		floor = max(floor, r.HadPub)
+		floor = max(floor, r.HadPub, r.PubFloor)
 	}
 	return floor, nil
 }

@@ -412,3 +412,46 @@ func TestPublisherMarksStoredPublication(t *testing.T) {
 		t.Fatalf("serving %d publications with the watermark at publication %d, want %d", len(p.Publications()), w.Mark().Pub, lossBase+10)
 	}
 }
+
+// TestAcceptLossNoMarkPublicationFloor: with the watermark gone, which
+// publications were served is unknown; the newest boundary the calendar
+// reaches after the acceptance may be one that was published before the
+// store lost its tail, so no publication at or before the acceptance is
+// made again.
+func TestAcceptLossNoMarkPublicationFloor(t *testing.T) {
+	keys, err := pki.Init(filepath.Join(t.TempDir(), "keys"), pki.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Seconds up to …014 survive; …020 had been published (lost with the
+	// watermark). The operator accepts at …025.
+	st := storeWith(t, lossBase, lossBase+14)
+	w, _ := openMark(t, filepath.Join(t.TempDir(), "watermark"), true)
+	rec, err := AcceptLoss(st, w, false, "watermark and WAL lost", time.Unix(lossBase+25, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.PubFloor != lossBase+25 {
+		t.Fatalf("record %+v, want no publication at or before %d", rec, lossBase+25)
+	}
+	// The calendar goes on: the seconds missed are empty leaves.
+	appendLeaves(t, st, lossBase+15, lossBase+26)
+	if err := w.Answered(lossBase+26, mustRoot(t, st, lossBase+26)); err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPublisher(PublisherConfig{Store: st, Signer: keys, Watermark: w, Period: 10 * time.Second,
+		Now: func() time.Time { return time.Unix(lossBase+27, 0) }, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.PublishDue(); err != nil || got != nil {
+		t.Fatalf("published %+v (%v) at or before the acceptance", got, err)
+	}
+	appendLeaves(t, st, lossBase+27, lossBase+30)
+	if err := w.Answered(lossBase+30, mustRoot(t, st, lossBase+30)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := p.PublishDue(); err != nil || got == nil || got.Data.Time != lossBase+30 {
+		t.Fatalf("next publication: %+v %v, want %d", got, err, lossBase+30)
+	}
+}
