@@ -199,8 +199,8 @@ func runAcceptLoss(c *ucli.Context) error {
 	if rec.FilledTo != 0 {
 		fmt.Fprintf(w, "seconds %d to %d are now empty leaves: their signatures no longer verify\n", rec.FilledFrom, rec.FilledTo)
 	}
-	if rec.HadPub != 0 {
-		fmt.Fprintf(w, "no publication will be made at or before %d again\n", rec.HadPub)
+	if floor := max(rec.HadPub, rec.PubFloor); floor != 0 {
+		fmt.Fprintf(w, "no publication will be made at or before %d again\n", floor)
 	}
 	fmt.Fprintln(w, "the server can be started again")
 	return nil
