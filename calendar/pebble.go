@@ -98,11 +98,48 @@ func openPebble(dir string, opts StoreOptions) (db *pebble.DB, err error) {
 		// Hashes do not compress; compressing only costs CPU both ways.
 		po.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.NoCompression }
 	}
+	if data, _ := storeFiles(dir); data && !opts.ReadOnly {
+		// Tables or a WAL without the MANIFEST naming them are a
+		// damaged store, not a new one: Pebble would start an empty
+		// store there and delete the old files as obsolete.
+		po.ErrorIfNotExists = true
+	}
 	db, err = pebble.Open(dir, po)
 	if err != nil {
 		return nil, describeOpenError(dir, err)
 	}
 	return db, nil
+}
+
+// storeFiles reports what a store directory holds: data (tables, or a
+// WAL with records) and the marker naming its MANIFEST.
+func storeFiles(dir string) (data, marker bool) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return false, false
+	}
+	for _, e := range entries {
+		name := e.Name()
+		switch {
+		case strings.HasPrefix(name, "marker.manifest."):
+			marker = true
+		case strings.HasSuffix(name, ".sst"), strings.HasSuffix(name, ".blob"):
+			data = true
+		case strings.HasSuffix(name, ".log"):
+			if info, err := e.Info(); err == nil && info.Size() > 0 {
+				data = true
+			}
+		}
+	}
+	return data, marker
+}
+
+// StoreExists reports whether dir holds a calendar store: a missing or
+// empty directory (or one left by a creation cut short) is a calendar
+// not yet begun.
+func StoreExists(dir string) bool {
+	data, marker := storeFiles(dir)
+	return data || marker
 }
 
 // damagedFile finds the name of a store file in an error message.
@@ -135,14 +172,18 @@ func describeOpenError(dir string, err error) error {
 	case errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("calendar: store %s: %s", dir, first)
 	}
+	// A store without its MANIFEST reads as "does not exist": only a
+	// directory holding a store is opened that way (StoreExists).
 	damaged := errors.Is(err, ErrCorrupt) || pebble.IsCorruptionError(err) || errors.Is(err, os.ErrNotExist) ||
-		strings.Contains(first, "corrupt") || strings.Contains(first, "checksum")
+		errors.Is(err, pebble.ErrDBDoesNotExist) || strings.Contains(first, "corrupt") || strings.Contains(first, "checksum")
 	if !damaged {
 		return fmt.Errorf("calendar: open store %s: %s", dir, first)
 	}
 	where := "a file of the store"
 	if info := pebble.ExtractDataCorruptionInfo(err); info != nil && info.Path != "" {
 		where = info.Path
+	} else if errors.Is(err, pebble.ErrDBDoesNotExist) {
+		where = filepath.Join(dir, "MANIFEST")
 	} else if m := damagedFile.FindString(err.Error()); m != "" {
 		where = filepath.Join(dir, m)
 	}

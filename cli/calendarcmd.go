@@ -69,10 +69,13 @@ func runCalendarCheck(c *ucli.Context) error {
 	dir := c.String("data-dir")
 	rep := checkReport{DataDir: dir, Problems: []string{}}
 	storeDir := filepath.Join(dir, "calendar")
-	if _, err := os.Stat(storeDir); errors.Is(err, os.ErrNotExist) {
+	if !calendar.StoreExists(storeDir) {
 		if p := missingStore(dir, c.String("watermark")); p != "" {
 			rep.Problems = append(rep.Problems, p)
 			return printCheck(c, rep)
+		}
+		if _, err := os.Stat(storeDir); err == nil {
+			return printCheck(c, rep) // a calendar not yet begun
 		}
 	}
 	st, err := calendar.OpenStore(storeDir, calendar.StoreOptions{ReadOnly: true, Logger: discardLog()})

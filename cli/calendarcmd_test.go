@@ -66,3 +66,17 @@ func TestAcceptLossEmptyStore(t *testing.T) {
 		t.Fatalf("check after accepting: exit %d: %s", code, stdout.String())
 	}
 }
+
+// TestCalendarCheckEmptyStoreDirectory: an empty calendar directory with
+// no watermark is a calendar not yet begun: clean.
+func TestCalendarCheckEmptyStoreDirectory(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "calendar"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := Run(context.Background(), []string{"tempel", "calendar", "check", "--data-dir", dir}, &stdout, &stderr)
+	if code != ExitOK || !strings.Contains(stdout.String(), "clean") {
+		t.Fatalf("exit %d: %s%s", code, stdout.String(), stderr.String())
+	}
+}

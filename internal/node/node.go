@@ -321,14 +321,12 @@ func OpenCalendar(dataDir, watermarkFile string, opts calendar.StoreOptions) (*c
 	// Check read-only first: opening for writing replays the WAL into a
 	// new table and removes it, and a refused store should stay as it
 	// was found, for whoever tries to repair it.
-	_, err := os.Stat(filepath.Join(dataDir, "calendar"))
-	if errors.Is(err, os.ErrNotExist) {
+	if !calendar.StoreExists(filepath.Join(dataDir, "calendar")) {
 		// No store yet: only a new calendar may create one.
 		if err := checkNoStore(dataDir, watermarkFile); err != nil {
 			return nil, nil, err
 		}
-	}
-	if err == nil {
+	} else {
 		ro := opts
 		ro.ReadOnly = true
 		st, w, _, err := checkedCalendar(dataDir, watermarkFile, ro)

@@ -148,3 +148,38 @@ func TestMissingWatermarkRefusedEveryTime(t *testing.T) {
 		}
 	}
 }
+
+// TestEmptyStoreDirectory: an empty calendar directory (made by hand or
+// by deployment tooling) is a calendar not yet begun, not a damaged
+// store; under a watermark that answered seconds it is refused like a
+// missing one, and left empty.
+func TestEmptyStoreDirectory(t *testing.T) {
+	dir := t.TempDir()
+	cal := filepath.Join(dir, "calendar")
+	if err := os.Mkdir(cal, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	st, w, err := OpenCalendar(dir, "", calendar.StoreOptions{Logger: quiet()})
+	if err != nil {
+		t.Fatalf("new calendar in an empty directory: %v", err)
+	}
+	w.Close()
+	st.Close()
+
+	dir = t.TempDir()
+	prepareCalendar(t, dir, 3, 3)
+	cal = filepath.Join(dir, "calendar")
+	if err := os.RemoveAll(cal); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(cal, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = OpenCalendar(dir, "", calendar.StoreOptions{Logger: quiet()})
+	if !errors.Is(err, calendar.ErrHistoryLost) || !strings.Contains(err.Error(), "the store is empty") {
+		t.Fatalf("empty store directory under a watermark: %v, want ErrHistoryLost", err)
+	}
+	if entries, _ := os.ReadDir(cal); len(entries) != 0 {
+		t.Fatalf("a refused start wrote %d files into the store directory", len(entries))
+	}
+}
