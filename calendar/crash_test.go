@@ -34,6 +34,10 @@ func TestMain(m *testing.M) {
 		crashChild(dir)
 		return
 	}
+	if path := os.Getenv(envWatermarkChild); path != "" {
+		watermarkCreateChild(path)
+		return
+	}
 	os.Exit(m.Run())
 }
 

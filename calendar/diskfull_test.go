@@ -3,6 +3,7 @@ package calendar
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -203,5 +204,41 @@ func TestDiskFull(t *testing.T) {
 				t.Fatalf("watermark %d after recovery, want %d", m.Last, last)
 			}
 		})
+	}
+}
+
+// TestDiskFullLogsOnce: a full disk that lasts logs when the calendar
+// stops and when it answers again, not once per retry.
+func TestDiskFullLogsOnce(t *testing.T) {
+	fs := &fullFS{FS: vfs.Default}
+	st, err := OpenStore(t.TempDir(), StoreOptions{FS: fs, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	logs := &countingHandler{}
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 200e6)}
+	svc, _ := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Now: clock.Now, Logger: slog.New(logs)})
+	clock.Set(time.Unix(1_800_000_002, 100e6))
+	if err, _ := svc.pass(); err != nil {
+		t.Fatal(err)
+	}
+	fs.lowSpace.Store(true)
+	for i := int64(0); i < 20; i++ {
+		clock.Set(time.Unix(1_800_000_003+i, 100e6))
+		if err, _ := svc.pass(); !errors.Is(err, ErrDiskFull) {
+			t.Fatalf("pass %d: %v", i, err)
+		}
+	}
+	if got := logs.messages(); len(got) != 1 {
+		t.Fatalf("%d log lines during 20 s of a full disk, want 1: %q", len(got), got)
+	}
+	fs.lowSpace.Store(false)
+	clock.Set(time.Unix(1_800_000_030, 100e6))
+	if err, _ := svc.pass(); err != nil {
+		t.Fatal(err)
+	}
+	if got := logs.messages(); len(got) > 3 {
+		t.Fatalf("%d log lines after recovery, want at most 3: %q", len(got), got)
 	}
 }

@@ -27,6 +27,8 @@ type LossError struct {
 	NoMark    bool   // the watermark file was missing while the store has seconds
 	RootDiff  bool   // the store has second Had.Last but another root after it
 	PubMissed bool   // the publication of Had.Pub is missing or differs
+	// MarkPath names the watermark file in the message, when known.
+	MarkPath string
 }
 
 func (e *LossError) Error() string {
@@ -36,7 +38,11 @@ func (e *LossError) Error() string {
 	}
 	switch {
 	case e.NoMark:
-		return fmt.Sprintf("%v: the watermark file is missing, so what was answered cannot be checked (%s)", ErrHistoryLost, found)
+		file := "the watermark file"
+		if e.MarkPath != "" {
+			file += " " + e.MarkPath
+		}
+		return fmt.Sprintf("%v: %s is missing or empty, so what was answered cannot be checked (%s)", ErrHistoryLost, file, found)
 	case e.RootDiff:
 		return fmt.Sprintf("%v: the watermark says second %d (%s) was answered with another calendar root than the store has: the store holds a different history", ErrHistoryLost, e.Had.Last, utc(e.Had.Last))
 	case e.PubMissed:
@@ -99,6 +105,15 @@ func (s *Store) CheckMark(m Mark, markFound bool) error {
 	return nil
 }
 
+// CheckMarkNoStore is CheckMark for a calendar whose store does not
+// exist: only a mark of nothing answered lets a new store be created.
+func CheckMarkNoStore(m Mark) error {
+	if m.Last != 0 || m.Root != nil || m.Pub != 0 {
+		return &LossError{Had: m}
+	}
+	return nil
+}
+
 // publication reads the stored publication record of time t.
 func (s *Store) publication(t uint64) (*ksi.PublicationRecord, error) {
 	v, err := s.getMeta(pubKey(t))
@@ -134,6 +149,9 @@ type LossRecord struct {
 	// calendar never again signs a second it had answered.
 	FilledFrom uint64 `json:"filled_from,omitempty"`
 	FilledTo   uint64 `json:"filled_to,omitempty"`
+	// PubFloor: with no watermark, which publications were served is
+	// unknown, so none is made again at or before the acceptance.
+	PubFloor uint64 `json:"no_publication_at_or_before,omitempty"`
 }
 
 // ErrNothingToAccept: AcceptLoss found the store consistent with its mark.
@@ -164,17 +182,16 @@ func AcceptLoss(s *Store, w *Watermark, markFound bool, reason string, now time.
 	if m.Root != nil {
 		rec.HadRoot = hex.EncodeToString(m.Root)
 	}
+	if loss.NoMark {
+		rec.PubFloor = uint64(max(now.Unix(), 0))
+	}
 	_, last, has := s.Head()
 	if !loss.NoMark && m.Last > 0 && (!has || last < m.Last) {
 		from := m.Last
 		if has {
 			from = last + 1
 		}
-		leaves := make([]ksi.Imprint, 0, m.Last-from+1)
-		for t := from; t <= m.Last; t++ {
-			leaves = append(leaves, EmptyLeaf)
-		}
-		if _, err := appendChunked(s, from, leaves); err != nil {
+		if _, err := appendFilled(s, from, m.Last, EmptyLeaf); err != nil {
 			return nil, err
 		}
 		rec.FilledFrom, rec.FilledTo = from, m.Last
@@ -245,7 +262,7 @@ func (s *Store) publicationFloor() (uint64, error) {
 	}
 	var floor uint64
 	for _, r := range recs {
-		floor = max(floor, r.HadPub)
+		floor = max(floor, r.HadPub, r.PubFloor)
 	}
 	return floor, nil
 }

@@ -27,7 +27,7 @@ func (s *Service) ExtenderPDUHandler(users server.PDUAuthenticator) http.Handler
 		}
 		login := req.Header.LoginID
 		resp := &pdu.ExtenderResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: login}}}
-		first, last, has := s.cfg.Store.Head()
+		first, last, has := s.answeredHead()
 		limit := maxExtendRequests(login, last)
 		if req.ConfigRequest {
 			resp.Config = &pdu.Config{CalendarFirstTime: first, HasCalendarFirstTime: has, CalendarLastTime: last, HasCalendarLastTime: has,

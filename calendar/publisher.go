@@ -73,6 +73,13 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	}
 	p.pubs, p.file = pubs, file
 	p.etag = etag(file)
+	// A publication stored just before a crash, before the watermark took
+	// it, is served from now on: the watermark takes it first.
+	if w := cfg.Watermark; w != nil && len(pubs) > 0 {
+		if err := w.Published(pubs[len(pubs)-1].Data.Time); err != nil {
+			return nil, err
+		}
+	}
 	if p.floor, err = cfg.Store.publicationFloor(); err != nil {
 		return nil, err
 	}

@@ -441,6 +441,7 @@ func (s *Service) closeDue() error {
 			s.mu.Unlock()
 			return nil
 		}
+		next = s.skipIdleLocked(next, now)
 		subs := s.pending[next]
 		delete(s.pending, next)
 		s.taken = next // from now on, a slot in next submits to a later second
@@ -451,6 +452,34 @@ func (s *Service) closeDue() error {
 			return err
 		}
 	}
+}
+
+// skipIdleLocked returns the second to close from next (which is due)
+// on: the seconds without submissions or held slots before a later one
+// that is due by its grace period are left out, and closeSecond fills
+// them with empty leaves together with it. So a calendar that was down
+// or stopped on a fault catches up in a few writes, not two synced
+// writes (leaf and watermark) per missed second.
+func (s *Service) skipIdleLocked(next uint64, now time.Time) uint64 {
+	// The newest second whose grace period has passed.
+	cur := uint64(now.Add(-s.cfg.Grace).Unix())
+	if cur < 2 || cur-1 <= next {
+		return next
+	}
+	to := cur - 1
+	for k := range s.pending {
+		if k >= next && k < to {
+			to = k
+		}
+	}
+	for k := range s.holds {
+		if k > next && k-1 < to {
+			to = k - 1
+		} else if k == next {
+			return next
+		}
+	}
+	return to
 }
 
 // closeSecond appends leaf t (filling any missed seconds with empty
@@ -473,27 +502,24 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 		}
 	}
 	st := s.cfg.Store
-	leaves := []ksi.Imprint{leaf}
 	from := t
 	if _, last, ok := st.Head(); ok && last+1 < t {
 		// Seconds missed while down (or skipped) become empty leaves.
 		from = last + 1
-		leaves = make([]ksi.Imprint, 0, t-from+1)
-		for i := from; i < t; i++ {
-			leaves = append(leaves, EmptyLeaf)
-		}
-		leaves = append(leaves, leaf)
-		s.log.Info("filling missed seconds with empty leaves", "from", from, "to", t-1)
 	} else if ok && last >= t {
 		// Already in the store (a restart within the same second).
 		s.answerAll(subs, nil, fmt.Errorf("calendar: second %d was already closed", t))
 		s.setClosed(t)
 		return nil
 	}
-	root, err := appendChunked(st, from, leaves)
+	root, err := appendFilled(st, from, t, leaf)
 	if err != nil {
 		s.answerAll(subs, nil, err)
 		return err
+	}
+	if from < t {
+		// Logged once done: a fault retried every second logs once.
+		s.log.Info("filled missed seconds with empty leaves", "from", from, "to", t-1)
 	}
 	// The mark moves before any answer of t leaves: a store that later
 	// opens without t is refused instead of signing t again.
@@ -505,7 +531,7 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 		}
 	}
 	s.setClosed(t)
-	s.cfg.Metrics.appended(len(leaves), s.cfg.Now().Sub(start))
+	s.cfg.Metrics.appended(int(t-from+1), s.cfg.Now().Sub(start))
 	s.log.Debug("closed second", "t", t, "submissions", len(subs), "late_by", start.Sub(secondEnd(t).Add(s.cfg.Grace)))
 	if r == nil {
 		return nil
@@ -522,18 +548,29 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 	return nil
 }
 
-// appendChunked appends leaves in batches of bounded size, each synced.
-func appendChunked(st *Store, from uint64, leaves []ksi.Imprint) (ksi.Imprint, error) {
-	const chunk = 1 << 16
+// fillChunk bounds the leaves of one synced batch, and so the memory a
+// long gap (a server down for months) takes to fill.
+const fillChunk = 1 << 16
+
+// appendFilled appends empty leaves for seconds from..t-1 and leaf for
+// second t, in synced batches of at most fillChunk leaves, and returns the
+// root after t.
+func appendFilled(st *Store, from, t uint64, leaf ksi.Imprint) (ksi.Imprint, error) {
+	buf := make([]ksi.Imprint, 0, min(t-from+1, fillChunk))
 	var root ksi.Imprint
-	for len(leaves) > 0 {
-		n := min(len(leaves), chunk)
+	for from <= t {
+		buf = buf[:0]
+		for s := from; s < t && len(buf) < fillChunk; s++ {
+			buf = append(buf, EmptyLeaf)
+		}
+		if len(buf) < fillChunk {
+			buf = append(buf, leaf)
+		}
 		var err error
-		if root, err = st.AppendRange(from, leaves[:n], true); err != nil {
+		if root, err = st.AppendRange(from, buf, true); err != nil {
 			return nil, err
 		}
-		from += uint64(n)
-		leaves = leaves[n:]
+		from += uint64(len(buf))
 	}
 	return root, nil
 }
@@ -602,17 +639,40 @@ func (s *Service) stop() {
 	s.failAll(ErrStopped)
 }
 
+// Head returns the calendar's first and last second and the root after
+// the last, as far as the watermark holds them (see answeredHead).
+func (s *Service) Head() (first, last uint64, root ksi.Imprint, err error) {
+	first, last, ok := s.answeredHead()
+	if !ok {
+		return 0, 0, nil, ErrEmpty
+	}
+	root, err = s.cfg.Store.Root(last)
+	return first, last, root, err
+}
+
+// answeredHead is the store's head cut at the watermark: a second
+// appended but not yet marked could still be lost with the WAL's tail,
+// so neither its root nor a chain to it may leave the process. ok is
+// false until a second is marked.
+func (s *Service) answeredHead() (first, last uint64, ok bool) {
+	first, last, ok = s.cfg.Store.Head()
+	if w := s.cfg.Watermark; ok && w != nil {
+		m := w.Mark().Last
+		if m < first {
+			return first, 0, false
+		}
+		last = min(last, m)
+	}
+	return first, last, ok
+}
+
 // Extend returns the calendar chain from leaf aggrTime to the root after
-// pubTime (0: the newest second) and the calendar's last second.
+// pubTime (0: the newest second) and the calendar's last second, both
+// only as far as the watermark holds them.
 func (s *Service) Extend(aggrTime, pubTime uint64) (*ksi.CalendarChain, uint64, error) {
-	_, last, ok := s.cfg.Store.Head()
+	_, last, ok := s.answeredHead()
 	if !ok {
 		return nil, 0, ErrEmpty
-	}
-	// Chains go only to roots the watermark holds: a second appended but
-	// not yet marked could still be lost with the WAL's tail.
-	if w := s.cfg.Watermark; w != nil {
-		last = min(last, w.Mark().Last)
 	}
 	if pubTime == 0 {
 		pubTime = last

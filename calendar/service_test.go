@@ -7,6 +7,7 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"errors"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -370,4 +371,57 @@ func TestServiceCloseEarly(t *testing.T) {
 	if got := signingTime(t, res); got != 1_800_000_002 {
 		t.Fatalf("signed at %d, want 1800000002", got)
 	}
+}
+
+// TestServiceCatchUpInFewWrites: after a restart (or a fault) the seconds
+// missed meanwhile, with nothing to answer, are filled together with the
+// next one to close, in a few synced writes, not two per missed second:
+// a calendar down for a day would otherwise take minutes of fsyncs to
+// become ready again. A second with submissions is still closed on its
+// own, with them.
+func TestServiceCatchUpInFewWrites(t *testing.T) {
+	dir := t.TempDir()
+	st := openTest(t, dir)
+	if _, err := st.Append(1_800_000_000, leafFor(0)); err != nil {
+		t.Fatal(err)
+	}
+	wm, _, err := OpenWatermark(filepath.Join(t.TempDir(), "watermark"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wm.Close()
+	const down = 5000
+	clock := &fakeClock{t: time.Unix(1_800_000_000+down, 500e6)}
+	svc, _ := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Watermark: wm, Now: clock.Now, Logger: discardLogger()})
+	before := st.appends.Load()
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	if n := st.appends.Load() - before; n > 2 {
+		t.Fatalf("%d writes to catch up %d seconds", n, down)
+	}
+	_, last, _ := st.Head()
+	if last != 1_800_000_000+down-1 || wm.Mark().Last != last {
+		t.Fatalf("caught up to %d (mark %d), want %d", last, wm.Mark().Last, 1_800_000_000+down-1)
+	}
+	// Submissions queued for a second are answered in it even when later
+	// seconds are due as well.
+	res := submitMany(svc, 2, 11)
+	waitPending(t, svc, 2)
+	clock.Set(time.Unix(1_800_000_000+down+30, 500e6))
+	if err := svc.closeDue(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if got := signingTime(t, res); got != 1_800_000_000+down {
+			t.Fatalf("signed at %d, want %d", got, 1_800_000_000+down)
+		}
+	}
+	if _, last, _ = st.Head(); last != 1_800_000_000+down+29 {
+		t.Fatalf("last %d, want %d", last, 1_800_000_000+down+29)
+	}
+	if err := st.Check(); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
 }

@@ -190,19 +190,11 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 			return nil, fmt.Errorf("calendar: open store: %w", err)
 		}
 	}
-	var s *Store
-	var early error // damage found while opening, before s exists
-	db, err := openPebble(dir, opts, func(err error) {
-		if s == nil {
-			early = err
-			return
-		}
-		s.damaged(err)
-	})
+	db, err := openPebble(dir, opts)
 	if err != nil {
 		return nil, err
 	}
-	s = &Store{db: db, opts: opts, log: log, fs: fs, dir: dir, minFree: minFree, cache: make(map[nodeID]ksi.Imprint),
+	s := &Store{db: db, opts: opts, log: log, fs: fs, dir: dir, minFree: minFree, cache: make(map[nodeID]ksi.Imprint),
 		iterPool: make(chan *nodeIter, 16)}
 	s.empty[0] = EmptyLeaf
 	for h := 1; h < len(s.empty); h++ {
@@ -212,23 +204,7 @@ func OpenStore(dir string, opts StoreOptions) (*Store, error) {
 		s.Close()
 		return nil, describeOpenError(dir, err)
 	}
-	if early != nil {
-		s.Close()
-		return nil, early
-	}
 	return s, nil
-}
-
-// damaged stops the store when Pebble finds a damaged file: its blocks
-// fail their checksums, so nothing wrong is read, but the calendar cannot
-// serve its whole history, and an operator must restore it.
-func (s *Store) damaged(err error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.failed == nil {
-		s.failed = err
-		s.log.Error("calendar store damaged; stopped", "err", err)
-	}
 }
 
 // Close closes the store.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/tempel-ksi/tempel/ksi"
 )
@@ -58,11 +59,14 @@ var ErrWatermarkDamaged = errors.New("calendar: watermark damaged")
 type Watermark struct {
 	path string
 
-	mu   sync.Mutex
+	mu   sync.Mutex // writers: held through the write and its fsync
 	f    *os.File
 	seq  uint64
 	slot int // sector holding the newest valid copy
 	mark Mark
+	// cur is the mark for readers (Extend, the head, the publisher on
+	// every request), who must not wait for a writer's fsync.
+	cur atomic.Pointer[Mark]
 }
 
 // OpenWatermark opens the watermark file at path. found is false when the
@@ -70,35 +74,49 @@ type Watermark struct {
 // zero mark (for a new calendar), else w is nil: a calendar with seconds
 // and no mark cannot tell what it answered.
 func OpenWatermark(path string, create bool) (w *Watermark, found bool, err error) {
-	flag := os.O_RDWR
-	if create {
-		flag |= os.O_CREATE
-	}
-	f, err := os.OpenFile(path, flag, 0o600)
-	if errors.Is(err, os.ErrNotExist) && !create {
-		return nil, false, nil
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		if !create {
+			return nil, false, nil
+		}
+		return createWatermark(path)
 	}
 	if err != nil {
 		return nil, false, fmt.Errorf("calendar: open watermark: %w", err)
 	}
 	w = &Watermark{path: path, f: f, slot: 1}
-	found, err = w.load()
-	if err != nil {
+	if found, err = w.load(); err != nil || !found {
 		f.Close()
-		return nil, false, err
-	}
-	if !found {
-		if !create {
-			f.Close()
-			return nil, false, nil
-		}
-		if err := w.write(Mark{}); err != nil {
-			f.Close()
+		if err != nil || !create {
 			return nil, false, err
 		}
-		syncDir(filepath.Dir(path))
+		return createWatermark(path)
 	}
-	return w, found, nil
+	return w, true, nil
+}
+
+// createWatermark writes a zero mark to a new file beside path and
+// renames it into place, so that a crash while creating leaves no file
+// or a complete one, never a damaged one that a new calendar would then
+// refuse.
+func createWatermark(path string) (*Watermark, bool, error) {
+	tmp := path + ".new"
+	f, err := os.OpenFile(tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return nil, false, fmt.Errorf("calendar: create watermark: %w", err)
+	}
+	w := &Watermark{path: path, f: f, slot: 1}
+	err = w.write(Mark{})
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return nil, false, fmt.Errorf("calendar: create watermark %s: %w", path, err)
+	}
+	syncDir(filepath.Dir(path))
+	return w, false, nil
 }
 
 // Path returns the file's path.
@@ -106,9 +124,10 @@ func (w *Watermark) Path() string { return w.path }
 
 // Mark returns the current mark.
 func (w *Watermark) Mark() Mark {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.mark
+	if m := w.cur.Load(); m != nil {
+		return *m
+	}
+	return Mark{}
 }
 
 // Close closes the file.
@@ -170,7 +189,15 @@ func (w *Watermark) write(m Mark) error {
 	}
 	w.seq, w.slot = seq, slot
 	w.mark = Mark{Last: m.Last, Root: append(ksi.Imprint(nil), m.Root...), Pub: m.Pub}
+	w.publish()
 	return nil
+}
+
+// publish makes w.mark the readers' mark. The root is never changed in
+// place (write copies it), so readers may share it.
+func (w *Watermark) publish() {
+	m := w.mark
+	w.cur.Store(&m)
 }
 
 // load reads the newest valid copy; found is false for an empty file.
@@ -195,6 +222,7 @@ func (w *Watermark) load() (found bool, err error) {
 		return false, fmt.Errorf("%w: %s: neither copy of the mark passes its checksum", ErrWatermarkDamaged, w.path)
 	}
 	w.slot = best
+	w.publish()
 	return true, nil
 }
 

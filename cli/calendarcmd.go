@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -67,7 +68,17 @@ type checkReport struct {
 func runCalendarCheck(c *ucli.Context) error {
 	dir := c.String("data-dir")
 	rep := checkReport{DataDir: dir, Problems: []string{}}
-	st, err := calendar.OpenStore(filepath.Join(dir, "calendar"), calendar.StoreOptions{ReadOnly: true, Logger: discardLog()})
+	storeDir := filepath.Join(dir, "calendar")
+	if !calendar.StoreExists(storeDir) {
+		if p := missingStore(dir, c.String("watermark")); p != "" {
+			rep.Problems = append(rep.Problems, p)
+			return printCheck(c, rep)
+		}
+		if _, err := os.Stat(storeDir); err == nil {
+			return printCheck(c, rep) // a calendar not yet begun
+		}
+	}
+	st, err := calendar.OpenStore(storeDir, calendar.StoreOptions{ReadOnly: true, Logger: discardLog()})
 	if err != nil {
 		if !errors.Is(err, calendar.ErrCorrupt) {
 			return inputErrorf("%v", err)
@@ -83,7 +94,8 @@ func runCalendarCheck(c *ucli.Context) error {
 	if err := st.Check(); err != nil {
 		rep.Problems = append(rep.Problems, "calendar tree: "+err.Error())
 	}
-	w, found, err := calendar.OpenWatermark(node.WatermarkPath(dir, c.String("watermark")), false)
+	markPath := node.WatermarkPath(dir, c.String("watermark"))
+	w, found, err := calendar.OpenWatermark(markPath, false)
 	switch {
 	case err != nil:
 		rep.Problems = append(rep.Problems, err.Error())
@@ -95,6 +107,9 @@ func runCalendarCheck(c *ucli.Context) error {
 			w.Close()
 		}
 		if err := st.CheckMark(m, found); err != nil {
+			if loss := (*calendar.LossError)(nil); errors.As(err, &loss) {
+				loss.MarkPath = markPath
+			}
 			rep.Problems = append(rep.Problems, err.Error())
 		}
 	}
@@ -105,6 +120,24 @@ func runCalendarCheck(c *ucli.Context) error {
 		rep.Problems = append(rep.Problems, err.Error())
 	}
 	return printCheck(c, rep)
+}
+
+// missingStore is the problem with a data directory without a store:
+// none for a calendar that never answered (or a wrong --data-dir, which
+// OpenStore then reports), else what its watermark says was lost.
+func missingStore(dir, watermark string) string {
+	w, found, err := calendar.OpenWatermark(node.WatermarkPath(dir, watermark), false)
+	if err != nil {
+		return err.Error()
+	}
+	if !found {
+		return ""
+	}
+	defer w.Close()
+	if err := calendar.CheckMarkNoStore(w.Mark()); err != nil {
+		return fmt.Sprintf("the store %s is missing: %v", filepath.Join(dir, "calendar"), err)
+	}
+	return ""
 }
 
 func printCheck(c *ucli.Context, rep checkReport) error {
@@ -158,12 +191,19 @@ func runAcceptLoss(c *ucli.Context) error {
 		return enc.Encode(rec)
 	}
 	w := c.App.Writer
-	fmt.Fprintf(w, "accepted and recorded: the watermark had second %d, the store had %d\n", rec.HadLast, rec.FoundLast)
+	switch {
+	case rec.NoMark:
+		fmt.Fprintf(w, "accepted and recorded: the watermark was missing, the store had %d\n", rec.FoundLast)
+	case rec.FoundNone:
+		fmt.Fprintf(w, "accepted and recorded: the watermark had second %d, the store was empty\n", rec.HadLast)
+	default:
+		fmt.Fprintf(w, "accepted and recorded: the watermark had second %d, the store had %d\n", rec.HadLast, rec.FoundLast)
+	}
 	if rec.FilledTo != 0 {
 		fmt.Fprintf(w, "seconds %d to %d are now empty leaves: their signatures no longer verify\n", rec.FilledFrom, rec.FilledTo)
 	}
-	if rec.HadPub != 0 {
-		fmt.Fprintf(w, "no publication will be made at or before %d again\n", rec.HadPub)
+	if floor := max(rec.HadPub, rec.PubFloor); floor != 0 {
+		fmt.Fprintf(w, "no publication will be made at or before %d again\n", floor)
 	}
 	fmt.Fprintln(w, "the server can be started again")
 	return nil

@@ -483,11 +483,7 @@ func (s *extenderService) Extend(ctx context.Context, req *tempelv1.ExtendReques
 }
 
 func (s *extenderService) GetCalendarHead(ctx context.Context, _ *tempelv1.GetCalendarHeadRequest) (*tempelv1.CalendarHead, error) {
-	first, last, ok := s.n.store.Head()
-	if !ok {
-		return nil, grpcError(calendar.ErrEmpty)
-	}
-	root, err := s.n.store.Root(last)
+	first, last, root, err := s.n.cal.Head()
 	if err != nil {
 		return nil, grpcError(err)
 	}

@@ -326,7 +326,12 @@ func OpenCalendar(dataDir, watermarkFile string, opts calendar.StoreOptions) (*c
 	// Check read-only first: opening for writing replays the WAL into a
 	// new table and removes it, and a refused store should stay as it
 	// was found, for whoever tries to repair it.
-	if _, err := os.Stat(filepath.Join(dataDir, "calendar")); err == nil {
+	if !calendar.StoreExists(filepath.Join(dataDir, "calendar")) {
+		// No store yet: only a new calendar may create one.
+		if err := checkNoStore(dataDir, watermarkFile); err != nil {
+			return nil, nil, err
+		}
+	} else {
 		ro := opts
 		ro.ReadOnly = true
 		st, w, _, err := checkedCalendar(dataDir, watermarkFile, ro)
@@ -357,10 +362,46 @@ func checkedCalendar(dataDir, watermarkFile string, opts calendar.StoreOptions) 
 			w.Close()
 		}
 		st.Close()
-		return nil, nil, false, fmt.Errorf("%w; refusing to start. Restore the data directory from a newer copy, or accept the loss with "+
-			"'tempel calendar accept-loss --data-dir %s' (signatures of the lost seconds will no longer verify)", err, dataDir)
+		var loss *calendar.LossError
+		if errors.As(err, &loss) {
+			loss.MarkPath = WatermarkPath(dataDir, watermarkFile)
+		}
+		return nil, nil, false, refuseLoss(err, dataDir)
 	}
 	return st, w, found, nil
+}
+
+// checkNoStore refuses a data directory without a store whose watermark
+// says seconds were answered, before a new empty store is made there.
+func checkNoStore(dataDir, watermarkFile string) error {
+	w, found, err := calendar.OpenWatermark(WatermarkPath(dataDir, watermarkFile), false)
+	if err != nil {
+		return watermarkError(err, dataDir)
+	}
+	if !found {
+		return nil
+	}
+	m := w.Mark()
+	w.Close()
+	return refuseLoss(calendar.CheckMarkNoStore(m), dataDir)
+}
+
+// refuseLoss says what to do about a store behind its watermark.
+func refuseLoss(err error, dataDir string) error {
+	if err == nil {
+		return nil
+	}
+	restore := "Restore the data directory from a newer copy"
+	if loss := (*calendar.LossError)(nil); errors.As(err, &loss) && loss.NoMark {
+		restore = "Put the watermark file back (or give its place with --watermark)"
+	}
+	return fmt.Errorf("%w; refusing to start. %s, or accept the loss with "+
+		"'tempel calendar accept-loss --data-dir %s' (signatures of the lost seconds will no longer verify)", err, restore, dataDir)
+}
+
+// watermarkError says what to do about a watermark that cannot be read.
+func watermarkError(err error, dataDir string) error {
+	return fmt.Errorf("%w (if the file was damaged, move it away and accept what cannot be checked with 'tempel calendar accept-loss --data-dir %s')", err, dataDir)
 }
 
 // openCalendarFiles opens store and watermark without comparing them.
@@ -373,7 +414,7 @@ func openCalendarFiles(dataDir, watermarkFile string, opts calendar.StoreOptions
 	w, found, err := calendar.OpenWatermark(WatermarkPath(dataDir, watermarkFile), !has && !opts.ReadOnly)
 	if err != nil {
 		st.Close()
-		return nil, nil, false, fmt.Errorf("%w (if the file was damaged, move it away and accept what cannot be checked with 'tempel calendar accept-loss --data-dir %s')", err, dataDir)
+		return nil, nil, false, watermarkError(err, dataDir)
 	}
 	return st, w, found, nil
 }
