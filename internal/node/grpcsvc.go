@@ -33,6 +33,7 @@ func (n *Node) grpcServer() *grpc.Server {
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.InitialWindowSize(maxStreamWindow), grpc.InitialConnWindowSize(maxStreamWindow),
 		grpc.UnaryInterceptor(n.unaryAuth), grpc.StreamInterceptor(n.streamAuth),
+		grpc.InTapHandle(n.admit),
 	)
 	tempelv1.RegisterSignerServer(g, &signerService{n: n})
 	healthpb.RegisterHealthServer(g, healthService{n: n})
@@ -226,20 +227,24 @@ func (s *signerService) SignBatchStream(stream grpc.BidiStreamingServer[tempelv1
 type streamAnswer struct {
 	resp  *tempelv1.SignResponse
 	round *aggregator.SharedRound
+	cost  int64 // what its request reserved of the budget (0: refused)
 }
 
 // roundWait is a round whose legs a stream has sent: how many, so that
-// those requests leave the in-flight count when the round is sent.
+// those requests leave the in-flight count when the round is sent, and
+// what they reserved.
 type roundWait struct {
 	r    *aggregator.SharedRound
 	legs int
+	cost int64
 }
 
 // answerQueue carries a stream's answers from the engine's callbacks to
 // its sender. A callback never waits (engine callbacks must not block: a
 // client that reads slowly would hold back every client's rounds); the
 // stream's bound is on the receiving side instead: serveStream stops
-// reading requests while maxStreamInFlight of them are not yet sent.
+// reading requests while their answers not yet sent hold the stream's
+// share of the budget (streamShare).
 type answerQueue struct {
 	mu     sync.Mutex
 	items  []streamAnswer
@@ -292,8 +297,9 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 	var got []streamAnswer
 	batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
 	var rounds []*tempelv1.SharedRound
-	answered := 0 // requests whose answer is in batch or rounds
-	signed := 0   // of those, signed: counted once per batch
+	var held int64 // what the answers in batch or rounds reserved
+	signed := 0    // requests signed among them: counted once per batch
+	budget := s.n.agg.Budget()
 	flush := func() {
 		if failed == nil && len(batch)+len(rounds) > 0 {
 			if failed = send(batch, rounds); failed != nil {
@@ -301,9 +307,10 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 			}
 		}
 		// Sent (or the stream is broken): those requests are answered.
-		inflight.doneN(answered)
+		inflight.doneN(held)
+		budget.Release(held)
 		s.n.metrics.countN("grpc-stream", "Sign", ksiStatus(0), signed)
-		batch, rounds, answered, signed = batch[:0], rounds[:0], 0, 0
+		batch, rounds, held, signed = batch[:0], rounds[:0], 0, 0
 	}
 	// count records how n requests ended: a leg's request ends with its
 	// round.
@@ -321,7 +328,7 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 		batch = append(batch, a.resp)
 		if a.round == nil {
 			count(a.resp.Status, 1)
-			answered++
+			held += a.cost
 			return
 		}
 		k := len(waiting)
@@ -330,11 +337,12 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 		}
 		if k < len(waiting) && waiting[k].r == a.round {
 			waiting[k].legs++
+			waiting[k].cost += a.cost
 			return
 		}
 		waiting = append(waiting, nil)
 		copy(waiting[k+1:], waiting[k:])
-		waiting[k] = &roundWait{r: a.round, legs: 1}
+		waiting[k] = &roundWait{r: a.round, legs: 1, cost: a.cost}
 	}
 	for closed := false; !closed || len(waiting) > 0; {
 		var head <-chan struct{}
@@ -359,7 +367,7 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 			p := sharedRoundProto(w.r)
 			rounds = append(rounds, p)
 			count(p.Status, w.legs)
-			answered += w.legs
+			held += w.cost
 		}
 		waiting = waiting[done:]
 		flush()
@@ -389,18 +397,25 @@ func sharedRoundProto(r *aggregator.SharedRound) *tempelv1.SharedRound {
 // maxResponseBatch bounds one response message (about 1.5 MB of signatures).
 const maxResponseBatch = 1024
 
-// maxStreamInFlight bounds the requests of one stream whose answers have
-// not been sent, and so what is queued for a client that does not read
-// (about 1.7 GB of signatures at most); at the bound the stream's
-// requests are not read until answers have gone out. A shared-round
-// request stays in flight about a second, until its round is sent: this
-// allows about a million signatures a second on one stream.
-var maxStreamInFlight = 1 << 20
+// streamShare is the part of the node's budget one stream's requests may
+// hold (their answers not yet sent), as a divisor: at the bound the
+// stream's requests are not read until answers have gone out, and the
+// transport's flow control holds that client back, and it alone. A
+// shared-round request holds its part about a second, until its round is
+// sent: with the default budget a quarter allows about 280,000 such
+// requests a second on one stream. Tests change it.
+var streamShare int64 = 4
 
 // serveStream runs a signing stream: recv gives the next requests, send
 // writes a batch of answers. Answers are collected by a sender goroutine
 // that sends whatever has arrived, so batches form by themselves when a
 // round ends and many answers are ready at once.
+//
+// Each request reserves its cost in the node's budget as it is read, and
+// is answered at once with status 0x106 (too many requests) when it does
+// not fit. A stream whose sends make no progress for the send timeout
+// (its client does not read) is ended with RESOURCE_EXHAUSTED, and what
+// it held is freed as its rounds end.
 func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv1.SignRequest, bool, error),
 	send func([]*tempelv1.SignResponse, []*tempelv1.SharedRound) error) error {
 	if s.n.agg == nil {
@@ -410,16 +425,40 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 	sendErr := make(chan error, 1)
 	senderDone := make(chan struct{})
 	var inflight waitCounter
+	watch := newSendWatch(s.n.streamSendTimeout())
+	defer watch.stop()
 	go func() {
 		defer close(senderDone)
-		s.sendAnswers(out, send, &inflight, sendErr)
+		s.sendAnswers(out, watch.watched(send), &inflight, sendErr)
 	}()
-	defer func() {
-		// Every accepted request is answered before the stream ends.
+	readDone := make(chan error, 1)
+	go func() {
+		err := s.readRequests(ctx, recv, out, &inflight, sendErr)
+		// Every accepted request is answered (or, once sending failed,
+		// dropped) before the sender stops.
 		inflight.wait()
 		out.close()
-		<-senderDone
+		readDone <- err
 	}()
+	select {
+	case err := <-readDone:
+		<-senderDone
+		return err
+	case <-watch.stuck:
+		// Returning ends the stream, which unblocks its Send and Recv;
+		// the reader and the sender then finish on their own, releasing
+		// what the stream held as its rounds end.
+		s.n.metrics.count("grpc-stream", "Sign", "send-timeout")
+		return status.Errorf(codes.ResourceExhausted, "server: the client has read no answer for %s: stream ended", watch.timeout)
+	}
+}
+
+// readRequests reads the stream's requests and submits them until the
+// client ends its side, the stream fails or sending fails.
+func (s *signerService) readRequests(ctx context.Context, recv func() ([]*tempelv1.SignRequest, bool, error),
+	out *answerQueue, inflight *waitCounter, sendErr <-chan error) error {
+	budget := s.n.agg.Budget()
+	share := budget.Limit() / streamShare
 	for {
 		reqs, shared, err := recv()
 		if err == io.EOF {
@@ -435,14 +474,22 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 		}
 		// A client that does not read its answers is not read either: the
 		// transport's flow control then holds it back.
-		if !inflight.waitBelow(ctx, maxStreamInFlight) {
+		if !inflight.waitBelow(ctx, share) {
 			return ctx.Err()
+		}
+		cost := int64(aggregator.CostStreamed)
+		if shared {
+			cost = aggregator.CostLeg
 		}
 		for _, req := range reqs {
 			id := req.RequestId
-			// Every request, answered or refused, is in flight until the
-			// sender has sent its answer.
-			inflight.add()
+			if !budget.Reserve(cost) {
+				out.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(budget.Err())), ErrorMessage: budget.Err().Error()}})
+				continue
+			}
+			// Every admitted request, answered or refused, is in flight
+			// until the sender has sent its answer.
+			inflight.add(cost)
 			r, err := s.request(ctx, req)
 			if err == nil {
 				r.Shared = shared
@@ -454,14 +501,14 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 						// A leg: the request stays in flight until the
 						// sender has sent its round.
 						resp.Round, resp.Leg, resp.Shape = x.Round.ID, x.Leg, x.Shape
-						out.push(streamAnswer{resp, x.Round})
+						out.push(streamAnswer{resp, x.Round, cost})
 						return
 					}
-					out.push(streamAnswer{resp, nil})
+					out.push(streamAnswer{resp, nil, cost})
 				})
 			}
 			if err != nil {
-				out.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}})
+				out.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}, cost: cost})
 			}
 		}
 	}

@@ -55,6 +55,13 @@ type Config struct {
 	MaxLevel      int
 	Quota         int
 	MaxQueue      int
+	// MaxMemory is the memory the node plans for (DefaultMaxMemory when
+	// 0): waiting requests may hold 1/RequestBudgetShare of it.
+	MaxMemory int64
+	// StreamSendTimeout ends a signing stream whose answers make no
+	// progress towards its client for this long (DefaultStreamSendTimeout
+	// when 0).
+	StreamSendTimeout time.Duration
 
 	UsersFile string
 	// Pprof serves /debug/pprof/ (profiling; keep off in production).
@@ -182,7 +189,8 @@ func (n *Node) openAggregator() error {
 		up = aggregator.NewGRPCUpstream(conn, login, cfg.UpstreamKey)
 	}
 	acfg := aggregator.Config{Upstream: up, Period: cfg.RoundPeriod, MaxLevel: byte(min(cfg.MaxLevel, 255)),
-		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg)}
+		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg),
+		Budget: aggregator.NewBudget(requestBudget(cfg.MaxMemory))}
 	if n.gc = processGCGate(); n.gc != nil {
 		acfg.Answering = n.gc.answering
 	}
@@ -231,6 +239,8 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 			aggWG.Add(1)
 			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
 		}
+		aggWG.Add(1)
+		go func() { defer aggWG.Done(); n.returnMemory(aggCtx) }()
 	}
 	serr := server.Serve(ctx, ln, g, h, server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log})
 	// Order matters: the aggregator's last round still needs the calendar.
@@ -259,7 +269,7 @@ func (n *Node) ready() error {
 			return fmt.Errorf("calendar: %w", err)
 		}
 	}
-	return nil
+	return n.overloaded()
 }
 
 // DefaultGrace is the calendar's grace period when none is configured. With

@@ -119,7 +119,7 @@ func TestSignBatchStreamSharedRounds(t *testing.T) {
 // round, even when the round is done while thousands of its legs are still
 // queued (upstream answers at once, the client reads slowly).
 func TestStreamSenderRoundAfterAllLegs(t *testing.T) {
-	svc, eng := serviceWithFailingUpstream(t)
+	svc, eng := serviceWithFailingUpstream(t, nil)
 	const n = 6000
 	reqs := make([]*tempelv1.SignRequest, n)
 	for i := range reqs {
@@ -224,13 +224,13 @@ func TestStreamClientThatStopsReading(t *testing.T) {
 	}
 }
 
-// A client that sends and never reads is not read either once
-// maxStreamInFlight answers wait for it: the server's memory for one
-// stream stays bounded, and the stream ends cleanly when the client goes.
+// A client that sends and never reads is not read either once its
+// answers waiting to be sent hold its share of the budget: the server's
+// memory for one stream stays bounded, and the stream ends cleanly when
+// the client goes.
 func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
-	defer func(n int) { maxStreamInFlight = n }(maxStreamInFlight)
-	maxStreamInFlight = 100
-	svc, eng := serviceWithFailingUpstream(t)
+	// A share of 100 requests.
+	svc, eng := serviceWithFailingUpstream(t, aggregator.NewBudget(100*aggregator.CostStreamed*streamShare))
 	var recvCalls atomic.Int64
 	recv := func() ([]*tempelv1.SignRequest, bool, error) {
 		k := recvCalls.Add(1)
@@ -281,9 +281,9 @@ func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
 // serviceWithFailingUpstream is a signing service over an engine whose
 // rounds close only when the test calls CloseRound and whose upstream
 // fails at once: every round is done as soon as it is built.
-func serviceWithFailingUpstream(t *testing.T) (*signerService, *aggregator.Engine) {
+func serviceWithFailingUpstream(t *testing.T, budget *aggregator.Budget) (*signerService, *aggregator.Engine) {
 	t.Helper()
-	eng, err := aggregator.New(aggregator.Config{Logger: quiet(), Period: time.Hour,
+	eng, err := aggregator.New(aggregator.Config{Logger: quiet(), Period: time.Hour, Budget: budget,
 		Upstream: aggregator.UpstreamFunc(func(context.Context, ksi.Imprint, byte) ([]byte, error) {
 			return nil, errors.New("calendar down")
 		})})

@@ -1,0 +1,102 @@
+package node
+
+import (
+	"context"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+
+	"github.com/tempel-ksi/tempel/aggregator"
+	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
+)
+
+// DefaultMaxMemory is the memory a node plans to use when its
+// configuration names none (`tempel serve --max-memory`): the Go soft
+// memory limit, of which RequestBudgetShare is the budget for waiting
+// requests.
+const DefaultMaxMemory = 1536 << 20
+
+// RequestBudgetShare is the part of the memory limit that waiting
+// requests may hold, in halves: the other half is for rounds being built,
+// the connections' buffers, the calendar and garbage not yet collected.
+// At 10 times the unary capacity the whole process then peaked at about
+// 1.2 GiB RSS with the defaults.
+const RequestBudgetShare = 2
+
+// requestBudget is the budget of waiting requests for a memory limit.
+func requestBudget(maxMemory int64) int64 {
+	if maxMemory <= 0 {
+		maxMemory = DefaultMaxMemory
+	}
+	return maxMemory / RequestBudgetShare
+}
+
+// errTapOverloaded refuses a Sign call before the server starts it.
+var errTapOverloaded = status.Error(codes.ResourceExhausted, "server: overloaded: the node's memory for waiting requests is in use, try again shortly")
+
+// admit is the gRPC server's tap: while the budget has no room for
+// another parked caller, a Sign call is refused as its headers arrive,
+// before the server makes a stream, a goroutine and its buffers for it.
+// Calls that pass still reserve their cost in the engine; this only makes
+// refusing cheap when refusing is most of what the node does.
+func (n *Node) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if n.agg == nil || info.FullMethodName != tempelv1.Signer_Sign_FullMethodName || n.agg.Budget().Admits(aggregator.CostCaller) {
+		return ctx, nil
+	}
+	n.metrics.count("grpc", "Sign", codes.ResourceExhausted.String())
+	return nil, errTapOverloaded
+}
+
+// overloaded says why the node refuses requests for lack of memory, or nil.
+func (n *Node) overloaded() error {
+	if n.agg == nil {
+		return nil
+	}
+	return n.agg.Budget().Overloaded()
+}
+
+// Memory return: after a period in which waiting requests held more than
+// highWaterShare of the budget, once they have held less than
+// quietShare of it for quietFor, the node collects garbage and returns
+// the free memory to the operating system at once. The runtime would
+// return it too, but slowly (its background scavenger, pacing itself to
+// about 1 % of a core): gigabytes took minutes.
+const (
+	highWaterShare = 4  // a quarter of the budget
+	quietShare     = 20 // 5 % of the budget
+	quietFor       = 3 * time.Second
+)
+
+// returnMemory runs until ctx ends, returning memory to the operating
+// system after each period of high water (see quietFor).
+func (n *Node) returnMemory(ctx context.Context) {
+	b := n.agg.Budget()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	high := false
+	var quiet time.Duration
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if b.TakePeak() > b.Limit()/highWaterShare {
+			high, quiet = true, 0
+			continue
+		}
+		if !high || b.Used() > b.Limit()/quietShare {
+			quiet = 0
+			continue
+		}
+		if quiet += time.Second; quiet >= quietFor {
+			start := time.Now()
+			debug.FreeOSMemory()
+			n.log.Info("load has dropped: returned free memory to the system", "took", time.Since(start))
+			high, quiet = false, 0
+		}
+	}
+}
