@@ -50,6 +50,8 @@ func serveFlags() []ucli.Flag {
 		num("max-level", 32, "highest level a request may have"),
 		num("quota", 0, "requests one user may send per round (0: no limit)"),
 		num("max-queue", 1_000_000, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
+		str("max-memory", "1536MiB", "memory the server plans for (`SIZE`, e.g. 1536MiB, 4GiB): the Go soft memory limit unless GOMEMLIMIT is set; waiting requests may hold half of it, more are refused at once (RESOURCE_EXHAUSTED / HTTP 429 / 0x106)"),
+		dur("stream-send-timeout", node.DefaultStreamSendTimeout, "end a signing stream (RESOURCE_EXHAUSTED) whose client has read no answer for this long"),
 		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN)"),
 		str("root-cert", "", "operator trust root certificate (PEM); with the four below replaces the development PKI"),
 		str("publisher-cert", "", "publications file signer certificate (PEM, may include its chain)"),
@@ -94,17 +96,31 @@ func serveAction(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	maxMemory, err := parseSize(c.String("max-memory"))
+	if err != nil || maxMemory < 64<<20 {
+		return usageErrorf("--max-memory %q: want a size of at least 64MiB, e.g. 1536MiB or 4GiB", c.String("max-memory"))
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit makes the collector work harder as the process
+		// nears it, rather than let garbage take the room that the
+		// request budget (half of it) counts on.
+		debug.SetMemoryLimit(maxMemory)
+	}
 	cfg := node.Config{
 		Role: c.String("role"), DataDir: c.String("data-dir"), Listen: c.String("listen"), Name: c.String("name"),
 		PublishEvery: c.Duration("publish-every"), Grace: c.Duration("grace"), PublicURL: c.String("public-url"),
 		Upstream: c.String("upstream"), UpstreamLogin: c.String("upstream-login"), UpstreamKey: c.String("upstream-key"),
 		RoundPeriod: c.Duration("round"), MaxLevel: c.Int("max-level"), Quota: c.Int("quota"), MaxQueue: c.Int("max-queue"),
 		UsersFile: c.String("users"), Logger: log, Pprof: c.Bool("pprof"),
+		MaxMemory: maxMemory, StreamSendTimeout: c.Duration("stream-send-timeout"),
 		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
 			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key")},
 	}
 	if cfg.PublishEvery < time.Second {
 		return usageErrorf("--publish-every %s: the period must be at least 1s", cfg.PublishEvery)
+	}
+	if cfg.StreamSendTimeout <= 0 {
+		return usageErrorf("--stream-send-timeout %s: must be positive", cfg.StreamSendTimeout)
 	}
 	if cfg.MaxLevel < 0 || cfg.MaxLevel > 254 {
 		return usageErrorf("--max-level %d: must be 0..254", cfg.MaxLevel)
