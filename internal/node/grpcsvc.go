@@ -231,12 +231,10 @@ type streamAnswer struct {
 }
 
 // roundWait is a round whose legs a stream has sent: how many, so that
-// those requests leave the in-flight count when the round is sent, and
-// what they reserved.
+// those requests are counted when the round is sent.
 type roundWait struct {
 	r    *aggregator.SharedRound
 	legs int
-	cost int64
 }
 
 // answerQueue carries a stream's answers from the engine's callbacks to
@@ -335,14 +333,16 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 		for k > 0 && waiting[k-1].r.ID >= a.round.ID {
 			k--
 		}
+		// A leg's request holds its cost until the leg is sent; then
+		// only its count waits for the round.
+		held += a.cost
 		if k < len(waiting) && waiting[k].r == a.round {
 			waiting[k].legs++
-			waiting[k].cost += a.cost
 			return
 		}
 		waiting = append(waiting, nil)
 		copy(waiting[k+1:], waiting[k:])
-		waiting[k] = &roundWait{r: a.round, legs: 1, cost: a.cost}
+		waiting[k] = &roundWait{r: a.round, legs: 1}
 	}
 	for closed := false; !closed || len(waiting) > 0; {
 		var head <-chan struct{}
@@ -367,7 +367,6 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 			p := sharedRoundProto(w.r)
 			rounds = append(rounds, p)
 			count(p.Status, w.legs)
-			held += w.cost
 		}
 		waiting = waiting[done:]
 		flush()
@@ -400,10 +399,9 @@ const maxResponseBatch = 1024
 // streamShare is the part of the node's budget one stream's requests may
 // hold (their answers not yet sent), as a divisor: at the bound the
 // stream's requests are not read until answers have gone out, and the
-// transport's flow control holds that client back, and it alone. A
-// shared-round request holds its part about a second, until its round is
-// sent: with the default budget a quarter allows about 280,000 such
-// requests a second on one stream. Tests change it.
+// transport's flow control holds that client back, and it alone. (A
+// shared-round request holds its cost until its leg is sent; only its
+// count waits for its round.)
 var streamShare int64 = 4
 
 // serveStream runs a signing stream: recv gives the next requests, send
