@@ -186,6 +186,9 @@ func TestStreamSenderRoundAfterAllLegs(t *testing.T) {
 	if ok, failed := counted(0), counted(status); ok != 0 || failed != n {
 		t.Fatalf("metrics: %v requests OK and %v with status %#x, want 0 and %d", ok, failed, status, n)
 	}
+	if u := eng.Budget().Used(); u != 0 {
+		t.Fatalf("budget: %d still in use after every request was answered", u)
+	}
 }
 
 // A client that stops reading its stream must not stall everyone else:
@@ -271,6 +274,10 @@ func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
 		case err := <-done:
 			if err == nil {
 				t.Fatal("stream ended without an error, want the cancellation or the send failure")
+			}
+			// What the client never got is returned to the budget.
+			if u := eng.Budget().Used(); u != 0 {
+				t.Fatalf("budget: %d still in use after the client went away", u)
 			}
 			return
 		case <-time.After(20 * time.Millisecond):
