@@ -182,7 +182,7 @@ func TestRequestCosts(t *testing.T) {
 				r.Shared = shared
 				id := req.RequestId
 				err = n.agg.Submit(r, func(x aggregator.Result) {
-					q.push(streamAnswer{&tempelv1.SignResponse{RequestId: id, Signature: x.Signature, Round: roundID(x.Round), Leg: x.Leg, Shape: x.Shape}, x.Round, 1})
+					q.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Signature: x.Signature, Round: roundID(x.Round), Leg: x.Leg, Shape: x.Shape}, round: x.Round, cost: 1})
 					answered.Add(1)
 				})
 				if err != nil {

@@ -24,14 +24,19 @@ import (
 
 // Limits of the gRPC server.
 const (
-	maxMessage      = 1 << 20 // no Tempel message is larger than a PDU
-	maxStreamWindow = 64 << 20
+	maxMessage = 1 << 20 // no Tempel message is larger than a PDU
+	// maxStreamWindow is a stream's flow-control window: what a client
+	// may send before the server reads it. 16 MiB is almost 2 s of
+	// requests of a stream at 200,000 signatures a second, and is what a
+	// stream that is not read may leave buffered (pausedStreamCost).
+	maxStreamWindow = 16 << 20
+	maxConnWindow   = 64 << 20
 )
 
 func (n *Node) grpcServer() *grpc.Server {
 	g := grpc.NewServer(
 		grpc.MaxRecvMsgSize(maxMessage),
-		grpc.InitialWindowSize(maxStreamWindow), grpc.InitialConnWindowSize(maxStreamWindow),
+		grpc.InitialWindowSize(maxStreamWindow), grpc.InitialConnWindowSize(maxConnWindow),
 		grpc.UnaryInterceptor(n.unaryAuth), grpc.StreamInterceptor(n.streamAuth),
 		grpc.InTapHandle(n.admit),
 	)
@@ -227,7 +232,10 @@ func (s *signerService) SignBatchStream(stream grpc.BidiStreamingServer[tempelv1
 type streamAnswer struct {
 	resp  *tempelv1.SignResponse
 	round *aggregator.SharedRound
-	cost  int64 // what its request reserved of the budget (0: refused)
+	cost  int64 // what its request reserved of the budget
+	// refused: the request was refused for lack of budget (it counts
+	// costRefused in its stream, nothing in the budget).
+	refused bool
 }
 
 // roundWait is a round whose legs a stream has sent: how many, so that
@@ -295,8 +303,9 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 	var got []streamAnswer
 	batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
 	var rounds []*tempelv1.SharedRound
-	var held int64 // what the answers in batch or rounds reserved
-	signed := 0    // requests signed among them: counted once per batch
+	var held int64    // what the answers in batch or rounds reserved
+	var refused int64 // what refusals among them count in the stream
+	signed := 0       // requests signed among them: counted once per batch
 	budget := s.n.agg.Budget()
 	flush := func() {
 		if failed == nil && len(batch)+len(rounds) > 0 {
@@ -305,10 +314,10 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 			}
 		}
 		// Sent (or the stream is broken): those requests are answered.
-		inflight.doneN(held)
+		inflight.doneN(held + refused)
 		budget.Release(held)
 		s.n.metrics.countN("grpc-stream", "Sign", ksiStatus(0), signed)
-		batch, rounds, held, signed = batch[:0], rounds[:0], 0, 0
+		batch, rounds, held, refused, signed = batch[:0], rounds[:0], 0, 0, 0
 	}
 	// count records how n requests ended: a leg's request ends with its
 	// round.
@@ -324,6 +333,11 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 			flush()
 		}
 		batch = append(batch, a.resp)
+		if a.refused {
+			count(a.resp.Status, 1)
+			refused += costRefused
+			return
+		}
 		if a.round == nil {
 			count(a.resp.Status, 1)
 			held += a.cost
@@ -431,24 +445,71 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 	}()
 	readDone := make(chan error, 1)
 	go func() {
-		err := s.readRequests(ctx, recv, out, &inflight, sendErr)
+		readDone <- s.readRequests(ctx, recv, out, &inflight, sendErr)
 		// Every accepted request is answered (or, once sending failed,
 		// dropped) before the sender stops.
 		inflight.wait()
 		out.close()
-		readDone <- err
 	}()
-	select {
-	case err := <-readDone:
-		<-senderDone
-		return err
-	case <-watch.stuck:
-		// Returning ends the stream, which unblocks its Send and Recv;
-		// the reader and the sender then finish on their own, releasing
-		// what the stream held as its rounds end.
+	// Returning ends the stream, which unblocks its Send and Recv; the
+	// reader and the sender then finish on their own, releasing what the
+	// stream held as its rounds end.
+	stuck := func() error {
 		s.n.metrics.count("grpc-stream", "Sign", "send-timeout")
 		return status.Errorf(codes.ResourceExhausted, "server: the client has read no answer for %s: stream ended", watch.timeout)
 	}
+	var err error
+	select {
+	case err = <-readDone:
+	case <-watch.stuck:
+		return stuck()
+	}
+	if err == errStreamNoMemory {
+		s.n.metrics.count("grpc-stream", "Sign", "no-memory")
+		return err
+	}
+	select {
+	case <-senderDone:
+		return err
+	case <-watch.stuck:
+		return stuck()
+	}
+}
+
+// Streams that are not read. A stream is not read while its answers not
+// yet sent hold its share of the budget, or, once its requests are being
+// refused, while its refusals not yet sent exceed refusedWindow. The
+// transport then holds up to its flow-control window (maxStreamWindow) of
+// the client's requests: the stream reserves that much of the budget
+// while it is not read, and is ended at once (errStreamNoMemory) when the
+// budget has no room for it. A client that reads its answers is read
+// again as soon as they have gone out.
+const (
+	pausedStreamCost = maxStreamWindow
+	// costRefused is what a refused request's answer holds until sent
+	// (charged to its stream only: refusals are made when the budget is
+	// full).
+	costRefused   = 256
+	refusedWindow = 64 << 10
+)
+
+var errStreamNoMemory = status.Error(codes.ResourceExhausted, "server: overloaded: no memory to hold the requests of a stream whose answers are not read; stream ended")
+
+// pause waits until the stream's requests in flight hold less than limit,
+// holding the budget for what the transport buffers meanwhile.
+func (s *signerService) pause(ctx context.Context, inflight *waitCounter, limit int64) error {
+	if inflight.below(limit) {
+		return nil
+	}
+	b := s.n.agg.Budget()
+	if !b.Reserve(pausedStreamCost) {
+		return errStreamNoMemory
+	}
+	defer b.Release(pausedStreamCost)
+	if !inflight.waitBelow(ctx, limit) {
+		return ctx.Err()
+	}
+	return nil
 }
 
 // readRequests reads the stream's requests and submits them until the
@@ -457,6 +518,7 @@ func (s *signerService) readRequests(ctx context.Context, recv func() ([]*tempel
 	out *answerQueue, inflight *waitCounter, sendErr <-chan error) error {
 	budget := s.n.agg.Budget()
 	share := budget.Limit() / streamShare
+	limit := share
 	for {
 		reqs, shared, err := recv()
 		if err == io.EOF {
@@ -472,9 +534,10 @@ func (s *signerService) readRequests(ctx context.Context, recv func() ([]*tempel
 		}
 		// A client that does not read its answers is not read either: the
 		// transport's flow control then holds it back.
-		if !inflight.waitBelow(ctx, share) {
-			return ctx.Err()
+		if err := s.pause(ctx, inflight, limit); err != nil {
+			return err
 		}
+		limit = share
 		cost := int64(aggregator.CostStreamed)
 		if shared {
 			cost = aggregator.CostLeg
@@ -482,7 +545,9 @@ func (s *signerService) readRequests(ctx context.Context, recv func() ([]*tempel
 		for _, req := range reqs {
 			id := req.RequestId
 			if !budget.Reserve(cost) {
-				out.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(budget.Err())), ErrorMessage: budget.Err().Error()}})
+				inflight.add(costRefused)
+				out.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(budget.Err())), ErrorMessage: budget.Err().Error()}, refused: true})
+				limit = refusedWindow
 				continue
 			}
 			// Every admitted request, answered or refused, is in flight
@@ -499,10 +564,10 @@ func (s *signerService) readRequests(ctx context.Context, recv func() ([]*tempel
 						// A leg: the request stays in flight until the
 						// sender has sent its round.
 						resp.Round, resp.Leg, resp.Shape = x.Round.ID, x.Leg, x.Shape
-						out.push(streamAnswer{resp, x.Round, cost})
+						out.push(streamAnswer{resp: resp, round: x.Round, cost: cost})
 						return
 					}
-					out.push(streamAnswer{resp, nil, cost})
+					out.push(streamAnswer{resp: resp, cost: cost})
 				})
 			}
 			if err != nil {

@@ -180,6 +180,31 @@ func TestOverloadRefusedAtOnceOnEveryInterface(t *testing.T) {
 	}
 	quick("batch stream", start)
 
+	// A stream whose refusals pile up unread is ended at once: there is
+	// no room in the budget for what the transport would buffer for it.
+	unread, err := signer.SignBatchStream(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range 2 {
+		var b tempelv1.SignBatch
+		for i := range 1024 {
+			b.Requests = append(b.Requests, &tempelv1.SignRequest{RequestId: uint64(k*1024 + i), Hash: docHash(fmt.Sprint("unread ", k, i))})
+		}
+		if err := unread.Send(&b); err != nil {
+			break // ended already
+		}
+	}
+	waitFor(t, 10*time.Second, "the unread stream to be ended", func() bool {
+		return testutil.ToFloat64(n.metrics.requests.WithLabelValues("grpc-stream", "Sign", "no-memory")) == 1
+	})
+	for err == nil {
+		_, err = unread.Recv()
+	}
+	if status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("unread stream over the budget ended with %v, want RESOURCE_EXHAUSTED", err)
+	}
+
 	// Overloaded, on both probes.
 	if code, body := readyz(t, addr); code != http.StatusServiceUnavailable || !strings.Contains(body, "not ready: overloaded") {
 		t.Errorf("readyz while overloaded: %d %q", code, body)
@@ -272,7 +297,8 @@ func TestStreamThatNeverReadsIsEnded(t *testing.T) {
 			t.Fatalf("reading stream, request %d: %v %v", r, resp, err)
 		}
 	}
-	if used := budget.Used(); used > share+int64(aggregator.CostStreamed)*4096 {
+	// Its share, one batch read beyond it, and its transport's buffer.
+	if used := budget.Used(); used > share+int64(aggregator.CostStreamed)*4096+pausedStreamCost {
 		t.Errorf("a stream that does not read holds %d bytes, its share is %d", used, share)
 	}
 

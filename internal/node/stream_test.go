@@ -232,7 +232,10 @@ func TestStreamClientThatStopsReading(t *testing.T) {
 // memory for one stream stays bounded, and the stream ends cleanly when
 // the client goes.
 func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
-	// A share of 100 requests.
+	// A share of 100 requests, in a budget with room for the stream's
+	// buffers while it is not read.
+	defer func(v int64) { streamShare = v }(streamShare)
+	streamShare = 100
 	svc, eng := serviceWithFailingUpstream(t, aggregator.NewBudget(100*aggregator.CostStreamed*streamShare))
 	var recvCalls atomic.Int64
 	recv := func() ([]*tempelv1.SignRequest, bool, error) {
