@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -491,6 +492,7 @@ const (
 	// full).
 	costRefused   = 256
 	refusedWindow = 64 << 10
+	pauseGrace    = 100 * time.Millisecond
 )
 
 var errStreamNoMemory = status.Error(codes.ResourceExhausted, "server: overloaded: no memory to hold the requests of a stream whose answers are not read; stream ended")
@@ -500,6 +502,18 @@ var errStreamNoMemory = status.Error(codes.ResourceExhausted, "server: overloade
 func (s *signerService) pause(ctx context.Context, inflight *waitCounter, limit int64) error {
 	if inflight.below(limit) {
 		return nil
+	}
+	// A client that reads has what it is owed sent within moments: only
+	// a stream still not read after pauseGrace reserves (the transport
+	// buffers no more than a client can send meanwhile).
+	gctx, cancel := context.WithTimeout(ctx, pauseGrace)
+	ok := inflight.waitBelow(gctx, limit)
+	cancel()
+	if ok {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
 	}
 	b := s.n.agg.Budget()
 	if !b.Reserve(pausedStreamCost) {

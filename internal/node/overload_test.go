@@ -186,20 +186,27 @@ func TestOverloadRefusedAtOnceOnEveryInterface(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k := range 2 {
-		var b tempelv1.SignBatch
-		for i := range 1024 {
-			b.Requests = append(b.Requests, &tempelv1.SignRequest{RequestId: uint64(k*1024 + i), Hash: docHash(fmt.Sprint("unread ", k, i))})
+	// Its refusals fill the client's flow-control window, then the
+	// server's buffers; its sends then block.
+	go func() {
+		for k := range 5000 {
+			var b tempelv1.SignBatch
+			for i := range 1024 {
+				b.Requests = append(b.Requests, &tempelv1.SignRequest{RequestId: uint64(k*1024 + i), Hash: docHash(fmt.Sprint("unread ", k, i))})
+			}
+			if err := unread.Send(&b); err != nil {
+				return // ended
+			}
 		}
-		if err := unread.Send(&b); err != nil {
-			break // ended already
-		}
-	}
-	waitFor(t, 10*time.Second, "the unread stream to be ended", func() bool {
+	}()
+	waitFor(t, 30*time.Second, "the unread stream to be ended", func() bool {
 		return testutil.ToFloat64(n.metrics.requests.WithLabelValues("grpc-stream", "Sign", "no-memory")) == 1
 	})
 	for err == nil {
 		_, err = unread.Recv()
+	}
+	if !strings.Contains(err.Error(), "no memory") {
+		t.Errorf("unread stream ended with %v, want it ended for lack of memory", err)
 	}
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("unread stream over the budget ended with %v, want RESOURCE_EXHAUSTED", err)
