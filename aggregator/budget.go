@@ -105,7 +105,12 @@ func (b *Budget) Admits(cost int64) bool {
 	return false
 }
 
+// refuse records a refusal (by the budget, or by the engine's cap on
+// late callers): the node counts as overloaded for overloadHold.
 func (b *Budget) refuse() {
+	if b == nil {
+		return
+	}
 	b.refused.Add(1)
 	if t := b.now().UnixNano(); t > b.lastRef.Load() {
 		b.lastRef.Store(t)

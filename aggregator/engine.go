@@ -258,6 +258,7 @@ func (e *Engine) submit(r Request, p pending) error {
 		return ErrOverloaded
 	case p.caller != nil && e.waiters >= e.callerCap:
 		e.cfg.Metrics.rejected("late")
+		e.cfg.Budget.refuse() // the node reports the overload
 		return errLate
 	case e.cfg.Quota > 0 && e.perUser[r.Identity.ClientID] >= e.cfg.Quota:
 		e.cfg.Metrics.rejected("quota")
@@ -565,11 +566,13 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	close(sr.done)
 	now := e.cfg.Now()
 	e.cfg.Metrics.round(len(q), now.Sub(start), q, now)
-	e.adjustCallerCap(rd.waiters, rd.capped, now.Sub(q[0].arrived))
 	// No turns while the engine catches up (see behind).
 	if t != nil && !e.behind() && !t.wait(e.maxTurn) {
 		e.cfg.Metrics.turnTimedOut()
 	}
+	// How late the round is once its callers have picked up their
+	// results (a CPU-bound node is late there first).
+	e.adjustCallerCap(rd.waiters, rd.capped, e.cfg.Now().Sub(q[0].arrived))
 }
 
 // behind reports whether more than two seconds' worth of rounds have
