@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"runtime/debug"
+	"runtime/metrics"
 	"time"
 
 	"google.golang.org/grpc/codes"
@@ -58,17 +59,27 @@ func (n *Node) overloaded() error {
 	return n.agg.Budget().Overloaded()
 }
 
-// Memory return: after a period in which waiting requests held more than
-// highWaterShare of the budget, once they have held less than
-// quietShare of it for quietFor, the node collects garbage and returns
-// the free memory to the operating system at once. The runtime would
-// return it too, but slowly (its background scavenger, pacing itself to
-// about 1 % of a core): gigabytes took minutes.
+// Memory return: once waiting requests have held less than quietShare
+// of the budget for quietFor (their peak in each second), while the
+// process keeps more than a budget's worth of memory beyond what it kept
+// after the last return, the node collects garbage and returns the free
+// memory to the operating system at once. The runtime would return it
+// too, but slowly (its background scavenger paces itself to about 1 % of
+// a core, and keeps what GOGC lets the heap grow to): after an overload
+// gigabytes stayed for minutes. A node that is busy never counts as
+// quiet, so a full collection never lands in the middle of its load.
 const (
-	highWaterShare = 4  // a quarter of the budget
-	quietShare     = 20 // 5 % of the budget
-	quietFor       = 3 * time.Second
+	quietShare = 20 // 5 % of the budget
+	quietFor   = 3 * time.Second
 )
+
+// retained is the memory the Go runtime holds from the operating system
+// (mapped and not returned).
+func retained() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64())
+}
 
 // returnMemory runs until ctx ends, returning memory to the operating
 // system after each period of high water (see quietFor).
@@ -76,7 +87,7 @@ func (n *Node) returnMemory(ctx context.Context) {
 	b := n.agg.Budget()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	high := false
+	base := retained()
 	var quiet time.Duration
 	for {
 		select {
@@ -84,19 +95,18 @@ func (n *Node) returnMemory(ctx context.Context) {
 			return
 		case <-t.C:
 		}
-		if b.TakePeak() > b.Limit()/highWaterShare {
-			high, quiet = true, 0
-			continue
-		}
-		if !high || b.Used() > b.Limit()/quietShare {
+		r := retained()
+		base = min(base, r)
+		if b.TakePeak() > b.Limit()/quietShare {
 			quiet = 0
 			continue
 		}
-		if quiet += time.Second; quiet >= quietFor {
-			start := time.Now()
-			debug.FreeOSMemory()
-			n.log.Info("load has dropped: returned free memory to the system", "took", time.Since(start))
-			high, quiet = false, 0
+		if quiet += time.Second; quiet < quietFor || r < base+b.Limit() {
+			continue
 		}
+		start := time.Now()
+		debug.FreeOSMemory()
+		base, quiet = retained(), 0
+		n.log.Info("load has dropped: returned free memory to the system", "held_mib", r>>20, "now_mib", base>>20, "took", time.Since(start))
 	}
 }
