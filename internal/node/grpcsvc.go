@@ -9,7 +9,6 @@ import (
 	"path"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -27,10 +26,13 @@ import (
 const (
 	maxMessage = 1 << 20 // no Tempel message is larger than a PDU
 	// maxStreamWindow is a stream's flow-control window: what a client
-	// may send before the server reads it. 16 MiB is almost 2 s of
-	// requests of a stream at 200,000 signatures a second, and is what a
-	// stream that is not read may leave buffered (pausedStreamCost).
-	maxStreamWindow = 16 << 20
+	// may send before the server reads it, and so what the transport may
+	// buffer for a signing stream (streamCost). 4 MiB is some 0.4 s of
+	// the requests of a stream at 200,000 signatures a second.
+	maxStreamWindow = 4 << 20
+	// streamCost is what a signing stream reserves of the budget while
+	// it runs: with the default budget, about 190 streams at once.
+	streamCost = maxStreamWindow
 	maxConnWindow   = 64 << 20
 )
 
@@ -424,9 +426,10 @@ var streamShare int64 = 4
 // that sends whatever has arrived, so batches form by themselves when a
 // round ends and many answers are ready at once.
 //
-// Each request reserves its cost in the node's budget as it is read, and
-// is answered at once with status 0x106 (too many requests) when it does
-// not fit. A stream whose sends make no progress for the send timeout
+// A stream reserves streamCost of the node's budget while it runs (it is
+// refused with RESOURCE_EXHAUSTED when that does not fit), and each
+// request its cost as it is read; a request that does not fit is
+// answered at once with status 0x106 (too many requests). A stream whose sends make no progress for the send timeout
 // (its client does not read) is ended with RESOURCE_EXHAUSTED, and what
 // it held is freed as its rounds end.
 func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv1.SignRequest, bool, error),
@@ -434,6 +437,14 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 	if s.n.agg == nil {
 		return status.Error(codes.Unimplemented, "the calendar role signs unary calls only")
 	}
+	// What the transport may buffer for the stream: its flow-control
+	// window, held from the stream's start to its end.
+	budget := s.n.agg.Budget()
+	if !budget.Reserve(streamCost) {
+		s.n.metrics.count("grpc-stream", "Sign", "no-memory")
+		return errNoStreamMemory
+	}
+	defer budget.Release(streamCost)
 	out := newAnswerQueue()
 	sendErr := make(chan error, 1)
 	senderDone := make(chan struct{})
@@ -465,10 +476,6 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 	case <-watch.stuck:
 		return stuck()
 	}
-	if err == errStreamNoMemory {
-		s.n.metrics.count("grpc-stream", "Sign", "no-memory")
-		return err
-	}
 	select {
 	case <-senderDone:
 		return err
@@ -479,52 +486,18 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 
 // Streams that are not read. A stream is not read while its answers not
 // yet sent hold its share of the budget, or, once its requests are being
-// refused, while its refusals not yet sent exceed refusedWindow. The
-// transport then holds up to its flow-control window (maxStreamWindow) of
-// the client's requests: the stream reserves that much of the budget
-// while it is not read, and is ended at once (errStreamNoMemory) when the
-// budget has no room for it. A client that reads its answers is read
-// again as soon as they have gone out.
+// refused, while its refusals not yet sent exceed refusedWindow; the
+// transport's flow control then holds its client back. A client that
+// reads its answers is read again as soon as they have gone out.
 const (
-	pausedStreamCost = maxStreamWindow
 	// costRefused is what a refused request's answer holds until sent
 	// (charged to its stream only: refusals are made when the budget is
 	// full).
 	costRefused   = 256
 	refusedWindow = 64 << 10
-	pauseGrace    = 100 * time.Millisecond
 )
 
-var errStreamNoMemory = status.Error(codes.ResourceExhausted, "server: overloaded: no memory to hold the requests of a stream whose answers are not read; stream ended")
-
-// pause waits until the stream's requests in flight hold less than limit,
-// holding the budget for what the transport buffers meanwhile.
-func (s *signerService) pause(ctx context.Context, inflight *waitCounter, limit int64) error {
-	if inflight.below(limit) {
-		return nil
-	}
-	// A client that reads has what it is owed sent within moments: only
-	// a stream still not read after pauseGrace reserves (the transport
-	// buffers no more than a client can send meanwhile).
-	gctx, cancel := context.WithTimeout(ctx, pauseGrace)
-	ok := inflight.waitBelow(gctx, limit)
-	cancel()
-	if ok {
-		return nil
-	}
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	b := s.n.agg.Budget()
-	if !b.Reserve(pausedStreamCost) {
-		return errStreamNoMemory
-	}
-	defer b.Release(pausedStreamCost)
-	if !inflight.waitBelow(ctx, limit) {
-		return ctx.Err()
-	}
-	return nil
-}
+var errNoStreamMemory = status.Error(codes.ResourceExhausted, "server: overloaded: no memory for another signing stream, try again shortly")
 
 // readRequests reads the stream's requests and submits them until the
 // client ends its side, the stream fails or sending fails.
@@ -548,8 +521,8 @@ func (s *signerService) readRequests(ctx context.Context, recv func() ([]*tempel
 		}
 		// A client that does not read its answers is not read either: the
 		// transport's flow control then holds it back.
-		if err := s.pause(ctx, inflight, limit); err != nil {
-			return err
+		if !inflight.waitBelow(ctx, limit) {
+			return ctx.Err()
 		}
 		limit = share
 		cost := int64(aggregator.CostStreamed)

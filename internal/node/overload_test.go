@@ -62,11 +62,40 @@ func readyz(t *testing.T, addr string) (int, string) {
 // overload status, while the requests already admitted are signed; the
 // node reports the overload while it lasts, and signs normally after.
 func TestOverloadRefusedAtOnceOnEveryInterface(t *testing.T) {
-	const parked = 40
-	// A budget of exactly 40 parked callers.
-	n, ctx := manualNode(t, Config{MaxMemory: RequestBudgetShare * parked * aggregator.CostCaller})
+	const parked = 300
+	// A budget of exactly two streams and 300 parked callers.
+	n, ctx := manualNode(t, Config{MaxMemory: RequestBudgetShare * (2*streamCost + parked*aggregator.CostCaller)})
 	addr := serveManual(t, n, ctx)
 	signer := tempelv1.NewSignerClient(dial(t, addr))
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	st, err := signer.SignStream(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bst, err := signer.SignBatchStream(sctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The streams start on the server as their first messages arrive.
+	for i, s := range []interface{ SendMsg(any) error }{st, bst} {
+		var m any = &tempelv1.SignRequest{RequestId: 100, Hash: docHash("open")}
+		if i == 1 {
+			m = &tempelv1.SignBatch{Requests: []*tempelv1.SignRequest{{RequestId: 100, Hash: docHash("open")}}}
+		}
+		if err := s.SendMsg(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*time.Second, "the streams to start", func() bool { return n.agg.QueueLen() == 2 })
+	n.agg.CloseRound(ctx)
+	if r, err := st.Recv(); err != nil || r.Status != 0 {
+		t.Fatalf("stream: %v %v", r, err)
+	}
+	if r, err := bst.Recv(); err != nil || len(r.Responses) != 1 || r.Responses[0].Status != 0 {
+		t.Fatalf("batch stream: %v %v", r, err)
+	}
+	waitFor(t, 10*time.Second, "the first answers to be sent", func() bool { return n.agg.Budget().Used() == 2*streamCost })
 
 	// Fill the budget with unary calls; no round closes yet.
 	type answer struct {
@@ -83,6 +112,7 @@ func TestOverloadRefusedAtOnceOnEveryInterface(t *testing.T) {
 		}()
 	}
 	waitFor(t, 10*time.Second, "the budget to fill", func() bool { return n.agg.QueueLen() == parked })
+	waitFor(t, 10*time.Second, "the budget to fill", func() bool { return n.agg.Budget().Used() == n.agg.Budget().Limit() })
 	if used, limit := n.agg.Budget().Used(), n.agg.Budget().Limit(); used != limit {
 		t.Fatalf("budget: %d of %d in use with %d parked calls", used, limit, parked)
 	}
@@ -95,7 +125,7 @@ func TestOverloadRefusedAtOnceOnEveryInterface(t *testing.T) {
 	}
 	// Unary gRPC: RESOURCE_EXHAUSTED.
 	start := time.Now()
-	_, err := signer.Sign(ctx, &tempelv1.SignRequest{Hash: docHash("refused")})
+	_, err = signer.Sign(ctx, &tempelv1.SignRequest{Hash: docHash("refused")})
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("unary Sign over the budget: %v, want RESOURCE_EXHAUSTED", err)
 	}
@@ -143,12 +173,6 @@ func TestOverloadRefusedAtOnceOnEveryInterface(t *testing.T) {
 	quick("PDU", start)
 
 	// Streams, one request per message and batched: answers with 0x106.
-	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
-	st, err := signer.SignStream(sctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start = time.Now()
 	if err := st.Send(&tempelv1.SignRequest{RequestId: 7, Hash: docHash("stream")}); err != nil {
 		t.Fatal(err)
@@ -158,10 +182,6 @@ func TestOverloadRefusedAtOnceOnEveryInterface(t *testing.T) {
 		t.Errorf("stream over the budget: %v %v, want request 7 with status 0x106", sr, err)
 	}
 	quick("stream", start)
-	bst, err := signer.SignBatchStream(sctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start = time.Now()
 	if err := bst.Send(&tempelv1.SignBatch{SharedRounds: true, Requests: []*tempelv1.SignRequest{{RequestId: 8, Hash: docHash("batch 8")}, {RequestId: 9, Hash: docHash("batch 9")}}}); err != nil {
 		t.Fatal(err)
@@ -180,36 +200,13 @@ func TestOverloadRefusedAtOnceOnEveryInterface(t *testing.T) {
 	}
 	quick("batch stream", start)
 
-	// A stream whose refusals pile up unread is ended at once: there is
-	// no room in the budget for what the transport would buffer for it.
-	unread, err := signer.SignBatchStream(sctx)
+	// A new stream is refused: no room for what its transport buffers.
+	more, err := signer.SignBatchStream(sctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Its refusals fill the client's flow-control window, then the
-	// server's buffers; its sends then block.
-	go func() {
-		for k := range 5000 {
-			var b tempelv1.SignBatch
-			for i := range 1024 {
-				b.Requests = append(b.Requests, &tempelv1.SignRequest{RequestId: uint64(k*1024 + i), Hash: docHash(fmt.Sprint("unread ", k, i))})
-			}
-			if err := unread.Send(&b); err != nil {
-				return // ended
-			}
-		}
-	}()
-	waitFor(t, 30*time.Second, "the unread stream to be ended", func() bool {
-		return testutil.ToFloat64(n.metrics.requests.WithLabelValues("grpc-stream", "Sign", "no-memory")) == 1
-	})
-	for err == nil {
-		_, err = unread.Recv()
-	}
-	if !strings.Contains(err.Error(), "no memory") {
-		t.Errorf("unread stream ended with %v, want it ended for lack of memory", err)
-	}
-	if status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("unread stream over the budget ended with %v, want RESOURCE_EXHAUSTED", err)
+	if _, err := more.Recv(); status.Code(err) != codes.ResourceExhausted {
+		t.Errorf("a stream opened over the budget: %v, want RESOURCE_EXHAUSTED", err)
 	}
 
 	// Overloaded, on both probes.
@@ -238,8 +235,8 @@ func TestOverloadRefusedAtOnceOnEveryInterface(t *testing.T) {
 
 	// Ready again soon after, and signing on every interface.
 	waitFor(t, 10*time.Second, "readyz to say ready", func() bool { code, _ := readyz(t, addr); return code == http.StatusOK })
-	if used := n.agg.Budget().Used(); used != 0 {
-		t.Fatalf("budget: %d still in use after every call was answered", used)
+	if used := n.agg.Budget().Used(); used != 2*streamCost {
+		t.Fatalf("budget: %d in use after every call was answered, want the two streams' %d", used, 2*streamCost)
 	}
 	go n.agg.Run(ctx)
 	if _, err := signer.Sign(ctx, &tempelv1.SignRequest{Hash: docHash("after")}); err != nil {
@@ -304,8 +301,8 @@ func TestStreamThatNeverReadsIsEnded(t *testing.T) {
 			t.Fatalf("reading stream, request %d: %v %v", r, resp, err)
 		}
 	}
-	// Its share, one batch read beyond it, and its transport's buffer.
-	if used := budget.Used(); used > share+int64(aggregator.CostStreamed)*4096+pausedStreamCost {
+	// Its share, one batch read beyond it, and the two streams' buffers.
+	if used := budget.Used(); used > share+int64(aggregator.CostStreamed)*4096+2*streamCost {
 		t.Errorf("a stream that does not read holds %d bytes, its share is %d", used, share)
 	}
 
@@ -313,7 +310,7 @@ func TestStreamThatNeverReadsIsEnded(t *testing.T) {
 	// is returned, while its client still reads nothing. (The client
 	// learns the status once it reads what was sent before it: HTTP/2
 	// delivers the trailers after the stream's data.)
-	waitFor(t, 30*time.Second, "the stuck stream's memory to be returned", func() bool { return budget.Used() == 0 })
+	waitFor(t, 30*time.Second, "the stuck stream's memory to be returned", func() bool { return budget.Used() == streamCost }) // the reader's
 	ended := testutil.ToFloat64(n.n.metrics.requests.WithLabelValues("grpc-stream", "Sign", "send-timeout"))
 	if ended != 1 {
 		t.Errorf("metrics: %v streams ended by the send timeout, want 1", ended)

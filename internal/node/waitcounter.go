@@ -44,13 +44,6 @@ func (w *waitCounter) wait() {
 	w.mu.Unlock()
 }
 
-// below reports whether less than limit is in flight.
-func (w *waitCounter) below(limit int64) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.n < limit
-}
-
 // waitBelow waits until less than limit is in flight; false when ctx
 // ended first.
 func (w *waitCounter) waitBelow(ctx context.Context, limit int64) bool {
