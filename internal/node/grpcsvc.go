@@ -32,8 +32,8 @@ const (
 	maxStreamWindow = 4 << 20
 	// streamCost is what a signing stream reserves of the budget while
 	// it runs: with the default budget, about 190 streams at once.
-	streamCost = maxStreamWindow
-	maxConnWindow   = 64 << 20
+	streamCost    = maxStreamWindow
+	maxConnWindow = 64 << 20
 )
 
 func (n *Node) grpcServer() *grpc.Server {
