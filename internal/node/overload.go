@@ -61,52 +61,54 @@ func (n *Node) overloaded() error {
 
 // Memory return: once waiting requests have held less than quietShare
 // of the budget for quietFor (their peak in each second), while the
-// process keeps more than a budget's worth of memory beyond what it kept
-// after the last return, the node collects garbage and returns the free
-// memory to the operating system at once. The runtime would return it
+// process keeps more than a quarter of the budget beyond its live heap,
+// the node collects garbage and returns the free memory to the operating
+// system at once, at most every returnEvery. The runtime would return it
 // too, but slowly (its background scavenger paces itself to about 1 % of
 // a core, and keeps what GOGC lets the heap grow to): after an overload
-// gigabytes stayed for minutes. A node that is busy never counts as
-// quiet, so a full collection never lands in the middle of its load.
+// gigabytes stayed for minutes. A busy node never counts as quiet, so a
+// full collection never lands in the middle of its load.
 const (
-	quietShare = 20 // 5 % of the budget
-	quietFor   = 3 * time.Second
+	quietShare  = 20 // 5 % of the budget
+	quietFor    = 3 * time.Second
+	returnEvery = 20 * time.Second
 )
 
-// retained is the memory the Go runtime holds from the operating system
-// (mapped and not returned).
-func retained() int64 {
-	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+// spare is the memory the Go runtime holds from the operating system
+// beyond the heap that was live at the last collection.
+func spare() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/heap/live:bytes"}}
 	metrics.Read(s)
-	return int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64())
+	return int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64()) - int64(s[2].Value.Uint64())
 }
 
 // returnMemory runs until ctx ends, returning memory to the operating
-// system after each period of high water (see quietFor).
+// system when the node is quiet (see quietFor).
 func (n *Node) returnMemory(ctx context.Context) {
 	b := n.agg.Budget()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	base := retained()
 	var quiet time.Duration
+	var last time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		r := retained()
-		base = min(base, r)
 		if b.TakePeak() > b.Limit()/quietShare {
 			quiet = 0
 			continue
 		}
-		if quiet += time.Second; quiet < quietFor || r < base+b.Limit() {
+		quiet += time.Second
+		if quiet < quietFor || time.Since(last) < returnEvery {
 			continue
 		}
-		start := time.Now()
-		debug.FreeOSMemory()
-		base, quiet = retained(), 0
-		n.log.Info("load has dropped: returned free memory to the system", "held_mib", r>>20, "now_mib", base>>20, "took", time.Since(start))
+		if s := spare(); s > b.Limit()/4 {
+			start := time.Now()
+			debug.FreeOSMemory()
+			last = time.Now()
+			n.log.Info("load has dropped: returned free memory to the system", "spare_mib", s>>20, "took", last.Sub(start))
+		}
 	}
 }
