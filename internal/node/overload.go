@@ -61,8 +61,8 @@ func (n *Node) overloaded() error {
 
 // Memory return: once waiting requests have held less than quietShare
 // of the budget for quietFor (their peak in each second), while the
-// process keeps more than a quarter of the budget beyond its live heap,
-// the node collects garbage and returns the free memory to the operating
+// runtime holds more than a quarter of the budget from the system, the
+// node collects garbage and returns the free memory to the operating
 // system at once, at most every returnEvery. The runtime would return it
 // too, but slowly (its background scavenger paces itself to about 1 % of
 // a core, and keeps what GOGC lets the heap grow to): after an overload
@@ -74,12 +74,14 @@ const (
 	returnEvery = 20 * time.Second
 )
 
-// spare is the memory the Go runtime holds from the operating system
-// beyond the heap that was live at the last collection.
-func spare() int64 {
-	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}, {Name: "/gc/heap/live:bytes"}}
+// retained is the memory the Go runtime holds from the operating system.
+// (What is garbage in it is known only after a collection, and a quiet
+// node may not collect for minutes: hence no comparison with the live
+// heap.)
+func retained() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	metrics.Read(s)
-	return int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64()) - int64(s[2].Value.Uint64())
+	return int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64())
 }
 
 // returnMemory runs until ctx ends, returning memory to the operating
@@ -104,11 +106,11 @@ func (n *Node) returnMemory(ctx context.Context) {
 		if quiet < quietFor || time.Since(last) < returnEvery {
 			continue
 		}
-		if s := spare(); s > b.Limit()/4 {
+		if r := retained(); r > b.Limit()/4 {
 			start := time.Now()
 			debug.FreeOSMemory()
 			last = time.Now()
-			n.log.Info("load has dropped: returned free memory to the system", "spare_mib", s>>20, "took", last.Sub(start))
+			n.log.Info("load has dropped: returned free memory to the system", "held_mib", r>>20, "now_mib", retained()>>20, "took", last.Sub(start))
 		}
 	}
 }
