@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -324,4 +325,34 @@ func TestStreamThatNeverReadsIsEnded(t *testing.T) {
 	}
 	reader.CloseSend()
 	waitFor(t, 20*time.Second, "the budget to be returned", func() bool { return budget.Used() == 0 })
+}
+
+// A quiet node returns the memory an overload left behind to the system
+// within seconds (the runtime alone took minutes).
+func TestQuietNodeReturnsMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocates 256 MiB")
+	}
+	eng, err := aggregator.New(aggregator.Config{Logger: quiet(), Period: time.Hour, Budget: aggregator.NewBudget(64 << 20),
+		Upstream: aggregator.UpstreamFunc(func(context.Context, ksi.Imprint, byte) ([]byte, error) { return nil, nil })})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := &Node{agg: eng, log: quiet()}
+	// What an overload leaves: a heap grown far beyond what is live.
+	junk := make([][]byte, 256)
+	for i := range junk {
+		junk[i] = make([]byte, 1<<20)
+		junk[i][0] = 1
+	}
+	runtime.KeepAlive(junk)
+	junk = nil // garbage that a quiet process may keep for minutes
+	held := retained()
+	if held < 200<<20 {
+		t.Skipf("the runtime returned the memory by itself (holds %d MiB)", held>>20)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go n.returnMemory(ctx)
+	waitFor(t, 20*time.Second, "the memory to be returned", func() bool { return retained() < held-150<<20 })
 }
