@@ -429,9 +429,10 @@ var streamShare int64 = 4
 // A stream reserves streamCost of the node's budget while it runs (it is
 // refused with RESOURCE_EXHAUSTED when that does not fit), and each
 // request its cost as it is read; a request that does not fit is
-// answered at once with status 0x106 (too many requests). A stream whose sends make no progress for the send timeout
-// (its client does not read) is ended with RESOURCE_EXHAUSTED, and what
-// it held is freed as its rounds end.
+// answered at once with status 0x106 (too many requests). A stream whose
+// sends make no progress for the send timeout (its client does not read)
+// is ended with RESOURCE_EXHAUSTED, and what it held is freed as its
+// rounds end.
 func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv1.SignRequest, bool, error),
 	send func([]*tempelv1.SignResponse, []*tempelv1.SharedRound) error) error {
 	if s.n.agg == nil {
