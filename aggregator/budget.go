@@ -105,8 +105,8 @@ func (b *Budget) Admits(cost int64) bool {
 	return false
 }
 
-// refuse records a refusal (by the budget, or by the engine's cap on
-// late callers): the node counts as overloaded for overloadHold.
+// refuse records a refusal: the node counts as overloaded for
+// overloadHold.
 func (b *Budget) refuse() {
 	if b == nil {
 		return

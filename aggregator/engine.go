@@ -161,9 +161,6 @@ type Engine struct {
 	reqs    []round.Request // what they asked, index for index with queue
 	perUser map[string]int
 	stopped bool
-	// callerCap bounds the callers admitted per round once rounds have
-	// been answered late (admission.go); noCallerCap until then.
-	callerCap int
 
 	inflight chan struct{}
 	wg       sync.WaitGroup
@@ -209,8 +206,7 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Now = time.Now
 	}
 	// Round ids start at 1: 0 is "no round" on the wire.
-	return &Engine{cfg: cfg, log: cfg.Logger, perUser: make(map[string]int), inflight: make(chan struct{}, cfg.MaxInFlight), nextRoundID: 1, maxTurn: maxTurn,
-		callerCap: noCallerCap}, nil
+	return &Engine{cfg: cfg, log: cfg.Logger, perUser: make(map[string]int), inflight: make(chan struct{}, cfg.MaxInFlight), nextRoundID: 1, maxTurn: maxTurn}, nil
 }
 
 // Config returns the engine's configuration after defaults.
@@ -256,10 +252,6 @@ func (e *Engine) submit(r Request, p pending) error {
 	case len(e.queue) >= e.cfg.MaxQueue:
 		e.cfg.Metrics.rejected("overloaded")
 		return ErrOverloaded
-	case p.caller != nil && e.waiters >= e.callerCap:
-		e.cfg.Metrics.rejected("late")
-		e.cfg.Budget.refuse() // the node reports the overload
-		return errLate
 	case e.cfg.Quota > 0 && e.perUser[r.Identity.ClientID] >= e.cfg.Quota:
 		e.cfg.Metrics.rejected("quota")
 		return ErrOverQuota
@@ -432,7 +424,7 @@ func (e *Engine) CloseRound(ctx context.Context) {
 	shared, waiters := e.shared, e.waiters
 	e.shared, e.waiters = 0, 0
 	clear(e.perUser)
-	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, shared: shared, waiters: waiters, capped: waiters >= e.callerCap,
+	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, shared: shared, waiters: waiters,
 		prev: e.lastAnswered, answered: make(chan struct{}), up: e.cfg.Upstream, release: func() {}}
 	e.nextRoundID++
 	e.lastAnswered = rd.answered
@@ -484,7 +476,6 @@ type roundRun struct {
 	reqs     []round.Request
 	shared   int           // requests in the shared-round form
 	waiters  int           // callers waiting in caller.wait (Sign, PDU) among the others
-	capped   bool          // waiters reached the callers' cap
 	prev     chan struct{} // closed when the previous round is answered; nil for the first
 	answered chan struct{}
 	up       Upstream // signs the root: Config.Upstream, or its reserved slot
@@ -570,9 +561,6 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	if t != nil && !e.behind() && !t.wait(e.maxTurn) {
 		e.cfg.Metrics.turnTimedOut()
 	}
-	// How late the round is once its callers have picked up their
-	// results (a CPU-bound node is late there first).
-	e.adjustCallerCap(rd.waiters, rd.capped, e.cfg.Now().Sub(q[0].arrived))
 }
 
 // behind reports whether more than two seconds' worth of rounds have

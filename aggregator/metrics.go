@@ -16,7 +16,6 @@ type Metrics struct {
 	upstreamErrs prometheus.Counter
 	rejections   *prometheus.CounterVec
 	turnTimeouts prometheus.Counter
-	callerCapG   prometheus.Gauge
 }
 
 // NewMetrics registers the engine's metrics on reg.
@@ -36,17 +35,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		turnTimeouts: prometheus.NewCounter(prometheus.CounterOpts{Name: "tempel_aggregator_turn_timeouts_total",
 			Help: "Rounds whose waiting callers had not all picked up their results within 200 ms, so the next round went ahead."}),
 	}
-	m.callerCapG = prometheus.NewGauge(prometheus.GaugeOpts{Name: "tempel_aggregator_caller_cap",
-		Help: "Parked callers (unary, PDU) admitted per round since a round was answered late; -1 while there is no cap."})
-	m.callerCapG.Set(-1)
-	reg.MustRegister(m.rounds, m.roundSize, m.roundLatency, m.endToEnd, m.queueDepth, m.upstreamErrs, m.rejections, m.turnTimeouts, m.callerCapG)
+	reg.MustRegister(m.rounds, m.roundSize, m.roundLatency, m.endToEnd, m.queueDepth, m.upstreamErrs, m.rejections, m.turnTimeouts)
 	return m
-}
-
-func (m *Metrics) callerCap(c int) {
-	if m != nil {
-		m.callerCapG.Set(float64(c))
-	}
 }
 
 func (m *Metrics) queued(depth int) {
