@@ -424,8 +424,7 @@ func (e *Engine) CloseRound(ctx context.Context) {
 	shared, waiters := e.shared, e.waiters
 	e.shared, e.waiters = 0, 0
 	clear(e.perUser)
-	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, shared: shared, waiters: waiters,
-		prev: e.lastAnswered, answered: make(chan struct{}), up: e.cfg.Upstream, release: func() {}}
+	rd := &roundRun{id: e.nextRoundID, q: q, reqs: reqs, shared: shared, waiters: waiters, prev: e.lastAnswered, answered: make(chan struct{}), up: e.cfg.Upstream, release: func() {}}
 	e.nextRoundID++
 	e.lastAnswered = rd.answered
 	e.wg.Add(1)
