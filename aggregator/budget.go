@@ -33,10 +33,10 @@ const (
 )
 
 // DefaultBudget is the budget of an engine configured without one: the
-// share of a node's default memory limit (1.5 GiB) that waiting requests
+// half of a node's default memory limit (1.75 GiB) that waiting requests
 // may hold; the rest is for everything else (rounds being built, gRPC
 // connections' buffers, the calendar, garbage not yet collected).
-const DefaultBudget = 768 << 20
+const DefaultBudget = 896 << 20
 
 // Budget bounds the memory that waiting requests hold in a node: requests
 // queued for a round, rounds waiting for the calendar, callers parked

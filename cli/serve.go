@@ -50,7 +50,7 @@ func serveFlags() []ucli.Flag {
 		num("max-level", 32, "highest level a request may have"),
 		num("quota", 0, "requests one user may send per round (0: no limit)"),
 		num("max-queue", 1_000_000, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
-		str("max-memory", "1536MiB", "memory the server plans for (`SIZE`, e.g. 1536MiB, 4GiB): the Go soft memory limit unless GOMEMLIMIT is set; waiting requests may hold half of it, more are refused at once (RESOURCE_EXHAUSTED / HTTP 429 / 0x106)"),
+		str("max-memory", "1792MiB", "memory the server plans for (`SIZE`, e.g. 1792MiB, 4GiB): the Go soft memory limit unless GOMEMLIMIT is set; waiting requests may hold half of it, more are refused at once (RESOURCE_EXHAUSTED / HTTP 429 / 0x106)"),
 		dur("stream-send-timeout", node.DefaultStreamSendTimeout, "end a signing stream (RESOURCE_EXHAUSTED) whose client has read no answer for this long"),
 		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN)"),
 		str("root-cert", "", "operator trust root certificate (PEM); with the four below replaces the development PKI"),
@@ -98,7 +98,7 @@ func serveAction(c *ucli.Context) error {
 	}
 	maxMemory, err := parseSize(c.String("max-memory"))
 	if err != nil || maxMemory < 64<<20 {
-		return usageErrorf("--max-memory %q: want a size of at least 64MiB, e.g. 1536MiB or 4GiB", c.String("max-memory"))
+		return usageErrorf("--max-memory %q: want a size of at least 64MiB, e.g. 1792MiB or 4GiB", c.String("max-memory"))
 	}
 	if os.Getenv("GOMEMLIMIT") == "" {
 		// A soft limit makes the collector work harder as the process

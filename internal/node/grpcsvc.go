@@ -31,7 +31,7 @@ const (
 	// the requests of a stream at 200,000 signatures a second.
 	maxStreamWindow = 4 << 20
 	// streamCost is what a signing stream reserves of the budget while
-	// it runs: with the default budget, about 190 streams at once.
+	// it runs: with the default budget, at most 224 streams at once.
 	streamCost    = maxStreamWindow
 	maxConnWindow = 64 << 20
 )

@@ -17,14 +17,16 @@ import (
 // DefaultMaxMemory is the memory a node plans to use when its
 // configuration names none (`tempel serve --max-memory`): the Go soft
 // memory limit, of which RequestBudgetShare is the budget for waiting
-// requests.
-const DefaultMaxMemory = 1536 << 20
+// requests. With 1.5 GiB the soft limit made the collector run during
+// the answer bursts at 40,000 unary calls a second (the heap with GOGC
+// 400 reaches about 1.8 GB there), and the node fell behind; with
+// 1.75 GiB it kept up, and peaked at 1.7–1.8 GB RSS under ten times
+// that load.
+const DefaultMaxMemory = 1792 << 20
 
 // RequestBudgetShare is the part of the memory limit that waiting
 // requests may hold, in halves: the other half is for rounds being built,
 // the connections' buffers, the calendar and garbage not yet collected.
-// At 10 times the unary capacity the whole process then peaked at about
-// 1.2 GiB RSS with the defaults.
 const RequestBudgetShare = 2
 
 // requestBudget is the budget of waiting requests for a memory limit.
