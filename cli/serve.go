@@ -100,12 +100,6 @@ func serveAction(c *ucli.Context) error {
 	if err != nil || maxMemory < 64<<20 {
 		return usageErrorf("--max-memory %q: want a size of at least 64MiB, e.g. 1792MiB or 4GiB", c.String("max-memory"))
 	}
-	if os.Getenv("GOMEMLIMIT") == "" {
-		// A soft limit makes the collector work harder as the process
-		// nears it, rather than let garbage take the room that the
-		// request budget (half of it) counts on.
-		debug.SetMemoryLimit(maxMemory)
-	}
 	cfg := node.Config{
 		Role: c.String("role"), DataDir: c.String("data-dir"), Listen: c.String("listen"), Name: c.String("name"),
 		PublishEvery: c.Duration("publish-every"), Grace: c.Duration("grace"), PublicURL: c.String("public-url"),
@@ -124,6 +118,12 @@ func serveAction(c *ucli.Context) error {
 	}
 	if cfg.MaxLevel < 0 || cfg.MaxLevel > 254 {
 		return usageErrorf("--max-level %d: must be 0..254", cfg.MaxLevel)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit makes the collector work harder as the process
+		// nears it, rather than let garbage take the room that the
+		// request budget (half of it) counts on.
+		debug.SetMemoryLimit(maxMemory)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
