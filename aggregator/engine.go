@@ -40,9 +40,13 @@ type Config struct {
 	Period time.Duration
 	// MaxLevel is the highest request level accepted (default 32).
 	MaxLevel byte
-	// MaxQueue bounds the requests waiting for a round, so memory stays
-	// bounded under overload (default 1,000,000).
+	// MaxQueue bounds the requests waiting for a round (default 1,000,000).
 	MaxQueue int
+	// Budget bounds the memory of waiting requests across the node
+	// (default: NewBudget(DefaultBudget)). Sign and the PDU handler
+	// charge CostCaller per request; Submit's caller charges its own
+	// requests (Engine.Budget).
+	Budget *Budget
 	// Quota limits one client's requests per round (0: no limit).
 	Quota int
 	// UpstreamTimeout bounds the wait for upstream (default 5s).
@@ -185,6 +189,9 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.MaxQueue == 0 {
 		cfg.MaxQueue = 1_000_000
 	}
+	if cfg.Budget == nil {
+		cfg.Budget = NewBudget(DefaultBudget)
+	}
 	if cfg.UpstreamTimeout == 0 {
 		cfg.UpstreamTimeout = 5 * time.Second
 	}
@@ -206,9 +213,13 @@ func New(cfg Config) (*Engine, error) {
 // Config returns the engine's configuration after defaults.
 func (e *Engine) Config() Config { return e.cfg }
 
+// Budget returns the node's budget for waiting requests.
+func (e *Engine) Budget() *Budget { return e.cfg.Budget }
+
 // Submit queues a request for the current round; cb is called once with
 // the result. Errors detected at once (bad hash, level, quota, overload)
-// are returned and cb is not called.
+// are returned and cb is not called. The caller accounts for the memory
+// its request and answer hold (Budget, CostStreamed).
 func (e *Engine) Submit(r Request, cb Callback) error {
 	return e.submit(r, pending{cb: cb})
 }
@@ -272,9 +283,16 @@ func (e *Engine) Sign(ctx context.Context, r Request) Result {
 
 // submitCaller submits a request whose result the caller will wait for
 // with caller.wait, taking its part in its round's turn.
+// It reserves CostCaller, which wait returns.
 func (e *Engine) submitCaller(r Request) (*caller, error) {
-	c := &caller{ch: make(chan Result, 1)}
+	b := e.cfg.Budget
+	if !b.Reserve(CostCaller) {
+		e.cfg.Metrics.rejected("memory")
+		return nil, errBudget
+	}
+	c := &caller{ch: make(chan Result, 1), budget: b}
 	if err := e.submit(r, pending{caller: c}); err != nil {
+		b.Release(CostCaller)
 		return nil, err
 	}
 	return c, nil
@@ -282,8 +300,9 @@ func (e *Engine) submitCaller(r Request) (*caller, error) {
 
 // caller is one request whose caller is parked for its result.
 type caller struct {
-	ch    chan Result
-	state atomic.Int32 // callerWaiting, callerAnswered or callerGone
+	ch     chan Result
+	state  atomic.Int32 // callerWaiting, callerAnswered or callerGone
+	budget *Budget      // holds CostCaller until wait returns
 }
 
 const (
@@ -318,6 +337,9 @@ func (c *caller) deliver(res Result) {
 func (c *caller) wait(ctx context.Context) Result {
 	var pad [2048]byte
 	keepOnStack(pad[:])
+	// The caller's stack and call are free once it returns (what stays in
+	// its round until the round is done is far less).
+	defer c.budget.Release(CostCaller)
 	select {
 	case x := <-c.ch:
 		x.turn.pickedUp()

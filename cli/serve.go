@@ -65,6 +65,8 @@ func serveFlags() []ucli.Flag {
 		dur("write-timeout", server.DefaultWriteTimeout, "time to answer an HTTP/1.1 request, from the end of its headers"),
 		dur("idle-timeout", server.DefaultIdleTimeout, "closes HTTP/1.1 and gRPC connections with no request in progress for this long"),
 		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN, or https://LISTEN with TLS)"),
+		str("max-memory", "1792MiB", "memory the server plans for (`SIZE`, e.g. 1792MiB, 4GiB): the Go soft memory limit unless GOMEMLIMIT is set; waiting requests may hold half of it, more are refused at once (RESOURCE_EXHAUSTED / HTTP 429 / 0x106)"),
+		dur("stream-send-timeout", node.DefaultStreamSendTimeout, "end a signing stream (RESOURCE_EXHAUSTED) whose client has read no answer for this long"),
 		str("root-cert", "", "operator trust root certificate (PEM); with the four below replaces the development PKI"),
 		str("publisher-cert", "", "publications file signer certificate (PEM, may include its chain)"),
 		str("publisher-key", "", "publications file signer key (PEM, mode 0600)"),
@@ -119,6 +121,10 @@ func serveAction(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
+	maxMemory, err := parseSize(c.String("max-memory"))
+	if err != nil || maxMemory < 64<<20 {
+		return usageErrorf("--max-memory %q: want a size of at least 64MiB, e.g. 1792MiB or 4GiB", c.String("max-memory"))
+	}
 	cfg := node.Config{
 		Role: c.String("role"), DataDir: c.String("data-dir"), Listen: c.String("listen"), Name: c.String("name"),
 		WatermarkFile: c.String("watermark"), MinFreeBytes: uint64(max(c.Int("min-free"), 1)) << 20,
@@ -130,6 +136,7 @@ func serveAction(c *ucli.Context) error {
 		TLS: node.TLSConfig{CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"), Dev: c.Bool("tls"),
 			ClientCAFile: c.String("tls-client-ca"), AllowTLS12: c.Bool("tls12"), UpstreamCAFiles: nonEmpty(c.String("upstream-tls-ca")),
 			UpstreamCertFile: c.String("upstream-tls-cert"), UpstreamKeyFile: c.String("upstream-tls-key")},
+		MaxMemory: maxMemory, StreamSendTimeout: c.Duration("stream-send-timeout"),
 		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
 			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key")},
 	}
@@ -141,8 +148,17 @@ func serveAction(c *ucli.Context) error {
 	if cfg.PublishEvery < time.Second {
 		return usageErrorf("--publish-every %s: the period must be at least 1s", cfg.PublishEvery)
 	}
+	if cfg.StreamSendTimeout <= 0 {
+		return usageErrorf("--stream-send-timeout %s: must be positive", cfg.StreamSendTimeout)
+	}
 	if cfg.MaxLevel < 0 || cfg.MaxLevel > 254 {
 		return usageErrorf("--max-level %d: must be 0..254", cfg.MaxLevel)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A soft limit makes the collector work harder as the process
+		// nears it, rather than let garbage take the room that the
+		// request budget (half of it) counts on.
+		debug.SetMemoryLimit(maxMemory)
 	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -52,6 +52,10 @@ func TestServeSettingsPrecedence(t *testing.T) {
 	if code := Run(context.Background(), []string{"tempel", "serve", "--publish-every", "500ms", "--data-dir", dir}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "publish-every") {
 		t.Fatalf("short period: exit %d, %q", code, errb.String())
 	}
+	errb.Reset()
+	if code := Run(context.Background(), []string{"tempel", "serve", "--max-memory", "lots", "--data-dir", dir}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "max-memory") {
+		t.Fatalf("bad --max-memory: exit %d, %q", code, errb.String())
+	}
 }
 
 // TestServeRefusesPlaintextOffLoopback: a non-loopback --listen needs TLS

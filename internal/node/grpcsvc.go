@@ -24,18 +24,27 @@ import (
 
 // Limits of the gRPC server.
 const (
-	maxMessage      = 1 << 20 // no Tempel message is larger than a PDU
-	maxStreamWindow = 64 << 20
+	maxMessage = 1 << 20 // no Tempel message is larger than a PDU
+	// maxStreamWindow is a stream's flow-control window: what a client
+	// may send before the server reads it, and so what the transport may
+	// buffer for a signing stream (streamCost). 4 MiB is some 0.4 s of
+	// the requests of a stream at 200,000 signatures a second.
+	maxStreamWindow = 4 << 20
+	// streamCost is what a signing stream reserves of the budget while
+	// it runs: with the default budget, at most 224 streams at once.
+	streamCost    = maxStreamWindow
+	maxConnWindow = 64 << 20
 )
 
 func (n *Node) grpcServer() *grpc.Server {
 	g := grpc.NewServer(
 		n.transportCreds(),
 		grpc.MaxRecvMsgSize(maxMessage),
-		grpc.InitialWindowSize(maxStreamWindow), grpc.InitialConnWindowSize(maxStreamWindow),
+		grpc.InitialWindowSize(maxStreamWindow), grpc.InitialConnWindowSize(maxConnWindow),
 		grpc.UnaryInterceptor(n.unaryAuth), grpc.StreamInterceptor(n.streamAuth),
 		grpc.ConnectionTimeout(n.cfg.ReadTimeout), // a new connection's HTTP/2 handshake
 		grpc.KeepaliveParams(n.keepaliveParams()), grpc.KeepaliveEnforcementPolicy(keepalivePolicy),
+		grpc.InTapHandle(n.admit),
 	)
 	tempelv1.RegisterSignerServer(g, &signerService{n: n})
 	healthpb.RegisterHealthServer(g, healthService{n: n})
@@ -210,10 +219,14 @@ func (s *signerService) SignBatchStream(stream grpc.BidiStreamingServer[tempelv1
 type streamAnswer struct {
 	resp  *tempelv1.SignResponse
 	round *aggregator.SharedRound
+	cost  int64 // what its request reserved of the budget
+	// refused: the request was refused for lack of budget (it counts
+	// costRefused in its stream, nothing in the budget).
+	refused bool
 }
 
 // roundWait is a round whose legs a stream has sent: how many, so that
-// those requests leave the in-flight count when the round is sent.
+// those requests are counted when the round is sent.
 type roundWait struct {
 	r    *aggregator.SharedRound
 	legs int
@@ -223,7 +236,8 @@ type roundWait struct {
 // its sender. A callback never waits (engine callbacks must not block: a
 // client that reads slowly would hold back every client's rounds); the
 // stream's bound is on the receiving side instead: serveStream stops
-// reading requests while maxStreamInFlight of them are not yet sent.
+// reading requests while their answers not yet sent hold the stream's
+// share of the budget (streamShare).
 type answerQueue struct {
 	mu     sync.Mutex
 	items  []streamAnswer
@@ -276,8 +290,10 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 	var got []streamAnswer
 	batch := make([]*tempelv1.SignResponse, 0, maxResponseBatch)
 	var rounds []*tempelv1.SharedRound
-	answered := 0 // requests whose answer is in batch or rounds
-	signed := 0   // of those, signed: counted once per batch
+	var held int64    // what the answers in batch or rounds reserved
+	var refused int64 // what refusals among them count in the stream
+	signed := 0       // requests signed among them: counted once per batch
+	budget := s.n.agg.Budget()
 	flush := func() {
 		if failed == nil && len(batch)+len(rounds) > 0 {
 			if failed = send(batch, rounds); failed != nil {
@@ -285,9 +301,10 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 			}
 		}
 		// Sent (or the stream is broken): those requests are answered.
-		inflight.doneN(answered)
+		inflight.doneN(held + refused)
+		budget.Release(held)
 		s.n.metrics.countN("grpc-stream", "Sign", ksiStatus(0), signed)
-		batch, rounds, answered, signed = batch[:0], rounds[:0], 0, 0
+		batch, rounds, held, refused, signed = batch[:0], rounds[:0], 0, 0, 0
 	}
 	// count records how n requests ended: a leg's request ends with its
 	// round.
@@ -303,15 +320,23 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 			flush()
 		}
 		batch = append(batch, a.resp)
+		if a.refused {
+			count(a.resp.Status, 1)
+			refused += costRefused
+			return
+		}
 		if a.round == nil {
 			count(a.resp.Status, 1)
-			answered++
+			held += a.cost
 			return
 		}
 		k := len(waiting)
 		for k > 0 && waiting[k-1].r.ID >= a.round.ID {
 			k--
 		}
+		// A leg's request holds its cost until the leg is sent; then
+		// only its count waits for the round.
+		held += a.cost
 		if k < len(waiting) && waiting[k].r == a.round {
 			waiting[k].legs++
 			return
@@ -343,7 +368,6 @@ func (s *signerService) sendAnswers(q *answerQueue, send func([]*tempelv1.SignRe
 			p := sharedRoundProto(w.r)
 			rounds = append(rounds, p)
 			count(p.Status, w.legs)
-			answered += w.legs
 		}
 		waiting = waiting[done:]
 		flush()
@@ -373,37 +397,100 @@ func sharedRoundProto(r *aggregator.SharedRound) *tempelv1.SharedRound {
 // maxResponseBatch bounds one response message (about 1.5 MB of signatures).
 const maxResponseBatch = 1024
 
-// maxStreamInFlight bounds the requests of one stream whose answers have
-// not been sent, and so what is queued for a client that does not read
-// (about 1.7 GB of signatures at most); at the bound the stream's
-// requests are not read until answers have gone out. A shared-round
-// request stays in flight about a second, until its round is sent: this
-// allows about a million signatures a second on one stream.
-var maxStreamInFlight = 1 << 20
+// streamShare is the part of the node's budget one stream's requests may
+// hold (their answers not yet sent), as a divisor: at the bound the
+// stream's requests are not read until answers have gone out, and the
+// transport's flow control holds that client back, and it alone. (A
+// shared-round request holds its cost until its leg is sent; only its
+// count waits for its round.)
+var streamShare int64 = 4
 
 // serveStream runs a signing stream: recv gives the next requests, send
 // writes a batch of answers. Answers are collected by a sender goroutine
 // that sends whatever has arrived, so batches form by themselves when a
 // round ends and many answers are ready at once.
+//
+// A stream reserves streamCost of the node's budget while it runs (it is
+// refused with RESOURCE_EXHAUSTED when that does not fit), and each
+// request its cost as it is read; a request that does not fit is
+// answered at once with status 0x106 (too many requests). A stream whose
+// sends make no progress for the send timeout (its client does not read)
+// is ended with RESOURCE_EXHAUSTED, and what it held is freed as its
+// rounds end.
 func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv1.SignRequest, bool, error),
 	send func([]*tempelv1.SignResponse, []*tempelv1.SharedRound) error) error {
 	if s.n.agg == nil {
 		return status.Error(codes.Unimplemented, "the calendar role signs unary calls only")
 	}
+	// What the transport may buffer for the stream: its flow-control
+	// window, held from the stream's start to its end.
+	budget := s.n.agg.Budget()
+	if !budget.Reserve(streamCost) {
+		s.n.metrics.count("grpc-stream", "Sign", "no-memory")
+		return errNoStreamMemory
+	}
+	defer budget.Release(streamCost)
 	out := newAnswerQueue()
 	sendErr := make(chan error, 1)
 	senderDone := make(chan struct{})
 	var inflight waitCounter
+	watch := newSendWatch(s.n.streamSendTimeout())
+	defer watch.stop()
 	go func() {
 		defer close(senderDone)
-		s.sendAnswers(out, send, &inflight, sendErr)
+		s.sendAnswers(out, watch.watched(send), &inflight, sendErr)
 	}()
-	defer func() {
-		// Every accepted request is answered before the stream ends.
+	readDone := make(chan error, 1)
+	go func() {
+		readDone <- s.readRequests(ctx, recv, out, &inflight, sendErr)
+		// Every accepted request is answered (or, once sending failed,
+		// dropped) before the sender stops.
 		inflight.wait()
 		out.close()
-		<-senderDone
 	}()
+	// Returning ends the stream, which unblocks its Send and Recv; the
+	// reader and the sender then finish on their own, releasing what the
+	// stream held as its rounds end.
+	stuck := func() error {
+		s.n.metrics.count("grpc-stream", "Sign", "send-timeout")
+		return status.Errorf(codes.ResourceExhausted, "server: the client has read no answer for %s: stream ended", watch.timeout)
+	}
+	var err error
+	select {
+	case err = <-readDone:
+	case <-watch.stuck:
+		return stuck()
+	}
+	select {
+	case <-senderDone:
+		return err
+	case <-watch.stuck:
+		return stuck()
+	}
+}
+
+// Streams that are not read. A stream is not read while its answers not
+// yet sent hold its share of the budget, or, once its requests are being
+// refused, while its refusals not yet sent exceed refusedWindow; the
+// transport's flow control then holds its client back. A client that
+// reads its answers is read again as soon as they have gone out.
+const (
+	// costRefused is what a refused request's answer holds until sent
+	// (charged to its stream only: refusals are made when the budget is
+	// full).
+	costRefused   = 256
+	refusedWindow = 64 << 10
+)
+
+var errNoStreamMemory = status.Error(codes.ResourceExhausted, "server: overloaded: no memory for another signing stream, try again shortly")
+
+// readRequests reads the stream's requests and submits them until the
+// client ends its side, the stream fails or sending fails.
+func (s *signerService) readRequests(ctx context.Context, recv func() ([]*tempelv1.SignRequest, bool, error),
+	out *answerQueue, inflight *waitCounter, sendErr <-chan error) error {
+	budget := s.n.agg.Budget()
+	share := budget.Limit() / streamShare
+	limit := share
 	for {
 		reqs, shared, err := recv()
 		if err == io.EOF {
@@ -419,14 +506,25 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 		}
 		// A client that does not read its answers is not read either: the
 		// transport's flow control then holds it back.
-		if !inflight.waitBelow(ctx, maxStreamInFlight) {
+		if !inflight.waitBelow(ctx, limit) {
 			return ctx.Err()
+		}
+		limit = share
+		cost := int64(aggregator.CostStreamed)
+		if shared {
+			cost = aggregator.CostLeg
 		}
 		for _, req := range reqs {
 			id := req.RequestId
-			// Every request, answered or refused, is in flight until the
-			// sender has sent its answer.
-			inflight.add()
+			if !budget.Reserve(cost) {
+				inflight.add(costRefused)
+				out.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(budget.Err())), ErrorMessage: budget.Err().Error()}, refused: true})
+				limit = refusedWindow
+				continue
+			}
+			// Every admitted request, answered or refused, is in flight
+			// until the sender has sent its answer.
+			inflight.add(cost)
 			r, err := s.request(ctx, req)
 			if err == nil {
 				r.Shared = shared
@@ -438,14 +536,14 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 						// A leg: the request stays in flight until the
 						// sender has sent its round.
 						resp.Round, resp.Leg, resp.Shape = x.Round.ID, x.Leg, x.Shape
-						out.push(streamAnswer{resp, x.Round})
+						out.push(streamAnswer{resp: resp, round: x.Round, cost: cost})
 						return
 					}
-					out.push(streamAnswer{resp, nil})
+					out.push(streamAnswer{resp: resp, cost: cost})
 				})
 			}
 			if err != nil {
-				out.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}})
+				out.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Status: uint32(aggregator.Status(err)), ErrorMessage: err.Error()}, cost: cost})
 			}
 		}
 	}

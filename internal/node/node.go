@@ -63,6 +63,13 @@ type Config struct {
 	MaxLevel      int
 	Quota         int
 	MaxQueue      int
+	// MaxMemory is the memory the node plans for (DefaultMaxMemory when
+	// 0): waiting requests may hold 1/RequestBudgetShare of it.
+	MaxMemory int64
+	// StreamSendTimeout ends a signing stream whose answers make no
+	// progress towards its client for this long (DefaultStreamSendTimeout
+	// when 0).
+	StreamSendTimeout time.Duration
 
 	// PDUAllowWeakHMAC accepts KSI PDUs whose HMAC is made with an
 	// algorithm weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224).
@@ -232,7 +239,8 @@ func (n *Node) openAggregator() error {
 		up = aggregator.NewGRPCUpstream(conn, login, cfg.UpstreamKey)
 	}
 	acfg := aggregator.Config{Upstream: up, Period: cfg.RoundPeriod, Now: cfg.Now, MaxLevel: byte(min(cfg.MaxLevel, 255)),
-		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg)}
+		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg),
+		Budget: aggregator.NewBudget(requestBudget(cfg.MaxMemory))}
 	if n.gc = processGCGate(); n.gc != nil {
 		acfg.Answering = n.gc.answering
 	}
@@ -281,6 +289,8 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 			aggWG.Add(1)
 			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
 		}
+		aggWG.Add(1)
+		go func() { defer aggWG.Done(); n.returnMemory(aggCtx) }()
 	}
 	stopDebug := n.serveDebug()
 	serr := server.Serve(ctx, ln, g, h, n.serveOptions())
@@ -444,7 +454,7 @@ func (n *Node) ready() error {
 			return fmt.Errorf("calendar: %w", err)
 		}
 	}
-	return nil
+	return n.overloaded()
 }
 
 // DefaultGrace is the calendar's grace period when none is configured. With

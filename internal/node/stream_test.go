@@ -119,7 +119,7 @@ func TestSignBatchStreamSharedRounds(t *testing.T) {
 // round, even when the round is done while thousands of its legs are still
 // queued (upstream answers at once, the client reads slowly).
 func TestStreamSenderRoundAfterAllLegs(t *testing.T) {
-	svc, eng := serviceWithFailingUpstream(t)
+	svc, eng := serviceWithFailingUpstream(t, nil)
 	const n = 6000
 	reqs := make([]*tempelv1.SignRequest, n)
 	for i := range reqs {
@@ -186,6 +186,9 @@ func TestStreamSenderRoundAfterAllLegs(t *testing.T) {
 	if ok, failed := counted(0), counted(status); ok != 0 || failed != n {
 		t.Fatalf("metrics: %v requests OK and %v with status %#x, want 0 and %d", ok, failed, status, n)
 	}
+	if u := eng.Budget().Used(); u != 0 {
+		t.Fatalf("budget: %d still in use after every request was answered", u)
+	}
 }
 
 // A client that stops reading its stream must not stall everyone else:
@@ -224,13 +227,16 @@ func TestStreamClientThatStopsReading(t *testing.T) {
 	}
 }
 
-// A client that sends and never reads is not read either once
-// maxStreamInFlight answers wait for it: the server's memory for one
-// stream stays bounded, and the stream ends cleanly when the client goes.
+// A client that sends and never reads is not read either once its
+// answers waiting to be sent hold its share of the budget: the server's
+// memory for one stream stays bounded, and the stream ends cleanly when
+// the client goes.
 func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
-	defer func(n int) { maxStreamInFlight = n }(maxStreamInFlight)
-	maxStreamInFlight = 100
-	svc, eng := serviceWithFailingUpstream(t)
+	// A share of 100 requests, in a budget with room for the stream's
+	// buffers while it is not read.
+	defer func(v int64) { streamShare = v }(streamShare)
+	streamShare = 100
+	svc, eng := serviceWithFailingUpstream(t, aggregator.NewBudget(100*aggregator.CostStreamed*streamShare))
 	var recvCalls atomic.Int64
 	recv := func() ([]*tempelv1.SignRequest, bool, error) {
 		k := recvCalls.Add(1)
@@ -272,6 +278,10 @@ func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
 			if err == nil {
 				t.Fatal("stream ended without an error, want the cancellation or the send failure")
 			}
+			// What the client never got is returned to the budget.
+			if u := eng.Budget().Used(); u != 0 {
+				t.Fatalf("budget: %d still in use after the client went away", u)
+			}
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
@@ -281,9 +291,9 @@ func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
 // serviceWithFailingUpstream is a signing service over an engine whose
 // rounds close only when the test calls CloseRound and whose upstream
 // fails at once: every round is done as soon as it is built.
-func serviceWithFailingUpstream(t *testing.T) (*signerService, *aggregator.Engine) {
+func serviceWithFailingUpstream(t *testing.T, budget *aggregator.Budget) (*signerService, *aggregator.Engine) {
 	t.Helper()
-	eng, err := aggregator.New(aggregator.Config{Logger: quiet(), Period: time.Hour,
+	eng, err := aggregator.New(aggregator.Config{Logger: quiet(), Period: time.Hour, Budget: budget,
 		Upstream: aggregator.UpstreamFunc(func(context.Context, ksi.Imprint, byte) ([]byte, error) {
 			return nil, errors.New("calendar down")
 		})})

@@ -5,22 +5,23 @@ import (
 	"sync"
 )
 
-// waitCounter counts requests in flight on a stream; wait blocks until
-// every one has been answered, waitBelow until fewer than a limit are.
+// waitCounter counts what a stream's requests in flight hold (bytes of
+// the budget); wait blocks until every one has been answered, waitBelow
+// until they hold less than a limit.
 type waitCounter struct {
 	mu   sync.Mutex
-	n    int
+	n    int64
 	less *sync.Cond // broadcast whenever the count drops
 }
 
-func (w *waitCounter) add() {
+func (w *waitCounter) add(n int64) {
 	w.mu.Lock()
-	w.n++
+	w.n += n
 	w.mu.Unlock()
 }
 
-// doneN marks n requests answered.
-func (w *waitCounter) doneN(n int) {
+// doneN marks requests holding n answered.
+func (w *waitCounter) doneN(n int64) {
 	if n == 0 {
 		return
 	}
@@ -43,9 +44,9 @@ func (w *waitCounter) wait() {
 	w.mu.Unlock()
 }
 
-// waitBelow waits until fewer than limit are in flight; false when ctx
+// waitBelow waits until less than limit is in flight; false when ctx
 // ended first.
-func (w *waitCounter) waitBelow(ctx context.Context, limit int) bool {
+func (w *waitCounter) waitBelow(ctx context.Context, limit int64) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.n < limit {

@@ -1,0 +1,118 @@
+package node
+
+import (
+	"context"
+	"runtime/debug"
+	"runtime/metrics"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
+
+	"github.com/tempel-ksi/tempel/aggregator"
+	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
+)
+
+// DefaultMaxMemory is the memory a node plans to use when its
+// configuration names none (`tempel serve --max-memory`): the Go soft
+// memory limit, of which RequestBudgetShare is the budget for waiting
+// requests. With 1.5 GiB the soft limit made the collector run during
+// the answer bursts at 40,000 unary calls a second (the heap with GOGC
+// 400 reaches about 1.8 GB there), and the node fell behind; with
+// 1.75 GiB it kept up, and peaked at 1.7–1.8 GB RSS under ten times
+// that load.
+const DefaultMaxMemory = 1792 << 20
+
+// RequestBudgetShare is the part of the memory limit that waiting
+// requests may hold, in halves: the other half is for rounds being built,
+// the connections' buffers, the calendar and garbage not yet collected.
+const RequestBudgetShare = 2
+
+// requestBudget is the budget of waiting requests for a memory limit.
+func requestBudget(maxMemory int64) int64 {
+	if maxMemory <= 0 {
+		maxMemory = DefaultMaxMemory
+	}
+	return maxMemory / RequestBudgetShare
+}
+
+// errTapOverloaded refuses a Sign call before the server starts it.
+var errTapOverloaded = status.Error(codes.ResourceExhausted, "server: overloaded: the node's memory for waiting requests is in use, try again shortly")
+
+// admit is the gRPC server's tap: while the budget has no room for
+// another parked caller, a Sign call is refused as its headers arrive,
+// before the server makes a stream, a goroutine and its buffers for it.
+// Calls that pass still reserve their cost in the engine; this only makes
+// refusing cheap when refusing is most of what the node does.
+func (n *Node) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if n.agg == nil || info.FullMethodName != tempelv1.Signer_Sign_FullMethodName || n.agg.Budget().Admits(aggregator.CostCaller) {
+		return ctx, nil
+	}
+	n.metrics.count("grpc", "Sign", codes.ResourceExhausted.String())
+	return nil, errTapOverloaded
+}
+
+// overloaded says why the node refuses requests for lack of memory, or nil.
+func (n *Node) overloaded() error {
+	if n.agg == nil {
+		return nil
+	}
+	return n.agg.Budget().Overloaded()
+}
+
+// Memory return: once waiting requests have held less than quietShare
+// of the budget for quietFor (their peak in each second), while the
+// runtime holds more than a quarter of the budget from the system, the
+// node collects garbage and returns the free memory to the operating
+// system at once, at most every returnEvery. The runtime would return it
+// too, but slowly (its background scavenger paces itself to about 1 % of
+// a core, and keeps what GOGC lets the heap grow to): after an overload
+// gigabytes stayed for minutes. A busy node never counts as quiet, so a
+// full collection never lands in the middle of its load.
+const (
+	quietShare  = 20 // 5 % of the budget
+	quietFor    = 3 * time.Second
+	returnEvery = 20 * time.Second
+)
+
+// retained is the memory the Go runtime holds from the operating system.
+// (What is garbage in it is known only after a collection, and a quiet
+// node may not collect for minutes: hence no comparison with the live
+// heap.)
+func retained() int64 {
+	s := []metrics.Sample{{Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	return int64(s[0].Value.Uint64()) - int64(s[1].Value.Uint64())
+}
+
+// returnMemory runs until ctx ends, returning memory to the operating
+// system when the node is quiet (see quietFor).
+func (n *Node) returnMemory(ctx context.Context) {
+	b := n.agg.Budget()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	var quiet time.Duration
+	var last time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if b.TakePeak() > b.Limit()/quietShare {
+			quiet = 0
+			continue
+		}
+		quiet += time.Second
+		if quiet < quietFor || time.Since(last) < returnEvery {
+			continue
+		}
+		if r := retained(); r > b.Limit()/4 {
+			start := time.Now()
+			debug.FreeOSMemory()
+			last = time.Now()
+			n.log.Info("load has dropped: returned free memory to the system", "held_mib", r>>20, "now_mib", retained()>>20, "took", last.Sub(start))
+		}
+	}
+}
