@@ -181,30 +181,8 @@ func (h *pduSigner) fit(resp *pdu.AggregatorResponse, alg ksi.HashAlg) {
 	noRoom := func(r *pdu.AggregationResponse) pdu.AggregationResponse {
 		return pdu.AggregationResponse{RequestID: r.RequestID, Status: pdu.StatusInternalError, ErrorMessage: errNoRoom}
 	}
-	need := 0
-	for i := range resp.Responses {
-		r := &resp.Responses[i]
-		if r.SignatureElements != nil {
-			x := noRoom(r)
-			need += x.EncodedLen()
-		} else {
-			need += r.EncodedLen()
-		}
-	}
-	lost := 0
-	for i := range resp.Responses {
-		r := &resp.Responses[i]
-		if r.SignatureElements == nil {
-			continue
-		}
-		x := noRoom(r)
-		if extra := r.EncodedLen() - x.EncodedLen(); need+extra <= room {
-			need += extra
-			continue
-		}
-		*r = x
-		lost++
-	}
+	lost := pdu.FitAnswers(resp.Responses, room,
+		func(r *pdu.AggregationResponse) bool { return r.SignatureElements != nil }, noRoom)
 	h.e.log.Error("aggregator: signed requests could not be answered: the response PDU is full",
 		"lost", lost, "requests", len(resp.Responses), "login", login, "bound_bytes", bound, "largest_answer_bytes", largest)
 }

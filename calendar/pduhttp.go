@@ -129,30 +129,8 @@ func (s *Service) fitPDU(resp *pdu.ExtenderResponse, alg ksi.HashAlg, last uint6
 		return pdu.ExtendResponse{RequestID: r.RequestID, Status: pdu.StatusInternalError, ErrorMessage: errNoRoomExtend,
 			CalendarLastTime: r.CalendarLastTime, HasCalendarLastTime: r.HasCalendarLastTime}
 	}
-	need := 0
-	for i := range resp.Responses {
-		r := &resp.Responses[i]
-		if r.CalendarChain != nil {
-			x := noRoom(r)
-			need += x.EncodedLen()
-		} else {
-			need += r.EncodedLen()
-		}
-	}
-	lost := 0
-	for i := range resp.Responses {
-		r := &resp.Responses[i]
-		if r.CalendarChain == nil {
-			continue
-		}
-		x := noRoom(r)
-		if extra := r.EncodedLen() - x.EncodedLen(); need+extra <= room {
-			need += extra
-			continue
-		}
-		*r = x
-		lost++
-	}
+	lost := pdu.FitAnswers(resp.Responses, room,
+		func(r *pdu.ExtendResponse) bool { return r.CalendarChain != nil }, noRoom)
 	s.log.Error("calendar: extension requests could not be answered: the response PDU is full",
 		"unanswered", lost, "requests", len(resp.Responses), "login", resp.Header.LoginID)
 }

@@ -186,3 +186,41 @@ func MaxResponses(loginID string, payloadMax int) int {
 	}
 	return room / payloadMax
 }
+
+// encodedLener is a response payload that knows its encoded length.
+type encodedLener interface{ EncodedLen() int }
+
+// FitAnswers makes a list of responses fit in room bytes by replacing
+// answers (those with answered true) by their error form (noRoom), from
+// the last one back, keeping as many answers in order as fit. It returns
+// how many were replaced.
+func FitAnswers[T any, P interface {
+	*T
+	encodedLener
+}](rs []T, room int, answered func(P) bool, noRoom func(P) T) int {
+	need := 0
+	for i := range rs {
+		r := P(&rs[i])
+		if answered(r) {
+			x := noRoom(r)
+			need += P(&x).EncodedLen()
+		} else {
+			need += r.EncodedLen()
+		}
+	}
+	lost := 0
+	for i := range rs {
+		r := P(&rs[i])
+		if !answered(r) {
+			continue
+		}
+		x := noRoom(r)
+		if extra := r.EncodedLen() - P(&x).EncodedLen(); need+extra <= room {
+			need += extra
+			continue
+		}
+		rs[i] = x
+		lost++
+	}
+	return lost
+}
