@@ -434,7 +434,7 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 	sendErr := make(chan error, 1)
 	senderDone := make(chan struct{})
 	var inflight waitCounter
-	watch := newSendWatch(s.n.streamSendTimeout())
+	watch := newSendWatch(s.n.streamSendTimeout(), s.n.blocked)
 	defer watch.stop()
 	go func() {
 		defer close(senderDone)
@@ -452,6 +452,10 @@ func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv
 	// reader and the sender then finish on their own, releasing what the
 	// stream held as its rounds end.
 	stuck := func() error {
+		if watch.evicted.Load() {
+			s.n.metrics.count("grpc-stream", "Sign", "evicted-not-reading")
+			return status.Error(codes.ResourceExhausted, "server: overloaded: the client reads no answers: stream ended to make room for others")
+		}
 		s.n.metrics.count("grpc-stream", "Sign", "send-timeout")
 		return status.Errorf(codes.ResourceExhausted, "server: the client has read no answer for %s: stream ended", watch.timeout)
 	}

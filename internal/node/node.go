@@ -111,8 +111,9 @@ type Node struct {
 	upConn  *grpc.ClientConn
 	metrics *requestMetrics
 	auth    *server.Authenticator
-	debugLn net.Listener // nil without --pprof
-	tls     *tls.Config  // nil: plaintext
+	blocked *blockedSends // streams whose send waits for their client
+	debugLn net.Listener  // nil without --pprof
+	tls     *tls.Config   // nil: plaintext
 	tlsCert string
 }
 
@@ -131,7 +132,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.PublishEvery = 24 * time.Hour
 	}
 	cfg = withConnDefaults(cfg)
-	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry()}
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), blocked: newBlockedSends()}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newRequestMetrics(n.reg)
 	if cfg.UsersFile != "" {
@@ -289,8 +290,9 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 			aggWG.Add(1)
 			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
 		}
-		aggWG.Add(1)
+		aggWG.Add(2)
 		go func() { defer aggWG.Done(); n.returnMemory(aggCtx) }()
+		go func() { defer aggWG.Done(); n.evictStuck(aggCtx) }()
 	}
 	stopDebug := n.serveDebug()
 	serr := server.Serve(ctx, ln, g, h, n.serveOptions())
