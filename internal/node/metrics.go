@@ -45,11 +45,21 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// countHTTP counts each request of h by its HTTP status.
+// countHTTP counts each request of h by its route and HTTP status.
 func (m *requestMetrics) countHTTP(iface string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r)
-		m.count(iface, path.Base(r.URL.Path), strconv.Itoa(rec.code))
+		m.count(iface, routeLabel(r.URL.Path), strconv.Itoa(rec.code))
 	})
+}
+
+// routeLabel is the method label of an HTTP path: its last element for a
+// route the node serves, "unknown" for any other, so that callers cannot
+// grow the metrics by inventing paths.
+func routeLabel(p string) string {
+	if _, ok := httpRoutes[p]; ok {
+		return path.Base(p)
+	}
+	return "unknown"
 }
