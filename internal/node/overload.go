@@ -11,6 +11,7 @@ import (
 	"google.golang.org/grpc/tap"
 
 	"github.com/tempel-ksi/tempel/aggregator"
+	"github.com/tempel-ksi/tempel/internal/server"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
 
@@ -45,8 +46,16 @@ var errTapOverloaded = status.Error(codes.ResourceExhausted, "server: overloaded
 // before the server makes a stream, a goroutine and its buffers for it.
 // Calls that pass still reserve their cost in the engine; this only makes
 // refusing cheap when refusing is most of what the node does.
+//
+// A caller whose credentials would be refused passes too: the interceptor
+// then refuses it as unauthenticated (and logs it), so that it learns its
+// credentials are wrong rather than the node's load, and holds nothing.
 func (n *Node) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if n.agg == nil || info.FullMethodName != tempelv1.Signer_Sign_FullMethodName || n.agg.Budget().Admits(aggregator.CostCaller) {
+		return ctx, nil
+	}
+	if !n.auth.Accepts(server.AuthRequest{Interface: server.IfaceGRPC, Route: info.FullMethodName,
+		Authorization: info.Header.Get("authorization")}) {
 		return ctx, nil
 	}
 	n.metrics.count("grpc", "Sign", codes.ResourceExhausted.String())
