@@ -451,9 +451,7 @@ func AcceptLoss(dataDir, watermarkFile, reason string, now time.Time) (*calendar
 func (n *Node) ready() error {
 	var cal error
 	if n.cal != nil {
-		if err := n.cal.Ready(); err != nil {
-			cal = fmt.Errorf("calendar: %w", err)
-		}
+		cal = n.cal.Ready() // it says "calendar: " itself
 	}
 	over := n.overloaded()
 	switch {

@@ -25,6 +25,9 @@ func TestReadyNamesEveryReason(t *testing.T) {
 	if err == nil || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("ready: %v, want one line", err)
 	}
+	if strings.Count(err.Error(), "calendar: ") != 1 {
+		t.Errorf("ready: %q, want \"calendar: \" once", err)
+	}
 	for _, want := range []string{"calendar: ", "waiting for the clock", "overloaded"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("ready: %q does not say %q", err, want)
