@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -259,6 +260,9 @@ func applyConfigFile(c *ucli.Context) error {
 		if !ok || !known[name] || name == "config" {
 			return usageErrorf("config %s line %d: want NAME = VALUE with NAME a serve flag", path, line)
 		}
+		if err := checkSecretSetting(f, path, name); err != nil {
+			return err
+		}
 		if c.IsSet(name) {
 			continue
 		}
@@ -267,6 +271,23 @@ func applyConfigFile(c *ucli.Context) error {
 		}
 	}
 	return sc.Err()
+}
+
+// checkSecretSetting refuses a config file that holds a key (name
+// upstream-key) while group or others may read it, as the users file and
+// key files are refused.
+func checkSecretSetting(f *os.File, path, name string) error {
+	if name != "upstream-key" || runtime.GOOS == "windows" {
+		return nil
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return inputErrorf("config: %v", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return inputErrorf("config %s holds upstream-key and is readable by others (mode %o): run chmod 600 %s", path, perm, path)
+	}
+	return nil
 }
 
 // checkConnFlags refuses connection limits that would disable themselves,
