@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
@@ -47,15 +48,18 @@ var errTapOverloaded = status.Error(codes.ResourceExhausted, "server: overloaded
 // Calls that pass still reserve their cost in the engine; this only makes
 // refusing cheap when refusing is most of what the node does.
 //
-// A caller whose credentials would be refused passes too: the interceptor
-// then refuses it as unauthenticated (and logs it), so that it learns its
-// credentials are wrong rather than the node's load, and holds nothing.
+// Before that, the caller is authenticated (the interceptors do it again,
+// to hand its identity to the services): a call refused here has had no
+// byte of its message read or decoded, no goroutine and no budget, and a
+// caller with wrong credentials learns that rather than the node's load.
 func (n *Node) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
-	if n.agg == nil || info.FullMethodName != tempelv1.Signer_Sign_FullMethodName || n.agg.Budget().Admits(aggregator.CostCaller) {
-		return ctx, nil
+	if n.auth.Access(server.IfaceGRPC, info.FullMethodName) != server.Public {
+		if _, err := n.authenticate(metadata.NewIncomingContext(ctx, info.Header), info.FullMethodName); err != nil {
+			n.metrics.count("grpc", grpcMethodLabel(info.FullMethodName), codes.Unauthenticated.String())
+			return nil, err
+		}
 	}
-	if !n.auth.Accepts(server.AuthRequest{Interface: server.IfaceGRPC, Route: info.FullMethodName,
-		Authorization: info.Header.Get("authorization")}) {
+	if n.agg == nil || info.FullMethodName != tempelv1.Signer_Sign_FullMethodName || n.agg.Budget().Admits(aggregator.CostCaller) {
 		return ctx, nil
 	}
 	n.metrics.count("grpc", "Sign", codes.ResourceExhausted.String())

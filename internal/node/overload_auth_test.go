@@ -69,3 +69,27 @@ func TestOverloadedNodeRefusesBadCredentialsFirst(t *testing.T) {
 	}
 	waitFor(t, 10*time.Second, "the budget to empty", func() bool { return n.agg.Budget().Used() == 0 })
 }
+
+// A call with wrong credentials is refused before its message is read (a
+// message over the size limit is refused as unauthenticated), and the
+// methods a caller invents are refused alike and counted under one label.
+func TestUnauthenticatedCallRefusedBeforeItsMessage(t *testing.T) {
+	s := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), PublishEvery: time.Hour, UsersFile: writeUsers(t, "alice:secret-a\n")})
+	conn := dial(t, s.addr)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", basicHeader(creds{login: "alice", key: "wrong"}))
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	_, err := tempelv1.NewSignerClient(conn).Sign(ctx, &tempelv1.SignRequest{Hash: make([]byte, 2*maxMessage)})
+	if status.Code(err) != codes.Unauthenticated {
+		t.Errorf("oversized message with wrong credentials: %v, want Unauthenticated", err)
+	}
+	for i := range 20 {
+		err := conn.Invoke(ctx, fmt.Sprintf("/made.Up/M%d", i), &tempelv1.SignRequest{}, &tempelv1.SignResponse{})
+		if status.Code(err) != codes.Unauthenticated {
+			t.Fatalf("invented method with wrong credentials: %v, want Unauthenticated", err)
+		}
+	}
+	if v := counterValue(t, s, `tempel_requests_total{interface="grpc",method="unknown",status="Unauthenticated"}`); v != 20 {
+		t.Errorf("invented methods counted %v times under unknown, want 20", v)
+	}
+}

@@ -139,14 +139,6 @@ func (a *Authenticator) Authenticate(req AuthRequest) (Identity, error) {
 	return id, err
 }
 
-// Accepts reports whether Authenticate would accept req, without logging
-// or counting a refusal: for a look ahead of the call to Authenticate
-// that decides (and logs) for real.
-func (a *Authenticator) Accepts(req AuthRequest) bool {
-	_, _, _, err := a.decide(req)
-	return err == nil
-}
-
 // decide is Authenticate without the log; reason says why a request was
 // refused, for the operator only.
 func (a *Authenticator) decide(req AuthRequest) (id Identity, login, reason string, err error) {
