@@ -62,7 +62,7 @@ func serveFlags() []ucli.Flag {
 		num("quota", 0, "requests one user may send per round (0: no limit)"),
 		num("max-queue", 1_000_000, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
 		num("max-conns", server.DefaultMaxConns, fmt.Sprintf("open client connections; more are refused at once (at most RLIMIT_NOFILE minus a quarter of it, at least %d, kept for the store and files)", server.MinFDReserve)),
-		dur("read-timeout", server.DefaultReadTimeout, "time to read an HTTP/1.1 request (headers and body) or a new gRPC connection's handshake"),
+		dur("read-timeout", server.DefaultReadTimeout, "time to read an HTTP/1.1 request (headers and body) or a new gRPC connection's handshake; also bounds a new connection's first bytes and TLS handshake (those at most 10s)"),
 		dur("write-timeout", server.DefaultWriteTimeout, "time to answer an HTTP/1.1 request, from the end of its headers"),
 		dur("idle-timeout", server.DefaultIdleTimeout, "closes HTTP/1.1 and gRPC connections with no request in progress for this long"),
 		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN, or https://LISTEN with TLS)"),
