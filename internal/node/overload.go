@@ -42,16 +42,19 @@ func requestBudget(maxMemory int64) int64 {
 // errTapOverloaded refuses a Sign call before the server starts it.
 var errTapOverloaded = status.Error(codes.ResourceExhausted, "server: overloaded: the node's memory for waiting requests is in use, try again shortly")
 
-// admit is the gRPC server's tap: while the budget has no room for
-// another parked caller, a Sign call is refused as its headers arrive,
-// before the server makes a stream, a goroutine and its buffers for it.
-// Calls that pass still reserve their cost in the engine; this only makes
-// refusing cheap when refusing is most of what the node does.
+// admit is the gRPC server's tap; it decides as a call's headers arrive,
+// before the server makes a stream, a goroutine and its buffers for it,
+// or reads a byte of its message.
 //
-// Before that, the caller is authenticated (the interceptors do it again,
-// to hand its identity to the services): a call refused here has had no
-// byte of its message read or decoded, no goroutine and no budget, and a
-// caller with wrong credentials learns that rather than the node's load.
+// First, who calls: a call that needs credentials is authenticated here
+// (the interceptors do it again, to hand its identity to the services),
+// so a caller with wrong credentials costs no more than its headers and
+// learns that, rather than the node's load.
+//
+// Then, while the budget has no room for another parked caller, a Sign
+// call is refused. Calls that pass still reserve their cost in the
+// engine; this only makes refusing cheap when refusing is most of what
+// the node does.
 func (n *Node) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if n.auth.Access(server.IfaceGRPC, info.FullMethodName) != server.Public {
 		if _, err := n.authenticate(metadata.NewIncomingContext(ctx, info.Header), info.FullMethodName); err != nil {
