@@ -137,6 +137,13 @@ func TestDiskFull(t *testing.T) {
 			if err := svc.Ready(); err == nil {
 				t.Fatal("ready on a full disk")
 			}
+			// The clock behind as well: readiness names both, in one line.
+			clock.Set(time.Unix(1_800_000_000, 0))
+			if err := svc.Ready(); err == nil || !strings.Contains(err.Error(), "waiting for the clock") ||
+				!strings.Contains(err.Error(), want.Error()) || strings.Contains(err.Error(), "\n") {
+				t.Fatalf("ready on a full disk with the clock behind: %v, want both said in one line", err)
+			}
+			clock.Set(time.Unix(1_800_000_004, 100e6))
 			if _, err := svc.Sign(context.Background(), leafFor(1), 0, "x"); !errors.Is(err, ErrNotReady) {
 				t.Fatalf("submission on a full disk: %v, want ErrNotReady", err)
 			}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -247,23 +249,28 @@ func (s *Service) submit(ctx context.Context, slot *Slot, hash ksi.Imprint, leve
 	}
 }
 
+// Every reason is named, in one line: an operator who clears a full disk
+// is not surprised next by a clock that was behind all along.
 func (s *Service) readyLocked() error {
-	switch {
-	case s.stopped:
+	if s.stopped {
 		return ErrStopped
-	case s.failure != nil:
-		return fmt.Errorf("%w: %v", ErrNotReady, s.failure)
-	case s.fault != nil:
-		return fmt.Errorf("%w: %v", ErrNotReady, s.fault)
 	}
-	if err := s.cfg.Store.Failed(); err != nil {
-		return fmt.Errorf("%w: %v", ErrNotReady, err)
+	var why []string
+	add := func(err error) {
+		if err != nil && !slices.ContainsFunc(why, func(w string) bool { return strings.Contains(w, err.Error()) }) {
+			why = append(why, err.Error())
+		}
 	}
+	add(s.failure)
+	add(s.fault)
+	add(s.cfg.Store.Failed())
 	if behind := s.clockBehindLocked(s.cfg.Now()); behind > maxClockBehind {
-		return fmt.Errorf("%w: waiting for the clock (%d s behind the calendar's last second)", ErrNotReady,
-			int64((behind+time.Second-1)/time.Second))
+		add(fmt.Errorf("waiting for the clock (%d s behind the calendar's last second)", int64((behind+time.Second-1)/time.Second)))
 	}
-	return nil
+	if len(why) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrNotReady, strings.Join(why, "; "))
 }
 
 // clockBehindLocked is how far the clock is behind the end of the last

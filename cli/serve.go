@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"syscall"
@@ -61,7 +62,7 @@ func serveFlags() []ucli.Flag {
 		num("quota", 0, "requests one user may send per round (0: no limit)"),
 		num("max-queue", 1_000_000, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
 		num("max-conns", server.DefaultMaxConns, fmt.Sprintf("open client connections; more are refused at once (at most RLIMIT_NOFILE minus a quarter of it, at least %d, kept for the store and files)", server.MinFDReserve)),
-		dur("read-timeout", server.DefaultReadTimeout, "time to read an HTTP/1.1 request (headers and body) or a new gRPC connection's handshake"),
+		dur("read-timeout", server.DefaultReadTimeout, "time to read an HTTP/1.1 request (headers and body) or a new gRPC connection's handshake; also bounds a new connection's first bytes and TLS handshake (those at most 10s)"),
 		dur("write-timeout", server.DefaultWriteTimeout, "time to answer an HTTP/1.1 request, from the end of its headers"),
 		dur("idle-timeout", server.DefaultIdleTimeout, "closes HTTP/1.1 and gRPC connections with no request in progress for this long"),
 		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN, or https://LISTEN with TLS)"),
@@ -259,6 +260,9 @@ func applyConfigFile(c *ucli.Context) error {
 		if !ok || !known[name] || name == "config" {
 			return usageErrorf("config %s line %d: want NAME = VALUE with NAME a serve flag", path, line)
 		}
+		if err := checkSecretSetting(f, path, name); err != nil {
+			return err
+		}
 		if c.IsSet(name) {
 			continue
 		}
@@ -267,6 +271,23 @@ func applyConfigFile(c *ucli.Context) error {
 		}
 	}
 	return sc.Err()
+}
+
+// checkSecretSetting refuses a config file that holds a key (name
+// upstream-key) while group or others may read it, as the users file and
+// key files are refused.
+func checkSecretSetting(f *os.File, path, name string) error {
+	if name != "upstream-key" || runtime.GOOS == "windows" {
+		return nil
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return inputErrorf("config: %v", err)
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return inputErrorf("config %s holds upstream-key and is readable by others (mode %o): run chmod 600 %s", path, perm, path)
+	}
+	return nil
 }
 
 // checkConnFlags refuses connection limits that would disable themselves,

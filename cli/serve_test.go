@@ -47,6 +47,15 @@ func TestServeSettingsPrecedence(t *testing.T) {
 	if code := Run(context.Background(), []string{"tempel", "serve", "--config", bad}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "line 2") {
 		t.Fatalf("bad config: exit %d, %q", code, errb.String())
 	}
+	// A file holding the upstream key is refused while others may read it.
+	secret := filepath.Join(dir, "secret.conf")
+	os.WriteFile(secret, []byte("listen = from-secret:1\nupstream-key = k-9f3\n"), 0o600)
+	os.Chmod(secret, 0o644)
+	errb.Reset()
+	if code := Run(context.Background(), []string{"tempel", "serve", "--config", secret, "--data-dir", dir}, &out, &errb); code != ExitError ||
+		!strings.Contains(errb.String(), "readable by others") || strings.Contains(errb.String(), "k-9f3") {
+		t.Fatalf("upstream key in a config readable by others: exit %d, %q", code, errb.String())
+	}
 	// A period under a second is refused before anything starts.
 	errb.Reset()
 	if code := Run(context.Background(), []string{"tempel", "serve", "--publish-every", "500ms", "--data-dir", dir}, &out, &errb); code != ExitError || !strings.Contains(errb.String(), "publish-every") {

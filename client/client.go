@@ -76,6 +76,9 @@ func (c Config) String() string {
 		c.Endpoints, c.Login, key, c.MachineID, c.Timeout, c.MaxOutstanding)
 }
 
+// GoString is String for %#v, which would print the key otherwise.
+func (c Config) GoString() string { return "client.Config" + c.String() }
+
 // LogValue implements [slog.LogValuer]: the configuration without the key.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(

@@ -452,7 +452,7 @@ func TestConfigRedactsKey(t *testing.T) {
 	cfg := client.Config{Endpoints: []string{"x:1"}, Login: "gw", Key: "s3cr3t-key"}
 	var logged strings.Builder
 	slog.New(slog.NewTextHandler(&logged, nil)).Info("config", "cfg", cfg)
-	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), logged.String()} {
+	for _, s := range []string{fmt.Sprint(cfg), fmt.Sprintf("%+v", cfg), fmt.Sprintf("%#v", cfg), fmt.Sprintf("%v", &cfg), logged.String()} {
 		if strings.Contains(s, "s3cr3t") {
 			t.Fatalf("key in %q", s)
 		}

@@ -3,7 +3,6 @@ package node
 import (
 	"encoding/json"
 	"net/http"
-	"path"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,9 +79,9 @@ func accessOf(iface, route string) server.Access {
 // through n.auth as well.
 func (n *Node) authHTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		iface, label := server.IfaceHTTP, "unknown"
+		iface := server.IfaceHTTP
 		if rt, ok := httpRoutes[r.URL.Path]; ok {
-			iface, label = rt.iface, path.Base(r.URL.Path)
+			iface = rt.iface
 		}
 		if n.auth.Access(iface, r.URL.Path) == server.NeedHMAC {
 			next.ServeHTTP(w, r)
@@ -91,7 +90,7 @@ func (n *Node) authHTTP(next http.Handler) http.Handler {
 		id, err := n.auth.Authenticate(server.AuthRequest{Interface: iface, Route: r.URL.Path, Remote: r.RemoteAddr,
 			Authorization: r.Header.Values("Authorization")})
 		if err != nil {
-			n.metrics.count(iface, label, "401")
+			n.metrics.count(iface, routeLabel(r.URL.Path), "401")
 			refuseHTTP(w, iface, err)
 			return
 		}

@@ -4,8 +4,13 @@ import (
 	"net/http"
 	"path"
 	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
 
 // requestMetrics counts requests by interface (grpc, grpc-stream, rest,
@@ -45,11 +50,45 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// countHTTP counts each request of h by its HTTP status.
+// countHTTP counts each request of h by its route and HTTP status.
 func (m *requestMetrics) countHTTP(iface string, h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
 		h.ServeHTTP(rec, r)
-		m.count(iface, path.Base(r.URL.Path), strconv.Itoa(rec.code))
+		m.count(iface, routeLabel(r.URL.Path), strconv.Itoa(rec.code))
 	})
+}
+
+// routeLabel is the method label of an HTTP path: its last element for a
+// route the node serves, "unknown" for any other, so that callers cannot
+// grow the metrics by inventing paths.
+func routeLabel(p string) string {
+	if _, ok := httpRoutes[p]; ok {
+		return path.Base(p)
+	}
+	return "unknown"
+}
+
+// grpcMethodLabel is the method label of a gRPC method name as a caller
+// sent it: the method for one the node serves, "unknown" for any other
+// (the tap sees names before the server has checked them).
+func grpcMethodLabel(full string) string {
+	svc, m, _ := strings.Cut(strings.TrimPrefix(full, "/"), "/")
+	for _, d := range []*grpc.ServiceDesc{&tempelv1.Signer_ServiceDesc, &tempelv1.Extender_ServiceDesc,
+		&tempelv1.Publications_ServiceDesc, &healthpb.Health_ServiceDesc} {
+		if d.ServiceName != svc {
+			continue
+		}
+		for _, x := range d.Methods {
+			if x.MethodName == m {
+				return m
+			}
+		}
+		for _, x := range d.Streams {
+			if x.StreamName == m {
+				return m
+			}
+		}
+	}
+	return "unknown"
 }

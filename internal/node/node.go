@@ -451,12 +451,20 @@ func AcceptLoss(dataDir, watermarkFile, reason string, now time.Time) (*calendar
 
 // ready reports whether the node answers requests.
 func (n *Node) ready() error {
+	var cal error
 	if n.cal != nil {
-		if err := n.cal.Ready(); err != nil {
-			return fmt.Errorf("calendar: %w", err)
-		}
+		cal = n.cal.Ready() // it says "calendar: " itself
 	}
-	return n.overloaded()
+	over := n.overloaded()
+	switch {
+	case cal != nil && over != nil:
+		// Both, in one line: an operator who clears one is not
+		// surprised by the other.
+		return fmt.Errorf("%w; %w", cal, over)
+	case cal != nil:
+		return cal
+	}
+	return over
 }
 
 // DefaultGrace is the calendar's grace period when none is configured. With

@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
 	"github.com/tempel-ksi/tempel/aggregator"
+	"github.com/tempel-ksi/tempel/internal/server"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
 
@@ -40,12 +42,26 @@ func requestBudget(maxMemory int64) int64 {
 // errTapOverloaded refuses a Sign call before the server starts it.
 var errTapOverloaded = status.Error(codes.ResourceExhausted, "server: overloaded: the node's memory for waiting requests is in use, try again shortly")
 
-// admit is the gRPC server's tap: while the budget has no room for
-// another parked caller, a Sign call is refused as its headers arrive,
-// before the server makes a stream, a goroutine and its buffers for it.
-// Calls that pass still reserve their cost in the engine; this only makes
-// refusing cheap when refusing is most of what the node does.
+// admit is the gRPC server's tap; it decides as a call's headers arrive,
+// before the server makes a stream, a goroutine and its buffers for it,
+// or reads a byte of its message.
+//
+// First, who calls: a call that needs credentials is authenticated here
+// (the interceptors do it again, to hand its identity to the services),
+// so a caller with wrong credentials costs no more than its headers and
+// learns that, rather than the node's load.
+//
+// Then, while the budget has no room for another parked caller, a Sign
+// call is refused. Calls that pass still reserve their cost in the
+// engine; this only makes refusing cheap when refusing is most of what
+// the node does.
 func (n *Node) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
+	if n.auth.Access(server.IfaceGRPC, info.FullMethodName) != server.Public {
+		if _, err := n.authenticate(metadata.NewIncomingContext(ctx, info.Header), info.FullMethodName); err != nil {
+			n.metrics.count("grpc", grpcMethodLabel(info.FullMethodName), codes.Unauthenticated.String())
+			return nil, err
+		}
+	}
 	if n.agg == nil || info.FullMethodName != tempelv1.Signer_Sign_FullMethodName || n.agg.Budget().Admits(aggregator.CostCaller) {
 		return ctx, nil
 	}

@@ -70,8 +70,9 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 	ln = newLimitListener(ln, maxConns, log, opts.Metrics)
 	grpcL := newChanListener(ln.Addr())
 	httpL := newChanListener(ln.Addr())
+	httpL.firstBytes = min(firstBytesTimeout, opts.ReadTimeout)
 	if opts.TLS != nil {
-		httpL.tls = &tlsRoute{config: TLSConfig(opts.TLS), log: log}
+		httpL.tls = &tlsRoute{config: TLSConfig(opts.TLS), log: log, timeout: min(tlsHandshakeTimeout, opts.ReadTimeout)}
 	}
 	hs := &http.Server{Handler: h,
 		ReadHeaderTimeout: opts.ReadTimeout, ReadTimeout: opts.ReadTimeout,
@@ -118,13 +119,19 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 	return herr
 }
 
+// firstBytesTimeout bounds the wait for a plaintext connection's first
+// bytes (or a TLS handshake, tlsHandshakeTimeout), and so how long a
+// client that sends nothing holds a counted connection; a shorter read
+// timeout lowers it.
+const firstBytesTimeout = 10 * time.Second
+
 // route peeks at the first bytes of a connection and hands it on.
 func route(c net.Conn, grpcL, httpL *chanListener) {
 	if t := httpL.tls; t != nil {
-		routeTLS(tls.Server(c, t.config), grpcL, httpL, t.log)
+		routeTLS(tls.Server(c, t.config), grpcL, httpL, t.log, t.timeout)
 		return
 	}
-	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	c.SetReadDeadline(time.Now().Add(httpL.firstBytes))
 	br := bufio.NewReaderSize(c, len(http2Preface))
 	head, err := br.Peek(len(http2Preface))
 	c.SetReadDeadline(time.Time{})
@@ -154,6 +161,9 @@ type chanListener struct {
 	once   sync.Once
 	closed chan struct{}
 	tls    *tlsRoute // set on the HTTP listener when serving TLS
+	// firstBytes bounds the wait for a plaintext connection's first
+	// bytes (set on the HTTP listener).
+	firstBytes time.Duration
 }
 
 func newChanListener(addr net.Addr) *chanListener {

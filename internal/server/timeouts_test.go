@@ -3,6 +3,8 @@ package server
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -144,5 +146,29 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 	c.SetReadDeadline(time.Now().Add(20 * idle))
 	if _, err := br.ReadByte(); err != io.EOF {
 		t.Fatalf("idle keep-alive connection: %v, want closed by the server", err)
+	}
+}
+
+// TestSilentClientCutAtReadTimeout: a client that connects and sends
+// nothing holds its counted connection for the read timeout when that is
+// shorter than the first-bytes (or TLS handshake) bound, not 10 s.
+func TestSilentClientCutAtReadTimeout(t *testing.T) {
+	const readTimeout = 300 * time.Millisecond
+	ca := newTestCA(t)
+	for _, tc := range []struct {
+		name string
+		tls  *tls.Config
+	}{
+		{"plaintext", nil},
+		{"tls", &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "server", x509.ExtKeyUsageServerAuth)}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+				Options{ReadTimeout: readTimeout, TLS: tc.tls})
+			c := dial(t, addr)
+			if took := closedWithin(t, c, 5*time.Second); took < readTimeout/2 {
+				t.Fatalf("closed after %s, before the read timeout", took)
+			}
+		})
 	}
 }

@@ -17,8 +17,8 @@ const (
 	alpnH2    = "h2"
 )
 
-// tlsHandshakeTimeout bounds a TLS handshake; a variable so that tests
-// need not wait for it.
+// tlsHandshakeTimeout bounds a TLS handshake (a shorter read timeout
+// lowers it); a variable so that tests need not wait for it.
 var tlsHandshakeTimeout = 10 * time.Second
 
 // TLSConfig returns the server side of base as [Serve] uses it: at least
@@ -43,18 +43,19 @@ func TLSConfig(base *tls.Config) *tls.Config {
 // tlsRoute is how [route] serves TLS. The handshake runs in route's
 // goroutine, off the accept loop, so a slow client never holds up Accept.
 type tlsRoute struct {
-	config *tls.Config
-	log    *slog.Logger
+	config  *tls.Config
+	log     *slog.Logger
+	timeout time.Duration // the handshake's bound
 }
 
-// routeTLS completes the handshake within [tlsHandshakeTimeout] and hands
+// routeTLS completes the handshake within timeout and hands
 // the connection on by its negotiated protocol: "h2" to the gRPC server,
 // anything else to the HTTP/1.1 server. Both get the *tls.Conn itself, so
 // net/http fills Request.TLS and gRPC handlers see [credentials.TLSInfo].
-func routeTLS(c *tls.Conn, grpcL, httpL *chanListener, log *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), tlsHandshakeTimeout)
+func routeTLS(c *tls.Conn, grpcL, httpL *chanListener, log *slog.Logger, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	c.SetDeadline(time.Now().Add(timeout))
 	err := c.HandshakeContext(ctx)
 	c.SetDeadline(time.Time{})
 	if err != nil {

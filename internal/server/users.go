@@ -6,8 +6,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"syscall"
 )
 
 // Users are the KSI PDU users: login id and HMAC key. The zero value (or
@@ -31,20 +33,32 @@ const MaxUsersFile = 1 << 20
 // LoadUsers reads a users file: one LOGIN:KEY per line; blank lines and
 // lines starting with # are ignored. The file must not be readable by
 // group or others, since it holds keys.
+//
+// The checks are made on the file opened, not on the path (which may
+// change in between), and it must be a regular file: a FIFO there would
+// hold the start for ever.
 func LoadUsers(path string) (*Users, error) {
-	st, err := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("users file %s is not a regular file", path)
 	}
 	if st.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("users file %s is readable by others (mode %o): run chmod 600 %s", path, st.Mode().Perm(), path)
 	}
-	if st.Size() > MaxUsersFile {
-		return nil, fmt.Errorf("users file %s is larger than %d bytes", path, MaxUsersFile)
-	}
-	b, err := os.ReadFile(path)
+	b, err := io.ReadAll(io.LimitReader(f, MaxUsersFile+1))
 	if err != nil {
 		return nil, err
+	}
+	if len(b) > MaxUsersFile {
+		return nil, fmt.Errorf("users file %s is larger than %d bytes", path, MaxUsersFile)
 	}
 	return ParseUsers(b)
 }
