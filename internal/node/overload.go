@@ -57,10 +57,14 @@ var errTapOverloaded = status.Error(codes.ResourceExhausted, "server: overloaded
 // the node does.
 func (n *Node) admit(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if n.auth.Access(server.IfaceGRPC, info.FullMethodName) != server.Public {
-		if _, err := n.authenticate(metadata.NewIncomingContext(ctx, info.Header), info.FullMethodName); err != nil {
+		// The context returned here becomes the call's: the interceptors
+		// find the caller in it and do not check the credentials again.
+		actx, err := n.authenticate(metadata.NewIncomingContext(ctx, info.Header), info.FullMethodName)
+		if err != nil {
 			n.metrics.count("grpc", grpcMethodLabel(info.FullMethodName), codes.Unauthenticated.String())
 			return nil, err
 		}
+		ctx = actx
 	}
 	if n.agg == nil || info.FullMethodName != tempelv1.Signer_Sign_FullMethodName || n.agg.Budget().Admits(aggregator.CostCaller) {
 		return ctx, nil
