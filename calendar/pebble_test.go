@@ -13,49 +13,6 @@ import (
 	"github.com/tempel-ksi/tempel/ksi"
 )
 
-// TestOpenErrorDamagedTable: a table whose blocks fail their checksum is
-// reported as damage, naming the file and what to do, in one line.
-func TestOpenErrorDamagedTable(t *testing.T) {
-	dir := t.TempDir()
-	st := openTest(t, dir)
-	leaves := make([]ksi.Imprint, 5000)
-	for i := range leaves {
-		leaves[i] = leafFor(uint64(i))
-	}
-	if _, err := st.AppendRange(1_800_000_000, leaves, true); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.db.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	tables, _ := filepath.Glob(filepath.Join(dir, "*.sst"))
-	if len(tables) == 0 {
-		t.Fatal("no table after a flush")
-	}
-	for _, tab := range tables {
-		b, err := os.ReadFile(tab)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for i := 100; i < len(b)/2; i += 97 {
-			b[i] ^= 0x5A
-		}
-		if err := os.WriteFile(tab, b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	_, err := OpenStore(dir, StoreOptions{Logger: discardLogger()})
-	if err == nil {
-		t.Fatal("a damaged table opened")
-	}
-	msg := err.Error()
-	if strings.Contains(msg, "\n") || strings.Contains(msg, "in use") || !strings.Contains(msg, ".sst is damaged") ||
-		!strings.Contains(msg, "restore the data directory") {
-		t.Fatalf("open error: %q", msg)
-	}
-}
-
 // TestOpenErrorInUse: a store another process has open is reported as
 // in use, not as damage, with what to do.
 func TestOpenErrorInUse(t *testing.T) {
