@@ -251,3 +251,40 @@ func TestRefusedHashAlgorithms(t *testing.T) {
 		}
 	}
 }
+
+// The max level leaves room for the levels above a request: New refuses
+// one that a full round at that level would push past 255, and a full
+// round at the highest level allowed is signed.
+func TestMaxLevelLeavesRoomAbove(t *testing.T) {
+	for _, tc := range []struct {
+		queue int
+		up    Upstream
+		want  int
+	}{
+		{1_000_000, &fakeCalendar{}, 255 - 21 - 3*21},
+		{1024, &fakeCalendar{}, 255 - 11 - 3*21},
+		{1_000_000, &calendarUpstream{}, 255 - 21 - 21},
+	} {
+		if got := MaxLevelLimit(tc.queue, tc.up); got != tc.want {
+			t.Errorf("queue %d: limit %d, want %d", tc.queue, got, tc.want)
+		}
+		if _, err := New(Config{Upstream: tc.up, MaxQueue: tc.queue, MaxLevel: byte(tc.want + 1), Logger: discard()}); err == nil || !strings.Contains(err.Error(), "max level") {
+			t.Errorf("queue %d: max level %d accepted (%v)", tc.queue, tc.want+1, err)
+		}
+	}
+	const queue = 64
+	e := newEngine(t, &fakeCalendar{}, Config{MaxQueue: queue, MaxLevel: byte(MaxLevelLimit(queue, &fakeCalendar{}))})
+	res := make(chan Result, queue)
+	for i := 0; i < queue; i++ {
+		if err := e.Submit(Request{Hash: imprint(uint64(i)), Level: e.cfg.MaxLevel, Identity: Identity{ClientID: "a"}}, func(r Result) { res <- r }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.CloseRound(context.Background())
+	for i := 0; i < queue; i++ {
+		if r := <-res; r.Err != nil {
+			t.Fatalf("a full round at level %d: %v", e.cfg.MaxLevel, r.Err)
+		}
+	}
+	e.wg.Wait()
+}
