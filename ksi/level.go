@@ -23,8 +23,8 @@ var ErrLevelShift = errors.New("ksi: cannot shift the input level")
 // L instead of 0, gives the same hashes: only where the levels are
 // counted from moves. Run from 0 it does not (INT-01).
 //
-// The lowest chain is the one with the most chain index entries (§5.1).
-// A delta of 0 returns sig itself.
+// The lowest chain is the one with the most chain index entries (§5.1);
+// a tie is refused. A delta of 0 returns sig itself.
 func ShiftInputLevel(sig []byte, delta int) ([]byte, error) {
 	if delta == 0 {
 		return sig, nil
@@ -40,17 +40,23 @@ func ShiftInputLevel(sig []byte, delta int) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrLevelShift, err)
 	}
-	lowest, most := -1, 0
+	lowest, most, tied := -1, 0, false
 	for i, c := range children {
 		if c.Type != TypeAggregationChain {
 			continue
 		}
-		if n := countType(c.Value, tagChainIndex); n > most {
-			lowest, most = i, n
+		switch n := countType(c.Value, tagChainIndex); {
+		case n > most:
+			lowest, most, tied = i, n, false
+		case n == most:
+			tied = true
 		}
 	}
-	if lowest < 0 {
+	switch {
+	case lowest < 0:
 		return nil, fmt.Errorf("%w: the signature has no aggregation chain with a chain index", ErrLevelShift)
+	case tied:
+		return nil, fmt.Errorf("%w: two aggregation chains could be the lowest (%d chain index entries each)", ErrLevelShift, most)
 	}
 	chain, err := ShiftFirstLevelCorrection(children[lowest].Raw, delta)
 	if err != nil {

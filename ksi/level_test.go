@@ -176,6 +176,11 @@ func TestShiftRejectsMalformed(t *testing.T) {
 	if _, err := ksi.ShiftInputLevel(calendar, 1); !errors.Is(err, ksi.ErrLevelShift) {
 		t.Errorf("a calendar chain as a signature: %v", err)
 	}
+	c := levelChain(t, 1, "anon")
+	tie, _ := tlv.Encode(ksi.TypeSignature, false, false, append(append([]byte{}, c.Raw...), c.Raw...))
+	if _, err := ksi.ShiftInputLevel(tie, -1); !errors.Is(err, ksi.ErrLevelShift) {
+		t.Errorf("two chains with as many index entries: %v", err)
+	}
 }
 
 // On a real signature with several aggregation chains in the reference
@@ -251,4 +256,41 @@ func TestCheckSigning(t *testing.T) {
 			t.Errorf("%s at %d: %v, want %v naming %q", tc.a, tc.t, err, tc.want, tc.msg)
 		}
 	}
+}
+
+// Shifting never panics; what parsed as a signature before a successful
+// shift parses after it, with the first correction moved by delta, and
+// shifting back restores that correction.
+func FuzzShiftInputLevel(f *testing.F) {
+	if _, ok := testpack.Lookup(); ok {
+		f.Add(testpack.Read(f, "tlv", okSigName), int16(2))
+	}
+	f.Add([]byte{0x88, 0x00, 0x00, 0x00}, int16(1))
+	f.Fuzz(func(t *testing.T, b []byte, d int16) {
+		delta := int(d) % 300
+		out, err := ksi.ShiftInputLevel(b, delta)
+		if err != nil {
+			return
+		}
+		before, err := ksi.ParseSignature(b)
+		if err != nil {
+			return
+		}
+		after, err := ksi.ParseSignature(out)
+		if err != nil {
+			t.Fatalf("shifted signature does not parse: %v", err)
+		}
+		want := int(before.Chains()[0].Links[0].LevelCorrection) + delta
+		if got := int(after.Chains()[0].Links[0].LevelCorrection); got != want {
+			t.Fatalf("first correction %d, want %d", got, want)
+		}
+		back, err := ksi.ShiftInputLevel(out, -delta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := ksi.ParseSignature(back)
+		if err != nil || again.Chains()[0].Links[0].LevelCorrection != before.Chains()[0].Links[0].LevelCorrection {
+			t.Fatalf("shifted back: %v", err)
+		}
+	})
 }
