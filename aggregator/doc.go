@@ -7,4 +7,11 @@
 // Every signature names who asked: the aggregator adds a metadata link
 // with the caller's identity as the first step above the document hash
 // (ksi-spec §4.4).
+//
+// A document hash may be of any algorithm Tempel implements that is not
+// deprecated at signing time (ksi-spec §2); the round tree hashes with
+// SHA-256 above it. The KSI PDU v2 signing protocol is served by
+// [PDUSigner], whatever the transport: its answers are relative to each
+// request's level, as the reference clients expect (ksi-spec §8.3), while
+// [Engine.Sign] and the gRPC and REST APIs return finished signatures.
 package aggregator

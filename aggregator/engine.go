@@ -38,7 +38,10 @@ type Config struct {
 	Upstream Upstream
 	// Period is the round length (default 100ms).
 	Period time.Duration
-	// MaxLevel is the highest request level accepted (default 32).
+	// MaxLevel is the highest request level accepted and advertised
+	// (default DefaultMaxLevel). It must leave room above it for the
+	// request's metadata, the round tree and upstream's trees within
+	// the 255 levels of a chain (MaxLevelLimit).
 	MaxLevel byte
 	// MaxQueue bounds the requests waiting for a round (default 1,000,000).
 	MaxQueue int
@@ -66,6 +69,12 @@ type Config struct {
 	Metrics   *Metrics
 	Now       func() time.Time
 }
+
+// DefaultMaxLevel is the default highest request level. The reference
+// tools apply an advertised maximum as it is (`ksi sign
+// --apply-remote-conf` sizes its local round for 2^max inputs): 20 keeps
+// that at a million leaves, where 32 ran them out of memory.
+const DefaultMaxLevel = 20
 
 // Identity is who asked: it becomes the signature's metadata link.
 type Identity struct {
@@ -173,6 +182,7 @@ type Engine struct {
 	maxTurn      time.Duration // bounds each round's turn (maxTurn; tests change it)
 	answering    atomic.Int64  // rounds answered upstream and not yet done
 	upstreamLog  upstreamLog
+	pdu          *PDUSigner
 }
 
 // New creates an engine; call Run to start closing rounds.
@@ -184,10 +194,14 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Period = 100 * time.Millisecond
 	}
 	if cfg.MaxLevel == 0 {
-		cfg.MaxLevel = 32
+		cfg.MaxLevel = DefaultMaxLevel
 	}
 	if cfg.MaxQueue == 0 {
 		cfg.MaxQueue = 1_000_000
+	}
+	if limit := MaxLevelLimit(cfg.MaxQueue, cfg.Upstream); int(cfg.MaxLevel) > limit {
+		return nil, fmt.Errorf("aggregator: max level %d leaves no room for the round tree and upstream's trees above it: at most %d with a queue of %d",
+			cfg.MaxLevel, limit, cfg.MaxQueue)
 	}
 	if cfg.Budget == nil {
 		cfg.Budget = NewBudget(DefaultBudget)
@@ -207,7 +221,9 @@ func New(cfg Config) (*Engine, error) {
 		cfg.Now = time.Now
 	}
 	// Round ids start at 1: 0 is "no round" on the wire.
-	return &Engine{cfg: cfg, log: cfg.Logger, perUser: make(map[string]int), inflight: make(chan struct{}, cfg.MaxInFlight), nextRoundID: 1, maxTurn: maxTurn}, nil
+	e := &Engine{cfg: cfg, log: cfg.Logger, perUser: make(map[string]int), inflight: make(chan struct{}, cfg.MaxInFlight), nextRoundID: 1, maxTurn: maxTurn}
+	e.pdu = &PDUSigner{e: e}
+	return e, nil
 }
 
 // Config returns the engine's configuration after defaults.
@@ -226,16 +242,15 @@ func (e *Engine) Submit(r Request, cb Callback) error {
 
 // submit queues r for p (its cb or caller set).
 func (e *Engine) submit(r Request, p pending) error {
+	now := e.cfg.Now()
 	if r.Hash.Alg() != ksi.SHA2_256 || len(r.Hash) != 1+ksi.SHA2_256.Size() {
-		if _, err := ksi.ParseImprint(r.Hash); err != nil {
-			return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		if err := checkHash(r.Hash, now); err != nil {
+			return err
 		}
-		return fmt.Errorf("%w: hash must be SHA-256, got %s", ErrBadRequest, r.Hash.Alg())
 	}
 	if r.Level > e.cfg.MaxLevel {
 		return fmt.Errorf("%w: level %d, maximum %d", ErrLevelTooHigh, r.Level, e.cfg.MaxLevel)
 	}
-	now := e.cfg.Now()
 	reqTime := uint64(now.UnixMicro())
 	f := ksi.MetadataFields{ClientID: r.Identity.ClientID, MachineID: r.Identity.MachineID, RequestTime: &reqTime}
 	if r.Identity.HasSequence {
@@ -269,6 +284,20 @@ func (e *Engine) submit(r Request, p pending) error {
 	}
 	e.reqs = append(e.reqs, round.Request{Hash: r.Hash, Level: r.Level, Meta: meta})
 	e.cfg.Metrics.queued(len(e.queue))
+	return nil
+}
+
+// checkHash checks a document hash other than SHA-256: a well-formed
+// imprint of an algorithm that Tempel implements and that is neither
+// deprecated nor obsolete now (ksi-spec §2). The round tree hashes with
+// SHA-256 above it whatever its algorithm.
+func checkHash(h ksi.Imprint, now time.Time) error {
+	if _, err := ksi.ParseImprint(h); err != nil {
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
+	}
+	if err := h.Alg().CheckSigning(uint64(max(now.Unix(), 0))); err != nil {
+		return fmt.Errorf("%w: document hash: %w", ErrBadRequest, err)
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -34,71 +35,111 @@ func Status(err error) uint64 {
 }
 
 // PDUHandler serves KSI PDU v2 signing (POST /gt-signingservice) for
-// clients built on the reference SDKs. Each request of a PDU joins the
-// current round with the user's login as its client id.
+// clients built on the reference SDKs: it reads and authenticates the
+// PDU, and the engine's PDUSigner answers it.
+func (e *Engine) PDUHandler(users server.PDUAuthenticator) http.Handler {
+	return &pduHTTP{p: e.PDU(), users: users}
+}
+
+type pduHTTP struct {
+	p     *PDUSigner
+	users server.PDUAuthenticator
+}
+
+func (h *pduHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	req, key, ok := server.ReadAuthenticatedPDU(w, r, h.users, pdu.TypeAggregatorResponse, pdu.ParseAggregatorRequest,
+		func(q *pdu.AggregatorRequest) *pdu.Envelope { return &q.Envelope })
+	if !ok {
+		return
+	}
+	if b, code, ok := h.p.Respond(r.Context(), req, key); ok {
+		server.WritePDU(w, b, code)
+	}
+}
+
+// PDUSigner answers KSI PDU v2 aggregator requests, whatever carries
+// them (HTTP, raw TCP). Each request of a PDU joins the current round
+// with the user's login as its client id.
 //
 // A PDU with more aggregation requests than one response PDU can answer
 // (maxRequests, advertised as the configuration's max requests) is
 // refused as a whole with status 0x103 before any of its hashes is
 // signed.
-func (e *Engine) PDUHandler(users server.PDUAuthenticator) http.Handler {
-	return &pduSigner{e: e, users: users}
-}
-
-type pduSigner struct {
-	e     *Engine
-	users server.PDUAuthenticator
+type PDUSigner struct {
+	e *Engine
 	// over is by how many bytes real answers have exceeded responseBound.
 	// It stays 0 while the bound holds; if the bound proves wrong, it
 	// lowers the limit from then on, and the mismatch is logged at ERROR.
 	over atomic.Int64
 }
 
+// PDU returns the engine's PDU signer: one per engine, so that every
+// transport shares what it learns about response sizes.
+func (e *Engine) PDU() *PDUSigner { return e.pdu }
+
 // maxRequests is how many aggregation requests one PDU by login may carry.
-func (h *pduSigner) maxRequests(login string) int {
+func (h *PDUSigner) maxRequests(login string) int {
 	return pdu.MaxResponses(login, h.e.responseBound(login)+int(h.over.Load()))
 }
 
-func (h *pduSigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, key, ok := server.ReadAuthenticatedPDU(w, r, h.users, pdu.TypeAggregatorResponse, pdu.ParseAggregatorRequest,
-		func(q *pdu.AggregatorRequest) *pdu.Envelope { return &q.Envelope })
-	if !ok {
-		return
-	}
+// Respond answers an aggregator request PDU whose login and HMAC the
+// caller has checked (key is the login's HMAC key). It returns the
+// encoded response PDU, HMAC'd with key and the request's algorithm, and
+// the HTTP status that goes with it: 200; 413 for a PDU with more
+// requests than one response carries; 500 (with an error PDU) when the
+// response could not be encoded. ok is false when ctx ended before the
+// requests were answered: the client has gone, nothing is to be sent.
+//
+// A response to a request at level L > 0 is relative to the request, as
+// the reference clients expect (ksi-spec §8.3): its lowest chain's first
+// level correction is L less than in the finished signature, and the
+// client adds L back.
+func (h *PDUSigner) Respond(ctx context.Context, req *pdu.AggregatorRequest, key []byte) (resp []byte, code int, ok bool) {
 	login := req.Header.LoginID
-	resp := &pdu.AggregatorResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: login}}}
+	out := &pdu.AggregatorResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: login}}}
 	if req.ConfigRequest {
-		resp.Config = h.config(login)
+		out.Config = h.config(login)
 	}
 	if limit := h.maxRequests(login); len(req.Requests) > limit {
-		resp.Error = &pdu.ErrorPayload{Status: pdu.StatusInvalidPayload, Message: fmt.Sprintf(
+		out.Error = &pdu.ErrorPayload{Status: pdu.StatusInvalidPayload, Message: fmt.Sprintf(
 			"aggregator: %d aggregation requests in one PDU, at most %d fit in a response (the configuration's max requests); nothing was signed",
 			len(req.Requests), limit)}
-		h.write(w, resp, req.HMAC.Alg(), key, http.StatusRequestEntityTooLarge)
-		return
+		b, code := h.encode(out, req.HMAC.Alg(), key, http.StatusRequestEntityTooLarge)
+		return b, code, true
 	}
-	results := h.sign(r, req)
+	results := h.sign(ctx, req)
 	if results == nil {
-		return // the client went away
+		return nil, 0, false
 	}
 	for i, ar := range req.Requests {
-		x := results[i]
-		out := pdu.AggregationResponse{RequestID: ar.RequestID, Status: Status(x.Err)}
-		var err error
-		if x.Err != nil {
-			out.ErrorMessage = pdu.TruncateMessage(x.Err.Error())
-		} else if out.SignatureElements, err = signatureElements(x.Signature); err != nil {
-			out.Status, out.ErrorMessage = pdu.StatusInternalError, pdu.TruncateMessage(err.Error())
-		}
-		resp.Responses = append(resp.Responses, out)
+		out.Responses = append(out.Responses, answer(ar, results[i]))
 	}
-	h.fit(resp, req.HMAC.Alg())
-	h.write(w, resp, req.HMAC.Alg(), key, http.StatusOK)
+	h.fit(out, req.HMAC.Alg())
+	b, code := h.encode(out, req.HMAC.Alg(), key, http.StatusOK)
+	return b, code, true
+}
+
+// answer is the aggregation response to ar from its result: the
+// signature's elements relative to the request's level, or the refusal.
+func answer(ar pdu.AggregationRequest, x Result) pdu.AggregationResponse {
+	out := pdu.AggregationResponse{RequestID: ar.RequestID, Status: Status(x.Err)}
+	if x.Err != nil {
+		out.ErrorMessage = pdu.TruncateMessage(x.Err.Error())
+		return out
+	}
+	sig, err := ksi.ShiftInputLevel(x.Signature, -int(ar.Level))
+	if err == nil {
+		out.SignatureElements, err = signatureElements(sig)
+	}
+	if err != nil {
+		out.Status, out.ErrorMessage = pdu.StatusInternalError, pdu.TruncateMessage("aggregator: "+err.Error())
+	}
+	return out
 }
 
 // sign submits the PDU's requests and waits for their results; nil when
 // the client went away meanwhile.
-func (h *pduSigner) sign(r *http.Request, req *pdu.AggregatorRequest) []Result {
+func (h *PDUSigner) sign(ctx context.Context, req *pdu.AggregatorRequest) []Result {
 	// Each request waits as a caller: it takes its part in its round's
 	// turn, like a gRPC Sign call.
 	callers := make([]*caller, len(req.Requests))
@@ -107,7 +148,7 @@ func (h *pduSigner) sign(r *http.Request, req *pdu.AggregatorRequest) []Result {
 		sr := Request{Hash: ar.Hash, Identity: Identity{ClientID: req.Header.LoginID, Sequence: ar.RequestID, HasSequence: true}}
 		if ar.HasLevel {
 			if ar.Level > 0xFF {
-				results[i].Err = ErrLevelTooHigh
+				results[i].Err = fmt.Errorf("%w: level %d, maximum %d", ErrLevelTooHigh, ar.Level, h.e.cfg.MaxLevel)
 				continue
 			}
 			sr.Level = byte(ar.Level)
@@ -117,7 +158,6 @@ func (h *pduSigner) sign(r *http.Request, req *pdu.AggregatorRequest) []Result {
 	// Every result is picked up before any response is built, so the next
 	// round need not wait for this one's encoding; a client that goes
 	// away leaves every caller at once (its context being done).
-	ctx := r.Context()
 	for i, c := range callers {
 		if c != nil {
 			results[i] = c.wait(ctx)
@@ -130,7 +170,7 @@ func (h *pduSigner) sign(r *http.Request, req *pdu.AggregatorRequest) []Result {
 }
 
 // config is the configuration the aggregator advertises to login.
-func (h *pduSigner) config(login string) *pdu.Config {
+func (h *PDUSigner) config(login string) *pdu.Config {
 	c := h.e.cfg
 	n := h.maxRequests(login)
 	if c.Quota > 0 {
@@ -153,7 +193,7 @@ const errNoRoom = "aggregator: the signature did not fit in the response PDU; se
 // would not fit in one PDU it answers the requests that fit and gives the
 // others status 0x200, rather than losing every answer. Both are logged
 // at ERROR: they mean the bound is wrong.
-func (h *pduSigner) fit(resp *pdu.AggregatorResponse, alg ksi.HashAlg) {
+func (h *PDUSigner) fit(resp *pdu.AggregatorResponse, alg ksi.HashAlg) {
 	login := resp.Header.LoginID
 	bound := h.e.responseBound(login)
 	fixed := 0 // config and error payloads
@@ -188,7 +228,7 @@ func (h *pduSigner) fit(resp *pdu.AggregatorResponse, alg ksi.HashAlg) {
 }
 
 // raiseOver raises over to n; it reports whether n was higher.
-func (h *pduSigner) raiseOver(n int64) bool {
+func (h *PDUSigner) raiseOver(n int64) bool {
 	for {
 		cur := h.over.Load()
 		if n <= cur {
@@ -200,15 +240,18 @@ func (h *pduSigner) raiseOver(n int64) bool {
 	}
 }
 
-// write encodes and sends resp.
-func (h *pduSigner) write(w http.ResponseWriter, resp *pdu.AggregatorResponse, alg ksi.HashAlg, key []byte, code int) {
+// encode encodes resp with code, or, should that fail, an error PDU
+// with 500.
+func (h *PDUSigner) encode(resp *pdu.AggregatorResponse, alg ksi.HashAlg, key []byte, code int) ([]byte, int) {
 	b, err := resp.Encode(alg, key)
-	if err != nil {
-		h.e.log.Error("aggregator: could not encode a PDU response", "err", err, "responses", len(resp.Responses))
-		server.WritePDUError(w, pdu.TypeAggregatorResponse, pdu.StatusInternalError, "could not encode the response", http.StatusInternalServerError)
-		return
+	if err == nil {
+		return b, code
 	}
-	server.WritePDU(w, b, code)
+	h.e.log.Error("aggregator: could not encode a PDU response", "err", err, "responses", len(resp.Responses))
+	if b, err = pdu.EncodeErrorPDU(pdu.TypeAggregatorResponse, pdu.ErrorPayload{Status: pdu.StatusInternalError, Message: "could not encode the response"}); err != nil {
+		return nil, http.StatusInternalServerError // cannot happen: a fixed, short error PDU
+	}
+	return b, http.StatusInternalServerError
 }
 
 // signatureElements splits a signature into the elements an aggregation

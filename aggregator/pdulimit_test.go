@@ -135,11 +135,12 @@ func (c pduClient) maxRequestsAdvertised() int {
 }
 
 // worstRequests are n requests at the highest level with 8-byte request
-// ids (which become the metadata's sequence numbers).
+// ids (which become the metadata's sequence numbers) and the longest
+// document hashes (SHA-512).
 func worstRequests(n int, level uint64) []pdu.AggregationRequest {
 	reqs := make([]pdu.AggregationRequest, n)
 	for i := range reqs {
-		reqs[i] = pdu.AggregationRequest{RequestID: ^uint64(0) - uint64(i), Hash: imprint(uint64(i)), Level: level, HasLevel: true}
+		reqs[i] = pdu.AggregationRequest{RequestID: ^uint64(0) - uint64(i), Hash: sha512Imprint(uint64(i)), Level: level, HasLevel: true}
 	}
 	return reqs
 }
@@ -205,10 +206,7 @@ func TestPDUAdvertisedMaximumAnsweredInFull(t *testing.T) {
 		if r.Status != 0 || r.RequestID != reqs[i].RequestID {
 			t.Fatalf("response %d: id %d status %#x %s", i, r.RequestID, r.Status, r.ErrorMessage)
 		}
-		sig, err := ksi.SignatureFromElements(r.SignatureElements)
-		if err != nil {
-			t.Fatal(err)
-		}
+		sig := clientSignature(t, r.SignatureElements, reqs[i].Level)
 		rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: reqs[i].Hash, InputLevel: reqs[i].Level})
 		if rep.Result != verifier.OK {
 			t.Fatalf("signature %d: %s %s", i, rep.Code, rep.Message)
@@ -222,8 +220,9 @@ func TestPDUAdvertisedMaximumAnsweredInFull(t *testing.T) {
 }
 
 // The bound holds for real signatures made at its worst: a full round
-// (the engine's maximum queue) at the maximum level, with a long login
-// and 8-byte sequence numbers, signed by a real calendar.
+// (the engine's maximum queue) at the maximum level, with a long login,
+// 8-byte sequence numbers and SHA-512 document hashes, signed by a real
+// calendar.
 func TestSignatureBoundHoldsForRealSignatures(t *testing.T) {
 	const maxQueue = 1024
 	up := startCalendar(t)
@@ -235,7 +234,7 @@ func TestSignatureBoundHoldsForRealSignatures(t *testing.T) {
 	}
 	res := make(chan got, maxQueue)
 	for i := 0; i < maxQueue; i++ {
-		r := Request{Hash: imprint(uint64(i)), Level: e.cfg.MaxLevel, Identity: Identity{ClientID: longLogin, Sequence: ^uint64(0) - uint64(i), HasSequence: true}}
+		r := Request{Hash: sha512Imprint(uint64(i)), Level: e.cfg.MaxLevel, Identity: Identity{ClientID: longLogin, Sequence: ^uint64(0) - uint64(i), HasSequence: true}}
 		if err := e.Submit(r, func(x Result) { res <- got{i, x.Signature, x.Err} }); err != nil {
 			t.Fatal(err)
 		}
@@ -290,21 +289,26 @@ func TestSizeBoundsCoverWorstCaseElements(t *testing.T) {
 	if max := metadataValueMax(upstreamNameLen, upstreamNameLen, true); len(meta) > max {
 		t.Fatalf("metadata of %d bytes, bound %d", len(meta), max)
 	}
-	for _, entries := range []int{1, 2, 4} {
-		links := []ksi.Link{{Left: true, LevelCorrection: 255, Metadata: &ksi.Metadata{Value: meta}}}
-		for i := 0; i < upstreamTreeDepth; i++ {
-			links = append(links, ksi.Link{Left: i%2 == 0, LevelCorrection: 255, Sibling: imprint(uint64(i))})
-		}
-		index := make([]uint64, entries)
-		for i := range index {
-			index[i] = ^uint64(0)
-		}
-		ch, err := ksi.NewAggregationChain(^uint64(0), index, imprint(1), ksi.SHA2_256, links)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if max := aggregationChainMax(entries, len(meta), upstreamTreeDepth); len(ch.Raw) > max {
-			t.Errorf("aggregation chain with %d index entries: %d bytes, bound %d", entries, len(ch.Raw), max)
+	for _, in := range []struct {
+		hash  ksi.Imprint
+		bound int
+	}{{imprint(1), imprintLen}, {sha512Imprint(1), docImprintLen}} {
+		for _, entries := range []int{1, 2, 4} {
+			links := []ksi.Link{{Left: true, LevelCorrection: 255, Metadata: &ksi.Metadata{Value: meta}}}
+			for i := 0; i < upstreamTreeDepth; i++ {
+				links = append(links, ksi.Link{Left: i%2 == 0, LevelCorrection: 255, Sibling: imprint(uint64(i))})
+			}
+			index := make([]uint64, entries)
+			for i := range index {
+				index[i] = ^uint64(0)
+			}
+			ch, err := ksi.NewAggregationChain(^uint64(0), index, in.hash, ksi.SHA2_256, links)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if max := aggregationChainMax(entries, in.bound, len(meta), upstreamTreeDepth); len(ch.Raw) > max {
+				t.Errorf("aggregation chain with a %s input and %d index entries: %d bytes, bound %d", in.hash.Alg(), entries, len(ch.Raw), max)
+			}
 		}
 	}
 	var cl []ksi.CalendarLink

@@ -59,7 +59,10 @@ const (
 // Sizes of the pieces, each the most its encoder writes.
 const (
 	imprintLen = 1 + 32 // SHA-256, the only algorithm Tempel aggregates with
-	uintElem   = 2 + 8  // an integer element of any value
+	// docImprintLen is a request's own hash, the input of its chain: any
+	// accepted algorithm, SHA-512 and SHA3-512 the longest.
+	docImprintLen = 1 + 64
+	uintElem      = 2 + 8 // an integer element of any value
 	// linkMax is a sibling link: its header, a level correction of at
 	// most 255 and a sibling imprint.
 	linkMax = 2 + 3 + 2 + imprintLen
@@ -82,12 +85,14 @@ func metadataValueMax(clientID, machineID int, seq bool) int {
 }
 
 // aggregationChainMax is the most an aggregation chain (0x801) takes with
-// indexEntries chain index entries, a metadata link with a value of at
-// most meta bytes, and links sibling links.
-func aggregationChainMax(indexEntries, meta, links int) int {
+// indexEntries chain index entries, an input hash of at most input bytes,
+// a metadata link with a value of at most meta bytes, and links sibling
+// links. Siblings are round nodes, SHA-256: every leaf of a round is the
+// hash of a request with its metadata.
+func aggregationChainMax(indexEntries, input, meta, links int) int {
 	metaElem := tlv.HeaderSize(0x04, meta) + meta
 	metaLink := tlv.HeaderSize(0x07, 3+metaElem) + 3 + metaElem
-	n := uintElem + indexEntries*uintElem + 2 + imprintLen + 3 + metaLink + links*linkMax
+	n := uintElem + indexEntries*uintElem + 2 + input + 3 + metaLink + links*linkMax
 	return tlv.HeaderSize(ksi.TypeAggregationChain, n) + n
 }
 
@@ -113,7 +118,7 @@ func upstreamBound(chains int) int {
 	meta := metadataValueMax(upstreamNameLen, upstreamNameLen, true)
 	n := calendarChainMax(freshCalendarLinks) + authRecordMax()
 	for i := 1; i <= chains; i++ {
-		n += aggregationChainMax(i, meta, upstreamTreeDepth)
+		n += aggregationChainMax(i, imprintLen, meta, upstreamTreeDepth)
 	}
 	return n
 }
@@ -130,18 +135,30 @@ func roundDepth(maxQueue int) int {
 // upstreamChains is how many aggregation chains upstream adds: the
 // in-process calendar (a SlotUpstream) only its top tree, a remote
 // parent at most remoteUpstreamChains.
-func (e *Engine) upstreamChains() int {
-	if _, local := e.cfg.Upstream.(SlotUpstream); local {
+func (e *Engine) upstreamChains() int { return upstreamChainsOf(e.cfg.Upstream) }
+
+func upstreamChainsOf(up Upstream) int {
+	if _, local := up.(SlotUpstream); local {
 		return 1
 	}
 	return remoteUpstreamChains
+}
+
+// MaxLevelLimit is the highest request level an engine with a queue of
+// maxQueue requests and upstream up can accept: a chain climbs at most
+// 255 levels (ksi-spec §4.1), and above a request sit its metadata link,
+// its round's tree and, per upstream chain, a metadata link and a tree of
+// at most 2^upstreamTreeDepth leaves. A request that overflowed would
+// fail its whole round.
+func MaxLevelLimit(maxQueue int, up Upstream) int {
+	return 255 - (1 + roundDepth(maxQueue)) - upstreamChainsOf(up)*(1+upstreamTreeDepth)
 }
 
 // signatureBound is the most bytes the signature elements (the children
 // of 0x800) of a PDU request by login take.
 func (e *Engine) signatureBound(login string) int {
 	up := e.upstreamChains()
-	own := aggregationChainMax(up+1, metadataValueMax(len(login), 0, true), roundDepth(e.cfg.MaxQueue))
+	own := aggregationChainMax(up+1, docImprintLen, metadataValueMax(len(login), 0, true), roundDepth(e.cfg.MaxQueue))
 	return own + upstreamBound(up)
 }
 

@@ -58,7 +58,7 @@ func serveFlags() []ucli.Flag {
 		str("upstream-key", "", "key at the parent"),
 		str("name", "tempel", "this node's client id at its parent"),
 		str("users", "", "users `FILE` (LOGIN:KEY per line, mode 0600); without it the server runs in development mode"),
-		num("max-level", 32, "highest level a request may have"),
+		num("max-level", 20, "highest level a request may have, advertised to KSI clients as is (ksi sign --apply-remote-conf sizes its local round for 2^N inputs); at most 255 minus the levels of the round tree and upstream"),
 		num("quota", 0, "requests one user may send per round (0: no limit)"),
 		num("max-queue", 1_000_000, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
 		num("max-conns", server.DefaultMaxConns, fmt.Sprintf("open client connections; more are refused at once (at most RLIMIT_NOFILE minus a quarter of it, at least %d, kept for the store and files)", server.MinFDReserve)),

@@ -284,7 +284,7 @@ func TestStream(t *testing.T) {
 		defer s.Close()
 		// A well-formed imprint the aggregator refuses: SHA-1.
 		sha1 := append(ksi.Imprint{byte(ksi.SHA1)}, make([]byte, 20)...)
-		if _, err := s.Sign(sha1); !errors.Is(err, client.ErrInvalid) || !strings.Contains(err.Error(), "SHA-256") {
+		if _, err := s.Sign(sha1); !errors.Is(err, client.ErrInvalid) || !strings.Contains(err.Error(), "SHA-1 is deprecated") {
 			t.Fatalf("SHA-1 on the stream: %v, want ErrInvalid with the server's reason", err)
 		}
 	})

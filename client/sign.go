@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -21,8 +22,16 @@ func (c *Client) Sign(ctx context.Context, hash ksi.Imprint) (*ksi.Signature, er
 // document hash, the tree height when hash is the root of the caller's
 // own aggregation tree. The signature is verified with
 // [verifier.Internal] against hash and level before it is returned.
+//
+// hash may be of any algorithm Tempel implements that is not deprecated
+// now (ksi.HashAlg.CheckSigning): SHA-256, SHA-384, SHA-512, RIPEMD-160,
+// SHA3-224/256/384/512. Others are refused with ErrInvalid before
+// anything is sent.
 func (c *Client) SignLevel(ctx context.Context, hash ksi.Imprint, level byte) (*ksi.Signature, error) {
 	if _, err := ksi.ParseImprint(hash); err != nil {
+		return nil, fmt.Errorf("%w: sign: %v", ErrInvalid, err)
+	}
+	if err := hash.Alg().CheckSigning(uint64(time.Now().Unix())); err != nil {
 		return nil, fmt.Errorf("%w: sign: %v", ErrInvalid, err)
 	}
 	var resp *tempelv1.SignResponse

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"hash"
 	"strings"
+	"time"
 
 	"golang.org/x/crypto/ripemd160" //nolint:staticcheck // RIPEMD-160 is part of the KSI format.
 )
@@ -123,6 +124,40 @@ func (a HashAlg) Deprecated(t uint64) bool {
 
 // Trusted reports whether a is known and neither deprecated nor obsolete at t.
 func (a HashAlg) Trusted(t uint64) bool { return a.Known() && !a.Deprecated(t) }
+
+// ErrDeprecatedAlg reports a hash algorithm that is deprecated or obsolete
+// at the time a new signature would be made.
+var ErrDeprecatedAlg = errors.New("ksi: hash algorithm no longer allowed for new signatures")
+
+// CheckSigning reports whether a document hash made with a may be signed
+// at POSIX time t: a known algorithm that Tempel implements, neither
+// deprecated nor obsolete at t (ksi-spec §2; a verifier fails a signature
+// of a hash deprecated at its signing time with INT-13). The error names
+// the algorithm and, for a deprecated or obsolete one, the date.
+func (a HashAlg) CheckSigning(t uint64) error {
+	i, ok := a.info()
+	switch {
+	case !ok:
+		return fmt.Errorf("%w: 0x%02x", ErrUnknownAlg, byte(a))
+	case i.newHash == nil:
+		return fmt.Errorf("%w: %s", ErrUnsupportedAlg, i.name)
+	case a.Obsolete(t):
+		return fmt.Errorf("%w: %s is obsolete since %s", ErrDeprecatedAlg, i.name, utcDate(i.obsoleteFrom))
+	case a.Deprecated(t):
+		return fmt.Errorf("%w: %s is deprecated since %s", ErrDeprecatedAlg, i.name, utcDate(i.deprecatedFrom))
+	}
+	return nil
+}
+
+// utcDate formats POSIX time t as an RFC 3339 UTC date, with the time of
+// day when it is not midnight.
+func utcDate(t uint64) string {
+	d := time.Unix(int64(min(t, 1<<62)), 0).UTC()
+	if d.Hour() == 0 && d.Minute() == 0 && d.Second() == 0 {
+		return d.Format(time.DateOnly)
+	}
+	return d.Format(time.RFC3339)
+}
 
 // New returns a new hash.Hash computing a.
 func (a HashAlg) New() (hash.Hash, error) {

@@ -29,6 +29,10 @@ type Tree struct {
 	sibling  []int32 // the other child of the node's parent
 	nLeaves  int
 	rootNode int32
+	// leafHash holds the leaves when some leaf is not an imprint of alg
+	// (a document hash of another algorithm): leaves then differ in
+	// length and stay out of the fixed-size arena. nil otherwise.
+	leafHash []Imprint
 
 	linkArena []byte   // PrepareLinks: every node's encoded link to its parent
 	linkOff   []int32  // node i's link is linkArena[linkOff[i]:linkOff[i+1]]
@@ -39,8 +43,11 @@ type Tree struct {
 var ErrTreeInput = errors.New("ksi: bad aggregation tree input")
 
 // BuildTree builds a balanced tree over the leaves, pairing neighbours
-// level by level; an odd node at the end moves up unpaired. Every leaf
-// must use algorithm alg.
+// level by level; an odd node at the end moves up unpaired. Nodes above
+// the leaves are hashed with alg. A leaf is any well-formed imprint: each
+// step hashes whole imprints (ksi-spec §4.1), so a document hash of
+// another algorithm is a leaf like any other. A one-leaf tree's root is
+// that leaf.
 func BuildTree(alg HashAlg, leaves []TreeLeaf) (*Tree, error) {
 	if len(leaves) == 0 {
 		return nil, fmt.Errorf("%w: no leaves", ErrTreeInput)
@@ -60,9 +67,15 @@ func BuildTree(alg HashAlg, leaves []TreeLeaf) (*Tree, error) {
 	}
 	for i, l := range leaves {
 		if len(l.Hash) != size || l.Hash.Alg() != alg {
-			return nil, fmt.Errorf("%w: leaf %d is not a %s imprint", ErrTreeInput, i, alg)
+			if err := t.addOtherLeaf(leaves, i); err != nil {
+				return nil, err
+			}
+		} else {
+			copy(t.hashes[i*size:], l.Hash)
+			if t.leafHash != nil {
+				t.leafHash[i] = t.hashes[i*size : (i+1)*size : (i+1)*size]
+			}
 		}
-		copy(t.hashes[i*size:], l.Hash)
 		t.level[i] = l.Level
 	}
 	// cur holds the node ids of the level being paired; reuse one buffer.
@@ -115,7 +128,29 @@ func BuildTree(alg HashAlg, leaves []TreeLeaf) (*Tree, error) {
 	return t, nil
 }
 
-func (t *Tree) node(i int32) []byte { return t.hashes[int(i)*t.size : int(i+1)*t.size] }
+// addOtherLeaf records leaf i, an imprint not of the tree's algorithm,
+// switching the tree to leafHash on the first such leaf.
+func (t *Tree) addOtherLeaf(leaves []TreeLeaf, i int) error {
+	h, err := ParseImprint(leaves[i].Hash)
+	if err != nil {
+		return fmt.Errorf("%w: leaf %d: %w", ErrTreeInput, i, err)
+	}
+	if t.leafHash == nil {
+		t.leafHash = make([]Imprint, len(leaves))
+		for j := 0; j < i; j++ {
+			t.leafHash[j] = t.hashes[j*t.size : (j+1)*t.size : (j+1)*t.size]
+		}
+	}
+	t.leafHash[i] = append(Imprint(nil), h...)
+	return nil
+}
+
+func (t *Tree) node(i int32) []byte {
+	if t.leafHash != nil && int(i) < t.nLeaves {
+		return t.leafHash[i]
+	}
+	return t.hashes[int(i)*t.size : int(i+1)*t.size]
+}
 
 // Len returns the number of leaves.
 func (t *Tree) Len() int { return t.nLeaves }

@@ -1,7 +1,9 @@
 package ksi
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"errors"
 	"math/rand/v2"
 	"testing"
 )
@@ -72,8 +74,64 @@ func TestTreeRejectsBadInput(t *testing.T) {
 	if _, err := BuildTree(SHA2_256, []TreeLeaf{{Hash: Imprint{byte(SHA1), 1, 2}}}); err == nil {
 		t.Error("tree built over a malformed leaf")
 	}
-	if _, err := BuildTree(SHA2_256, []TreeLeaf{{Hash: make(Imprint, 33), Level: 255}, {Hash: make(Imprint, 33)}}); err == nil {
-		t.Error("tree built above level 255")
+	zero := append(Imprint{byte(SHA2_256)}, make([]byte, 32)...)
+	if _, err := BuildTree(SHA2_256, []TreeLeaf{{Hash: zero, Level: 255}, {Hash: zero}}); !errors.Is(err, ErrLevelOverflow) {
+		t.Errorf("tree above level 255: %v", err)
+	}
+	for name, h := range map[string]Imprint{"unknown algorithm": append(Imprint{0x0C}, make([]byte, 32)...),
+		"SHA-1 of 32 bytes": make(Imprint, 33), "empty": nil} {
+		_, err := BuildTree(SHA2_256, []TreeLeaf{{Hash: zero}, {Hash: h}})
+		if !errors.Is(err, ErrTreeInput) || !errors.Is(err, ErrBadImprint) {
+			t.Errorf("%s leaf: %v", name, err)
+		}
+	}
+}
+
+// Leaves of other algorithms (document hashes without metadata) are
+// leaves like any other: every path, hashed with SHA-256 above the
+// leaves, reaches the root, and the prepared link bytes are the paths'.
+func TestTreeMixedAlgorithms(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	algs := []HashAlg{SHA2_512, SHA2_256, RIPEMD160, SHA3_384, SHA2_256, SHA3_224, SHA1, SHA3_512, SM3}
+	var h Hasher
+	for n := 1; n <= 40; n++ {
+		leaves := make([]TreeLeaf, n)
+		for i := range leaves {
+			a := algs[(i+n)%len(algs)]
+			d := make([]byte, a.Size())
+			for j := range d {
+				d[j] = byte(r.Uint32())
+			}
+			leaves[i] = TreeLeaf{Hash: append(Imprint{byte(a)}, d...), Level: byte(r.IntN(3))}
+		}
+		tree, err := BuildTree(SHA2_256, leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tree.PrepareLinks()
+		root, rootLevel := tree.Root()
+		if n > 1 && root.Alg() != SHA2_256 {
+			t.Fatalf("n=%d: root %s is not SHA-256", n, root)
+		}
+		for i, l := range leaves {
+			path := tree.Path(i)
+			out := ChainResult{Hash: l.Hash, Level: uint64(l.Level)}
+			if len(path) > 0 {
+				if out, err = ChainOutput(&h, SHA2_256, l.Hash, uint64(l.Level), path); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !out.Hash.Equal(root) || out.Level != uint64(rootLevel) {
+				t.Fatalf("n=%d leaf %d (%s): path gives %s level %d, root %s level %d", n, i, l.Hash.Alg(), out.Hash, out.Level, root, rootLevel)
+			}
+			var want []byte
+			for j := range path {
+				want = AppendLinkBytes(want, &path[j])
+			}
+			if got := tree.AppendPathBytes(nil, i); !bytes.Equal(got, want) {
+				t.Fatalf("n=%d leaf %d: prepared links differ from the path", n, i)
+			}
+		}
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 
 // Request is one hash to sign.
 type Request struct {
+	// Hash is any well-formed imprint: the round's algorithm hashes the
+	// step above it, whatever its own algorithm (ksi-spec §4.1).
 	Hash  ksi.Imprint
 	Level byte   // tree level of Hash (0 for a document hash)
 	Meta  []byte // metadata element value naming the caller; nil for none
@@ -26,6 +28,11 @@ type Round struct {
 	tree  *ksi.Tree
 	root  ksi.Imprint
 	level byte
+	// slack is how much longer than the round's imprints a sibling in a
+	// request's path may be: a leaf without metadata of a longer
+	// algorithm. A path meets at most two leaves: its own neighbour and
+	// the last leaf, moved up unpaired.
+	slack int
 }
 
 // ErrLevel is returned for a request whose level leaves no room in the tree.
@@ -33,15 +40,22 @@ var ErrLevel = errors.New("round: request level too high")
 
 // Build hashes each request with its metadata (the caller's identity is
 // the first step above the document hash, ksi-spec §4.4) and builds the
-// round tree over the results.
+// round tree over the results, hashing with alg. A request's hash may be
+// of any algorithm; which algorithms a service accepts is its decision.
 func Build(alg ksi.HashAlg, reqs []Request) (*Round, error) {
 	leaves := make([]ksi.TreeLeaf, len(reqs))
 	var h ksi.Hasher
 	size := 1 + alg.Size()
 	arena := make([]byte, 0, len(reqs)*size)
+	slack := 0
 	for i, r := range reqs {
-		if r.Hash.Alg() != alg || len(r.Hash) != size {
-			return nil, fmt.Errorf("round: request %d: hash is not %s", i, alg)
+		if len(r.Hash) != size || r.Hash.Alg() != alg {
+			if _, err := ksi.ParseImprint(r.Hash); err != nil {
+				return nil, fmt.Errorf("round: request %d: %w", i, err)
+			}
+			if r.Meta == nil {
+				slack = max(slack, 2*(len(r.Hash)-size))
+			}
 		}
 		if r.Meta == nil {
 			leaves[i] = ksi.TreeLeaf{Hash: r.Hash, Level: r.Level}
@@ -63,7 +77,7 @@ func Build(alg ksi.HashAlg, reqs []Request) (*Round, error) {
 	}
 	tree.PrepareLinks()
 	root, lvl := tree.Root()
-	return &Round{alg: alg, reqs: reqs, tree: tree, root: root, level: lvl}, nil
+	return &Round{alg: alg, reqs: reqs, tree: tree, root: root, level: lvl, slack: slack}, nil
 }
 
 // Root returns the round root and its level: what is signed upstream.
@@ -193,7 +207,7 @@ func (w *Writer) AppendLeg(dst []byte, r *Round, i int) (links []byte, shape uin
 	}
 	if dst == nil {
 		// Each link is at most a header, a level correction and an imprint.
-		dst = w.alloc(depth*(8+r.alg.Size()) + len(req.Meta) + 8)
+		dst = w.alloc(depth*(8+r.alg.Size()) + r.slack + len(req.Meta) + 8)
 	}
 	if req.Meta != nil {
 		w.meta.Value = req.Meta

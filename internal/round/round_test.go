@@ -102,3 +102,56 @@ func TestRoundWithoutMetadata(t *testing.T) {
 		}
 	}
 }
+
+// docImprint is the imprint of doc hashed with a.
+func docImprint(t testing.TB, a ksi.HashAlg, doc string) ksi.Imprint {
+	t.Helper()
+	h, err := a.Digest([]byte(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// A round mixes document hashes of every algorithm Tempel accepts, with
+// and without metadata, at several levels: the tree hashes with SHA-256
+// above them, every signature verifies against its own hash, and a
+// signature checked against the same document hashed with SHA-256
+// instead fails (GEN-04: the algorithm is part of what was signed).
+func TestRoundMixesHashAlgorithms(t *testing.T) {
+	algs := []ksi.HashAlg{ksi.SHA2_256, ksi.RIPEMD160, ksi.SHA2_384, ksi.SHA2_512, ksi.SHA3_224, ksi.SHA3_256, ksi.SHA3_384, ksi.SHA3_512}
+	for _, withMeta := range []bool{true, false} {
+		var reqs []round.Request
+		for i := 0; i < 3*len(algs); i++ {
+			r := round.Request{Hash: docImprint(t, algs[i%len(algs)], "doc"+string(rune('a'+i))), Level: byte(i % 3)}
+			if withMeta {
+				r.Meta = meta(t, "alice")
+			}
+			reqs = append(reqs, r)
+		}
+		for i, sig := range signAll(t, reqs) {
+			if !sig.DocumentHash().Equal(reqs[i].Hash) || sig.Chains()[0].Algorithm != ksi.SHA2_256 {
+				t.Fatalf("request %d: document hash %s, aggregation %s", i, sig.DocumentHash(), sig.Chains()[0].Algorithm)
+			}
+			rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: reqs[i].Hash, InputLevel: uint64(reqs[i].Level)})
+			if rep.Result != verifier.OK {
+				t.Fatalf("meta %v, request %d (%s): %s %s", withMeta, i, reqs[i].Hash.Alg(), rep.Code, rep.Message)
+			}
+			if reqs[i].Hash.Alg() != ksi.SHA2_256 {
+				other := docImprint(t, ksi.SHA2_256, "doc"+string(rune('a'+i)))
+				if rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: other}); rep.Code != verifier.GEN04 {
+					t.Fatalf("request %d against its SHA-256: %s, want GEN-04", i, rep.Code)
+				}
+			}
+		}
+	}
+}
+
+func TestRoundRejectsMalformedHash(t *testing.T) {
+	for name, h := range map[string]ksi.Imprint{"unknown algorithm": append(ksi.Imprint{0x0C}, make([]byte, 32)...),
+		"SHA-512 of 32 bytes": append(ksi.Imprint{byte(ksi.SHA2_512)}, make([]byte, 32)...), "empty": nil} {
+		if _, err := round.Build(ksi.SHA2_256, []round.Request{{Hash: imprint(1)}, {Hash: h, Meta: meta(t, "a")}}); err == nil {
+			t.Errorf("%s: round built", name)
+		}
+	}
+}
