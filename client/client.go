@@ -108,6 +108,8 @@ func (c Config) GoString() string { return "client.Config" + c.String() }
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Any("endpoints", c.Endpoints),
+		slog.Int("parallel", c.Parallel),
+		slog.Int("retries", c.Retries),
 		slog.String("login", c.Login),
 		slog.String("machine_id", c.MachineID),
 		slog.Duration("timeout", c.Timeout),
@@ -270,7 +272,8 @@ func (c *Client) CalendarHead(ctx context.Context) (*CalendarHead, error) {
 }
 
 // PublicationsFile returns the server's signed publications file, byte for
-// byte. Verify it (verifier.VerifyPublicationsFile) before trusting it.
+// byte. Verify it (verifier.VerifyPublicationsFile) before trusting it, or
+// call [Client.Publications], which verifies and caches it.
 func (c *Client) PublicationsFile(ctx context.Context) ([]byte, error) {
 	var resp *tempelv1.PublicationsFile
 	err := c.call(ctx, "publications file", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
