@@ -42,7 +42,10 @@ type Config struct {
 	// all of them at once, or to the first Parallel; the first answer
 	// that passes the client's checks wins and the other attempts are
 	// cancelled, so a slow, hung or lying endpoint costs nothing while
-	// another answers well. A [Stream] uses one endpoint.
+	// another answers well. A [Stream] uses one endpoint. The endpoints
+	// must lead to one calendar (aggregators of one calendar, or its
+	// replicas): an extender's chain is checked per endpoint for its
+	// form and times, but against the signature only once it has won.
 	// "https://HOST:PORT" speaks TLS (see TLS), "HOST:PORT" and
 	// "http://HOST:PORT" plaintext, which suits loopback and development
 	// only ([ParseEndpoint]).

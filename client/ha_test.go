@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/tempel-ksi/tempel/client"
+	"github.com/tempel-ksi/tempel/internal/node"
 	"github.com/tempel-ksi/tempel/ksi"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 	"github.com/tempel-ksi/tempel/verifier"
@@ -120,13 +122,48 @@ func metric(t *testing.T, addr, login, key, series string) float64 {
 	return 0
 }
 
+// aggregatorNode starts an aggregator whose parent is upstream; stop may
+// be called mid-test and is called again (harmlessly) at cleanup.
+func aggregatorNode(t *testing.T, upstream string) (addr string, stop func()) {
+	t.Helper()
+	cfg := node.Config{Role: node.RoleAggregator, Upstream: upstream, Name: "aggregator",
+		RoundPeriod: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.PublicURL = "http://" + ln.Addr().String()
+	n, err := node.New(cfg)
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx, ln) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := errors.Join(<-done, n.Close()); err != nil {
+				t.Errorf("aggregator: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return ln.Addr().String(), stop
+}
+
 // A hung endpoint listed first costs nothing while another answers, also
-// after one of the others has been stopped.
+// after one of the others has been stopped. The deployment is the one
+// several endpoints are meant for: two aggregators in front of one
+// calendar for signing, and the calendar for extending.
 func TestHAHungEndpointFirst(t *testing.T) {
 	t.Parallel()
 	hung, accepted := hungEndpoint(t)
-	a, stopA := stoppableServer(t, "")
-	b, _ := stoppableServer(t, "")
+	cal := startServer(t, "")
+	a, stopA := aggregatorNode(t, cal)
+	b, _ := aggregatorNode(t, cal)
 	// The hung endpoint would hold a call for Timeout per attempt; every
 	// call below must end well before one Timeout.
 	const timeout = 30 * time.Second
@@ -149,18 +186,19 @@ func TestHAHungEndpointFirst(t *testing.T) {
 		t.Logf("%s: %s", name, took)
 		return sig
 	}
-	sig := sign("all up")
+	sign("all up")
 	// The hung endpoint was asked too: it holds a connection.
 	waitFor(t, 10*time.Second, "a connection to the hung endpoint", func() bool { return accepted.Load() > 0 })
 
 	stopA()
-	sign("one stopped")
+	sig := sign("one stopped")
 
+	ext := newClient(t, client.Config{Endpoints: []string{hung, cal}, Timeout: timeout})
 	start := time.Now()
-	if _, err := c.CalendarHead(ctx); err != nil {
+	if _, err := ext.CalendarHead(ctx); err != nil {
 		t.Fatalf("calendar head: %v", err)
 	}
-	if _, err := c.ExtendTo(ctx, sig, 0); err != nil {
+	if _, err := ext.ExtendTo(ctx, sig, 0); err != nil {
 		t.Fatalf("extend: %v", err)
 	}
 	if took := time.Since(start); took >= timeout {
