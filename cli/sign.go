@@ -41,7 +41,7 @@ func serverFlags(withDefault bool) []ucli.Flag {
 	server := &ucli.StringSliceFlag{
 		Name:    flagServer,
 		EnvVars: []string{"TEMPEL_SERVER"},
-		Usage:   "Tempel server `ADDR`: https://HOST:PORT (TLS), HOST:PORT or http://HOST:PORT (plaintext); repeat or separate with commas for failover (tried in order)",
+		Usage:   "Tempel server `ADDR`: https://HOST:PORT (TLS), HOST:PORT or http://HOST:PORT (plaintext); repeat or separate with commas for high availability (each call goes to all, the first valid answer wins)",
 	}
 	if withDefault {
 		server.Value = ucli.NewStringSlice(defaultServer)

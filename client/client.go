@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tempel-ksi/tempel/ksi"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
@@ -36,11 +37,35 @@ const (
 
 // Config configures a [Client].
 type Config struct {
-	// Endpoints are addresses of Tempel gRPC servers, tried in order: a
-	// call moves to the next when one is unavailable. "https://HOST:PORT"
-	// speaks TLS (see TLS), "HOST:PORT" and "http://HOST:PORT" plaintext,
-	// which suits loopback and development only ([ParseEndpoint]).
+	// Endpoints are addresses of Tempel gRPC servers. A unary call (Sign,
+	// SignMany, Extend, CalendarHead, the publications file) is sent to
+	// all of them at once, or to the first Parallel; the first answer
+	// that passes the client's checks wins and the other attempts are
+	// cancelled, so a slow, hung or lying endpoint costs nothing while
+	// another answers well. A [Stream] uses one endpoint. The endpoints
+	// must lead to one calendar (aggregators of one calendar, or its
+	// replicas): an extender's chain is checked per endpoint for its
+	// form and times, but against the signature only once it has won.
+	// "https://HOST:PORT" speaks TLS (see TLS), "HOST:PORT" and
+	// "http://HOST:PORT" plaintext, which suits loopback and development
+	// only ([ParseEndpoint]).
 	Endpoints []string
+	// Parallel bounds the endpoints a call is sent to at once: the first
+	// Parallel of Endpoints; when one fails for good, the next one not yet
+	// asked takes its place. 0 (the default) or more than len(Endpoints)
+	// means all; 1 asks one endpoint after the other, in order.
+	Parallel int
+	// Retries is how often a call is repeated at one endpoint after a
+	// failure that retrying may mend: unavailable, overloaded
+	// (ResourceExhausted) or no answer within Timeout (default 2, at most
+	// MaxRetries; negative: none). Refused requests or credentials, and
+	// answers that fail the client's checks, are never retried. A call
+	// therefore takes at most (Retries+1)·Timeout plus the pauses.
+	Retries int
+	// RetryBackoff is the pause before the first retry (default 100ms);
+	// it doubles per retry up to MaxRetryBackoff, and a random part of up
+	// to half of it is dropped (jitter).
+	RetryBackoff time.Duration
 	// TLS configures the https:// endpoints: RootCAs are the roots
 	// trusted for the server's certificate (nil: the system roots),
 	// Certificates a client certificate if the server asks for one. Nil
@@ -53,7 +78,7 @@ type Config struct {
 	// MachineID names the calling machine; the gateway records it in the
 	// signature's metadata when it is set.
 	MachineID string
-	// Timeout bounds one call at one endpoint (default 10s). A signing
+	// Timeout bounds one attempt at one endpoint (default 10s). A signing
 	// call waits for the server's aggregation round and calendar second,
 	// so keep it well above one second.
 	Timeout time.Duration
@@ -64,6 +89,9 @@ type Config struct {
 	// MaxOutstanding bounds the requests a [Stream] has sent and not yet
 	// seen answered (default 10,000); Stream.Submit blocks at the bound.
 	MaxOutstanding int
+	// PublicationsTrust says which publications files [Client.Publications]
+	// believes, and how often it fetches the file again.
+	PublicationsTrust PublicationsTrust
 }
 
 // String describes the configuration without the key.
@@ -72,8 +100,8 @@ func (c Config) String() string {
 	if c.Key != "" {
 		key = "REDACTED"
 	}
-	return fmt.Sprintf("{Endpoints:%v Login:%q Key:%s MachineID:%q Timeout:%s MaxOutstanding:%d}",
-		c.Endpoints, c.Login, key, c.MachineID, c.Timeout, c.MaxOutstanding)
+	return fmt.Sprintf("{Endpoints:%v Parallel:%d Retries:%d Login:%q Key:%s MachineID:%q Timeout:%s MaxOutstanding:%d}",
+		c.Endpoints, c.Parallel, c.Retries, c.Login, key, c.MachineID, c.Timeout, c.MaxOutstanding)
 }
 
 // GoString is String for %#v, which would print the key otherwise.
@@ -83,6 +111,8 @@ func (c Config) GoString() string { return "client.Config" + c.String() }
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.Any("endpoints", c.Endpoints),
+		slog.Int("parallel", c.Parallel),
+		slog.Int("retries", c.Retries),
 		slog.String("login", c.Login),
 		slog.String("machine_id", c.MachineID),
 		slog.Duration("timeout", c.Timeout),
@@ -94,8 +124,14 @@ type Client struct {
 	cfg   Config
 	md    metadata.MD
 	conns []*grpc.ClientConn
-	// preferred is the endpoint that answered last; calls start there.
+	// fan is the virtual connection of unary calls ([Client.fanOut]).
+	fan *grpc.ClientConn
+	// parallel and retries are Config.Parallel and Config.Retries made
+	// concrete.
+	parallel, retries int
+	// preferred is the endpoint that answered last; a Stream starts there.
 	preferred atomic.Int32
+	pubs      pubCache
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -113,9 +149,25 @@ func New(cfg Config) (*Client, error) {
 	if cfg.MaxOutstanding <= 0 {
 		cfg.MaxOutstanding = DefaultMaxOutstanding
 	}
+	if cfg.Retries > MaxRetries {
+		return nil, fmt.Errorf("client: %d retries, at most %d", cfg.Retries, MaxRetries)
+	}
+	if cfg.RetryBackoff <= 0 {
+		cfg.RetryBackoff = DefaultRetryBackoff
+	}
 	plain := append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, cfg.DialOptions...)
 	secure := append([]grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig(cfg.TLS)))}, cfg.DialOptions...)
-	c := &Client{cfg: cfg, md: metadata.MD{}}
+	c := &Client{cfg: cfg, md: metadata.MD{}, parallel: cfg.Parallel, retries: cfg.Retries}
+	if c.parallel <= 0 || c.parallel > len(cfg.Endpoints) {
+		c.parallel = len(cfg.Endpoints)
+	}
+	switch {
+	case cfg.Retries == 0:
+		c.retries = DefaultRetries
+	case cfg.Retries < 0:
+		c.retries = 0
+	}
+	c.pubs.init(cfg.PublicationsTrust)
 	if cfg.Login != "" {
 		c.md.Set(authorizationKey, "Basic "+base64.StdEncoding.EncodeToString([]byte(cfg.Login+":"+cfg.Key)))
 	}
@@ -139,6 +191,12 @@ func New(cfg Config) (*Client, error) {
 		}
 		c.conns = append(c.conns, cc)
 	}
+	fan, err := c.newFanOut()
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("client: %w", err)
+	}
+	c.fan = fan
 	return c, nil
 }
 
@@ -149,6 +207,9 @@ func (c *Client) Close() error {
 		c.closed.Store(true)
 		for _, cc := range c.conns {
 			err = errors.Join(err, cc.Close())
+		}
+		if c.fan != nil {
+			err = errors.Join(err, c.fan.Close())
 		}
 	})
 	return err
@@ -165,8 +226,8 @@ func (c *Client) outgoing(ctx context.Context) context.Context {
 	return metadata.NewOutgoingContext(ctx, c.md)
 }
 
-// failover reports whether a call that failed with err may be tried at the
-// next endpoint.
+// failover reports whether a [Stream] that failed to open with err may be
+// opened at the next endpoint.
 func failover(err error) bool {
 	switch status.Code(err) {
 	case codes.Unavailable, codes.DeadlineExceeded:
@@ -175,30 +236,19 @@ func failover(err error) bool {
 	return false
 }
 
-// call runs f against the endpoints, starting at the preferred one and
-// moving on while they are unavailable. Each attempt gets Config.Timeout.
+// call runs f, one unary RPC, against the endpoints: f is called once,
+// with the client's virtual connection, whose interceptor sends the RPC
+// to the endpoints and keeps the first valid answer ([Client.fanOut]).
 func (c *Client) call(ctx context.Context, op string, f func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	return c.callChecked(ctx, op, nil, f)
+}
+
+// callChecked is call with one more condition an answer must meet to win.
+func (c *Client) callChecked(ctx context.Context, op string, check func(proto.Message) error, f func(ctx context.Context, cc *grpc.ClientConn) error) error {
 	if c.closed.Load() {
 		return fmt.Errorf("%w: %s", ErrClosed, op)
 	}
-	ctx = c.outgoing(ctx)
-	start := int(c.preferred.Load())
-	var err error
-	var k int
-	for i := range c.conns {
-		k = (start + i) % len(c.conns)
-		actx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-		err = f(actx, c.conns[k])
-		cancel()
-		if err == nil {
-			c.preferred.Store(int32(k))
-			return nil
-		}
-		if ctx.Err() != nil || !failover(err) {
-			break
-		}
-	}
-	return rpcErr(ctx, op, c.cfg.Endpoints[k], err)
+	return f(withCallInfo(c.outgoing(ctx), callInfo{op: op, check: check}), c.fan)
 }
 
 // CalendarHead describes the calendar's range and current root.
@@ -225,7 +275,8 @@ func (c *Client) CalendarHead(ctx context.Context) (*CalendarHead, error) {
 }
 
 // PublicationsFile returns the server's signed publications file, byte for
-// byte. Verify it (verifier.VerifyPublicationsFile) before trusting it.
+// byte. Verify it (verifier.VerifyPublicationsFile) before trusting it, or
+// call [Client.Publications], which verifies and caches it.
 func (c *Client) PublicationsFile(ctx context.Context) ([]byte, error) {
 	var resp *tempelv1.PublicationsFile
 	err := c.call(ctx, "publications file", func(ctx context.Context, cc *grpc.ClientConn) (err error) {

@@ -9,10 +9,15 @@
 //
 // # Connecting
 //
-// [New] takes a [Config] with one or more endpoints. A call goes to the
-// endpoint that answered last; when it is unavailable (gRPC Unavailable or
-// DeadlineExceeded) the next endpoint is tried, so several endpoints give
-// availability. Credentials are sent as gRPC metadata
+// [New] takes a [Config] with one or more endpoints. A unary call goes to
+// all of them at once (or the first [Config].Parallel); the first answer
+// that passes the client's checks wins and the others are cancelled, so a
+// hung, failing or lying endpoint costs nothing while another answers.
+// Unavailable, overloaded or timed-out attempts are retried with backoff
+// and jitter ([Config].Retries); refusals never are. When every endpoint
+// fails, an [EndpointsError] names each one's failure. A [Stream] uses
+// one endpoint: the one that answered last, or the next that opens.
+// Credentials are sent as gRPC metadata
 // ("authorization: Basic ..." and "x-tempel-machine-id"); the key is
 // never logged or printed. An endpoint "https://HOST:PORT" is reached over
 // TLS, trusting the system roots or [Config.TLS].RootCAs; "HOST:PORT" and
