@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"google.golang.org/grpc"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/tlv"
@@ -60,7 +61,20 @@ func (c *Client) ExtendTo(ctx context.Context, sig *ksi.Signature, pubTime uint6
 	if sig == nil {
 		return nil, fmt.Errorf("%w: extend: nil signature", ErrInvalid)
 	}
-	chain, err := c.extend(ctx, sig.SigningTime(), pubTime)
+	// The chain is checked against the signature at each endpoint, so
+	// that a chain of another calendar never wins over a matching one.
+	check := func(reply proto.Message) error {
+		r, ok := reply.(*tempelv1.ExtendResponse)
+		if !ok {
+			return nil
+		}
+		chain, err := parseChain(r.CalendarChain)
+		if err != nil {
+			return err
+		}
+		return checkChain(sig, chain, pubTime)
+	}
+	chain, err := c.extendChecked(ctx, sig.SigningTime(), pubTime, check)
 	if err != nil {
 		return nil, err
 	}
@@ -102,9 +116,15 @@ func checkChain(sig *ksi.Signature, chain *ksi.CalendarChain, pubTime uint64) er
 
 // extend asks the extender for a calendar chain and parses it.
 func (c *Client) extend(ctx context.Context, aggrTime, pubTime uint64) (*ksi.CalendarChain, error) {
+	return c.extendChecked(ctx, aggrTime, pubTime, nil)
+}
+
+// extendChecked is extend with one more condition an endpoint's answer
+// must meet to win.
+func (c *Client) extendChecked(ctx context.Context, aggrTime, pubTime uint64, check func(proto.Message) error) (*ksi.CalendarChain, error) {
 	var resp *tempelv1.ExtendResponse
 	var endpoint string
-	err := c.call(ctx, "extend", func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+	err := c.callChecked(ctx, "extend", check, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		endpoint = cc.Target()
 		resp, err = tempelv1.NewExtenderClient(cc).Extend(ctx, &tempelv1.ExtendRequest{AggregationTime: aggrTime, PublicationTime: pubTime})
 		return err
@@ -112,18 +132,23 @@ func (c *Client) extend(ctx context.Context, aggrTime, pubTime uint64) (*ksi.Cal
 	if err != nil {
 		return nil, err
 	}
-	e, err := tlv.ReadOne(resp.CalendarChain)
-	if err == nil && e.Type != ksi.TypeCalendarChain {
-		err = fmt.Errorf("element type %#x, want %#x", e.Type, ksi.TypeCalendarChain)
-	}
-	var chain *ksi.CalendarChain
-	if err == nil {
-		chain, err = ksi.ParseCalendarChain(e)
-	}
+	chain, err := parseChain(resp.CalendarChain)
 	if err != nil {
 		return nil, fmt.Errorf("%w: extend via %s: calendar chain: %v", ErrBadResponse, endpoint, err)
 	}
 	return chain, nil
+}
+
+// parseChain parses an encoded calendar chain element.
+func parseChain(b []byte) (*ksi.CalendarChain, error) {
+	e, err := tlv.ReadOne(b)
+	if err != nil {
+		return nil, err
+	}
+	if e.Type != ksi.TypeCalendarChain {
+		return nil, fmt.Errorf("element type %#x, want %#x", e.Type, ksi.TypeCalendarChain)
+	}
+	return ksi.ParseCalendarChain(e)
 }
 
 // CalendarExtender adapts a Client to [verifier.Extender], so that the

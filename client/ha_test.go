@@ -374,3 +374,36 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A calendar chain from another calendar never wins an extension: the
+// chain is checked against the signature at each endpoint, so the
+// signature's own calendar answers even when the other one is asked too.
+func TestHAExtendChainOfAnotherCalendarLoses(t *testing.T) {
+	t.Parallel()
+	other := startServer(t, "")
+	own := startServer(t, "")
+	ctx := context.Background()
+	doc := docHash("TestHAExtendChainOfAnotherCalendarLoses")
+	sig, err := newClient(t, client.Config{Endpoints: []string{own}}).Sign(ctx, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherClient := newClient(t, client.Config{Endpoints: []string{other}})
+	waitFor(t, 20*time.Second, "the other calendar to hold the signature's second", func() bool {
+		h, err := otherClient.CalendarHead(ctx)
+		return err == nil && h.First <= sig.SigningTime() && h.Last >= sig.SigningTime()
+	})
+	// The other calendar alone answers with a chain of its own tree.
+	_, err = otherClient.ExtendTo(ctx, sig, 0)
+	var mismatch *client.ChainMismatchError
+	if !errors.As(err, &mismatch) {
+		t.Fatalf("extend at another calendar: %v, want a ChainMismatchError", err)
+	}
+	// Both asked: each answer is checked, so only the own calendar's can win.
+	both := newClient(t, client.Config{Endpoints: []string{other, own}})
+	for i := range 5 {
+		if _, err := both.ExtendTo(ctx, sig, 0); err != nil {
+			t.Fatalf("extend %d with both calendars: %v", i, err)
+		}
+	}
+}
