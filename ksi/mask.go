@@ -36,7 +36,7 @@ var ErrMask = errors.New("ksi: bad blinding mask input")
 // A Masker is not safe for concurrent use; each leaf depends on the one
 // before it.
 type Masker struct {
-	prev [1 + 64]byte // x_{i-1}
+	prev  [1 + 64]byte // x_{i-1}
 	nPrev int
 	seed  []byte
 	buf   [2*(1+64) + 1 + 64]byte // one step's input
