@@ -402,9 +402,13 @@ func lowerTo(v *atomic.Int32, n int) {
 // while still in cache.
 func (b *batch) assemble(ctx context.Context, tree *localTree, ans *round.Answer, lo, hi int) error {
 	root, level := tree.Root()
-	head := headLen(ans)
 	err := parallel(hi-lo, func(from, to int) error {
-		w := sigWriter{b: b, tree: tree, ans: ans, lo: lo, head: head}
+		w := newSigWriter(b, tree, ans, lo)
+		start := time.Now()
+		if err := w.reserve(from, to); err != nil {
+			return err
+		}
+		b.tAssembly.Add(int64(time.Since(start)))
 		ck := newSigChecker(ans, root, level)
 		const block = 2048
 		for s := from; s < to; s += block {
@@ -446,59 +450,102 @@ func (b *batch) assemble(ctx context.Context, tree *localTree, ans *round.Answer
 	return nil
 }
 
-// headLen is the length of a leaf signature apart from its shape, input
-// hash and links: the outer and chain headers, the aggregation time, the
-// answer's chain index, the algorithm, and the answer's elements.
-func headLen(ans *round.Answer) int {
-	n := 8 + 2 + tlv.UintLen(ans.AggregationTime) + 2 + 3 + len(ans.Elements)
-	for _, x := range ans.ChainIndex {
-		n += 2 + tlv.UintLen(x)
-	}
-	return n
-}
-
-// sigWriter encodes one worker's signatures into shared chunks.
+// sigWriter encodes one worker's signatures into shared chunks, in the
+// layout of internal/round's joined signatures: the leaf's aggregation
+// chain (aggregation time, the answer's chain index and the leaf's shape,
+// the document hash, SHA-256, then the links: the mask link and the path
+// in the local tree), then the server's elements. The links are copied
+// straight from the tree into place.
 type sigWriter struct {
 	b     *batch
 	tree  *localTree
 	ans   *round.Answer
 	lo    int
-	head  int
-	leg   []byte
+	head  []byte // the chain's elements that every leaf shares: time, chain index
 	chunk []byte
+}
+
+func newSigWriter(b *batch, tree *localTree, ans *round.Answer, lo int) *sigWriter {
+	head := appendUint(nil, 0x02, ans.AggregationTime)
+	for _, x := range ans.ChainIndex {
+		head = appendUint(head, 0x03, x)
+	}
+	return &sigWriter{b: b, tree: tree, ans: ans, lo: lo, head: head}
+}
+
+// layout returns the shape and the encoded length of the chain and of
+// the whole signature of the request's leaf j.
+func (w *sigWriter) layout(j int) (shape uint64, chain, n int, err error) {
+	shape, depth := w.tree.PathShape(j)
+	links := w.tree.PathLen(j)
+	if w.b.masker != nil {
+		// The mask link is a right link below the path: one more bit,
+		// clear, at the bottom of the shape.
+		shape, depth = shape<<1, depth+1
+		links += ksi.MaskLinkLen
+	}
+	if depth >= 64 {
+		return 0, 0, 0, errors.New("chain longer than 63 links")
+	}
+	chain = len(w.head) + 2 + tlv.UintLen(shape) + 2 + len(w.b.docs[w.lo+j]) + 3 + links
+	body := 4 + chain + len(w.ans.Elements)
+	if body > tlv.MaxValueLen {
+		return 0, 0, 0, fmt.Errorf("signature of %d bytes exceeds the TLV limit", body)
+	}
+	return shape, chain, 4 + body, nil
+}
+
+// reserve makes room for the signatures of leaves [from, to) in one
+// buffer, so that they are written with no further allocation.
+func (w *sigWriter) reserve(from, to int) error {
+	total := 0
+	for j := from; j < to; j++ {
+		_, _, n, err := w.layout(j)
+		if err != nil {
+			return fmt.Errorf("client: sign many: hash %d: %w", w.lo+j, err)
+		}
+		total += n
+	}
+	w.chunk = make([]byte, 0, total)
+	adviseHugePages(w.chunk[:total])
+	return nil
 }
 
 // signature encodes the signature of the request's leaf j.
 func (w *sigWriter) signature(j int) ([]byte, error) {
 	i := w.lo + j
-	shape, depth := w.tree.PathShape(j)
-	leg := w.leg[:0]
-	if w.b.masker != nil {
-		// The mask link is a right link below the path: one more bit,
-		// clear, at the bottom of the shape.
-		shape, depth = shape<<1, depth+1
-		leg = ksi.AppendMaskLink(leg, w.b.masks[i*innerSize:])
-	}
-	if depth >= 64 {
-		return nil, errors.New("chain longer than 63 links")
-	}
-	leg = w.tree.AppendPath(leg, j)
-	w.leg = leg
 	doc := w.b.docs[i]
-	n := w.head + 2 + tlv.UintLen(shape) + len(doc) + len(leg)
-	if cap(w.chunk)-len(w.chunk) < n {
-		w.chunk = make([]byte, 0, max(n, 4<<20))
-	}
-	dst := w.chunk[len(w.chunk):len(w.chunk):cap(w.chunk)]
-	sig, err := round.AppendJoined(dst, w.ans, ksi.SHA2_256, doc, shape, leg)
+	shape, chain, n, err := w.layout(j)
 	if err != nil {
 		return nil, err
 	}
-	if len(sig) > cap(w.chunk)-len(w.chunk) {
-		return sig, nil // longer than n: AppendJoined gave it its own buffer
+	if cap(w.chunk)-len(w.chunk) < n {
+		w.chunk = make([]byte, 0, max(n, 1<<20))
 	}
-	w.chunk = w.chunk[:len(w.chunk)+len(sig)]
-	return sig[:len(sig):len(sig)], nil
+	body := n - 4
+	dst := w.chunk[len(w.chunk):len(w.chunk):cap(w.chunk)]
+	dst = append(dst, 0x88, 0x00, byte(body>>8), byte(body), 0x88, 0x01, byte(chain>>8), byte(chain))
+	dst = append(dst, w.head...)
+	dst = appendUint(dst, 0x03, shape)
+	dst = append(dst, 0x05, byte(len(doc)))
+	dst = append(dst, doc...)
+	dst = append(dst, 0x06, 0x01, byte(ksi.SHA2_256))
+	if w.b.masker != nil {
+		dst = ksi.AppendMaskLink(dst, w.b.masks[i*innerSize:])
+	}
+	dst = w.tree.AppendPath(dst, j)
+	dst = append(dst, w.ans.Elements...)
+	if len(dst) != n {
+		return nil, fmt.Errorf("signature of %d bytes, %d expected", len(dst), n)
+	}
+	w.chunk = w.chunk[:len(w.chunk)+n]
+	return dst[:n:n], nil
+}
+
+// appendUint appends a TLV8 unsigned integer element.
+func appendUint(dst []byte, typ byte, x uint64) []byte {
+	dst = append(dst, typ, byte(tlv.UintLen(x)))
+	return tlv.AppendUintValue(dst, x)
 }
 
 // parallel runs f over [0, n) split into one contiguous range per core
@@ -516,3 +563,4 @@ func parallel(n int, f func(lo, hi int) error) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
+
