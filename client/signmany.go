@@ -563,4 +563,3 @@ func parallel(n int, f func(lo, hi int) error) error {
 	wg.Wait()
 	return errors.Join(errs...)
 }
-
