@@ -40,7 +40,8 @@ type SignManyOptions struct {
 	NoMask bool
 	// PreviousLeaf is the last masked leaf of a previous batch
 	// ([SignManyResult].LastLeaf) to chain this one to (ksi-tool
-	// --prev-leaf); nil starts from the zero leaf. Ignored with NoMask.
+	// --prev-leaf); nil starts from the zero leaf. It needs masks: with
+	// NoMask it is refused.
 	PreviousLeaf ksi.Imprint
 	// MaxLevel is the highest request level to send (0: DefaultMaxLevel);
 	// set it to the server's maximum when that is lower. A batch whose
@@ -196,6 +197,9 @@ func (c *Client) newBatch(hashes []ksi.Imprint, opts SignManyOptions) (*batch, e
 	}
 	b.maxLevel.Store(int32(maxLevel))
 	if opts.NoMask {
+		if opts.PreviousLeaf != nil {
+			return nil, fmt.Errorf("%w: sign many: a previous leaf chains masks, and NoMask turns them off", ErrInvalid)
+		}
 		b.leaves = hashes
 		return b, nil
 	}

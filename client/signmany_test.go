@@ -260,6 +260,9 @@ func TestSignManyAlgorithms(t *testing.T) {
 		if _, err := c.SignManyEncoded(ctx, []ksi.Imprint{docHash("a")}, client.SignManyOptions{PreviousLeaf: ksi.Imprint{0x01}}); !errors.Is(err, client.ErrInvalid) {
 			t.Fatalf("malformed previous leaf: %v, want ErrInvalid", err)
 		}
+		if _, err := c.SignManyEncoded(ctx, []ksi.Imprint{docHash("a")}, client.SignManyOptions{NoMask: true, PreviousLeaf: ksi.ZeroLeaf()}); !errors.Is(err, client.ErrInvalid) {
+			t.Fatalf("previous leaf without masks: %v, want ErrInvalid", err)
+		}
 	})
 }
 
