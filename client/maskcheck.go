@@ -26,7 +26,9 @@ import (
 // (hash and level after a link, with the bytes of the links still to
 // come) is known to lead to the root. The next chain is recomputed until
 // it reaches a known state with the same remaining bytes; comparing bytes
-// replaces hashing them, and a chain costs about two hashes.
+// replaces hashing them. And when a chain's step joins the same two nodes
+// as a remembered step, from the other side, its result is that step's.
+// A chain then costs about two hashes: its mask step and one inner node.
 type sigChecker struct {
 	ans       *round.Answer
 	root      ksi.Imprint
@@ -45,6 +47,14 @@ type knownState struct {
 	hash  [innerSize]byte
 	rest  []byte // the links after this state, in a checked signature
 	upper uint64 // the shape of rest, with its leading 1
+
+	// The step that made hash, when its input was a SHA-256 state: a
+	// right neighbour's step joins the same two nodes from the other
+	// side, and its result is then known without hashing.
+	hasIn bool
+	in    [innerSize]byte // the state before the step
+	sib   []byte          // the link's sibling, in a checked signature
+	left  bool            // the state was the left child
 }
 
 func newSigChecker(ans *round.Answer, root ksi.Imprint, rootLevel byte) *sigChecker {
@@ -156,21 +166,34 @@ func (c *sigChecker) links(links []byte, doc ksi.Imprint, shape uint64) error {
 			return fmt.Errorf("link %d: level above 255", k)
 		}
 		lvl += int(corr) + 1
-		var m int
-		if tag == 0x07 {
+		left := tag == 0x07
+		if left {
 			lower |= 1 << k
-			m = copy(c.buf[:], cur)
-			m += copy(c.buf[m:], sib)
-		} else {
-			m = copy(c.buf[:], sib)
-			m += copy(c.buf[m:], cur)
 		}
-		c.buf[m] = byte(lvl)
 		s := &c.steps[k]
-		s.hash[0] = byte(ksi.SHA2_256)
-		sum := sha256.Sum256(c.buf[:m+1])
-		copy(s.hash[1:], sum[:])
-		s.level, s.rest = byte(lvl), rest
+		s.hasIn = k > 0 && len(sib) == innerSize
+		if s.hasIn {
+			copy(s.in[:], cur)
+		}
+		if w := &c.known[lvl]; s.hasIn && w.ok && w.hasIn && w.left != left && bytes.Equal(w.sib, cur) && w.in == [innerSize]byte(sib) {
+			// The same two nodes at the same level, sides swapped: the
+			// same hash input, so the same result.
+			s.hash = w.hash
+		} else {
+			var m int
+			if left {
+				m = copy(c.buf[:], cur)
+				m += copy(c.buf[m:], sib)
+			} else {
+				m = copy(c.buf[:], sib)
+				m += copy(c.buf[m:], cur)
+			}
+			c.buf[m] = byte(lvl)
+			s.hash[0] = byte(ksi.SHA2_256)
+			sum := sha256.Sum256(c.buf[:m+1])
+			copy(s.hash[1:], sum[:])
+		}
+		s.level, s.rest, s.sib, s.left = byte(lvl), rest, sib, left
 		cur = s.hash[:]
 		links = rest
 		k++

@@ -414,7 +414,7 @@ func (b *batch) assemble(ctx context.Context, tree *localTree, ans *round.Answer
 		}
 		b.tAssembly.Add(int64(time.Since(start)))
 		ck := newSigChecker(ans, root, level)
-		const block = 2048
+		const block = 256
 		for s := from; s < to; s += block {
 			if err := ctx.Err(); err != nil {
 				return err
