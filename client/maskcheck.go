@@ -3,7 +3,6 @@ package client
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 
@@ -38,7 +37,7 @@ type sigChecker struct {
 	known [256]knownState
 	// The states of the chain being checked, by step.
 	steps [64]knownState
-	buf   [2*(1+64) + 1]byte
+	h     ksi.Hasher
 }
 
 type knownState struct {
@@ -180,18 +179,11 @@ func (c *sigChecker) links(links []byte, doc ksi.Imprint, shape uint64) error {
 			// same hash input, so the same result.
 			s.hash = w.hash
 		} else {
-			var m int
-			if left {
-				m = copy(c.buf[:], cur)
-				m += copy(c.buf[m:], sib)
-			} else {
-				m = copy(c.buf[:], sib)
-				m += copy(c.buf[m:], cur)
+			out, err := c.h.AggregationStep(ksi.SHA2_256, cur, sib, left, byte(lvl))
+			if err != nil {
+				return err
 			}
-			c.buf[m] = byte(lvl)
-			s.hash[0] = byte(ksi.SHA2_256)
-			sum := sha256.Sum256(c.buf[:m+1])
-			copy(s.hash[1:], sum[:])
+			copy(s.hash[:], out)
 		}
 		s.level, s.rest, s.sib, s.left = byte(lvl), rest, sib, left
 		cur = s.hash[:]

@@ -59,7 +59,7 @@ func buildLocalTree(leaves []ksi.Imprint, leafLevel byte) (*localTree, error) {
 		cur[i] = int32(i)
 	}
 	next := int32(n)
-	var buf [2*(1+64) + 1]byte
+	var h ksi.Hasher
 	for len(cur) > 1 {
 		w := 0
 		for i := 0; i+1 < len(cur); i += 2 {
@@ -75,13 +75,11 @@ func buildLocalTree(leaves []ksi.Imprint, leafLevel byte) (*localTree, error) {
 			t.isLeft[l] = true
 			t.sibling[l], t.sibling[r] = r, l
 			t.level[p] = lvl
-			k := copy(buf[:], t.node(l))
-			k += copy(buf[k:], t.node(r))
-			buf[k] = lvl
-			s := sha256.Sum256(buf[:k+1])
-			dst := t.inner[int(p-int32(n))*innerSize:]
-			dst[0] = byte(ksi.SHA2_256)
-			copy(dst[1:innerSize], s[:])
+			out, err := h.AggregationStep(ksi.SHA2_256, t.node(l), t.node(r), true, lvl)
+			if err != nil {
+				return nil, err
+			}
+			copy(t.inner[int(p-int32(n))*innerSize:], out)
 			cur[w] = p
 			w++
 		}

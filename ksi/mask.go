@@ -39,7 +39,7 @@ type Masker struct {
 	prev  [1 + 64]byte // x_{i-1}
 	nPrev int
 	seed  []byte
-	buf   [2*(1+64) + 1 + 64]byte // one step's input
+	h     Hasher
 }
 
 // ZeroLeaf returns the previous leaf of a first batch: the SHA-256
@@ -76,19 +76,17 @@ func (m *Masker) Next(doc Imprint, mask, leaf []byte) {
 	if len(doc) > 1+64 {
 		panic("ksi: Masker.Next: document hash longer than any imprint")
 	}
-	n := copy(m.buf[:], m.prev[:m.nPrev])
-	n += copy(m.buf[n:], m.seed)
-	s := sha256.Sum256(m.buf[:n])
-	mask[0] = byte(SHA2_256)
-	copy(mask[1:1+sha256.Size], s[:])
-
-	n = copy(m.buf[:], mask[:1+sha256.Size])
-	n += copy(m.buf[n:], doc)
-	m.buf[n] = 1
-	s = sha256.Sum256(m.buf[:n+1])
-	leaf[0] = byte(SHA2_256)
-	copy(leaf[1:1+sha256.Size], s[:])
-
+	// H(x_{i-1} || seed) is a step whose last input byte is the seed's.
+	seed := m.seed
+	out, err := m.h.step(SHA2_256, m.prev[:m.nPrev], seed[:len(seed)-1], seed[len(seed)-1])
+	if err != nil {
+		panic("ksi: Masker.Next: SHA-256: " + err.Error()) // cannot happen: SHA-256 is built in
+	}
+	copy(mask[:1+sha256.Size], out)
+	if out, err = m.h.AggregationStep(SHA2_256, doc, mask[:1+sha256.Size], false, 1); err != nil {
+		panic("ksi: Masker.Next: SHA-256: " + err.Error())
+	}
+	copy(leaf[:1+sha256.Size], out)
 	m.nPrev = copy(m.prev[:], leaf[:1+sha256.Size])
 }
 
