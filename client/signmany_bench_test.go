@@ -14,7 +14,8 @@ import (
 
 // BenchmarkSignMany1M signs a million hashes with masks against a real
 // node on loopback (in this process, as the tests run it), at the default
-// maximum level: two requests of 2^19 leaves. Each operation ends with all
+// maximum level: a masked tree at level 20 holds 2^19 leaves, so two
+// requests of 500,000. Each operation ends with all
 // million signatures encoded in memory and checked as SignManyEncoded
 // checks them: the root signatures pass the internal policy, every
 // signature's chain is recomputed from its own bytes to its root (steps
@@ -24,8 +25,10 @@ import (
 //
 // The metrics split the time: mask-ms (masks, one goroutine), tree-ms
 // (local trees), rtt-ms (round trips, summed over the concurrent
-// requests), assembly-ns/leaf and check-ns/leaf (summed over the cores),
-// and the signatures' size.
+// requests), assembly-ns/leaf and check-ns/leaf (summed over the
+// goroutines, two per request, so on a busy host they include waiting
+// for a core), cpu-ms (the process's CPU time: client and node), and the
+// signatures' size.
 func BenchmarkSignMany1M(b *testing.B) {
 	const n = 1_000_000
 	addr := startNodeMaxLevel(b, 0)
