@@ -439,11 +439,11 @@ func (b *batch) assemble(ctx context.Context, tree *localTree, ans *round.Answer
 		}
 		return nil
 	})
-	// The full policy on the range's first and last signature, in case
-	// the cheap check above misses something the verifier knows.
 	if err != nil {
 		return err
 	}
+	// The full policy on the range's first and last signature, in case
+	// the cheap check above misses something the verifier knows.
 	start := time.Now()
 	defer func() { b.tCheck.Add(int64(time.Since(start))) }()
 	for _, i := range []int{lo, hi - 1} {
