@@ -150,54 +150,6 @@ func TestSign(t *testing.T) {
 	}
 }
 
-func TestSignMany(t *testing.T) {
-	t.Parallel()
-	addr := startServer(t, testUsers)
-	c := newClient(t, client.Config{Endpoints: []string{addr}, Login: testLogin, Key: testKey})
-	for _, n := range []int{1, 2, 37} {
-		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			t.Parallel()
-			hashes := make([]ksi.Imprint, n)
-			for i := range hashes {
-				hashes[i] = docHash(fmt.Sprintf("TestSignMany %d/%d", i, n))
-			}
-			sigs, err := c.SignMany(context.Background(), hashes)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(sigs) != n {
-				t.Fatalf("%d signatures for %d hashes", len(sigs), n)
-			}
-			for i, sig := range sigs {
-				verifyInternal(t, sig, hashes[i])
-				if sig.SigningTime() != sigs[0].SigningTime() {
-					t.Fatalf("signature %d at %d, signature 0 at %d", i, sig.SigningTime(), sigs[0].SigningTime())
-				}
-				if n > 1 {
-					// Another hash must not verify with this signature.
-					other := hashes[(i+1)%n]
-					if rep := verifier.Verify(context.Background(), sig, verifier.Internal, verifier.Options{Document: other}); rep.Result == verifier.OK {
-						t.Fatalf("signature %d verifies against hash %d", i, (i+1)%n)
-					}
-				}
-				if got := sig.Identity(); len(got) == 0 || got[len(got)-1] != testLogin {
-					t.Fatalf("identity %v, want the gateway's %q last", got, testLogin)
-				}
-			}
-		})
-	}
-	t.Run("refused", func(t *testing.T) {
-		t.Parallel()
-		sha512 := append(ksi.Imprint{byte(ksi.SHA2_512)}, make([]byte, 64)...)
-		if _, err := c.SignMany(context.Background(), []ksi.Imprint{docHash("a"), sha512}); !errors.Is(err, client.ErrInvalid) {
-			t.Fatalf("SHA-512 hash: %v, want ErrInvalid", err)
-		}
-		if sigs, err := c.SignMany(context.Background(), nil); err != nil || sigs != nil {
-			t.Fatalf("no hashes: %v, %v", sigs, err)
-		}
-	})
-}
-
 func TestStream(t *testing.T) {
 	t.Parallel()
 	addr := startServer(t, testUsers)

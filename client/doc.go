@@ -31,10 +31,17 @@
 //
 //   - [Client.Sign] and [Client.SignLevel]: one hash, one request.
 //   - [Client.SignMany]: local aggregation. The hashes become the leaves
-//     of a local hash tree; only its root is sent, in one request, and each
-//     hash gets its own signature by prepending its path in the local tree
-//     to the server's signature of the root. A thousand documents cost one
-//     round trip and one server-side leaf.
+//     of a local hash tree; only its root is sent, and each hash gets its
+//     own signature by prepending its path in the local tree to the
+//     server's signature of the root. A thousand documents cost one round
+//     trip and one server-side leaf; a batch too high for the maximum
+//     level is split into concurrent requests. Each leaf is blinded with a
+//     mask from a random per-batch seed, as the reference block signers
+//     do, so no signature shows another document's hash
+//     (docs/design/masking.md). [Client.SignManyWith] takes options
+//     ([SignManyOptions]: NoMask, PreviousLeaf, MaxLevel);
+//     [Client.SignManyEncoded] returns the encoded signatures, for a
+//     million at a time.
 //   - [Client.Stream]: one bidirectional stream for high request rates
 //     (SignBatchStream in the shared-round form: requests go in batches,
 //     and each signature is joined from its own part and its round's).

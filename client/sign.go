@@ -7,7 +7,6 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 	"github.com/tempel-ksi/tempel/verifier"
@@ -60,63 +59,4 @@ func checkSignature(ctx context.Context, endpoint string, b []byte, hash ksi.Imp
 		return nil, fmt.Errorf("%w: sign via %s: signature fails %s (%s): %s", ErrBadResponse, endpoint, rep.Rule, rep.Code, rep.Message)
 	}
 	return sig, nil
-}
-
-// SignMany signs many hashes with one request by local aggregation: the
-// hashes, all SHA-256 imprints, become the leaves of a local hash tree
-// (ksi.BuildTree), only the tree's root is signed (at the tree's level),
-// and each hash's signature is the root's signature with the hash's path
-// in the local tree prepended as its lowest aggregation chain. Every
-// returned signature has the same aggregation time and verifies against
-// its own hash; sigs[i] belongs to hashes[i].
-//
-// The server sees one request and one leaf whatever the number of hashes,
-// so a gateway with many documents per second sends one SignMany per
-// batch instead of a Sign per document.
-func (c *Client) SignMany(ctx context.Context, hashes []ksi.Imprint) ([]*ksi.Signature, error) {
-	switch len(hashes) {
-	case 0:
-		return nil, nil
-	case 1:
-		sig, err := c.Sign(ctx, hashes[0])
-		if err != nil {
-			return nil, err
-		}
-		return []*ksi.Signature{sig}, nil
-	}
-	reqs := make([]round.Request, len(hashes))
-	for i, h := range hashes {
-		if h.Alg() != ksi.SHA2_256 || len(h) != 1+ksi.SHA2_256.Size() {
-			return nil, fmt.Errorf("%w: sign many: hash %d is not a SHA-256 imprint", ErrInvalid, i)
-		}
-		reqs[i] = round.Request{Hash: h}
-	}
-	r, err := round.Build(ksi.SHA2_256, reqs)
-	if err != nil {
-		return nil, fmt.Errorf("%w: sign many: %v", ErrInvalid, err)
-	}
-	root, level := r.Root()
-	rootSig, err := c.SignLevel(ctx, root, level)
-	if err != nil {
-		return nil, err
-	}
-	// The server's lowest chain starts at level 0 with the root's level
-	// in its first level correction; below the local chains it continues
-	// from the root's level instead.
-	ans, err := round.AnswerFromSignature(rootSig, level)
-	if err != nil {
-		return nil, fmt.Errorf("%w: sign many: %v", ErrBadResponse, err)
-	}
-	var w round.Writer
-	sigs := make([]*ksi.Signature, len(hashes))
-	for i := range hashes {
-		b, err := w.AppendSignature(nil, r, i, ans)
-		if err != nil {
-			return nil, fmt.Errorf("client: sign many: hash %d: %w", i, err)
-		}
-		if sigs[i], err = ksi.ParseSignature(b); err != nil {
-			return nil, fmt.Errorf("client: sign many: hash %d: %w", i, err)
-		}
-	}
-	return sigs, nil
 }

@@ -1,0 +1,229 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tempel-ksi/tempel/internal/round"
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/tlv"
+	"github.com/tempel-ksi/tempel/verifier"
+)
+
+// sigChecker checks the signatures SignMany assembled for one request,
+// from their bytes: each one's lowest chain, read from the signature
+// itself, must lead from its document hash to the request's root at the
+// root's level, and everything above that chain must be the server's
+// verified signature of the root.
+//
+// Recomputing a million chains of twenty links would cost twenty million
+// hashes, but neighbours share most of their path. A step's result
+// depends only on the hash and level before it and on the link's bytes,
+// so once a chain has been recomputed to the root, each of its states
+// (hash and level after a link, with the bytes of the links still to
+// come) is known to lead to the root. The next chain is recomputed until
+// it reaches a known state with the same remaining bytes; comparing bytes
+// replaces hashing them. And when a chain's step joins the same two nodes
+// as a remembered step, from the other side, its result is that step's.
+// A chain then costs about two hashes: its mask step and one inner node.
+type sigChecker struct {
+	ans       *round.Answer
+	root      ksi.Imprint
+	rootLevel byte
+
+	// known[l] is the last checked state at level l.
+	known [256]knownState
+	// The states of the chain being checked, by step.
+	steps [64]knownState
+	h     ksi.Hasher
+}
+
+type knownState struct {
+	ok    bool
+	level byte
+	hash  [innerSize]byte
+	rest  []byte // the links after this state, in a checked signature
+	upper uint64 // the shape of rest, with its leading 1
+
+	// The step that made hash, when its input was a SHA-256 state: a
+	// right neighbour's step joins the same two nodes from the other
+	// side, and its result is then known without hashing.
+	hasIn bool
+	in    [innerSize]byte // the state before the step
+	sib   []byte          // the link's sibling, in a checked signature
+	left  bool            // the state was the left child
+}
+
+func newSigChecker(ans *round.Answer, root ksi.Imprint, rootLevel byte) *sigChecker {
+	return &sigChecker{ans: ans, root: root, rootLevel: rootLevel}
+}
+
+var errLeafFormat = errors.New("malformed signature")
+
+// field reads the TLV8 element of type typ, without flags, at the start
+// of b.
+func field(b []byte, typ byte) (value, rest []byte, err error) {
+	if len(b) < 2 || b[0] != typ || int(b[1])+2 > len(b) {
+		return nil, nil, fmt.Errorf("%w: want element %#x", errLeafFormat, typ)
+	}
+	n := int(b[1]) + 2
+	return b[2:n], b[n:], nil
+}
+
+func uintField(b []byte, typ byte) (uint64, []byte, error) {
+	v, rest, err := field(b, typ)
+	if err != nil {
+		return 0, nil, err
+	}
+	x, err := tlv.DecodeUint(v)
+	return x, rest, err
+}
+
+// check checks sig, the signature of doc.
+func (c *sigChecker) check(sig []byte, doc ksi.Imprint) error {
+	if len(sig) < 8 || sig[0] != 0x88 || sig[1] != 0x00 || int(sig[2])<<8|int(sig[3]) != len(sig)-4 {
+		return fmt.Errorf("%w: not one signature element", errLeafFormat)
+	}
+	v := sig[4:]
+	if v[0] != 0x88 || v[1] != 0x01 {
+		return fmt.Errorf("%w: no aggregation chain first", errLeafFormat)
+	}
+	n := int(v[2])<<8 | int(v[3])
+	if 4+n > len(v) {
+		return fmt.Errorf("%w: truncated aggregation chain", errLeafFormat)
+	}
+	chain := v[4 : 4+n]
+	if !bytes.Equal(v[4+n:], c.ans.Elements) {
+		return errors.New("the parts above the local chain are not the server's verified signature")
+	}
+	t, chain, err := uintField(chain, 0x02)
+	if err != nil {
+		return err
+	}
+	if t != c.ans.AggregationTime {
+		return fmt.Errorf("aggregation time %d, the server's is %d", t, c.ans.AggregationTime)
+	}
+	for k, want := range c.ans.ChainIndex {
+		var x uint64
+		if x, chain, err = uintField(chain, 0x03); err != nil {
+			return err
+		}
+		if x != want {
+			return fmt.Errorf("chain index entry %d is %d, the server's is %d", k, x, want)
+		}
+	}
+	shape, chain, err := uintField(chain, 0x03)
+	if err != nil {
+		return err
+	}
+	in, chain, err := field(chain, 0x05)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(in, doc) {
+		return errors.New("input hash is not the document hash")
+	}
+	alg, links, err := field(chain, 0x06)
+	if err != nil {
+		return err
+	}
+	if len(alg) != 1 || ksi.HashAlg(alg[0]) != ksi.SHA2_256 {
+		return fmt.Errorf("aggregation algorithm % x, want SHA-256", alg)
+	}
+	return c.links(links, doc, shape)
+}
+
+// links recomputes the chain links from doc and checks its shape.
+func (c *sigChecker) links(links []byte, doc ksi.Imprint, shape uint64) error {
+	cur := []byte(doc)
+	var lvl int
+	var lower uint64 // the side bits of the links done, lowest first
+	k := 0
+	known := false
+	for len(links) > 0 {
+		if k == len(c.steps) {
+			return fmt.Errorf("%w: chain longer than 63 links", errLeafFormat)
+		}
+		tag := links[0]
+		body, rest, err := field(links, tag)
+		if err != nil || (tag != 0x07 && tag != 0x08) {
+			return fmt.Errorf("%w: link %d", errLeafFormat, k)
+		}
+		var corr uint64
+		if len(body) > 0 && body[0] == 0x01 {
+			if corr, body, err = uintField(body, 0x01); err != nil {
+				return err
+			}
+		}
+		sib, after, err := field(body, 0x02)
+		if err != nil || len(after) != 0 {
+			return fmt.Errorf("%w: link %d is not one sibling hash", errLeafFormat, k)
+		}
+		if corr > 0xFF || lvl+int(corr)+1 > 0xFF {
+			return fmt.Errorf("link %d: level above 255", k)
+		}
+		lvl += int(corr) + 1
+		left := tag == 0x07
+		if left {
+			lower |= 1 << k
+		}
+		s := &c.steps[k]
+		s.hasIn = k > 0 && len(sib) == innerSize
+		if s.hasIn {
+			copy(s.in[:], cur)
+		}
+		if w := &c.known[lvl]; s.hasIn && w.ok && w.hasIn && w.left != left && bytes.Equal(w.sib, cur) && w.in == [innerSize]byte(sib) {
+			// The same two nodes at the same level, sides swapped: the
+			// same hash input, so the same result.
+			s.hash = w.hash
+		} else {
+			out, err := c.h.AggregationStep(ksi.SHA2_256, cur, sib, left, byte(lvl))
+			if err != nil {
+				return err
+			}
+			copy(s.hash[:], out)
+		}
+		s.level, s.rest, s.sib, s.left = byte(lvl), rest, sib, left
+		cur = s.hash[:]
+		links = rest
+		k++
+		if w := &c.known[lvl]; w.ok && w.hash == s.hash && bytes.Equal(w.rest, rest) {
+			known = true
+			lower |= w.upper << k
+			break
+		}
+	}
+	if k == 0 {
+		return fmt.Errorf("%w: no links", errLeafFormat)
+	}
+	if !known {
+		if lvl != int(c.rootLevel) || !bytes.Equal(cur, c.root) {
+			return errors.New("the chain does not lead to the signed root")
+		}
+		lower |= 1 << k
+	}
+	if lower != shape {
+		return fmt.Errorf("chain index %d does not match the links' shape %d", shape, lower)
+	}
+	for j := range k {
+		s := &c.steps[j]
+		s.ok, s.upper = true, shape>>(j+1)
+		c.known[s.level] = *s
+	}
+	return nil
+}
+
+// verifyLeaf runs the full internal policy on one assembled signature.
+func verifyLeaf(ctx context.Context, b []byte, doc ksi.Imprint) error {
+	sig, err := ksi.ParseSignature(b)
+	if err != nil {
+		return err
+	}
+	rep := verifier.Verify(ctx, sig, verifier.Internal, verifier.Options{Document: doc})
+	if rep.Result != verifier.OK {
+		return fmt.Errorf("signature fails %s (%s): %s", rep.Rule, rep.Code, rep.Message)
+	}
+	return nil
+}
