@@ -77,8 +77,18 @@ func App() *ucli.App {
 // behaviour: usage errors as one line, errors labelled with the command.
 func prepare(c *ucli.Command) {
 	c.OnUsageError = onUsageError
+	if takesConfig(c) {
+		c.Flags = append(c.Flags, configFlag())
+	}
 	if act := c.Action; act != nil {
-		c.Action = func(ctx *ucli.Context) error { return withCommand(ctx, act(ctx)) }
+		c.Action = func(ctx *ucli.Context) error {
+			// The configuration file fills in what the command line and
+			// the environment left unset, before the command reads it.
+			if err := applyConfig(ctx); err != nil {
+				return withCommand(ctx, err)
+			}
+			return withCommand(ctx, act(ctx))
+		}
 	}
 	for _, s := range c.Subcommands {
 		prepare(s)
