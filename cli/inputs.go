@@ -163,7 +163,9 @@ func isSignatureName(name string) bool { return strings.HasSuffix(name, sigSuffi
 
 // isTempName reports whether a file is one of the temporary files that
 // [writeAtomic] leaves only if it is killed.
-func isTempName(name string) bool { return strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp") }
+func isTempName(name string) bool {
+	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp")
+}
 
 // documentFiles takes the documents of a walked directory.
 func documentFiles(name string) bool { return !isSignatureName(name) && !isTempName(name) }

@@ -39,7 +39,7 @@ func trustFlags() []ucli.Flag {
 		&ucli.StringSliceFlag{
 			Name:    flagCnstr,
 			EnvVars: []string{"TEMPEL_CNSTR"},
-			Usage: "required attribute of the publications file signer, `OID=VALUE` such as E=publications@example.org (repeatable; E, CN, C, O or a dotted OID)",
+			Usage:   "required attribute of the publications file signer, `OID=VALUE` such as E=publications@example.org (repeatable; E, CN, C, O or a dotted OID)",
 		},
 		&ucli.BoolFlag{
 			Name:  flagPubfileNoVerify,
