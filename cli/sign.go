@@ -248,9 +248,10 @@ type signView struct {
 
 // signPlan is a validated sign command line.
 type signPlan struct {
-	jobs []signJob
-	alg  ksi.HashAlg
-	bulk bool
+	jobs   []signJob
+	alg    ksi.HashAlg
+	bulk   bool
+	outDir bool // -o names a directory that receives the tree
 }
 
 func planSign(c *ucli.Context, now time.Time) (*signPlan, error) {
@@ -290,6 +291,7 @@ func planSign(c *ucli.Context, now time.Time) (*signPlan, error) {
 		return nil, usageErrorf("nothing to sign: give a FILE, - for standard input, or --%s (see 'tempel sign --help')", flagHash)
 	}
 	outDir := out != "" && (in.bulk || strings.HasSuffix(out, "/") || isDir(out))
+	p.outDir = outDir
 	if outDir && strings.HasSuffix(out, sigSuffix) {
 		return nil, usageErrorf("-o %s names one signature file, but there are %d inputs: give -o a directory to keep their tree under", out, len(in.paths))
 	}
@@ -372,6 +374,7 @@ func checkOutputs(paths []string, force bool) error {
 }
 
 func runSign(c *ucli.Context) error {
+	sum := newSummary("signed", "signed", "failed")
 	p, err := planSign(c, time.Now())
 	if err != nil {
 		return err
@@ -384,7 +387,6 @@ func runSign(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	sum := newSummary("signed", "signed", "failed")
 	hashJobs(c, p, workers)
 	if !p.bulk && p.jobs[0].err != nil {
 		return p.jobs[0].err
@@ -511,7 +513,7 @@ func writeSignatures(c *ucli.Context, p *signPlan, todo []int, workers int) {
 			j.err = inputErrorf("cannot encode the signature of %s: %s", j.display(), trimPkg(err))
 			return
 		}
-		if dir := filepath.Dir(j.out); p.bulk && dir != "." {
+		if dir := filepath.Dir(j.out); p.outDir && dir != "." {
 			if err := os.MkdirAll(dir, 0o755); err != nil {
 				j.err = inputErrorf("cannot write signature: %v", err)
 				return

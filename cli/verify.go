@@ -272,6 +272,7 @@ func fileExists(p string) bool {
 }
 
 func runVerify(c *ucli.Context) error {
+	start := time.Now()
 	r, err := parseVerifyRequest(c)
 	if err != nil {
 		return err
@@ -329,19 +330,19 @@ func runVerify(c *ucli.Context) error {
 	if err := c.Context.Err(); err != nil {
 		return err
 	}
-	return reportVerify(c, r, views)
+	return reportVerify(c, r, views, start)
 }
 
 // reportVerify prints the outcome of every document: a full report for a
 // single one; for several, a line per file with -v, the failures on
 // standard error, and a summary. --json prints one object per document
 // either way. The exit code is the worst outcome.
-func reportVerify(c *ucli.Context, r *verifyRequest, views []*verifyView) error {
+func reportVerify(c *ucli.Context, r *verifyRequest, views []*verifyView, start time.Time) error {
 	out, errw, name := c.App.Writer, c.App.ErrWriter, commandName(c)
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
 	sum := newSummary("verified", verdictOK, verdictFailed, verdictInconclusive, verdictError)
-	sum.failVerb = "did not verify"
+	sum.failVerb, sum.start = "did not verify", start
 	worst, printed := ExitOK, false
 	for _, v := range views {
 		code := v.exitCode()
