@@ -120,7 +120,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	if len(args) == 0 {
 		args = []string{app.Name}
 	}
-	err := app.RunContext(ctx, permuteArgs(app, args))
+	args = permuteArgs(app, args)
+	app.Metadata = map[string]any{argsKey: args}
+	err := app.RunContext(ctx, args)
 	return exitCode(stderr, err)
 }
 

@@ -140,7 +140,7 @@ func applyConfig(c *ucli.Context) error {
 		has[f.Names()[0]] = true
 	}
 	for _, s := range cf.settings {
-		if !has[s.name] || c.IsSet(s.name) {
+		if !has[s.name] || setByUser(c, s.name) {
 			continue
 		}
 		if err := c.Set(s.name, s.value); err != nil {
@@ -212,4 +212,45 @@ func knownConfigKeys() []string {
 	}
 	slices.Sort(ks)
 	return ks
+}
+
+// argsKey is where [Run] keeps the command line in the app's metadata,
+// for [setByUser].
+const argsKey = "tempel.args"
+
+// setByUser reports whether the flag name of the running command was
+// given on the command line or in a non-empty environment variable.
+// urfave's IsSet also counts a variable set to "", which is how people
+// clear one (TEMPEL_CNSTR=), and must not hide the file's setting.
+func setByUser(c *ucli.Context, name string) bool {
+	var f ucli.Flag
+	for _, cf := range c.Command.Flags {
+		if cf.Names()[0] == name {
+			f = cf
+		}
+	}
+	if f == nil {
+		return false
+	}
+	if ev, ok := f.(interface{ GetEnvVars() []string }); ok {
+		for _, e := range ev.GetEnvVars() {
+			if strings.TrimSpace(os.Getenv(e)) != "" {
+				return true
+			}
+		}
+	}
+	args, _ := c.App.Metadata[argsKey].([]string)
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		a, _, _ = strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if slices.Contains(f.Names(), a) {
+			return true
+		}
+	}
+	return false
 }
