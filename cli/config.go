@@ -27,7 +27,8 @@ const configHelp = `CONFIGURATION FILE:
    the server and credentials) can live in a file, as ksi-tool's KSI_CONF:
    --config FILE, or TEMPEL_CONFIG, or else $XDG_CONFIG_HOME/tempel/config
    (by default ~/.config/tempel/config) when it exists. One setting per
-   line, NAME = VALUE, with the long flag's name; # starts a comment line.
+   line, NAME = VALUE (the value may be quoted), with the long flag's name;
+   # starts a comment line (the format of tempel serve's --config).
    Relative paths are relative to the file's directory. A flag beats its
    environment variable, which beats the file. Names: pubfile, trust-root,
    cnstr, server, tls-ca (these four repeatable), user, key, machine-id,
@@ -81,15 +82,13 @@ func configFlag() ucli.Flag {
 	}
 }
 
-// takesConfig reports whether a command has a flag the file can set.
-func takesConfig(c *ucli.Command) bool {
-	for _, f := range c.Flags {
-		if _, ok := configKeys[f.Names()[0]]; ok {
-			return true
-		}
-	}
-	return false
-}
+// configCommands are the client commands that read the file. tempel
+// serve has a --config of its own (the server's settings); bench is a
+// load tool whose target should never come from a citizen's settings.
+var configCommands = map[string]bool{"sign": true, "verify": true, "extend": true, "pubfile": true}
+
+// takesConfig reports whether a command reads the configuration file.
+func takesConfig(c *ucli.Command) bool { return configCommands[c.Name] }
 
 // defaultConfigPath is where the file is looked for without --config;
 // "" when neither XDG_CONFIG_HOME nor HOME says.
@@ -178,6 +177,10 @@ func readConfig(path string) (*configFile, error) {
 		}
 		name, value, ok := strings.Cut(line, "=")
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		// Quotes are allowed, as in tempel serve's --config file.
+		if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
+			value = value[1 : len(value)-1]
+		}
 		if !ok || name == "" || value == "" {
 			return nil, fmt.Errorf("config %s:%d: want NAME = VALUE, got %q", path, n, line)
 		}

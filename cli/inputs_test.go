@@ -126,7 +126,7 @@ func TestReadConfig(t *testing.T) {
 		return p
 	}
 	p := write("good", "# comment\n\n  pubfile = pub.bin\ntrust-root=/etc/root.pem\ntrust-root = r2.pem\ncnstr = O=Acme, Inc.\n"+
-		"tls-ca = ca.pem\nserver = https://a:1\nkey = k = with equals\n")
+		"tls-ca = \"ca.pem\"\nserver = https://a:1\nkey = k = with equals\n")
 	cf, err := readConfig(p)
 	if err != nil {
 		t.Fatal(err)
