@@ -60,10 +60,15 @@ MANY SIGNATURES: -r DIR takes every signature under DIR (*.ksig, not the
 *.ext.ksig results), --from-list LIST one path per line (- for standard
 input). They are extended in parallel (--workers, default the number of
 CPUs), with a progress bar on a terminal and one summary line at the end
-(a line per signature with -v; each failure is named on standard error). The publication string is printed; --json prints one JSON
-object per signature (JSON Lines) with the fields signature, output,
+(a line per signature with -v; each failure is named on standard error,
+and the last line names them all). The exit code is the worst outcome:
+3 for an error, 2 when a signature cannot be extended yet.
+
+For one signature the publication string is printed. --json prints one
+JSON object per signature (JSON Lines) with the fields signature, output,
 status (extended, already-extended, not-yet, error), publication_string,
-publication_time, signing_time, message.
+publication_time, signing_time, message; the summary of several then goes
+to standard error.
 
 ` + exitCodesHelp
 
