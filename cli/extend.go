@@ -50,10 +50,10 @@ The result goes to SIGNATURE.ext.ksig (doc.txt.ksig -> doc.txt.ksig.ext.ksig),
 to -o PATH (one SIGNATURE), or replaces SIGNATURE with --replace (atomically,
 no backup); existing files are not overwritten without --force (an existing SIGNATURE.ext.ksig of the same signature
 that reaches a publication counts as already extended, so that running
-extend -r over a tree again extends only the new signatures). Like
-ksi-tool, extend never changes its input unless asked: the original
-signature stays as the server made it, and a failed or wrong extension
-cannot cost it. 'tempel verify doc.txt' then uses doc.txt.ksig.ext.ksig when
+extend -r over a tree again extends only the new signatures). As
+ksi-tool writes its result to a separate file (ksi extend -i SIG -o OUT),
+extend never changes its input unless asked: the original signature stays
+as the server made it, and a failed or wrong extension cannot cost it. 'tempel verify doc.txt' then uses doc.txt.ksig.ext.ksig when
 it exists, so nothing else has to change.
 
 MANY SIGNATURES: -r DIR takes every signature under DIR (*.ksig, not the

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tempel-ksi/tempel/verifier"
 )
 
 func TestOutputUnder(t *testing.T) {
@@ -211,5 +213,38 @@ func TestProgressBarDrawsAndClears(t *testing.T) {
 	none.done()
 	if n, err := none.Write([]byte("abc")); n != 3 || err != nil {
 		t.Errorf("nil bar Write = %d, %v", n, err)
+	}
+}
+
+func TestVerdictLineSaysWhatIsMissing(t *testing.T) {
+	v := verifyView{result: verifier.NA, Code: verifier.GEN02, Message: "Verification inconclusive: no publications file", missing: missingPubfile}
+	want := "INCONCLUSIVE: no publications file given: pass --pubfile or set it in the config (GEN-02)"
+	if got := v.verdictLine(); got != want {
+		t.Errorf("verdictLine = %q, want %q", got, want)
+	}
+}
+
+func TestPairDocument(t *testing.T) {
+	dir := t.TempDir()
+	t.Chdir(dir)
+	for _, f := range []string{"a.txt", "a.txt.ksig", "b.txt", "b.txt.ksig", "b.txt.ksig.ext.ksig", "lonely.ksig"} {
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct{ arg, doc, sig, err string }{
+		{"a.txt", "a.txt", "a.txt.ksig", ""},
+		{"a.txt.ksig", "a.txt", "a.txt.ksig", ""},
+		{"b.txt", "b.txt", "b.txt.ksig.ext.ksig", ""},
+		{"b.txt.ksig", "b.txt", "b.txt.ksig", ""},
+		{"b.txt.ksig.ext.ksig", "b.txt", "b.txt.ksig.ext.ksig", ""},
+		{"lonely.ksig", "lonely", "lonely.ksig", "no document lonely beside the signature lonely.ksig"},
+		{"c.txt", "c.txt", "c.txt.ksig", ""},
+	}
+	for _, tt := range tests {
+		j := pairDocument(tt.arg)
+		if j.doc != tt.doc || j.sig != tt.sig || (tt.err == "") != (j.err == nil) || (j.err != nil && !strings.Contains(j.err.Error(), tt.err)) {
+			t.Errorf("pairDocument(%q) = %q, %q, %v; want %q, %q, %q", tt.arg, j.doc, j.sig, j.err, tt.doc, tt.sig, tt.err)
+		}
 	}
 }
