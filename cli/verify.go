@@ -478,6 +478,10 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 		if errors.Is(err, fs.ErrNotExist) && j.doc != "" && strings.HasSuffix(j.doc, sigSuffix) {
 			return v, fmt.Errorf("cannot read signature: %v (to check the signature %s alone, use --%s %s)", err, j.doc, flagSig, j.doc)
 		}
+		if errors.Is(err, fs.ErrNotExist) && j.doc != "" && j.sig == j.doc+sigSuffix {
+			return v, fmt.Errorf("cannot read signature: %v (no signature beside %s: sign it with 'tempel sign %s', or name its signature with --%s PATH)",
+				err, j.doc, j.doc, flagSig)
+		}
 		return v, fmt.Errorf("cannot read signature: %v", err)
 	}
 	sig, err := ksi.ParseSignature(b)
