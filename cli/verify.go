@@ -28,6 +28,7 @@ const (
 	flagVerbose    = "verbose"
 	flagJSON       = "json"
 	flagExtend     = "extend"
+	flagSigDir     = "sig-dir"
 )
 
 // sigSuffix is appended to a document's name to find its signature, as
@@ -41,8 +42,10 @@ what the signature was checked against.
 
 The signature of FILE is FILE.ksig.ext.ksig (what tempel extend writes)
 when it exists, else FILE.ksig. A signature given as FILE (NAME.ksig or
-NAME.ksig.ext.ksig) is checked against the document NAME beside it. With
---sig and no FILE or --hash, only the signature itself is checked.
+NAME.ksig.ext.ksig) is checked against the document NAME beside it.
+--sig-dir DIR looks for DIR/FILE.ksig instead, the tree that 'tempel sign
+-o DIR' writes. With --sig and no FILE or --hash, only the signature itself
+is checked.
 
 MANY DOCUMENTS: -r DIR takes every document under DIR (files not ending in
 .ksig), --from-list LIST one path per line (- for standard input). They
@@ -99,6 +102,7 @@ func verifyCommand() *ucli.Command {
 	flags := []ucli.Flag{
 		&ucli.StringFlag{Name: flagSig, Usage: "signature `PATH` of a single document, or of the --hash, or to check alone"},
 		&ucli.StringFlag{Name: flagHash, Usage: "verify the document hash `ALG:HEX` (e.g. SHA-256:11a7…) instead of a FILE; needs --sig"},
+		&ucli.StringFlag{Name: flagSigDir, Usage: "find the signature of each FILE under `DIR`, as 'tempel sign -o DIR' wrote it (DIR/FILE.ksig)"},
 		&ucli.StringFlag{Name: flagPolicy, Value: "default", Usage: "verification `POLICY`: default, internal, key, publication, user-publication or calendar"},
 		&ucli.StringFlag{Name: flagPubStr, Usage: "trusted publication `STRING` (AAAAAA-…) from print; implies --policy user-publication"},
 		&ucli.Uint64Flag{Name: flagInputLevel, Usage: "aggregation tree `LEVEL` of the document hash (when it is the root of a local tree)"},
@@ -185,7 +189,11 @@ func parseVerifyRequest(c *ucli.Context) (*verifyRequest, error) {
 	case len(docs) == 1 && isDir(docs[0]):
 		return nil, usageErrorf("%s is a directory: add -r to verify the documents in it", docs[0])
 	}
-	if r.jobs, err = planJobs(docs, c.String(flagSig), hash); err != nil {
+	sigDir := c.String(flagSigDir)
+	if sigDir != "" && single {
+		return nil, usageErrorf("--%s is where the signatures of several documents are; --%s and --%s name one signature", flagSigDir, flagSig, flagHash)
+	}
+	if r.jobs, err = planJobs(docs, c.String(flagSig), sigDir, hash); err != nil {
 		return nil, err
 	}
 	if _, err := r.trust.check(); err != nil {
@@ -217,7 +225,7 @@ func resolvePolicy(name string, explicit, pubStr bool) (verifier.Policy, error) 
 
 // planJobs turns the positional arguments, --sig and --hash into the
 // signatures to check.
-func planJobs(docs []string, sig string, hash ksi.Imprint) ([]verifyJob, error) {
+func planJobs(docs []string, sig, sigDir string, hash ksi.Imprint) ([]verifyJob, error) {
 	switch {
 	case hash != nil && sig == "":
 		return nil, usageErrorf("--%s needs --%s PATH, the signature to check the hash against", flagHash, flagSig)
@@ -237,6 +245,10 @@ func planJobs(docs []string, sig string, hash ksi.Imprint) ([]verifyJob, error) 
 	}
 	jobs := make([]verifyJob, len(docs))
 	for i, d := range docs {
+		if sigDir != "" {
+			jobs[i] = pairUnder(sigDir, d)
+			continue
+		}
 		jobs[i] = pairDocument(d)
 	}
 	return jobs, nil
@@ -264,6 +276,19 @@ func pairDocument(p string) verifyJob {
 		return verifyJob{doc: p, sig: ext}
 	}
 	return verifyJob{doc: p, sig: p + sigSuffix}
+}
+
+// pairUnder pairs a document with its signature in the tree that
+// 'tempel sign -o DIR' wrote: DIR/PATH.ksig (or its extended form).
+func pairUnder(dir, p string) verifyJob {
+	base, err := outputUnder(dir, p)
+	if err != nil {
+		return verifyJob{doc: p, err: err}
+	}
+	if ext := base + sigSuffix + extSuffix; fileExists(ext) {
+		return verifyJob{doc: p, sig: ext}
+	}
+	return verifyJob{doc: p, sig: base + sigSuffix}
 }
 
 func fileExists(p string) bool {
