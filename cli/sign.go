@@ -161,6 +161,8 @@ INPUTS:
    -r DIR              every file under DIR (signatures *.ksig skipped)
    --from-list FILE    one path per line (- for standard input)
    --hash ALG:HEX      a hash computed elsewhere, with -o PATH
+   (at most 1,000,000 files a run; files are hashed and written by
+   --workers goroutines, default the number of CPUs)
 
    tempel sign report.pdf minutes.txt      writes report.pdf.ksig, minutes.txt.ksig
    tempel sign -r records/ -o sigs/        sigs/records/….ksig, the same tree

@@ -67,7 +67,8 @@ POLICIES (--policy):
    calendar          the calendar, through the extender at --server (without
                      --server it answers INCONCLUSIVE)
 
-With --server HOST:PORT (or TEMPEL_SERVER) the calendar policy asks that
+With --server HOST:PORT (or TEMPEL_SERVER, or server in the configuration
+file) the calendar policy asks that
 server's extender; adding --extend lets the publication-based policies
 extend a signature that has no publication yet to the publication they
 check it against, on the fly (the signature file is not changed: tempel
