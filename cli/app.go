@@ -77,8 +77,18 @@ func App() *ucli.App {
 // behaviour: usage errors as one line, errors labelled with the command.
 func prepare(c *ucli.Command) {
 	c.OnUsageError = onUsageError
+	if takesConfig(c) {
+		c.Flags = append(c.Flags, configFlag())
+	}
 	if act := c.Action; act != nil {
-		c.Action = func(ctx *ucli.Context) error { return withCommand(ctx, act(ctx)) }
+		c.Action = func(ctx *ucli.Context) error {
+			// The configuration file fills in what the command line and
+			// the environment left unset, before the command reads it.
+			if err := applyConfig(ctx); err != nil {
+				return withCommand(ctx, err)
+			}
+			return withCommand(ctx, act(ctx))
+		}
 	}
 	for _, s := range c.Subcommands {
 		prepare(s)
@@ -110,7 +120,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	if len(args) == 0 {
 		args = []string{app.Name}
 	}
-	err := app.RunContext(ctx, permuteArgs(app, args))
+	args = permuteArgs(app, args)
+	app.Metadata = map[string]any{argsKey: args}
+	err := app.RunContext(ctx, args)
 	return exitCode(stderr, err)
 }
 

@@ -119,7 +119,7 @@ func TestPlanJobs(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := planJobs(tt.docs, tt.sig, tt.hash)
+			got, err := planJobs(tt.docs, tt.sig, "", tt.hash)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("error = %v, want %q", err, tt.wantErr)

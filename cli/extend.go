@@ -46,12 +46,29 @@ which must be verified: --trust-root and --cnstr, as for tempel verify.
 With --pub-str and none of these flags the record is built from the
 string itself.
 
-The result goes to SIGNATURE.ext.ksig, to -o PATH (one SIGNATURE), or
-replaces SIGNATURE with --replace; existing files are not overwritten
-without --force. The publication string is printed; --json prints one JSON
-object per signature (JSON Lines) with the fields signature, output,
+The result goes to SIGNATURE.ext.ksig (doc.txt.ksig -> doc.txt.ksig.ext.ksig),
+to -o PATH (one SIGNATURE), or replaces SIGNATURE with --replace (atomically,
+no backup); existing files are not overwritten without --force (an existing SIGNATURE.ext.ksig of the same signature
+that reaches a publication counts as already extended, so that running
+extend -r over a tree again extends only the new signatures). As
+ksi-tool writes its result to a separate file (ksi extend -i SIG -o OUT),
+extend never changes its input unless asked: the original signature stays
+as the server made it, and a failed or wrong extension cannot cost it. 'tempel verify doc.txt' then uses doc.txt.ksig.ext.ksig when
+it exists, so nothing else has to change.
+
+MANY SIGNATURES: -r DIR takes every signature under DIR (*.ksig, not the
+*.ext.ksig results), --from-list LIST one path per line (- for standard
+input). They are extended in parallel (--workers, default the number of
+CPUs), with a progress bar on a terminal and one summary line at the end
+(a line per signature with -v; each failure is named on standard error,
+and the last line names them all). The exit code is the worst outcome:
+3 for an error, 2 when a signature cannot be extended yet.
+
+For one signature the publication string is printed. --json prints one
+JSON object per signature (JSON Lines) with the fields signature, output,
 status (extended, already-extended, not-yet, error), publication_string,
-publication_time, signing_time, message.
+publication_time, signing_time, message; the summary of several then goes
+to standard error.
 
 ` + exitCodesHelp
 
@@ -63,12 +80,15 @@ func extendCommand() *ucli.Command {
 		&ucli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the extended signature to `PATH` (one SIGNATURE only)"},
 		&ucli.BoolFlag{Name: flagForce, Aliases: []string{"f"}, Usage: "overwrite existing output files"},
 		&ucli.BoolFlag{Name: flagJSON, Usage: "print one JSON object per signature (JSON Lines)"},
+		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "with several signatures, print a line per signature"},
 	}
+	flags = append(flags, inputFlags("signatures")...)
 	flags = append(flags, serverFlags(true)...)
 	return &ucli.Command{
 		Name:        "extend",
 		Usage:       "extend signatures to a publication, for verification without keys or servers",
 		ArgsUsage:   "SIGNATURE...",
+		UsageText:   "tempel extend [flags] SIGNATURE...\ntempel extend [flags] -r DIR...\ntempel extend [flags] --from-list LIST",
 		Description: extendDescription,
 		Flags:       append(flags, trustFlags()...),
 		Action:      runExtend,
@@ -105,14 +125,21 @@ type extendTarget struct {
 }
 
 func runExtend(c *ucli.Context) error {
-	args := c.Args().Slice()
+	start := time.Now()
+	in, err := collectInputs(c, c.Args().Slice(), signatureFiles)
+	if err != nil {
+		return err
+	}
+	args := in.paths
 	out, replace, force := c.String(flagOutput), c.Bool(flagReplace), c.Bool(flagForce)
 	switch {
+	case len(args) == 0 && in.bulk:
+		return usageErrorf("nothing to extend: no signatures (*%s) found", sigSuffix)
 	case len(args) == 0:
 		return usageErrorf("nothing to extend: give a SIGNATURE file (see 'tempel extend --help')")
 	case out != "" && replace:
 		return usageErrorf("-o and --%s both say where the result goes: give one", flagReplace)
-	case out != "" && len(args) > 1:
+	case out != "" && in.bulk:
 		return usageErrorf("-o names the result for one signature, got %d (without -o each SIGNATURE goes to SIGNATURE%s)", len(args), extSuffix)
 	case c.IsSet(flagPubStr) && c.IsSet(flagTime):
 		return usageErrorf("--%s and --%s both choose the publication: give one", flagPubStr, flagTime)
@@ -168,11 +195,15 @@ func runExtend(c *ucli.Context) error {
 	}
 	defer cl.Close()
 
-	w := c.App.Writer
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	worst := ExitOK
-	for i, sigPath := range args {
+	workers, err := workerCount(c)
+	if err != nil {
+		return err
+	}
+	views := make([]extendView, len(args))
+	codes := make([]int, len(args))
+	b := newFilesBar(c, "extending", len(args))
+	parallel(c.Context, len(args), workers, func(i int) {
+		sigPath := args[i]
 		dst := sigPath + extSuffix
 		switch {
 		case replace:
@@ -181,29 +212,69 @@ func runExtend(c *ucli.Context) error {
 			dst = out
 		}
 		v, code, err := extendOne(c, cl, srv, target, sigPath, dst, replace || force)
-		worst = worse(worst, code)
 		if err != nil {
 			v.Status, v.Message = extStatusError, oneLine(err.Error())
 			if code == ExitInconclusive {
 				v.Status = extStatusNotYet
 			}
-			fmt.Fprintf(c.App.ErrWriter, "%s: %s: %s\n", commandName(c), sigPath, v.Message)
 		}
-		if c.Bool(flagJSON) {
+		views[i], codes[i] = v, code
+		b.add(1)
+	})
+	b.done()
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	return reportExtend(c, in.bulk, views, codes, start)
+}
+
+// reportExtend prints the outcome of every signature: a report for each
+// success of a single one; for several, a line per signature with -v and
+// a summary; --json one object per signature. Failures are named on
+// standard error. The exit code is the worst outcome.
+func reportExtend(c *ucli.Context, bulk bool, views []extendView, codes []int, start time.Time) error {
+	w, errw := c.App.Writer, c.App.ErrWriter
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	sum := newSummary("extended", extStatusExtended, extStatusAlready, extStatusNotYet, extStatusError)
+	sum.failVerb, sum.start = "were not extended", start
+	worst, printed := ExitOK, false
+	for i, v := range views {
+		worst = worse(worst, codes[i])
+		failed := v.Status == extStatusError || v.Status == extStatusNotYet
+		sum.add(v.Signature, v.Status, failed)
+		if failed {
+			fmt.Fprintf(errw, "%s: %s: %s\n", commandName(c), v.Signature, v.Message)
+		}
+		switch {
+		case c.Bool(flagJSON):
 			if err := enc.Encode(v); err != nil {
 				return err
 			}
-			continue
+		case failed:
+		case bulk && c.Bool(flagVerbose):
+			fmt.Fprintf(w, "%s: %s -> %s (%s)\n", v.Signature, v.Status, v.Output, v.PublicationString)
+		case bulk:
+		default:
+			if printed {
+				fmt.Fprintln(w)
+			}
+			writeExtendText(w, v)
+			printed = true
 		}
-		if err != nil {
-			continue
-		}
-		if i > 0 {
-			fmt.Fprintln(w)
-		}
-		writeExtendText(w, v)
 	}
-	return silentExit(worst)
+	if !bulk {
+		return silentExit(worst)
+	}
+	if c.Bool(flagJSON) {
+		sum.print(errw)
+	} else {
+		sum.print(w)
+	}
+	if worst == ExitOK {
+		return nil
+	}
+	return sum.failures(worst)
 }
 
 // chooseTarget picks the publication from the flags and the file.
@@ -271,6 +342,13 @@ func extendOne(c *ucli.Context, cl *client.Client, srv serverOptions, tg extendT
 		return v, ExitError, fmt.Errorf("not a valid KSI signature: %s", trimPkg(err))
 	}
 	v.SigningTime = formatTime(sig.SigningTime())
+	if !overwrite && dst != sigPath {
+		if done, ok := extendedAlready(sig, dst); ok {
+			v.Status, v.Output = extStatusAlready, dst
+			v.PublicationString, v.PublicationTime = done.String(), formatTime(done.Time)
+			return v, ExitOK, nil
+		}
+	}
 	if pr := sig.PublicationRecord; pr != nil && pr.Data.Time == pub.Time && pr.Data.Hash.Equal(pub.Hash) {
 		v.Status = extStatusAlready
 		return v, ExitOK, nil
@@ -317,6 +395,23 @@ func extendOne(c *ucli.Context, cl *client.Client, srv serverOptions, tg extendT
 	}
 	v.Status, v.Output = extStatusExtended, dst
 	return v, ExitOK, nil
+}
+
+// extendedAlready reports whether dst already holds sig extended to a
+// publication, as an earlier run left it, so that extending a tree again
+// (every night, say) only extends what is new. A dst that is not the same
+// signature (another document hash or signing time) is not taken for it.
+func extendedAlready(sig *ksi.Signature, dst string) (ksi.PublishedData, bool) {
+	b, err := readFileLimited(dst, ksi.MaxObjectSize)
+	if err != nil {
+		return ksi.PublishedData{}, false
+	}
+	ext, err := ksi.ParseSignature(b)
+	if err != nil || ext.PublicationRecord == nil ||
+		!ext.DocumentHash().Equal(sig.DocumentHash()) || ext.SigningTime() != sig.SigningTime() {
+		return ksi.PublishedData{}, false
+	}
+	return ext.PublicationRecord.Data, true
 }
 
 // nextPublication estimates the first publication at or after t: the

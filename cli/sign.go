@@ -150,63 +150,120 @@ const signDescription = `Signs each FILE and writes its signature next to it as 
 name tempel verify and ksi-tool look for). Existing signatures are never
 overwritten without --force.
 
-Several files are signed with ONE request: they are hashed (SHA-256) and
-aggregated locally into a small hash tree whose root the server signs, so
-every signature carries the same signing time.
+All files are signed with as few requests as the server allows (usually
+ONE): they are hashed and aggregated locally into a hash tree whose root
+the server signs, so every signature carries the same signing time. Each
+leaf is blinded with a mask (ksi-spec §5), so that no signature reveals
+the hash of another file of the batch; --no-mask turns that off.
+
+INPUTS:
+   FILE...             files; - for standard input (alone, with -o PATH)
+   -r DIR              every file under DIR (signatures *.ksig skipped)
+   --from-list FILE    one path per line (- for standard input)
+   --hash ALG:HEX      a hash computed elsewhere, with -o PATH
+   (at most 1,000,000 files a run; files are hashed and written by
+   --workers goroutines, default the number of CPUs)
 
    tempel sign report.pdf minutes.txt      writes report.pdf.ksig, minutes.txt.ksig
+   tempel sign -r records/ -o sigs/        sigs/records/….ksig, the same tree
+   find . -name '*.xml' | tempel sign --from-list -
    tempel sign -o out.ksig report.pdf      one file, signature to out.ksig
    tempel sign -o doc.ksig - < doc.txt     standard input
+   tempel sign -H SHA-512 report.pdf       hash with SHA-512 (default SHA-256)
    tempel sign --hash SHA-256:HEX -o x.ksig   a hash computed elsewhere
 
-The server is --server (default ` + defaultServer + `, or TEMPEL_SERVER); a
-development server ('tempel serve') needs no credentials. For each file
-the signing time (UTC), the identity recorded by the servers and the
-signature's path are printed; --json prints one JSON object per file
+-o names the signature file of a single input; with several inputs (or
+-r, --from-list, or an existing directory, or a name ending in /) it is a
+directory that receives FILE.ksig under the path FILE was given by.
+
+HASH ALGORITHMS (-H, --hash): SHA-256 (default), SHA-384, SHA-512,
+SHA3-224, SHA3-256, SHA3-384, SHA3-512, RIPEMD-160. Deprecated ones (SHA-1,
+since 2016-07-01) and obsolete ones are refused before anything is sent.
+
+The server is --server (default ` + defaultServer + `, TEMPEL_SERVER, or the
+config file, see 'tempel verify --help'); a development server ('tempel
+serve') needs no credentials.
+
+OUTPUT: for one input, the signing time (UTC), the identity recorded by the
+servers and the signature's path. With several inputs, one summary line
+(counts, elapsed time, files per second), a progress bar on a terminal,
+and a line per file only with -v. --json prints one JSON object per file
 (JSON Lines) with the fields document, document_hash, signature,
-signing_time, signing_time_unix and identity.
+signing_time, signing_time_unix, identity, and error for a file that
+failed; the summary then goes to standard error.
+
+A file that cannot be read is named on standard error and the others are
+still signed; the run then ends with exit code 3 and a line naming the
+failed files.
 
 ` + exitCodesHelp
 
+// Flags of the sign command.
+const (
+	flagHashAlg = "hash-alg"
+	flagNoMask  = "no-mask"
+)
+
 func signCommand() *ucli.Command {
 	flags := []ucli.Flag{
-		&ucli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the signature to `PATH` (one input only; required for - and --hash)"},
-		&ucli.StringFlag{Name: flagHash, Usage: "sign the document hash `ALG:HEX` instead of a file (SHA-256 only); needs -o"},
+		&ucli.StringFlag{Name: flagOutput, Aliases: []string{"o"}, Usage: "write the signature to `PATH` (one input), or under the directory PATH (several inputs, keeping their tree)"},
+		&ucli.StringFlag{Name: flagHash, Usage: "sign the document hash `ALG:HEX` instead of a file; needs -o"},
+		&ucli.StringFlag{Name: flagHashAlg, Aliases: []string{"H"}, Value: ksi.SHA2_256.String(), Usage: "hash files with `ALG` (SHA-256, SHA-384, SHA-512, SHA3-256, SHA3-512, RIPEMD-160, …)"},
 		&ucli.BoolFlag{Name: flagForce, Aliases: []string{"f"}, Usage: "overwrite existing signature files"},
+		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "with several inputs, print a line per file"},
 		&ucli.BoolFlag{Name: flagJSON, Usage: "print one JSON object per signed document (JSON Lines)"},
+		&ucli.BoolFlag{Name: flagNoMask, Usage: "do not blind the leaves of a batch: each signature then shows its neighbours' hashes"},
 	}
+	flags = append(flags, inputFlags("files")...)
 	return &ucli.Command{
-		Name:        "sign",
-		Usage:       "sign files (or a hash) with a Tempel server",
-		ArgsUsage:   "FILE...",
-		UsageText:   "tempel sign [flags] FILE...\ntempel sign [flags] -o PATH -\ntempel sign [flags] --hash ALG:HEX -o PATH",
+		Name:      "sign",
+		Usage:     "sign files (or a hash) with a Tempel server",
+		ArgsUsage: "FILE...",
+		UsageText: "tempel sign [flags] FILE...\ntempel sign [flags] -r DIR... [-o DIR]\ntempel sign [flags] --from-list LIST\n" +
+			"tempel sign [flags] -o PATH -\ntempel sign [flags] --hash ALG:HEX -o PATH",
 		Description: signDescription,
 		Flags:       append(flags, serverFlags(true)...),
 		Action:      runSign,
 	}
 }
 
-// signJob is one document to sign and where its signature goes.
+// signJob is one document to sign, where its signature goes, and what
+// became of it.
 type signJob struct {
 	doc  string      // file name, "-" for standard input, "" for --hash
 	hash ksi.Imprint // known up front for --hash, else computed
 	out  string
+	sig  *ksi.Signature
+	err  error // why this file failed; the others go on
 }
 
 // signView is what sign prints about one signature.
 type signView struct {
 	Document        string `json:"document,omitempty"`
-	DocumentHash    string `json:"document_hash"`
-	Signature       string `json:"signature"`
-	SigningTime     string `json:"signing_time"`
-	SigningTimeUnix uint64 `json:"signing_time_unix"`
+	DocumentHash    string `json:"document_hash,omitempty"`
+	Signature       string `json:"signature,omitempty"`
+	SigningTime     string `json:"signing_time,omitempty"`
+	SigningTimeUnix uint64 `json:"signing_time_unix,omitempty"`
 	Identity        string `json:"identity,omitempty"`
+	Error           string `json:"error,omitempty"`
 }
 
-func planSign(c *ucli.Context) ([]signJob, error) {
+// signPlan is a validated sign command line.
+type signPlan struct {
+	jobs   []signJob
+	alg    ksi.HashAlg
+	bulk   bool
+	outDir bool // -o names a directory that receives the tree
+}
+
+func planSign(c *ucli.Context, now time.Time) (*signPlan, error) {
 	args, out, force := c.Args().Slice(), c.String(flagOutput), c.Bool(flagForce)
+	alg, err := signAlg(c.String(flagHashAlg), now)
+	if err != nil {
+		return nil, usageErrorf("-H %s", err)
+	}
 	if h := c.String(flagHash); h != "" {
-		if len(args) > 0 {
+		if len(args) > 0 || c.Bool(flagRecursive) || c.IsSet(flagFromList) {
 			return nil, usageErrorf("--%s replaces the FILE: give one or the other", flagHash)
 		}
 		if out == "" {
@@ -216,33 +273,78 @@ func planSign(c *ucli.Context) ([]signJob, error) {
 		if err != nil {
 			return nil, usageErrorf("--%s %q: %s (want ALG:HEX, e.g. SHA-256:11a7…)", flagHash, h, trimPkg(err))
 		}
-		if imp.Alg() != ksi.SHA2_256 {
-			return nil, usageErrorf("--%s: the server signs SHA-256 hashes only, got %s", flagHash, imp.Alg())
+		if _, err := signAlg(imp.Alg().String(), now); err != nil {
+			return nil, usageErrorf("--%s: %s", flagHash, err)
 		}
-		return []signJob{{hash: imp, out: out}}, checkOutputs([]string{out}, force)
+		if c.IsSet(flagHashAlg) && imp.Alg() != alg {
+			return nil, usageErrorf("-H %s and --%s %s name different algorithms: the hash says which one it is, drop -H", alg, flagHash, imp.Alg())
+		}
+		return &signPlan{jobs: []signJob{{hash: imp, out: out}}, alg: imp.Alg()}, checkOutputs([]string{out}, force)
 	}
+	in, err := collectInputs(c, args, documentFiles)
+	if err != nil {
+		return nil, err
+	}
+	p := &signPlan{alg: alg, bulk: in.bulk}
 	switch {
-	case len(args) == 0:
+	case len(in.paths) == 0 && (c.Bool(flagRecursive) || c.IsSet(flagFromList)):
+		return nil, usageErrorf("nothing to sign: no files in %s", strings.Join(append(args, c.String(flagFromList)), ", "))
+	case len(in.paths) == 0:
 		return nil, usageErrorf("nothing to sign: give a FILE, - for standard input, or --%s (see 'tempel sign --help')", flagHash)
-	case out != "" && len(args) > 1:
-		return nil, usageErrorf("-o names the signature of one input, got %d files (without -o each FILE is signed into FILE%s)", len(args), sigSuffix)
 	}
-	jobs := make([]signJob, len(args))
-	outs := make([]string, len(args))
-	for i, a := range args {
+	outDir := out != "" && (in.bulk || strings.HasSuffix(out, "/") || isDir(out))
+	p.outDir = outDir
+	if outDir && strings.HasSuffix(out, sigSuffix) {
+		return nil, usageErrorf("-o %s names one signature file, but there are %d inputs: give -o a directory to keep their tree under", out, len(in.paths))
+	}
+	p.jobs = make([]signJob, len(in.paths))
+	outs := make([]string, len(in.paths))
+	for i, a := range in.paths {
+		j := &p.jobs[i]
+		j.doc, j.out = a, a+sigSuffix
 		switch {
-		case a == "-" && out == "":
-			return nil, usageErrorf("standard input (-) has no name to put the signature next to: add -o PATH")
-		case a == "-" && len(args) > 1:
+		case a == "-" && in.bulk:
 			return nil, usageErrorf("standard input (-) can only be signed alone")
+		case a == "-" && (out == "" || outDir):
+			return nil, usageErrorf("standard input (-) has no name to put the signature next to: add -o PATH")
+		case outDir:
+			o, err := outputUnder(out, a)
+			if err != nil {
+				return nil, usageErrorf("%v", err)
+			}
+			j.out = o + sigSuffix
 		case out != "":
-			jobs[i] = signJob{doc: a, out: out}
-		default:
-			jobs[i] = signJob{doc: a, out: a + sigSuffix}
+			j.out = out
 		}
-		outs[i] = jobs[i].out
+		outs[i] = j.out
 	}
-	return jobs, checkOutputs(outs, force)
+	return p, checkOutputs(outs, force)
+}
+
+// signAlg parses a document hash algorithm and refuses those that must
+// not be used for a new signature at now, naming the date.
+func signAlg(name string, now time.Time) (ksi.HashAlg, error) {
+	alg, err := ksi.ParseHashAlg(name)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %s", name, trimPkg(err))
+	}
+	t := uint64(now.Unix())
+	switch {
+	case !alg.Known():
+		return 0, fmt.Errorf("%s is not a KSI hash algorithm", name)
+	case alg.Obsolete(t):
+		return 0, fmt.Errorf("%s is obsolete since %s: it is not accepted for new signatures", alg, formatTime(alg.ObsoleteFrom()))
+	case alg.Deprecated(t):
+		return 0, fmt.Errorf("%s is deprecated since %s: it is not accepted for new signatures", alg, formatTime(alg.DeprecatedFrom()))
+	case !alg.Supported():
+		return 0, fmt.Errorf("%s is not supported by tempel: it cannot compute or verify it", alg)
+	}
+	return alg, nil
+}
+
+func isDir(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.IsDir()
 }
 
 // checkOutputs refuses, before anything is hashed or sent, output paths
@@ -250,6 +352,7 @@ func planSign(c *ucli.Context) ([]signJob, error) {
 // request should not be wasted on a run that cannot write its results.
 func checkOutputs(paths []string, force bool) error {
 	seen := make(map[string]bool, len(paths))
+	var exist []string
 	for _, p := range paths {
 		clean := filepath.Clean(p)
 		if seen[clean] {
@@ -260,14 +363,21 @@ func checkOutputs(paths []string, force bool) error {
 			continue
 		}
 		if _, err := os.Lstat(p); err == nil {
-			return usageErrorf("%s already exists: remove it or add --%s", p, flagForce)
+			exist = append(exist, p)
 		}
 	}
-	return nil
+	switch len(exist) {
+	case 0:
+		return nil
+	case 1:
+		return usageErrorf("%s already exists: remove it or add --%s", exist[0], flagForce)
+	}
+	return usageErrorf("%d signatures already exist (%s, …): remove them or add --%s", len(exist), exist[0], flagForce)
 }
 
 func runSign(c *ucli.Context) error {
-	jobs, err := planSign(c)
+	sum := newSummary("signed", "signed", "failed")
+	p, err := planSign(c, time.Now())
 	if err != nil {
 		return err
 	}
@@ -275,65 +385,203 @@ func runSign(c *ucli.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := hashJobs(c, jobs); err != nil {
+	workers, err := workerCount(c)
+	if err != nil {
 		return err
 	}
+	hashJobs(c, p, workers)
+	if !p.bulk && p.jobs[0].err != nil {
+		return p.jobs[0].err
+	}
+	var todo []int
+	for i := range p.jobs {
+		if p.jobs[i].err == nil {
+			todo = append(todo, i)
+		}
+	}
+	if len(todo) > 0 {
+		if err := signJobs(c, srv, p, todo); err != nil {
+			return err
+		}
+		writeSignatures(c, p, todo, workers)
+	}
+	if !p.bulk {
+		if err := p.jobs[0].err; err != nil {
+			return err
+		}
+	}
+	return reportSign(c, p, sum)
+}
+
+// hashJobs fills in the hash of every file job, in parallel and
+// streaming (files may be large). A file that cannot be read gets its
+// error and is left out of the request.
+func hashJobs(c *ucli.Context, p *signPlan, workers int) {
+	var b *bar
+	if len(p.jobs) == 1 && p.jobs[0].doc != "" && p.jobs[0].doc != "-" {
+		if fi, err := os.Stat(p.jobs[0].doc); err == nil {
+			b = newBytesBar(c, "hashing", fi.Size())
+		}
+	} else {
+		b = newFilesBar(c, "hashing", len(p.jobs))
+	}
+	defer b.done()
+	single := len(p.jobs) == 1
+	parallel(c.Context, len(p.jobs), workers, func(i int) {
+		j := &p.jobs[i]
+		if j.hash == nil {
+			var tee *bar
+			if single {
+				tee = b
+			}
+			j.hash, j.err = hashFile(j.doc, p.alg, tee)
+		}
+		if !single {
+			b.add(1)
+		}
+	})
+	if err := c.Context.Err(); err != nil {
+		for i := range p.jobs {
+			if p.jobs[i].hash == nil && p.jobs[i].err == nil {
+				p.jobs[i].err = err
+			}
+		}
+	}
+}
+
+func hashFile(name string, alg ksi.HashAlg, b *bar) (ksi.Imprint, error) {
+	var r io.Reader = os.Stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return nil, inputErrorf("cannot read document: %v", err)
+		}
+		defer f.Close()
+		if fi, err := f.Stat(); err == nil && fi.IsDir() {
+			return nil, inputErrorf("%s is a directory: add -r to sign the files in it", name)
+		}
+		r = f
+	}
+	h, err := alg.New()
+	if err != nil {
+		return nil, inputErrorf("cannot hash with %s: %s", alg, trimPkg(err))
+	}
+	if b != nil {
+		r = io.TeeReader(r, b)
+	}
+	if _, err := io.Copy(h, r); err != nil {
+		return nil, inputErrorf("cannot read %s: %v", name, err)
+	}
+	return ksi.NewImprint(alg, h.Sum(nil))
+}
+
+// signJobs signs the hashes of the jobs todo. A failure here is the
+// server's or the connection's, the same for every file, so it ends the
+// run with one message.
+func signJobs(c *ucli.Context, srv serverOptions, p *signPlan, todo []int) error {
 	cl, err := srv.dial()
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-
-	hashes := make([]ksi.Imprint, len(jobs))
-	for i, j := range jobs {
-		hashes[i] = j.hash
+	hashes := make([]ksi.Imprint, len(todo))
+	for k, i := range todo {
+		hashes[k] = p.jobs[i].hash
 	}
-	// One request for all files: SignMany aggregates them locally (and
-	// sends a single hash unchanged).
-	sigs, err := cl.SignMany(c.Context, hashes)
+	sigs, err := signMany(c.Context, cl, hashes, c.Bool(flagNoMask))
 	if err != nil {
 		return srv.serverError(err)
 	}
+	if len(sigs) != len(hashes) {
+		return inputErrorf("the client returned %d signatures for %d hashes", len(sigs), len(hashes))
+	}
+	for k, i := range todo {
+		p.jobs[i].sig = sigs[k]
+	}
+	return nil
+}
 
-	out := c.App.Writer
+// writeSignatures encodes and writes the signatures of the jobs todo in
+// parallel; with -o DIR the directories of the tree are created.
+func writeSignatures(c *ucli.Context, p *signPlan, todo []int, workers int) {
+	b := newFilesBar(c, "writing", len(todo))
+	defer b.done()
+	force := c.Bool(flagForce)
+	parallel(context.Background(), len(todo), workers, func(k int) {
+		j := &p.jobs[todo[k]]
+		defer b.add(1)
+		enc, err := j.sig.Encode()
+		if err != nil {
+			j.err = inputErrorf("cannot encode the signature of %s: %s", j.display(), trimPkg(err))
+			return
+		}
+		if dir := filepath.Dir(j.out); p.outDir && dir != "." {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				j.err = inputErrorf("cannot write signature: %v", err)
+				return
+			}
+		}
+		if err := writeNew(j.out, enc, force); err != nil {
+			j.err = inputErrorf("cannot write signature: %v", err)
+		}
+	})
+}
+
+// reportSign prints the result of each job as asked (always for a single
+// input; with -v or --json for several), the failures on standard error
+// and, for several inputs, the summary.
+func reportSign(c *ucli.Context, p *signPlan, sum *summary) error {
+	out, name := c.App.Writer, commandName(c)
+	asJSON, verbose := c.Bool(flagJSON), c.Bool(flagVerbose)
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
-	force := c.Bool(flagForce)
-	for i, j := range jobs {
-		b, err := sigs[i].Encode()
-		if err != nil {
-			return inputErrorf("cannot encode the signature of %s: %s", j.display(), trimPkg(err))
+	for i := range p.jobs {
+		j := &p.jobs[i]
+		v := signView{Document: j.doc, Signature: j.out}
+		if j.hash != nil {
+			v.DocumentHash = j.hash.String()
 		}
-		if err := writeNew(j.out, b, force); err != nil {
-			return inputErrorf("cannot write signature: %v", err)
+		if j.err != nil {
+			v.Signature, v.Error = "", oneLine(j.err.Error())
+			sum.add(j.doc, "failed", true)
+			fmt.Fprintf(c.App.ErrWriter, "%s: %s: %s\n", name, j.display(), v.Error)
+		} else {
+			sum.add(j.doc, "signed", false)
+			v.SigningTime = formatTime(j.sig.SigningTime())
+			v.SigningTimeUnix = j.sig.SigningTime()
+			v.Identity = strings.Join(j.sig.Identity(), " :: ")
 		}
-		v := signView{
-			Document:        j.doc,
-			DocumentHash:    j.hash.String(),
-			Signature:       j.out,
-			SigningTime:     formatTime(sigs[i].SigningTime()),
-			SigningTimeUnix: sigs[i].SigningTime(),
-			Identity:        strings.Join(sigs[i].Identity(), " :: "),
-		}
-		if c.Bool(flagJSON) {
+		switch {
+		case asJSON:
 			if err := enc.Encode(v); err != nil {
 				return err
 			}
-			continue
+		case j.err != nil:
+		case !p.bulk:
+			writeSignText(out, j, v)
+		case verbose:
+			fmt.Fprintf(out, "signed %s -> %s (%s)\n", j.display(), v.Signature, v.SigningTime)
 		}
-		if i > 0 {
-			fmt.Fprintln(out)
-		}
-		fmt.Fprintf(out, "signed %s\n", j.display())
-		line := func(label, value string) { fmt.Fprintf(out, "  %-16s %s\n", label+":", value) }
-		line("document hash", v.DocumentHash)
-		line("signed at", v.SigningTime)
-		if v.Identity != "" {
-			line("signed by", v.Identity)
-		}
-		line("signature", v.Signature)
 	}
-	return nil
+	if p.bulk {
+		if asJSON {
+			sum.print(c.App.ErrWriter)
+		} else {
+			sum.print(out)
+		}
+	}
+	return sum.failures(ExitError)
+}
+
+func writeSignText(out io.Writer, j *signJob, v signView) {
+	fmt.Fprintf(out, "signed %s\n", j.display())
+	line := func(label, value string) { fmt.Fprintf(out, "  %-16s %s\n", label+":", value) }
+	line("document hash", v.DocumentHash)
+	line("signed at", v.SigningTime)
+	if v.Identity != "" {
+		line("signed by", v.Identity)
+	}
+	line("signature", v.Signature)
 }
 
 func (j signJob) display() string {
@@ -345,139 +593,6 @@ func (j signJob) display() string {
 	}
 	return j.doc
 }
-
-// Above these sizes hashing takes long enough that a silent terminal
-// looks hung, so a progress line is shown.
-const (
-	progressMinFiles = 20
-	progressMinBytes = 64 << 20
-)
-
-// hashJobs fills in the SHA-256 hash of every file job, streaming: files
-// may be large. SHA-256 is the only algorithm the server accepts.
-func hashJobs(c *ucli.Context, jobs []signJob) error {
-	var files []*signJob
-	var total int64
-	for i := range jobs {
-		j := &jobs[i]
-		if j.hash != nil {
-			continue
-		}
-		if j.doc != "-" {
-			fi, err := os.Stat(j.doc)
-			if err != nil {
-				return inputErrorf("cannot read document: %v", err)
-			}
-			if fi.IsDir() {
-				return inputErrorf("%s is a directory; sign the files in it (e.g. tempel sign %s)", j.doc, filepath.Join(j.doc, "*"))
-			}
-			total += fi.Size()
-		}
-		files = append(files, j)
-	}
-	var bar *progress
-	if (len(files) > progressMinFiles || total > progressMinBytes) && isTerminal(c.App.ErrWriter) {
-		bar = newProgress(c.App.ErrWriter, len(files), total)
-		defer bar.finish()
-	}
-	for _, j := range files {
-		h, err := hashFile(j.doc, bar)
-		if err != nil {
-			return err
-		}
-		j.hash = h
-		bar.fileDone()
-	}
-	return nil
-}
-
-func hashFile(name string, bar *progress) (ksi.Imprint, error) {
-	var r io.Reader = os.Stdin
-	if name != "-" {
-		f, err := os.Open(name)
-		if err != nil {
-			return nil, inputErrorf("cannot read document: %v", err)
-		}
-		defer f.Close()
-		r = f
-	}
-	h, err := ksi.SHA2_256.New()
-	if err != nil {
-		return nil, err
-	}
-	if bar != nil {
-		r = io.TeeReader(r, bar)
-	}
-	if _, err := io.Copy(h, r); err != nil {
-		return nil, inputErrorf("cannot read %s: %v", name, err)
-	}
-	return ksi.NewImprint(ksi.SHA2_256, h.Sum(nil))
-}
-
-// isTerminal reports whether w is a terminal. A progress line in a log
-// file or a pipe is noise, so it is only drawn for people.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// progress draws one self-overwriting line on a terminal: files and bytes
-// hashed so far. (A library bar would need a new module dependency for
-// what is one line of output.)
-type progress struct {
-	w            io.Writer
-	files, total int64
-	doneFiles    int64
-	doneBytes    int64
-	drawn        time.Time
-}
-
-func newProgress(w io.Writer, files int, total int64) *progress {
-	p := &progress{w: w, files: int64(files), total: total}
-	p.draw()
-	return p
-}
-
-// Write counts hashed bytes (progress is the TeeReader's sink).
-func (p *progress) Write(b []byte) (int, error) {
-	p.doneBytes += int64(len(b))
-	// Redrawing on every 32 KiB block would flood a slow terminal.
-	if time.Since(p.drawn) > 100*time.Millisecond {
-		p.draw()
-	}
-	return len(b), nil
-}
-
-func (p *progress) fileDone() {
-	if p == nil {
-		return
-	}
-	p.doneFiles++
-	p.draw()
-}
-
-func (p *progress) draw() {
-	p.drawn = time.Now()
-	pct := 100.0
-	if p.total > 0 {
-		pct = 100 * float64(p.doneBytes) / float64(p.total)
-	}
-	const width = 30
-	n := int(pct * width / 100)
-	fmt.Fprintf(p.w, "\rhashing [%s%s] %3.0f%%  %d/%d files  %s/%s ",
-		strings.Repeat("=", n), strings.Repeat(" ", width-n), pct, p.doneFiles, p.files, mib(p.doneBytes), mib(p.total))
-}
-
-func (p *progress) finish() {
-	// Erase the line so the results start on a clean one.
-	fmt.Fprintf(p.w, "\r\033[K")
-}
-
-func mib(n int64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }
 
 // writeNew writes a signature file. Without force it never replaces an
 // existing file, even one created since the inputs were checked (O_EXCL).

@@ -27,16 +27,19 @@ const (
 func trustFlags() []ucli.Flag {
 	return []ucli.Flag{
 		&ucli.StringFlag{
-			Name:  flagPubfile,
-			Usage: "`PATH|URL` of the publications file (URLs: http://, https://, file://)",
+			Name:    flagPubfile,
+			EnvVars: []string{"TEMPEL_PUBFILE"},
+			Usage:   "`PATH|URL` of the publications file (URLs: http://, https://, file://)",
 		},
 		&ucli.StringSliceFlag{
-			Name:  flagTrustRoot,
-			Usage: "trusted root certificate (`PEM/DER` file) for the publications file's signature (repeatable)",
+			Name:    flagTrustRoot,
+			EnvVars: []string{"TEMPEL_TRUST_ROOT"},
+			Usage:   "trusted root certificate (`PEM/DER` file) for the publications file's signature (repeatable)",
 		},
 		&ucli.StringSliceFlag{
-			Name:  flagCnstr,
-			Usage: "required attribute of the publications file signer, `OID=VALUE` such as E=publications@example.org (repeatable; E, CN, C, O or a dotted OID)",
+			Name:    flagCnstr,
+			EnvVars: []string{"TEMPEL_CNSTR"},
+			Usage:   "required attribute of the publications file signer, `OID=VALUE` such as E=publications@example.org (repeatable; E, CN, C, O or a dotted OID)",
 		},
 		&ucli.BoolFlag{
 			Name:  flagPubfileNoVerify,
@@ -56,12 +59,24 @@ type trustOptions struct {
 
 func trustOptionsFrom(c *ucli.Context) trustOptions {
 	return trustOptions{
-		pubfile:  c.String(flagPubfile),
-		roots:    c.StringSlice(flagTrustRoot),
-		cnstr:    c.StringSlice(flagCnstr),
+		pubfile:  strings.TrimSpace(c.String(flagPubfile)),
+		roots:    nonEmptyValues(c.StringSlice(flagTrustRoot)),
+		cnstr:    nonEmptyValues(c.StringSlice(flagCnstr)),
 		noVerify: c.Bool(flagPubfileNoVerify),
 		tlsCAs:   c.StringSlice(flagTLSCA),
 	}
+}
+
+// nonEmptyValues drops empty values, which an environment variable set to ""
+// gives.
+func nonEmptyValues(vs []string) []string {
+	var out []string
+	for _, v := range vs {
+		if strings.TrimSpace(v) != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // check validates the combination of trust flags before any input is
@@ -89,8 +104,8 @@ func (t trustOptions) check() ([]verifier.Constraint, error) {
 		missing = append(missing, "--"+flagCnstr+" E=ADDRESS (the signer's e-mail address)")
 	}
 	if len(missing) > 0 {
-		return nil, usageErrorf("the publications file %s must be verified before use: add %s, or --%s for tests",
-			t.pubfile, strings.Join(missing, " and "), flagPubfileNoVerify)
+		return nil, usageErrorf("the publications file %s must be verified before use: add %s (or set them in the config file %s), or --%s for tests",
+			t.pubfile, strings.Join(missing, " and "), defaultConfigHint(), flagPubfileNoVerify)
 	}
 	cs := make([]verifier.Constraint, 0, len(t.cnstr))
 	for _, s := range t.cnstr {

@@ -28,18 +28,32 @@ const (
 	flagVerbose    = "verbose"
 	flagJSON       = "json"
 	flagExtend     = "extend"
+	flagSigDir     = "sig-dir"
 )
 
 // sigSuffix is appended to a document's name to find its signature, as
 // ksi-tool names them (ksi sign -i doc.txt -o doc.txt.ksig).
 const sigSuffix = ".ksig"
 
-const verifyDescription = `Verifies each document FILE against its signature FILE.ksig, or one
-document (or hash) against the signature named by --sig, and prints a short
-report: the verdict, the document and its hash, when and by whom it was
-signed, and what the signature was checked against.
+const verifyDescription = `Verifies each document FILE against its signature, or one document (or
+hash) against the signature named by --sig, and prints a short report: the
+verdict, the document and its hash, when and by whom it was signed, and
+what the signature was checked against.
 
-With --sig and no FILE or --hash, only the signature itself is checked.
+The signature of FILE is FILE.ksig.ext.ksig (what tempel extend writes)
+when it exists, else FILE.ksig. A signature given as FILE (NAME.ksig or
+NAME.ksig.ext.ksig) is checked against the document NAME beside it.
+--sig-dir DIR looks for DIR/FILE.ksig instead, the tree that 'tempel sign
+-o DIR' writes. With --sig and no FILE or --hash, only the signature itself
+is checked.
+
+MANY DOCUMENTS: -r DIR takes every document under DIR (files not ending in
+.ksig), --from-list LIST one path per line (- for standard input). They
+are checked in parallel (--workers, default the number of CPUs), with a
+progress bar on a terminal; instead of a report per document, one summary
+line is printed (counts by verdict, elapsed time, files per second), a
+line per document with -v, and each document that did not verify is named
+on standard error.
 
 POLICIES (--policy):
    default           publications file, else the key of the calendar
@@ -53,7 +67,8 @@ POLICIES (--policy):
    calendar          the calendar, through the extender at --server (without
                      --server it answers INCONCLUSIVE)
 
-With --server HOST:PORT (or TEMPEL_SERVER) the calendar policy asks that
+With --server HOST:PORT (or TEMPEL_SERVER, or server in the configuration
+file) the calendar policy asks that
 server's extender; adding --extend lets the publication-based policies
 extend a signature that has no publication yet to the publication they
 check it against, on the fly (the signature file is not changed: tempel
@@ -71,8 +86,16 @@ OUTPUT:
    rule, message, policy, document, document_hash, signed_hash, signature,
    signing_time, identity, anchor, publication, rules, warnings, hint, error.
 
+   With several documents the summary goes to standard error.
+
 With several documents the exit code is that of the worst outcome, in the
-order FAILED (1), ERROR (3), INCONCLUSIVE (2), OK (0).
+order FAILED (1), ERROR (3), INCONCLUSIVE (2), OK (0), and the last line
+names the documents that did not verify.
+
+ENVIRONMENT: TEMPEL_PUBFILE, TEMPEL_TRUST_ROOT, TEMPEL_CNSTR, TEMPEL_SERVER,
+TEMPEL_TLS_CA, TEMPEL_USER, TEMPEL_KEY, TEMPEL_CONFIG (one value each).
+
+` + configHelp + `
 
 ` + exitCodesHelp
 
@@ -80,10 +103,11 @@ func verifyCommand() *ucli.Command {
 	flags := []ucli.Flag{
 		&ucli.StringFlag{Name: flagSig, Usage: "signature `PATH` of a single document, or of the --hash, or to check alone"},
 		&ucli.StringFlag{Name: flagHash, Usage: "verify the document hash `ALG:HEX` (e.g. SHA-256:11a7…) instead of a FILE; needs --sig"},
+		&ucli.StringFlag{Name: flagSigDir, Usage: "find the signature of each FILE under `DIR`, as 'tempel sign -o DIR' wrote it (DIR/FILE.ksig)"},
 		&ucli.StringFlag{Name: flagPolicy, Value: "default", Usage: "verification `POLICY`: default, internal, key, publication, user-publication or calendar"},
 		&ucli.StringFlag{Name: flagPubStr, Usage: "trusted publication `STRING` (AAAAAA-…) from print; implies --policy user-publication"},
 		&ucli.Uint64Flag{Name: flagInputLevel, Usage: "aggregation tree `LEVEL` of the document hash (when it is the root of a local tree)"},
-		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "list every verification rule"},
+		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "list every verification rule; with several documents, a line per document"},
 		&ucli.BoolFlag{Name: flagJSON, Usage: "print one JSON object per document (JSON Lines)"},
 		&ucli.BoolFlag{Name: flagExtend, Usage: "let publication-based policies extend the signature on the fly through --server"},
 	}
@@ -92,11 +116,13 @@ func verifyCommand() *ucli.Command {
 		Usage:     "verify documents against their KSI signatures",
 		ArgsUsage: "[FILE...]",
 		UsageText: "tempel verify [flags] FILE...             (each FILE against FILE.ksig)\n" +
+			"tempel verify [flags] -r DIR...           (every document under DIR)\n" +
+			"tempel verify [flags] --from-list LIST    (one path per line, - for standard input)\n" +
 			"tempel verify [flags] --sig PATH FILE\n" +
 			"tempel verify [flags] --sig PATH --hash ALG:HEX\n" +
 			"tempel verify [flags] --sig PATH           (the signature alone)",
 		Description: verifyDescription,
-		Flags:       append(append(flags, trustFlags()...), serverFlags(false)...),
+		Flags:       append(append(append(flags, inputFlags("documents")...), trustFlags()...), serverFlags(false)...),
 		Action:      runVerify,
 	}
 }
@@ -110,6 +136,7 @@ type verifyRequest struct {
 	trust   trustOptions
 	verbose bool
 	json    bool
+	bulk    bool
 }
 
 // verifyJob is one signature to check and the document it must match.
@@ -117,6 +144,7 @@ type verifyJob struct {
 	doc  string      // document file; "" for none
 	hash ksi.Imprint // document hash given with --hash
 	sig  string      // signature file
+	err  error       // why the pair cannot be checked, found while planning
 }
 
 func parseVerifyRequest(c *ucli.Context) (*verifyRequest, error) {
@@ -144,7 +172,29 @@ func parseVerifyRequest(c *ucli.Context) (*verifyRequest, error) {
 			return nil, usageErrorf("--%s %q: %s (want ALG:HEX, e.g. SHA-256:11a7…)", flagHash, h, trimPkg(err))
 		}
 	}
-	if r.jobs, err = planJobs(c.Args().Slice(), c.String(flagSig), hash); err != nil {
+	docs := c.Args().Slice()
+	many := c.Bool(flagRecursive) || c.IsSet(flagFromList)
+	single := hash != nil || c.String(flagSig) != ""
+	switch {
+	case many && single:
+		return nil, usageErrorf("--%s and --%s name the signature of one document: -r and --%s check each FILE against its own signature", flagSig, flagHash, flagFromList)
+	case many || (len(docs) > 1 && !single):
+		in, err := collectInputs(c, docs, documentFiles)
+		if err != nil {
+			return nil, err
+		}
+		if len(in.paths) == 0 {
+			return nil, usageErrorf("nothing to verify: no documents in %s", strings.Join(append(docs, c.String(flagFromList)), ", "))
+		}
+		docs, r.bulk = in.paths, in.bulk
+	case len(docs) == 1 && isDir(docs[0]):
+		return nil, usageErrorf("%s is a directory: add -r to verify the documents in it", docs[0])
+	}
+	sigDir := c.String(flagSigDir)
+	if sigDir != "" && single {
+		return nil, usageErrorf("--%s is where the signatures of several documents are; --%s and --%s name one signature", flagSigDir, flagSig, flagHash)
+	}
+	if r.jobs, err = planJobs(docs, c.String(flagSig), sigDir, hash); err != nil {
 		return nil, err
 	}
 	if _, err := r.trust.check(); err != nil {
@@ -176,7 +226,7 @@ func resolvePolicy(name string, explicit, pubStr bool) (verifier.Policy, error) 
 
 // planJobs turns the positional arguments, --sig and --hash into the
 // signatures to check.
-func planJobs(docs []string, sig string, hash ksi.Imprint) ([]verifyJob, error) {
+func planJobs(docs []string, sig, sigDir string, hash ksi.Imprint) ([]verifyJob, error) {
 	switch {
 	case hash != nil && sig == "":
 		return nil, usageErrorf("--%s needs --%s PATH, the signature to check the hash against", flagHash, flagSig)
@@ -196,12 +246,59 @@ func planJobs(docs []string, sig string, hash ksi.Imprint) ([]verifyJob, error) 
 	}
 	jobs := make([]verifyJob, len(docs))
 	for i, d := range docs {
-		jobs[i] = verifyJob{doc: d, sig: d + sigSuffix}
+		if sigDir != "" {
+			jobs[i] = pairUnder(sigDir, d)
+			continue
+		}
+		jobs[i] = pairDocument(d)
 	}
 	return jobs, nil
 }
 
+// pairDocument finds what a FILE argument pairs with. A signature
+// (NAME.ksig, or NAME.ksig.ext.ksig as tempel extend writes it) is
+// checked against the document NAME beside it. A document is checked
+// against its extended signature NAME.ksig.ext.ksig when there is one (it
+// reaches a publication, so more can be checked), else NAME.ksig.
+func pairDocument(p string) verifyJob {
+	if isSignatureName(p) {
+		doc := strings.TrimSuffix(p, sigSuffix)
+		if strings.HasSuffix(p, extSuffix) {
+			doc = strings.TrimSuffix(strings.TrimSuffix(p, extSuffix), sigSuffix)
+		}
+		j := verifyJob{doc: doc, sig: p}
+		if _, err := os.Stat(doc); err != nil {
+			j.err = fmt.Errorf("no document %s beside the signature %s: give it with --%s %s DOCUMENT; to check the signature %s alone, use --%s %s",
+				doc, p, flagSig, p, p, flagSig, p)
+		}
+		return j
+	}
+	if ext := p + sigSuffix + extSuffix; fileExists(ext) {
+		return verifyJob{doc: p, sig: ext}
+	}
+	return verifyJob{doc: p, sig: p + sigSuffix}
+}
+
+// pairUnder pairs a document with its signature in the tree that
+// 'tempel sign -o DIR' wrote: DIR/PATH.ksig (or its extended form).
+func pairUnder(dir, p string) verifyJob {
+	base, err := outputUnder(dir, p)
+	if err != nil {
+		return verifyJob{doc: p, err: err}
+	}
+	if ext := base + sigSuffix + extSuffix; fileExists(ext) {
+		return verifyJob{doc: p, sig: ext}
+	}
+	return verifyJob{doc: p, sig: base + sigSuffix}
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
+}
+
 func runVerify(c *ucli.Context) error {
+	start := time.Now()
 	r, err := parseVerifyRequest(c)
 	if err != nil {
 		return err
@@ -236,25 +333,67 @@ func runVerify(c *ucli.Context) error {
 		warnings = append(warnings, noVerifyWarning)
 	}
 
-	out, name := c.App.Writer, commandName(c)
+	workers, err := workerCount(c)
+	if err != nil {
+		return err
+	}
+	views := make([]*verifyView, len(r.jobs))
+	b := newFilesBar(c, "verifying", len(r.jobs))
+	parallel(c.Context, len(r.jobs), workers, func(i int) {
+		j := r.jobs[i]
+		v, err := &verifyView{Document: j.doc, Signature: j.sig, Policy: r.policy.String(), policy: r.policy}, j.err
+		if err == nil {
+			v, err = verifyOne(c.Context, j, r.policy, opts)
+		}
+		v.Warnings = warnings
+		if err != nil {
+			v.Verdict, v.Error, v.Result = verdictError, err.Error(), ""
+		}
+		views[i] = v
+		b.add(1)
+	})
+	b.done()
+	if err := c.Context.Err(); err != nil {
+		return err
+	}
+	return reportVerify(c, r, views, start)
+}
+
+// reportVerify prints the outcome of every document: a full report for a
+// single one; for several, a line per file with -v, the failures on
+// standard error, and a summary. --json prints one object per document
+// either way. The exit code is the worst outcome.
+func reportVerify(c *ucli.Context, r *verifyRequest, views []*verifyView, start time.Time) error {
+	out, errw, name := c.App.Writer, c.App.ErrWriter, commandName(c)
 	enc := json.NewEncoder(out)
 	enc.SetEscapeHTML(false)
+	sum := newSummary("verified", verdictOK, verdictFailed, verdictInconclusive, verdictError)
+	sum.failVerb, sum.start = "did not verify", start
 	worst, printed := ExitOK, false
-	for _, j := range r.jobs {
-		v, err := verifyOne(c.Context, j, r.policy, opts)
-		v.Warnings = warnings
+	for _, v := range views {
 		code := v.exitCode()
-		if err != nil {
-			fmt.Fprintf(c.App.ErrWriter, "%s: %s\n", name, oneLine(err.Error()))
-			v.Verdict, v.Error, code = verdictError, err.Error(), ExitError
-		}
 		worst = worse(worst, code)
+		sum.add(v.display(), v.Verdict, code != ExitOK)
+		if v.Verdict == verdictError {
+			if r.bulk {
+				fmt.Fprintf(errw, "%s: %s: %s\n", name, v.display(), oneLine(v.Error))
+			} else {
+				fmt.Fprintf(errw, "%s: %s\n", name, oneLine(v.Error))
+			}
+		} else if r.bulk && code != ExitOK {
+			fmt.Fprintf(errw, "%s: %s: %s\n", name, v.display(), v.verdictLine())
+		}
 		switch {
 		case r.json:
 			if err := enc.Encode(v); err != nil {
 				return err
 			}
-		case err == nil:
+		case r.bulk && r.verbose && v.Verdict == verdictError:
+			fmt.Fprintf(out, "%s: ERROR: %s\n", v.display(), oneLine(v.Error))
+		case r.bulk && r.verbose:
+			fmt.Fprintf(out, "%s: %s\n", v.display(), v.verdictLine())
+		case r.bulk, v.Verdict == verdictError:
+		default:
 			if printed {
 				fmt.Fprintln(out)
 			}
@@ -262,7 +401,24 @@ func runVerify(c *ucli.Context) error {
 			printed = true
 		}
 	}
-	return silentExit(worst)
+	if !r.bulk {
+		return silentExit(worst)
+	}
+	if r.json {
+		sum.print(errw)
+	} else {
+		sum.print(out)
+	}
+	return sum.failures(worst)
+}
+
+// display names the document of a view, or its signature when there is
+// no document.
+func (v *verifyView) display() string {
+	if v.Document != "" {
+		return v.Document
+	}
+	return v.Signature
 }
 
 // Verdicts, the first word of a report.
@@ -298,6 +454,9 @@ type verifyView struct {
 	result verifier.Result
 	policy verifier.Policy
 	byHash bool // the document was given as --hash
+	// missing says in plain words what the user must give for a verdict,
+	// before the KSI code in the verdict line.
+	missing string
 }
 
 func (v *verifyView) exitCode() int {
@@ -345,6 +504,10 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 		if errors.Is(err, fs.ErrNotExist) && j.doc != "" && strings.HasSuffix(j.doc, sigSuffix) {
 			return v, fmt.Errorf("cannot read signature: %v (to check the signature %s alone, use --%s %s)", err, j.doc, flagSig, j.doc)
 		}
+		if errors.Is(err, fs.ErrNotExist) && j.doc != "" && j.sig == j.doc+sigSuffix {
+			return v, fmt.Errorf("cannot read signature: %v (no signature beside %s: sign it with 'tempel sign %s', or name its signature with --%s PATH)",
+				err, j.doc, j.doc, flagSig)
+		}
 		return v, fmt.Errorf("cannot read signature: %v", err)
 	}
 	sig, err := ksi.ParseSignature(b)
@@ -383,6 +546,9 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 	default:
 		v.Verdict = verdictInconclusive
 		v.Hint = inconclusiveHint(p, rep, opts.PublicationsFile != nil)
+		if needsPubfile(p) && opts.PublicationsFile == nil {
+			v.missing = missingPubfile
+		}
 	}
 	return v, nil
 }
@@ -410,9 +576,19 @@ func inconclusiveHint(p verifier.Policy, rep *verifier.Report, havePubfile bool)
 	case rep.Rule == "ExtendSignature":
 		return "the extender at --server could not be asked; is the server running, and does its calendar reach the publication?"
 	case !havePubfile && (p == verifier.Default || p == verifier.KeyBased || p == verifier.PublicationsFileBased):
-		return "give a publications file (--pubfile with --trust-root and --cnstr) or a publication string (--pub-str)"
+		return "give a publications file (--pubfile with --trust-root and --cnstr, or pubfile, trust-root and cnstr in the config file " + defaultConfigHint() + ") or a publication string (--pub-str)"
 	}
 	return ""
+}
+
+// missingPubfile is the verdict of a policy that needed a publications
+// file nobody named.
+const missingPubfile = "no publications file given: pass --" + flagPubfile + " or set it in the config"
+
+// needsPubfile reports whether policy p can only decide with a
+// publications file.
+func needsPubfile(p verifier.Policy) bool {
+	return p == verifier.Default || p == verifier.KeyBased || p == verifier.PublicationsFileBased
 }
 
 // policyText explains what each policy checks against, for people.
@@ -435,6 +611,9 @@ func (v *verifyView) verdictLine() string {
 		return fmt.Sprintf("FAILED: %s (%s)", lowerFirst(v.Code.Text()), v.Code)
 	}
 	what := v.detail()
+	if v.missing != "" {
+		what = v.missing
+	}
 	if what == "" {
 		what = lowerFirst(v.Code.Text())
 	}
