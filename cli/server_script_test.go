@@ -41,7 +41,6 @@ func TestServerScripts(t *testing.T) {
 				return err
 			}
 			e.Setenv("PORT", strconv.Itoa(port))
-			e.Values[scriptT{}] = e.T()
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
@@ -50,7 +49,6 @@ func TestServerScripts(t *testing.T) {
 			"capture":     cmdCapture,
 			"waitseconds": cmdWaitSeconds,
 			"damage":      cmdDamage,
-			"skipon":      cmdSkipOn,
 		},
 	})
 }
@@ -215,28 +213,3 @@ func cmdDamage(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("damage: unknown mode %q", args[0])
 	}
 }
-
-// cmdSkipOn runs a program that must succeed, except that a failure whose
-// standard error matches REGEXP skips the rest of the script with
-// MESSAGE, for a capability another part of the system may not have yet:
-//
-//	skipon REGEXP MESSAGE program [args...]
-func cmdSkipOn(ts *testscript.TestScript, neg bool, args []string) {
-	if neg || len(args) < 3 {
-		ts.Fatalf("usage: skipon REGEXP MESSAGE program [args...]")
-	}
-	re, err := regexp.Compile(args[0])
-	ts.Check(err)
-	if err := ts.Exec(args[2], args[3:]...); err != nil {
-		if re.MatchString(ts.ReadFile("stderr")) {
-			// testscript stops the background server on the way out.
-			ts.Logf("skipon: %s", ts.ReadFile("stderr"))
-			ts.Value(scriptT{}).(testscript.T).Skip(args[1])
-		}
-		ts.Fatalf("%s: %v", args[2], err)
-	}
-}
-
-// scriptT is the key of the script's testscript.T in Env.Values, for
-// commands that skip.
-type scriptT struct{}

@@ -7,14 +7,9 @@ import (
 	"github.com/tempel-ksi/tempel/ksi"
 )
 
-// signMany is the CLI's one call into the SDK's bulk signing, so that the
-// SDK call with masks and requests split by the server's maximum level
-// (client.SignManyWith) replaces it in one line:
-//
-//	return cl.SignManyWith(ctx, hashes, client.SignManyOptions{NoMask: noMask})
-//
-// Until then every hash goes into one request, unmasked.
+// signMany is the CLI's one call into the SDK's bulk signing: every leaf
+// blinded by a mask unless noMask, as few requests as the server's
+// maximum level allows.
 func signMany(ctx context.Context, cl *client.Client, hashes []ksi.Imprint, noMask bool) ([]*ksi.Signature, error) {
-	_ = noMask
-	return cl.SignMany(ctx, hashes)
+	return cl.SignManyWith(ctx, hashes, client.SignManyOptions{NoMask: noMask})
 }
