@@ -289,7 +289,7 @@ func (e *Engine) submit(r Request, p pending) error {
 
 // checkHash checks a document hash other than SHA-256: a well-formed
 // imprint of an algorithm that Tempel implements and that is neither
-// deprecated nor obsolete now (ksi-spec §2). The round tree hashes with
+// deprecated nor obsolete now (docs/design/formats.md#hash-algorithms). The round tree hashes with
 // SHA-256 above it whatever its algorithm.
 func checkHash(h ksi.Imprint, now time.Time) error {
 	if _, err := ksi.ParseImprint(h); err != nil {
