@@ -255,9 +255,9 @@ func parseAggregationChainInto(c *AggregationChain, e tlv.Element, links []Link,
 	return nil
 }
 
-// Shape returns the chain-index value the chain's links encode (docs/design/formats.md
-// #chain-index): a sentinel 1 followed by one bit per link, highest link first,
-// 1 for a left link.
+// Shape returns the chain-index value the chain's links encode
+// (docs/design/formats.md#chain-index): a sentinel 1 followed by one bit
+// per link, highest link first, 1 for a left link.
 func (c *AggregationChain) Shape() uint64 { return LinksShape(c.Links) }
 
 // LinksShape computes the shape of a list of aggregation links.
