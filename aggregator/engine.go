@@ -289,7 +289,7 @@ func (e *Engine) submit(r Request, p pending) error {
 
 // checkHash checks a document hash other than SHA-256: a well-formed
 // imprint of an algorithm that Tempel implements and that is neither
-// deprecated nor obsolete now (ksi-spec §2). The round tree hashes with
+// deprecated nor obsolete now (docs/design/formats.md#hash-algorithms). The round tree hashes with
 // SHA-256 above it whatever its algorithm.
 func checkHash(h ksi.Imprint, now time.Time) error {
 	if _, err := ksi.ParseImprint(h); err != nil {
@@ -358,9 +358,10 @@ func (c *caller) deliver(res Result) {
 // GC (plus a guard, rounded up to a power of two). Parked without the
 // pad, a gRPC handler uses just under 4 KiB, so handlers started with
 // 4 KiB, and every one of them then outgrew it on the way here and
-// copied its stack into 8 KiB: a tenth of the server's CPU per unary
-// call. With the pad they start with 8 KiB (/gc/stack/starting-size:bytes)
-// and never copy, and their stacks take no more memory than before.
+// copied its stack into 8 KiB, a cost on every unary call (measured in
+// docs/design/latency.md#parked-callers-stacks). With the pad they start
+// with 8 KiB (/gc/stack/starting-size:bytes) and never copy, and their
+// stacks take no more memory than before.
 //
 //go:noinline
 func (c *caller) wait(ctx context.Context) Result {
@@ -603,8 +604,8 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 // their upstream answers and wait to be answered: the engine is catching
 // up (after a stall, say). Everyone is late then, and turns would only
 // slow it: waking one round at a time, each waiting for its last callers
-// while new requests keep the scheduler busy, drained a 4 s stall's
-// backlog at 40 k/s more slowly than waking them all.
+// while new requests keep the scheduler busy, drains a backlog more slowly
+// than waking them all (docs/design/latency.md#answer-turns).
 func (e *Engine) behind() bool {
 	return e.answering.Load() > int64(2*time.Second/e.cfg.Period)
 }

@@ -284,7 +284,7 @@ func BenchmarkRound100k(b *testing.B) {
 }
 
 // TestStatusCodes checks the KSI status every engine error maps to
-// (ksi-spec §8.5).
+// (docs/design/formats.md#status-codes).
 func TestStatusCodes(t *testing.T) {
 	for _, tc := range []struct {
 		err  error

@@ -13,7 +13,7 @@ import (
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
-// Status maps an engine error to a KSI status code (ksi-spec §8.5).
+// Status maps an engine error to a KSI status code (docs/design/formats.md#status-codes).
 func Status(err error) uint64 {
 	switch {
 	case err == nil:
@@ -91,7 +91,7 @@ func (h *PDUSigner) maxRequests(login string) int {
 // requests were answered: the client has gone, nothing is to be sent.
 //
 // A response to a request at level L > 0 is relative to the request, as
-// the reference clients expect (ksi-spec §8.3): its lowest chain's first
+// the reference clients expect (docs/design/formats.md#level-corrections): its lowest chain's first
 // level correction is L less than in the finished signature, and the
 // client adds L back.
 func (h *PDUSigner) Respond(ctx context.Context, req *pdu.AggregatorRequest, key []byte) (resp []byte, code int, ok bool) {
@@ -255,7 +255,7 @@ func (h *PDUSigner) encode(resp *pdu.AggregatorResponse, alg ksi.HashAlg, key []
 }
 
 // signatureElements splits a signature into the elements an aggregation
-// response carries (ksi-spec §8.3): the children of the 0x800 element.
+// response carries (docs/design/formats.md#aggregation): the children of the 0x800 element.
 func signatureElements(sig []byte) ([][]byte, error) {
 	e, err := tlv.ReadOne(sig)
 	if err != nil {

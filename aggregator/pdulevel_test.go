@@ -43,7 +43,7 @@ func docHashes(t *testing.T, doc string) []ksi.Imprint {
 // libksi (KSI_SignatureBuilder_close → addRootLevel) and goksi
 // (BuildFromAggregationResp → AdjustLevelCorrection) sort the chains,
 // add the level to the first link's correction of the lowest one and
-// wrap the elements in 0x800 (ksi-spec §8.3). Written from the parsed
+// wrap the elements in 0x800 (docs/design/formats.md#level-corrections). Written from the parsed
 // model and the chain encoder, not with ksi.ShiftInputLevel, so that the
 // server's arithmetic is checked by another.
 func clientSignature(t *testing.T, elements [][]byte, level uint64) *ksi.Signature {
@@ -83,7 +83,7 @@ func clientSignature(t *testing.T, elements [][]byte, level uint64) *ksi.Signatu
 // checkPDUAnswer checks one aggregation response to a request of hash at
 // level as a reference client does, and that the check could fail: the
 // stored signature passes the internal policy with the request's level
-// as input level (GEN-03, ksi-spec §4.8) and fails it one level higher;
+// as input level (GEN-03, docs/design/formats.md#level-corrections) and fails it one level higher;
 // for a level above 0 the elements as sent are relative to the request
 // (first correction lowered by the level), so that without the client's
 // adjustment they are not the finished signature and fail INT-01.

@@ -146,7 +146,7 @@ func upstreamChainsOf(up Upstream) int {
 
 // MaxLevelLimit is the highest request level an engine with a queue of
 // maxQueue requests and upstream up can accept: a chain climbs at most
-// 255 levels (ksi-spec §4.1), and above a request sit its metadata link,
+// 255 levels (docs/design/formats.md#level-corrections), and above a request sit its metadata link,
 // its round's tree and, per upstream chain, a metadata link and a tree of
 // at most 2^upstreamTreeDepth leaves. A request that overflowed would
 // fail its whole round.

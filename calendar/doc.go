@@ -1,5 +1,5 @@
 // Package calendar is Tempel's hash calendar: the only durable state on the
-// signing path (DESIGN.md §3–§5).
+// signing path (docs/design/architecture.md, docs/design/durability.md).
 //
 // # Parts
 //

@@ -146,7 +146,7 @@ func (s *Service) writePDU(w http.ResponseWriter, resp *pdu.ExtenderResponse, al
 	server.WritePDU(w, b, code)
 }
 
-// extendStatus maps extending errors to the status codes of ksi-spec §8.5.
+// extendStatus maps extending errors to the status codes of docs/design/formats.md#status-codes.
 func extendStatus(err error) uint64 {
 	switch {
 	case errors.Is(err, ErrBadRange):

@@ -41,7 +41,7 @@ type PublisherConfig struct {
 }
 
 // Publisher makes a publication every period and keeps the signed
-// publications file (ksi-spec §7) with all publications.
+// publications file (docs/design/formats.md#publications-file) with all publications.
 type Publisher struct {
 	cfg PublisherConfig
 

@@ -18,7 +18,7 @@ import (
 	"github.com/tempel-ksi/tempel/ksi"
 )
 
-// The calendar hash tree (ksi-spec §4.6, §4.7) has one leaf per POSIX
+// The calendar hash tree (docs/design/formats.md#calendar-hash-chains) has one leaf per POSIX
 // second; leaf index = the second. Its shape is fixed by the number of
 // leaves: the root joins the largest perfect subtree on the left with the
 // calendar tree of the remaining leaves on the right. So the tree over
@@ -61,7 +61,7 @@ const calendarAlg = ksi.SHA2_256
 const imprintLen = 1 + sha256.Size
 
 // EmptyLeaf is the leaf of a second without input: a SHA-256 imprint with
-// an all-zero digest (DESIGN.md §3).
+// an all-zero digest (docs/design/architecture.md#time).
 var EmptyLeaf = ksi.Imprint(make([]byte, imprintLen))
 
 func init() { EmptyLeaf[0] = byte(calendarAlg) }
@@ -648,7 +648,7 @@ func (s *Store) getMeta(k []byte) ([]byte, error) {
 }
 
 // hashNode is one calendar step: SHA-256(left || right || 0xFF), whose
-// algorithm is the right child's (ksi-spec §4.6); Tempel's nodes are all
+// algorithm is the right child's (docs/design/formats.md#calendar-hash-chains); Tempel's nodes are all
 // SHA-256.
 func hashNode(left, right ksi.Imprint) ksi.Imprint {
 	var buf [2*imprintLen + 1]byte

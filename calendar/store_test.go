@@ -19,7 +19,7 @@ func leafFor(t uint64) ksi.Imprint {
 }
 
 // refRoot computes the calendar root over leaves by the recursive rule of
-// ksi-spec §4.7 (largest perfect subtree on the left), independently of
+// docs/design/formats.md#calendar-hash-chains (largest perfect subtree on the left), independently of
 // the store's peak bookkeeping.
 func refRoot(leaves []ksi.Imprint) ksi.Imprint {
 	if len(leaves) == 1 {

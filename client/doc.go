@@ -1,7 +1,7 @@
 // Package client is the Go SDK for Tempel: what an e-government gateway
 // embeds to have document hashes signed, signatures extended to
 // publications and the publications file fetched, over Tempel's gRPC API
-// (DESIGN.md §2, §6).
+// (docs/design/architecture.md#data-flow, #interfaces).
 //
 // A document never leaves its owner: only its hash ([ksi.Imprint]) is sent.
 // Every call takes a context and returns parsed [ksi.Signature] values

@@ -30,7 +30,7 @@ type localTree struct {
 	linkArena []byte
 	linkOff   []int32  // node i's link is linkArena[linkOff[i]:linkOff[i+1]]
 	pathLen   []int32  // bytes of the links from node i to the root
-	shape     []uint64 // shape (ksi-spec §5.2) of node i's path to the root
+	shape     []uint64 // shape (docs/design/formats.md#chain-index) of node i's path to the root
 }
 
 const innerSize = 1 + sha256.Size

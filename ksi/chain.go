@@ -7,7 +7,7 @@ import (
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
-// TLV types inside aggregation and calendar hash chains (ksi-spec §3.1, §3.2).
+// TLV types inside aggregation and calendar hash chains (docs/design/formats.md#aggregation-hash-chains, #calendar-hash-chains).
 const (
 	TypeAggregationChain = 0x801
 	TypeCalendarChain    = 0x802
@@ -34,7 +34,7 @@ const (
 
 // Link is one step of an aggregation hash chain. A left link (type 0x07)
 // means the chain's own node is the LEFT child, so the sibling is hashed
-// after it; a right link (0x08) puts the sibling first (ksi-spec §4.1).
+// after it; a right link (0x08) puts the sibling first (docs/design/formats.md#aggregation-hash-chains).
 //
 // A link carries exactly one of: a sibling imprint, a legacy client id
 // (both in Sibling; a legacy id starts with 0x03, which no imprint does)
@@ -48,7 +48,7 @@ type Link struct {
 }
 
 // StepBytes returns the bytes the link contributes to its hash step
-// (ksi-spec §4.2): the sibling imprint, the legacy id or the metadata.
+// (docs/design/formats.md#aggregation-hash-chains): the sibling imprint, the legacy id or the metadata.
 func (l *Link) StepBytes() []byte {
 	if l.Metadata != nil {
 		return l.Metadata.Value
@@ -140,7 +140,7 @@ func parseLinkInto(l *Link, e tlv.Element) error {
 	return nil
 }
 
-// parseLegacyID checks the 29-byte legacy client id (ksi-spec §4.3).
+// parseLegacyID checks the 29-byte legacy client id (docs/design/formats.md#aggregation-hash-chains).
 func parseLegacyID(v []byte) ([]byte, error) {
 	if len(v) != legacyIDLen {
 		return nil, fmt.Errorf("legacy id must be %d bytes, got %d", legacyIDLen, len(v))
@@ -255,9 +255,9 @@ func parseAggregationChainInto(c *AggregationChain, e tlv.Element, links []Link,
 	return nil
 }
 
-// Shape returns the chain-index value the chain's links encode (ksi-spec
-// §5.2): a sentinel 1 followed by one bit per link, highest link first,
-// 1 for a left link.
+// Shape returns the chain-index value the chain's links encode
+// (docs/design/formats.md#chain-index): a sentinel 1 followed by one bit
+// per link, highest link first, 1 for a left link.
 func (c *AggregationChain) Shape() uint64 { return LinksShape(c.Links) }
 
 // LinksShape computes the shape of a list of aggregation links.
@@ -273,7 +273,7 @@ func LinksShape(links []Link) uint64 {
 }
 
 // CalendarLink is one step of a calendar hash chain: the sibling imprint
-// and the side (ksi-spec §3.2, §4.6).
+// and the side (docs/design/formats.md#calendar-hash-chains).
 type CalendarLink struct {
 	Left    bool
 	Sibling Imprint

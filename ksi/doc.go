@@ -1,5 +1,5 @@
 // Package ksi is the pure core of Tempel: the KSI data formats and hashing
-// rules, with no I/O (ksi-spec in ../shared).
+// rules, with no I/O (docs/design/formats.md).
 //
 // # Contents
 //

@@ -16,7 +16,7 @@ import (
 	"golang.org/x/crypto/ripemd160" //nolint:staticcheck // RIPEMD-160 is part of the KSI format.
 )
 
-// HashAlg is a KSI hash algorithm id (ksi-spec §2).
+// HashAlg is a KSI hash algorithm id (docs/design/formats.md#hash-algorithms).
 type HashAlg byte
 
 // The hash algorithms of KSI.
@@ -131,7 +131,7 @@ var ErrDeprecatedAlg = errors.New("ksi: hash algorithm no longer allowed for new
 
 // CheckSigning reports whether a document hash made with a may be signed
 // at POSIX time t: a known algorithm that Tempel implements, neither
-// deprecated nor obsolete at t (ksi-spec §2; a verifier fails a signature
+// deprecated nor obsolete at t (docs/design/formats.md#hash-algorithms; a verifier fails a signature
 // of a hash deprecated at its signing time with INT-13). The error names
 // the algorithm and, for a deprecated or obsolete one, the date.
 func (a HashAlg) CheckSigning(t uint64) error {

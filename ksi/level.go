@@ -15,16 +15,16 @@ var ErrLevelShift = errors.New("ksi: cannot shift the input level")
 // level correction of its lowest aggregation chain's first link changed
 // by delta, every other element kept byte for byte.
 //
-// Why: a signature's first correction counts the input's level (ksi-spec
-// §4.8), but a KSI PDU aggregation response is relative to the request:
-// the reference clients add the request level to that correction
-// themselves (§8.3). The server lowers it by the request level L before
-// answering; a client raises it back. The shifted chain, run from level
-// L instead of 0, gives the same hashes: only where the levels are
-// counted from moves. Run from 0 it does not (INT-01).
+// Why: a signature's first correction counts the input's level, but a KSI
+// PDU aggregation response is relative to the request: the reference
+// clients add the request level to that correction themselves
+// (docs/design/formats.md#level-corrections). The server lowers it by the
+// request level L before answering; a client raises it back. The shifted
+// chain, run from level L instead of 0, gives the same hashes: only where
+// the levels are counted from moves. Run from 0 it does not (INT-01).
 //
-// The lowest chain is the one with the most chain index entries (§5.1);
-// a tie is refused. A delta of 0 returns sig itself.
+// The lowest chain is the one with the most chain index entries
+// (docs/design/formats.md#chain-index); a tie is refused. A delta of 0 returns sig itself.
 func ShiftInputLevel(sig []byte, delta int) ([]byte, error) {
 	if delta == 0 {
 		return sig, nil

@@ -9,7 +9,7 @@ import (
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
-// Metadata element children (ksi-spec §3.1).
+// Metadata element children (docs/design/formats.md#metadata).
 const (
 	tagMetaClientID  = 0x01
 	tagMetaMachineID = 0x02
@@ -93,7 +93,7 @@ func parseMetadata(e tlv.Element) (*Metadata, error) {
 // ErrMetadataPadding is returned by CheckPadding (rule INT-11).
 var ErrMetadataPadding = errors.New("ksi: metadata may be confused with an imprint")
 
-// CheckPadding applies the metadata padding rule (ksi-spec §4.4): metadata
+// CheckPadding applies the metadata padding rule (docs/design/formats.md#metadata): metadata
 // hashed in place of a sibling imprint must not be readable as one.
 func (m *Metadata) CheckPadding() error {
 	v := m.Value
@@ -137,7 +137,7 @@ type MetadataFields struct {
 
 // AppendMetadataValue appends the value of a metadata element (its
 // children, with padding first) so that its length is even, which no
-// imprint has (ksi-spec §4.4).
+// imprint has (docs/design/formats.md#metadata).
 func AppendMetadataValue(dst []byte, f MetadataFields) ([]byte, error) {
 	// Sizes first, then one pass of appends: this runs once per signing
 	// request.

@@ -7,11 +7,11 @@ import (
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
-// PubFileMagic starts every publications file (ksi-spec §7). The elements
+// PubFileMagic starts every publications file (docs/design/formats.md#publications-file). The elements
 // after it form the value of a pseudo element 0x700 that is never encoded.
 const PubFileMagic = "KSIPUBLF"
 
-// TLV types of the publications file (ksi-spec §7). Publication records
+// TLV types of the publications file (docs/design/formats.md#publications-file). Publication records
 // use [TypePubFileRecord].
 const (
 	TypePubFileHeader    = 0x701
@@ -52,7 +52,7 @@ type CertificateRecord struct {
 	Raw []byte
 }
 
-// PublicationsFile is a parsed publications file (ksi-spec §7). Parsing
+// PublicationsFile is a parsed publications file (docs/design/formats.md#publications-file). Parsing
 // checks structure only: the PKCS#7 signature over [PublicationsFile.SignedBytes]
 // is verified elsewhere (package verifier), so a parsed file is not yet
 // trusted.
@@ -70,7 +70,7 @@ type PublicationsFile struct {
 }
 
 // Stages of the top-level ordering rule: header, certificates,
-// publications, signature (ksi-spec §1.1, §7).
+// publications, signature (docs/design/formats.md#publications-file).
 const (
 	pfStageStart = iota
 	pfStageHeader
@@ -224,7 +224,7 @@ func parseCertificateRecord(e tlv.Element) (CertificateRecord, error) {
 }
 
 // SignedBytes returns the bytes the file's PKCS#7 signature covers: the
-// magic and every element before the 0x704 element (ksi-spec §7). It
+// magic and every element before the 0x704 element (docs/design/formats.md#publications-file). It
 // aliases Raw.
 func (f *PublicationsFile) SignedBytes() []byte {
 	return f.Raw[:f.signedLen:f.signedLen]
@@ -253,7 +253,7 @@ func (f *PublicationsFile) PublicationAt(t uint64) *PublicationRecord {
 }
 
 // FirstPublicationAfter returns the "suitable publication" for a signature
-// made at time t (ksi-spec §7): the record with the smallest publication
+// made at time t (docs/design/formats.md#publications-file): the record with the smallest publication
 // time that is >= t, or nil when the file has none. A publication at t
 // itself qualifies, because a calendar root published at t already covers
 // the second t. Records are meant to be in ascending order, but the file
@@ -285,7 +285,7 @@ func (f *PublicationsFile) Latest() *PublicationRecord {
 
 // BuildPublicationsFileContent encodes the signed part of a publications
 // file: the magic, the header, the certificate records and the publication
-// records, in that order (ksi-spec §7). Sign the result (detached PKCS#7)
+// records, in that order (docs/design/formats.md#publications-file). Sign the result (detached PKCS#7)
 // and pass both to [AppendPublicationsFileSignature].
 //
 // A header or certificate record with Raw set is written as Raw, so parsed

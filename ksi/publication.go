@@ -6,7 +6,7 @@ import (
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
-// TLV types of publication data and records (ksi-spec §3.3).
+// TLV types of publication data and records (docs/design/formats.md#publications).
 const (
 	TypePublishedData     = 0x10
 	TypePublicationRecord = 0x803
@@ -78,11 +78,11 @@ func ParsePublishedData(e tlv.Element) (PublishedData, error) {
 // UTC returns the publication time as a time.Time.
 func (p PublishedData) UTC() time.Time { return time.Unix(int64(p.Time), 0).UTC() }
 
-// String returns the publication string of the data (ksi-spec §6).
+// String returns the publication string of the data (docs/design/formats.md#publication-strings).
 func (p PublishedData) String() string { return PublicationString(p.Time, p.Hash) }
 
 // PublicationRecord is published data with references to where it was
-// printed (ksi-spec §3.3), type 0x803 in signatures, 0x703 in
+// printed (docs/design/formats.md#publications), type 0x803 in signatures, 0x703 in
 // publications files.
 type PublicationRecord struct {
 	Data          PublishedData

@@ -8,7 +8,7 @@ import (
 	"strings"
 )
 
-// Layout of the binary form behind a publication string (ksi-spec §6):
+// Layout of the binary form behind a publication string (docs/design/formats.md#publication-strings):
 // an 8-byte time, the imprint, a 4-byte CRC-32 of everything before it.
 const (
 	pubStrTimeLen  = 8
@@ -26,7 +26,7 @@ const (
 )
 
 // PublicationString returns the publication string of (t, h) as the
-// reference tools print it (ksi-spec §6): base32 of time || imprint ||
+// reference tools print it (docs/design/formats.md#publication-strings): base32 of time || imprint ||
 // CRC-32, in groups of six characters joined by '-'. The padding '='
 // characters, when the length needs them, are grouped like the others.
 func PublicationString(t uint64, h Imprint) string {
@@ -47,7 +47,7 @@ func PublicationString(t uint64, h Imprint) string {
 	return sb.String()
 }
 
-// ParsePublicationString decodes a publication string (ksi-spec §6) into
+// ParsePublicationString decodes a publication string (docs/design/formats.md#publication-strings) into
 // published data with its canonical TLV encoding in Raw.
 //
 // Dashes are ignored wherever they are, as in the reference tools. The

@@ -29,7 +29,7 @@ func pubStringFromBody(body []byte) string {
 	return base32.StdEncoding.EncodeToString(raw)
 }
 
-// The worked examples of ksi-spec §6 and the libksi test vector
+// The worked examples of docs/design/formats.md#publication-strings and the libksi test vector
 // (ksi_publicationsfile_test.c testPublicationStringEncodingAndDecoding).
 var pubStringVectors = []struct {
 	name string
@@ -207,7 +207,7 @@ func TestParsePublicationStringErrors(t *testing.T) {
 
 const base32StdAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
 
-// Padding characters are grouped like the data characters (ksi-spec §6).
+// Padding characters are grouped like the data characters (docs/design/formats.md#publication-strings).
 func TestPublicationStringPadding(t *testing.T) {
 	h, err := NewImprint(SHA1, make([]byte, 20))
 	if err != nil {

@@ -8,7 +8,7 @@ import (
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
-// TLV types of a KSI signature (ksi-spec §3).
+// TLV types of a KSI signature (docs/design/formats.md#signature-structure).
 const (
 	TypeSignature          = 0x800
 	TypeAggregationAuth    = 0x804
@@ -93,7 +93,7 @@ type CalendarAuthRecord struct {
 }
 
 // RFC3161Record lets a legacy RFC 3161 time-stamp carry on as a KSI
-// signature (type 0x806, ksi-spec §3.6, §4.5).
+// signature (type 0x806, docs/design/formats.md#rfc-3161-records).
 type RFC3161Record struct {
 	AggregationTime uint64
 	ChainIndex      []uint64
@@ -130,7 +130,7 @@ func ParseSignature(b []byte) (*Signature, error) {
 }
 
 // SignatureFromElements builds a signature from its child elements (as an
-// aggregation response carries them, ksi-spec §8.3) and encodes it.
+// aggregation response carries them, docs/design/formats.md#aggregation) and encodes it.
 func SignatureFromElements(elements [][]byte) (*Signature, error) {
 	n := 0
 	for _, r := range elements {
@@ -281,7 +281,7 @@ func signatureFromElements(e tlv.Element) (*Signature, error) {
 	case (s.PublicationRecord != nil || s.CalendarAuthRecord != nil) && s.CalendarChain == nil:
 		return nil, formatErr(where, "a publication or authentication record needs a calendar chain")
 	}
-	// Lowest chain first: it has the longest chain index (ksi-spec §5.1).
+	// Lowest chain first: it has the longest chain index (docs/design/formats.md#chain-index).
 	// Files are written in that order; sort a copy only when they are not.
 	byIndexLen := func(a, b *AggregationChain) int { return len(b.ChainIndex) - len(a.ChainIndex) }
 	s.sorted = s.AggregationChains

@@ -203,7 +203,7 @@ var (
 // NewAggregationChain writes: time, chain index, input hash, algorithm,
 // links (level correction only when non-zero, then the sibling), with
 // short headers where possible, no flags and minimal integers. It is an
-// independent description of the writer, written from ksi-spec §1, §3.1.
+// independent description of the writer, written from docs/design/formats.md#tlv and #aggregation-hash-chains.
 func canonicalAggregationChain(raw []byte) bool {
 	e, err := tlv.ReadOne(raw)
 	if err != nil || !canonicalHeader(e) {
@@ -232,7 +232,7 @@ func canonicalAggregationChain(raw []byte) bool {
 	return true
 }
 
-// canonicalCalendarChain is the same for NewCalendarChain (§3.2).
+// canonicalCalendarChain is the same for NewCalendarChain (docs/design/formats.md#calendar-hash-chains).
 func canonicalCalendarChain(raw []byte) bool {
 	e, err := tlv.ReadOne(raw)
 	if err != nil || !canonicalHeader(e) {
@@ -640,7 +640,7 @@ func imprintOf(a ksi.HashAlg, data string) ksi.Imprint {
 
 // buildTestSignature builds a signature with two aggregation chains (the
 // lower one with a metadata link), a calendar chain and a publication
-// record, all consistent with each other (ksi-spec §4, §5).
+// record, all consistent with each other (docs/design/formats.md#consistency-between-the-parts).
 func buildTestSignature(t testing.TB) testSig {
 	t.Helper()
 	const aggrTime, pubTime = 1398866256, 1398902400
@@ -701,7 +701,7 @@ func buildTestSignature(t testing.TB) testSig {
 }
 
 // calendarSides returns the link sides (lowest first, true = left) of leaf
-// t in the calendar tree over leaves 0..p (ksi-spec §4.7), computed by
+// t in the calendar tree over leaves 0..p (docs/design/formats.md#calendar-hash-chains), computed by
 // descending the tree: a node over n leaves has the largest perfect tree
 // with fewer than n leaves on its left.
 func calendarSides(p, t uint64) []bool {

@@ -13,7 +13,7 @@ import (
 )
 
 // CalendarStepByte is appended to every calendar hash step in place of a
-// level (ksi-spec §4.6); aggregation steps append their level (0..255),
+// level (docs/design/formats.md#calendar-hash-chains); aggregation steps append their level (0..255),
 // so the two kinds of node are never confused.
 const CalendarStepByte = 0xFF
 
@@ -139,7 +139,7 @@ func (h *Hasher) step(a HashAlg, x, y []byte, tail byte) (Imprint, error) {
 	return Imprint(s.Sum(h.out[:1])), nil
 }
 
-// AggregationStep computes one aggregation step (ksi-spec §4.1): left
+// AggregationStep computes one aggregation step (docs/design/formats.md#aggregation-hash-chains): left
 // means the current node is the left child.
 func (h *Hasher) AggregationStep(a HashAlg, cur, sibling []byte, left bool, level byte) (Imprint, error) {
 	if left {
@@ -194,7 +194,7 @@ func ChainOutput(h *Hasher, a HashAlg, input Imprint, startLevel uint64, links [
 	return ChainResult{Hash: append(Imprint(nil), cur...), Level: lvl}, nil
 }
 
-// Output computes the calendar chain's root (ksi-spec §4.6). Left links
+// Output computes the calendar chain's root (docs/design/formats.md#calendar-hash-chains). Left links
 // switch the algorithm to the sibling's, right links keep it.
 func (c *CalendarChain) Output(h *Hasher) (Imprint, error) {
 	cur := c.InputHash
@@ -217,7 +217,7 @@ func (c *CalendarChain) Output(h *Hasher) (Imprint, error) {
 }
 
 // AggregationTimeFromShape derives the calendar leaf time from the chain
-// shape and its publication time (ksi-spec §4.7).
+// shape and its publication time (docs/design/formats.md#calendar-hash-chains).
 func (c *CalendarChain) AggregationTimeFromShape() (uint64, error) {
 	return leafTime(c.PublicationTime, len(c.Links), func(i int) bool { return c.Links[i].Left })
 }
@@ -256,7 +256,7 @@ func leafTime(pubTime uint64, n int, left func(i int) bool) (uint64, error) {
 func highBit(r uint64) uint64 { return 1 << (63 - bits.LeadingZeros64(r)) }
 
 // Output computes the RFC 3161 record's output: the hash the lowest
-// aggregation chain must start from (ksi-spec §4.5). inputAlg is the
+// aggregation chain must start from (docs/design/formats.md#rfc-3161-records). inputAlg is the
 // algorithm of the lowest chain's input hash.
 func (r *RFC3161Record) Output(h *Hasher, inputAlg HashAlg) (Imprint, error) {
 	tst, err := h.hash3(r.TSTInfoAlg, r.TSTInfoPrefix, r.InputHash.Digest(), r.TSTInfoSuffix)

@@ -53,7 +53,7 @@ func TestChainOutputTwoLinks(t *testing.T) {
 					{Left: false, Metadata: &ksi.Metadata{ClientID: "client", Value: meta}},
 					{Left: false, LevelCorrection: 250 - start, Sibling: legacy},
 				}
-				// §4.1: level += correction + 1; left: h || s, right: s || h; then the level byte.
+				// docs/design/formats.md#aggregation-hash-chains: level += correction + 1; left: h || s, right: s || h; then the level byte.
 				l1 := start + 2 + 1
 				h1 := direct(alg, input, sibling, []byte{byte(l1)})
 				l2 := l1 + 0 + 1
@@ -229,7 +229,7 @@ func TestCalendarOutputAlgorithmSwitch(t *testing.T) {
 }
 
 // calendarTree is a calendar tree over leaves [lo, lo+n) built per
-// ksi-spec §4.7: the left subtree is the largest perfect tree with fewer
+// docs/design/formats.md#calendar-hash-chains: the left subtree is the largest perfect tree with fewer
 // than n leaves, the right subtree is a calendar tree over the rest.
 type calendarTree struct {
 	lo, n       uint64
@@ -338,7 +338,7 @@ func TestCalendarLeafTimeLarge(t *testing.T) {
 		{"P=0 no links", 0, nil, 0, nil},
 		{"P=0 one link", 0, all(1, false), 0, ksi.ErrChainShape},
 		{"P=1 no links", 1, nil, 0, ksi.ErrChainShape},
-		// ksi-spec §4.7 worked example (signature-extended.ksig).
+		// docs/design/formats.md#calendar-hash-chains worked example (signature-extended.ksig).
 		{"spec example", 1560537246, []bool{false, true, true, false, false, false, false, false, false, false, false, false, false, false, false, false, false}, 1560537241, nil},
 	}
 	for _, tt := range tests {
@@ -404,7 +404,7 @@ func TestPackSignatureOutputs(t *testing.T) {
 	}
 }
 
-// TestRFC3161Output checks §4.5 against a direct computation, and against
+// TestRFC3161Output checks docs/design/formats.md#rfc-3161-records against a direct computation, and against
 // the RFC 3161 signature of the test pack.
 func TestRFC3161Output(t *testing.T) {
 	doc := direct(ksi.SHA2_256, []byte("LAPTOP"))

@@ -13,7 +13,7 @@ type TreeLeaf struct {
 	Level byte
 }
 
-// Tree is an aggregation round tree (ksi-spec §4.1): built once per round
+// Tree is an aggregation round tree (docs/design/formats.md#aggregation-hash-chains): built once per round
 // from its leaves; each leaf's path to the root becomes that leaf's
 // aggregation chain links.
 //
@@ -45,7 +45,7 @@ var ErrTreeInput = errors.New("ksi: bad aggregation tree input")
 // BuildTree builds a balanced tree over the leaves, pairing neighbours
 // level by level; an odd node at the end moves up unpaired. Nodes above
 // the leaves are hashed with alg. A leaf is any well-formed imprint: each
-// step hashes whole imprints (ksi-spec §4.1), so a document hash of
+// step hashes whole imprints (docs/design/formats.md#aggregation-hash-chains), so a document hash of
 // another algorithm is a leaf like any other. A one-leaf tree's root is
 // that leaf.
 func BuildTree(alg HashAlg, leaves []TreeLeaf) (*Tree, error) {
@@ -181,7 +181,7 @@ func (t *Tree) AppendPath(dst []Link, i int) []Link {
 // PrepareLinks encodes, once per tree, the link from every node to its
 // parent (side, level correction, sibling hash). A leaf's chain is then
 // the concatenation of the encodings along its path: per-round work done
-// once, not once per request (DESIGN.md §9). Call it once, before
+// once, not once per request (docs/design/latency.md#work-per-request). Call it once, before
 // AppendPathBytes, from one goroutine.
 func (t *Tree) PrepareLinks() {
 	n := len(t.parent)
@@ -212,7 +212,7 @@ func (t *Tree) PrepareLinks() {
 	}
 }
 
-// PathShape returns the shape of leaf i's path (ksi-spec §5.2) and its
+// PathShape returns the shape of leaf i's path (docs/design/formats.md#chain-index) and its
 // length, precomputed by PrepareLinks.
 func (t *Tree) PathShape(i int) (shape uint64, depth int) {
 	shape = t.shape[i]

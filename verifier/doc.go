@@ -1,5 +1,5 @@
 // Package verifier checks KSI signatures offline, with the policies and
-// result codes of the reference implementations (ksi-spec §9).
+// result codes of the reference implementations (docs/design/formats.md#verification-policies).
 //
 // # Policies
 //

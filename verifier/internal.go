@@ -6,7 +6,7 @@ import (
 	"github.com/tempel-ksi/tempel/ksi"
 )
 
-// internal runs the internal policy (ksi-spec §9, rules in the order of the
+// internal runs the internal policy (docs/design/formats.md#verification-policies, rules in the order of the
 // reference implementations). It returns true when every rule passed.
 func (c *checker) internal() bool {
 	s := c.sig

@@ -32,7 +32,7 @@ func (r Result) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 // Code is a KSI verification error code such as "INT-01".
 type Code string
 
-// The KSI verification codes (ksi-spec §9.1).
+// The KSI verification codes (docs/design/formats.md#result-codes).
 const (
 	CodeNone Code = ""
 	GEN01    Code = "GEN-01"

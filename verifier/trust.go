@@ -73,7 +73,7 @@ type Trust struct {
 
 // VerifyPublicationsFile checks the detached PKCS#7 signature of a
 // publications file over its signed bytes, the signer's chain to the trust
-// roots and the certificate constraints (ksi-spec §7).
+// roots and the certificate constraints (docs/design/formats.md#publications-file).
 func VerifyPublicationsFile(pf *ksi.PublicationsFile, trust Trust) error {
 	if trust.Roots == nil {
 		return fmt.Errorf("%w: no trust roots given", ErrUntrustedPublicationsFile)

@@ -13,7 +13,7 @@ import (
 // Policy selects what a signature is verified against.
 type Policy int
 
-// The verification policies (ksi-spec §9).
+// The verification policies (docs/design/formats.md#verification-policies).
 const (
 	Default Policy = iota
 	Internal

@@ -15,11 +15,9 @@ import (
 // to tens of thousands of parked callers. A GC cycle that marks during
 // the burst (a few hundred milliseconds with that many parked calls)
 // takes CPU from it and stalls it, and the requests that waited longest
-// go out late: in traces at 40,000 unary calls/s on the development
-// machine, every second that missed the latency target had a GC cycle
-// marking in the first 400 ms of its burst, and no other second did
-// (and a cycle marking then took 3 times as long as one in the quiet
-// part, with twice the stacks to scan). The gate raises the GC target from
+// go out late: traced, such cycles were what the seconds that missed the
+// latency target had in common (docs/design/latency.md#the-gc-gate has
+// the traces and figures). The gate raises the GC target from
 // shortly before each second ends until the answers are out (or half the
 // second has passed); a cycle due meanwhile starts when the gate opens,
 // in the quiet part of the second. The raised target still bounds the

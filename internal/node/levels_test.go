@@ -24,7 +24,7 @@ import (
 	"github.com/tempel-ksi/tempel/verifier"
 )
 
-// acceptedAlgs are the document hash algorithms of ksi-spec §2 that
+// acceptedAlgs are the document hash algorithms of docs/design/formats.md#hash-algorithms that
 // Tempel implements and that are not deprecated now.
 var acceptedAlgs = []ksi.HashAlg{ksi.SHA2_256, ksi.RIPEMD160, ksi.SHA2_384, ksi.SHA2_512, ksi.SHA3_224, ksi.SHA3_256, ksi.SHA3_384, ksi.SHA3_512}
 
@@ -65,10 +65,11 @@ func checkFinished(raw []byte, h ksi.Imprint, level uint64, machine string) erro
 
 // referenceClientSignature builds the signature a reference client
 // stores from the elements of an aggregation response to a request at
-// level (libksi addRootLevel, goksi AdjustLevelCorrection, ksi-spec
-// §8.3): the level added to the first correction of the lowest chain,
-// the elements wrapped in 0x800. It re-encodes the chain from the parsed
-// model, not with ksi.ShiftInputLevel, the server's arithmetic.
+// level (libksi addRootLevel, goksi AdjustLevelCorrection,
+// docs/design/formats.md#level-corrections): the level added to the first
+// correction of the lowest chain, the elements wrapped in 0x800. It
+// re-encodes the chain from the parsed model, not with
+// ksi.ShiftInputLevel, the server's arithmetic.
 func referenceClientSignature(elements [][]byte, level uint64) (*ksi.Signature, error) {
 	sig, err := ksi.SignatureFromElements(elements)
 	if err != nil || level == 0 {

@@ -19,11 +19,9 @@ import (
 // DefaultMaxMemory is the memory a node plans to use when its
 // configuration names none (`tempel serve --max-memory`): the Go soft
 // memory limit, of which RequestBudgetShare is the budget for waiting
-// requests. With 1.5 GiB the soft limit made the collector run during
-// the answer bursts at 40,000 unary calls a second (the heap with GOGC
-// 400 reaches about 1.8 GB there), and the node fell behind; with
-// 1.75 GiB it kept up, and peaked at 1.7–1.8 GB RSS under ten times
-// that load.
+// requests. It leaves the heap room to grow through the answer bursts at
+// the target load without the soft limit forcing collections into them
+// (docs/design/latency.md#admission-and-the-memory-budget).
 const DefaultMaxMemory = 1792 << 20
 
 // RequestBudgetShare is the part of the memory limit that waiting

@@ -1,16 +1,16 @@
-// Package pki holds Tempel's keys and certificates (DESIGN.md §5) and the
+// Package pki holds Tempel's keys and certificates (docs/design/architecture.md#keys-and-trust) and the
 // two signing operations that use them:
 //
 //   - [Set.SignCalendarRoot] signs a calendar root for a calendar
 //     authentication record (0x805): RSA PKCS#1 v1.5 with SHA-256 over the
-//     exact published-data TLV bytes (ksi-spec §3.4), by the calendar
+//     exact published-data TLV bytes (docs/design/formats.md#calendar-authentication-records), by the calendar
 //     signer certificate, which the publications file carries as a 0x702
 //     record under [Set.CalendarCertID].
 //   - [Set.SignPublicationsFile] signs the publications file: a detached
 //     PKCS#7/CMS SignedData with SHA-256 by the publisher certificate, whose
 //     subject carries the e-mail address verifiers pin with
 //     --cnstr E=<address> ([Set.Constraint]), chained to the root CA that
-//     verifiers trust (ksi-spec §7).
+//     verifiers trust (docs/design/formats.md#publications-file).
 //
 // # Files
 //
@@ -38,7 +38,7 @@
 // calendar signer certificate, both valid for 10 years and signed by the
 // root with sha256WithRSAEncryption. Every NotBefore is one hour in the
 // past to tolerate clock skew. RSA throughout keeps the PKI acceptable to
-// the reference SDKs and ksi-tool (ksi-spec §9, key-based detail).
+// the reference SDKs and ksi-tool (docs/design/formats.md#calendar-authentication-records).
 // With [InitOptions.TLSHosts] (as `tempel serve` and `tempel keys init`
 // pass) the root also issues a TLS server certificate for localhost,
 // 127.0.0.1 and ::1 ([IssueDevTLS]), so that `tempel serve --tls` works

@@ -23,7 +23,7 @@ import (
 )
 
 // MinCalendarKeyBits is the smallest calendar signer RSA key accepted
-// (DESIGN.md §5).
+// (docs/design/architecture.md#keys-and-trust).
 const MinCalendarKeyBits = 2048
 
 // CertIDLen is the length of [Set.CalendarCertID].
@@ -86,7 +86,7 @@ func newSet(s *Set) (*Set, error) {
 	}
 	s.Intermediates = chain
 
-	// Calendar signer: what both reference SDKs accept (ksi-spec §9).
+	// Calendar signer: what both reference SDKs accept (docs/design/formats.md#calendar-authentication-records).
 	if !publicKeysEqual(s.Calendar.PublicKey, s.CalendarKey.Public()) {
 		return nil, fmt.Errorf("pki: calendar key does not belong to the calendar certificate %q", s.Calendar.Subject)
 	}
@@ -229,7 +229,7 @@ func validAt(c *x509.Certificate, t time.Time) error {
 }
 
 // SignCalendarRoot signs a calendar root for a calendar authentication
-// record (ksi-spec §3.4): RSA PKCS#1 v1.5 with SHA-256 over
+// record (docs/design/formats.md#calendar-authentication-records): RSA PKCS#1 v1.5 with SHA-256 over
 // publishedDataTLV, the exact bytes of the published-data element (type
 // 0x10, header included, as [ksi.NewPublishedData] encodes it in Raw).
 // The result names sha256WithRSAEncryption and [Set.CalendarCertID]; pass

@@ -794,7 +794,7 @@ func TestKeyBasedVerification(t *testing.T) {
 }
 
 // calendarSides returns the link sides (lowest first, true = left) of leaf
-// t in the calendar tree over leaves 0..p (ksi-spec §4.7).
+// t in the calendar tree over leaves 0..p (docs/design/formats.md#calendar-hash-chains).
 func calendarSides(p, t uint64) []bool {
 	var rootFirst []bool
 	lo, n := uint64(0), p+1
@@ -1043,7 +1043,7 @@ func TestOpenSSLCrossCheck(t *testing.T) {
 	}
 
 	// The calendar authentication record verifies with openssl dgst over
-	// the published-data TLV (ksi-spec §3.4).
+	// the published-data TLV (docs/design/formats.md#calendar-authentication-records).
 	tmp := t.TempDir()
 	pubKeyDER, err := x509.MarshalPKIXPublicKey(s.Calendar.PublicKey)
 	if err != nil {

@@ -1,6 +1,6 @@
 // Package round turns one round of signing requests into signatures: it
 // builds the round tree once, and for each request joins its path in the
-// tree with the one answer from upstream (DESIGN.md §2, §9). The
+// tree with the one answer from upstream (docs/design/architecture.md#data-flow, docs/design/latency.md#work-per-request). The
 // aggregator's rounds and the calendar's per-second top tree both use it.
 package round
 
@@ -15,7 +15,7 @@ import (
 // Request is one hash to sign.
 type Request struct {
 	// Hash is any well-formed imprint: the round's algorithm hashes the
-	// step above it, whatever its own algorithm (ksi-spec §4.1).
+	// step above it, whatever its own algorithm (docs/design/formats.md#aggregation-hash-chains).
 	Hash  ksi.Imprint
 	Level byte   // tree level of Hash (0 for a document hash)
 	Meta  []byte // metadata element value naming the caller; nil for none
@@ -39,7 +39,7 @@ type Round struct {
 var ErrLevel = errors.New("round: request level too high")
 
 // Build hashes each request with its metadata (the caller's identity is
-// the first step above the document hash, ksi-spec §4.4) and builds the
+// the first step above the document hash, docs/design/formats.md#metadata) and builds the
 // round tree over the results, hashing with alg. A request's hash may be
 // of any algorithm; which algorithms a service accepts is its decision.
 func Build(alg ksi.HashAlg, reqs []Request) (*Round, error) {

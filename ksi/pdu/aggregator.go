@@ -9,7 +9,7 @@ import (
 )
 
 // AggregationRequest asks for a signature of one hash (payload 0x02 of
-// an aggregator request, ksi-spec §8.3).
+// an aggregator request, docs/design/formats.md#aggregation).
 type AggregationRequest struct {
 	// RequestID is chosen by the client and echoed in the response.
 	RequestID uint64
@@ -73,7 +73,7 @@ func (r *AggregationRequest) encode(b *tlv.Builder) error {
 // aggregator response).
 type AggregationResponse struct {
 	RequestID uint64
-	// Status is 0 on success (ksi-spec §8.5). An absent status reads as 0:
+	// Status is 0 on success (docs/design/formats.md#status-codes). An absent status reads as 0:
 	// libksi makes it optional and recorded libksi responses omit it.
 	Status       uint64
 	ErrorMessage string // empty when absent

@@ -1,5 +1,5 @@
 // Package pdu implements the messages of the KSI aggregator and extender
-// protocol, PDU version 2 (ksi-spec §8), byte-compatible with libksi,
+// protocol, PDU version 2 (docs/design/formats.md#pdu-v2), byte-compatible with libksi,
 // goksi and ksi-tool.
 //
 // # Envelopes
@@ -20,7 +20,7 @@
 // # Parsing
 //
 // The Parse functions check the envelope order, the schema of every
-// payload, the integer and string rules of ksi-spec §1.2, and reject
+// payload, the integer and string rules of docs/design/formats.md#values, and reject
 // unknown critical elements; unknown non-critical elements are kept raw so
 // that a relay can pass them on. Every structural error wraps
 // [ksi.ErrFormat]. Parsing does not check the HMAC: call [Envelope.Verify]

@@ -9,8 +9,8 @@ import (
 )
 
 // ExtendRequest asks for a calendar chain from a signature's aggregation
-// time to a publication (payload 0x02 of an extender request, ksi-spec
-// §8.4).
+// time to a publication (payload 0x02 of an extender request,
+// docs/design/formats.md#extension).
 type ExtendRequest struct {
 	RequestID uint64
 	// AggregationTime is the signature's aggregation time (POSIX seconds).

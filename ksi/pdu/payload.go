@@ -8,7 +8,7 @@ import (
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
-// Status codes of responses and error elements (ksi-spec §8.5). Codes
+// Status codes of responses and error elements (docs/design/formats.md#status-codes). Codes
 // 0x104–0x107 mean different things to aggregators and extenders.
 const (
 	StatusOK                  uint64 = 0x000
@@ -272,7 +272,7 @@ func encodeEnvelope(typ uint16, h *Header, alg ksi.HashAlg, key []byte, sizeHint
 	return out, nil
 }
 
-// EncodeErrorPDU writes a bare error response (ksi-spec §8.5): an envelope
+// EncodeErrorPDU writes a bare error response (docs/design/formats.md#status-codes): an envelope
 // of type pduType (TypeAggregatorResponse or TypeExtenderResponse) holding
 // only the error element, without header or HMAC. A server sends it when
 // it cannot authenticate the request, e.g. status 0x101 for an unparsable

@@ -98,7 +98,7 @@ type Envelope struct {
 	Raw []byte
 }
 
-// Verify checks the HMAC of a parsed message against key (ksi-spec §8.2)
+// Verify checks the HMAC of a parsed message against key (docs/design/formats.md#hmac)
 // in constant time. It returns ErrHMAC on mismatch, ErrNoHMAC for a bare
 // error response, and an error for an HMAC algorithm Tempel cannot
 // compute. The caller should also check that HMAC.Alg() is the algorithm
@@ -328,7 +328,7 @@ func once(seen *bool, name string) error {
 	return nil
 }
 
-// Errors of the string rule (ksi-spec §1.2) beyond the terminator, which
+// Errors of the string rule (docs/design/formats.md#values) beyond the terminator, which
 // tlv checks.
 var (
 	errNotUTF8 = errors.New("string is not valid UTF-8")

@@ -397,7 +397,7 @@ func checkReencode(t *testing.T, w want, d decoded, orig []byte) {
 }
 
 // TestErrorStatusFiles checks the extender's error status files 0x101 to
-// 0x301 (ksi-spec §8.5) one by one.
+// 0x301 (docs/design/formats.md#status-codes) one by one.
 func TestErrorStatusFiles(t *testing.T) {
 	for _, st := range []uint64{0x101, 0x102, 0x103, 0x104, 0x105, 0x106, 0x107, 0x200, 0x201, 0x202, 0x300, 0x301} {
 		name := fmt.Sprintf("ok_extender_error_response_%x.tlv", st)
@@ -447,7 +447,7 @@ func TestVersion1Refused(t *testing.T) {
 }
 
 // TestRequestsRoundTrip encodes the recorded requests from values built in
-// code (not from the parsed Raw) and compares bytes (ksi-spec §8.3, §8.4).
+// code (not from the parsed Raw) and compares bytes (docs/design/formats.md#aggregation, #extension).
 func TestRequestsRoundTrip(t *testing.T) {
 	laptop, err := ksi.ParseImprintText("0111A700B0C8066C47ECBA05ED37BC14DCADB238552D86C659342D1D7E87B8772D")
 	if err != nil {
@@ -497,7 +497,7 @@ func TestRequestsRoundTrip(t *testing.T) {
 		if !bytes.Equal(out, file) {
 			t.Fatalf("encoded\n%x\nwant\n%x", out, file)
 		}
-		// ksi-spec §8.4 quotes the start of the file.
+		// docs/design/formats.md#extension quotes the start of the file.
 		if p := mustHex(t, "8320003d 01070105 616e6f6e00 020f 010101 020453610150 030453740380 1f2101"); !bytes.HasPrefix(out, p) {
 			t.Fatalf("encoding does not start with %x", p)
 		}
@@ -523,7 +523,7 @@ func TestPrefixesFail(t *testing.T) {
 	}
 }
 
-// TestConfigPayload checks the config example of ksi-spec §8.3 and a
+// TestConfigPayload checks the config example of docs/design/formats.md#configuration and a
 // config with every field.
 func TestConfigPayload(t *testing.T) {
 	r, err := pdu.ParseAggregatorResponse(testpack.Read(t, "tlv", "v2", "aggr_conf_response-max_req_1024.tlv"))
@@ -572,7 +572,7 @@ func TestConfigPayload(t *testing.T) {
 }
 
 func TestEncodeErrorPDU(t *testing.T) {
-	// ksi-spec §8.5: the 10-byte reply for status 0x101.
+	// docs/design/formats.md#status-codes: the 10-byte reply for status 0x101.
 	out, err := pdu.EncodeErrorPDU(pdu.TypeAggregatorResponse, pdu.ErrorPayload{Status: pdu.StatusInvalidRequest})
 	if err != nil {
 		t.Fatal(err)

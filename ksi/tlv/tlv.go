@@ -1,4 +1,4 @@
-// Package tlv implements the KSI type-length-value encoding (ksi-spec §1).
+// Package tlv implements the KSI type-length-value encoding (docs/design/formats.md#tlv).
 //
 // An element has a type (0..0x1FFF), two flags (non-critical and forward)
 // and a value of up to 65535 bytes. The header is two bytes (TLV8: types up

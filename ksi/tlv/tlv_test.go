@@ -27,7 +27,7 @@ func unhex(t testing.TB, s string) []byte {
 }
 
 // refHeader is an independent encoder of the header a writer must pick
-// (ksi-spec §1.1): TLV16 when the type is above 0x1F or the value is
+// (docs/design/formats.md#tlv): TLV16 when the type is above 0x1F or the value is
 // longer than 255 bytes.
 func refHeader(typ uint16, nc, fwd bool, n int) []byte {
 	var f byte

@@ -165,7 +165,7 @@ type SharedRound struct {
 	// Upstream's signature elements (aggregation chains, calendar chain,
 	// authentication record), encoded, that follow each request's chain.
 	Elements []byte `protobuf:"bytes,5,opt,name=elements,proto3" json:"elements,omitempty"`
-	// KSI status code (ksi-spec §8.5) when the round failed, for example
+	// KSI status code (docs/design/formats.md#status-codes) when the round failed, for example
 	// 0x300 when upstream did not answer; 0 when it was signed.
 	Status uint32 `protobuf:"varint,6,opt,name=status,proto3" json:"status,omitempty"`
 	// Human-readable reason when status is not 0.
@@ -333,7 +333,7 @@ type SignResponse struct {
 	// Aggregation time of the signature in POSIX seconds: the second of the
 	// calendar leaf that the signature reaches.
 	AggregationTime uint64 `protobuf:"varint,3,opt,name=aggregation_time,json=aggregationTime,proto3" json:"aggregation_time,omitempty"`
-	// KSI status code (ksi-spec §8.5) of a failed request on SignStream, for
+	// KSI status code (docs/design/formats.md#status-codes) of a failed request on SignStream, for
 	// example 0x103 for an invalid payload or 0x104 for a client tree that is
 	// too deep; 0 on success and always 0 for the unary Sign.
 	Status uint32 `protobuf:"varint,4,opt,name=status,proto3" json:"status,omitempty"`
