@@ -1,6 +1,7 @@
 package aggregator
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -41,13 +42,18 @@ func Status(err error) uint64 {
 // (maxRequests, advertised as the configuration's max requests) is
 // refused as a whole with status 0x103 before any of its hashes is
 // signed.
-func (e *Engine) PDUHandler(users server.PDUAuthenticator) http.Handler {
-	return &pduSigner{e: e, users: users}
+//
+// The same answers are given over raw TCP (ksi+tcp) through the returned
+// endpoint's AnswerPDU.
+func (e *Engine) PDUHandler(users server.PDUAuthenticator) server.PDUEndpoint {
+	h := &pduSigner{e: e}
+	return &server.PDUService[*pdu.AggregatorRequest]{ReqType: pdu.TypeAggregatorRequest, RespType: pdu.TypeAggregatorResponse,
+		Parse: pdu.ParseAggregatorRequest, Envelope: func(q *pdu.AggregatorRequest) *pdu.Envelope { return &q.Envelope },
+		Answer: h.answer, Refuse: server.RefuseAggregatorPDU, Users: users}
 }
 
 type pduSigner struct {
-	e     *Engine
-	users server.PDUAuthenticator
+	e *Engine
 	// over is by how many bytes real answers have exceeded responseBound.
 	// It stays 0 while the bound holds; if the bound proves wrong, it
 	// lowers the limit from then on, and the mismatch is logged at ERROR.
@@ -59,12 +65,10 @@ func (h *pduSigner) maxRequests(login string) int {
 	return pdu.MaxResponses(login, h.e.responseBound(login)+int(h.over.Load()))
 }
 
-func (h *pduSigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, key, ok := server.ReadAuthenticatedPDU(w, r, h.users, pdu.TypeAggregatorResponse, pdu.ParseAggregatorRequest,
-		func(q *pdu.AggregatorRequest) *pdu.Envelope { return &q.Envelope })
-	if !ok {
-		return
-	}
+// answer signs the requests of an authenticated PDU; key is the user's
+// key. It returns the response PDU and its HTTP status, or nil when ctx
+// ended first (the client went away).
+func (h *pduSigner) answer(ctx context.Context, req *pdu.AggregatorRequest, key []byte) ([]byte, int) {
 	login := req.Header.LoginID
 	resp := &pdu.AggregatorResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: login}}}
 	if req.ConfigRequest {
@@ -74,12 +78,11 @@ func (h *pduSigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.Error = &pdu.ErrorPayload{Status: pdu.StatusInvalidPayload, Message: fmt.Sprintf(
 			"aggregator: %d aggregation requests in one PDU, at most %d fit in a response (the configuration's max requests); nothing was signed",
 			len(req.Requests), limit)}
-		h.write(w, resp, req.HMAC.Alg(), key, http.StatusRequestEntityTooLarge)
-		return
+		return h.encode(resp, req.HMAC.Alg(), key, http.StatusRequestEntityTooLarge)
 	}
-	results := h.sign(r, req)
+	results := h.sign(ctx, req)
 	if results == nil {
-		return // the client went away
+		return nil, 0 // the client went away
 	}
 	for i, ar := range req.Requests {
 		x := results[i]
@@ -93,12 +96,12 @@ func (h *pduSigner) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		resp.Responses = append(resp.Responses, out)
 	}
 	h.fit(resp, req.HMAC.Alg())
-	h.write(w, resp, req.HMAC.Alg(), key, http.StatusOK)
+	return h.encode(resp, req.HMAC.Alg(), key, http.StatusOK)
 }
 
 // sign submits the PDU's requests and waits for their results; nil when
 // the client went away meanwhile.
-func (h *pduSigner) sign(r *http.Request, req *pdu.AggregatorRequest) []Result {
+func (h *pduSigner) sign(ctx context.Context, req *pdu.AggregatorRequest) []Result {
 	// Each request waits as a caller: it takes its part in its round's
 	// turn, like a gRPC Sign call.
 	callers := make([]*caller, len(req.Requests))
@@ -117,7 +120,6 @@ func (h *pduSigner) sign(r *http.Request, req *pdu.AggregatorRequest) []Result {
 	// Every result is picked up before any response is built, so the next
 	// round need not wait for this one's encoding; a client that goes
 	// away leaves every caller at once (its context being done).
-	ctx := r.Context()
 	for i, c := range callers {
 		if c != nil {
 			results[i] = c.wait(ctx)
@@ -200,15 +202,14 @@ func (h *pduSigner) raiseOver(n int64) bool {
 	}
 }
 
-// write encodes and sends resp.
-func (h *pduSigner) write(w http.ResponseWriter, resp *pdu.AggregatorResponse, alg ksi.HashAlg, key []byte, code int) {
+// encode encodes resp, to be sent with HTTP status code.
+func (h *pduSigner) encode(resp *pdu.AggregatorResponse, alg ksi.HashAlg, key []byte, code int) ([]byte, int) {
 	b, err := resp.Encode(alg, key)
 	if err != nil {
 		h.e.log.Error("aggregator: could not encode a PDU response", "err", err, "responses", len(resp.Responses))
-		server.WritePDUError(w, pdu.TypeAggregatorResponse, pdu.StatusInternalError, "could not encode the response", http.StatusInternalServerError)
-		return
+		return server.ErrorPDU(pdu.TypeAggregatorResponse, pdu.StatusInternalError, "could not encode the response"), http.StatusInternalServerError
 	}
-	server.WritePDU(w, b, code)
+	return b, code
 }
 
 // signatureElements splits a signature into the elements an aggregation

@@ -59,13 +59,10 @@ func ReadAuthenticatedPDU[T any](w http.ResponseWriter, r *http.Request, auth PD
 	if !ok {
 		return req, nil, false
 	}
-	req, err := parse(body)
-	if err != nil {
-		WritePDUError(w, respType, pdu.StatusInvalidRequest, "invalid request: "+err.Error(), http.StatusBadRequest)
-		return req, nil, false
-	}
-	if key, err = auth.AuthenticatePDU(r, envelope(req)); err != nil {
-		WritePDUError(w, respType, pdu.StatusAuthFailure, err.Error(), http.StatusUnauthorized)
+	req, key, refusal, code := ParseAuthenticatedPDU(body, func(env *pdu.Envelope) ([]byte, error) { return auth.AuthenticatePDU(r, env) },
+		respType, parse, envelope)
+	if refusal != nil {
+		WritePDU(w, refusal, code)
 		return req, nil, false
 	}
 	return req, key, true
