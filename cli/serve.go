@@ -99,6 +99,8 @@ func serveCommand() *ucli.Command {
 			"TLS: --tls-cert FILE --tls-key FILE (or --tls, the development certificate for\n" +
 			"localhost issued from DATA-DIR/keys) serves all of it over TLS 1.3 on the same port.\n" +
 			"Without TLS, --listen must be a loopback address unless --insecure-listen is given.\n\n" +
+			"--ksi-tcp-listen ADDR also serves KSI PDU v2 over raw TCP (ksi+tcp://ADDR, signing and\n" +
+			"extending, many PDUs per connection), over TLS when TLS is on; the same loopback rule applies.\n\n" +
 			"Every flag also reads TEMPEL_<FLAG> (e.g. TEMPEL_PUBLISH_EVERY=5s) and --config FILE.\n" +
 			"SIGINT or SIGTERM shuts down gracefully: queued requests are answered first.",
 		Flags:  serveFlags(),
@@ -170,6 +172,10 @@ func serveAction(c *ucli.Context) error {
 		ln.Close()
 		return err
 	}
+	if err := checkKSITCPListen(cfg, c.Bool("insecure-listen")); err != nil {
+		ln.Close()
+		return err
+	}
 	if cfg.PublicURL == "" {
 		cfg.PublicURL = publicURL(ln.Addr(), cfg.TLS.Enabled())
 	}
@@ -179,10 +185,6 @@ func serveAction(c *ucli.Context) error {
 		return inputErrorf("%v", err)
 	}
 	defer n.Close()
-	if err := checkKSITCPListen(n, cfg, c.Bool("insecure-listen")); err != nil {
-		ln.Close()
-		return err
-	}
 	printBanner(c, cfg, n, ln.Addr().String())
 	ctx, stop := signal.NotifyContext(c.Context, os.Interrupt, syscall.SIGTERM)
 	defer stop()

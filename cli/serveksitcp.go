@@ -8,14 +8,18 @@ import (
 	"github.com/tempel-ksi/tempel/internal/node"
 )
 
-// checkKSITCPListen applies the rule of --listen to --ksi-tcp-listen:
-// plaintext off loopback only with --insecure-listen.
-func checkKSITCPListen(n *node.Node, cfg node.Config, insecureOK bool) error {
-	addr := n.KSITCPAddr()
-	if addr == nil || cfg.TLS.Enabled() || insecureOK {
+// checkKSITCPListen applies the rule of --listen to --ksi-tcp-listen,
+// before anything is created: plaintext off loopback only with
+// --insecure-listen (an address without a host is every interface).
+func checkKSITCPListen(cfg node.Config, insecureOK bool) error {
+	if cfg.KSITCPListen == "" || cfg.TLS.Enabled() || insecureOK {
 		return nil
 	}
-	if ta, ok := addr.(*net.TCPAddr); ok && ta.IP.IsLoopback() {
+	addr, err := net.ResolveTCPAddr("tcp", cfg.KSITCPListen)
+	if err != nil {
+		return usageErrorf("--ksi-tcp-listen %s: %v", cfg.KSITCPListen, err)
+	}
+	if addr.IP.IsLoopback() {
 		return nil
 	}
 	return usageErrorf("--ksi-tcp-listen %s (%s) is not a loopback address, and without TLS every PDU would cross the network in the clear: "+

@@ -484,3 +484,30 @@ func TestKSITCPTLS(t *testing.T) {
 		t.Fatalf("plaintext PDU answered on a TLS listener: %x", b)
 	}
 }
+
+// At shutdown the listener stops reading, and a PDU in flight is still
+// answered on its connection, which is then closed.
+func TestKSITCPShutdownAnswersInFlight(t *testing.T) {
+	n, ctx := manualNode(t, Config{KSITCPListen: "127.0.0.1:0"})
+	sctx, stop := context.WithCancel(ctx)
+	wait := n.serveKSITCP(sctx)
+	k := dialKSITCP(t, n)
+	k.write(signPDU(t, "anon", "anon", 1))
+	waitFor(t, 10*time.Second, "the request in the round", func() bool { return n.agg.QueueLen() == 1 })
+	stop()
+	// New connections are no longer taken.
+	waitFor(t, 10*time.Second, "the listener to close", func() bool {
+		c, err := net.Dial("tcp", n.KSITCPAddr().String())
+		if err == nil {
+			c.Close()
+		}
+		return err != nil
+	})
+	n.agg.CloseRound(ctx)
+	b, _ := k.read()
+	if r := signResponse(t, b); len(r.Responses) != 1 || r.Responses[0].Status != 0 {
+		t.Fatalf("in flight at shutdown: %+v %+v", r.Responses, r.Error)
+	}
+	k.closedWithin(10 * time.Second)
+	wait()
+}

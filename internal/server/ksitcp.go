@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -370,6 +372,9 @@ func (c *ksiConn) handshake() string {
 func (c *ksiConn) read() string {
 	br := bufio.NewReaderSize(c.nc, 16<<10)
 	for {
+		if c.isStopping() {
+			return c.endReason()
+		}
 		c.readDeadline(c.s.opts.IdleTimeout)
 		frame, typ, err := ReadKSIFrame(br, c.accepts, func() { c.readDeadline(c.s.opts.ReadTimeout) })
 		if err != nil {
@@ -435,10 +440,23 @@ func (c *ksiConn) dispatch(frame []byte, svc *KSITCPService) {
 	c.answers.Add(1)
 	go func() {
 		defer c.answers.Done()
-		b, code := svc.Endpoint.AnswerPDU(c.ctx, frame, auth)
+		b, code := c.answer(svc, frame, auth)
 		c.count(svc, code)
 		c.send(answer{b: b, cost: cost, inFlight: true})
 	}()
+}
+
+// answer answers one PDU. A panic in the service is logged and
+// answered 0x200, as net/http does for an HTTP PDU, rather than ending
+// the process.
+func (c *ksiConn) answer(svc *KSITCPService, frame []byte, auth PDUAuth) (b []byte, code int) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.log.Error("ksi+tcp: panic answering a PDU", "route", svc.Route, "remote", c.remote, "panic", p, "stack", string(debug.Stack()))
+			b, code = ErrorPDU(svc.Endpoint.ResponseType(), pdu.StatusInternalError, "server: internal error"), http.StatusInternalServerError
+		}
+	}()
+	return svc.Endpoint.AnswerPDU(c.ctx, frame, auth)
 }
 
 // refuse answers frame at once with svc's refusal status.
