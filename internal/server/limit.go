@@ -260,9 +260,6 @@ func temporaryAcceptError(err error) bool {
 // kept for the store.
 type ConnCount struct{ n atomic.Int64 }
 
-// Open returns the connections open.
-func (c *ConnCount) Open() int64 { return c.n.Load() }
-
 // sharing makes l count its connections in c (nil: its own count). It
 // is called before l accepts.
 func (l *limitListener) sharing(c *ConnCount) *limitListener {
