@@ -511,3 +511,31 @@ func TestKSITCPShutdownAnswersInFlight(t *testing.T) {
 	k.closedWithin(10 * time.Second)
 	wait()
 }
+
+// A connection waiting for its answers is not idle: it outlives the idle
+// timeout while a PDU is in flight, gets its answer, and only then idles
+// out.
+func TestKSITCPInFlightIsNotIdle(t *testing.T) {
+	const idle = 200 * time.Millisecond
+	n, ctx := manualNode(t, Config{KSITCPListen: "127.0.0.1:0", IdleTimeout: idle})
+	sctx, stop := context.WithCancel(ctx)
+	wait := n.serveKSITCP(sctx)
+	t.Cleanup(func() { stop(); wait() })
+	k := dialKSITCP(t, n)
+	k.write(signPDU(t, "anon", "anon", 1))
+	waitFor(t, 10*time.Second, "the request in the round", func() bool { return n.agg.QueueLen() == 1 })
+	// Several idle timeouts pass with the answer held; the connection
+	// still reads PDUs.
+	held := time.Now()
+	waitFor(t, 10*time.Second, "three idle timeouts", func() bool { return time.Since(held) > 3*idle })
+	k.write(signPDU(t, "anon", "anon", 2))
+	waitFor(t, 10*time.Second, "the second request in the round", func() bool { return n.agg.QueueLen() == 2 })
+	n.agg.CloseRound(ctx)
+	for range 2 {
+		b, _ := k.read()
+		if r := signResponse(t, b); len(r.Responses) != 1 || r.Responses[0].Status != 0 {
+			t.Fatalf("answer after the idle timeout: %+v %+v", r.Responses, r.Error)
+		}
+	}
+	k.closedWithin(10 * time.Second)
+}
