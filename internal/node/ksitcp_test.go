@@ -539,3 +539,23 @@ func TestKSITCPInFlightIsNotIdle(t *testing.T) {
 	}
 	k.closedWithin(10 * time.Second)
 }
+
+// A client that sends its PDUs and half-closes (the end of its requests)
+// still gets every answer, then the end of the stream.
+func TestKSITCPHalfClose(t *testing.T) {
+	s := startKSITCP(t, Config{Role: RoleAll})
+	k := dialKSITCP(t, s.n)
+	k.write(append(signPDU(t, "anon", "anon", 1), signPDU(t, "anon", "anon", 2)...))
+	if err := k.c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		b, _ := k.read()
+		if r := signResponse(t, b); len(r.Responses) != 1 || r.Responses[0].Status != 0 {
+			t.Fatalf("after the half-close: %+v %+v", r.Responses, r.Error)
+		}
+	}
+	if _, _, err := k.next(10 * time.Second); err != io.EOF {
+		t.Fatalf("after the answers: %v, want EOF", err)
+	}
+}
