@@ -20,43 +20,13 @@ import (
 	"github.com/tempel-ksi/tempel/ksi/pdu"
 )
 
-// KSI PDU v2 over raw TCP ("ksi+tcp", ksi-spec §8.6): the transport of
-// the reference tools' `-S ksi+tcp://HOST:PORT` and of libksi's
-// asynchronous service (rsyslog's log signing). A connection carries
-// request PDUs back to back, each one complete TLV element, signing
-// (0x220) and extending (0x320) alike; the server answers each with one
-// response PDU (0x221, 0x321) as soon as it is ready, so answers may come
-// in another order than their requests: clients match them by request id.
-//
-// A PDU is answered exactly as over HTTP (the same [PDUEndpoint], the same
-// authentication by login and HMAC, the same limits per PDU). On top of
-// that, per connection:
-//   - at most MaxInFlight PDUs are being answered (read and not yet
-//     written back; DefaultKSITCPMaxInFlight); a PDU beyond that is refused
-//     at once, each of its requests with status 0x106 (signing) or 0x200
-//     (extending), in a response made with the user's key, never queued;
-//   - every PDU in flight holds its size and KSITCPPDUCost in the node's
-//     budget for waiting requests; when they do not fit, the PDU is
-//     refused the same way;
-//   - a stream that is not a sequence of request PDUs (a header of any
-//     other type: garbage, an HTTP request, a TLV8 element) is answered
-//     with a bare error PDU, status 0x101, and the connection is closed:
-//     the next PDU's start cannot be found;
-//   - the connection is closed when nothing arrives and nothing is in
-//     flight for IdleTimeout, when a started PDU is not complete within
-//     ReadTimeout, or when an answer cannot be written within
-//     WriteTimeout.
-//
-// The connections count against the node's connection limit together
-// with those of the main listener (see [ConnCount]). With TLS the listener
-// speaks TLS only.
-
 // DefaultKSITCPMaxInFlight is how many PDUs one ksi+tcp connection may
 // have in flight when no limit is configured. libksi's asynchronous
-// service keeps as many requests open as its request cache holds (one
-// request per PDU), which clients size in the hundreds; 1,024 PDUs of one
-// request are also what the aggregator answers in one round of a busy
-// client without holding it up.
+// service sends one request per PDU and keeps as many open as its request
+// cache holds (the application sizes it); 1,024 lets a client fill a
+// round with one connection, while no single connection can hold more
+// than a bounded share of the node (each PDU in flight is also charged
+// to the budget of waiting requests).
 const DefaultKSITCPMaxInFlight = 1024
 
 // KSITCPPDUCost is what a PDU in flight holds in the budget besides its
@@ -113,9 +83,41 @@ type KSITCPOptions struct {
 	Metrics prometheus.Registerer
 }
 
-// ServeKSITCP answers KSI PDUs on ln until ctx is cancelled; then it
-// stops reading, lets the answers in flight be written for up to
-// ShutdownGrace, and closes every connection.
+// ServeKSITCP serves KSI PDU v2 over raw TCP on ln ("ksi+tcp", ksi-spec
+// §8.6), the transport of
+// the reference tools' `-S ksi+tcp://HOST:PORT` and of libksi's
+// asynchronous service (rsyslog's log signing). A connection carries
+// request PDUs back to back, each one complete TLV element, signing
+// (0x220) and extending (0x320) alike; the server answers each with one
+// response PDU (0x221, 0x321) as soon as it is ready, so answers may come
+// in another order than their requests: clients match them by request id.
+//
+// A PDU is answered exactly as over HTTP (the same [PDUEndpoint], the same
+// authentication by login and HMAC, the same limits per PDU). On top of
+// that, per connection:
+//   - at most MaxInFlight PDUs are being answered (read and not yet
+//     written back; DefaultKSITCPMaxInFlight); a PDU beyond that is refused
+//     at once, each of its requests with status 0x106 (signing) or 0x200
+//     (extending), in a response made with the user's key, never queued;
+//   - every PDU in flight holds its size and KSITCPPDUCost in the node's
+//     budget for waiting requests; when they do not fit, the PDU is
+//     refused the same way;
+//   - a stream that is not a sequence of request PDUs (a header of any
+//     other type: garbage, an HTTP request, a TLV8 element) is answered
+//     with a bare error PDU, status 0x101, and the connection is closed:
+//     the next PDU's start cannot be found;
+//   - the connection is closed when nothing arrives and nothing is in
+//     flight for IdleTimeout, when a started PDU is not complete within
+//     ReadTimeout, or when an answer cannot be written within
+//     WriteTimeout.
+//
+// The connections count against the node's connection limit together
+// with those of the main listener (see [ConnCount]). With TLS the listener
+// speaks TLS only.
+//
+// It serves until ctx is cancelled; then it stops reading, lets the
+// answers in flight be written for up to ShutdownGrace, and closes every
+// connection.
 func ServeKSITCP(ctx context.Context, ln net.Listener, opts KSITCPOptions) error {
 	s, err := newKSITCPServer(opts)
 	if err != nil {
