@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -558,4 +559,56 @@ func TestKSITCPHalfClose(t *testing.T) {
 	if _, _, err := k.next(10 * time.Second); err != io.EOF {
 		t.Fatalf("after the answers: %v, want EOF", err)
 	}
+}
+
+// A client that sends and never reads has its connection closed once an
+// answer cannot be written within the write timeout.
+func TestKSITCPWriteTimeout(t *testing.T) {
+	const write = 300 * time.Millisecond
+	s := startKSITCP(t, Config{Role: RoleAll, WriteTimeout: write})
+	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
+		// A small receive window fills after a few answers.
+		return rc.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 2048) })
+	}}
+	c, err := d.Dial("tcp", s.n.KSITCPAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// PDUs as full as the server allows, some 30 MB of answers: more
+	// than the socket buffers of both ends hold.
+	per := maxRequestsPerPDU(t, s)
+	var all []byte
+	for i := range uint64(500) {
+		ids := make([]uint64, per)
+		for j := range ids {
+			ids[j] = i*uint64(per) + uint64(j) + 1
+		}
+		all = append(all, signPDU(t, "anon", "anon", ids...)...)
+	}
+	c.SetWriteDeadline(time.Now().Add(20 * time.Second))
+	if _, err := c.Write(all); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the connection closed for its unread answers", func() bool {
+		return strings.Contains(metricsText(t, s), `tempel_ksitcp_connections_closed_total{reason="write-failed"} 1`)
+	})
+}
+
+// maxRequestsPerPDU asks the aggregator's configuration over ksi+tcp.
+func maxRequestsPerPDU(t *testing.T, s *started) int {
+	t.Helper()
+	req := &pdu.AggregatorRequest{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: "anon"}}, ConfigRequest: true}
+	b, err := req.Encode(ksi.SHA2_256, []byte("anon"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := dialKSITCP(t, s.n)
+	k.write(b)
+	resp, _ := k.read()
+	r := signResponse(t, resp)
+	if r.Config == nil || r.Config.MaxRequests < 2 {
+		t.Fatalf("configuration %+v", r.Config)
+	}
+	return int(r.Config.MaxRequests)
 }
