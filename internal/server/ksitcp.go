@@ -32,6 +32,8 @@ const DefaultKSITCPMaxInFlight = 1024
 // KSITCPPDUCost is what a PDU in flight holds in the budget besides its
 // own bytes: the goroutine answering it, its parsed form and a one-request
 // answer. (Each aggregation request in it also holds its CostCaller.)
+// Measured (TestKSITCPPDUCost in internal/node): a parked one-request PDU
+// holds 8.6-9.7 KB in all, less than the 16.5 KB it is charged.
 const KSITCPPDUCost = 4 << 10
 
 // Budget is the node's memory budget for waiting requests, as the ksi+tcp
