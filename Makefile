@@ -15,7 +15,8 @@ FUZZ_TARGETS := \
 	./ksi/pdu:FuzzParseAggregatorRequest \
 	./ksi/pdu:FuzzParseAggregatorResponse \
 	./ksi/pdu:FuzzParseExtenderRequest \
-	./ksi/pdu:FuzzParseExtenderResponse
+	./ksi/pdu:FuzzParseExtenderResponse \
+	./internal/server:FuzzReadKSIFrame
 
 .PHONY: help build test lint fuzz bench run clean proto proto-check
 

@@ -34,27 +34,22 @@ func Status(err error) uint64 {
 	return pdu.StatusInternalError
 }
 
-// PDUHandler serves KSI PDU v2 signing (POST /gt-signingservice) for
-// clients built on the reference SDKs: it reads and authenticates the
-// PDU, and the engine's PDUSigner answers it.
-func (e *Engine) PDUHandler(users server.PDUAuthenticator) http.Handler {
-	return &pduHTTP{p: e.PDU(), users: users}
-}
-
-type pduHTTP struct {
-	p     *PDUSigner
-	users server.PDUAuthenticator
-}
-
-func (h *pduHTTP) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	req, key, ok := server.ReadAuthenticatedPDU(w, r, h.users, pdu.TypeAggregatorResponse, pdu.ParseAggregatorRequest,
-		func(q *pdu.AggregatorRequest) *pdu.Envelope { return &q.Envelope })
-	if !ok {
-		return
-	}
-	if b, code, ok := h.p.Respond(r.Context(), req, key); ok {
-		server.WritePDU(w, b, code)
-	}
+// PDUHandler serves KSI PDU v2 signing (POST /gt-signingservice and
+// ksi+tcp) for clients built on the reference SDKs: the endpoint reads
+// and authenticates the PDU, and the engine's PDUSigner answers it, so
+// HTTP and raw TCP give the same answers.
+func (e *Engine) PDUHandler(users server.PDUAuthenticator) server.PDUEndpoint {
+	p := e.PDU()
+	return &server.PDUService[*pdu.AggregatorRequest]{ReqType: pdu.TypeAggregatorRequest, RespType: pdu.TypeAggregatorResponse,
+		Parse: pdu.ParseAggregatorRequest, Envelope: func(q *pdu.AggregatorRequest) *pdu.Envelope { return &q.Envelope },
+		Answer: func(ctx context.Context, req *pdu.AggregatorRequest, key []byte) ([]byte, int) {
+			b, code, ok := p.Respond(ctx, req, key)
+			if !ok {
+				return nil, 0 // the client went away
+			}
+			return b, code
+		},
+		Refuse: server.RefuseAggregatorPDU, Users: users}
 }
 
 // PDUSigner answers KSI PDU v2 aggregator requests, whatever carries

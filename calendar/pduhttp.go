@@ -1,6 +1,7 @@
 package calendar
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -18,34 +19,37 @@ import (
 // A PDU with more extension requests than one response PDU can answer
 // (maxExtendRequests, advertised as the configuration's max requests) is
 // refused as a whole with status 0x103 before any chain is computed.
-func (s *Service) ExtenderPDUHandler(users server.PDUAuthenticator) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		req, key, ok := server.ReadAuthenticatedPDU(w, r, users, pdu.TypeExtenderResponse, pdu.ParseExtenderRequest,
-			func(q *pdu.ExtenderRequest) *pdu.Envelope { return &q.Envelope })
-		if !ok {
-			return
-		}
-		login := req.Header.LoginID
-		resp := &pdu.ExtenderResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: login}}}
-		first, last, has := s.answeredHead()
-		limit := maxExtendRequests(login, last)
-		if req.ConfigRequest {
-			resp.Config = &pdu.Config{CalendarFirstTime: first, HasCalendarFirstTime: has, CalendarLastTime: last, HasCalendarLastTime: has,
-				MaxRequests: uint64(limit), HasMaxRequests: true}
-		}
-		if len(req.Requests) > limit {
-			resp.Error = &pdu.ErrorPayload{Status: pdu.StatusInvalidPayload, Message: fmt.Sprintf(
-				"calendar: %d extension requests in one PDU, at most %d fit in a response (the configuration's max requests)",
-				len(req.Requests), limit)}
-			s.writePDU(w, resp, req.HMAC.Alg(), key, http.StatusRequestEntityTooLarge)
-			return
-		}
-		for _, er := range req.Requests {
-			resp.Responses = append(resp.Responses, s.extendOne(er, last, has))
-		}
-		s.fitPDU(resp, req.HMAC.Alg(), last)
-		s.writePDU(w, resp, req.HMAC.Alg(), key, http.StatusOK)
-	})
+//
+// The same answers are given over raw TCP (ksi+tcp) through the returned
+// endpoint's AnswerPDU.
+func (s *Service) ExtenderPDUHandler(users server.PDUAuthenticator) server.PDUEndpoint {
+	return &server.PDUService[*pdu.ExtenderRequest]{ReqType: pdu.TypeExtenderRequest, RespType: pdu.TypeExtenderResponse,
+		Parse: pdu.ParseExtenderRequest, Envelope: func(q *pdu.ExtenderRequest) *pdu.Envelope { return &q.Envelope },
+		Refuse: server.RefuseExtenderPDU, Users: users, Answer: s.answerExtenderPDU}
+}
+
+// answerExtenderPDU answers an authenticated extender request PDU; key is
+// the user's key. It returns the response PDU and its HTTP status.
+func (s *Service) answerExtenderPDU(_ context.Context, req *pdu.ExtenderRequest, key []byte) ([]byte, int) {
+	login := req.Header.LoginID
+	resp := &pdu.ExtenderResponse{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: login}}}
+	first, last, has := s.answeredHead()
+	limit := maxExtendRequests(login, last)
+	if req.ConfigRequest {
+		resp.Config = &pdu.Config{CalendarFirstTime: first, HasCalendarFirstTime: has, CalendarLastTime: last, HasCalendarLastTime: has,
+			MaxRequests: uint64(limit), HasMaxRequests: true}
+	}
+	if len(req.Requests) > limit {
+		resp.Error = &pdu.ErrorPayload{Status: pdu.StatusInvalidPayload, Message: fmt.Sprintf(
+			"calendar: %d extension requests in one PDU, at most %d fit in a response (the configuration's max requests)",
+			len(req.Requests), limit)}
+		return s.encodePDU(resp, req.HMAC.Alg(), key, http.StatusRequestEntityTooLarge)
+	}
+	for _, er := range req.Requests {
+		resp.Responses = append(resp.Responses, s.extendOne(er, last, has))
+	}
+	s.fitPDU(resp, req.HMAC.Alg(), last)
+	return s.encodePDU(resp, req.HMAC.Alg(), key, http.StatusOK)
 }
 
 // extendOne answers one extension request.
@@ -135,15 +139,14 @@ func (s *Service) fitPDU(resp *pdu.ExtenderResponse, alg ksi.HashAlg, last uint6
 		"unanswered", lost, "requests", len(resp.Responses), "login", resp.Header.LoginID)
 }
 
-// writePDU encodes and sends resp.
-func (s *Service) writePDU(w http.ResponseWriter, resp *pdu.ExtenderResponse, alg ksi.HashAlg, key []byte, code int) {
+// encodePDU encodes resp, to be sent with HTTP status code.
+func (s *Service) encodePDU(resp *pdu.ExtenderResponse, alg ksi.HashAlg, key []byte, code int) ([]byte, int) {
 	b, err := resp.Encode(alg, key)
 	if err != nil {
 		s.log.Error("calendar: could not encode a PDU response", "err", err, "responses", len(resp.Responses))
-		server.WritePDUError(w, pdu.TypeExtenderResponse, pdu.StatusInternalError, "could not encode the response", http.StatusInternalServerError)
-		return
+		return server.ErrorPDU(pdu.TypeExtenderResponse, pdu.StatusInternalError, "could not encode the response"), http.StatusInternalServerError
 	}
-	server.WritePDU(w, b, code)
+	return b, code
 }
 
 // extendStatus maps extending errors to the status codes of docs/design/formats.md#status-codes.

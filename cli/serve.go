@@ -44,6 +44,7 @@ func serveFlags() []ucli.Flag {
 		str("config", "", "read settings from `FILE` (lines NAME = VALUE, NAME a flag name; # comments)"),
 		str("role", node.RoleAll, "what to run: all (calendar + aggregator), calendar, or aggregator"),
 		str("listen", "127.0.0.1:8080", "`ADDR` serving gRPC, REST, KSI PDU v2, the publications file, metrics and health"),
+		str("ksi-tcp-listen", "", "`ADDR` serving KSI PDU v2 over raw TCP (ksi+tcp://ADDR: signing and extending, many PDUs per connection; TLS when the server has TLS); empty: off"),
 		str("data-dir", "./data", "`DIR` for the calendar (Pebble) and the development keys"),
 		str("watermark", "", "`FILE` where the calendar records what it answered (default DATA-DIR/watermark); on another volume it also catches a data directory restored from an older copy"),
 		num("min-free", int(calendar.DefaultMinFreeBytes>>20), "free `MiB` below which the calendar stops appending (and resumes once space is freed)"),
@@ -98,6 +99,8 @@ func serveCommand() *ucli.Command {
 			"TLS: --tls-cert FILE --tls-key FILE (or --tls, the development certificate for\n" +
 			"localhost issued from DATA-DIR/keys) serves all of it over TLS 1.3 on the same port.\n" +
 			"Without TLS, --listen must be a loopback address unless --insecure-listen is given.\n\n" +
+			"--ksi-tcp-listen ADDR also serves KSI PDU v2 over raw TCP (ksi+tcp://ADDR, signing and\n" +
+			"extending, many PDUs per connection), over TLS when TLS is on; the same loopback rule applies.\n\n" +
 			"Every flag also reads TEMPEL_<FLAG> (e.g. TEMPEL_PUBLISH_EVERY=5s) and --config FILE.\n" +
 			"SIGINT or SIGTERM shuts down gracefully: queued requests are answered first.",
 		Flags:  serveFlags(),
@@ -137,7 +140,7 @@ func serveAction(c *ucli.Context) error {
 		TLS: node.TLSConfig{CertFile: c.String("tls-cert"), KeyFile: c.String("tls-key"), Dev: c.Bool("tls"),
 			ClientCAFile: c.String("tls-client-ca"), AllowTLS12: c.Bool("tls12"), UpstreamCAFiles: nonEmpty(c.String("upstream-tls-ca")),
 			UpstreamCertFile: c.String("upstream-tls-cert"), UpstreamKeyFile: c.String("upstream-tls-key")},
-		MaxMemory: maxMemory, StreamSendTimeout: c.Duration("stream-send-timeout"),
+		MaxMemory: maxMemory, StreamSendTimeout: c.Duration("stream-send-timeout"), KSITCPListen: c.String("ksi-tcp-listen"),
 		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
 			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key")},
 	}
@@ -166,6 +169,10 @@ func serveAction(c *ucli.Context) error {
 		return inputErrorf("listen on %s: %v", cfg.Listen, err)
 	}
 	if err := checkPlaintextListen(cfg.Listen, ln.Addr(), cfg.TLS.Enabled(), c.Bool("insecure-listen")); err != nil {
+		ln.Close()
+		return err
+	}
+	if err := checkKSITCPListen(cfg, c.Bool("insecure-listen")); err != nil {
 		ln.Close()
 		return err
 	}
@@ -200,6 +207,7 @@ func printBanner(c *ucli.Context, cfg node.Config, n *node.Node, addr string) {
 		fmt.Fprintf(w, "  constraint to pin:  --cnstr %s\n", k.Constraint())
 		fmt.Fprintf(w, "  KSI PDU v2:         %s/gt-signingservice  %s/gt-extendingservice\n", cfg.PublicURL, cfg.PublicURL)
 	}
+	printKSITCPBanner(w, n)
 	fmt.Fprintf(w, "  metrics:            %s/metrics   health: /healthz /readyz\n", cfg.PublicURL)
 	if a := n.DebugAddr(); a != "" {
 		fmt.Fprintf(w, "  pprof:              http://%s/debug/pprof/ (loopback only)\n", a)

@@ -48,5 +48,6 @@ func (n *Node) keepaliveParams() keepalive.ServerParameters {
 // serveOptions are the server options of Run.
 func (n *Node) serveOptions() server.Options {
 	return server.Options{ShutdownGrace: 10 * time.Second, Logger: n.log, MaxConns: n.cfg.MaxConns,
-		ReadTimeout: n.cfg.ReadTimeout, WriteTimeout: n.cfg.WriteTimeout, IdleTimeout: n.cfg.IdleTimeout, Metrics: n.reg, TLS: n.tls}
+		ReadTimeout: n.cfg.ReadTimeout, WriteTimeout: n.cfg.WriteTimeout, IdleTimeout: n.cfg.IdleTimeout, Metrics: n.reg, TLS: n.tls,
+		Conns: n.conns}
 }

@@ -44,7 +44,7 @@ func (n *Node) httpMux(ctx context.Context) (*routeMux, error) {
 	mux.Handle("/v1/", http.MaxBytesHandler(rest, maxRESTBody))
 	mux.Handle("POST /v1/sign", http.MaxBytesHandler(imprintText(rest), maxRESTBody))
 	if n.agg != nil {
-		mux.Handle("/gt-signingservice", n.metrics.countHTTP("pdu", n.agg.PDUHandler(n.auth)))
+		mux.Handle("/gt-signingservice", n.metrics.countHTTP("pdu", n.pduSign))
 	}
 	if n.cal != nil {
 		if err := tempelv1.RegisterExtenderHandlerServer(ctx, gw, &extenderService{n: n}); err != nil {
@@ -53,7 +53,7 @@ func (n *Node) httpMux(ctx context.Context) (*routeMux, error) {
 		if err := tempelv1.RegisterPublicationsHandlerServer(ctx, gw, &publicationsService{n: n}); err != nil {
 			return nil, err
 		}
-		mux.Handle("/gt-extendingservice", n.metrics.countHTTP("pdu", n.cal.ExtenderPDUHandler(n.auth)))
+		mux.Handle("/gt-extendingservice", n.metrics.countHTTP("pdu", n.pduExtend))
 		mux.HandleFunc("/publications.bin", n.servePublicationsFile)
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))

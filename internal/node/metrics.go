@@ -14,7 +14,8 @@ import (
 )
 
 // requestMetrics counts requests by interface (grpc, grpc-stream, rest,
-// pdu, http), method and status (gRPC code, KSI status or HTTP status).
+// pdu, ksi-tcp, http), method and status (gRPC code, KSI status or HTTP
+// status; a ksi+tcp PDU by the HTTP status its answer has over HTTP).
 type requestMetrics struct {
 	requests *prometheus.CounterVec
 }
@@ -22,7 +23,7 @@ type requestMetrics struct {
 func newRequestMetrics(reg prometheus.Registerer) *requestMetrics {
 	m := &requestMetrics{requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "tempel_requests_total",
-		Help: "Requests by interface (grpc, grpc-stream, rest, pdu, http), method and status.",
+		Help: "Requests by interface (grpc, grpc-stream, rest, pdu, ksi-tcp, http), method and status.",
 	}, []string{"interface", "method", "status"})}
 	reg.MustRegister(m.requests)
 	return m

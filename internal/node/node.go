@@ -83,6 +83,11 @@ type Config struct {
 	// timeouts (see server.Options; 0: the server's defaults).
 	MaxConns                               int
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// KSITCPListen is the address of the ksi+tcp listener (KSI PDU v2
+	// over raw TCP; empty: none), KSITCPMaxInFlight the PDUs one of its
+	// connections may have in flight (0: server.DefaultKSITCPMaxInFlight).
+	KSITCPListen      string
+	KSITCPMaxInFlight int
 
 	UsersFile string
 	// Now is the clock of the calendar and the aggregator (default
@@ -115,6 +120,12 @@ type Node struct {
 	debugLn net.Listener  // nil without --pprof
 	tls     *tls.Config   // nil: plaintext
 	tlsCert string
+	// KSI PDU endpoints (nil without the service), the ksi+tcp listener
+	// until Run serves it, and the connection count it shares.
+	pduSign, pduExtend server.PDUEndpoint
+	tcpLn              net.Listener
+	tcpAddr            net.Addr
+	conns              *server.ConnCount
 }
 
 // New opens the node's state and builds its parts; Run serves them.
@@ -132,7 +143,7 @@ func New(cfg Config) (*Node, error) {
 		cfg.PublishEvery = 24 * time.Hour
 	}
 	cfg = withConnDefaults(cfg)
-	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), blocked: newBlockedSends()}
+	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), blocked: newBlockedSends(), conns: new(server.ConnCount)}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newRequestMetrics(n.reg)
 	if cfg.UsersFile != "" {
@@ -169,6 +180,11 @@ func New(cfg Config) (*Node, error) {
 	}
 	var err error
 	if n.tls, err = n.serverTLS(); err != nil {
+		n.Close()
+		return nil, err
+	}
+	n.pduEndpoints()
+	if err := n.listenKSITCP(); err != nil {
 		n.Close()
 		return nil, err
 	}
@@ -295,7 +311,9 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 		go func() { defer aggWG.Done(); n.evictStuck(aggCtx) }()
 	}
 	stopDebug := n.serveDebug()
+	waitKSITCP := n.serveKSITCP(ctx)
 	serr := server.Serve(ctx, ln, g, h, n.serveOptions())
+	waitKSITCP()
 	stopDebug()
 	// Order matters: the aggregator's last round still needs the calendar.
 	stopAgg()
@@ -309,6 +327,9 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 func (n *Node) Close() error {
 	if n.debugLn != nil {
 		n.debugLn.Close()
+	}
+	if n.tcpLn != nil {
+		n.tcpLn.Close()
 	}
 	if n.upConn != nil {
 		n.upConn.Close()

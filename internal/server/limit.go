@@ -95,7 +95,7 @@ type limitListener struct {
 	max  int64
 	low  int64 // below this many open, a full listener logs that it admits again
 	log  *slog.Logger
-	open atomic.Int64
+	open *atomic.Int64 // shared with the listeners of the same ConnCount
 	// Totals for the metrics.
 	refusedTotal, acceptErrors atomic.Uint64
 
@@ -115,7 +115,7 @@ type limitListener struct {
 // newLimitListener wraps ln; reg, if not nil, receives its metrics.
 func newLimitListener(ln net.Listener, limit int, log *slog.Logger, reg prometheus.Registerer) *limitListener {
 	l := &limitListener{Listener: ln, max: int64(limit), low: int64(limit) - int64(limit)/10, log: log,
-		quiet: acceptBackoffMax, closed: make(chan struct{})}
+		quiet: acceptBackoffMax, closed: make(chan struct{}), open: new(atomic.Int64)}
 	if reg != nil {
 		if err := l.registerMetrics(reg); err != nil {
 			log.Warn("connection metrics not exported", "err", err)
@@ -252,4 +252,19 @@ func temporaryAcceptError(err error) bool {
 	}
 	var te interface{ Temporary() bool }
 	return errors.As(err, &te) && te.Temporary()
+}
+
+// ConnCount is the count of open connections that several listeners
+// share under one limit (--max-conns): the node's main listener and its
+// ksi+tcp listener, so that together they never take the descriptors
+// kept for the store.
+type ConnCount struct{ n atomic.Int64 }
+
+// sharing makes l count its connections in c (nil: its own count). It
+// is called before l accepts.
+func (l *limitListener) sharing(c *ConnCount) *limitListener {
+	if c != nil {
+		l.open = &c.n
+	}
+	return l
 }

@@ -47,6 +47,9 @@ type Options struct {
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
 	// Metrics, if set, receives the connection counts.
 	Metrics prometheus.Registerer
+	// Conns, when set, counts the connections against MaxConns together
+	// with the other listeners given the same ConnCount (ksi+tcp).
+	Conns *ConnCount
 }
 
 // Serve answers gRPC and HTTP on one listener until ctx is cancelled, then
@@ -67,7 +70,7 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 		ln.Close()
 		return err
 	}
-	ln = newLimitListener(ln, maxConns, log, opts.Metrics)
+	ln = newLimitListener(ln, maxConns, log, opts.Metrics).sharing(opts.Conns)
 	grpcL := newChanListener(ln.Addr())
 	httpL := newChanListener(ln.Addr())
 	httpL.firstBytes = min(firstBytesTimeout, opts.ReadTimeout)

@@ -48,25 +48,3 @@ func WritePDU(w http.ResponseWriter, b []byte, code int) {
 	w.WriteHeader(code)
 	w.Write(b)
 }
-
-// ReadAuthenticatedPDU reads a request PDU, parses it with parse and checks
-// its login and HMAC with auth. On any failure it has answered the HTTP
-// request itself (0x101 for an unreadable PDU, 0x102 for every
-// authentication failure) and returns ok=false.
-func ReadAuthenticatedPDU[T any](w http.ResponseWriter, r *http.Request, auth PDUAuthenticator, respType uint16,
-	parse func([]byte) (T, error), envelope func(T) *pdu.Envelope) (req T, key []byte, ok bool) {
-	body, ok := ReadPDU(w, r, respType)
-	if !ok {
-		return req, nil, false
-	}
-	req, err := parse(body)
-	if err != nil {
-		WritePDUError(w, respType, pdu.StatusInvalidRequest, "invalid request: "+err.Error(), http.StatusBadRequest)
-		return req, nil, false
-	}
-	if key, err = auth.AuthenticatePDU(r, envelope(req)); err != nil {
-		WritePDUError(w, respType, pdu.StatusAuthFailure, err.Error(), http.StatusUnauthorized)
-		return req, nil, false
-	}
-	return req, key, true
-}
