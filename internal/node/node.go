@@ -242,7 +242,7 @@ func (n *Node) openAggregator() error {
 	acfg := aggregator.Config{Upstream: up, Period: cfg.RoundPeriod, Now: cfg.Now, MaxLevel: byte(min(cfg.MaxLevel, 255)),
 		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg),
 		Budget: aggregator.NewBudget(requestBudget(cfg.MaxMemory))}
-	if n.gc = processGCGate(); n.gc != nil {
+	if n.gc = newGCGate(gcGateConfig{Now: cfg.Now}); n.gc != nil {
 		acfg.Answering = n.gc.answering
 	}
 	var err error
