@@ -93,4 +93,3 @@ func New(cfg Config) (*Engine, error) {
 	e.pdu = &PDUSigner{e: e}
 	return e, nil
 }
-

@@ -30,10 +30,8 @@ type Engine struct {
 	log *slog.Logger
 
 	mu      sync.Mutex
-	queue   []pending       // who asked, in arrival order
-	reqs    []round.Request // what they asked, index for index with queue
-	kinds   kindCounts      // how the queued requests wait
-	perUser map[string]int
+	queue   queue          // the next round's requests
+	perUser map[string]int // the next round's requests by client (Quota)
 	stopped bool
 	nextID  uint64
 	// Rounds are answered in the order they closed: lastAnswered is closed
@@ -47,6 +45,14 @@ type Engine struct {
 	turns       turns
 	upstreamLog upstreamLog
 	pdu         *PDUSigner
+}
+
+// queue is the requests of a round: the next one while they queue, a
+// closed one on its way.
+type queue struct {
+	waiters []pending       // who asked, in arrival order
+	reqs    []round.Request // what they asked, index for index with waiters
+	kinds   kindCounts      // how the waiters wait
 }
 
 // Config returns the engine's configuration after defaults.
@@ -91,7 +97,7 @@ func (e *Engine) submit(r Request, w waiter) error {
 	switch {
 	case e.stopped:
 		return ErrStopped
-	case len(e.queue) >= e.cfg.MaxQueue:
+	case len(e.queue.reqs) >= e.cfg.MaxQueue:
 		e.cfg.Metrics.rejected("overloaded")
 		return ErrOverloaded
 	case e.cfg.Quota > 0 && e.perUser[r.Identity.ClientID] >= e.cfg.Quota:
@@ -101,10 +107,11 @@ func (e *Engine) submit(r Request, w waiter) error {
 	if e.cfg.Quota > 0 {
 		e.perUser[r.Identity.ClientID]++
 	}
-	e.queue = append(e.queue, pending{w: w, arrived: now})
-	e.kinds[w.kind()]++
-	e.reqs = append(e.reqs, round.Request{Hash: r.Hash, Level: r.Level, Meta: meta})
-	e.cfg.Metrics.queued(len(e.queue))
+	q := &e.queue
+	q.waiters = append(q.waiters, pending{w: w, arrived: now})
+	q.reqs = append(q.reqs, round.Request{Hash: r.Hash, Level: r.Level, Meta: meta})
+	q.kinds[w.kind()]++
+	e.cfg.Metrics.queued(len(q.reqs))
 	return nil
 }
 
@@ -112,7 +119,7 @@ func (e *Engine) submit(r Request, w waiter) error {
 func (e *Engine) QueueLen() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return len(e.queue)
+	return len(e.queue.reqs)
 }
 
 // Run closes a round every period until ctx is cancelled. On return every
@@ -154,10 +161,8 @@ func (e *Engine) shutdown() {
 // roundRun is one closed round on its way: its requests, and the channels
 // that keep answers in round order.
 type roundRun struct {
-	id       uint64
-	q        []pending
-	reqs     []round.Request
-	kinds    kindCounts
+	id uint64
+	queue
 	prev     chan struct{} // closed when the previous round is answered; nil for the first
 	answered chan struct{}
 	slot     slot // the round's way upstream
@@ -168,16 +173,16 @@ type roundRun struct {
 // upstream never delays the next round.
 func (e *Engine) CloseRound(ctx context.Context) {
 	e.mu.Lock()
-	q, reqs := e.queue, e.reqs
-	if len(q) == 0 {
+	q := e.queue
+	n := len(q.reqs)
+	if n == 0 {
 		e.mu.Unlock()
 		return
 	}
 	// The next round is probably about as large: size it once.
-	e.queue, e.reqs = make([]pending, 0, len(q)), make([]round.Request, 0, len(q))
-	rd := &roundRun{id: e.nextID, q: q, reqs: reqs, kinds: e.kinds, prev: e.lastAnswered, answered: make(chan struct{})}
-	e.kinds = kindCounts{}
+	e.queue = queue{waiters: make([]pending, 0, n), reqs: make([]round.Request, 0, n)}
 	clear(e.perUser)
+	rd := &roundRun{id: e.nextID, queue: q, prev: e.lastAnswered, answered: make(chan struct{})}
 	e.nextID++
 	e.lastAnswered = rd.answered
 	e.wg.Add(1)
@@ -197,7 +202,7 @@ func (e *Engine) CloseRound(ctx context.Context) {
 			case e.inflight <- struct{}{}:
 			case <-ctx.Done():
 				rd.waitPrev()
-				fail(q, ErrStopped)
+				fail(q.waiters, ErrStopped)
 				return
 			}
 		}
@@ -217,7 +222,7 @@ func (rd *roundRun) waitPrev() {
 // answer per request. It holds an in-flight place until upstream has
 // answered, then waits for the previous round to be answered.
 func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
-	q := rd.q
+	q := rd.waiters
 	start := e.cfg.Now()
 	r, err := round.Build(ksi.SHA2_256, rd.reqs)
 	if err != nil {

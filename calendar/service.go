@@ -105,13 +105,13 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, errors.New("calendar: service needs a store and a signer")
 	}
 	if cfg.Grace == 0 {
-		cfg.Grace = 50 * time.Millisecond
+		cfg.Grace = schedule.RemoteGrace
 	}
 	if cfg.MaxPerSecond == 0 {
 		cfg.MaxPerSecond = 100_000
 	}
 	if cfg.MaxHold == 0 {
-		cfg.MaxHold = 500 * time.Millisecond
+		cfg.MaxHold = schedule.DefaultMaxHold
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

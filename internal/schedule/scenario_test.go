@@ -104,6 +104,10 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
+// The commands: new (grace=, maxhold=, early, or defaults=local|remote;
+// last= or at=), submit at= [slot=], reserve at=, release slot=, tick at=
+// (close what is due), state, behind at=, rounds period= start= fired=.
+
 // harness is a calendar as far as the schedule sees it: the state, and
 // the seconds with submissions waiting.
 type harness struct {
@@ -164,8 +168,14 @@ func (h *harness) do(t *testing.T, file string, s step) string {
 	var out strings.Builder
 	switch f[0] {
 	case "new":
-		r := Rules{Grace: dur("grace"), MaxHold: dur("maxhold")}
-		_, r.CloseEarly = args["early"]
+		var r Rules
+		if d, ok := args["defaults"]; ok {
+			r = Defaults(d == "local")
+			fmt.Fprintf(&out, "grace %v maxhold %v early %v\n", r.Grace, r.MaxHold, r.CloseEarly)
+		} else {
+			r = Rules{Grace: dur("grace"), MaxHold: dur("maxhold")}
+			_, r.CloseEarly = args["early"]
+		}
 		last := uint64(0)
 		if _, ok := args["last"]; ok {
 			last = num("last")
@@ -228,4 +238,23 @@ func (h *harness) do(t *testing.T, file string, s step) string {
 		t.Fatalf("%s:%d: unknown command %q", file, s.line, f[0])
 	}
 	return out.String()
+}
+
+// -rewrite writes a file as it was when every outcome matches: the
+// parser keeps comments, commands and outcomes.
+func TestScenarioFilesRoundTrip(t *testing.T) {
+	files, _ := filepath.Glob("testdata/*.txt")
+	for _, f := range files {
+		want, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := filepath.Join(t.TempDir(), "out.txt")
+		if err := writeSteps(out, parseSteps(t, f)); err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := os.ReadFile(out); string(got) != string(want) {
+			t.Errorf("%s: rewritten differs:\n%s", f, got)
+		}
+	}
 }

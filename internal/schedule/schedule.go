@@ -49,6 +49,29 @@ type Rules struct {
 	CloseEarly bool
 }
 
+// Defaults of the rules.
+const (
+	// RemoteGrace covers remote aggregators' rounds in transit.
+	RemoteGrace = 50 * time.Millisecond
+	// LocalGrace is the grace when every root reaches the calendar
+	// through in-process aggregators, whose rounds reserve their place in
+	// the second as they close: it only has to cover a round timer firing
+	// late.
+	LocalGrace = 20 * time.Millisecond
+	// DefaultMaxHold bounds the wait for held slots.
+	DefaultMaxHold = 500 * time.Millisecond
+)
+
+// Defaults returns the rules of a calendar whose roots all come through
+// slots of in-process aggregators (local: `tempel serve --role all`,
+// which closes seconds early) or not.
+func Defaults(local bool) Rules {
+	if local {
+		return Rules{Grace: LocalGrace, MaxHold: DefaultMaxHold, CloseEarly: true}
+	}
+	return Rules{Grace: RemoteGrace, MaxHold: DefaultMaxHold}
+}
+
 // End is when second t ends.
 func End(t uint64) time.Time { return time.Unix(int64(t)+1, 0) }
 
