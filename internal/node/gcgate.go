@@ -109,8 +109,13 @@ func (p *gcPercentHold) hold(on bool) {
 // newGCGate returns a gate on the process's GC percent (GOGC), or nil
 // when garbage collection is off.
 func newGCGate(cfg gcGateConfig) *gcGate {
+	// Checked first: with GC off now, the process's hold is not taken
+	// (it would keep "off" as the percent to restore).
+	if gcPercent() <= 0 {
+		return nil
+	}
 	pct := processGC()
-	if pct == nil || gcPercent() <= 0 {
+	if pct == nil {
 		return nil
 	}
 	if cfg.Now == nil {

@@ -180,3 +180,36 @@ func TestNodeGCGateWiredAndReleased(t *testing.T) {
 	}
 	wantGCPercent(t, "after the node stopped", g.normal)
 }
+
+// The gate follows the second schedule on its configured clock, not the
+// process's wall clock: with a clock half a second ahead, it is held in
+// the lead of a second's end on that clock.
+func TestGCGateFollowsItsClock(t *testing.T) {
+	if processGC() == nil {
+		t.Skip("GC is off")
+	}
+	now := func() time.Time { return time.Now().Add(500 * time.Millisecond) }
+	g := newGCGate(gcGateConfig{Now: now})
+	if g == nil {
+		t.Skip("GC is off")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); g.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var end, at time.Time
+	waitUntil(t, "the gate held", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		end, at = g.windowEnd, now()
+		return g.held
+	})
+	if end.Nanosecond() != 0 {
+		t.Fatalf("window ends at %v, not at a second's end", end)
+	}
+	// On the wall clock the hold would start 100 ms after this second
+	// ended; on the gate's clock it starts gcLead before it ends.
+	if at.Before(end.Add(-gcLead)) || !at.Before(end) {
+		t.Fatalf("held at %v on the gate's clock, want within %v before the second's end %v", at, gcLead, end)
+	}
+}
