@@ -269,6 +269,7 @@ func (e *Engine) runRound(ctx context.Context, rd *roundRun) {
 	e.turns.take(t)
 }
 
+// fail hands every request of a round err instead of an answer.
 func fail(q []pending, err error) {
 	for i := range q {
 		q[i].w.fail(err)
