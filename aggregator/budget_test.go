@@ -133,7 +133,7 @@ func TestBudgetReturnedByCallers(t *testing.T) {
 	})
 	t.Run("failed", func(t *testing.T) {
 		e := newEngine(t, &fakeCalendar{fail: errors.New("down")}, Config{})
-		done := make(chan Result)
+		done := make(chan Signed)
 		go func() { done <- e.Sign(ctx, Request{Hash: imprint(1)}) }()
 		waitFor(t, "a queued caller", func() bool { return e.QueueLen() == 1 })
 		e.CloseRound(ctx)
@@ -156,7 +156,7 @@ func TestBudgetReturnedByCallers(t *testing.T) {
 	t.Run("gone", func(t *testing.T) {
 		e := newEngine(t, &fakeCalendar{}, Config{})
 		cctx, cancel := context.WithCancel(ctx)
-		done := make(chan Result)
+		done := make(chan Signed)
 		go func() { done <- e.Sign(cctx, Request{Hash: imprint(1)}) }()
 		waitFor(t, "a queued caller", func() bool { return e.QueueLen() == 1 })
 		cancel()

@@ -115,7 +115,7 @@ func TestRoundSignaturesVerify(t *testing.T) {
 	res := make(chan got, n)
 	for i := 0; i < n; i++ {
 		r := Request{Hash: imprint(uint64(i)), Level: byte(i % 4), Identity: Identity{ClientID: "alice", MachineID: "m1", Sequence: uint64(i), HasSequence: true}}
-		if err := e.Submit(r, func(x Result) { res <- got{i, x.Signature, x.Err} }); err != nil {
+		if err := e.Submit(r, func(x Signed) { res <- got{i, x.Signature, x.Err} }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -146,7 +146,7 @@ func TestRoundSignaturesVerify(t *testing.T) {
 
 func TestSubmitRejects(t *testing.T) {
 	e := newEngine(t, &fakeCalendar{}, Config{MaxLevel: 5, Quota: 2, MaxQueue: 3})
-	nop := func(Result) {}
+	nop := func(Signed) {}
 	for _, tc := range []struct {
 		name string
 		r    Request
@@ -198,7 +198,7 @@ func TestUpstreamFailureAndTimeout(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEngine(t, tc.up, Config{UpstreamTimeout: 50 * time.Millisecond})
 			errc := make(chan error, 1)
-			e.Submit(Request{Hash: imprint(1)}, func(x Result) { errc <- x.Err })
+			e.Submit(Request{Hash: imprint(1)}, func(x Signed) { errc <- x.Err })
 			e.CloseRound(context.Background())
 			select {
 			case err := <-errc:
@@ -224,7 +224,7 @@ func TestShutdownAnswersPending(t *testing.T) {
 	var ok atomic.Int32
 	for i := 0; i < 10; i++ {
 		wg.Add(1)
-		e.Submit(Request{Hash: imprint(uint64(i))}, func(x Result) {
+		e.Submit(Request{Hash: imprint(uint64(i))}, func(x Signed) {
 			if x.Err == nil && x.Signature != nil {
 				ok.Add(1)
 			}
@@ -237,7 +237,7 @@ func TestShutdownAnswersPending(t *testing.T) {
 	if ok.Load() != 10 {
 		t.Fatalf("%d of 10 pending requests signed at shutdown", ok.Load())
 	}
-	if err := e.Submit(Request{Hash: imprint(1)}, func(Result) {}); !errors.Is(err, ErrStopped) {
+	if err := e.Submit(Request{Hash: imprint(1)}, func(Signed) {}); !errors.Is(err, ErrStopped) {
 		t.Fatalf("submit after stop: %v", err)
 	}
 }
@@ -254,7 +254,7 @@ func BenchmarkRound100k(b *testing.B) {
 	}
 	var wg sync.WaitGroup
 	var bytesOut atomic.Int64
-	cb := func(x Result) {
+	cb := func(x Signed) {
 		if x.Err != nil {
 			panic(x.Err)
 		}
@@ -314,19 +314,26 @@ func TestSharedRoundAnswers(t *testing.T) {
 	})
 	e := newEngine(t, up, Config{})
 	const n = 200
-	res := make([]chan Result, n)
+	res := make([]chan Signed, n)
+	legRes := make([]chan Leg, n)
 	for i := range res {
-		res[i] = make(chan Result, 1)
-		r := Request{Hash: imprint(uint64(i)), Level: byte(i % 3), Identity: Identity{ClientID: "bob"}, Shared: i%2 == 0}
-		if err := e.Submit(r, func(x Result) { res[i] <- x }); err != nil {
+		res[i], legRes[i] = make(chan Signed, 1), make(chan Leg, 1)
+		r := Request{Hash: imprint(uint64(i)), Level: byte(i % 3), Identity: Identity{ClientID: "bob"}}
+		var err error
+		if i%2 == 0 {
+			err = e.SubmitShared(r, func(x Leg) { legRes[i] <- x })
+		} else {
+			err = e.Submit(r, func(x Signed) { res[i] <- x })
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	e.CloseRound(context.Background())
 	var shared *SharedRound
-	legs := make([]Result, n)
+	legs := make([]Leg, n)
 	for i := 0; i < n; i += 2 {
-		legs[i] = <-res[i]
+		legs[i] = <-legRes[i]
 		select {
 		case <-legs[i].Round.Done():
 			t.Fatal("round done before upstream answered")
@@ -335,22 +342,17 @@ func TestSharedRoundAnswers(t *testing.T) {
 	}
 	close(legsSeen)
 	for i := range res {
-		var x Result
+		var raw []byte
 		if i%2 == 0 {
-			x = legs[i]
+			x := legs[i]
 			<-x.Round.Done()
 			if x.Round.Err != nil {
 				t.Fatal(x.Round.Err)
 			}
-		} else {
-			x = <-res[i]
-		}
-		if x.Err != nil {
-			t.Fatal(x.Err)
-		}
-		raw := x.Signature
-		if i%2 == 0 {
-			if x.Signature != nil || x.Round == nil || len(x.Leg) == 0 {
+			if x.Err != nil {
+				t.Fatal(x.Err)
+			}
+			if x.Round == nil || len(x.Leg) == 0 {
 				t.Fatalf("request %d: shared form not used: %+v", i, x)
 			}
 			if shared == nil {
@@ -362,8 +364,21 @@ func TestSharedRoundAnswers(t *testing.T) {
 			if raw, err = round.AppendJoined(nil, x.Round.Answer, x.Round.Alg, imprint(uint64(i)), x.Shape, x.Leg); err != nil {
 				t.Fatal(err)
 			}
-		} else if x.Round != nil || x.Leg != nil {
-			t.Fatalf("request %d: full form asked, shared parts given", i)
+		} else {
+			x := <-res[i]
+			if x.Err != nil {
+				t.Fatal(x.Err)
+			}
+			raw = x.Signature
+		}
+		// The full form and the shared form are separate types: a
+		// request gets the parts of the form it asked for only.
+		select {
+		case x := <-res[i]:
+			t.Fatalf("request %d: a second answer %+v", i, x)
+		case x := <-legRes[i]:
+			t.Fatalf("request %d: a leg for the form not asked: %+v", i, x)
+		default:
 		}
 		sig, err := ksi.ParseSignature(raw)
 		if err != nil {
@@ -411,7 +426,7 @@ func TestRoundsAnsweredInOrder(t *testing.T) {
 	for rnd := range 2 {
 		for k := range 64 {
 			r := Request{Hash: imprint(uint64(rnd*100 + k)), Level: byte(2 - 2*rnd), Identity: Identity{ClientID: "carol"}}
-			if err := e.Submit(r, func(x Result) {
+			if err := e.Submit(r, func(x Signed) {
 				if x.Err != nil {
 					t.Error(x.Err)
 				}
@@ -444,22 +459,33 @@ func TestRoundsAnsweredInOrder(t *testing.T) {
 func TestSharedRoundUpstreamFailure(t *testing.T) {
 	e := newEngine(t, &fakeCalendar{fail: errors.New("calendar down")}, Config{})
 	var calls [4]atomic.Int64
-	got := make(chan Result, 8)
+	got := make(chan Signed, 8)
+	gotLeg := make(chan Leg, 8)
 	for i := range 4 {
-		r := Request{Hash: imprint(uint64(i)), Identity: Identity{ClientID: "dave"}, Shared: i < 2}
-		if err := e.Submit(r, func(x Result) { calls[i].Add(1); got <- x }); err != nil {
+		r := Request{Hash: imprint(uint64(i)), Identity: Identity{ClientID: "dave"}}
+		var err error
+		if i < 2 {
+			err = e.SubmitShared(r, func(x Leg) { calls[i].Add(1); gotLeg <- x })
+		} else {
+			err = e.Submit(r, func(x Signed) { calls[i].Add(1); got <- x })
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}
 	e.CloseRound(context.Background())
 	var round *SharedRound
 	for range 4 {
-		x := <-got
-		switch {
-		case x.Round != nil:
+		select {
+		case x := <-gotLeg:
+			if x.Round == nil {
+				t.Fatalf("shared-round request: no round (err %v)", x.Err)
+			}
 			round = x.Round
-		case !errors.Is(x.Err, ErrUpstream):
-			t.Fatalf("full-form request: err %v, want ErrUpstream", x.Err)
+		case x := <-got:
+			if !errors.Is(x.Err, ErrUpstream) {
+				t.Fatalf("full-form request: err %v, want ErrUpstream", x.Err)
+			}
 		}
 	}
 	if round == nil {
@@ -549,7 +575,7 @@ func TestNextRoundWaitsForCallersToPickUp(t *testing.T) {
 			answering.Add(1)
 		}
 	}})
-	e.maxTurn = time.Hour
+	e.turns.max = time.Hour
 	// Round 1: two Sign callers that pick up when the test says so;
 	// round 2: a callback.
 	var callers []*caller
@@ -592,7 +618,7 @@ func TestGoneCallerDoesNotHoldTheTurn(t *testing.T) {
 	for _, leaveFirst := range []bool{true, false} {
 		up := &heldUpstream{release: make(chan struct{})}
 		e := newEngine(t, up, Config{})
-		e.maxTurn = time.Hour
+		e.turns.max = time.Hour
 		var gone *caller
 		second := twoRounds(t, e, func() {
 			var err error
@@ -642,22 +668,22 @@ func TestCallerPicksUpOnce(t *testing.T) {
 
 	// Answered, then waits: gets the result, counts once (of two).
 	tn := newTurn(2)
-	c := &caller{ch: make(chan Result, 1)}
-	c.deliver(Result{Signature: sig, turn: tn})
+	c := &caller{ch: make(chan Signed, 1)}
+	c.deliver(Signed{Signature: sig, turn: tn})
 	if res := c.wait(context.Background()); string(res.Signature) != string(sig) || res.turn != nil || tn.left.Load() != 1 {
 		t.Fatalf("answered caller: %+v, %d left of 2", res, tn.left.Load())
 	}
 
 	// Gone before its result: the result counts once, on delivery.
 	tn = newTurn(2)
-	c = &caller{ch: make(chan Result, 1)}
+	c = &caller{ch: make(chan Signed, 1)}
 	if res := c.wait(cancelled); !errors.Is(res.Err, context.Canceled) {
 		t.Fatalf("gone caller: %v", res.Err)
 	}
 	if tn.left.Load() != 2 {
 		t.Fatal("a caller that left before its result counted at once")
 	}
-	c.deliver(Result{Signature: sig, turn: tn})
+	c.deliver(Signed{Signature: sig, turn: tn})
 	if tn.left.Load() != 1 || len(c.ch) != 0 {
 		t.Fatalf("result for a gone caller: %d left of 2, %d results queued", tn.left.Load(), len(c.ch))
 	}
@@ -666,11 +692,11 @@ func TestCallerPicksUpOnce(t *testing.T) {
 	// has claimed the caller but not sent yet): the caller waits for it
 	// and returns it.
 	tn = newTurn(1)
-	c = &caller{ch: make(chan Result, 1)}
+	c = &caller{ch: make(chan Signed, 1)}
 	c.state.Store(callerAnswered)
-	got := make(chan Result)
+	got := make(chan Signed)
 	go func() { got <- c.wait(cancelled) }()
-	c.ch <- Result{Signature: sig, turn: tn}
+	c.ch <- Signed{Signature: sig, turn: tn}
 	if res := <-got; string(res.Signature) != string(sig) || res.Err != nil || !turnEnded(tn) || tn.left.Load() != 0 {
 		t.Fatalf("caller answered as it left: %+v, turn ended %v, %d left", res, turnEnded(tn), tn.left.Load())
 	}
@@ -678,26 +704,37 @@ func TestCallerPicksUpOnce(t *testing.T) {
 
 // twoRounds submits first as round 1, closes it, then a callback request
 // as round 2, closes it, and returns round 2's result channel.
-func twoRounds(t *testing.T, e *Engine, first func()) chan Result {
+func twoRounds(t *testing.T, e *Engine, first func()) chan Signed {
 	t.Helper()
 	first()
 	e.CloseRound(context.Background())
-	second := make(chan Result, 1)
-	if err := e.Submit(Request{Hash: imprint(99)}, func(r Result) { second <- r }); err != nil {
+	second := make(chan Signed, 1)
+	if err := e.Submit(Request{Hash: imprint(99)}, func(r Signed) { second <- r }); err != nil {
 		t.Fatal(err)
 	}
 	e.CloseRound(context.Background())
 	return second
 }
 
-func awaitResult(t *testing.T, what string, ch chan Result) Result {
+func awaitResult(t *testing.T, what string, ch chan Signed) Signed {
 	t.Helper()
 	select {
 	case res := <-ch:
 		return res
 	case <-time.After(10 * time.Second):
 		t.Fatalf("%s: no result", what)
-		return Result{}
+		return Signed{}
+	}
+}
+
+func awaitLeg(t *testing.T, ch chan Leg) Leg {
+	t.Helper()
+	select {
+	case x := <-ch:
+		return x
+	case <-time.After(10 * time.Second):
+		t.Fatal("leg: no result")
+		return Leg{}
 	}
 }
 
@@ -706,7 +743,7 @@ func awaitResult(t *testing.T, what string, ch chan Result) Result {
 func TestTurnRunsOut(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	e := newEngine(t, &fakeCalendar{}, Config{Metrics: NewMetrics(reg)})
-	e.maxTurn = 10 * time.Millisecond
+	e.turns.max = 10 * time.Millisecond
 	second := twoRounds(t, e, func() {
 		if _, err := e.submitCaller(Request{Hash: imprint(1)}); err != nil { // never waits
 			t.Fatal(err)
@@ -726,14 +763,14 @@ func TestTurnRunsOut(t *testing.T) {
 // picked up.
 func TestTurnWithSharedRequests(t *testing.T) {
 	e := newEngine(t, &fakeCalendar{}, Config{})
-	e.maxTurn = time.Hour
+	e.turns.max = time.Hour
 	var callers []*caller
-	legs := make(chan Result, 2)
+	legs := make(chan Leg, 2)
 	second := twoRounds(t, e, func() {
 		for i := range 4 {
-			r := Request{Hash: imprint(uint64(i)), Shared: i%2 == 0}
-			if r.Shared {
-				if err := e.Submit(r, func(x Result) { legs <- x }); err != nil {
+			r := Request{Hash: imprint(uint64(i))}
+			if i%2 == 0 {
+				if err := e.SubmitShared(r, func(x Leg) { legs <- x }); err != nil {
 					t.Fatal(err)
 				}
 				continue
@@ -751,7 +788,7 @@ func TestTurnWithSharedRequests(t *testing.T) {
 		}
 	}
 	for range 2 {
-		if leg := awaitResult(t, "leg", legs); leg.Err != nil || leg.Round == nil {
+		if leg := awaitLeg(t, legs); leg.Err != nil || leg.Round == nil {
 			t.Fatalf("shared-round request: %+v", leg)
 		}
 	}
@@ -765,7 +802,7 @@ func TestTurnWithSharedRequests(t *testing.T) {
 // next round, whether or not its callers pick them up.
 func TestFailedRoundHasNoTurn(t *testing.T) {
 	e := newEngine(t, &fakeCalendar{fail: errors.New("calendar down")}, Config{})
-	e.maxTurn = time.Hour
+	e.turns.max = time.Hour
 	second := twoRounds(t, e, func() {
 		if _, err := e.submitCaller(Request{Hash: imprint(1)}); err != nil { // never waits
 			t.Fatal(err)
@@ -800,21 +837,21 @@ func (u *levelHeldUpstream) Sign(ctx context.Context, root ksi.Imprint, level by
 func TestNoTurnsWhileBehind(t *testing.T) {
 	up := &levelHeldUpstream{level: 6, release: make(chan struct{})}
 	e := newEngine(t, up, Config{Period: time.Second}) // behind beyond 2 rounds
-	e.maxTurn = time.Hour
+	e.turns.max = time.Hour
 	// Round 1: a caller that never picks up; its root is held upstream.
 	if _, err := e.submitCaller(Request{Hash: imprint(1), Level: 5}); err != nil {
 		t.Fatal(err)
 	}
 	e.CloseRound(context.Background())
 	// Rounds 2-4 are answered upstream at once and wait for round 1.
-	results := make(chan Result, 3)
+	results := make(chan Signed, 3)
 	for i := range 3 {
-		if err := e.Submit(Request{Hash: imprint(uint64(10 + i))}, func(r Result) { results <- r }); err != nil {
+		if err := e.Submit(Request{Hash: imprint(uint64(10 + i))}, func(r Signed) { results <- r }); err != nil {
 			t.Fatal(err)
 		}
 		e.CloseRound(context.Background())
 	}
-	waitFor(t, "rounds 2-4 answered upstream", func() bool { return e.answering.Load() == 3 })
+	waitFor(t, "rounds 2-4 answered upstream", func() bool { return e.turns.answering.Load() == 3 })
 	close(up.release)
 	for range 3 {
 		if res := awaitResult(t, "a later round", results); res.Err != nil {

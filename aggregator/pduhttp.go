@@ -116,7 +116,7 @@ func (h *PDUSigner) Respond(ctx context.Context, req *pdu.AggregatorRequest, key
 
 // answer is the aggregation response to ar from its result: the
 // signature's elements relative to the request's level, or the refusal.
-func answer(ar pdu.AggregationRequest, x Result) pdu.AggregationResponse {
+func answer(ar pdu.AggregationRequest, x Signed) pdu.AggregationResponse {
 	out := pdu.AggregationResponse{RequestID: ar.RequestID, Status: Status(x.Err)}
 	if x.Err != nil {
 		out.ErrorMessage = pdu.TruncateMessage(x.Err.Error())
@@ -134,11 +134,11 @@ func answer(ar pdu.AggregationRequest, x Result) pdu.AggregationResponse {
 
 // sign submits the PDU's requests and waits for their results; nil when
 // the client went away meanwhile.
-func (h *PDUSigner) sign(ctx context.Context, req *pdu.AggregatorRequest) []Result {
+func (h *PDUSigner) sign(ctx context.Context, req *pdu.AggregatorRequest) []Signed {
 	// Each request waits as a caller: it takes its part in its round's
 	// turn, like a gRPC Sign call.
 	callers := make([]*caller, len(req.Requests))
-	results := make([]Result, len(req.Requests))
+	results := make([]Signed, len(req.Requests))
 	for i, ar := range req.Requests {
 		sr := Request{Hash: ar.Hash, Identity: Identity{ClientID: req.Header.LoginID, Sequence: ar.RequestID, HasSequence: true}}
 		if ar.HasLevel {

@@ -31,7 +31,7 @@ func servePDU(t *testing.T, e *Engine, ctx context.Context, reqs ...pdu.Aggregat
 // A PDU's requests are answered together, a refused one with its status.
 func TestPDURequestsTakeTurns(t *testing.T) {
 	e := newEngine(t, &fakeCalendar{}, Config{})
-	e.maxTurn = time.Hour // a request not picked up would hold round 2
+	e.turns.max = time.Hour // a request not picked up would hold round 2
 	w, done := servePDU(t, e, context.Background(),
 		pdu.AggregationRequest{RequestID: 1, Hash: imprint(1)},
 		pdu.AggregationRequest{RequestID: 2, Hash: imprint(2), Level: 300, HasLevel: true},
@@ -56,7 +56,7 @@ func TestPDURequestsTakeTurns(t *testing.T) {
 // the next round.
 func TestPDUClientGoneDoesNotHoldTheTurn(t *testing.T) {
 	e := newEngine(t, &fakeCalendar{}, Config{})
-	e.maxTurn = time.Hour
+	e.turns.max = time.Hour
 	ctx, cancel := context.WithCancel(context.Background())
 	_, done := servePDU(t, e, ctx,
 		pdu.AggregationRequest{RequestID: 1, Hash: imprint(1)},

@@ -245,7 +245,7 @@ func TestRefusedHashAlgorithms(t *testing.T) {
 	}
 
 	for _, h := range []ksi.Imprint{sha1, sm3, append(ksi.Imprint{0x0C}, make([]byte, 32)...)} {
-		err := e.Submit(Request{Hash: h, Identity: Identity{ClientID: "a"}}, func(Result) {})
+		err := e.Submit(Request{Hash: h, Identity: Identity{ClientID: "a"}}, func(Signed) {})
 		if Status(err) != pdu.StatusInvalidPayload {
 			t.Errorf("%x…: %v", h[:4], err)
 		}
@@ -274,9 +274,9 @@ func TestMaxLevelLeavesRoomAbove(t *testing.T) {
 	}
 	const queue = 64
 	e := newEngine(t, &fakeCalendar{}, Config{MaxQueue: queue, MaxLevel: byte(MaxLevelLimit(queue, &fakeCalendar{}))})
-	res := make(chan Result, queue)
+	res := make(chan Signed, queue)
 	for i := 0; i < queue; i++ {
-		if err := e.Submit(Request{Hash: imprint(uint64(i)), Level: e.cfg.MaxLevel, Identity: Identity{ClientID: "a"}}, func(r Result) { res <- r }); err != nil {
+		if err := e.Submit(Request{Hash: imprint(uint64(i)), Level: e.cfg.MaxLevel, Identity: Identity{ClientID: "a"}}, func(r Signed) { res <- r }); err != nil {
 			t.Fatal(err)
 		}
 	}

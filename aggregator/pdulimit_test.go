@@ -235,7 +235,7 @@ func TestSignatureBoundHoldsForRealSignatures(t *testing.T) {
 	res := make(chan got, maxQueue)
 	for i := 0; i < maxQueue; i++ {
 		r := Request{Hash: sha512Imprint(uint64(i)), Level: e.cfg.MaxLevel, Identity: Identity{ClientID: longLogin, Sequence: ^uint64(0) - uint64(i), HasSequence: true}}
-		if err := e.Submit(r, func(x Result) { res <- got{i, x.Signature, x.Err} }); err != nil {
+		if err := e.Submit(r, func(x Signed) { res <- got{i, x.Signature, x.Err} }); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -465,7 +465,7 @@ func TestSignatureBoundHoldsThroughAParent(t *testing.T) {
 	res := make(chan got, n)
 	for i := 0; i < n; i++ {
 		r := Request{Hash: imprint(uint64(i)), Level: child.cfg.MaxLevel, Identity: Identity{ClientID: longLogin, Sequence: ^uint64(0), HasSequence: true}}
-		if err := child.Submit(r, func(x Result) { res <- got{i, x.Signature, x.Err} }); err != nil {
+		if err := child.Submit(r, func(x Signed) { res <- got{i, x.Signature, x.Err} }); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/tempel-ksi/tempel/internal/round"
+	"github.com/tempel-ksi/tempel/internal/schedule"
 	"github.com/tempel-ksi/tempel/ksi"
 )
 
@@ -41,7 +43,8 @@ type ServiceConfig struct {
 	// with `tempel serve --role all`: a slot reserved once a second has
 	// ended is then that second's last, and the second closes as soon as
 	// it is used instead of after the grace period. A second without such
-	// a slot still waits for its grace.
+	// a slot still waits for its grace. Grace, MaxHold and CloseEarly are
+	// the rules of the second schedule (internal/schedule).
 	CloseEarly bool
 	// Now is the clock (default time.Now). Only the calendar decides time.
 	Now     func() time.Time
@@ -72,13 +75,12 @@ type Service struct {
 	cfg ServiceConfig
 	log *slog.Logger
 
-	mu         sync.Mutex
-	lastClosed uint64 // last second appended (or, for a new calendar, the one before it starts)
+	mu sync.Mutex
+	// sched decides when each second closes: the last second appended
+	// (or, for a new calendar, the one before it starts), the one being
+	// closed, the slots held.
+	sched      *schedule.State
 	pending    map[uint64][]*submission
-	holds      map[uint64]int // reserved slots not yet used or released, by second
-	taken      uint64         // newest second whose submissions closeDue has taken
-	lastSlot   uint64         // with CloseEarly: newest second with a slot reserved after its end
-	abandoned  uint64         // with CloseEarly: newest second with a slot released unused
 	stopped    bool
 	failure    error // permanent: answered history would be in doubt
 	fault      error // transient: the second loop retries (disk full, a write failed)
@@ -103,13 +105,13 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		return nil, errors.New("calendar: service needs a store and a signer")
 	}
 	if cfg.Grace == 0 {
-		cfg.Grace = 50 * time.Millisecond
+		cfg.Grace = schedule.RemoteGrace
 	}
 	if cfg.MaxPerSecond == 0 {
 		cfg.MaxPerSecond = 100_000
 	}
 	if cfg.MaxHold == 0 {
-		cfg.MaxHold = 500 * time.Millisecond
+		cfg.MaxHold = schedule.DefaultMaxHold
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -117,14 +119,13 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger, pending: make(map[uint64][]*submission), holds: make(map[uint64]int),
-		wake: make(chan struct{}, 1)}
-	if _, last, ok := cfg.Store.Head(); ok {
-		s.lastClosed = last
-	} else {
-		// A new calendar starts with the second in progress.
-		s.lastClosed = uint64(cfg.Now().Add(-cfg.Grace).Unix()) - 1
+	rules := schedule.Rules{Grace: cfg.Grace, MaxHold: cfg.MaxHold, CloseEarly: cfg.CloseEarly}
+	last := rules.Start(cfg.Now()) // a new calendar starts with the second in progress
+	if _, l, ok := cfg.Store.Head(); ok {
+		last = l
 	}
+	s := &Service{cfg: cfg, log: cfg.Logger, pending: make(map[uint64][]*submission), sched: schedule.New(rules, last),
+		wake: make(chan struct{}, 1)}
 	return s, nil
 }
 
@@ -162,13 +163,7 @@ type Slot struct {
 func (s *Service) Reserve() *Slot {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.cfg.Now()
-	sec := s.openSecond(now)
-	s.holds[sec]++
-	if s.cfg.CloseEarly && !now.Before(secondEnd(sec)) {
-		s.lastSlot = max(s.lastSlot, sec)
-	}
-	return &Slot{s: s, sec: sec}
+	return &Slot{s: s, sec: s.sched.Reserve(s.cfg.Now())}
 }
 
 // Sign submits a root in the slot's second if it is still open (else in
@@ -183,21 +178,18 @@ func (sl *Slot) Sign(ctx context.Context, hash ksi.Imprint, level byte, clientID
 func (sl *Slot) Release() {
 	s := sl.s
 	s.mu.Lock()
-	if !sl.released {
-		s.abandoned = max(s.abandoned, sl.sec)
-	}
-	sl.releaseLocked()
+	sl.releaseLocked(true)
 	s.mu.Unlock()
 }
 
-func (sl *Slot) releaseLocked() {
+// releaseLocked ends the hold; unused says the root did not come with it.
+func (sl *Slot) releaseLocked(unused bool) {
 	if sl.released {
 		return
 	}
 	sl.released = true
 	s := sl.s
-	if s.holds[sl.sec]--; s.holds[sl.sec] <= 0 {
-		delete(s.holds, sl.sec)
+	if s.sched.Release(sl.sec, unused) {
 		select {
 		case s.wake <- struct{}{}:
 		default:
@@ -227,9 +219,10 @@ func (s *Service) submit(ctx context.Context, slot *Slot, hash ksi.Imprint, leve
 		s.mu.Unlock()
 		return nil, err
 	}
-	sec := s.openSecond(s.cfg.Now())
-	if slot != nil && slot.sec > s.lastClosed && slot.sec > s.taken {
-		sec = slot.sec
+	now := s.cfg.Now()
+	sec := s.sched.Open(now)
+	if slot != nil {
+		sec = s.sched.SlotSecond(slot.sec, now)
 	}
 	if len(s.pending[sec]) >= s.cfg.MaxPerSecond {
 		s.mu.Unlock()
@@ -237,7 +230,7 @@ func (s *Service) submit(ctx context.Context, slot *Slot, hash ksi.Imprint, leve
 	}
 	s.pending[sec] = append(s.pending[sec], sub)
 	if slot != nil {
-		slot.releaseLocked()
+		slot.releaseLocked(false)
 	}
 	s.mu.Unlock()
 	s.cfg.Metrics.submitted()
@@ -264,31 +257,13 @@ func (s *Service) readyLocked() error {
 	add(s.failure)
 	add(s.fault)
 	add(s.cfg.Store.Failed())
-	if behind := s.clockBehindLocked(s.cfg.Now()); behind > maxClockBehind {
+	if behind := s.sched.Behind(s.cfg.Now()); behind > maxClockBehind {
 		add(fmt.Errorf("waiting for the clock (%d s behind the calendar's last second)", int64((behind+time.Second-1)/time.Second)))
 	}
 	if len(why) == 0 {
 		return nil
 	}
 	return fmt.Errorf("%w: %s", ErrNotReady, strings.Join(why, "; "))
-}
-
-// clockBehindLocked is how far the clock is behind the end of the last
-// closed second (0 when it is not): after a step back, the calendar waits
-// for the clock rather than append a second again.
-func (s *Service) clockBehindLocked(now time.Time) time.Duration {
-	return max(0, secondEnd(s.lastClosed).Sub(now))
-}
-
-// openSecond returns the second a submission arriving now belongs to: the
-// current second (minus grace), or the next open one if that has closed.
-func (s *Service) openSecond(now time.Time) uint64 {
-	sec := uint64(now.Add(-s.cfg.Grace).Unix())
-	// A second being closed (taken) is as closed as lastClosed.
-	if floor := max(s.lastClosed, s.taken); sec <= floor {
-		sec = floor + 1
-	}
-	return sec
 }
 
 // Run closes seconds as they end until ctx is cancelled; then it fails
@@ -396,11 +371,11 @@ func faultKind(err error) string {
 // has caught up.
 func (s *Service) watchClock() {
 	s.mu.Lock()
-	behind := s.clockBehindLocked(s.cfg.Now())
+	behind := s.sched.Behind(s.cfg.Now())
 	late := behind > maxClockBehind
 	changed := late != s.clockLate
 	s.clockLate = late
-	last := s.lastClosed
+	last := s.sched.Last()
 	s.mu.Unlock()
 	switch {
 	case changed && late:
@@ -411,82 +386,34 @@ func (s *Service) watchClock() {
 	}
 }
 
-// secondEnd is when second t ends.
-func secondEnd(t uint64) time.Time { return time.Unix(int64(t)+1, 0) }
-
-// closeAt is when second t may be closed: after its grace period and,
-// while slots in it are held, MaxHold after it ends at the latest; with
-// CloseEarly, as soon as it has ended once its last slot is used.
-func (s *Service) closeAtLocked(t uint64) time.Time {
-	end := secondEnd(t)
-	switch {
-	case s.holds[t] > 0:
-		return end.Add(max(s.cfg.MaxHold, s.cfg.Grace))
-	case s.cfg.CloseEarly && s.lastSlot >= t && s.abandoned < t:
-		return end
-	}
-	return end.Add(s.cfg.Grace)
-}
-
 // untilNextClose is the wait until the next second can be closed. If the
 // clock stepped back the wait is longer: the calendar never goes back.
 func (s *Service) untilNextClose() time.Duration {
 	s.mu.Lock()
-	due := s.closeAtLocked(s.lastClosed + 1)
-	s.mu.Unlock()
-	d := due.Sub(s.cfg.Now())
-	return min(max(d, time.Millisecond), 2*time.Second)
+	defer s.mu.Unlock()
+	return s.sched.Wait(s.cfg.Now())
 }
 
-// closeDue closes every second whose end (plus grace) has passed.
+// closeDue closes every second the schedule says is due, filling the idle
+// seconds before it (schedule.State.Next).
 func (s *Service) closeDue() error {
 	for {
 		now := s.cfg.Now()
 		s.mu.Lock()
-		next := s.lastClosed + 1
-		if now.Before(s.closeAtLocked(next)) {
+		next, ok := s.sched.Next(now, maps.Keys(s.pending))
+		if !ok {
 			s.mu.Unlock()
 			return nil
 		}
-		next = s.skipIdleLocked(next, now)
 		subs := s.pending[next]
 		delete(s.pending, next)
-		s.taken = next // from now on, a slot in next submits to a later second
-		// Slots still held now are used in the next open second.
-		delete(s.holds, next)
+		// From now on, a slot in next submits to a later second.
+		s.sched.Take(next)
 		s.mu.Unlock()
 		if err := s.closeSecond(next, subs); err != nil {
 			return err
 		}
 	}
-}
-
-// skipIdleLocked returns the second to close from next (which is due)
-// on: the seconds without submissions or held slots before a later one
-// that is due by its grace period are left out, and closeSecond fills
-// them with empty leaves together with it. So a calendar that was down
-// or stopped on a fault catches up in a few writes, not two synced
-// writes (leaf and watermark) per missed second.
-func (s *Service) skipIdleLocked(next uint64, now time.Time) uint64 {
-	// The newest second whose grace period has passed.
-	cur := uint64(now.Add(-s.cfg.Grace).Unix())
-	if cur < 2 || cur-1 <= next {
-		return next
-	}
-	to := cur - 1
-	for k := range s.pending {
-		if k >= next && k < to {
-			to = k
-		}
-	}
-	for k := range s.holds {
-		if k > next && k-1 < to {
-			to = k - 1
-		} else if k == next {
-			return next
-		}
-	}
-	return to
 }
 
 // closeSecond appends leaf t (filling any missed seconds with empty
@@ -539,7 +466,7 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 	}
 	s.setClosed(t)
 	s.cfg.Metrics.appended(int(t-from+1), s.cfg.Now().Sub(start))
-	s.log.Debug("closed second", "t", t, "submissions", len(subs), "late_by", start.Sub(secondEnd(t).Add(s.cfg.Grace)))
+	s.log.Debug("closed second", "t", t, "submissions", len(subs), "late_by", start.Sub(schedule.End(t).Add(s.cfg.Grace)))
 	if r == nil {
 		return nil
 	}
@@ -584,9 +511,7 @@ func appendFilled(st *Store, from, t uint64, leaf ksi.Imprint) (ksi.Imprint, err
 
 func (s *Service) setClosed(t uint64) {
 	s.mu.Lock()
-	if t > s.lastClosed {
-		s.lastClosed = t
-	}
+	s.sched.Closed(t)
 	s.mu.Unlock()
 }
 

@@ -153,7 +153,7 @@ overwritten without --force.
 All files are signed with as few requests as the server allows (usually
 ONE): they are hashed and aggregated locally into a hash tree whose root
 the server signs, so every signature carries the same signing time. Each
-leaf is blinded with a mask (ksi-spec §5), so that no signature reveals
+leaf is blinded with a mask (docs/design/masking.md), so that no signature reveals
 the hash of another file of the batch; --no-mask turns that off.
 
 INPUTS:

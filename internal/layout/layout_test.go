@@ -77,7 +77,7 @@ func TestImportsPointDown(t *testing.T) {
 	for _, r := range rules {
 		for _, p := range imports(t, filepath.Join(root, r.dir)) {
 			if !r.allow(p) {
-				t.Errorf("%s imports %s, against DESIGN.md §7", r.dir, p)
+				t.Errorf("%s imports %s, against docs/design/architecture.md#code-layout", r.dir, p)
 			}
 		}
 	}

@@ -182,12 +182,18 @@ func TestRequestCosts(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				r.Shared = shared
 				id := req.RequestId
-				err = n.agg.Submit(r, func(x aggregator.Result) {
-					q.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Signature: x.Signature, Round: roundID(x.Round), Leg: x.Leg, Shape: x.Shape}, round: x.Round, cost: 1})
-					answered.Add(1)
-				})
+				if shared {
+					err = n.agg.SubmitShared(r, func(x aggregator.Leg) {
+						q.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Round: roundID(x.Round), Leg: x.Leg, Shape: x.Shape}, round: x.Round, cost: 1})
+						answered.Add(1)
+					})
+				} else {
+					err = n.agg.Submit(r, func(x aggregator.Signed) {
+						q.push(streamAnswer{resp: &tempelv1.SignResponse{RequestId: id, Signature: x.Signature}, cost: 1})
+						answered.Add(1)
+					})
+				}
 				if err != nil {
 					t.Fatal(err)
 				}

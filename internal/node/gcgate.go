@@ -6,6 +6,8 @@ import (
 	"runtime/metrics"
 	"sync"
 	"time"
+
+	"github.com/tempel-ksi/tempel/internal/schedule"
 )
 
 // gcGate holds off garbage collection while a second's answers go out.
@@ -27,9 +29,14 @@ import (
 // starts in each open part of a second, and the heap grows towards the
 // raised target (raisedPercent).
 //
-// Once created, the gate owns the process's GC percent: it restores the
-// percent it found, whatever was set meanwhile.
+// The gate follows the second schedule (internal/schedule) on the
+// node's clock, with the timing of its configuration. The GC percent is
+// the process's, so every gate in a process holds it through one
+// gcPercentHold: it is raised while any gate is held, and the percent it
+// found is restored when none is, whatever was set meanwhile.
 type gcGate struct {
+	cfg    gcGateConfig
+	pct    *gcPercentHold
 	normal int // the GOGC percent to restore
 	raised int // the percent while held
 
@@ -38,15 +45,22 @@ type gcGate struct {
 	windowEnd time.Time // the second's end of the latest window (for tests)
 	answerers int       // rounds answered upstream and not yet done
 	answered  int       // rounds that have reported answering (for tests)
-	expired   bool      // past gcMaxTail: answering no longer holds the gate
-	held      bool      // the raised percent is in force
+	expired   bool      // past MaxTail: answering no longer holds the gate
+	held      bool      // this gate holds the raised percent
 }
 
-// Timing of the gate around each second's end T: held from T-gcLead, so
-// that a cycle starting just before the burst has time to finish, until
-// T+gcTail (upstream's answer arrives within its grace) or, while rounds
-// hand out answers, until T+gcMaxTail at most: a node answering all the
-// time (saturated) can still start a cycle in the rest of each second.
+// gcGateConfig is the gate's clock and timing around each second's end
+// T: held from T-Lead, so that a cycle starting just before the burst has
+// time to finish, until T+Tail (upstream's answer arrives within its
+// grace) or, while rounds hand out answers, until T+MaxTail at most: a
+// node answering all the time (saturated) can still start a cycle in the
+// rest of each second. Zero fields take the defaults gcLead, gcTail,
+// gcMaxTail and time.Now.
+type gcGateConfig struct {
+	Now                 func() time.Time
+	Lead, Tail, MaxTail time.Duration
+}
+
 const (
 	gcLead    = 400 * time.Millisecond
 	gcTail    = 100 * time.Millisecond
@@ -57,19 +71,64 @@ const (
 	gcMaxRaised = 100_000
 )
 
-// processGCGate is the process's one gate (the GC percent is the
-// process's): every node in a process shares it, so a second node cannot
-// take the first one's raised percent for the normal one.
-var processGCGate = sync.OnceValue(newGCGate)
+// gcPercentHold counts the gates holding the process's GC percent raised.
+type gcPercentHold struct {
+	normal, raised int
 
-// newGCGate returns a gate around the process's GC percent (GOGC), or
-// nil when garbage collection is off.
-func newGCGate() *gcGate {
+	mu    sync.Mutex
+	holds int
+}
+
+// processGC is the process's GC percent (the runtime has one): every gate
+// holds it through this, so that a second node in a process cannot take
+// the first one's raised percent for the normal one. It is nil when
+// garbage collection is off.
+var processGC = sync.OnceValue(func() *gcPercentHold {
 	normal := gcPercent()
 	if normal <= 0 {
 		return nil
 	}
-	return &gcGate{normal: normal, raised: raisedPercent(normal)}
+	return &gcPercentHold{normal: normal, raised: raisedPercent(normal)}
+})
+
+// hold raises the percent (on) or ends a hold of it.
+func (p *gcPercentHold) hold(on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if on {
+		if p.holds++; p.holds == 1 {
+			debug.SetGCPercent(p.raised)
+		}
+	} else if p.holds--; p.holds == 0 {
+		debug.SetGCPercent(p.normal)
+	}
+}
+
+// newGCGate returns a gate on the process's GC percent (GOGC), or nil
+// when garbage collection is off.
+func newGCGate(cfg gcGateConfig) *gcGate {
+	// Checked first: with GC off now, the process's hold is not taken
+	// (it would keep "off" as the percent to restore).
+	if gcPercent() <= 0 {
+		return nil
+	}
+	pct := processGC()
+	if pct == nil {
+		return nil
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Lead == 0 {
+		cfg.Lead = gcLead
+	}
+	if cfg.Tail == 0 {
+		cfg.Tail = gcTail
+	}
+	if cfg.MaxTail == 0 {
+		cfg.MaxTail = gcMaxTail
+	}
+	return &gcGate{cfg: cfg, pct: pct, normal: pct.normal, raised: pct.raised}
 }
 
 // raisedPercent is the GC percent while the gate is held: gcRaise times
@@ -97,11 +156,7 @@ func (g *gcGate) update() {
 		return
 	}
 	g.held = hold
-	if hold {
-		debug.SetGCPercent(g.raised)
-	} else {
-		debug.SetGCPercent(g.normal)
-	}
+	g.pct.hold(hold)
 }
 
 // change applies f to the gate's state under its lock.
@@ -124,8 +179,10 @@ func (g *gcGate) answering(on bool) {
 	})
 }
 
-// run holds the gate around every second's end until ctx is cancelled.
+// run holds the gate around every second's end on the schedule until ctx
+// is cancelled.
 func (g *gcGate) run(ctx context.Context) {
+	c := g.cfg
 	inWindow := false
 	defer func() {
 		if inWindow {
@@ -133,27 +190,28 @@ func (g *gcGate) run(ctx context.Context) {
 		}
 	}()
 	for {
-		end := time.Now().Truncate(time.Second).Add(time.Second)
-		if !sleepUntil(ctx, end.Add(-gcLead)) {
+		end := schedule.NextEnd(c.Now())
+		if !g.sleepUntil(ctx, end.Add(-c.Lead)) {
 			return
 		}
 		inWindow = true
 		g.change(func() { g.windows++; g.windowEnd = end; g.expired = false })
-		if !sleepUntil(ctx, end.Add(gcTail)) {
+		if !g.sleepUntil(ctx, end.Add(c.Tail)) {
 			return
 		}
 		inWindow = false
 		g.change(func() { g.windows-- })
-		if !sleepUntil(ctx, end.Add(gcMaxTail)) {
+		if !g.sleepUntil(ctx, end.Add(c.MaxTail)) {
 			return
 		}
 		g.change(func() { g.expired = true })
 	}
 }
 
-// sleepUntil waits until t and reports whether ctx is still live.
-func sleepUntil(ctx context.Context, t time.Time) bool {
-	timer := time.NewTimer(time.Until(t))
+// sleepUntil waits until t on the gate's clock and reports whether ctx is
+// still live.
+func (g *gcGate) sleepUntil(ctx context.Context, t time.Time) bool {
+	timer := time.NewTimer(t.Sub(g.cfg.Now()))
 	defer timer.Stop()
 	select {
 	case <-timer.C:

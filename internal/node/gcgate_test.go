@@ -19,11 +19,11 @@ func (g *gcGate) state() (held bool, windows, answerers int) {
 func (g *gcGate) isHeld() bool { h, _, _ := g.state(); return h }
 
 func newTestGate(t *testing.T) *gcGate {
-	normal := gcPercent()
-	if normal <= 0 {
+	g := newGCGate(gcGateConfig{})
+	if g == nil {
 		t.Skip("GC is off")
 	}
-	return &gcGate{normal: normal, raised: raisedPercent(normal)}
+	return g
 }
 
 func TestGCGatePercents(t *testing.T) {
@@ -37,7 +37,7 @@ func TestGCGatePercents(t *testing.T) {
 	if p := gcPercent(); p != -1 {
 		t.Fatalf("GC off reads as %d, want -1", p)
 	}
-	if g := newGCGate(); g != nil {
+	if g := newGCGate(gcGateConfig{}); g != nil {
 		t.Fatal("a gate with GC off")
 	}
 	debug.SetGCPercent(250)
@@ -141,17 +141,19 @@ func TestGCGateAnsweringHoldsUntilMaxTail(t *testing.T) {
 	waitUntil(t, "the next hold", g.isHeld)
 }
 
-// A signing node's aggregator reports answering to the process's gate,
-// and a stopped node leaves the gate open. (No other node may run in the
-// process meanwhile: the package's tests do not run in parallel.)
+// A signing node's aggregator reports answering to its gate, which holds
+// the process's GC percent, and a stopped node leaves the gate open. (No
+// other node may run in the process meanwhile: the package's tests do
+// not run in parallel.)
 func TestNodeGCGateWiredAndReleased(t *testing.T) {
-	g := processGCGate()
-	if g == nil {
+	pct := processGC()
+	if pct == nil {
 		t.Skip("GC is off")
 	}
 	s := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), PublishEvery: time.Hour})
-	if s.n.gc != g {
-		t.Fatal("the node does not use the process's GC gate")
+	g := s.n.gc
+	if g == nil || g.pct != pct {
+		t.Fatal("the node's GC gate does not hold the process's GC percent")
 	}
 	g.mu.Lock()
 	before := g.answered
@@ -170,5 +172,44 @@ func TestNodeGCGateWiredAndReleased(t *testing.T) {
 	if held, w, a := g.state(); held || w != 0 || a != 0 {
 		t.Fatalf("stopped node leaves the gate held %v (windows %d, answering %d)", held, w, a)
 	}
+	pct.mu.Lock()
+	holds := pct.holds
+	pct.mu.Unlock()
+	if holds != 0 {
+		t.Fatalf("stopped node leaves %d holds on the process's GC percent", holds)
+	}
 	wantGCPercent(t, "after the node stopped", g.normal)
+}
+
+// The gate follows the second schedule on its configured clock, not the
+// process's wall clock: with a clock half a second ahead, it is held in
+// the lead of a second's end on that clock.
+func TestGCGateFollowsItsClock(t *testing.T) {
+	if processGC() == nil {
+		t.Skip("GC is off")
+	}
+	now := func() time.Time { return time.Now().Add(500 * time.Millisecond) }
+	g := newGCGate(gcGateConfig{Now: now})
+	if g == nil {
+		t.Skip("GC is off")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); g.run(ctx) }()
+	defer func() { cancel(); <-done }()
+	var end, at time.Time
+	waitUntil(t, "the gate held", func() bool {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		end, at = g.windowEnd, now()
+		return g.held
+	})
+	if end.Nanosecond() != 0 {
+		t.Fatalf("window ends at %v, not at a second's end", end)
+	}
+	// On the wall clock the hold would start 100 ms after this second
+	// ended; on the gate's clock it starts gcLead before it ends.
+	if at.Before(end.Add(-gcLead)) || !at.Before(end) {
+		t.Fatalf("held at %v on the gate's clock, want within %v before the second's end %v", at, gcLead, end)
+	}
 }

@@ -533,18 +533,25 @@ func (s *signerService) readRequests(ctx context.Context, recv func() ([]*tempel
 			// until the sender has sent its answer.
 			inflight.add(cost)
 			r, err := s.request(ctx, req)
-			if err == nil {
-				r.Shared = shared
-				err = s.n.agg.Submit(r, func(x aggregator.Result) {
+			switch {
+			case err == nil && shared:
+				err = s.n.agg.SubmitShared(r, func(x aggregator.Leg) {
+					resp := &tempelv1.SignResponse{RequestId: id}
+					if x.Err != nil {
+						resp.Status, resp.ErrorMessage = uint32(aggregator.Status(x.Err)), x.Err.Error()
+						out.push(streamAnswer{resp: resp, cost: cost})
+						return
+					}
+					// A leg: the request stays in flight until the
+					// sender has sent its round.
+					resp.Round, resp.Leg, resp.Shape = x.Round.ID, x.Leg, x.Shape
+					out.push(streamAnswer{resp: resp, round: x.Round, cost: cost})
+				})
+			case err == nil:
+				err = s.n.agg.Submit(r, func(x aggregator.Signed) {
 					resp := &tempelv1.SignResponse{RequestId: id, Signature: x.Signature, AggregationTime: x.AggregationTime}
 					if x.Err != nil {
 						resp.Status, resp.ErrorMessage = uint32(aggregator.Status(x.Err)), x.Err.Error()
-					} else if x.Round != nil {
-						// A leg: the request stays in flight until the
-						// sender has sent its round.
-						resp.Round, resp.Leg, resp.Shape = x.Round.ID, x.Leg, x.Shape
-						out.push(streamAnswer{resp: resp, round: x.Round, cost: cost})
-						return
 					}
 					out.push(streamAnswer{resp: resp, cost: cost})
 				})

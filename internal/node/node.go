@@ -23,6 +23,7 @@ import (
 	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/calendar"
 	"github.com/tempel-ksi/tempel/internal/pki"
+	"github.com/tempel-ksi/tempel/internal/schedule"
 	"github.com/tempel-ksi/tempel/internal/server"
 	"github.com/tempel-ksi/tempel/ksi"
 )
@@ -216,14 +217,9 @@ func (n *Node) openCalendar() error {
 	if err != nil {
 		return err
 	}
-	grace := cfg.Grace
-	if grace == 0 {
-		grace = DefaultGrace(cfg.Role)
-	}
-	// With role all, the in-process aggregator is the calendar's only
-	// client, and its rounds end on second boundaries.
-	n.cal, err = calendar.NewService(calendar.ServiceConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Grace: grace, Now: cfg.Now,
-		CloseEarly: cfg.Role == RoleAll, Logger: n.log, Metrics: calendar.NewMetrics(n.reg)})
+	rules := scheduleRules(cfg)
+	n.cal, err = calendar.NewService(calendar.ServiceConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Now: cfg.Now,
+		Grace: rules.Grace, MaxHold: rules.MaxHold, CloseEarly: rules.CloseEarly, Logger: n.log, Metrics: calendar.NewMetrics(n.reg)})
 	if err != nil {
 		return err
 	}
@@ -258,7 +254,7 @@ func (n *Node) openAggregator() error {
 	acfg := aggregator.Config{Upstream: up, Period: cfg.RoundPeriod, Now: cfg.Now, MaxLevel: byte(min(cfg.MaxLevel, 255)),
 		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg),
 		Budget: aggregator.NewBudget(requestBudget(cfg.MaxMemory))}
-	if n.gc = processGCGate(); n.gc != nil {
+	if n.gc = newGCGate(gcGateConfig{Now: cfg.Now}); n.gc != nil {
 		acfg.Answering = n.gc.answering
 	}
 	var err error
@@ -488,16 +484,20 @@ func (n *Node) ready() error {
 	return over
 }
 
-// DefaultGrace is the calendar's grace period when none is configured. With
-// role all, every root reaches the calendar through the in-process
-// aggregator, whose rounds reserve their place in the second as they close
-// (calendar.Slot): the grace only has to cover a round timer firing late.
-// With role calendar it covers remote aggregators' rounds in transit.
-func DefaultGrace(role string) time.Duration {
-	if role == RoleAll {
-		return 20 * time.Millisecond
+// DefaultGrace is the calendar's grace period when none is configured
+// (schedule.Defaults).
+func DefaultGrace(role string) time.Duration { return schedule.Defaults(role == RoleAll).Grace }
+
+// scheduleRules are the rules of the calendar's second schedule: with
+// role all, the in-process aggregator is the calendar's only client, its
+// rounds reserve their place in the second as they close (calendar.Slot)
+// and end on second boundaries.
+func scheduleRules(cfg Config) schedule.Rules {
+	r := schedule.Defaults(cfg.Role == RoleAll)
+	if cfg.Grace != 0 {
+		r.Grace = cfg.Grace
 	}
-	return 50 * time.Millisecond
+	return r
 }
 
 // localCalendar is the in-process calendar as the aggregator's upstream.

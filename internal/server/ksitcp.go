@@ -85,9 +85,8 @@ type KSITCPOptions struct {
 	Metrics prometheus.Registerer
 }
 
-// ServeKSITCP serves KSI PDU v2 over raw TCP on ln ("ksi+tcp", ksi-spec
-// §8.6), the transport of
-// the reference tools' `-S ksi+tcp://HOST:PORT` and of libksi's
+// ServeKSITCP serves KSI PDU v2 over raw TCP on ln ("ksi+tcp",
+// docs/design/formats.md#transports), the transport of the reference tools' `-S ksi+tcp://HOST:PORT` and of libksi's
 // asynchronous service (rsyslog's log signing). A connection carries
 // request PDUs back to back, each one complete TLV element, signing
 // (0x220) and extending (0x320) alike; the server answers each with one
