@@ -2,6 +2,7 @@ package calendartree
 
 import (
 	"fmt"
+	"math/bits"
 
 	"github.com/tempel-ksi/tempel/ksi"
 )
@@ -25,7 +26,7 @@ func (s State) RootAt(r NodeReader, p uint64) (ksi.Imprint, error) {
 	if err := s.checkRange(p, p); err != nil {
 		return nil, err
 	}
-	ids := peakIDs(nil, p)
+	ids := peakIDs(make([]NodeID, 0, bits.OnesCount64(p+1)), p)
 	hashes, err := read(r, s.first, ids)
 	if err != nil {
 		return nil, err
@@ -54,7 +55,7 @@ func (s State) Chain(r NodeReader, t, p uint64) (*ksi.CalendarChain, error) {
 	if err := s.checkRange(t, p); err != nil {
 		return nil, err
 	}
-	peaks := peakIDs(make([]NodeID, 0, maxHeight+1), p)
+	peaks := peakIDs(make([]NodeID, 0, bits.OnesCount64(p+1)), p)
 	j := 0 // t's peak
 	for t >= peaks[j].end() {
 		j++

@@ -135,7 +135,7 @@ func Load(r NodeReader, first, last uint64) (State, error) {
 	if last < first || last > MaxSecond {
 		return State{}, fmt.Errorf("%w: calendar of seconds %d..%d", ErrRange, first, last)
 	}
-	ids := peakIDs(nil, last)
+	ids := peakIDs(make([]NodeID, 0, bits.OnesCount64(last+1)), last)
 	hashes, err := read(r, first, ids)
 	if err != nil {
 		return State{}, err
