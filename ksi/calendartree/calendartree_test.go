@@ -310,12 +310,7 @@ func TestStorageFaults(t *testing.T) {
 	// would build on are damaged.
 	damaged := newMemStore(t, 1000)
 	damaged.write(nodes)
-	damaged.nodes[NodeID{4, 63}] = leafAt(1, 5) // the peak over 1008..1023? no: over 1008..1023 is incomplete
-	for id := range damaged.nodes {
-		if id.Height == 2 && id.Index == 1016>>2 {
-			damaged.nodes[id] = leafAt(2, 5) // the peak over 1016..1019
-		}
-	}
+	damaged.nodes[NodeID{2, 1016 >> 2}] = leafAt(2, 5) // the peak over 1016..1019
 	if _, err := Load(damaged, 1000, 1020); !errors.Is(err, ErrBadNode) {
 		t.Errorf("load with a damaged peak: %v, want ErrBadNode", err)
 	}
