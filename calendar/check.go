@@ -57,8 +57,8 @@ func (s *Store) Check() error {
 		for t := t0; t <= last && len(ids) < chunk; t++ {
 			ids = append(ids, calendartree.NodeID{Height: 0, Index: t})
 		}
-		leaves, err := r.ReadNodes(ids)
-		if err != nil {
+		leaves := make([]ksi.Imprint, len(ids))
+		if err := r.ReadNodes(ids, leaves); err != nil {
 			return fmt.Errorf("leaves from %d: %w", t0, err)
 		}
 		next, nodes, err := calendartree.Append(st, t0, leaves)
@@ -70,8 +70,8 @@ func (s *Store) Check() error {
 		for _, n := range nodes {
 			ids = append(ids, n.ID)
 		}
-		got, err := r.ReadNodes(ids)
-		if err != nil {
+		got := make([]ksi.Imprint, len(ids))
+		if err := r.ReadNodes(ids, got); err != nil {
 			return err
 		}
 		for i, n := range nodes {

@@ -455,9 +455,8 @@ func (s *Store) checkRange(t, p uint64) (calendartree.State, error) {
 type nodeReader struct{ s *Store }
 
 // ReadNodes implements calendartree.NodeReader.
-func (r nodeReader) ReadNodes(ids []calendartree.NodeID) (out []ksi.Imprint, err error) {
+func (r nodeReader) ReadNodes(ids []calendartree.NodeID, out []ksi.Imprint) (err error) {
 	s := r.s
-	out = make([]ksi.Imprint, len(ids))
 	var ni *nodeIter
 	defer func() {
 		if ni != nil {
@@ -478,20 +477,20 @@ func (r nodeReader) ReadNodes(ids []calendartree.NodeID) (out []ksi.Imprint, err
 		}
 		if ni == nil {
 			if ni, err = s.takeIter(); err != nil {
-				return nil, fmt.Errorf("calendar: read node: %w", err)
+				return fmt.Errorf("calendar: read node: %w", err)
 			}
 		}
 		s.reads.Add(1)
 		v, err := ni.get(nodeKey(&key, id))
 		if err != nil {
 			if errors.Is(err, pebble.ErrNotFound) {
-				return nil, fmt.Errorf("%w: node (height %d, index %d) missing", ErrCorrupt, id.Height, id.Index)
+				return fmt.Errorf("%w: node (height %d, index %d) missing", ErrCorrupt, id.Height, id.Index)
 			}
-			return nil, fmt.Errorf("calendar: read node: %w", err)
+			return fmt.Errorf("calendar: read node: %w", err)
 		}
 		n := ksi.Imprint(v)
 		if len(n) != imprintLen || n.Alg() != calendarAlg {
-			return nil, fmt.Errorf("%w: node (height %d, index %d) is not a SHA-256 imprint (%d bytes)", ErrCorrupt, id.Height, id.Index, len(n))
+			return fmt.Errorf("%w: node (height %d, index %d) is not a SHA-256 imprint (%d bytes)", ErrCorrupt, id.Height, id.Index, len(n))
 		}
 		if id.Height >= cacheMinHeight {
 			s.cacheMu.Lock()
@@ -500,7 +499,7 @@ func (r nodeReader) ReadNodes(ids []calendartree.NodeID) (out []ksi.Imprint, err
 		}
 		out[i] = n
 	}
-	return out, nil
+	return nil
 }
 
 func (s *Store) getMeta(k []byte) ([]byte, error) {

@@ -245,27 +245,26 @@ func TestReadsRefused(t *testing.T) {
 type badReader struct {
 	mem   *memStore
 	err   error
-	short bool
+	hole  bool // leaves the last hash unset
 	alter func(ksi.Imprint) ksi.Imprint
 }
 
-func (b badReader) ReadNodes(ids []NodeID) ([]ksi.Imprint, error) {
+func (b badReader) ReadNodes(ids []NodeID, out []ksi.Imprint) error {
 	if b.err != nil {
-		return nil, b.err
+		return b.err
 	}
-	out, err := b.mem.ReadNodes(ids)
-	if err != nil {
-		return nil, err
+	if err := b.mem.ReadNodes(ids, out); err != nil {
+		return err
 	}
-	if b.short {
-		out = out[:len(out)-1]
+	if b.hole {
+		out[len(out)-1] = nil
 	}
 	if b.alter != nil {
 		for i := range out {
 			out[i] = b.alter(out[i])
 		}
 	}
-	return out, nil
+	return nil
 }
 
 // TestStorageFaults: what the reader returns is checked, and its errors
@@ -288,7 +287,7 @@ func TestStorageFaults(t *testing.T) {
 		want error
 	}{
 		{"reader error", badReader{mem: mem, err: ioErr}, ioErr},
-		{"too few hashes", badReader{mem: mem, short: true}, ErrBadNode},
+		{"a hash left unset", badReader{mem: mem, hole: true}, ErrBadNode},
 		{"truncated hash", badReader{mem: mem, alter: func(h ksi.Imprint) ksi.Imprint { return h[:20] }}, ErrBadNode},
 		{"other algorithm", badReader{mem: mem, alter: func(h ksi.Imprint) ksi.Imprint {
 			return append(ksi.Imprint{byte(ksi.SHA3_256)}, h[1:]...)

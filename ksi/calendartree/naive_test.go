@@ -103,20 +103,22 @@ func newMemStore(t testing.TB, first uint64) *memStore {
 	return &memStore{t: t, first: first, nodes: map[NodeID]ksi.Imprint{}}
 }
 
-func (m *memStore) ReadNodes(ids []NodeID) ([]ksi.Imprint, error) {
-	out := make([]ksi.Imprint, len(ids))
+func (m *memStore) ReadNodes(ids []NodeID, out []ksi.Imprint) error {
+	if len(ids) != len(out) {
+		m.t.Fatalf("ReadNodes of %d ids into %d hashes", len(ids), len(out))
+	}
 	for i, id := range ids {
 		if id.end() <= m.first {
 			m.t.Errorf("read of node %v, which lies before the first second %d", id, m.first)
 		}
 		h, ok := m.nodes[id]
 		if !ok {
-			return nil, fmt.Errorf("memstore: node %v missing", id)
+			return fmt.Errorf("memstore: node %v missing", id)
 		}
 		m.reads++
 		out[i] = h
 	}
-	return out, nil
+	return nil
 }
 
 func (m *memStore) write(nodes []Node) {

@@ -62,10 +62,11 @@ type Node struct {
 // NodeReader reads stored nodes: the caller's storage, defined here so
 // that the arithmetic does no I/O of its own.
 type NodeReader interface {
-	// ReadNodes returns the hashes of the nodes ids, in order. Each id is
-	// a node that [Append] returned for storing; one that cannot be found
-	// is an error (the storage is damaged), never a nil hash.
-	ReadNodes(ids []NodeID) ([]ksi.Imprint, error)
+	// ReadNodes sets hashes[i] to the stored hash of node ids[i] (the two
+	// have the same length). Each id is a node that [Append] returned for
+	// storing; one that cannot be found is an error (the storage is
+	// damaged), never a nil hash.
+	ReadNodes(ids []NodeID, hashes []ksi.Imprint) error
 }
 
 // empty[h] is the hash of a perfect subtree of height h whose leaves are
@@ -146,6 +147,7 @@ func validNode(b ksi.Imprint) bool { return len(b) == nodeLen && ksi.HashAlg(b[0
 // read returns the hashes of ids in a calendar whose first second is
 // first: nodes before it are computed, the others read in one call.
 func read(r NodeReader, first uint64, ids []NodeID) ([]ksi.Imprint, error) {
+	out := make([]ksi.Imprint, len(ids))
 	stored := ids
 	for _, id := range ids {
 		if id.end() <= first {
@@ -161,14 +163,10 @@ func read(r NodeReader, first uint64, ids []NodeID) ([]ksi.Imprint, error) {
 			}
 		}
 	}
-	var got []ksi.Imprint
 	if len(stored) > 0 {
-		var err error
-		if got, err = r.ReadNodes(stored); err != nil {
+		got := out[:len(stored)]
+		if err := r.ReadNodes(stored, got); err != nil {
 			return nil, err
-		}
-		if len(got) != len(stored) {
-			return nil, fmt.Errorf("%w: %d hashes for %d nodes", ErrBadNode, len(got), len(stored))
 		}
 		for i, g := range got {
 			if !validNode(g) {
@@ -177,16 +175,17 @@ func read(r NodeReader, first uint64, ids []NodeID) ([]ksi.Imprint, error) {
 		}
 	}
 	if len(stored) == len(ids) {
-		return got, nil
+		return out, nil
 	}
-	out := make([]ksi.Imprint, len(ids))
-	j := 0
-	for i, id := range ids {
-		if id.end() <= first {
-			out[i] = empty[id.Height]
+	// Spread the read hashes to their places, from the end: a stored
+	// node's place is never before its index among the stored ones.
+	j := len(stored) - 1
+	for i := len(ids) - 1; i >= 0; i-- {
+		if ids[i].end() <= first {
+			out[i] = empty[ids[i].Height]
 		} else {
-			out[i] = got[j]
-			j++
+			out[i] = out[j]
+			j--
 		}
 	}
 	return out, nil
