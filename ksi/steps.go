@@ -143,7 +143,8 @@ func (h *Hasher) step(a HashAlg, x, y []byte, tail byte) (Imprint, error) {
 // imprint of H(left || right || 0xFF) in the right child's algorithm. It
 // is the only implementation of the step: chain verification below and
 // the calendar tree (package ksi/calendartree) both use it. The result is
-// valid until the next call.
+// valid until the next call, which may take it as an input (it reads its
+// inputs before writing).
 func (h *Hasher) CalendarStep(left, right Imprint) (Imprint, error) {
 	return h.step(right.Alg(), left, right, CalendarStepByte)
 }

@@ -116,14 +116,19 @@ func fold(h *ksi.Hasher, hashes []ksi.Imprint) (ksi.Imprint, error) {
 	if len(hashes) == 0 {
 		return nil, nil
 	}
+	if len(hashes) == 1 {
+		return hashes[0], nil
+	}
 	root := hashes[len(hashes)-1]
 	for i := len(hashes) - 2; i >= 0; i-- {
+		// The step's result lives in h until its next step, which reads
+		// its inputs before writing: only the final root is copied.
 		var err error
-		if root, err = join(h, hashes[i], root, nil); err != nil {
-			return nil, err
+		if root, err = h.CalendarStep(hashes[i], root); err != nil {
+			return nil, fmt.Errorf("calendartree: %w", err)
 		}
 	}
-	return root, nil
+	return append(ksi.Imprint(nil), root...), nil
 }
 
 // peakIDs appends to dst the peaks of the tree over leaves 0..p, left to
