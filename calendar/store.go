@@ -306,9 +306,10 @@ func (s *Store) Reads() uint64 { return s.reads.Load() }
 
 // Append appends leaf t (the calendar's state-machine step,
 // calendartree.Append: the same calendar and the same (t, leaf) give the
-// same new state) and returns the new root. The leaf and every node it completes are written in one batch
-// with Sync before Append returns, so nothing derived from the new root can
-// leave the process before it is durable.
+// same new state) and returns the new root. The leaf and every node it
+// completes are written in one batch with Sync before Append returns, so
+// nothing derived from the new root can leave the process before it is
+// durable.
 func (s *Store) Append(t uint64, leaf ksi.Imprint) (ksi.Imprint, error) {
 	return s.AppendRange(t, []ksi.Imprint{leaf}, true)
 }
