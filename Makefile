@@ -12,6 +12,7 @@ FUZZ_TARGETS := \
 	./ksi:FuzzParseSignature \
 	./ksi:FuzzParsePublicationString \
 	./ksi:FuzzParsePublicationsFile \
+	./ksi/calendartree:FuzzAppendChain \
 	./ksi/pdu:FuzzParseAggregatorRequest \
 	./ksi/pdu:FuzzParseAggregatorResponse \
 	./ksi/pdu:FuzzParseExtenderRequest \

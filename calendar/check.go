@@ -7,6 +7,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/calendartree"
 )
 
 // Check recomputes the whole calendar from its leaves and compares every
@@ -44,29 +45,41 @@ func (s *Store) Check() error {
 		stored++
 	}
 	it.Close()
-	peaks := s.emptyPeaks(first)
+	// Recompute the tree with the append step, a chunk of leaves at a
+	// time, and compare every node it would write with the stored one.
+	const chunk = 1 << 12
+	r := nodeReader{s}
+	var st calendartree.State
 	want := 0
-	for t := first; t <= last; t++ {
-		leaf, err := s.node(nodeID{0, t})
+	ids := make([]calendartree.NodeID, 0, chunk)
+	for t0 := first; t0 <= last; {
+		ids = ids[:0]
+		for t := t0; t <= last && len(ids) < chunk; t++ {
+			ids = append(ids, calendartree.NodeID{Height: 0, Index: t})
+		}
+		leaves := make([]ksi.Imprint, len(ids))
+		if err := r.ReadNodes(ids, leaves); err != nil {
+			return fmt.Errorf("leaves from %d: %w", t0, err)
+		}
+		next, nodes, err := calendartree.Append(st, t0, leaves)
 		if err != nil {
-			return fmt.Errorf("leaf %d: %w", t, err)
+			return fmt.Errorf("%w: leaves from %d: %v", ErrCorrupt, t0, err)
 		}
-		cur := peak{nodeID{0, t}, leaf}
-		want++
-		for len(peaks) > 0 && peaks[len(peaks)-1].id.height == cur.id.height {
-			left := peaks[len(peaks)-1]
-			peaks = peaks[:len(peaks)-1]
-			cur = peak{nodeID{cur.id.height + 1, cur.id.index >> 1}, hashNode(left.hash, cur.hash)}
-			got, err := s.node(cur.id)
-			if err != nil {
-				return err
-			}
-			want++
-			if !bytes.Equal(got, cur.hash) {
-				return fmt.Errorf("%w: node (height %d, index %d) disagrees with its leaves", ErrCorrupt, cur.id.height, cur.id.index)
+		want += len(nodes)
+		ids = ids[:0]
+		for _, n := range nodes {
+			ids = append(ids, n.ID)
+		}
+		got := make([]ksi.Imprint, len(ids))
+		if err := r.ReadNodes(ids, got); err != nil {
+			return err
+		}
+		for i, n := range nodes {
+			if !bytes.Equal(got[i], n.Hash) {
+				return fmt.Errorf("%w: node (height %d, index %d) disagrees with its leaves", ErrCorrupt, n.ID.Height, n.ID.Index)
 			}
 		}
-		peaks = append(peaks, cur)
+		st, t0 = next, next.Last()+1
 	}
 	if stored != want {
 		return fmt.Errorf("%w: %d nodes stored, the leaves make %d", ErrCorrupt, stored, want)
@@ -75,7 +88,7 @@ func (s *Store) Check() error {
 	if err != nil {
 		return err
 	}
-	if !bytes.Equal(foldPeaks(peaks), root) {
+	if !bytes.Equal(st.Root(), root) {
 		return fmt.Errorf("%w: saved root differs from the recomputed one", ErrCorrupt)
 	}
 	return nil

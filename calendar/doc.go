@@ -5,8 +5,10 @@
 //
 //   - [Store]: the calendar tree in Pebble, one leaf per POSIX second,
 //     every completed perfect-subtree node stored, so any root or chain
-//     costs O(log t) reads. Appending a second is one synced batch and one
-//     deterministic state-machine step.
+//     costs O(log t) reads. The tree arithmetic is package
+//     ksi/calendartree; appending a second is one deterministic
+//     state-machine step there (calendartree.Append) and one synced batch
+//     here.
 //   - [Service]: the second loop. Roots submitted during second t are
 //     joined in a top tree whose root becomes leaf t right after t ends;
 //     every submitter is answered with its aggregation chain, the calendar

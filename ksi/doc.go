@@ -16,7 +16,9 @@
 //     the publications file ([PublicationsFile]).
 //
 // The PDU messages of the aggregator and extender protocol are in
-// package ksi/pdu; the TLV codec is in ksi/tlv.
+// package ksi/pdu; the TLV codec is in ksi/tlv; the calendar tree
+// (appending seconds, roots and calendar chains over the caller's
+// storage) is in ksi/calendartree.
 //
 // # Errors
 //

@@ -139,6 +139,16 @@ func (h *Hasher) step(a HashAlg, x, y []byte, tail byte) (Imprint, error) {
 	return Imprint(s.Sum(h.out[:1])), nil
 }
 
+// CalendarStep computes one calendar hash step (docs/design/formats.md#calendar-hash-chains): the
+// imprint of H(left || right || 0xFF) in the right child's algorithm. It
+// is the only implementation of the step: chain verification below and
+// the calendar tree (package ksi/calendartree) both use it. The result is
+// valid until the next call, which may take it as an input (it reads its
+// inputs before writing).
+func (h *Hasher) CalendarStep(left, right Imprint) (Imprint, error) {
+	return h.step(right.Alg(), left, right, CalendarStepByte)
+}
+
 // AggregationStep computes one aggregation step (docs/design/formats.md#aggregation-hash-chains): left
 // means the current node is the left child.
 func (h *Hasher) AggregationStep(a HashAlg, cur, sibling []byte, left bool, level byte) (Imprint, error) {
@@ -194,19 +204,18 @@ func ChainOutput(h *Hasher, a HashAlg, input Imprint, startLevel uint64, links [
 	return ChainResult{Hash: append(Imprint(nil), cur...), Level: lvl}, nil
 }
 
-// Output computes the calendar chain's root (docs/design/formats.md#calendar-hash-chains). Left links
-// switch the algorithm to the sibling's, right links keep it.
+// Output computes the calendar chain's root (docs/design/formats.md#calendar-hash-chains). Each step
+// takes the right child's algorithm: a left link switches to the
+// sibling's, a right link keeps the current one.
 func (c *CalendarChain) Output(h *Hasher) (Imprint, error) {
 	cur := c.InputHash
-	a := cur.Alg()
 	for _, l := range c.Links {
 		var out Imprint
 		var err error
 		if l.Left {
-			a = l.Sibling.Alg()
-			out, err = h.step(a, cur, l.Sibling, CalendarStepByte)
+			out, err = h.CalendarStep(cur, l.Sibling)
 		} else {
-			out, err = h.step(a, l.Sibling, cur, CalendarStepByte)
+			out, err = h.CalendarStep(l.Sibling, cur)
 		}
 		if err != nil {
 			return nil, err

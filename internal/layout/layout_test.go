@@ -56,6 +56,7 @@ func TestImportsPointDown(t *testing.T) {
 			return isStd(p) || strings.HasPrefix(p, "golang.org/x/crypto/") || strings.HasPrefix(p, module+"/ksi")
 		}},
 		{"ksi/tlv", isStd},
+		{"ksi/calendartree", func(p string) bool { return isStd(p) || p == module+"/ksi" }},
 		{"ksi/pdu", func(p string) bool {
 			return isStd(p) || strings.HasPrefix(p, "golang.org/x/crypto/") || strings.HasPrefix(p, module+"/ksi")
 		}},
