@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 )
 
 // RootSigner signs calendar roots: the PKI signature of a calendar

@@ -10,8 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
 
@@ -23,7 +23,7 @@ import (
 // It asks for the shared-round form: each request's own part of its
 // signature arrives as soon as its round closes, the part a round shares
 // once per round when the calendar has answered, and the stream joins
-// them into the complete signature (internal/round.AppendJoined). So a
+// them into the complete signature (ksi/round.AppendJoined). So a
 // signature costs the server and the network about a third of its bytes.
 //
 // Internally one goroutine sends requests and another reads answers and
