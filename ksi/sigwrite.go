@@ -68,15 +68,15 @@ func (h *ChainHead) Layout(linksLen, restLen int) (SignatureLayout, error) {
 // publication record) that Layout was given. It is on the signing hot
 // path: one call per signature, no allocation when dst has room.
 func (h *ChainHead) AppendSignatureHead(dst []byte, l SignatureLayout) []byte {
-	// Layout checked the lengths: the headers cannot fail.
-	dst, _ = tlv.AppendHeader(dst, TypeSignature, false, false, l.sig)
-	dst, _ = tlv.AppendHeader(dst, TypeAggregationChain, false, false, l.chain)
+	// Layout checked the lengths.
+	dst = tlv.AppendKnownHeader(dst, TypeSignature, l.sig)
+	dst = tlv.AppendKnownHeader(dst, TypeAggregationChain, l.chain)
 	dst = appendUintElem(dst, tagAggrTime, h.AggregationTime)
 	for _, x := range h.ChainIndex {
 		dst = appendUintElem(dst, tagChainIndex, x)
 	}
 	dst = appendUintElem(dst, tagChainIndex, h.Shape)
-	dst, _ = tlv.AppendHeader(dst, tagInputHash, false, false, len(h.Input))
+	dst = tlv.AppendKnownHeader(dst, tagInputHash, len(h.Input))
 	dst = append(dst, h.Input...)
 	return appendUintElem(dst, tagAggrAlgorithm, uint64(h.Algorithm))
 }

@@ -1,7 +1,10 @@
 // Package round turns one round of signing requests into signatures: it
 // builds the round tree once, and for each request joins its path in the
 // tree with the one answer from upstream (DESIGN.md §2, §9). The
-// aggregator's rounds and the calendar's per-second top tree both use it.
+// aggregator's rounds and the calendar's per-second top tree both use it;
+// clients of the shared-round stream join the legs they get with their
+// rounds' shared parts with a [Joiner]. The signature bytes are written by
+// ksi ([ksi.ChainHead]); this package only lays them out.
 package round
 
 import (
@@ -182,8 +185,12 @@ func (w *Writer) AppendSignature(dst []byte, r *Round, i int, ans *Answer) ([]by
 	}
 	if dst == nil {
 		dst = w.alloc(l.Len())
+	} else {
+		dst = grow(dst, l.Len())
 	}
-	return appendJoined(dst, &head, l, links, ans.Elements), nil
+	dst = head.AppendSignatureHead(dst, l)
+	dst = append(dst, links...)
+	return append(dst, ans.Elements...), nil
 }
 
 // AppendLeg appends request i's own part of its signature (to a new
@@ -237,17 +244,17 @@ func AppendJoined(dst []byte, ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, sh
 	if err != nil {
 		return dst, fmt.Errorf("round: %w", err)
 	}
-	return appendJoined(dst, &head, l, links, ans.Elements), nil
+	dst = head.AppendSignatureHead(grow(dst, l.Len()), l)
+	dst = append(dst, links...)
+	return append(dst, ans.Elements...), nil
 }
 
-// appendJoined writes a signature laid out as l: head, links, elements.
-func appendJoined(dst []byte, head *ksi.ChainHead, l ksi.SignatureLayout, links, elements []byte) []byte {
-	if n := l.Len(); cap(dst)-len(dst) < n {
+// grow returns dst with room for n more bytes, in one allocation.
+func grow(dst []byte, n int) []byte {
+	if cap(dst)-len(dst) < n {
 		dst = append(make([]byte, 0, len(dst)+n), dst...)
 	}
-	dst = head.AppendSignatureHead(dst, l)
-	dst = append(dst, links...)
-	return append(dst, elements...)
+	return dst
 }
 
 // Alg returns the round's hash algorithm.
