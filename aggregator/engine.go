@@ -8,9 +8,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/internal/schedule"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 )
 
 // Upstream signs a round root: the calendar, or a parent aggregator

@@ -18,8 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 	"github.com/tempel-ksi/tempel/verifier"
 )
 

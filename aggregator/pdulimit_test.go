@@ -19,10 +19,10 @@ import (
 	"time"
 
 	"github.com/tempel-ksi/tempel/calendar"
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/internal/server"
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/pdu"
+	"github.com/tempel-ksi/tempel/ksi/round"
 	"github.com/tempel-ksi/tempel/verifier"
 )
 

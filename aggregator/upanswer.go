@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 )
 
 // checkUpstream turns upstream's outcome for a round of n requests into

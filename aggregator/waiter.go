@@ -3,8 +3,8 @@ package aggregator
 import (
 	"time"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 )
 
 // Signed is the answer to a request in full: its complete KSI signature

@@ -26,8 +26,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -480,7 +480,7 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 	recvDone := make(chan struct{})
 	go func() {
 		defer close(recvDone)
-		legs := make(map[uint64][]pendingLeg) // by round: signed once the round comes
+		var legs round.Joiner // signed once their round comes
 		checked := false
 		for {
 			b, err := s.Recv()
@@ -494,7 +494,7 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 				case resp.Status != 0:
 					r.fail(fmt.Errorf("status %#x: %s", resp.Status, resp.ErrorMessage))
 				case resp.Round != 0:
-					legs[resp.Round] = append(legs[resp.Round], pendingLeg{resp.RequestId, resp.Shape, resp.Leg})
+					legs.Add(resp.Round, round.Leg{ID: resp.RequestId, Hash: hashFor(worker, resp.RequestId), Shape: resp.Shape, Links: resp.Leg})
 					continue // in flight until its round arrives
 				default:
 					r.record(atomic.LoadInt64(&sent[resp.RequestId%uint64(w)]), now, len(resp.Signature))
@@ -502,24 +502,23 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 				answered++
 			}
 			for _, p := range b.Rounds {
-				pending := legs[p.Id]
-				delete(legs, p.Id)
-				answered += len(pending)
 				if p.Status != 0 {
-					for range pending {
+					answered += legs.Fail(p.Id, func(*round.Leg) {
 						r.fail(fmt.Errorf("round status %#x: %s", p.Status, p.ErrorMessage))
-					}
+					})
 					continue
 				}
 				ans := &round.Answer{AggregationTime: p.AggregationTime, ChainIndex: p.ChainIndex, Elements: p.Elements}
-				for _, l := range pending {
-					sig, err := r.assemble(ans, ksi.HashAlg(p.Algorithm), l, hashFor(worker, l.id), &checked)
+				answered += legs.Join(p.Id, ksi.HashAlg(p.Algorithm), ans, func(l *round.Leg, sig []byte, err error) {
+					if err == nil {
+						err = r.checkFirst(sig, l.Hash, &checked)
+					}
 					if err != nil {
 						r.fail(err)
-						continue
+						return
 					}
-					r.record(atomic.LoadInt64(&sent[l.id%uint64(w)]), time.Now().UnixNano(), len(sig))
-				}
+					r.record(atomic.LoadInt64(&sent[l.ID%uint64(w)]), time.Now().UnixNano(), len(sig))
+				})
 			}
 			inflight.Add(-int64(answered))
 			select {
@@ -568,24 +567,18 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 	<-recvDone
 }
 
-// pendingLeg is a shared-round answer waiting for its round.
-type pendingLeg struct {
-	id, shape uint64
-	leg       []byte
-}
-
-// assemble makes the complete signature of a shared-round answer; the
-// first one per stream is parsed and verified.
-func (r *run) assemble(ans *round.Answer, alg ksi.HashAlg, l pendingLeg, hash []byte, checked *bool) ([]byte, error) {
-	sig, err := round.AppendJoined(nil, ans, alg, hash, l.shape, l.leg)
-	if err != nil || *checked {
-		return sig, err
+// checkFirst verifies (internal policy) the first assembled signature
+// per stream, so that a wrong assembly fails the run rather than
+// inflating it.
+func (r *run) checkFirst(sig, hash []byte, checked *bool) error {
+	if *checked {
+		return nil
 	}
 	*checked = true
 	if err := checkSignature(sig, hash); err != nil {
-		return nil, fmt.Errorf("assembled %w", err)
+		return fmt.Errorf("assembled %w", err)
 	}
-	return sig, nil
+	return nil
 }
 
 // checkSignature parses sig and verifies it (internal policy) as the

@@ -11,9 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/internal/schedule"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 )
 
 // RootSigner signs calendar roots: the PKI signature of a calendar

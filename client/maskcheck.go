@@ -6,8 +6,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 	"github.com/tempel-ksi/tempel/verifier"
 )

@@ -10,8 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
 
@@ -23,7 +23,7 @@ import (
 // It asks for the shared-round form: each request's own part of its
 // signature arrives as soon as its round closes, the part a round shares
 // once per round when the calendar has answered, and the stream joins
-// them into the complete signature (internal/round.AppendJoined). So a
+// them into the complete signature (a ksi/round.Joiner). So a
 // signature costs the server and the network about a third of its bytes.
 //
 // Internally one goroutine sends requests and another reads answers and
@@ -49,13 +49,11 @@ type Stream struct {
 	closeOnce sync.Once
 }
 
-// pendingSign is a request waiting for its answer: for the shared-round
-// form, its leg waits for its round.
+// pendingSign is a request waiting for its answer (in the shared-round
+// form its leg waits in the reader's joiner).
 type pendingSign struct {
-	cb    func(sig []byte, err error)
-	hash  ksi.Imprint
-	shape uint64
-	leg   []byte
+	cb   func(sig []byte, err error)
+	hash ksi.Imprint
 }
 
 // maxSendBatch bounds the requests of one SignBatch message.
@@ -256,7 +254,7 @@ func (s *Stream) write() {
 // signatures and failures at once, legs when their round arrives.
 func (s *Stream) read(ctx context.Context) {
 	defer close(s.done)
-	legs := make(map[uint64][]uint64) // round → request ids with their leg
+	var legs round.Joiner
 	for {
 		b, err := s.st.Recv()
 		if err != nil {
@@ -265,12 +263,9 @@ func (s *Stream) read(ctx context.Context) {
 		}
 		for _, resp := range b.Responses {
 			if resp.Status == 0 && resp.Round != 0 {
-				s.mu.Lock()
-				if p, ok := s.pending[resp.RequestId]; ok {
-					p.shape, p.leg = resp.Shape, resp.Leg
-					legs[resp.Round] = append(legs[resp.Round], resp.RequestId)
+				if p := s.peek(resp.RequestId); p != nil {
+					legs.Add(resp.Round, round.Leg{ID: resp.RequestId, Hash: p.hash, Shape: resp.Shape, Links: resp.Leg})
 				}
-				s.mu.Unlock()
 				continue
 			}
 			p := s.take(resp.RequestId)
@@ -284,26 +279,40 @@ func (s *Stream) read(ctx context.Context) {
 			}
 		}
 		for _, r := range b.Rounds {
-			ids := legs[r.Id]
-			delete(legs, r.Id)
-			ans := &round.Answer{AggregationTime: r.AggregationTime, ChainIndex: r.ChainIndex, Elements: r.Elements}
-			for _, id := range ids {
-				p := s.take(id)
-				if p == nil {
-					continue
-				}
-				if r.Status != 0 {
-					s.answer(p, nil, statusErr(s.endpoint, r.Status, r.ErrorMessage))
-					continue
-				}
-				sig, err := round.AppendJoined(nil, ans, ksi.HashAlg(r.Algorithm), p.hash, p.shape, p.leg)
-				if err != nil {
-					err = fmt.Errorf("%w: stream via %s: round %d: %v", ErrBadResponse, s.endpoint, r.Id, err)
-				}
-				s.answer(p, sig, err)
-			}
+			s.joinRound(&legs, r)
 		}
 	}
+}
+
+// joinRound answers the requests whose legs wait for round r: with their
+// complete signatures, or with the round's failure.
+func (s *Stream) joinRound(legs *round.Joiner, r *tempelv1.SharedRound) {
+	if r.Status != 0 {
+		legs.Fail(r.Id, func(l *round.Leg) {
+			if p := s.take(l.ID); p != nil {
+				s.answer(p, nil, statusErr(s.endpoint, r.Status, r.ErrorMessage))
+			}
+		})
+		return
+	}
+	ans := &round.Answer{AggregationTime: r.AggregationTime, ChainIndex: r.ChainIndex, Elements: r.Elements}
+	legs.Join(r.Id, ksi.HashAlg(r.Algorithm), ans, func(l *round.Leg, sig []byte, err error) {
+		p := s.take(l.ID)
+		if p == nil {
+			return
+		}
+		if err != nil {
+			err = fmt.Errorf("%w: stream via %s: round %d: %v", ErrBadResponse, s.endpoint, r.Id, err)
+		}
+		s.answer(p, sig, err)
+	})
+}
+
+// peek returns request id's pending entry, or nil.
+func (s *Stream) peek(id uint64) *pendingSign {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pending[id]
 }
 
 // take removes and returns request id's pending entry, or nil.

@@ -17,9 +17,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/pdu"
+	"github.com/tempel-ksi/tempel/ksi/round"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -291,9 +291,9 @@ func TestEveryInterfaceEveryLevelEveryHash(t *testing.T) {
 			if err := st.CloseSend(); err != nil {
 				return err
 			}
-			legs := map[uint64]*tempelv1.SignResponse{}
-			rounds := map[uint64]*tempelv1.SharedRound{}
+			var legs round.Joiner
 			sigs := map[uint64][]byte{}
+			var joinErr error
 			for {
 				rb, err := st.Recv()
 				if err == io.EOF {
@@ -306,24 +306,26 @@ func TestEveryInterfaceEveryLevelEveryHash(t *testing.T) {
 					case r.Status != 0:
 						return fmt.Errorf("request %d: status %#x %s", r.RequestId, r.Status, r.ErrorMessage)
 					case r.Round != 0:
-						legs[r.RequestId] = r
+						legs.Add(r.Round, round.Leg{ID: r.RequestId, Hash: jobs[r.RequestId-1].h, Shape: r.Shape, Links: r.Leg})
 					default:
 						sigs[r.RequestId] = r.Signature
 					}
 				}
 				for _, p := range rb.Rounds {
-					rounds[p.Id] = p
+					ans := &round.Answer{AggregationTime: p.AggregationTime, ChainIndex: p.ChainIndex, Elements: p.Elements}
+					legs.Join(p.Id, ksi.HashAlg(p.Algorithm), ans, func(l *round.Leg, sig []byte, err error) {
+						sigs[l.ID] = sig
+						if err != nil && joinErr == nil {
+							joinErr = err
+						}
+					})
 				}
 			}
-			for id, l := range legs {
-				p := rounds[l.Round]
-				if p == nil {
-					return fmt.Errorf("request %d: round %d never sent", id, l.Round)
-				}
-				ans := &round.Answer{AggregationTime: p.AggregationTime, ChainIndex: p.ChainIndex, Elements: p.Elements}
-				if sigs[id], err = round.AppendJoined(nil, ans, ksi.HashAlg(p.Algorithm), jobs[id-1].h, l.Shape, l.Leg); err != nil {
-					return err
-				}
+			if joinErr != nil {
+				return joinErr
+			}
+			if legs.Len() != 0 {
+				return fmt.Errorf("%d legs whose round was never sent", legs.Len())
 			}
 			if len(sigs) != len(jobs) {
 				return fmt.Errorf("%d signatures for %d requests", len(sigs), len(jobs))

@@ -14,8 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/tempel-ksi/tempel/aggregator"
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -51,11 +51,8 @@ func TestSignBatchStreamSharedRounds(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	type leg struct {
-		round, shape uint64
-		links        []byte
-	}
-	legs := map[uint64]leg{}
+	var legs round.Joiner
+	nLegs, nFull := 0, 0
 	rounds := map[uint64]*tempelv1.SharedRound{}
 	sigs := map[uint64][]byte{}
 	for {
@@ -74,9 +71,11 @@ func TestSignBatchStreamSharedRounds(t *testing.T) {
 				if _, ok := rounds[r.Round]; ok {
 					t.Fatalf("request %d: leg after its round's shared part", r.RequestId)
 				}
-				legs[r.RequestId] = leg{r.Round, r.Shape, r.Leg}
+				legs.Add(r.Round, round.Leg{ID: r.RequestId, Hash: hash(r.RequestId), Shape: r.Shape, Links: r.Leg})
+				nLegs++
 			default:
 				sigs[r.RequestId] = r.Signature
+				nFull++
 			}
 		}
 		for _, p := range b.Rounds {
@@ -87,20 +86,20 @@ func TestSignBatchStreamSharedRounds(t *testing.T) {
 				t.Fatalf("round %d failed: %#x %s", p.Id, p.Status, p.ErrorMessage)
 			}
 			rounds[p.Id] = p
+			ans := &round.Answer{AggregationTime: p.AggregationTime, ChainIndex: p.ChainIndex, Elements: p.Elements}
+			legs.Join(p.Id, ksi.HashAlg(p.Algorithm), ans, func(l *round.Leg, sig []byte, err error) {
+				if err != nil {
+					t.Fatalf("request %d: %v", l.ID, err)
+				}
+				sigs[l.ID] = sig
+			})
 		}
 	}
-	if len(legs) != n || len(sigs) != 10 {
-		t.Fatalf("got %d legs and %d full signatures, want %d and 10", len(legs), len(sigs), n)
+	if nLegs != n || nFull != 10 {
+		t.Fatalf("got %d legs and %d full signatures, want %d and 10", nLegs, nFull, n)
 	}
-	for id, l := range legs {
-		p, ok := rounds[l.round]
-		if !ok {
-			t.Fatalf("request %d: round %d never sent", id, l.round)
-		}
-		ans := &round.Answer{AggregationTime: p.AggregationTime, ChainIndex: p.ChainIndex, Elements: p.Elements}
-		if sigs[id], err = round.AppendJoined(nil, ans, ksi.HashAlg(p.Algorithm), hash(id), l.shape, l.links); err != nil {
-			t.Fatal(err)
-		}
+	if legs.Len() != 0 || len(sigs) != n+10 {
+		t.Fatalf("%d legs whose round was never sent, %d signatures in all", legs.Len(), len(sigs))
 	}
 	pf := trustedPubFile(t, cal)
 	for id, raw := range sigs {

@@ -252,6 +252,17 @@ func AppendHeader(dst []byte, typ uint16, nonCritical, forward bool, n int) ([]b
 	return append(dst, f|byte(typ), byte(n)), nil
 }
 
+// AppendKnownHeader is AppendHeader for a critical element that is not
+// forwarded, with a type and length the caller has already checked
+// (typ <= MaxType, n <= MaxValueLen): small enough to inline on hot paths
+// that size a structure once and then write it.
+func AppendKnownHeader(dst []byte, typ uint16, n int) []byte {
+	if typ > maxType8 || n > maxValueLen8 {
+		return append(dst, flagTLV16|byte(typ>>8), byte(typ), byte(n>>8), byte(n))
+	}
+	return append(dst, byte(typ), byte(n))
+}
+
 // UintLen returns the number of bytes of the minimal encoding of x (zero
 // is encoded as an empty value).
 func UintLen(x uint64) int {

@@ -44,7 +44,7 @@ type SignBatch struct {
 	// round. The signature is the request's aggregation chain (aggregation
 	// time, the round's chain index then shape, the request's hash and level
 	// as sent, algorithm, leg) followed by the round's elements; the Go code
-	// assembles it with internal/round.AppendJoined. The legs travel while
+	// assembles it with ksi/round.AppendJoined. The legs travel while
 	// the calendar's second runs, so little is left to send when it ends.
 	SharedRounds  bool `protobuf:"varint,2,opt,name=shared_rounds,json=sharedRounds,proto3" json:"shared_rounds,omitempty"`
 	unknownFields protoimpl.UnknownFields

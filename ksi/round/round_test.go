@@ -6,8 +6,8 @@ import (
 	"encoding/binary"
 	"testing"
 
-	"github.com/tempel-ksi/tempel/internal/round"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
 	"github.com/tempel-ksi/tempel/verifier"
 )
 
@@ -154,4 +154,68 @@ func TestRoundRejectsMalformedHash(t *testing.T) {
 			t.Errorf("%s: round built", name)
 		}
 	}
+}
+
+// roundOf100k builds a round of 100,000 requests with metadata, as the
+// aggregator's rounds are, and its answer.
+func roundOf100k(b *testing.B) (*round.Round, *round.Answer) {
+	const n = 100_000
+	reqs := make([]round.Request, n)
+	m := meta(b, "bench")
+	for i := range reqs {
+		reqs[i] = round.Request{Hash: imprint(uint64(i)), Meta: m}
+	}
+	r, err := round.Build(ksi.SHA2_256, reqs)
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, _ := r.Root()
+	ans := calendarAnswer(b, root)
+	ans.ChainIndex = []uint64{3, 5} // as below a parent aggregator
+	return r, ans
+}
+
+// BenchmarkWriteRound100k: every signature of a built round of 100,000
+// requests, on one goroutine: the per-request part of the round's work.
+func BenchmarkWriteRound100k(b *testing.B) {
+	r, ans := roundOf100k(b)
+	var w round.Writer
+	b.ReportAllocs()
+	for b.Loop() {
+		for i := range r.Len() {
+			if _, err := w.AppendSignature(nil, r, i, ans); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(r.Len()), "ns/sig")
+}
+
+// BenchmarkJoin100k: a client joining 100,000 legs with their round's
+// shared part (what a shared-round stream's reader does).
+func BenchmarkJoin100k(b *testing.B) {
+	r, ans := roundOf100k(b)
+	var w round.Writer
+	type leg struct {
+		hash  ksi.Imprint
+		shape uint64
+		links []byte
+	}
+	legs := make([]leg, r.Len())
+	for i := range legs {
+		links, shape, err := w.AppendLeg(nil, r, i)
+		if err != nil {
+			b.Fatal(err)
+		}
+		legs[i] = leg{imprint(uint64(i)), shape, links}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, l := range legs {
+			if _, err := round.AppendJoined(nil, ans, ksi.SHA2_256, l.hash, l.shape, l.links); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(r.Len()), "ns/sig")
 }

@@ -1,7 +1,10 @@
 // Package round turns one round of signing requests into signatures: it
 // builds the round tree once, and for each request joins its path in the
 // tree with the one answer from upstream (docs/design/architecture.md#data-flow, docs/design/latency.md#work-per-request). The
-// aggregator's rounds and the calendar's per-second top tree both use it.
+// aggregator's rounds and the calendar's per-second top tree both use it;
+// clients of the shared-round stream join the legs they get with their
+// rounds' shared parts with a [Joiner]. The signature bytes are written by
+// ksi ([ksi.ChainHead]); this package only lays them out.
 package round
 
 import (
@@ -175,14 +178,19 @@ func (w *Writer) AppendSignature(dst []byte, r *Round, i int, ans *Answer) ([]by
 	if err != nil {
 		return nil, err
 	}
-	n, err := joinedLen(ans, r.alg, r.reqs[i].Hash, shape, links)
+	head := ksi.ChainHead{AggregationTime: ans.AggregationTime, ChainIndex: ans.ChainIndex, Shape: shape, Input: r.reqs[i].Hash, Algorithm: r.alg}
+	l, err := head.Layout(len(links), len(ans.Elements))
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("round: %w", err)
 	}
 	if dst == nil {
-		dst = w.alloc(n)
+		dst = w.alloc(l.Len())
+	} else {
+		dst = grow(dst, l.Len())
 	}
-	return appendJoined(dst, n, ans, r.alg, r.reqs[i].Hash, shape, links), nil
+	dst = head.AppendSignatureHead(dst, l)
+	dst = append(dst, links...)
+	return append(dst, ans.Elements...), nil
 }
 
 // AppendLeg appends request i's own part of its signature (to a new
@@ -226,69 +234,28 @@ func (w *Writer) AppendLeg(dst []byte, r *Round, i int) (links []byte, shape uin
 	return dst, shape, nil
 }
 
-// chainHeadLen is the length of a request chain's elements before its
-// links: aggregation time, chain index, input hash, algorithm.
-func chainHeadLen(ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64) int {
-	n := 2 + tlv.UintLen(ans.AggregationTime)
-	for _, x := range ans.ChainIndex {
-		n += 2 + tlv.UintLen(x)
-	}
-	n += 2 + tlv.UintLen(shape)
-	n += 2 + len(hash)
-	return n + 2 + tlv.UintLen(uint64(alg))
-}
-
-// joinedLen returns the length of the signature AppendJoined writes, or
-// an error if it is too long to encode.
-func joinedLen(ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, links []byte) (int, error) {
-	chain := chainHeadLen(ans, alg, hash, shape) + len(links)
-	sig := 4 + chain + len(ans.Elements)
-	if len(hash) > 0xFF {
-		return 0, fmt.Errorf("round: document hash of %d bytes is too long", len(hash))
-	}
-	if sig > tlv.MaxValueLen {
-		return 0, fmt.Errorf("round: signature of %d bytes exceeds the TLV limit", sig)
-	}
-	return 4 + sig, nil
-}
-
 // AppendJoined appends the complete signature of a request from its leg
 // (hash, shape and links, as AppendLeg made them) and its round's answer:
-// the request's aggregation chain, then upstream's elements. Clients of
-// the shared-round stream (SignBatchStream) assemble signatures with it.
+// the request's aggregation chain, then upstream's elements. A [Joiner]
+// does this for the legs and rounds of a shared-round stream.
 func AppendJoined(dst []byte, ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, links []byte) ([]byte, error) {
-	n, err := joinedLen(ans, alg, hash, shape, links)
+	head := ksi.ChainHead{AggregationTime: ans.AggregationTime, ChainIndex: ans.ChainIndex, Shape: shape, Input: hash, Algorithm: alg}
+	l, err := head.Layout(len(links), len(ans.Elements))
 	if err != nil {
-		return dst, err
+		return dst, fmt.Errorf("round: %w", err)
 	}
-	return appendJoined(dst, n, ans, alg, hash, shape, links), nil
+	dst = head.AppendSignatureHead(grow(dst, l.Len()), l)
+	dst = append(dst, links...)
+	return append(dst, ans.Elements...), nil
 }
 
-// appendJoined is AppendJoined with the length n (joinedLen) known.
-func appendJoined(dst []byte, n int, ans *Answer, alg ksi.HashAlg, hash ksi.Imprint, shape uint64, links []byte) []byte {
+// grow returns dst with room for n more bytes, in one allocation.
+func grow(dst []byte, n int) []byte {
 	if cap(dst)-len(dst) < n {
 		dst = append(make([]byte, 0, len(dst)+n), dst...)
 	}
-	sigLen, chainLen := n-4, n-8-len(ans.Elements)
-	dst = append(dst, 0x88, 0x00, byte(sigLen>>8), byte(sigLen))
-	dst = append(dst, 0x88, 0x01, byte(chainLen>>8), byte(chainLen))
-	dst = appendUint(dst, 0x02, ans.AggregationTime)
-	for _, x := range ans.ChainIndex {
-		dst = appendUint(dst, 0x03, x)
-	}
-	dst = appendUint(dst, 0x03, shape)
-	dst = append(dst, 0x05, byte(len(hash)))
-	dst = append(dst, hash...)
-	dst = appendUint(dst, 0x06, uint64(alg))
-	dst = append(dst, links...)
-	return append(dst, ans.Elements...)
+	return dst
 }
 
 // Alg returns the round's hash algorithm.
 func (r *Round) Alg() ksi.HashAlg { return r.alg }
-
-// appendUint appends a TLV8 unsigned integer element (types below 0x20).
-func appendUint(dst []byte, typ byte, x uint64) []byte {
-	dst = append(dst, typ, byte(tlv.UintLen(x)))
-	return tlv.AppendUintValue(dst, x)
-}
