@@ -68,20 +68,11 @@ func serverOptionsFrom(c *ucli.Context) (serverOptions, error) {
 		timeout:   c.Duration(flagTimeout),
 		tlsCAs:    c.StringSlice(flagTLSCA),
 	}
-	// The app disables urfave's own comma splitting (constraints contain
-	// commas), so addresses are split here: --server a,b and
-	// TEMPEL_SERVER=a,b both name two servers.
-	for _, v := range c.StringSlice(flagServer) {
-		for _, a := range strings.Split(v, ",") {
-			a = strings.TrimSpace(a)
-			if a == "" {
-				continue
-			}
-			if _, _, err := client.ParseEndpoint(a); err != nil {
-				return s, usageErrorf("--%s: %s", flagServer, strings.TrimPrefix(err.Error(), "client: "))
-			}
-			s.endpoints = append(s.endpoints, a)
+	for _, a := range serverList(c) {
+		if _, _, err := client.ParseEndpoint(a); err != nil {
+			return s, usageErrorf("--%s: %s", flagServer, strings.TrimPrefix(err.Error(), "client: "))
 		}
+		s.endpoints = append(s.endpoints, a)
 	}
 	if s.key != "" && s.login == "" {
 		return s, usageErrorf("--%s (TEMPEL_KEY) is the key of a user: add --%s LOGIN (TEMPEL_USER)", flagKey, flagUser)
@@ -90,6 +81,21 @@ func serverOptionsFrom(c *ucli.Context) (serverOptions, error) {
 		return s, usageErrorf("--%s %s: must be positive", flagTimeout, s.timeout)
 	}
 	return s, nil
+}
+
+// serverList is the addresses of --server. The app disables urfave's own
+// comma splitting (constraints contain commas), so addresses are split
+// here: --server a,b and TEMPEL_SERVER=a,b both name two servers.
+func serverList(c *ucli.Context) []string {
+	var list []string
+	for _, v := range c.StringSlice(flagServer) {
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				list = append(list, a)
+			}
+		}
+	}
+	return list
 }
 
 // dial makes a client; it connects lazily, so a server that is down is

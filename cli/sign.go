@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -115,6 +114,8 @@ type signView struct {
 	SigningTimeUnix uint64 `json:"signing_time_unix,omitempty"`
 	Identity        string `json:"identity,omitempty"`
 	Error           string `json:"error,omitempty"`
+
+	display string // how messages name the document
 }
 
 // signPlan is a validated sign command line.
@@ -126,68 +127,87 @@ type signPlan struct {
 }
 
 func planSign(c *ucli.Context, now time.Time) (*signPlan, error) {
-	args, out, force := c.Args().Slice(), c.String(flagOutput), c.Bool(flagForce)
 	alg, err := signAlg(c.String(flagHashAlg), now)
 	if err != nil {
 		return nil, usageErrorf("-H %s", err)
 	}
 	if h := c.String(flagHash); h != "" {
-		if len(args) > 0 || c.Bool(flagRecursive) || c.IsSet(flagFromList) {
-			return nil, usageErrorf("--%s replaces the FILE: give one or the other", flagHash)
-		}
-		if out == "" {
-			return nil, usageErrorf("--%s needs -o PATH: there is no file to put the signature next to", flagHash)
-		}
-		imp, err := ksi.ParseImprintText(h)
-		if err != nil {
-			return nil, usageErrorf("--%s %q: %s (want ALG:HEX, e.g. SHA-256:11a7…)", flagHash, h, trimPkg(err))
-		}
-		if _, err := signAlg(imp.Alg().String(), now); err != nil {
-			return nil, usageErrorf("--%s: %s", flagHash, err)
-		}
-		if c.IsSet(flagHashAlg) && imp.Alg() != alg {
-			return nil, usageErrorf("-H %s and --%s %s name different algorithms: the hash says which one it is, drop -H", alg, flagHash, imp.Alg())
-		}
-		return &signPlan{jobs: []signJob{{hash: imp, out: out}}, alg: imp.Alg()}, checkOutputs([]string{out}, force)
+		return planSignHash(c, h, alg, now)
 	}
+	args := c.Args().Slice()
 	in, err := collectInputs(c, args, documentFiles)
 	if err != nil {
 		return nil, err
 	}
-	p := &signPlan{alg: alg, bulk: in.bulk}
-	switch {
-	case len(in.paths) == 0 && (c.Bool(flagRecursive) || c.IsSet(flagFromList)):
-		return nil, usageErrorf("nothing to sign: no files in %s", strings.Join(append(args, c.String(flagFromList)), ", "))
-	case len(in.paths) == 0:
-		return nil, usageErrorf("nothing to sign: give a FILE, - for standard input, or --%s (see 'tempel sign --help')", flagHash)
+	if len(in.paths) == 0 {
+		return nil, nothingToSign(c, args)
 	}
-	outDir := out != "" && (in.bulk || strings.HasSuffix(out, "/") || isDir(out))
-	p.outDir = outDir
-	if outDir && strings.HasSuffix(out, sigSuffix) {
+	out := c.String(flagOutput)
+	p := &signPlan{alg: alg, bulk: in.bulk, outDir: out != "" && (in.bulk || strings.HasSuffix(out, "/") || isDir(out))}
+	if p.outDir && strings.HasSuffix(out, sigSuffix) {
 		return nil, usageErrorf("-o %s names one signature file, but there are %d inputs: give -o a directory to keep their tree under", out, len(in.paths))
 	}
 	p.jobs = make([]signJob, len(in.paths))
 	outs := make([]string, len(in.paths))
 	for i, a := range in.paths {
-		j := &p.jobs[i]
-		j.doc, j.out = a, a+sigSuffix
-		switch {
-		case a == "-" && in.bulk:
-			return nil, usageErrorf("standard input (-) can only be signed alone")
-		case a == "-" && (out == "" || outDir):
-			return nil, usageErrorf("standard input (-) has no name to put the signature next to: add -o PATH")
-		case outDir:
-			o, err := outputUnder(out, a)
-			if err != nil {
-				return nil, usageErrorf("%v", err)
-			}
-			j.out = o + sigSuffix
-		case out != "":
-			j.out = out
+		if p.jobs[i], err = p.fileJob(a, out); err != nil {
+			return nil, err
 		}
-		outs[i] = j.out
+		outs[i] = p.jobs[i].out
 	}
-	return p, checkOutputs(outs, force)
+	return p, checkOutputs(outs, c.Bool(flagForce))
+}
+
+// nothingToSign says why a command line names no file.
+func nothingToSign(c *ucli.Context, args []string) error {
+	if c.Bool(flagRecursive) || c.IsSet(flagFromList) {
+		return usageErrorf("nothing to sign: no files in %s", strings.Join(append(args, c.String(flagFromList)), ", "))
+	}
+	return usageErrorf("nothing to sign: give a FILE, - for standard input, or --%s (see 'tempel sign --help')", flagHash)
+}
+
+// planSignHash plans signing the hash given with --hash ALG:HEX; alg is
+// the -H algorithm, which must agree when given.
+func planSignHash(c *ucli.Context, h string, alg ksi.HashAlg, now time.Time) (*signPlan, error) {
+	out := c.String(flagOutput)
+	if c.NArg() > 0 || c.Bool(flagRecursive) || c.IsSet(flagFromList) {
+		return nil, usageErrorf("--%s replaces the FILE: give one or the other", flagHash)
+	}
+	if out == "" {
+		return nil, usageErrorf("--%s needs -o PATH: there is no file to put the signature next to", flagHash)
+	}
+	imp, err := ksi.ParseImprintText(h)
+	if err != nil {
+		return nil, usageErrorf("--%s %q: %s (want ALG:HEX, e.g. SHA-256:11a7…)", flagHash, h, trimPkg(err))
+	}
+	if _, err := signAlg(imp.Alg().String(), now); err != nil {
+		return nil, usageErrorf("--%s: %s", flagHash, err)
+	}
+	if c.IsSet(flagHashAlg) && imp.Alg() != alg {
+		return nil, usageErrorf("-H %s and --%s %s name different algorithms: the hash says which one it is, drop -H", alg, flagHash, imp.Alg())
+	}
+	return &signPlan{jobs: []signJob{{hash: imp, out: out}}, alg: imp.Alg()}, checkOutputs([]string{out}, c.Bool(flagForce))
+}
+
+// fileJob is the job of the document a, its signature going where -o
+// (out) says: beside it, to out, or under the directory out.
+func (p *signPlan) fileJob(a, out string) (signJob, error) {
+	j := signJob{doc: a, out: a + sigSuffix}
+	switch {
+	case a == "-" && p.bulk:
+		return j, usageErrorf("standard input (-) can only be signed alone")
+	case a == "-" && (out == "" || p.outDir):
+		return j, usageErrorf("standard input (-) has no name to put the signature next to: add -o PATH")
+	case p.outDir:
+		o, err := outputUnder(out, a)
+		if err != nil {
+			return j, usageErrorf("%v", err)
+		}
+		j.out = o + sigSuffix
+	case out != "":
+		j.out = out
+	}
+	return j, nil
 }
 
 // signAlg parses a document hash algorithm and refuses those that must
@@ -246,7 +266,7 @@ func runSign(c *ucli.Context) error {
 			return err
 		}
 	}
-	return reportSign(c, p, sum)
+	return reportInputs(c, p.bulk, sum, signViews(p))
 }
 
 // hashJobs fills in the hash of every file job, in parallel and
@@ -363,54 +383,62 @@ func writeSignatures(c *ucli.Context, p *signPlan, todo []int, workers int) {
 	})
 }
 
-// reportSign prints the result of each job as asked (always for a single
-// input; with -v or --json for several), the failures on standard error
-// and, for several inputs, the summary.
-func reportSign(c *ucli.Context, p *signPlan, sum *summary) error {
-	out, name := c.App.Writer, commandName(c)
-	asJSON, verbose := c.Bool(flagJSON), c.Bool(flagVerbose)
-	enc := json.NewEncoder(out)
-	enc.SetEscapeHTML(false)
+// signViews are the results of the jobs, for [reportInputs].
+func signViews(p *signPlan) []signView {
+	views := make([]signView, len(p.jobs))
 	for i := range p.jobs {
 		j := &p.jobs[i]
-		v := signView{Document: j.doc, Signature: j.out}
+		v := signView{Document: j.doc, Signature: j.out, display: j.display()}
 		if j.hash != nil {
 			v.DocumentHash = j.hash.String()
 		}
 		if j.err != nil {
 			v.Signature, v.Error = "", oneLine(j.err.Error())
-			sum.add(j.doc, "failed", true)
-			fmt.Fprintf(c.App.ErrWriter, "%s: %s: %s\n", name, j.display(), v.Error)
 		} else {
-			sum.add(j.doc, "signed", false)
 			v.SigningTime = formatTime(j.sig.SigningTime())
 			v.SigningTimeUnix = j.sig.SigningTime()
 			v.Identity = strings.Join(j.sig.Identity(), " :: ")
 		}
-		switch {
-		case asJSON:
-			if err := enc.Encode(v); err != nil {
-				return err
-			}
-		case j.err != nil:
-		case !p.bulk:
-			writeSignText(out, j, v)
-		case verbose:
-			fmt.Fprintf(out, "signed %s -> %s (%s)\n", j.display(), v.Signature, v.SigningTime)
-		}
+		views[i] = v
 	}
-	if p.bulk {
-		if asJSON {
-			sum.print(c.App.ErrWriter)
-		} else {
-			sum.print(out)
-		}
-	}
-	return sum.failures(ExitError)
+	return views
 }
 
-func writeSignText(out io.Writer, j *signJob, v signView) {
-	fmt.Fprintf(out, "signed %s\n", j.display())
+func (v signView) name() string { return v.display }
+
+func (v signView) outcome() string {
+	if v.Error != "" {
+		return "failed"
+	}
+	return "signed"
+}
+
+func (v signView) exitCode() int {
+	if v.Error != "" {
+		return ExitError
+	}
+	return ExitOK
+}
+
+func (v signView) errorLine(bool) string {
+	if v.Error == "" {
+		return ""
+	}
+	return v.display + ": " + v.Error
+}
+
+func (v signView) line() string {
+	if v.Error != "" {
+		return ""
+	}
+	return fmt.Sprintf("signed %s -> %s (%s)", v.display, v.Signature, v.SigningTime)
+}
+
+func (v signView) writeText(out io.Writer, _ bool) {
+	if v.Error != "" {
+		return
+	}
+	fmt.Fprintf(out, "signed %s\n", v.display)
 	line := func(label, value string) { fmt.Fprintf(out, "  %-16s %s\n", label+":", value) }
 	line("document hash", v.DocumentHash)
 	line("signed at", v.SigningTime)
