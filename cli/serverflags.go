@@ -19,10 +19,6 @@ const (
 	flagKey       = "key"
 	flagMachineID = "machine-id"
 	flagTimeout   = "timeout"
-
-	// defaultServer is where `tempel serve` listens by default, so that
-	// the tour works without any flag.
-	defaultServer = "127.0.0.1:8080"
 )
 
 // serverFlags are the flags naming a Tempel server and the credentials to
