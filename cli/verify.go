@@ -103,7 +103,7 @@ func verifyCommand() *ucli.Command {
 		&ucli.StringFlag{Name: flagSig, Usage: "signature `PATH` of a single document, or of the --hash, or to check alone"},
 		&ucli.StringFlag{Name: flagHash, Usage: "verify the document hash `ALG:HEX` (e.g. SHA-256:11a7…) instead of a FILE; needs --sig"},
 		&ucli.StringFlag{Name: flagSigDir, Usage: "find the signature of each FILE under `DIR`, as 'tempel sign -o DIR' wrote it (DIR/FILE.ksig)"},
-		&ucli.StringFlag{Name: flagPolicy, Value: "default", Usage: "verification `POLICY`: default, internal, key, publication, user-publication or calendar"},
+		&ucli.StringFlag{Name: flagPolicy, Value: verifier.Default.String(), Usage: "verification `POLICY`: default, internal, key, publication, user-publication or calendar"},
 		&ucli.StringFlag{Name: flagPubStr, Usage: "trusted publication `STRING` (AAAAAA-…) from print; implies --policy user-publication"},
 		&ucli.Uint64Flag{Name: flagInputLevel, Usage: "aggregation tree `LEVEL` of the document hash (when it is the root of a local tree)"},
 		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "list every verification rule; with several documents, a line per document"},
