@@ -6,6 +6,10 @@ BENCHTIME ?= 1s
 DATA_DIR  ?= ./data
 PUBLISH_EVERY ?= 24h
 
+# staticcheck is pinned: a newer release may add checks that fail the build.
+STATICCHECK_VERSION := 0.8.2
+STATICCHECK := $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)/staticcheck
+
 # Every fuzz target as package:Target.
 FUZZ_TARGETS := \
 	./ksi/tlv:FuzzRead \
@@ -27,14 +31,16 @@ help: ## list the targets
 build: ## build bin/tempel
 	$(GO) build -o $(BIN)/tempel ./cmd/tempel
 
-test: ## go vet and every test with the race detector
-	$(GO) vet ./...
+test: lint ## lint, then every test with the race detector
 	$(GO) test -race -count=1 ./...
 
-lint: ## gofmt check and go vet
+lint: ## gofmt check, go vet and staticcheck (installed, pinned, when missing)
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.\(gw\.\)\?go$$')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	@$(STATICCHECK) -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION))' || \
+		$(GO) install honnef.co/go/tools/cmd/staticcheck@v$(STATICCHECK_VERSION)
+	$(STATICCHECK) ./...
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 	@set -e; for t in $(FUZZ_TARGETS); do \

@@ -58,13 +58,13 @@ func New(cfg Config) (*Engine, error) {
 		return nil, errors.New("aggregator: no upstream")
 	}
 	if cfg.Period <= 0 {
-		cfg.Period = 100 * time.Millisecond
+		cfg.Period = DefaultPeriod
 	}
 	if cfg.MaxLevel == 0 {
 		cfg.MaxLevel = DefaultMaxLevel
 	}
 	if cfg.MaxQueue == 0 {
-		cfg.MaxQueue = 1_000_000
+		cfg.MaxQueue = DefaultMaxQueue
 	}
 	if limit := MaxLevelLimit(cfg.MaxQueue, cfg.Upstream); int(cfg.MaxLevel) > limit {
 		return nil, fmt.Errorf("aggregator: max level %d leaves no room for the round tree and upstream's trees above it: at most %d with a queue of %d",

@@ -172,7 +172,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("bench: unknown client %q", cfg.Client)
 	}
 	if cfg.Conns <= 0 {
-		cfg.Conns = 2
+		cfg.Conns = DefaultConns
 	}
 	lean := (cfg.Mode == ModeUnary || cfg.Mode == ModePing) && cfg.Client == ClientLean
 	// Several connections: one HTTP/2 connection with tens of thousands

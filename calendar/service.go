@@ -205,7 +205,7 @@ func (s *Service) submit(ctx context.Context, slot *Slot, hash ksi.Imprint, leve
 	if hash.Alg() != calendarAlg || len(hash) != imprintLen {
 		return nil, fmt.Errorf("calendar: root must be a SHA-256 imprint")
 	}
-	if level >= 0xFF {
+	if level == 0xFF {
 		return nil, fmt.Errorf("calendar: level %d leaves no room for the top tree", level)
 	}
 	reqTime := uint64(s.cfg.Now().UnixMicro())

@@ -24,7 +24,7 @@ func benchCommand() *ucli.Command {
 			"reports signatures per second and latency percentiles. Run it in its own\n" +
 			"process against `tempel serve` (loopback only: it is a load test).",
 		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "server", Value: "127.0.0.1:8080", Usage: "server `ADDR`: HOST:PORT or https://HOST:PORT (TLS)", EnvVars: []string{"TEMPEL_SERVER"}},
+			&ucli.StringFlag{Name: "server", Value: defaultServer, Usage: "server `ADDR`: HOST:PORT or https://HOST:PORT (TLS)", EnvVars: []string{"TEMPEL_SERVER"}},
 			tlsCAFlag(),
 			&ucli.StringFlag{Name: "mode", Value: bench.ModeUnary, Usage: "unary (one gRPC call per signature), stream (the streaming API), batch (streaming, many per message) or ping (unary gRPC health checks: the cost of a call with no work)"},
 			&ucli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "unary, ping without --rate: concurrent callers (each starts its next call when the last is answered); stream, batch: streams"},
@@ -34,69 +34,80 @@ func benchCommand() *ucli.Command {
 			&ucli.Float64Flag{Name: "rate", Usage: "unary, ping, batch: send this many signatures per second in total on a fixed schedule (open loop; latency from the scheduled time) instead of as fast as answers come back"},
 			&ucli.BoolFlag{Name: "full-signatures", Usage: "batch: have the server send complete signatures instead of the shared-round form (which the generator assembles, as the Go client does)"},
 			&ucli.StringFlag{Name: "client", Value: bench.ClientLean, Usage: "unary, ping: lean (HTTP/2 frames written directly: the generator's own cost stays small) or grpc (gRPC-Go's client, which costs more CPU per call than the server)"},
-			&ucli.IntFlag{Name: "conns", Value: 2, Usage: "unary, ping with the lean client: connections to open"},
+			&ucli.IntFlag{Name: "conns", Value: bench.DefaultConns, Usage: "unary, ping with the lean client: connections to open"},
 			&ucli.StringFlag{Name: "user", EnvVars: []string{"TEMPEL_USER"}, Usage: "login (if the server has a users file)"},
 			&ucli.StringFlag{Name: "key", EnvVars: []string{"TEMPEL_KEY"}, Usage: "key for --user"},
 			&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 			&ucli.StringFlag{Name: "cpuprofile", Usage: "write the load generator's CPU profile to `FILE` (to tell its cost from the server's)"},
 		},
-		Action: func(c *ucli.Context) error {
-			mode := c.String("mode")
-			if mode != bench.ModeUnary && mode != bench.ModeStream && mode != bench.ModeBatch && mode != bench.ModePing {
-				return usageErrorf("--mode %q: want unary, stream, batch or ping", mode)
-			}
-			cfg := bench.Config{Server: c.String("server"), Mode: mode, Concurrency: c.Int("concurrency"), Window: c.Int("window"),
-				Duration: c.Duration("duration"), Warmup: c.Duration("warmup"), Login: c.String("user"), Key: c.String("key"), FullSignatures: c.Bool("full-signatures"), Rate: c.Float64("rate"),
-				Client: c.String("client"), Conns: c.Int("conns")}
-			target, useTLS, err := client.ParseEndpoint(cfg.Server)
-			if err != nil {
-				return usageErrorf("--server: %s", strings.TrimPrefix(err.Error(), "client: "))
-			}
-			cfg.Server = target
-			if useTLS {
-				if cfg.TLS, err = tlsConfigFrom(c.StringSlice(flagTLSCA)); err != nil {
-					return err
-				}
-				if cfg.TLS == nil {
-					cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
-				}
-			}
-			if cfg.Client != bench.ClientLean && cfg.Client != bench.ClientGRPC {
-				return usageErrorf("--client %q: want lean or grpc", cfg.Client)
-			}
-			if f, ok := c.App.ErrWriter.(*os.File); ok && fileIsTerminal(f) && !c.Bool("json") {
-				start := time.Now()
-				cfg.Progress = func(done int64) {
-					el := time.Since(start)
-					fmt.Fprintf(f, "\r  %6.1fs / %s  %10d signed  %9.0f/s", el.Seconds(), cfg.Duration, done, float64(done)/el.Seconds())
-				}
-				defer fmt.Fprintln(f)
-			}
-			if path := c.String("cpuprofile"); path != "" {
-				f, err := os.Create(path)
-				if err != nil {
-					return inputErrorf("%v", err)
-				}
-				defer f.Close()
-				pprof.StartCPUProfile(f)
-				defer pprof.StopCPUProfile()
-			}
-			if os.Getenv("GOGC") == "" {
-				// The generator holds tens of thousands of calls in flight;
-				// collecting less often keeps it from being what is measured.
-				debug.SetGCPercent(400)
-			}
-			res, err := bench.Run(c.Context, cfg)
-			if err != nil {
-				return inputErrorf("%v (is `tempel serve` running at %s?)", err, cfg.Server)
-			}
-			if c.Bool("json") {
-				return json.NewEncoder(c.App.Writer).Encode(res)
-			}
-			fmt.Fprintln(c.App.Writer, res)
-			return nil
-		},
+		Action: runBench,
 	}
+}
+
+func runBench(c *ucli.Context) error {
+	cfg, err := benchConfig(c)
+	if err != nil {
+		return err
+	}
+	if f, ok := c.App.ErrWriter.(*os.File); ok && fileIsTerminal(f) && !c.Bool("json") {
+		start := time.Now()
+		cfg.Progress = func(done int64) {
+			el := time.Since(start)
+			fmt.Fprintf(f, "\r  %6.1fs / %s  %10d signed  %9.0f/s", el.Seconds(), cfg.Duration, done, float64(done)/el.Seconds())
+		}
+		defer fmt.Fprintln(f)
+	}
+	if path := c.String("cpuprofile"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			return inputErrorf("%v", err)
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
+	if os.Getenv("GOGC") == "" {
+		// The generator holds tens of thousands of calls in flight;
+		// collecting less often keeps it from being what is measured.
+		debug.SetGCPercent(gcPercent)
+	}
+	res, err := bench.Run(c.Context, cfg)
+	if err != nil {
+		return inputErrorf("%v (is `tempel serve` running at %s?)", err, cfg.Server)
+	}
+	if c.Bool("json") {
+		return json.NewEncoder(c.App.Writer).Encode(res)
+	}
+	fmt.Fprintln(c.App.Writer, res)
+	return nil
+}
+
+// benchConfig is the load the flags ask for.
+func benchConfig(c *ucli.Context) (bench.Config, error) {
+	mode := c.String("mode")
+	if mode != bench.ModeUnary && mode != bench.ModeStream && mode != bench.ModeBatch && mode != bench.ModePing {
+		return bench.Config{}, usageErrorf("--mode %q: want unary, stream, batch or ping", mode)
+	}
+	cfg := bench.Config{Server: c.String("server"), Mode: mode, Concurrency: c.Int("concurrency"), Window: c.Int("window"),
+		Duration: c.Duration("duration"), Warmup: c.Duration("warmup"), Login: c.String("user"), Key: c.String("key"), FullSignatures: c.Bool("full-signatures"), Rate: c.Float64("rate"),
+		Client: c.String("client"), Conns: c.Int("conns")}
+	target, useTLS, err := client.ParseEndpoint(cfg.Server)
+	if err != nil {
+		return cfg, usageErrorf("--server: %s", strings.TrimPrefix(err.Error(), "client: "))
+	}
+	cfg.Server = target
+	if useTLS {
+		if cfg.TLS, err = tlsConfigFrom(c.StringSlice(flagTLSCA)); err != nil {
+			return cfg, err
+		}
+		if cfg.TLS == nil {
+			cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+	}
+	if cfg.Client != bench.ClientLean && cfg.Client != bench.ClientGRPC {
+		return cfg, usageErrorf("--client %q: want lean or grpc", cfg.Client)
+	}
+	return cfg, nil
 }
 
 // fileIsTerminal reports whether f is a terminal (a character device), where

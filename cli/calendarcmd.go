@@ -17,7 +17,7 @@ import (
 )
 
 func calendarCommand() *ucli.Command {
-	dataDir := &ucli.StringFlag{Name: "data-dir", Value: "./data", Usage: "the server's data `DIR`", EnvVars: []string{"TEMPEL_DATA_DIR"}}
+	dataDir := &ucli.StringFlag{Name: "data-dir", Value: defaultDataDir, Usage: "the server's data `DIR`", EnvVars: []string{"TEMPEL_DATA_DIR"}}
 	watermark := &ucli.StringFlag{Name: "watermark", Usage: "the watermark `FILE`, if the server keeps it outside DATA-DIR (its --watermark)", EnvVars: []string{"TEMPEL_WATERMARK"}}
 	jsonFlag := &ucli.BoolFlag{Name: "json", Usage: "print JSON"}
 	return &ucli.Command{

@@ -116,19 +116,9 @@ func applyConfig(c *ucli.Context) error {
 	if c.Command == nil || !takesConfig(c.Command) {
 		return nil
 	}
-	path, explicit := c.String(flagConfig), true
-	if path == "" {
-		path, explicit = defaultConfigPath(), false
-	}
-	if path == "" {
-		return nil
-	}
-	cf, err := readConfig(path)
-	switch {
-	case err != nil && !explicit && errors.Is(err, fs.ErrNotExist):
-		return nil
-	case err != nil:
-		return inputErrorf("%v", err)
+	cf, err := loadConfig(c)
+	if cf == nil || err != nil {
+		return err
 	}
 	if cf.hasKey && cf.mode.Perm()&0o077 != 0 {
 		fmt.Fprintf(c.App.ErrWriter, "%s: WARNING: the config file %s holds a key and can be read by other users (mode %04o): chmod 600 %s\n",
@@ -149,25 +139,37 @@ func applyConfig(c *ucli.Context) error {
 	return nil
 }
 
+// loadConfig reads the file of --config, else the default one when it
+// exists; nil when there is none.
+func loadConfig(c *ucli.Context) (*configFile, error) {
+	path, explicit := c.String(flagConfig), true
+	if path == "" {
+		path, explicit = defaultConfigPath(), false
+	}
+	if path == "" {
+		return nil, nil
+	}
+	cf, err := readConfig(path)
+	switch {
+	case err != nil && !explicit && errors.Is(err, fs.ErrNotExist):
+		return nil, nil
+	case err != nil:
+		return nil, inputErrorf("%v", err)
+	}
+	return cf, nil
+}
+
 // readConfig parses the configuration file at path. Unknown names, lines
 // that are not NAME = VALUE and a non-repeatable name given twice are
 // errors naming the line: a setting silently ignored (a typo in
 // "trust-root") would leave a citizen wondering why nothing is trusted.
 func readConfig(path string) (*configFile, error) {
-	f, err := os.Open(path)
+	f, fi, err := openConfig(path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the config file: %w", err)
+		return nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("cannot read the config file: %w", err)
-	}
-	if !fi.Mode().IsRegular() || fi.Size() > maxConfigSize {
-		return nil, fmt.Errorf("the config file %s is not a regular file of at most %d bytes", path, maxConfigSize)
-	}
 	cf := &configFile{path: path, mode: fi.Mode()}
-	dir := filepath.Dir(path)
 	seen := make(map[string]int)
 	sc := bufio.NewScanner(f)
 	for n := 1; sc.Scan(); n++ {
@@ -175,37 +177,70 @@ func readConfig(path string) (*configFile, error) {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
-		name, value, ok := strings.Cut(line, "=")
-		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		// Quotes are allowed, as in tempel serve's --config file.
-		if len(value) >= 2 && value[0] == '"' && value[len(value)-1] == '"' {
-			value = value[1 : len(value)-1]
+		s, err := parseConfigLine(path, n, line, seen)
+		if err != nil {
+			return nil, err
 		}
-		if !ok || name == "" || value == "" {
-			return nil, fmt.Errorf("config %s:%d: want NAME = VALUE, got %q", path, n, line)
-		}
-		key, known := configKeys[name]
-		switch {
-		case name == flagPubfileNoVerify:
-			return nil, fmt.Errorf("config %s:%d: %s cannot be set in a config file: it turns off the check that makes a publications file trustworthy", path, n, name)
-		case !known:
-			return nil, fmt.Errorf("config %s:%d: unknown setting %q (known: %s)", path, n, name, strings.Join(knownConfigKeys(), ", "))
-		case seen[name] > 0 && !key.repeat:
-			return nil, fmt.Errorf("config %s:%d: %s is already set on line %d", path, n, name, seen[name])
-		}
-		seen[name] = n
-		if key.path && !filepath.IsAbs(value) && !(name == flagPubfile && isURL(value)) {
-			value = filepath.Join(dir, value)
-		}
-		if name == flagKey {
-			cf.hasKey = true
-		}
-		cf.settings = append(cf.settings, configSetting{name: name, value: value, line: n})
+		cf.hasKey = cf.hasKey || s.name == flagKey
+		cf.settings = append(cf.settings, s)
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("cannot read the config file %s: %w", path, err)
 	}
 	return cf, nil
+}
+
+// openConfig opens the configuration file, refusing anything but a
+// regular file of at most [maxConfigSize] bytes.
+func openConfig(path string) (*os.File, fs.FileInfo, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("cannot read the config file: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("cannot read the config file: %w", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > maxConfigSize {
+		f.Close()
+		return nil, nil, fmt.Errorf("the config file %s is not a regular file of at most %d bytes", path, maxConfigSize)
+	}
+	return f, fi, nil
+}
+
+// parseConfigLine reads line n of the file at path, a NAME = VALUE line;
+// seen maps the names set so far to their lines. A relative path is taken
+// from the file's directory.
+func parseConfigLine(path string, n int, line string, seen map[string]int) (configSetting, error) {
+	name, value, ok := strings.Cut(line, "=")
+	name, value = strings.TrimSpace(name), unquote(strings.TrimSpace(value))
+	if !ok || name == "" || value == "" {
+		return configSetting{}, fmt.Errorf("config %s:%d: want NAME = VALUE, got %q", path, n, line)
+	}
+	key, known := configKeys[name]
+	switch {
+	case name == flagPubfileNoVerify:
+		return configSetting{}, fmt.Errorf("config %s:%d: %s cannot be set in a config file: it turns off the check that makes a publications file trustworthy", path, n, name)
+	case !known:
+		return configSetting{}, fmt.Errorf("config %s:%d: unknown setting %q (known: %s)", path, n, name, strings.Join(knownConfigKeys(), ", "))
+	case seen[name] > 0 && !key.repeat:
+		return configSetting{}, fmt.Errorf("config %s:%d: %s is already set on line %d", path, n, name, seen[name])
+	}
+	seen[name] = n
+	if key.path && !filepath.IsAbs(value) && !(name == flagPubfile && isURL(value)) {
+		value = filepath.Join(filepath.Dir(path), value)
+	}
+	return configSetting{name: name, value: value, line: n}, nil
+}
+
+// unquote drops the quotes around a value, which are allowed as in
+// tempel serve's --config file.
+func unquote(v string) string {
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		return v[1 : len(v)-1]
+	}
+	return v
 }
 
 func knownConfigKeys() []string {

@@ -8,6 +8,16 @@
 // executes it with explicit arguments and output streams, which is what
 // tests use.
 //
+// What several commands share lives in files named for it:
+// serverflags.go (the flags naming a server and its credentials, and
+// the one-line remedies for its errors), writefile.go (output checks and
+// safe file writing), inputs.go (the inputs of a bulk run and the worker
+// pool), report.go (the one loop that reports each input of sign, extend
+// and verify, with summary.go and progress.go), trust.go and config.go
+// (trust anchors and the configuration file), defaults.go (the defaults
+// that belong to the command line; the packages' own defaults are taken
+// from their exported constants).
+//
 // # Exit codes
 //
 // Every command maps its outcome to one of these codes (see [ExitOK] …):

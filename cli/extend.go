@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"encoding/json"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -111,6 +111,8 @@ type extendView struct {
 	PublicationTime   string `json:"publication_time,omitempty"`
 	SigningTime       string `json:"signing_time,omitempty"`
 	Message           string `json:"message,omitempty"`
+
+	code int // the exit code of this signature alone
 }
 
 // extendTarget is the publication to extend to, and how it was chosen.
@@ -125,213 +127,231 @@ type extendTarget struct {
 }
 
 func runExtend(c *ucli.Context) error {
-	start := time.Now()
+	sum := newSummary("extended", extStatusExtended, extStatusAlready, extStatusNotYet, extStatusError)
+	sum.failVerb = "were not extended"
 	in, err := collectInputs(c, c.Args().Slice(), signatureFiles)
 	if err != nil {
 		return err
 	}
-	args := in.paths
-	out, replace, force := c.String(flagOutput), c.Bool(flagReplace), c.Bool(flagForce)
-	switch {
-	case len(args) == 0 && in.bulk:
-		return usageErrorf("nothing to extend: no signatures (*%s) found", sigSuffix)
-	case len(args) == 0:
-		return usageErrorf("nothing to extend: give a SIGNATURE file (see 'tempel extend --help')")
-	case out != "" && replace:
-		return usageErrorf("-o and --%s both say where the result goes: give one", flagReplace)
-	case out != "" && in.bulk:
-		return usageErrorf("-o names the result for one signature, got %d (without -o each SIGNATURE goes to SIGNATURE%s)", len(args), extSuffix)
-	case c.IsSet(flagPubStr) && c.IsSet(flagTime):
-		return usageErrorf("--%s and --%s both choose the publication: give one", flagPubStr, flagTime)
+	r := &extendRun{ctx: c.Context, out: c.String(flagOutput), replace: c.Bool(flagReplace), force: c.Bool(flagForce)}
+	if err := r.checkFlags(c, in); err != nil {
+		return err
 	}
-	srv, err := serverOptionsFrom(c)
+	if r.srv, err = serverOptionsFrom(c); err != nil {
+		return err
+	}
+	if r.tg, err = extendTargetFrom(c, r.srv); err != nil {
+		return err
+	}
+	if r.cl, err = r.srv.dial(); err != nil {
+		return err
+	}
+	defer r.cl.Close()
+	workers, err := workerCount(c)
 	if err != nil {
 		return err
 	}
+	views := make([]extendView, len(in.paths))
+	err = eachInput(c, "extending", len(in.paths), workers, func(i int) { views[i] = r.one(in.paths[i]) })
+	if err != nil {
+		return err
+	}
+	return reportInputs(c, in.bulk, sum, views)
+}
+
+// extendRun is one extend command: where the results go, the server and
+// the publication every signature is extended to.
+type extendRun struct {
+	ctx            context.Context
+	out            string // -o: the result of the one signature
+	replace, force bool
+	srv            serverOptions
+	cl             *client.Client
+	tg             extendTarget
+}
+
+// checkFlags refuses inputs and flags that contradict each other.
+func (r *extendRun) checkFlags(c *ucli.Context, in inputs) error {
+	switch {
+	case len(in.paths) == 0 && in.bulk:
+		return usageErrorf("nothing to extend: no signatures (*%s) found", sigSuffix)
+	case len(in.paths) == 0:
+		return usageErrorf("nothing to extend: give a SIGNATURE file (see 'tempel extend --help')")
+	case r.out != "" && r.replace:
+		return usageErrorf("-o and --%s both say where the result goes: give one", flagReplace)
+	case r.out != "" && in.bulk:
+		return usageErrorf("-o names the result for one signature, got %d (without -o each SIGNATURE goes to SIGNATURE%s)", len(in.paths), extSuffix)
+	case c.IsSet(flagPubStr) && c.IsSet(flagTime):
+		return usageErrorf("--%s and --%s both choose the publication: give one", flagPubStr, flagTime)
+	}
+	return nil
+}
+
+// extendTargetFrom chooses the publication from --pub-str, --time and
+// the publications file.
+func extendTargetFrom(c *ucli.Context, srv serverOptions) (extendTarget, error) {
 	var pubStr *ksi.PublishedData
 	if s := c.String(flagPubStr); s != "" {
 		pd, err := ksi.ParsePublicationString(s)
 		if err != nil {
-			return usageErrorf("--%s: %s", flagPubStr, trimPkg(err))
+			return extendTarget{}, usageErrorf("--%s: %s", flagPubStr, trimPkg(err))
 		}
 		pubStr = &pd
 	}
 	var atTime uint64
 	if c.IsSet(flagTime) {
+		var err error
 		if atTime, err = parseTimeArg(c.String(flagTime)); err != nil {
-			return usageErrorf("--%s: %v", flagTime, err)
+			return extendTarget{}, usageErrorf("--%s: %v", flagTime, err)
 		}
 	}
-
-	// The publications file: always for the default and --time; for
-	// --pub-str only when one was named or trust flags say how to check
-	// it, since the string is a trust anchor of its own.
-	t := trustOptionsFrom(c)
-	usePubfile := pubStr == nil || t.pubfile != "" || len(t.roots) > 0 || len(t.cnstr) > 0 || t.noVerify
-	defaulted := false
-	if usePubfile && t.pubfile == "" {
-		t.pubfile, defaulted = defaultPubfileURL(srv.endpoints), true
-	}
-	var pf *ksi.PublicationsFile
-	if usePubfile {
-		if pf, err = loadPublicationsFile(c.Context, nil, t, time.Now()); err != nil {
-			if defaulted && retryable(err) {
-				return inputErrorf("%v (the default --%s is the server's: is 'tempel serve' running at %s?)", err, flagPubfile, srv.endpoints[0])
-			}
-			return err
-		}
-		if t.noVerify {
-			fmt.Fprintf(c.App.ErrWriter, "%s: WARNING: %s\n", commandName(c), noVerifyWarning)
-		}
-	}
-	target, err := chooseTarget(pf, pubStr, atTime, c.IsSet(flagTime))
+	pf, err := extendPublicationsFile(c, srv, pubStr != nil)
 	if err != nil {
-		return err
+		return extendTarget{}, err
 	}
-
-	cl, err := srv.dial()
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-
-	workers, err := workerCount(c)
-	if err != nil {
-		return err
-	}
-	views := make([]extendView, len(args))
-	codes := make([]int, len(args))
-	b := newFilesBar(c, "extending", len(args))
-	parallel(c.Context, len(args), workers, func(i int) {
-		sigPath := args[i]
-		dst := sigPath + extSuffix
-		switch {
-		case replace:
-			dst = sigPath
-		case out != "":
-			dst = out
-		}
-		v, code, err := extendOne(c, cl, srv, target, sigPath, dst, replace || force)
-		if err != nil {
-			v.Status, v.Message = extStatusError, oneLine(err.Error())
-			if code == ExitInconclusive {
-				v.Status = extStatusNotYet
-			}
-		}
-		views[i], codes[i] = v, code
-		b.add(1)
-	})
-	b.done()
-	if err := c.Context.Err(); err != nil {
-		return err
-	}
-	return reportExtend(c, in.bulk, views, codes, start)
+	return chooseTarget(pf, pubStr, atTime, c.IsSet(flagTime))
 }
 
-// reportExtend prints the outcome of every signature: a report for each
-// success of a single one; for several, a line per signature with -v and
-// a summary; --json one object per signature. Failures are named on
-// standard error. The exit code is the worst outcome.
-func reportExtend(c *ucli.Context, bulk bool, views []extendView, codes []int, start time.Time) error {
-	w, errw := c.App.Writer, c.App.ErrWriter
-	enc := json.NewEncoder(w)
-	enc.SetEscapeHTML(false)
-	sum := newSummary("extended", extStatusExtended, extStatusAlready, extStatusNotYet, extStatusError)
-	sum.failVerb, sum.start = "were not extended", start
-	worst, printed := ExitOK, false
-	for i, v := range views {
-		worst = worse(worst, codes[i])
-		failed := v.Status == extStatusError || v.Status == extStatusNotYet
-		sum.add(v.Signature, v.Status, failed)
-		if failed {
-			fmt.Fprintf(errw, "%s: %s: %s\n", commandName(c), v.Signature, v.Message)
+// extendPublicationsFile loads the publications file: always for the
+// default and --time; for --pub-str only when one was named or trust
+// flags say how to check it, since the string is a trust anchor of its
+// own (nil then).
+func extendPublicationsFile(c *ucli.Context, srv serverOptions, havePubStr bool) (*ksi.PublicationsFile, error) {
+	t := trustOptionsFrom(c)
+	if havePubStr && t.pubfile == "" && len(t.roots) == 0 && len(t.cnstr) == 0 && !t.noVerify {
+		return nil, nil
+	}
+	defaulted := t.pubfile == ""
+	if defaulted {
+		t.pubfile = defaultPubfileURL(srv.endpoints)
+	}
+	pf, err := loadPublicationsFile(c.Context, nil, t, time.Now())
+	if err != nil {
+		if defaulted && retryable(err) {
+			return nil, inputErrorf("%v (the default --%s is the server's: is 'tempel serve' running at %s?)", err, flagPubfile, srv.endpoints[0])
 		}
-		switch {
-		case c.Bool(flagJSON):
-			if err := enc.Encode(v); err != nil {
-				return err
-			}
-		case failed:
-		case bulk && c.Bool(flagVerbose):
-			fmt.Fprintf(w, "%s: %s -> %s (%s)\n", v.Signature, v.Status, v.Output, v.PublicationString)
-		case bulk:
-		default:
-			if printed {
-				fmt.Fprintln(w)
-			}
-			writeExtendText(w, v)
-			printed = true
-		}
+		return nil, err
 	}
-	if !bulk {
-		return silentExit(worst)
+	if t.noVerify {
+		fmt.Fprintf(c.App.ErrWriter, "%s: WARNING: %s\n", commandName(c), noVerifyWarning)
 	}
-	if c.Bool(flagJSON) {
-		sum.print(errw)
-	} else {
-		sum.print(w)
+	return pf, nil
+}
+
+func (v extendView) name() string    { return v.Signature }
+func (v extendView) outcome() string { return v.Status }
+func (v extendView) exitCode() int   { return v.code }
+func (v extendView) failed() bool    { return v.Status == extStatusError || v.Status == extStatusNotYet }
+
+func (v extendView) errorLine(bool) string {
+	if !v.failed() {
+		return ""
 	}
-	if worst == ExitOK {
-		return nil
+	return v.Signature + ": " + v.Message
+}
+
+func (v extendView) line() string {
+	if v.failed() {
+		return ""
 	}
-	return sum.failures(worst)
+	return fmt.Sprintf("%s: %s -> %s (%s)", v.Signature, v.Status, v.Output, v.PublicationString)
 }
 
 // chooseTarget picks the publication from the flags and the file.
 func chooseTarget(pf *ksi.PublicationsFile, pubStr *ksi.PublishedData, atTime uint64, haveTime bool) (extendTarget, error) {
 	switch {
 	case pubStr != nil:
-		// The file's record carries the references (where it was
-		// printed); the string alone makes a bare record.
-		if pf != nil {
-			if r := pf.PublicationAt(pubStr.Time); r != nil {
-				if !r.Data.Hash.Equal(pubStr.Hash) {
-					return extendTarget{}, inputErrorf("the publications file has a different publication at %s than --%s: one of them is wrong, do not use either before finding out",
-						formatTime(pubStr.Time), flagPubStr)
-				}
-				return extendTarget{rec: r}, nil
-			}
-		}
-		r, err := ksi.NewPublicationRecord(ksi.TypePublicationRecord, *pubStr, nil, nil)
-		if err != nil {
-			return extendTarget{}, inputErrorf("--%s: %s", flagPubStr, trimPkg(err))
-		}
-		return extendTarget{rec: r}, nil
+		return stringTarget(pf, *pubStr)
 	case haveTime:
-		if r := pf.PublicationAt(atTime); r != nil {
+		return timeTarget(pf, atTime)
+	}
+	return newestTarget(pf)
+}
+
+// stringTarget is the publication of --pub-str. The file's record
+// carries the references (where it was printed); the string alone makes
+// a bare record.
+func stringTarget(pf *ksi.PublicationsFile, pd ksi.PublishedData) (extendTarget, error) {
+	if pf != nil {
+		if r := pf.PublicationAt(pd.Time); r != nil {
+			if !r.Data.Hash.Equal(pd.Hash) {
+				return extendTarget{}, inputErrorf("the publications file has a different publication at %s than --%s: one of them is wrong, do not use either before finding out",
+					formatTime(pd.Time), flagPubStr)
+			}
 			return extendTarget{rec: r}, nil
 		}
-		msg := fmt.Sprintf("the publications file has no publication at %s", formatTime(atTime))
-		if r := pf.FirstPublicationAfter(atTime); r != nil {
-			msg += fmt.Sprintf("; the next is at %s (%d)", formatTime(r.Data.Time), r.Data.Time)
-		}
-		return extendTarget{}, usageErrorf("%s; 'tempel pubfile' lists them", msg)
 	}
+	r, err := ksi.NewPublicationRecord(ksi.TypePublicationRecord, pd, nil, nil)
+	if err != nil {
+		return extendTarget{}, inputErrorf("--%s: %s", flagPubStr, trimPkg(err))
+	}
+	return extendTarget{rec: r}, nil
+}
+
+// timeTarget is the publication of --time.
+func timeTarget(pf *ksi.PublicationsFile, at uint64) (extendTarget, error) {
+	if r := pf.PublicationAt(at); r != nil {
+		return extendTarget{rec: r}, nil
+	}
+	msg := fmt.Sprintf("the publications file has no publication at %s", formatTime(at))
+	if r := pf.FirstPublicationAfter(at); r != nil {
+		msg += fmt.Sprintf("; the next is at %s (%d)", formatTime(r.Data.Time), r.Data.Time)
+	}
+	return extendTarget{}, usageErrorf("%s; 'tempel pubfile' lists them", msg)
+}
+
+// newestTarget is the default: the newest publication of the file.
+func newestTarget(pf *ksi.PublicationsFile) (extendTarget, error) {
 	latest := pf.Latest()
 	if latest == nil {
 		return extendTarget{}, &exitError{code: ExitInconclusive, err: errors.New("the publications file has no publications yet; try again after the first one ('tempel pubfile --wait 1m' waits for it)")}
 	}
-	tg := extendTarget{rec: latest, newest: true}
-	// The period is the smallest gap between publications: a server
-	// publishes at a fixed period, and larger gaps are its downtimes. The
-	// file is not trusted to be sorted.
+	return extendTarget{rec: latest, newest: true, period: publicationPeriod(pf)}, nil
+}
+
+// publicationPeriod is the smallest gap between publications: a server
+// publishes at a fixed period, and larger gaps are its downtimes. The
+// file is not trusted to be sorted. 0 when unknown.
+func publicationPeriod(pf *ksi.PublicationsFile) uint64 {
 	times := make([]uint64, 0, len(pf.Publications))
 	for _, r := range pf.Publications {
 		times = append(times, r.Data.Time)
 	}
 	slices.Sort(times)
+	var period uint64
 	for i := 1; i < len(times); i++ {
-		if d := times[i] - times[i-1]; d > 0 && (tg.period == 0 || d < tg.period) {
-			tg.period = d
+		if d := times[i] - times[i-1]; d > 0 && (period == 0 || d < period) {
+			period = d
 		}
 	}
-	return tg, nil
+	return period
 }
 
-// extendOne extends one signature and writes it to dst. overwrite allows
+// one extends the signature at sigPath and writes the result where the
+// flags say; the view tells the outcome.
+func (r *extendRun) one(sigPath string) extendView {
+	dst := sigPath + extSuffix
+	switch {
+	case r.replace:
+		dst = sigPath
+	case r.out != "":
+		dst = r.out
+	}
+	v, code, err := r.extend(sigPath, dst, r.replace || r.force)
+	if err != nil {
+		v.Status, v.Message = extStatusError, oneLine(err.Error())
+		if code == ExitInconclusive {
+			v.Status = extStatusNotYet
+		}
+	}
+	v.code = code
+	return v
+}
+
+// extend extends one signature and writes it to dst. overwrite allows
 // replacing an existing dst.
-func extendOne(c *ucli.Context, cl *client.Client, srv serverOptions, tg extendTarget, sigPath, dst string, overwrite bool) (extendView, int, error) {
-	pub := tg.rec.Data
+func (r *extendRun) extend(sigPath, dst string, overwrite bool) (extendView, int, error) {
+	pub := r.tg.rec.Data
 	v := extendView{Signature: sigPath, PublicationString: pub.String(), PublicationTime: formatTime(pub.Time)}
 	b, err := readFileLimited(sigPath, ksi.MaxObjectSize)
 	if err != nil {
@@ -342,23 +362,11 @@ func extendOne(c *ucli.Context, cl *client.Client, srv serverOptions, tg extendT
 		return v, ExitError, fmt.Errorf("not a valid KSI signature: %s", trimPkg(err))
 	}
 	v.SigningTime = formatTime(sig.SigningTime())
-	if !overwrite && dst != sigPath {
-		if done, ok := extendedAlready(sig, dst); ok {
-			v.Status, v.Output = extStatusAlready, dst
-			v.PublicationString, v.PublicationTime = done.String(), formatTime(done.Time)
-			return v, ExitOK, nil
-		}
-	}
-	if pr := sig.PublicationRecord; pr != nil && pr.Data.Time == pub.Time && pr.Data.Hash.Equal(pub.Hash) {
-		v.Status = extStatusAlready
+	if r.alreadyDone(&v, sig, dst, overwrite) {
 		return v, ExitOK, nil
 	}
-	if sig.SigningTime() > pub.Time {
-		if tg.newest {
-			return v, ExitInconclusive, fmt.Errorf("signed at %s, after the newest publication (%s): no publication after the signing time yet; try again after %s",
-				v.SigningTime, v.PublicationTime, formatTime(nextPublication(pub.Time, tg.period, sig.SigningTime())))
-		}
-		return v, ExitInconclusive, fmt.Errorf("signed at %s, after the chosen publication (%s): a signature can only be extended to a later publication", v.SigningTime, v.PublicationTime)
+	if err := r.reaches(v, sig); err != nil {
+		return v, ExitInconclusive, err
 	}
 	if !overwrite {
 		// Before asking the server: a run that cannot write its result
@@ -367,34 +375,85 @@ func extendOne(c *ucli.Context, cl *client.Client, srv serverOptions, tg extendT
 			return v, ExitError, err
 		}
 	}
-	ext, err := cl.Extend(c.Context, sig, tg.rec)
+	ext, code, err := r.fetch(v, sig)
 	if err != nil {
-		if errors.Is(err, client.ErrOutOfRange) {
-			return v, ExitInconclusive, fmt.Errorf("the calendar at %s does not reach the publication of %s yet; try again later [%s]",
-				strings.Join(srv.endpoints, ", "), v.PublicationTime, strings.TrimPrefix(err.Error(), "client: "))
-		}
-		return v, ExitError, srv.serverError(err)
+		return v, code, err
 	}
-	// The client checked the calendar chain against the signature and
-	// the publication; this also checks the aggregation chains, so that
-	// a broken signature is never written out looking extended.
-	rep := verifier.Verify(c.Context, ext, verifier.UserPublicationBased, verifier.Options{UserPublication: &pub})
+	if code, err := writeExtended(r.ctx, ext, pub, dst, overwrite); err != nil {
+		return v, code, err
+	}
+	v.Status, v.Output = extStatusExtended, dst
+	return v, ExitOK, nil
+}
+
+// alreadyDone reports whether there is nothing to do: dst holds the
+// signature extended by an earlier run, or the signature already
+// reaches the publication. It fills in v when so.
+func (r *extendRun) alreadyDone(v *extendView, sig *ksi.Signature, dst string, overwrite bool) bool {
+	if !overwrite && dst != v.Signature {
+		if done, ok := extendedAlready(sig, dst); ok {
+			v.Status, v.Output = extStatusAlready, dst
+			v.PublicationString, v.PublicationTime = done.String(), formatTime(done.Time)
+			return true
+		}
+	}
+	pub := r.tg.rec.Data
+	if pr := sig.PublicationRecord; pr != nil && pr.Data.Time == pub.Time && pr.Data.Hash.Equal(pub.Hash) {
+		v.Status = extStatusAlready
+		return true
+	}
+	return false
+}
+
+// reaches refuses a signature made after the publication: it cannot be
+// extended to it (yet).
+func (r *extendRun) reaches(v extendView, sig *ksi.Signature) error {
+	pub := r.tg.rec.Data
+	if sig.SigningTime() <= pub.Time {
+		return nil
+	}
+	if r.tg.newest {
+		return fmt.Errorf("signed at %s, after the newest publication (%s): no publication after the signing time yet; try again after %s",
+			v.SigningTime, v.PublicationTime, formatTime(nextPublication(pub.Time, r.tg.period, sig.SigningTime())))
+	}
+	return fmt.Errorf("signed at %s, after the chosen publication (%s): a signature can only be extended to a later publication", v.SigningTime, v.PublicationTime)
+}
+
+// fetch asks the extender for the signature extended to the target.
+func (r *extendRun) fetch(v extendView, sig *ksi.Signature) (*ksi.Signature, int, error) {
+	ext, err := r.cl.Extend(r.ctx, sig, r.tg.rec)
+	if err == nil {
+		return ext, ExitOK, nil
+	}
+	if errors.Is(err, client.ErrOutOfRange) {
+		return nil, ExitInconclusive, fmt.Errorf("the calendar at %s does not reach the publication of %s yet; try again later [%s]",
+			strings.Join(r.srv.endpoints, ", "), v.PublicationTime, strings.TrimPrefix(err.Error(), "client: "))
+	}
+	return nil, ExitError, r.srv.serverError(err)
+}
+
+// writeExtended checks the extended signature against the publication
+// and writes it to dst. The client checked the calendar chain against
+// the signature and the publication; this also checks the aggregation
+// chains, so that a broken signature is never written out looking
+// extended.
+func writeExtended(ctx context.Context, ext *ksi.Signature, pub ksi.PublishedData, dst string, overwrite bool) (int, error) {
+	rep := verifier.Verify(ctx, ext, verifier.UserPublicationBased, verifier.Options{UserPublication: &pub})
 	if rep.Result != verifier.OK {
 		code := ExitFailed
 		if rep.Result == verifier.NA {
 			code = ExitInconclusive
 		}
-		return v, code, fmt.Errorf("the extended signature does not verify against the publication: %s (%s, rule %s)", rep.Message, rep.Code, rep.Rule)
+		return code, fmt.Errorf("the extended signature does not verify against the publication: %s (%s, rule %s)", rep.Message, rep.Code, rep.Rule)
 	}
 	enc, err := ext.Encode()
 	if err != nil {
-		return v, ExitError, fmt.Errorf("cannot encode the extended signature: %s", trimPkg(err))
+		return ExitError, fmt.Errorf("cannot encode the extended signature: %s", trimPkg(err))
 	}
 	if err := writeNew(dst, enc, overwrite); err != nil {
-		return v, ExitError, fmt.Errorf("cannot write the extended signature: %v", err)
+		return ExitError, fmt.Errorf("cannot write the extended signature: %v", err)
 	}
-	v.Status, v.Output = extStatusExtended, dst
-	return v, ExitOK, nil
+	return ExitOK, nil
 }
 
 // extendedAlready reports whether dst already holds sig extended to a
@@ -423,7 +482,10 @@ func nextPublication(last, period, t uint64) uint64 {
 	return last + (t-last+period-1)/period*period
 }
 
-func writeExtendText(w io.Writer, v extendView) {
+func (v extendView) writeText(w io.Writer, _ bool) {
+	if v.failed() {
+		return
+	}
 	line := func(label, value string) { fmt.Fprintf(w, "  %-16s %s\n", label+":", value) }
 	if v.Status == extStatusAlready {
 		fmt.Fprintf(w, "%s is already extended to this publication; nothing to do\n", v.Signature)

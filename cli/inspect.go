@@ -216,61 +216,16 @@ func newSignatureView(s *ksi.Signature) *signatureView {
 		v.Metadata = append(v.Metadata, newMetadataView(m))
 	}
 	for _, c := range s.Chains() {
-		cv := chainView{
-			AggregationTime: newTime(c.AggregationTime),
-			ChainIndex:      c.ChainIndex,
-			Algorithm:       c.Algorithm.String(),
-			InputHash:       c.InputHash.String(),
-			InputData:       hex.EncodeToString(c.InputData),
-			Links:           make([]linkView, 0, len(c.Links)),
-		}
-		for i := range c.Links {
-			l := &c.Links[i]
-			lv := linkView{Side: "right", LevelCorrection: l.LevelCorrection}
-			if l.Left {
-				lv.Side = "left"
-			}
-			switch {
-			case l.SiblingHash() != nil:
-				lv.SiblingHash = l.SiblingHash().String()
-			case l.LegacyID() != nil:
-				lv.LegacyID = ksi.LegacyIDName(l.LegacyID())
-			case l.Metadata != nil:
-				m := newMetadataView(l.Metadata)
-				lv.Metadata = &m
-			}
-			cv.Links = append(cv.Links, lv)
-		}
-		v.AggregationChains = append(v.AggregationChains, cv)
+		v.AggregationChains = append(v.AggregationChains, newChainView(c))
 	}
 	if c := s.CalendarChain; c != nil {
-		cv := &calendarView{
-			PublicationTime: newTime(c.PublicationTime),
-			AggregationTime: newTime(c.AggregationTime),
-			InputHash:       c.InputHash.String(),
-			Links:           len(c.Links),
-		}
-		for _, l := range c.Links {
-			if l.Left {
-				cv.LeftLinks++
-			} else {
-				cv.RightLinks++
-			}
-		}
-		v.CalendarChain = cv
+		v.CalendarChain = newCalendarView(c)
 	}
 	if r := s.PublicationRecord; r != nil {
 		v.PublicationRecord = newPublicationView(r)
 	}
 	if a := s.CalendarAuthRecord; a != nil {
-		v.CalendarAuthRecord = &authRecordView{
-			PublicationTime:    newTime(a.PublishedData.Time),
-			PublishedHash:      a.PublishedData.Hash.String(),
-			SignatureType:      a.SignatureData.Type,
-			SignatureAlgorithm: signatureAlgorithmNames[a.SignatureData.Type],
-			CertificateID:      strings.ToUpper(hex.EncodeToString(a.SignatureData.CertificateID)),
-			CertRepositoryURI:  a.SignatureData.CertRepoURI,
-		}
+		v.CalendarAuthRecord = newAuthRecordView(a)
 	}
 	if r := s.RFC3161; r != nil {
 		v.RFC3161Record = &rfc3161View{
@@ -285,6 +240,66 @@ func newSignatureView(s *ksi.Signature) *signatureView {
 		v.Unknown = append(v.Unknown, unknownElemView{Type: fmt.Sprintf("%#x", e.Type), NonCritical: e.NonCritical, Forward: e.Forward, Size: len(e.Value)})
 	}
 	return v
+}
+
+func newChainView(c *ksi.AggregationChain) chainView {
+	cv := chainView{
+		AggregationTime: newTime(c.AggregationTime),
+		ChainIndex:      c.ChainIndex,
+		Algorithm:       c.Algorithm.String(),
+		InputHash:       c.InputHash.String(),
+		InputData:       hex.EncodeToString(c.InputData),
+		Links:           make([]linkView, 0, len(c.Links)),
+	}
+	for i := range c.Links {
+		cv.Links = append(cv.Links, newLinkView(&c.Links[i]))
+	}
+	return cv
+}
+
+func newLinkView(l *ksi.Link) linkView {
+	lv := linkView{Side: "right", LevelCorrection: l.LevelCorrection}
+	if l.Left {
+		lv.Side = "left"
+	}
+	switch {
+	case l.SiblingHash() != nil:
+		lv.SiblingHash = l.SiblingHash().String()
+	case l.LegacyID() != nil:
+		lv.LegacyID = ksi.LegacyIDName(l.LegacyID())
+	case l.Metadata != nil:
+		m := newMetadataView(l.Metadata)
+		lv.Metadata = &m
+	}
+	return lv
+}
+
+func newCalendarView(c *ksi.CalendarChain) *calendarView {
+	cv := &calendarView{
+		PublicationTime: newTime(c.PublicationTime),
+		AggregationTime: newTime(c.AggregationTime),
+		InputHash:       c.InputHash.String(),
+		Links:           len(c.Links),
+	}
+	for _, l := range c.Links {
+		if l.Left {
+			cv.LeftLinks++
+		} else {
+			cv.RightLinks++
+		}
+	}
+	return cv
+}
+
+func newAuthRecordView(a *ksi.CalendarAuthRecord) *authRecordView {
+	return &authRecordView{
+		PublicationTime:    newTime(a.PublishedData.Time),
+		PublishedHash:      a.PublishedData.Hash.String(),
+		SignatureType:      a.SignatureData.Type,
+		SignatureAlgorithm: signatureAlgorithmNames[a.SignatureData.Type],
+		CertificateID:      strings.ToUpper(hex.EncodeToString(a.SignatureData.CertificateID)),
+		CertRepositoryURI:  a.SignatureData.CertRepoURI,
+	}
 }
 
 func newMetadataView(m *ksi.Metadata) metadataView {
@@ -328,40 +343,14 @@ func (s *signatureView) writeText(w io.Writer) {
 		identity = "(none recorded)"
 	}
 	t.field(2, "identity", identity)
-	switch {
-	case s.PublicationRecord != nil:
-		t.field(2, "extended", "yes, to a publication")
-	case s.CalendarAuthRecord != nil:
-		t.field(2, "extended", "no (calendar authentication record)")
-	default:
-		t.field(2, "extended", "no")
-	}
+	t.field(2, "extended", s.extendedText())
 	for i, m := range s.Metadata {
 		t.head("  metadata %d of %d (lowest first):", i+1, len(s.Metadata))
 		m.writeText(t, 4)
 	}
 	for i, c := range s.AggregationChains {
 		t.head("Aggregation chain %d of %d (lowest first)", i+1, len(s.AggregationChains))
-		t.field(2, "aggregation time", c.AggregationTime)
-		t.field(2, "chain index", formatIndex(c.ChainIndex))
-		t.field(2, "algorithm", c.Algorithm)
-		t.field(2, "input hash", c.InputHash)
-		if c.InputData != "" {
-			t.field(2, "input data", c.InputData)
-		}
-		t.head("  links (%d, from the input up):", len(c.Links))
-		for j, l := range c.Links {
-			var what string
-			switch {
-			case l.SiblingHash != "":
-				what = "sibling " + l.SiblingHash
-			case l.Metadata != nil:
-				what = "metadata " + l.Metadata.summary()
-			default:
-				what = fmt.Sprintf("legacy id %q", l.LegacyID)
-			}
-			t.head("    %2d. %-5s level +%d  %s", j+1, l.Side, l.LevelCorrection, what)
-		}
+		c.writeText(t)
 	}
 	if c := s.CalendarChain; c != nil {
 		t.head("Calendar chain")
@@ -375,18 +364,7 @@ func (s *signatureView) writeText(w io.Writer) {
 		p.writeText(t, 2)
 	}
 	if a := s.CalendarAuthRecord; a != nil {
-		t.head("Calendar authentication record")
-		t.field(2, "publication time", a.PublicationTime)
-		t.field(2, "published hash", a.PublishedHash)
-		sigType := a.SignatureType
-		if a.SignatureAlgorithm != "" {
-			sigType += " (" + a.SignatureAlgorithm + ")"
-		}
-		t.field(2, "signature type", sigType)
-		t.field(2, "certificate id", a.CertificateID)
-		if a.CertRepositoryURI != "" {
-			t.field(2, "cert repository", a.CertRepositoryURI)
-		}
+		a.writeText(t)
 	}
 	if r := s.RFC3161Record; r != nil {
 		t.head("RFC 3161 record")
@@ -401,6 +379,55 @@ func (s *signatureView) writeText(w io.Writer) {
 	}
 	for _, u := range s.Unknown {
 		t.head("Unknown element %s (%d bytes, non-critical %v, forward %v)", u.Type, u.Size, u.NonCritical, u.Forward)
+	}
+}
+
+// extendedText says whether, and how far, the signature is extended.
+func (s *signatureView) extendedText() string {
+	switch {
+	case s.PublicationRecord != nil:
+		return "yes, to a publication"
+	case s.CalendarAuthRecord != nil:
+		return "no (calendar authentication record)"
+	}
+	return "no"
+}
+
+func (c chainView) writeText(t textWriter) {
+	t.field(2, "aggregation time", c.AggregationTime)
+	t.field(2, "chain index", formatIndex(c.ChainIndex))
+	t.field(2, "algorithm", c.Algorithm)
+	t.field(2, "input hash", c.InputHash)
+	if c.InputData != "" {
+		t.field(2, "input data", c.InputData)
+	}
+	t.head("  links (%d, from the input up):", len(c.Links))
+	for j, l := range c.Links {
+		var what string
+		switch {
+		case l.SiblingHash != "":
+			what = "sibling " + l.SiblingHash
+		case l.Metadata != nil:
+			what = "metadata " + l.Metadata.summary()
+		default:
+			what = fmt.Sprintf("legacy id %q", l.LegacyID)
+		}
+		t.head("    %2d. %-5s level +%d  %s", j+1, l.Side, l.LevelCorrection, what)
+	}
+}
+
+func (a *authRecordView) writeText(t textWriter) {
+	t.head("Calendar authentication record")
+	t.field(2, "publication time", a.PublicationTime)
+	t.field(2, "published hash", a.PublishedHash)
+	sigType := a.SignatureType
+	if a.SignatureAlgorithm != "" {
+		sigType += " (" + a.SignatureAlgorithm + ")"
+	}
+	t.field(2, "signature type", sigType)
+	t.field(2, "certificate id", a.CertificateID)
+	if a.CertRepositoryURI != "" {
+		t.field(2, "cert repository", a.CertRepositoryURI)
 	}
 }
 

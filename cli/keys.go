@@ -11,7 +11,7 @@ import (
 )
 
 func keysCommand() *ucli.Command {
-	dataDir := &ucli.StringFlag{Name: "data-dir", Value: "./data", Usage: "the server's data `DIR` (keys live in DIR/keys)", EnvVars: []string{"TEMPEL_DATA_DIR"}}
+	dataDir := &ucli.StringFlag{Name: "data-dir", Value: defaultDataDir, Usage: "the server's data `DIR` (keys live in DIR/keys)", EnvVars: []string{"TEMPEL_DATA_DIR"}}
 	return &ucli.Command{
 		Name:  "keys",
 		Usage: "create or show the calendar's keys and certificates",

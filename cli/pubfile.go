@@ -118,25 +118,9 @@ func runPubfile(c *ucli.Context) error {
 	if c.NArg() > 1 {
 		return usageErrorf("one publications file at a time, got %d arguments", c.NArg())
 	}
-	var servers []string
-	for _, v := range c.StringSlice(flagServer) {
-		for _, a := range strings.Split(v, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				servers = append(servers, a)
-			}
-		}
-	}
-	t := trustOptionsFrom(c)
-	t.pubfile = c.Args().First()
-	defaulted := t.pubfile == ""
-	if defaulted {
-		t.pubfile = defaultPubfileURL(servers)
-	}
-	if !t.noVerify && (len(t.roots) == 0 || len(t.cnstr) == 0) {
-		// check() would say the same, but in terms of --pubfile, which
-		// this command does not have.
-		return usageErrorf("a publications file must be verified: add --%s CERT and --%s E=ADDRESS (tempel serve prints both; 'tempel keys show'), or --%s for tests",
-			flagTrustRoot, flagCnstr, flagPubfileNoVerify)
+	t, defaulted, err := pubfileTrust(c)
+	if err != nil {
+		return err
 	}
 	wait := c.Duration(flagWait)
 	if wait < 0 {
@@ -145,12 +129,10 @@ func runPubfile(c *ucli.Context) error {
 	var want uint64
 	haveWant := c.IsSet(flagWaitNewerThan)
 	if haveWant {
-		var err error
 		if want, err = parseTimeArg(c.String(flagWaitNewerThan)); err != nil {
 			return usageErrorf("--%s: %v", flagWaitNewerThan, err)
 		}
 	}
-
 	pf, err := pollPublicationsFile(c.Context, t, wait, want, haveWant)
 	var notYet *notYetError
 	switch {
@@ -161,7 +143,29 @@ func runPubfile(c *ucli.Context) error {
 	case err != nil:
 		return err
 	}
+	return showPubfile(c, t, pf)
+}
 
+// pubfileTrust is where the file comes from (defaulted: the server's)
+// and how it is checked.
+func pubfileTrust(c *ucli.Context) (t trustOptions, defaulted bool, err error) {
+	t = trustOptionsFrom(c)
+	t.pubfile = c.Args().First()
+	defaulted = t.pubfile == ""
+	if defaulted {
+		t.pubfile = defaultPubfileURL(serverList(c))
+	}
+	if !t.noVerify && (len(t.roots) == 0 || len(t.cnstr) == 0) {
+		// check() would say the same, but in terms of --pubfile, which
+		// this command does not have.
+		return t, defaulted, usageErrorf("a publications file must be verified: add --%s CERT and --%s E=ADDRESS (tempel serve prints both; 'tempel keys show'), or --%s for tests",
+			flagTrustRoot, flagCnstr, flagPubfileNoVerify)
+	}
+	return t, defaulted, nil
+}
+
+// showPubfile saves the file when asked and prints it.
+func showPubfile(c *ucli.Context, t trustOptions, pf *ksi.PublicationsFile) error {
 	if out := c.String(flagOutput); out != "" {
 		if err := writeAtomic(out, pf.Raw); err != nil {
 			return inputErrorf("cannot save the publications file: %v", err)
@@ -214,31 +218,22 @@ func (e *notYetError) Error() string { return e.msg }
 // not end a wait); a file that does not verify ends it at once.
 func pollPublicationsFile(ctx context.Context, t trustOptions, wait time.Duration, want uint64, haveWant bool) (*ksi.PublicationsFile, error) {
 	deadline := time.Now().Add(wait)
-	// One client for all polls, so the connection is reused.
+	// One client for all polls, so the connection is reused; a fetch
+	// takes no longer than the wait.
 	timeout := fetchTimeout
-	if wait > 0 && wait < fetchTimeout {
-		timeout = wait
+	if wait > 0 {
+		timeout = min(wait, fetchTimeout)
 	}
 	hc, err := httpClient(t.tlsCAs, timeout)
 	if err != nil {
 		return nil, err
 	}
-	first := true
+	w := &wantedPublication{time: want, set: haveWant, next: wait > 0 && !haveWant}
 	for {
 		pf, err := loadPublicationsFile(ctx, hc, t, time.Now())
-		if err == nil {
-			if first && wait > 0 && !haveWant {
-				// --wait alone: the next publication.
-				haveWant = true
-				if l := pf.Latest(); l != nil {
-					want = l.Data.Time + 1
-				}
-			}
-			if !haveWant || hasPublicationFrom(pf, want) {
-				return pf, nil
-			}
+		if w.met(pf, err) {
+			return pf, nil
 		}
-		first = false
 		if err != nil && !retryable(err) {
 			return nil, err
 		}
@@ -246,16 +241,7 @@ func pollPublicationsFile(ctx context.Context, t trustOptions, wait time.Duratio
 			if err != nil {
 				return nil, err
 			}
-			msg := fmt.Sprintf("no publication at or after %s in the file yet", formatTime(want))
-			if l := pf.Latest(); l != nil {
-				msg += fmt.Sprintf(" (newest: %s)", formatTime(l.Data.Time))
-			}
-			if wait > 0 {
-				msg += fmt.Sprintf(" after waiting %s", wait)
-			} else {
-				msg += fmt.Sprintf("; add --%s DURATION to wait for it", flagWait)
-			}
-			return nil, &notYetError{msg}
+			return nil, notYet(pf, w.time, wait)
 		}
 		select {
 		case <-ctx.Done():
@@ -263,6 +249,46 @@ func pollPublicationsFile(ctx context.Context, t trustOptions, wait time.Duratio
 		case <-time.After(pollInterval):
 		}
 	}
+}
+
+// wantedPublication is the publication pubfile waits for: one at or
+// after time when set. With --wait alone (next) the first poll names it:
+// the one after the newest that poll found.
+type wantedPublication struct {
+	time      uint64
+	set, next bool
+}
+
+// met reports whether a poll's file (err: the poll failed) has the
+// wanted publication.
+func (w *wantedPublication) met(pf *ksi.PublicationsFile, err error) bool {
+	first := w.next
+	w.next = false
+	if err != nil {
+		return false
+	}
+	if first {
+		w.set = true
+		if l := pf.Latest(); l != nil {
+			w.time = l.Data.Time + 1
+		}
+	}
+	return !w.set || hasPublicationFrom(pf, w.time)
+}
+
+// notYet says that pf has no publication at or after want, after
+// waiting wait.
+func notYet(pf *ksi.PublicationsFile, want uint64, wait time.Duration) error {
+	msg := fmt.Sprintf("no publication at or after %s in the file yet", formatTime(want))
+	if l := pf.Latest(); l != nil {
+		msg += fmt.Sprintf(" (newest: %s)", formatTime(l.Data.Time))
+	}
+	if wait > 0 {
+		msg += fmt.Sprintf(" after waiting %s", wait)
+	} else {
+		msg += fmt.Sprintf("; add --%s DURATION to wait for it", flagWait)
+	}
+	return &notYetError{msg}
 }
 
 // retryable reports whether loading the publications file failed in a

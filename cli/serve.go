@@ -15,6 +15,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/calendar"
 	"github.com/tempel-ksi/tempel/internal/node"
 	"github.com/tempel-ksi/tempel/internal/pki"
@@ -43,31 +44,31 @@ func serveFlags() []ucli.Flag {
 	return []ucli.Flag{
 		str("config", "", "read settings from `FILE` (lines NAME = VALUE, NAME a flag name; # comments)"),
 		str("role", node.RoleAll, "what to run: all (calendar + aggregator), calendar, or aggregator"),
-		str("listen", "127.0.0.1:8080", "`ADDR` serving gRPC, REST, KSI PDU v2, the publications file, metrics and health"),
+		str("listen", defaultServer, "`ADDR` serving gRPC, REST, KSI PDU v2, the publications file, metrics and health"),
 		str("ksi-tcp-listen", "", "`ADDR` serving KSI PDU v2 over raw TCP (ksi+tcp://ADDR: signing and extending, many PDUs per connection; TLS when the server has TLS); empty: off"),
-		str("data-dir", "./data", "`DIR` for the calendar (Pebble) and the development keys"),
+		str("data-dir", defaultDataDir, "`DIR` for the calendar (Pebble) and the development keys"),
 		str("watermark", "", "`FILE` where the calendar records what it answered (default DATA-DIR/watermark); on another volume it also catches a data directory restored from an older copy"),
 		num("min-free", int(calendar.DefaultMinFreeBytes>>20), "free `MiB` below which the calendar stops appending (and resumes once space is freed)"),
-		dur("publish-every", 24*time.Hour, "publication period, aligned to UTC (e.g. 5s in development, 24h in production)"),
-		dur("round", 100*time.Millisecond, "aggregation round length"),
-		dur("grace", 0, "how long after a second ends the calendar still takes roots; 0 means 20ms with --role all (its own rounds reserve their place in the second) and 50ms with --role calendar (remote aggregators)"),
+		dur("publish-every", node.DefaultPublishEvery, "publication period, aligned to UTC (e.g. 5s in development, 24h in production)"),
+		dur("round", aggregator.DefaultPeriod, "aggregation round length"),
+		dur("grace", 0, fmt.Sprintf("how long after a second ends the calendar still takes roots; 0 means %s with --role all (its own rounds reserve their place in the second) and %s with --role calendar (remote aggregators)", node.DefaultGrace(node.RoleAll), node.DefaultGrace(node.RoleCalendar))),
 		str("upstream", "", "parent's gRPC `ADDR` (role aggregator): https://HOST:PORT (TLS), HOST:PORT or http://HOST:PORT (plaintext)"),
 		str("upstream-tls-ca", "", "CA certificates (PEM `FILE`) trusted for an https:// --upstream (default: the system roots)"),
 		str("upstream-tls-cert", "", "client certificate (PEM `FILE`) to present to an https:// --upstream that requires one"),
 		str("upstream-tls-key", "", "key of --upstream-tls-cert (PEM `FILE`, mode 0600)"),
 		str("upstream-login", "", "login at the parent (default: --name)"),
 		str("upstream-key", "", "key at the parent"),
-		str("name", "tempel", "this node's client id at its parent"),
+		str("name", node.DefaultName, "this node's client id at its parent"),
 		str("users", "", "users `FILE` (LOGIN:KEY per line, mode 0600); without it the server runs in development mode"),
-		num("max-level", 20, "highest level a request may have, advertised to KSI clients as is (ksi sign --apply-remote-conf sizes its local round for 2^N inputs); at most 255 minus the levels of the round tree and upstream"),
+		num("max-level", aggregator.DefaultMaxLevel, "highest level a request may have, advertised to KSI clients as is (ksi sign --apply-remote-conf sizes its local round for 2^N inputs); at most 255 minus the levels of the round tree and upstream"),
 		num("quota", 0, "requests one user may send per round (0: no limit)"),
-		num("max-queue", 1_000_000, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
+		num("max-queue", aggregator.DefaultMaxQueue, "requests that may wait for a round; more are refused (RESOURCE_EXHAUSTED / 0x106)"),
 		num("max-conns", server.DefaultMaxConns, fmt.Sprintf("open client connections; more are refused at once (at most RLIMIT_NOFILE minus a quarter of it, at least %d, kept for the store and files)", server.MinFDReserve)),
 		dur("read-timeout", server.DefaultReadTimeout, "time to read an HTTP/1.1 request (headers and body) or a new gRPC connection's handshake; also bounds a new connection's first bytes and TLS handshake (those at most 10s)"),
 		dur("write-timeout", server.DefaultWriteTimeout, "time to answer an HTTP/1.1 request, from the end of its headers"),
 		dur("idle-timeout", server.DefaultIdleTimeout, "closes HTTP/1.1 and gRPC connections with no request in progress for this long"),
 		str("public-url", "", "base URL clients use to reach this server (default http://LISTEN, or https://LISTEN with TLS)"),
-		str("max-memory", "1792MiB", "memory the server plans for (`SIZE`, e.g. 1792MiB, 4GiB): the Go soft memory limit unless GOMEMLIMIT is set; waiting requests may hold half of it, more are refused at once (RESOURCE_EXHAUSTED / HTTP 429 / 0x106)"),
+		str("max-memory", formatSize(node.DefaultMaxMemory), "memory the server plans for (`SIZE`, e.g. 1792MiB, 4GiB): the Go soft memory limit unless GOMEMLIMIT is set; waiting requests may hold half of it, more are refused at once (RESOURCE_EXHAUSTED / HTTP 429 / 0x106)"),
 		dur("stream-send-timeout", node.DefaultStreamSendTimeout, "end a signing stream (RESOURCE_EXHAUSTED) whose client has read no answer for this long"),
 		str("root-cert", "", "operator trust root certificate (PEM); with the four below replaces the development PKI"),
 		str("publisher-cert", "", "publications file signer certificate (PEM, may include its chain)"),
@@ -119,7 +120,7 @@ func serveAction(c *ucli.Context) error {
 		// Rounds allocate their signatures in bursts that die together;
 		// collecting less often trades memory for throughput. GOGC in the
 		// environment overrides this.
-		debug.SetGCPercent(400)
+		debug.SetGCPercent(gcPercent)
 	}
 	log, err := newLogger(c)
 	if err != nil {

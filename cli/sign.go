@@ -2,8 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -13,138 +11,8 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
-	"github.com/tempel-ksi/tempel/client"
 	"github.com/tempel-ksi/tempel/ksi"
 )
-
-// Flags shared by the commands that talk to a Tempel server (sign, extend,
-// pubfile, verify) and by the commands that write files.
-const (
-	flagServer    = "server"
-	flagUser      = "user"
-	flagKey       = "key"
-	flagMachineID = "machine-id"
-	flagTimeout   = "timeout"
-	flagOutput    = "output"
-	flagForce     = "force"
-
-	// defaultServer is where `tempel serve` listens by default, so that
-	// the tour works without any flag.
-	defaultServer = "127.0.0.1:8080"
-)
-
-// serverFlags are the flags naming a Tempel server and the credentials to
-// use there. withDefault gives --server the address `tempel serve` uses;
-// verify passes false, because there a server is an explicit choice (it
-// turns on the calendar policy and extending).
-func serverFlags(withDefault bool) []ucli.Flag {
-	server := &ucli.StringSliceFlag{
-		Name:    flagServer,
-		EnvVars: []string{"TEMPEL_SERVER"},
-		Usage:   "Tempel server `ADDR`: https://HOST:PORT (TLS), HOST:PORT or http://HOST:PORT (plaintext); repeat or separate with commas for high availability (each call goes to all, the first valid answer wins)",
-	}
-	if withDefault {
-		server.Value = ucli.NewStringSlice(defaultServer)
-	}
-	return []ucli.Flag{
-		server,
-		tlsCAFlag(),
-		&ucli.StringFlag{Name: flagUser, EnvVars: []string{"TEMPEL_USER"}, Usage: "`LOGIN` at the server (not needed by a development server)"},
-		// The key is better passed in the environment: a command line is
-		// visible to every user of the machine (ps).
-		&ucli.StringFlag{Name: flagKey, EnvVars: []string{"TEMPEL_KEY"}, Usage: "`KEY` of --user (prefer TEMPEL_KEY: command lines are visible in ps)"},
-		&ucli.StringFlag{Name: flagMachineID, EnvVars: []string{"TEMPEL_MACHINE_ID"}, Usage: "`NAME` of this machine, recorded in the signature's metadata"},
-		&ucli.DurationFlag{Name: flagTimeout, Value: client.DefaultTimeout, Usage: "`DURATION` bound for one call to one server (signing waits for the next calendar second)"},
-	}
-}
-
-// serverOptions are the values of [serverFlags].
-type serverOptions struct {
-	endpoints []string
-	login     string
-	key       string
-	machineID string
-	timeout   time.Duration
-	tlsCAs    []string
-}
-
-func serverOptionsFrom(c *ucli.Context) (serverOptions, error) {
-	s := serverOptions{
-		login:     c.String(flagUser),
-		key:       c.String(flagKey),
-		machineID: c.String(flagMachineID),
-		timeout:   c.Duration(flagTimeout),
-		tlsCAs:    c.StringSlice(flagTLSCA),
-	}
-	// The app disables urfave's own comma splitting (constraints contain
-	// commas), so addresses are split here: --server a,b and
-	// TEMPEL_SERVER=a,b both name two servers.
-	for _, v := range c.StringSlice(flagServer) {
-		for _, a := range strings.Split(v, ",") {
-			a = strings.TrimSpace(a)
-			if a == "" {
-				continue
-			}
-			if _, _, err := client.ParseEndpoint(a); err != nil {
-				return s, usageErrorf("--%s: %s", flagServer, strings.TrimPrefix(err.Error(), "client: "))
-			}
-			s.endpoints = append(s.endpoints, a)
-		}
-	}
-	if s.key != "" && s.login == "" {
-		return s, usageErrorf("--%s (TEMPEL_KEY) is the key of a user: add --%s LOGIN (TEMPEL_USER)", flagKey, flagUser)
-	}
-	if s.timeout <= 0 {
-		return s, usageErrorf("--%s %s: must be positive", flagTimeout, s.timeout)
-	}
-	return s, nil
-}
-
-// dial makes a client; it connects lazily, so a server that is down is
-// only noticed (and reported by [serverError]) at the first call.
-func (s serverOptions) dial() (*client.Client, error) {
-	tc, err := tlsConfigFrom(s.tlsCAs)
-	if err != nil {
-		return nil, err
-	}
-	cl, err := client.New(client.Config{
-		TLS:       tc,
-		Endpoints: s.endpoints,
-		Login:     s.login,
-		Key:       s.key,
-		MachineID: s.machineID,
-		Timeout:   s.timeout,
-	})
-	if err != nil {
-		return nil, inputErrorf("%s", strings.TrimPrefix(err.Error(), "client: "))
-	}
-	return cl, nil
-}
-
-// serverError turns a client error into one line that says what to do
-// about it. The client's messages name the endpoint but not the remedy.
-func (s serverOptions) serverError(err error) error {
-	detail := strings.TrimPrefix(err.Error(), "client: ")
-	where := strings.Join(s.endpoints, ", ")
-	switch {
-	case errors.Is(err, client.ErrUnavailable) && strings.Contains(detail, "x509: "):
-		return inputErrorf("the server at %s presented a certificate this client does not trust: give its CA with --%s FILE (TEMPEL_TLS_CA; a development server's is DATA-DIR/keys/root.pem) [%s]",
-			where, flagTLSCA, detail)
-	case errors.Is(err, client.ErrUnavailable) && strings.Contains(detail, "server preface") && !strings.Contains(where, "https://"):
-		return inputErrorf("the server at %s closed the connection before answering in plaintext: if it serves TLS, name it https://HOST:PORT (else it may be refusing connections) [%s]", where, detail)
-	case errors.Is(err, client.ErrUnavailable):
-		return inputErrorf("cannot reach a Tempel server at %s: is it running? Start one with 'tempel serve', or point --%s (TEMPEL_SERVER) at one [%s]",
-			where, flagServer, detail)
-	case errors.Is(err, client.ErrUnauthenticated):
-		return inputErrorf("the server at %s refused the credentials: check --%s and --%s (TEMPEL_USER, TEMPEL_KEY) [%s]",
-			where, flagUser, flagKey, detail)
-	case errors.Is(err, client.ErrOverloaded):
-		return inputErrorf("the server at %s is overloaded: try again later [%s]", where, detail)
-	case errors.Is(err, context.DeadlineExceeded):
-		return inputErrorf("the server at %s did not answer within --%s %s [%s]", where, flagTimeout, s.timeout, detail)
-	}
-	return inputErrorf("%s", detail)
-}
 
 const signDescription = `Signs each FILE and writes its signature next to it as FILE.ksig (the
 name tempel verify and ksi-tool look for). Existing signatures are never
@@ -246,6 +114,8 @@ type signView struct {
 	SigningTimeUnix uint64 `json:"signing_time_unix,omitempty"`
 	Identity        string `json:"identity,omitempty"`
 	Error           string `json:"error,omitempty"`
+
+	display string // how messages name the document
 }
 
 // signPlan is a validated sign command line.
@@ -257,68 +127,87 @@ type signPlan struct {
 }
 
 func planSign(c *ucli.Context, now time.Time) (*signPlan, error) {
-	args, out, force := c.Args().Slice(), c.String(flagOutput), c.Bool(flagForce)
 	alg, err := signAlg(c.String(flagHashAlg), now)
 	if err != nil {
 		return nil, usageErrorf("-H %s", err)
 	}
 	if h := c.String(flagHash); h != "" {
-		if len(args) > 0 || c.Bool(flagRecursive) || c.IsSet(flagFromList) {
-			return nil, usageErrorf("--%s replaces the FILE: give one or the other", flagHash)
-		}
-		if out == "" {
-			return nil, usageErrorf("--%s needs -o PATH: there is no file to put the signature next to", flagHash)
-		}
-		imp, err := ksi.ParseImprintText(h)
-		if err != nil {
-			return nil, usageErrorf("--%s %q: %s (want ALG:HEX, e.g. SHA-256:11a7…)", flagHash, h, trimPkg(err))
-		}
-		if _, err := signAlg(imp.Alg().String(), now); err != nil {
-			return nil, usageErrorf("--%s: %s", flagHash, err)
-		}
-		if c.IsSet(flagHashAlg) && imp.Alg() != alg {
-			return nil, usageErrorf("-H %s and --%s %s name different algorithms: the hash says which one it is, drop -H", alg, flagHash, imp.Alg())
-		}
-		return &signPlan{jobs: []signJob{{hash: imp, out: out}}, alg: imp.Alg()}, checkOutputs([]string{out}, force)
+		return planSignHash(c, h, alg, now)
 	}
+	args := c.Args().Slice()
 	in, err := collectInputs(c, args, documentFiles)
 	if err != nil {
 		return nil, err
 	}
-	p := &signPlan{alg: alg, bulk: in.bulk}
-	switch {
-	case len(in.paths) == 0 && (c.Bool(flagRecursive) || c.IsSet(flagFromList)):
-		return nil, usageErrorf("nothing to sign: no files in %s", strings.Join(append(args, c.String(flagFromList)), ", "))
-	case len(in.paths) == 0:
-		return nil, usageErrorf("nothing to sign: give a FILE, - for standard input, or --%s (see 'tempel sign --help')", flagHash)
+	if len(in.paths) == 0 {
+		return nil, nothingToSign(c, args)
 	}
-	outDir := out != "" && (in.bulk || strings.HasSuffix(out, "/") || isDir(out))
-	p.outDir = outDir
-	if outDir && strings.HasSuffix(out, sigSuffix) {
+	out := c.String(flagOutput)
+	p := &signPlan{alg: alg, bulk: in.bulk, outDir: out != "" && (in.bulk || strings.HasSuffix(out, "/") || isDir(out))}
+	if p.outDir && strings.HasSuffix(out, sigSuffix) {
 		return nil, usageErrorf("-o %s names one signature file, but there are %d inputs: give -o a directory to keep their tree under", out, len(in.paths))
 	}
 	p.jobs = make([]signJob, len(in.paths))
 	outs := make([]string, len(in.paths))
 	for i, a := range in.paths {
-		j := &p.jobs[i]
-		j.doc, j.out = a, a+sigSuffix
-		switch {
-		case a == "-" && in.bulk:
-			return nil, usageErrorf("standard input (-) can only be signed alone")
-		case a == "-" && (out == "" || outDir):
-			return nil, usageErrorf("standard input (-) has no name to put the signature next to: add -o PATH")
-		case outDir:
-			o, err := outputUnder(out, a)
-			if err != nil {
-				return nil, usageErrorf("%v", err)
-			}
-			j.out = o + sigSuffix
-		case out != "":
-			j.out = out
+		if p.jobs[i], err = p.fileJob(a, out); err != nil {
+			return nil, err
 		}
-		outs[i] = j.out
+		outs[i] = p.jobs[i].out
 	}
-	return p, checkOutputs(outs, force)
+	return p, checkOutputs(outs, c.Bool(flagForce))
+}
+
+// nothingToSign says why a command line names no file.
+func nothingToSign(c *ucli.Context, args []string) error {
+	if c.Bool(flagRecursive) || c.IsSet(flagFromList) {
+		return usageErrorf("nothing to sign: no files in %s", strings.Join(append(args, c.String(flagFromList)), ", "))
+	}
+	return usageErrorf("nothing to sign: give a FILE, - for standard input, or --%s (see 'tempel sign --help')", flagHash)
+}
+
+// planSignHash plans signing the hash given with --hash ALG:HEX; alg is
+// the -H algorithm, which must agree when given.
+func planSignHash(c *ucli.Context, h string, alg ksi.HashAlg, now time.Time) (*signPlan, error) {
+	out := c.String(flagOutput)
+	if c.NArg() > 0 || c.Bool(flagRecursive) || c.IsSet(flagFromList) {
+		return nil, usageErrorf("--%s replaces the FILE: give one or the other", flagHash)
+	}
+	if out == "" {
+		return nil, usageErrorf("--%s needs -o PATH: there is no file to put the signature next to", flagHash)
+	}
+	imp, err := ksi.ParseImprintText(h)
+	if err != nil {
+		return nil, usageErrorf("--%s %q: %s (want ALG:HEX, e.g. SHA-256:11a7…)", flagHash, h, trimPkg(err))
+	}
+	if _, err := signAlg(imp.Alg().String(), now); err != nil {
+		return nil, usageErrorf("--%s: %s", flagHash, err)
+	}
+	if c.IsSet(flagHashAlg) && imp.Alg() != alg {
+		return nil, usageErrorf("-H %s and --%s %s name different algorithms: the hash says which one it is, drop -H", alg, flagHash, imp.Alg())
+	}
+	return &signPlan{jobs: []signJob{{hash: imp, out: out}}, alg: imp.Alg()}, checkOutputs([]string{out}, c.Bool(flagForce))
+}
+
+// fileJob is the job of the document a, its signature going where -o
+// (out) says: beside it, to out, or under the directory out.
+func (p *signPlan) fileJob(a, out string) (signJob, error) {
+	j := signJob{doc: a, out: a + sigSuffix}
+	switch {
+	case a == "-" && p.bulk:
+		return j, usageErrorf("standard input (-) can only be signed alone")
+	case a == "-" && (out == "" || p.outDir):
+		return j, usageErrorf("standard input (-) has no name to put the signature next to: add -o PATH")
+	case p.outDir:
+		o, err := outputUnder(out, a)
+		if err != nil {
+			return j, usageErrorf("%v", err)
+		}
+		j.out = o + sigSuffix
+	case out != "":
+		j.out = out
+	}
+	return j, nil
 }
 
 // signAlg parses a document hash algorithm and refuses those that must
@@ -340,39 +229,6 @@ func signAlg(name string, now time.Time) (ksi.HashAlg, error) {
 		return 0, fmt.Errorf("%s is not supported by tempel: it cannot compute or verify it", alg)
 	}
 	return alg, nil
-}
-
-func isDir(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.IsDir()
-}
-
-// checkOutputs refuses, before anything is hashed or sent, output paths
-// that already exist (unless force) or that two inputs share: a signing
-// request should not be wasted on a run that cannot write its results.
-func checkOutputs(paths []string, force bool) error {
-	seen := make(map[string]bool, len(paths))
-	var exist []string
-	for _, p := range paths {
-		clean := filepath.Clean(p)
-		if seen[clean] {
-			return usageErrorf("two inputs would both write %s", p)
-		}
-		seen[clean] = true
-		if force {
-			continue
-		}
-		if _, err := os.Lstat(p); err == nil {
-			exist = append(exist, p)
-		}
-	}
-	switch len(exist) {
-	case 0:
-		return nil
-	case 1:
-		return usageErrorf("%s already exists: remove it or add --%s", exist[0], flagForce)
-	}
-	return usageErrorf("%d signatures already exist (%s, …): remove them or add --%s", len(exist), exist[0], flagForce)
 }
 
 func runSign(c *ucli.Context) error {
@@ -410,7 +266,7 @@ func runSign(c *ucli.Context) error {
 			return err
 		}
 	}
-	return reportSign(c, p, sum)
+	return reportInputs(c, p.bulk, sum, signViews(p))
 }
 
 // hashJobs fills in the hash of every file job, in parallel and
@@ -527,54 +383,62 @@ func writeSignatures(c *ucli.Context, p *signPlan, todo []int, workers int) {
 	})
 }
 
-// reportSign prints the result of each job as asked (always for a single
-// input; with -v or --json for several), the failures on standard error
-// and, for several inputs, the summary.
-func reportSign(c *ucli.Context, p *signPlan, sum *summary) error {
-	out, name := c.App.Writer, commandName(c)
-	asJSON, verbose := c.Bool(flagJSON), c.Bool(flagVerbose)
-	enc := json.NewEncoder(out)
-	enc.SetEscapeHTML(false)
+// signViews are the results of the jobs, for [reportInputs].
+func signViews(p *signPlan) []signView {
+	views := make([]signView, len(p.jobs))
 	for i := range p.jobs {
 		j := &p.jobs[i]
-		v := signView{Document: j.doc, Signature: j.out}
+		v := signView{Document: j.doc, Signature: j.out, display: j.display()}
 		if j.hash != nil {
 			v.DocumentHash = j.hash.String()
 		}
 		if j.err != nil {
 			v.Signature, v.Error = "", oneLine(j.err.Error())
-			sum.add(j.doc, "failed", true)
-			fmt.Fprintf(c.App.ErrWriter, "%s: %s: %s\n", name, j.display(), v.Error)
 		} else {
-			sum.add(j.doc, "signed", false)
 			v.SigningTime = formatTime(j.sig.SigningTime())
 			v.SigningTimeUnix = j.sig.SigningTime()
 			v.Identity = strings.Join(j.sig.Identity(), " :: ")
 		}
-		switch {
-		case asJSON:
-			if err := enc.Encode(v); err != nil {
-				return err
-			}
-		case j.err != nil:
-		case !p.bulk:
-			writeSignText(out, j, v)
-		case verbose:
-			fmt.Fprintf(out, "signed %s -> %s (%s)\n", j.display(), v.Signature, v.SigningTime)
-		}
+		views[i] = v
 	}
-	if p.bulk {
-		if asJSON {
-			sum.print(c.App.ErrWriter)
-		} else {
-			sum.print(out)
-		}
-	}
-	return sum.failures(ExitError)
+	return views
 }
 
-func writeSignText(out io.Writer, j *signJob, v signView) {
-	fmt.Fprintf(out, "signed %s\n", j.display())
+func (v signView) name() string { return v.display }
+
+func (v signView) outcome() string {
+	if v.Error != "" {
+		return "failed"
+	}
+	return "signed"
+}
+
+func (v signView) exitCode() int {
+	if v.Error != "" {
+		return ExitError
+	}
+	return ExitOK
+}
+
+func (v signView) errorLine(bool) string {
+	if v.Error == "" {
+		return ""
+	}
+	return v.display + ": " + v.Error
+}
+
+func (v signView) line() string {
+	if v.Error != "" {
+		return ""
+	}
+	return fmt.Sprintf("signed %s -> %s (%s)", v.display, v.Signature, v.SigningTime)
+}
+
+func (v signView) writeText(out io.Writer, _ bool) {
+	if v.Error != "" {
+		return
+	}
+	fmt.Fprintf(out, "signed %s\n", v.display)
 	line := func(label, value string) { fmt.Fprintf(out, "  %-16s %s\n", label+":", value) }
 	line("document hash", v.DocumentHash)
 	line("signed at", v.SigningTime)
@@ -592,54 +456,4 @@ func (j signJob) display() string {
 		return "standard input"
 	}
 	return j.doc
-}
-
-// writeNew writes a signature file. Without force it never replaces an
-// existing file, even one created since the inputs were checked (O_EXCL).
-// With force it replaces the file atomically, so a crash never leaves a
-// half-written signature in place of a good one.
-func writeNew(path string, b []byte, force bool) error {
-	if force {
-		return writeAtomic(path, b)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("%s already exists: remove it or add --%s", path, flagForce)
-		}
-		return err
-	}
-	_, err = f.Write(b)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
-}
-
-// writeAtomic replaces path with b through a temporary file in the same
-// directory and a rename.
-func writeAtomic(path string, b []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*.tmp")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // after a successful rename there is nothing left to remove
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -104,7 +103,7 @@ func verifyCommand() *ucli.Command {
 		&ucli.StringFlag{Name: flagSig, Usage: "signature `PATH` of a single document, or of the --hash, or to check alone"},
 		&ucli.StringFlag{Name: flagHash, Usage: "verify the document hash `ALG:HEX` (e.g. SHA-256:11a7…) instead of a FILE; needs --sig"},
 		&ucli.StringFlag{Name: flagSigDir, Usage: "find the signature of each FILE under `DIR`, as 'tempel sign -o DIR' wrote it (DIR/FILE.ksig)"},
-		&ucli.StringFlag{Name: flagPolicy, Value: "default", Usage: "verification `POLICY`: default, internal, key, publication, user-publication or calendar"},
+		&ucli.StringFlag{Name: flagPolicy, Value: verifier.Default.String(), Usage: "verification `POLICY`: default, internal, key, publication, user-publication or calendar"},
 		&ucli.StringFlag{Name: flagPubStr, Usage: "trusted publication `STRING` (AAAAAA-…) from print; implies --policy user-publication"},
 		&ucli.Uint64Flag{Name: flagInputLevel, Usage: "aggregation tree `LEVEL` of the document hash (when it is the root of a local tree)"},
 		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "list every verification rule; with several documents, a line per document"},
@@ -134,8 +133,6 @@ type verifyRequest struct {
 	level   uint64
 	jobs    []verifyJob
 	trust   trustOptions
-	verbose bool
-	json    bool
 	bulk    bool
 }
 
@@ -149,10 +146,8 @@ type verifyJob struct {
 
 func parseVerifyRequest(c *ucli.Context) (*verifyRequest, error) {
 	r := &verifyRequest{
-		level:   c.Uint64(flagInputLevel),
-		trust:   trustOptionsFrom(c),
-		verbose: c.Bool(flagVerbose),
-		json:    c.Bool(flagJSON),
+		level: c.Uint64(flagInputLevel),
+		trust: trustOptionsFrom(c),
 	}
 	pubStr := c.String(flagPubStr)
 	var err error
@@ -172,23 +167,10 @@ func parseVerifyRequest(c *ucli.Context) (*verifyRequest, error) {
 			return nil, usageErrorf("--%s %q: %s (want ALG:HEX, e.g. SHA-256:11a7…)", flagHash, h, trimPkg(err))
 		}
 	}
-	docs := c.Args().Slice()
-	many := c.Bool(flagRecursive) || c.IsSet(flagFromList)
 	single := hash != nil || c.String(flagSig) != ""
-	switch {
-	case many && single:
-		return nil, usageErrorf("--%s and --%s name the signature of one document: -r and --%s check each FILE against its own signature", flagSig, flagHash, flagFromList)
-	case many || (len(docs) > 1 && !single):
-		in, err := collectInputs(c, docs, documentFiles)
-		if err != nil {
-			return nil, err
-		}
-		if len(in.paths) == 0 {
-			return nil, usageErrorf("nothing to verify: no documents in %s", strings.Join(append(docs, c.String(flagFromList)), ", "))
-		}
-		docs, r.bulk = in.paths, in.bulk
-	case len(docs) == 1 && isDir(docs[0]):
-		return nil, usageErrorf("%s is a directory: add -r to verify the documents in it", docs[0])
+	docs, err := r.documents(c, single)
+	if err != nil {
+		return nil, err
 	}
 	sigDir := c.String(flagSigDir)
 	if sigDir != "" && single {
@@ -201,6 +183,31 @@ func parseVerifyRequest(c *ucli.Context) (*verifyRequest, error) {
 		return nil, err
 	}
 	return r, nil
+}
+
+// documents expands the FILE arguments, -r and --from-list into the
+// documents to verify (and sets r.bulk); single tells that --sig or
+// --hash names the signature of one document.
+func (r *verifyRequest) documents(c *ucli.Context, single bool) ([]string, error) {
+	docs := c.Args().Slice()
+	many := c.Bool(flagRecursive) || c.IsSet(flagFromList)
+	switch {
+	case many && single:
+		return nil, usageErrorf("--%s and --%s name the signature of one document: -r and --%s check each FILE against its own signature", flagSig, flagHash, flagFromList)
+	case many || (len(docs) > 1 && !single):
+		in, err := collectInputs(c, docs, documentFiles)
+		if err != nil {
+			return nil, err
+		}
+		if len(in.paths) == 0 {
+			return nil, usageErrorf("nothing to verify: no documents in %s", strings.Join(append(docs, c.String(flagFromList)), ", "))
+		}
+		r.bulk = in.bulk
+		return in.paths, nil
+	case len(docs) == 1 && isDir(docs[0]):
+		return nil, usageErrorf("%s is a directory: add -r to verify the documents in it", docs[0])
+	}
+	return docs, nil
 }
 
 // resolvePolicy picks the policy from --policy (explicit tells whether it
@@ -298,7 +305,8 @@ func fileExists(p string) bool {
 }
 
 func runVerify(c *ucli.Context) error {
-	start := time.Now()
+	sum := newSummary("verified", verdictOK, verdictFailed, verdictInconclusive, verdictError)
+	sum.failVerb = "did not verify"
 	r, err := parseVerifyRequest(c)
 	if err != nil {
 		return err
@@ -338,8 +346,7 @@ func runVerify(c *ucli.Context) error {
 		return err
 	}
 	views := make([]*verifyView, len(r.jobs))
-	b := newFilesBar(c, "verifying", len(r.jobs))
-	parallel(c.Context, len(r.jobs), workers, func(i int) {
+	err = eachInput(c, "verifying", len(r.jobs), workers, func(i int) {
 		j := r.jobs[i]
 		v, err := &verifyView{Document: j.doc, Signature: j.sig, Policy: r.policy.String(), policy: r.policy}, j.err
 		if err == nil {
@@ -350,66 +357,36 @@ func runVerify(c *ucli.Context) error {
 			v.Verdict, v.Error, v.Result = verdictError, err.Error(), ""
 		}
 		views[i] = v
-		b.add(1)
 	})
-	b.done()
-	if err := c.Context.Err(); err != nil {
+	if err != nil {
 		return err
 	}
-	return reportVerify(c, r, views, start)
+	return reportInputs(c, r.bulk, sum, views)
 }
 
-// reportVerify prints the outcome of every document: a full report for a
-// single one; for several, a line per file with -v, the failures on
-// standard error, and a summary. --json prints one object per document
-// either way. The exit code is the worst outcome.
-func reportVerify(c *ucli.Context, r *verifyRequest, views []*verifyView, start time.Time) error {
-	out, errw, name := c.App.Writer, c.App.ErrWriter, commandName(c)
-	enc := json.NewEncoder(out)
-	enc.SetEscapeHTML(false)
-	sum := newSummary("verified", verdictOK, verdictFailed, verdictInconclusive, verdictError)
-	sum.failVerb, sum.start = "did not verify", start
-	worst, printed := ExitOK, false
-	for _, v := range views {
-		code := v.exitCode()
-		worst = worse(worst, code)
-		sum.add(v.display(), v.Verdict, code != ExitOK)
-		if v.Verdict == verdictError {
-			if r.bulk {
-				fmt.Fprintf(errw, "%s: %s: %s\n", name, v.display(), oneLine(v.Error))
-			} else {
-				fmt.Fprintf(errw, "%s: %s\n", name, oneLine(v.Error))
-			}
-		} else if r.bulk && code != ExitOK {
-			fmt.Fprintf(errw, "%s: %s: %s\n", name, v.display(), v.verdictLine())
-		}
-		switch {
-		case r.json:
-			if err := enc.Encode(v); err != nil {
-				return err
-			}
-		case r.bulk && r.verbose && v.Verdict == verdictError:
-			fmt.Fprintf(out, "%s: ERROR: %s\n", v.display(), oneLine(v.Error))
-		case r.bulk && r.verbose:
-			fmt.Fprintf(out, "%s: %s\n", v.display(), v.verdictLine())
-		case r.bulk, v.Verdict == verdictError:
-		default:
-			if printed {
-				fmt.Fprintln(out)
-			}
-			writeVerifyText(out, v, r.verbose)
-			printed = true
-		}
+func (v *verifyView) name() string    { return v.display() }
+func (v *verifyView) outcome() string { return v.Verdict }
+
+// errorLine names on standard error a document that could not be
+// checked and, among several, one that did not verify (a single one's
+// verdict is in its report).
+func (v *verifyView) errorLine(bulk bool) string {
+	switch {
+	case v.Verdict == verdictError && bulk:
+		return v.display() + ": " + oneLine(v.Error)
+	case v.Verdict == verdictError:
+		return oneLine(v.Error)
+	case bulk && v.exitCode() != ExitOK:
+		return v.display() + ": " + v.verdictLine()
 	}
-	if !r.bulk {
-		return silentExit(worst)
+	return ""
+}
+
+func (v *verifyView) line() string {
+	if v.Verdict == verdictError {
+		return fmt.Sprintf("%s: ERROR: %s", v.display(), oneLine(v.Error))
 	}
-	if r.json {
-		sum.print(errw)
-	} else {
-		sum.print(out)
-	}
-	return sum.failures(worst)
+	return fmt.Sprintf("%s: %s", v.display(), v.verdictLine())
 }
 
 // display names the document of a view, or its signature when there is
@@ -499,32 +476,14 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 		defer f.Close()
 		docFile = f
 	}
-	b, err := readFileLimited(j.sig, ksi.MaxObjectSize)
+	sig, err := readJobSignature(j)
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) && j.doc != "" && strings.HasSuffix(j.doc, sigSuffix) {
-			return v, fmt.Errorf("cannot read signature: %v (to check the signature %s alone, use --%s %s)", err, j.doc, flagSig, j.doc)
-		}
-		if errors.Is(err, fs.ErrNotExist) && j.doc != "" && j.sig == j.doc+sigSuffix {
-			return v, fmt.Errorf("cannot read signature: %v (no signature beside %s: sign it with 'tempel sign %s', or name its signature with --%s PATH)",
-				err, j.doc, j.doc, flagSig)
-		}
-		return v, fmt.Errorf("cannot read signature: %v", err)
+		return v, err
 	}
-	sig, err := ksi.ParseSignature(b)
-	if err != nil {
-		return v, fmt.Errorf("%s is not a valid KSI signature: %s", j.sig, trimPkg(err))
-	}
-	signed := sig.DocumentHash()
-	v.SignedHash = signed.String()
-	v.SigningTime = formatTime(sig.SigningTime())
-	v.Identity = strings.Join(sig.Identity(), " :: ")
-	if sig.PublicationRecord != nil {
-		v.Publication = sig.PublicationRecord.Data.String()
-	}
-
+	v.describe(sig)
 	doc := j.hash
 	if docFile != nil {
-		if doc, err = hashDocument(docFile, signed.Alg()); err != nil {
+		if doc, err = hashDocument(docFile, sig.DocumentHash().Alg()); err != nil {
 			return v, err
 		}
 	}
@@ -532,7 +491,45 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 		v.DocumentHash = doc.String()
 	}
 	opts.Document = doc
-	rep := verifier.Verify(ctx, sig, p, opts)
+	v.setReport(verifier.Verify(ctx, sig, p, opts), opts.PublicationsFile != nil)
+	return v, nil
+}
+
+// readJobSignature reads the signature of a job; a missing one gets a
+// hint on what was probably meant.
+func readJobSignature(j verifyJob) (*ksi.Signature, error) {
+	b, err := readFileLimited(j.sig, ksi.MaxObjectSize)
+	missing := errors.Is(err, fs.ErrNotExist) && j.doc != ""
+	switch {
+	case missing && strings.HasSuffix(j.doc, sigSuffix):
+		return nil, fmt.Errorf("cannot read signature: %v (to check the signature %s alone, use --%s %s)", err, j.doc, flagSig, j.doc)
+	case missing && j.sig == j.doc+sigSuffix:
+		return nil, fmt.Errorf("cannot read signature: %v (no signature beside %s: sign it with 'tempel sign %s', or name its signature with --%s PATH)",
+			err, j.doc, j.doc, flagSig)
+	case err != nil:
+		return nil, fmt.Errorf("cannot read signature: %v", err)
+	}
+	sig, err := ksi.ParseSignature(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a valid KSI signature: %s", j.sig, trimPkg(err))
+	}
+	return sig, nil
+}
+
+// describe fills in what the signature says of itself.
+func (v *verifyView) describe(sig *ksi.Signature) {
+	v.SignedHash = sig.DocumentHash().String()
+	v.SigningTime = formatTime(sig.SigningTime())
+	v.Identity = strings.Join(sig.Identity(), " :: ")
+	if sig.PublicationRecord != nil {
+		v.Publication = sig.PublicationRecord.Data.String()
+	}
+}
+
+// setReport fills in the verifier's report and the verdict it makes;
+// havePubfile tells whether a publications file was given.
+func (v *verifyView) setReport(rep *verifier.Report, havePubfile bool) {
+	p := v.policy
 	v.result, v.Result, v.Code, v.Rule, v.Message, v.Rules = rep.Result, rep.Result.String(), rep.Code, rep.Rule, rep.Message, rep.Rules
 	switch rep.Result {
 	case verifier.OK:
@@ -545,12 +542,11 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 		v.Verdict = verdictFailed
 	default:
 		v.Verdict = verdictInconclusive
-		v.Hint = inconclusiveHint(p, rep, opts.PublicationsFile != nil)
-		if needsPubfile(p) && opts.PublicationsFile == nil {
+		v.Hint = inconclusiveHint(p, rep, havePubfile)
+		if needsPubfile(p) && !havePubfile {
 			v.missing = missingPubfile
 		}
 	}
-	return v, nil
 }
 
 // hashDocument hashes a document with alg, streaming: documents can be
@@ -625,7 +621,10 @@ func (v *verifyView) detail() string {
 	return strings.TrimPrefix(strings.TrimPrefix(v.Message, v.Code.Text()), ": ")
 }
 
-func writeVerifyText(w io.Writer, v *verifyView, verbose bool) {
+func (v *verifyView) writeText(w io.Writer, verbose bool) {
+	if v.Verdict == verdictError {
+		return
+	}
 	fmt.Fprintln(w, v.verdictLine())
 	// Warnings come right under the verdict: they qualify it.
 	for _, s := range v.Warnings {
@@ -637,14 +636,7 @@ func writeVerifyText(w io.Writer, v *verifyView, verbose bool) {
 			line("reason", d)
 		}
 	}
-	switch {
-	case v.Document != "":
-		line("document", v.Document)
-	case v.byHash:
-		line("document", "(given by its hash)")
-	default:
-		line("document", "(none given: the signature was checked alone)")
-	}
+	line("document", v.documentText())
 	if v.DocumentHash != "" {
 		line("document hash", v.DocumentHash)
 	}
@@ -673,13 +665,29 @@ func writeVerifyText(w io.Writer, v *verifyView, verbose bool) {
 		line("hint", v.Hint)
 	}
 	if verbose {
-		fmt.Fprintln(w, "  rules:")
-		for _, r := range v.Rules {
-			if r.Code == verifier.CodeNone {
-				fmt.Fprintf(w, "    %-4s %s\n", r.Result, r.Rule)
-			} else {
-				fmt.Fprintf(w, "    %-4s %s: %s %s\n", r.Result, r.Rule, r.Code, r.Message)
-			}
+		writeRules(w, v.Rules)
+	}
+}
+
+// documentText says what the document was.
+func (v *verifyView) documentText() string {
+	switch {
+	case v.Document != "":
+		return v.Document
+	case v.byHash:
+		return "(given by its hash)"
+	}
+	return "(none given: the signature was checked alone)"
+}
+
+// writeRules lists every verification rule with its result (--verbose).
+func writeRules(w io.Writer, rules []verifier.RuleResult) {
+	fmt.Fprintln(w, "  rules:")
+	for _, r := range rules {
+		if r.Code == verifier.CodeNone {
+			fmt.Fprintf(w, "    %-4s %s\n", r.Result, r.Rule)
+		} else {
+			fmt.Fprintf(w, "    %-4s %s: %s %s\n", r.Result, r.Rule, r.Code, r.Message)
 		}
 	}
 }

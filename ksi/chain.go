@@ -88,12 +88,6 @@ type AggregationChain struct {
 	Raw             []byte
 }
 
-func parseLink(e tlv.Element) (Link, error) {
-	var l Link
-	err := parseLinkInto(&l, e)
-	return l, err
-}
-
 // parseLinkInto decodes a link into *l. Links are most of a signature's
 // elements, so this loop is written out rather than going through fields.
 func parseLinkInto(l *Link, e tlv.Element) error {

@@ -13,7 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ripemd160" //nolint:staticcheck // RIPEMD-160 is part of the KSI format.
+	//lint:ignore SA1019 RIPEMD-160 is one of the KSI hash algorithms: signatures made with it must still verify.
+	"golang.org/x/crypto/ripemd160"
 )
 
 // HashAlg is a KSI hash algorithm id (docs/design/formats.md#hash-algorithms).

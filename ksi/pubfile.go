@@ -196,8 +196,7 @@ func parseCertificateRecord(e tlv.Element) (CertificateRecord, error) {
 	const where = "certificate record"
 	r := CertificateRecord{Raw: e.Raw}
 	var seenID, seenCert bool
-	var err error
-	err = fields(where, e.Value, &r.Unknown, func(c tlv.Element) (bool, error) {
+	err := fields(where, e.Value, &r.Unknown, func(c tlv.Element) (bool, error) {
 		switch c.Type {
 		case tagPFCertID:
 			if err := once(&seenID, "certificate id"); err != nil {

@@ -127,9 +127,8 @@ type checker struct {
 	h    *ksi.Hasher
 	rep  *Report
 
-	aggrOut   ksi.ChainResult // output of the top aggregation chain
-	calOut    ksi.Imprint     // output of the calendar chain
-	haveCalOK bool
+	aggrOut ksi.ChainResult // output of the top aggregation chain
+	calOut  ksi.Imprint     // output of the calendar chain
 }
 
 func (c *checker) ok(rule string) bool {

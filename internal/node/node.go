@@ -138,10 +138,10 @@ func New(cfg Config) (*Node, error) {
 		cfg.Role = RoleAll
 	}
 	if cfg.Name == "" {
-		cfg.Name = "tempel"
+		cfg.Name = DefaultName
 	}
 	if cfg.PublishEvery == 0 {
-		cfg.PublishEvery = 24 * time.Hour
+		cfg.PublishEvery = DefaultPublishEvery
 	}
 	cfg = withConnDefaults(cfg)
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), blocked: newBlockedSends(), conns: new(server.ConnCount)}

@@ -64,7 +64,7 @@ func Build(alg ksi.HashAlg, reqs []Request) (*Round, error) {
 			leaves[i] = ksi.TreeLeaf{Hash: r.Hash, Level: r.Level}
 			continue
 		}
-		if r.Level >= 0xFF {
+		if r.Level == 0xFF {
 			return nil, ErrLevel
 		}
 		out, err := h.AggregationStep(alg, r.Hash, r.Meta, true, r.Level+1)
