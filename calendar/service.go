@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/bits"
 	"slices"
 	"strings"
 	"sync"
@@ -57,7 +58,22 @@ var (
 	ErrOverloaded = errors.New("calendar: too many submissions this second")
 	ErrStopped    = errors.New("calendar: service stopped")
 	ErrNotReady   = errors.New("calendar: not ready")
+	// ErrLevelTooHigh: a root whose level leaves no room for the
+	// second's top tree above it (Service.MaxLevel).
+	ErrLevelTooHigh = errors.New("calendar: root level too high")
 )
+
+// MaxLevel is the highest level of a root the service signs: above it sit
+// the root's metadata link and the second's top tree of at most
+// MaxPerSecond leaves, and a chain climbs at most 255 levels. A higher
+// root would not fail alone: the whole second's tree could not be built.
+func (s *Service) MaxLevel() byte {
+	depth := 0
+	if n := s.cfg.MaxPerSecond; n > 1 {
+		depth = bits.Len(uint(n - 1))
+	}
+	return byte(max(0, 0xFF-1-depth))
+}
 
 // maxClockBehind is how far the clock may be behind the calendar's last
 // second before submissions are refused instead of waiting for it: a
@@ -205,8 +221,8 @@ func (s *Service) submit(ctx context.Context, slot *Slot, hash ksi.Imprint, leve
 	if hash.Alg() != calendarAlg || len(hash) != imprintLen {
 		return nil, fmt.Errorf("calendar: root must be a SHA-256 imprint")
 	}
-	if level == 0xFF {
-		return nil, fmt.Errorf("calendar: level %d leaves no room for the top tree", level)
+	if level > s.MaxLevel() {
+		return nil, fmt.Errorf("%w: level %d, at most %d leaves room for the second's top tree", ErrLevelTooHigh, level, s.MaxLevel())
 	}
 	reqTime := uint64(s.cfg.Now().UnixMicro())
 	meta, err := ksi.AppendMetadataValue(nil, ksi.MetadataFields{ClientID: clientID, RequestTime: &reqTime})

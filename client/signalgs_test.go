@@ -51,3 +51,25 @@ func TestSignEveryHashAlgorithm(t *testing.T) {
 		}
 	}
 }
+
+// SignMany refuses what Sign refuses, masked or not, before anything is
+// sent: with masks the server sees only the local root, so its own check
+// never meets the document hashes.
+func TestSignManyRefusesWhatSignRefuses(t *testing.T) {
+	t.Parallel()
+	c := newClient(t, client.Config{Endpoints: []string{closedPort(t)}, Retries: -1})
+	sha1, _ := ksi.SHA1.Digest([]byte("old"))
+	sm3 := append(ksi.Imprint{byte(ksi.SM3)}, make([]byte, 32)...)
+	good, _ := ksi.SHA2_256.Digest([]byte("good"))
+	for _, tc := range []struct {
+		h    ksi.Imprint
+		want string
+	}{{sha1, "SHA-1 is deprecated since 2016-07-01"}, {sm3, "SM3"}} {
+		for _, noMask := range []bool{false, true} {
+			_, err := c.SignManyWith(context.Background(), []ksi.Imprint{good, tc.h}, client.SignManyOptions{NoMask: noMask})
+			if !errors.Is(err, client.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("%s (no mask %v): %v, want ErrInvalid naming %q", tc.h.Alg(), noMask, err, tc.want)
+			}
+		}
+	}
+}

@@ -182,9 +182,8 @@ func (c *Client) newBatch(hashes []ksi.Imprint, opts SignManyOptions) (*batch, e
 		if _, err := ksi.ParseImprint(h); err != nil {
 			return nil, fmt.Errorf("%w: sign many: hash %d: %v", ErrInvalid, i, err)
 		}
-		if a := h.Alg(); a.Deprecated(now) {
-			return nil, fmt.Errorf("%w: sign many: hash %d: %s is deprecated since %s", ErrInvalid, i, a,
-				time.Unix(int64(a.DeprecatedFrom()), 0).UTC().Format(time.DateOnly))
+		if err := h.Alg().CheckSigning(now); err != nil {
+			return nil, fmt.Errorf("%w: sign many: hash %d: %v", ErrInvalid, i, err)
 		}
 	}
 	b := &batch{c: c, docs: hashes, conc: opts.Concurrency, out: make([][]byte, len(hashes))}

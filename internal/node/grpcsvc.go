@@ -128,7 +128,7 @@ func grpcError(err error) error {
 	switch {
 	case err == nil:
 		return nil
-	case errors.Is(err, aggregator.ErrBadRequest), errors.Is(err, aggregator.ErrLevelTooHigh):
+	case errors.Is(err, aggregator.ErrBadRequest), errors.Is(err, aggregator.ErrLevelTooHigh), errors.Is(err, calendar.ErrLevelTooHigh):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, aggregator.ErrOverQuota), errors.Is(err, aggregator.ErrOverloaded), errors.Is(err, calendar.ErrOverloaded):
 		return status.Error(codes.ResourceExhausted, err.Error())

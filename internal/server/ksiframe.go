@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // FrameError says that a ksi+tcp stream holds something other than a
@@ -65,12 +66,38 @@ func ReadKSIFrame(r *bufio.Reader, accept func(typ uint16, tlv16 bool) bool, sta
 	if !accept(typ, tlv16) {
 		return nil, typ, &FrameError{Type: typ, TLV16: tlv16}
 	}
-	frame = make([]byte, n+length)
-	copy(frame, hdr[:n])
-	if _, err := io.ReadFull(r, frame[n:]); err != nil {
+	frame, err = readValue(r, hdr[:n], length)
+	if err != nil {
 		return nil, 0, incomplete(err)
 	}
 	return frame, typ, nil
+}
+
+// frameChunk is what a frame's buffer starts with, and its least growth.
+const frameChunk = 4 << 10
+
+// readValue returns hdr followed by the length bytes of value that r
+// yields next. The buffer grows as the bytes arrive (doubling), rather
+// than to the length the header declares: a client that declares 64 KB
+// and sends little holds little, however many connections it opens.
+func readValue(r io.Reader, hdr []byte, length int) ([]byte, error) {
+	total := len(hdr) + length
+	frame := make([]byte, len(hdr), min(total, len(hdr)+frameChunk))
+	copy(frame, hdr)
+	for len(frame) < total {
+		if len(frame) == cap(frame) {
+			frame = slices.Grow(frame, min(max(len(frame), frameChunk), total-len(frame)))
+		}
+		m, err := r.Read(frame[len(frame):min(cap(frame), total)])
+		frame = frame[:len(frame)+m]
+		if err != nil && len(frame) < total {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, err
+		}
+	}
+	return frame, nil
 }
 
 func incomplete(err error) error {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"runtime"
 	"testing"
 
 	"github.com/tempel-ksi/tempel/ksi"
@@ -111,4 +112,40 @@ func FuzzReadKSIFrame(f *testing.F) {
 			t.Fatalf("unexpected error %v", err)
 		}
 	})
+}
+
+// stallingReader yields b, then fails as a read timeout would.
+type stallingReader struct{ b []byte }
+
+func (s *stallingReader) Read(p []byte) (int, error) {
+	if len(s.b) == 0 {
+		return 0, errors.New("stalled")
+	}
+	n := copy(p, s.b)
+	s.b = s.b[n:]
+	return n, nil
+}
+
+// A header declaring the largest PDU must not make the server hold that
+// much memory before the bytes arrive: a slow client would otherwise pin
+// 64 KB per connection for the read timeout by sending four bytes, and
+// the node's connection limit times that is not charged anywhere.
+func TestReadKSIFrameAllocatesWhatArrives(t *testing.T) {
+	hdr := []byte{0x82, 0x20, 0xFF, 0xFF} // TLV16 0x220, 65,535 bytes
+	stream := append(hdr, make([]byte, 100)...)
+	least := ^uint64(0)
+	for range 5 { // the least of a few runs: other goroutines may allocate meanwhile
+		r := bufio.NewReaderSize(&stallingReader{b: stream}, 16)
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		_, _, err := ReadKSIFrame(r, acceptRequests, nil)
+		runtime.ReadMemStats(&after)
+		if !errors.Is(err, errStarted) {
+			t.Fatalf("a PDU cut short: %v, want errStarted", err)
+		}
+		least = min(least, after.TotalAlloc-before.TotalAlloc)
+	}
+	if least > 8<<10 {
+		t.Fatalf("reading 100 bytes of a PDU declared 65,535 bytes long allocated %d bytes", least)
+	}
 }
