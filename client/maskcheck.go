@@ -37,9 +37,11 @@ type sigChecker struct {
 	// The states of the chain being checked, by step.
 	steps [64]knownState
 	h     ksi.Hasher
-	// Reused for reading each signature's head and links in place.
-	head ksi.ChainHead
-	link ksi.Link
+	// Reused for reading each signature's head and links in place; index
+	// holds the head's chain index while it is short, as a server's is.
+	head  ksi.ChainHead
+	link  ksi.Link
+	index [4]uint64
 }
 
 type knownState struct {
@@ -59,7 +61,9 @@ type knownState struct {
 }
 
 func newSigChecker(ans *round.Answer, root ksi.Imprint, rootLevel byte) *sigChecker {
-	return &sigChecker{ans: ans, root: root, rootLevel: rootLevel}
+	c := &sigChecker{ans: ans, root: root, rootLevel: rootLevel}
+	c.head.ChainIndex = c.index[:0]
+	return c
 }
 
 var errLeafFormat = errors.New("malformed signature")

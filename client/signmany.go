@@ -454,7 +454,7 @@ func (b *batch) assemble(ctx context.Context, tree *localTree, ans *round.Answer
 }
 
 // sigWriter encodes one worker's signatures into shared chunks with ksi's
-// signature writer (ksi.ChainHead), in the layout of ksi/round's joined
+// signature writer (ksi.SharedHead, for the heads of one request), in the layout of ksi/round's joined
 // signatures: the leaf's aggregation chain (aggregation time, the
 // answer's chain index and the leaf's shape, the document hash, SHA-256,
 // then the links: the mask link and the path in the local tree), then the
@@ -465,18 +465,18 @@ type sigWriter struct {
 	tree  *localTree
 	ans   *round.Answer
 	lo    int
-	head  ksi.ChainHead // what every leaf's head shares: time, chain index, algorithm
+	head  *ksi.SharedHead // what every leaf's head shares: time, chain index, algorithm
 	chunk []byte
 }
 
 func newSigWriter(b *batch, tree *localTree, ans *round.Answer, lo int) *sigWriter {
 	head := ksi.ChainHead{AggregationTime: ans.AggregationTime, ChainIndex: ans.ChainIndex, Algorithm: ksi.SHA2_256}
-	return &sigWriter{b: b, tree: tree, ans: ans, lo: lo, head: head}
+	return &sigWriter{b: b, tree: tree, ans: ans, lo: lo, head: head.Shared()}
 }
 
-// layout returns the head and the encoded lengths of the signature of
+// layout returns the shape and the encoded lengths of the signature of
 // the request's leaf j.
-func (w *sigWriter) layout(j int) (ksi.ChainHead, ksi.SignatureLayout, error) {
+func (w *sigWriter) layout(j int) (uint64, ksi.SignatureLayout, error) {
 	shape, depth := w.tree.PathShape(j)
 	links := w.tree.PathLen(j)
 	if w.b.masker != nil {
@@ -486,12 +486,10 @@ func (w *sigWriter) layout(j int) (ksi.ChainHead, ksi.SignatureLayout, error) {
 		links += ksi.MaskLinkLen
 	}
 	if depth >= 64 {
-		return ksi.ChainHead{}, ksi.SignatureLayout{}, errors.New("chain longer than 63 links")
+		return 0, ksi.SignatureLayout{}, errors.New("chain longer than 63 links")
 	}
-	h := w.head
-	h.Shape, h.Input = shape, w.b.docs[w.lo+j]
-	l, err := h.Layout(links, len(w.ans.Elements))
-	return h, l, err
+	l, err := w.head.Layout(shape, w.b.docs[w.lo+j], links, len(w.ans.Elements))
+	return shape, l, err
 }
 
 // reserve makes room for the signatures of leaves [from, to) in one
@@ -513,7 +511,7 @@ func (w *sigWriter) reserve(from, to int) error {
 // signature encodes the signature of the request's leaf j.
 func (w *sigWriter) signature(j int) ([]byte, error) {
 	i := w.lo + j
-	h, l, err := w.layout(j)
+	shape, l, err := w.layout(j)
 	if err != nil {
 		return nil, err
 	}
@@ -522,7 +520,7 @@ func (w *sigWriter) signature(j int) ([]byte, error) {
 		w.chunk = make([]byte, 0, max(n, 1<<20))
 	}
 	dst := w.chunk[len(w.chunk):len(w.chunk):cap(w.chunk)]
-	dst = h.AppendSignatureHead(dst, l)
+	dst = w.head.AppendSignatureHead(dst, l, shape, w.b.docs[i])
 	if w.b.masker != nil {
 		dst = ksi.AppendMaskLink(dst, w.b.masks[i*innerSize:])
 	}

@@ -46,7 +46,7 @@ func ReadSignatureHead(sig []byte, h *ChainHead) (links, rest []byte, err error)
 		h.ChainIndex = append(h.ChainIndex, x)
 	}
 	h.Shape = x
-	in, chain, ok := tlv.CutKnown(chain, tagInputHash)
+	in, chain, ok := cut8(chain, tagInputHash)
 	if !ok {
 		return nil, nil, fmt.Errorf("%w: want input hash (%#x)", ErrNotWritten, tagInputHash)
 	}
@@ -66,25 +66,27 @@ func ReadSignatureHead(sig []byte, h *ChainHead) (links, rest []byte, err error)
 // AppendLinkBytes (or AppendMaskLink) writes one with a sibling hash: it
 // sets l's side, level correction and sibling (aliasing links; no
 // metadata) and returns the links after it. Links with metadata or a
-// legacy id, and any other form, are refused.
+// legacy id, and any other form, are refused. It runs for every link of
+// every signature checked, so its helpers are inlined.
 func CutSiblingLink(links []byte, l *Link) (rest []byte, err error) {
-	body, rest, ok := tlv.CutKnown(links, tagLeftLink)
-	l.Left = ok
-	if !ok {
-		if body, rest, ok = tlv.CutKnown(links, tagRightLink); !ok {
-			return nil, fmt.Errorf("%w: want a link", ErrNotWritten)
-		}
+	if len(links) == 0 || (links[0] != tagLeftLink && links[0] != tagRightLink) {
+		return nil, fmt.Errorf("%w: want a link", ErrNotWritten)
 	}
+	body, rest, ok := cut8(links, links[0])
+	if !ok {
+		return nil, fmt.Errorf("%w: want a link", ErrNotWritten)
+	}
+	l.Left = links[0] == tagLeftLink
 	l.LevelCorrection, l.Metadata = 0, nil
 	if len(body) > 0 && body[0] == tagLevelCorr {
-		if l.LevelCorrection, body, err = cutUintElem(body, tagLevelCorr); err != nil {
-			return nil, err
+		v, after, ok := cut8(body, tagLevelCorr)
+		x, minimal := minimalUint(v)
+		if !ok || !minimal || x == 0 {
+			return nil, fmt.Errorf("%w: want a nonzero level correction, minimal", ErrNotWritten)
 		}
-		if l.LevelCorrection == 0 {
-			return nil, fmt.Errorf("%w: a zero level correction is left out", ErrNotWritten)
-		}
+		l.LevelCorrection, body = x, after
 	}
-	sib, after, ok := tlv.CutKnown(body, tagSiblingHash)
+	sib, after, ok := cut8(body, tagSiblingHash)
 	if !ok || len(after) != 0 || isLegacyID(sib) {
 		return nil, fmt.Errorf("%w: a link is not one sibling hash", ErrNotWritten)
 	}
@@ -92,16 +94,36 @@ func CutSiblingLink(links []byte, l *Link) (rest []byte, err error) {
 	return rest, nil
 }
 
-// cutUintElem reads the minimally encoded unsigned integer element of
-// type typ at the start of b, as appendUintElem writes it.
-func cutUintElem(b []byte, typ uint16) (uint64, []byte, error) {
-	v, rest, ok := tlv.CutKnown(b, typ)
-	if !ok || len(v) > 8 || (len(v) > 0 && v[0] == 0) {
-		return 0, nil, fmt.Errorf("%w: want an integer of type %#x", ErrNotWritten, typ)
+// cut8 reads the element of type typ at the start of b in the TLV8 form
+// without flags, the form of every element inside a lowest chain as
+// written (tlv.CutKnown for a type and length that fit TLV8).
+func cut8(b []byte, typ byte) (value, rest []byte, ok bool) {
+	if len(b) < 2 || b[0] != typ || int(b[1])+2 > len(b) {
+		return nil, nil, false
 	}
-	var x uint64
+	n := int(b[1]) + 2
+	return b[2:n:n], b[n:], true
+}
+
+// minimalUint decodes an unsigned integer value, reporting whether it is
+// encoded as appendUintElem writes it: at most 8 bytes, no leading zero.
+func minimalUint(v []byte) (x uint64, minimal bool) {
+	if len(v) > 8 || (len(v) > 0 && v[0] == 0) {
+		return 0, false
+	}
 	for _, c := range v {
 		x = x<<8 | uint64(c)
+	}
+	return x, true
+}
+
+// cutUintElem reads the minimally encoded unsigned integer element of
+// type typ at the start of b, as appendUintElem writes it.
+func cutUintElem(b []byte, typ byte) (uint64, []byte, error) {
+	v, rest, ok := cut8(b, typ)
+	x, minimal := minimalUint(v)
+	if !ok || !minimal {
+		return 0, nil, fmt.Errorf("%w: want an integer of type %#x", ErrNotWritten, typ)
 	}
 	return x, rest, nil
 }
