@@ -465,7 +465,7 @@ type sigWriter struct {
 	tree  *localTree
 	ans   *round.Answer
 	lo    int
-	head  *ksi.SharedHead // what every leaf's head shares: time, chain index, algorithm
+	head  ksi.SharedHead // what every leaf's head shares: time, chain index, algorithm
 	chunk []byte
 }
 

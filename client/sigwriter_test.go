@@ -233,7 +233,12 @@ func BenchmarkSignManyWriter(b *testing.B) {
 	})
 	b.Run("literal", func(b *testing.B) {
 		w := newLiteralSigWriter(bt, tree, ans, 0)
-		buf := make([]byte, 0, n*2000)
+		// The same kind of buffer as the other writer's.
+		r := newSigWriter(bt, tree, ans, 0)
+		if err := r.reserve(0, n); err != nil {
+			b.Fatal(err)
+		}
+		buf := r.chunk
 		b.ReportAllocs()
 		for b.Loop() {
 			buf = buf[:0]

@@ -59,10 +59,11 @@ func TestSharedHeadWritesChainHeadBytes(t *testing.T) {
 			}
 		}
 	}
-	if _, err := (&ksi.ChainHead{}).Shared().Layout(1, make(ksi.Imprint, 256), 0, 0); err == nil {
+	empty := (&ksi.ChainHead{}).Shared()
+	if _, err := empty.Layout(1, make(ksi.Imprint, 256), 0, 0); err == nil {
 		t.Error("a 256-byte input hash is laid out")
 	}
-	if _, err := (&ksi.ChainHead{}).Shared().Layout(1, imp(ksi.SHA2_256, 1), 10, tlv.MaxValueLen); err == nil {
+	if _, err := empty.Layout(1, imp(ksi.SHA2_256, 1), 10, tlv.MaxValueLen); err == nil {
 		t.Error("a signature over the TLV limit is laid out")
 	}
 }

@@ -101,13 +101,13 @@ type SharedHead struct {
 
 // Shared returns the part of h that its round's signatures share; h's
 // Shape and Input are not in it.
-func (h *ChainHead) Shared() *SharedHead {
+func (h *ChainHead) Shared() SharedHead {
 	enc := make([]byte, 0, h.sharedLen())
 	enc = appendUintElem(enc, tagAggrTime, h.AggregationTime)
 	for _, x := range h.ChainIndex {
 		enc = appendUintElem(enc, tagChainIndex, x)
 	}
-	return &SharedHead{enc: enc, alg: h.Algorithm}
+	return SharedHead{enc: enc, alg: h.Algorithm}
 }
 
 // Layout is ChainHead.Layout for the head of s with shape and input.
