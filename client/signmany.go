@@ -454,12 +454,12 @@ func (b *batch) assemble(ctx context.Context, tree *localTree, ans *round.Answer
 }
 
 // sigWriter encodes one worker's signatures into shared chunks with ksi's
-// signature writer (ksi.SharedHead, for the heads of one request), in the layout of ksi/round's joined
-// signatures: the leaf's aggregation chain (aggregation time, the
-// answer's chain index and the leaf's shape, the document hash, SHA-256,
-// then the links: the mask link and the path in the local tree), then the
-// server's elements. The links are copied straight from the tree into
-// place.
+// signature writer (ksi.SharedHead: the heads of one request), in the
+// layout of ksi/round's joined signatures: the leaf's aggregation chain
+// (aggregation time, the answer's chain index and the leaf's shape, the
+// document hash, SHA-256, then the links: the mask link and the path in
+// the local tree, both encoded by ksi), then the server's elements. The
+// links are copied straight from the tree into place.
 type sigWriter struct {
 	b     *batch
 	tree  *localTree

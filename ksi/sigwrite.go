@@ -59,6 +59,8 @@ func (h *ChainHead) Layout(linksLen, restLen int) (SignatureLayout, error) {
 	return layout(h.sharedLen(), h.Shape, h.Input, h.Algorithm, linksLen, restLen)
 }
 
+// layout lays out a signature whose head shares sharedLen bytes of
+// elements with its round's other signatures.
 func layout(sharedLen int, shape uint64, input Imprint, alg HashAlg, linksLen, restLen int) (SignatureLayout, error) {
 	if len(input) > 0xFF {
 		return SignatureLayout{}, fmt.Errorf("ksi: document hash of %d bytes is too long", len(input))
