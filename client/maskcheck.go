@@ -8,7 +8,6 @@ import (
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/round"
-	"github.com/tempel-ksi/tempel/ksi/tlv"
 	"github.com/tempel-ksi/tempel/verifier"
 )
 
@@ -38,6 +37,11 @@ type sigChecker struct {
 	// The states of the chain being checked, by step.
 	steps [64]knownState
 	h     ksi.Hasher
+	// Reused for reading each signature's head and links in place; index
+	// holds the head's chain index while it is short, as a server's is.
+	head  ksi.ChainHead
+	link  ksi.Link
+	index [4]uint64
 }
 
 type knownState struct {
@@ -57,82 +61,41 @@ type knownState struct {
 }
 
 func newSigChecker(ans *round.Answer, root ksi.Imprint, rootLevel byte) *sigChecker {
-	return &sigChecker{ans: ans, root: root, rootLevel: rootLevel}
+	c := &sigChecker{ans: ans, root: root, rootLevel: rootLevel}
+	c.head.ChainIndex = c.index[:0]
+	return c
 }
 
 var errLeafFormat = errors.New("malformed signature")
 
-// field reads the TLV8 element of type typ, without flags, at the start
-// of b.
-func field(b []byte, typ byte) (value, rest []byte, err error) {
-	if len(b) < 2 || b[0] != typ || int(b[1])+2 > len(b) {
-		return nil, nil, fmt.Errorf("%w: want element %#x", errLeafFormat, typ)
-	}
-	n := int(b[1]) + 2
-	return b[2:n], b[n:], nil
-}
-
-func uintField(b []byte, typ byte) (uint64, []byte, error) {
-	v, rest, err := field(b, typ)
-	if err != nil {
-		return 0, nil, err
-	}
-	x, err := tlv.DecodeUint(v)
-	return x, rest, err
-}
-
 // check checks sig, the signature of doc.
 func (c *sigChecker) check(sig []byte, doc ksi.Imprint) error {
-	if len(sig) < 8 || sig[0] != 0x88 || sig[1] != 0x00 || int(sig[2])<<8|int(sig[3]) != len(sig)-4 {
-		return fmt.Errorf("%w: not one signature element", errLeafFormat)
+	h := &c.head
+	links, rest, err := ksi.ReadSignatureHead(sig, h)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errLeafFormat, err)
 	}
-	v := sig[4:]
-	if v[0] != 0x88 || v[1] != 0x01 {
-		return fmt.Errorf("%w: no aggregation chain first", errLeafFormat)
-	}
-	n := int(v[2])<<8 | int(v[3])
-	if 4+n > len(v) {
-		return fmt.Errorf("%w: truncated aggregation chain", errLeafFormat)
-	}
-	chain := v[4 : 4+n]
-	if !bytes.Equal(v[4+n:], c.ans.Elements) {
+	if !bytes.Equal(rest, c.ans.Elements) {
 		return errors.New("the parts above the local chain are not the server's verified signature")
 	}
-	t, chain, err := uintField(chain, 0x02)
-	if err != nil {
-		return err
+	if h.AggregationTime != c.ans.AggregationTime {
+		return fmt.Errorf("aggregation time %d, the server's is %d", h.AggregationTime, c.ans.AggregationTime)
 	}
-	if t != c.ans.AggregationTime {
-		return fmt.Errorf("aggregation time %d, the server's is %d", t, c.ans.AggregationTime)
+	if len(h.ChainIndex) != len(c.ans.ChainIndex) {
+		return fmt.Errorf("chain index of %d entries above the local chain, the server's has %d", len(h.ChainIndex), len(c.ans.ChainIndex))
 	}
 	for k, want := range c.ans.ChainIndex {
-		var x uint64
-		if x, chain, err = uintField(chain, 0x03); err != nil {
-			return err
-		}
-		if x != want {
+		if x := h.ChainIndex[k]; x != want {
 			return fmt.Errorf("chain index entry %d is %d, the server's is %d", k, x, want)
 		}
 	}
-	shape, chain, err := uintField(chain, 0x03)
-	if err != nil {
-		return err
-	}
-	in, chain, err := field(chain, 0x05)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(in, doc) {
+	if !bytes.Equal(h.Input, doc) {
 		return errors.New("input hash is not the document hash")
 	}
-	alg, links, err := field(chain, 0x06)
-	if err != nil {
-		return err
+	if h.Algorithm != ksi.SHA2_256 {
+		return fmt.Errorf("aggregation algorithm %s, want SHA-256", h.Algorithm)
 	}
-	if len(alg) != 1 || ksi.HashAlg(alg[0]) != ksi.SHA2_256 {
-		return fmt.Errorf("aggregation algorithm % x, want SHA-256", alg)
-	}
-	return c.links(links, doc, shape)
+	return c.links(links, doc, h.Shape)
 }
 
 // links recomputes the chain links from doc and checks its shape.
@@ -146,26 +109,15 @@ func (c *sigChecker) links(links []byte, doc ksi.Imprint, shape uint64) error {
 		if k == len(c.steps) {
 			return fmt.Errorf("%w: chain longer than 63 links", errLeafFormat)
 		}
-		tag := links[0]
-		body, rest, err := field(links, tag)
-		if err != nil || (tag != 0x07 && tag != 0x08) {
-			return fmt.Errorf("%w: link %d", errLeafFormat, k)
+		rest, err := ksi.CutSiblingLink(links, &c.link)
+		if err != nil {
+			return fmt.Errorf("%w: link %d: %v", errLeafFormat, k, err)
 		}
-		var corr uint64
-		if len(body) > 0 && body[0] == 0x01 {
-			if corr, body, err = uintField(body, 0x01); err != nil {
-				return err
-			}
-		}
-		sib, after, err := field(body, 0x02)
-		if err != nil || len(after) != 0 {
-			return fmt.Errorf("%w: link %d is not one sibling hash", errLeafFormat, k)
-		}
+		corr, sib, left := c.link.LevelCorrection, c.link.Sibling, c.link.Left
 		if corr > 0xFF || lvl+int(corr)+1 > 0xFF {
 			return fmt.Errorf("link %d: level above 255", k)
 		}
 		lvl += int(corr) + 1
-		left := tag == 0x07
 		if left {
 			lower |= 1 << k
 		}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/round"
+	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
 // localBatch masks n document hashes and builds their tree, as SignMany
@@ -62,7 +63,13 @@ func TestSigCheckerRefuses(t *testing.T) {
 	for _, j := range []int{0, 1, 18, n - 1} {
 		sig := sigs[j]
 		chainEnd := len(sig) - len(ans.Elements)
-		head := 8 + len(w.head)
+		// head ends after the chain index above the local chain: the
+		// signature's and the chain's headers, then the time and the
+		// entries, each a two-byte header and its value.
+		head := 8 + 2 + tlv.UintLen(ans.AggregationTime)
+		for _, x := range ans.ChainIndex {
+			head += 2 + tlv.UintLen(x)
+		}
 		for _, at := range []struct {
 			name string
 			off  int

@@ -15,7 +15,6 @@ import (
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/round"
-	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
 // Defaults of [SignManyOptions].
@@ -453,32 +452,30 @@ func (b *batch) assemble(ctx context.Context, tree *localTree, ans *round.Answer
 	return nil
 }
 
-// sigWriter encodes one worker's signatures into shared chunks, in the
-// layout of internal/round's joined signatures: the leaf's aggregation
-// chain (aggregation time, the answer's chain index and the leaf's shape,
-// the document hash, SHA-256, then the links: the mask link and the path
-// in the local tree), then the server's elements. The links are copied
-// straight from the tree into place.
+// sigWriter encodes one worker's signatures into shared chunks with ksi's
+// signature writer (ksi.SharedHead: the heads of one request), in the
+// layout of ksi/round's joined signatures: the leaf's aggregation chain
+// (aggregation time, the answer's chain index and the leaf's shape, the
+// document hash, SHA-256, then the links: the mask link and the path in
+// the local tree, both encoded by ksi), then the server's elements. The
+// links are copied straight from the tree into place.
 type sigWriter struct {
 	b     *batch
 	tree  *localTree
 	ans   *round.Answer
 	lo    int
-	head  []byte // the chain's elements that every leaf shares: time, chain index
+	head  ksi.SharedHead // what every leaf's head shares: time, chain index, algorithm
 	chunk []byte
 }
 
 func newSigWriter(b *batch, tree *localTree, ans *round.Answer, lo int) *sigWriter {
-	head := appendUint(nil, 0x02, ans.AggregationTime)
-	for _, x := range ans.ChainIndex {
-		head = appendUint(head, 0x03, x)
-	}
-	return &sigWriter{b: b, tree: tree, ans: ans, lo: lo, head: head}
+	head := ksi.ChainHead{AggregationTime: ans.AggregationTime, ChainIndex: ans.ChainIndex, Algorithm: ksi.SHA2_256}
+	return &sigWriter{b: b, tree: tree, ans: ans, lo: lo, head: head.Shared()}
 }
 
-// layout returns the shape and the encoded length of the chain and of
-// the whole signature of the request's leaf j.
-func (w *sigWriter) layout(j int) (shape uint64, chain, n int, err error) {
+// layout returns the shape and the encoded lengths of the signature of
+// the request's leaf j.
+func (w *sigWriter) layout(j int) (uint64, ksi.SignatureLayout, error) {
 	shape, depth := w.tree.PathShape(j)
 	links := w.tree.PathLen(j)
 	if w.b.masker != nil {
@@ -488,14 +485,10 @@ func (w *sigWriter) layout(j int) (shape uint64, chain, n int, err error) {
 		links += ksi.MaskLinkLen
 	}
 	if depth >= 64 {
-		return 0, 0, 0, errors.New("chain longer than 63 links")
+		return 0, ksi.SignatureLayout{}, errors.New("chain longer than 63 links")
 	}
-	chain = len(w.head) + 2 + tlv.UintLen(shape) + 2 + len(w.b.docs[w.lo+j]) + 3 + links
-	body := 4 + chain + len(w.ans.Elements)
-	if body > tlv.MaxValueLen {
-		return 0, 0, 0, fmt.Errorf("signature of %d bytes exceeds the TLV limit", body)
-	}
-	return shape, chain, 4 + body, nil
+	l, err := w.head.Layout(shape, w.b.docs[w.lo+j], links, len(w.ans.Elements))
+	return shape, l, err
 }
 
 // reserve makes room for the signatures of leaves [from, to) in one
@@ -503,11 +496,11 @@ func (w *sigWriter) layout(j int) (shape uint64, chain, n int, err error) {
 func (w *sigWriter) reserve(from, to int) error {
 	total := 0
 	for j := from; j < to; j++ {
-		_, _, n, err := w.layout(j)
+		_, l, err := w.layout(j)
 		if err != nil {
 			return fmt.Errorf("client: sign many: hash %d: %w", w.lo+j, err)
 		}
-		total += n
+		total += l.Len()
 	}
 	w.chunk = make([]byte, 0, total)
 	adviseHugePages(w.chunk[:total])
@@ -517,22 +510,16 @@ func (w *sigWriter) reserve(from, to int) error {
 // signature encodes the signature of the request's leaf j.
 func (w *sigWriter) signature(j int) ([]byte, error) {
 	i := w.lo + j
-	doc := w.b.docs[i]
-	shape, chain, n, err := w.layout(j)
+	shape, l, err := w.layout(j)
 	if err != nil {
 		return nil, err
 	}
+	n := l.Len()
 	if cap(w.chunk)-len(w.chunk) < n {
 		w.chunk = make([]byte, 0, max(n, 1<<20))
 	}
-	body := n - 4
 	dst := w.chunk[len(w.chunk):len(w.chunk):cap(w.chunk)]
-	dst = append(dst, 0x88, 0x00, byte(body>>8), byte(body), 0x88, 0x01, byte(chain>>8), byte(chain))
-	dst = append(dst, w.head...)
-	dst = appendUint(dst, 0x03, shape)
-	dst = append(dst, 0x05, byte(len(doc)))
-	dst = append(dst, doc...)
-	dst = append(dst, 0x06, 0x01, byte(ksi.SHA2_256))
+	dst = w.head.AppendSignatureHead(dst, l, shape, w.b.docs[i])
 	if w.b.masker != nil {
 		dst = ksi.AppendMaskLink(dst, w.b.masks[i*innerSize:])
 	}
@@ -543,12 +530,6 @@ func (w *sigWriter) signature(j int) ([]byte, error) {
 	}
 	w.chunk = w.chunk[:len(w.chunk)+n]
 	return dst[:n:n], nil
-}
-
-// appendUint appends a TLV8 unsigned integer element.
-func appendUint(dst []byte, typ byte, x uint64) []byte {
-	dst = append(dst, typ, byte(tlv.UintLen(x)))
-	return tlv.AppendUintValue(dst, x)
 }
 
 // parallel runs f over [0, n) split into one contiguous range per core
