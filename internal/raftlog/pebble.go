@@ -62,6 +62,9 @@ func openPebble(dir string, opts Options) (db *pebble.DB, err error) {
 	db, err = pebble.Open(dir, po)
 	if err != nil {
 		first, _, _ := strings.Cut(err.Error(), "\n")
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%w: %s: a file of the database is missing: %s", ErrCorrupt, dir, first)
+		}
 		if errors.Is(err, pebble.ErrDBDoesNotExist) {
 			return nil, fmt.Errorf("%w: %s holds data files but no MANIFEST naming them: %s", ErrCorrupt, dir, first)
 		}

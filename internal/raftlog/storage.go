@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -83,7 +84,7 @@ func (s *Storage) get(key []byte) ([]byte, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("raftlog: read %q: %w", key[:1], err)
+		return nil, readErr(fmt.Sprintf("read %q", key[:1]), err)
 	}
 	out := append([]byte(nil), v...)
 	closer.Close()
@@ -187,7 +188,7 @@ func (s *Storage) checkEntries() (uint64, error) {
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return 0, fmt.Errorf("raftlog: read entry %d: %w", i, err)
+			return 0, readErr(fmt.Sprintf("read entry %d", i), err)
 		}
 		e, err := decodeEntry(i, v)
 		if err != nil {
@@ -200,7 +201,7 @@ func (s *Storage) checkEntries() (uint64, error) {
 		next++
 	}
 	if err := it.Error(); err != nil {
-		return 0, fmt.Errorf("raftlog: read entries: %w", err)
+		return 0, readErr("read entries", err)
 	}
 	return next - 1, nil
 }
@@ -216,6 +217,17 @@ func (s *Storage) checkBookkeeping() error {
 		return fmt.Errorf("%w: snapshot at index %d but the log ends at %d", ErrCorrupt, si, s.last)
 	}
 	return nil
+}
+
+// readErr wraps an error from Pebble; a damaged file is ErrCorrupt.
+func readErr(what string, err error) error {
+	if pebble.IsCorruptionError(err) {
+		// Pebble's message goes on with lines of detail; the first
+		// names the file and the check that failed.
+		first, _, _ := strings.Cut(err.Error(), "\n")
+		return fmt.Errorf("%w: %s: %s", ErrCorrupt, what, first)
+	}
+	return fmt.Errorf("raftlog: %s: %w", what, err)
 }
 
 func uint64FromKey(k []byte) uint64 {
@@ -274,7 +286,7 @@ func (s *Storage) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return nil, fmt.Errorf("raftlog: read entry %d: %w", next, err)
+			return nil, readErr(fmt.Sprintf("read entry %d", next), err)
 		}
 		e, err := decodeEntry(next, v)
 		if err != nil {
@@ -288,7 +300,7 @@ func (s *Storage) Entries(lo, hi, maxSize uint64) ([]*pb.Entry, error) {
 		next++
 	}
 	if err := it.Error(); err != nil {
-		return nil, fmt.Errorf("raftlog: read entries: %w", err)
+		return nil, readErr("read entries", err)
 	}
 	if next != hi {
 		return nil, fmt.Errorf("%w: entry %d missing", ErrCorrupt, next)
