@@ -286,9 +286,9 @@ func compareErr(t *testing.T, what string, want, got error) {
 // step: each write is visible exactly as the memory model has it, also
 // after Close and Open.
 func TestMatchesMemoryStorage(t *testing.T) {
-	seeds, steps := 40, 80
+	seeds, steps := 20, 80
 	if testing.Short() {
-		seeds = 8
+		seeds = 5
 	}
 	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
