@@ -27,7 +27,20 @@ func (s *Storage) install(st state) {
 
 // commit writes the batch with a sync and installs st. A failed commit
 // leaves the outcome unknown, so the Storage refuses further writes.
-func (s *Storage) commit(b *pebble.Batch, st state, what string) error {
+func (s *Storage) commit(b *pebble.Batch, st state, what string) (err error) {
+	defer func() {
+		// Pebble reports a failed WAL write through Fatalf, which
+		// panics (pebbleLogger): the write is not acknowledged, and
+		// the commit pipeline is unusable until the log is reopened.
+		if r := recover(); r != nil {
+			f, ok := r.(pebbleFatal)
+			if !ok {
+				panic(r)
+			}
+			s.failed = fmt.Errorf("raftlog: %s: %s (reopen the log before writing again)", what, string(f))
+			err = s.failed
+		}
+	}()
 	if err := b.Commit(pebble.Sync); err != nil {
 		s.failed = fmt.Errorf("raftlog: %s: %w (reopen the log before writing again)", what, err)
 		return s.failed
