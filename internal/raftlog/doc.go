@@ -31,6 +31,8 @@
 // writes the snapshot, the entries (cutting any conflicting suffix) and
 // the hard state of one raft Ready together, so the Ready loop may send
 // the Ready's messages as soon as Save returns, as etcd raft requires.
+// A write whose outcome is unknown (the disk failed under it) fails, and
+// so does every later write, until the log is reopened and checked.
 //
 // [Open] checks the whole log before returning: entries contiguous from
 // the first kept index, keys matching their contents, terms not

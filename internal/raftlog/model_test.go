@@ -24,7 +24,7 @@ func entry(i, term uint64, data []byte) *pb.Entry {
 type model struct {
 	t   *testing.T
 	rng *rand.Rand
-	fs  vfs.FS
+	fs  *vfs.MemFS
 	dir string
 	ms  *raft.MemoryStorage
 	s   *Storage
@@ -32,11 +32,16 @@ type model struct {
 	term, commit uint64
 }
 
+// reopen crashes the Storage and opens it again: the file system it
+// reopens is a crash clone holding what was synced (and, at random, some
+// of what was not), so every acknowledged write must have been synced.
 func (m *model) reopen() {
 	m.t.Helper()
+	clone := m.fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: m.rng.IntN(101), RNG: m.rng})
 	if err := m.s.Close(); err != nil {
 		m.t.Fatal(err)
 	}
+	m.fs = clone
 	s, err := Open(m.dir, Options{FS: m.fs})
 	if err != nil {
 		m.t.Fatalf("reopen: %v", err)
@@ -282,9 +287,9 @@ func compareErr(t *testing.T, what string, want, got error) {
 }
 
 // TestMatchesMemoryStorage runs random Ready-loop sequences against
-// raft.MemoryStorage and a Storage, reopening the Storage after every
-// step: each write is visible exactly as the memory model has it, also
-// after Close and Open.
+// raft.MemoryStorage and a Storage, crashing and reopening the Storage
+// after every step: each write is visible exactly as the memory model has
+// it, also after a crash right after it returned.
 func TestMatchesMemoryStorage(t *testing.T) {
 	seeds, steps := 20, 80
 	if testing.Short() {
@@ -292,7 +297,7 @@ func TestMatchesMemoryStorage(t *testing.T) {
 	}
 	for seed := range seeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			fs := vfs.NewMem()
+			fs := vfs.NewCrashableMem()
 			s, err := Open("log", Options{FS: fs})
 			if err != nil {
 				t.Fatal(err)
