@@ -46,6 +46,21 @@
 // not grow with the log, and [Storage.Entries] stops at its size limit
 // (returning at least one entry, as raft expects).
 //
+// # Use in a Ready loop
+//
+//	rd := rn.Ready()
+//	if err := st.Save(rd.HardState, rd.Entries, rd.Snapshot); err != nil {
+//		return err // nothing of this Ready is durable: send nothing
+//	}
+//	send(rd.Messages)
+//	apply(rd.CommittedEntries)
+//	rn.Advance(rd)
+//
+// and, once the application has applied index i and saved its state:
+//
+//	st.CreateSnapshot(i, confState, descriptor)
+//	st.Compact(i - keep)
+//
 // A Storage is safe for concurrent use: raft reads it from its own
 // goroutine while the Ready loop writes.
 package raftlog
