@@ -1,6 +1,8 @@
 // Package raftlog is the durable raft log of a replicated calendar member:
 // an implementation of etcd raft's [raft.Storage] on a Pebble database of
-// its own, plus the writes the Ready loop needs.
+// its own, plus the writes the Ready loop needs. It is the first part of
+// the replicated calendar (docs/design/replication.md) and knows nothing
+// of the calendar: entries and snapshot data are opaque bytes here.
 //
 // # What it stores
 //
