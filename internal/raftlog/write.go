@@ -127,6 +127,11 @@ func (s *Storage) stageSnapshot(b *pebble.Batch, st *state, snap *pb.Snapshot) e
 	if cur != 0 && cur >= idx {
 		return raft.ErrSnapOutOfDate
 	}
+	if c := st.hard.GetCommit(); c > idx {
+		// raft sends only snapshots past the commit index; this one
+		// would drop committed entries.
+		return fmt.Errorf("raftlog: snapshot at %d is behind the commit index %d", idx, c)
+	}
 	v, err := encodeMessage("snapshot", snap)
 	if err != nil {
 		return err
@@ -160,6 +165,11 @@ func stageEntries(b *pebble.Batch, st *state, entries []*pb.Entry) error {
 	}
 	if lo > st.last+1 {
 		return fmt.Errorf("raftlog: entries from %d would leave a gap after the last index %d", lo, st.last)
+	}
+	if c := st.hard.GetCommit(); lo <= c {
+		// Log matching never replaces a committed entry; a Ready that
+		// does is a bug upstream, refused before it loses anything.
+		return fmt.Errorf("raftlog: entries from %d would replace committed entries (commit %d)", lo, c)
 	}
 	if lo <= st.last {
 		// The new entries conflict with (or repeat) the suffix from lo:
