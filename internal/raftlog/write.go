@@ -57,8 +57,10 @@ func (s *Storage) commit(b *pebble.Batch, st state, what string) (err error) {
 // visible after reopening.
 //
 // Entries must be consecutive and must not leave a gap after the log;
-// entries before the first kept index are skipped. A hard state whose
-// commit index lies past the resulting log is refused.
+// entries before the first kept index are skipped. Entries that would
+// replace a committed entry, and a hard state whose commit index lies past
+// the resulting log, are refused: raft never asks for either, and either
+// would lose what a majority acknowledged.
 func (s *Storage) Save(hard *pb.HardState, entries []*pb.Entry, snap *pb.Snapshot) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -95,7 +97,8 @@ func (s *Storage) Save(hard *pb.HardState, entries []*pb.Entry, snap *pb.Snapsho
 
 // ApplySnapshot replaces the log with the snapshot: every entry is
 // discarded, and the log goes on from the snapshot's index. A snapshot
-// not newer than the current one is refused with [raft.ErrSnapOutOfDate].
+// not newer than the current one is refused with [raft.ErrSnapOutOfDate],
+// one behind the commit index with an error.
 // Ready loops use [Storage.Save], which does this in the same batch as
 // the entries and hard state.
 func (s *Storage) ApplySnapshot(snap *pb.Snapshot) error {
