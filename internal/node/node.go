@@ -120,12 +120,15 @@ type Node struct {
 	debugLn net.Listener  // nil without --pprof
 	tls     *tls.Config   // nil: plaintext
 	tlsCert string
-	// KSI PDU endpoints (nil without the service), the ksi+tcp listener
-	// until Run serves it, and the connection count it shares.
-	pduSign, pduExtend server.PDUEndpoint
-	tcpLn              net.Listener
-	tcpAddr            net.Addr
-	conns              *server.ConnCount
+	// h is what the node's role serves (role.go).
+	h handlers
+	// closers release what New opened, last opened first.
+	closers []func() error
+	// The ksi+tcp listener until Run serves it, and the connection count
+	// it shares.
+	tcpLn   net.Listener
+	tcpAddr net.Addr
+	conns   *server.ConnCount
 }
 
 // New opens the node's state and builds its parts; Run serves them.
@@ -183,7 +186,7 @@ func New(cfg Config) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
-	n.pduEndpoints()
+	n.buildHandlers()
 	if err := n.listenKSITCP(); err != nil {
 		n.Close()
 		return nil, err
@@ -216,6 +219,10 @@ func (n *Node) openCalendar() error {
 	if err != nil {
 		return err
 	}
+	n.closers = append(n.closers, n.store.Close)
+	if n.mark != nil {
+		n.closers = append(n.closers, n.mark.Close)
+	}
 	grace := cfg.Grace
 	if grace == 0 {
 		grace = DefaultGrace(cfg.Role)
@@ -247,6 +254,7 @@ func (n *Node) openAggregator() error {
 			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
 		}
 		n.upConn = conn
+		n.closers = append(n.closers, conn.Close)
 		// Without a key the parent must be in development mode, which
 		// accepts no credentials but refuses a login without its key.
 		login := cfg.UpstreamLogin
@@ -285,30 +293,13 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 	}
 	var wg sync.WaitGroup
 	svcCtx, stopSvcs := context.WithCancel(context.WithoutCancel(ctx))
-	if n.cal != nil {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			// A failed calendar stops answering; Ready reports why and
-			// the node keeps serving health, metrics and verification.
-			if err := n.cal.Run(svcCtx); err != nil {
-				n.log.Error("calendar stopped", "err", err)
-			}
-		}()
-		go func() { defer wg.Done(); n.pub.Run(svcCtx) }()
-	}
+	goLoops(svcCtx, &wg, n.h.calLoops)
 	var aggWG sync.WaitGroup
 	aggCtx, stopAgg := context.WithCancel(context.WithoutCancel(ctx))
-	if n.agg != nil {
+	goLoops(aggCtx, &aggWG, n.h.loops)
+	if n.gc != nil {
 		aggWG.Add(1)
-		go func() { defer aggWG.Done(); n.agg.Run(aggCtx) }()
-		if n.gc != nil {
-			aggWG.Add(1)
-			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
-		}
-		aggWG.Add(2)
-		go func() { defer aggWG.Done(); n.returnMemory(aggCtx) }()
-		go func() { defer aggWG.Done(); n.evictStuck(aggCtx) }()
+		go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
 	}
 	stopDebug := n.serveDebug()
 	waitKSITCP := n.serveKSITCP(ctx)
@@ -323,7 +314,15 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 	return serr
 }
 
-// Close releases the node's resources.
+// goLoops runs each loop in a goroutine of wg until ctx ends.
+func goLoops(ctx context.Context, wg *sync.WaitGroup, loops []func(context.Context)) {
+	for _, loop := range loops {
+		wg.Add(1)
+		go func() { defer wg.Done(); loop(ctx) }()
+	}
+}
+
+// Close releases the node's resources; it returns the store's error.
 func (n *Node) Close() error {
 	if n.debugLn != nil {
 		n.debugLn.Close()
@@ -331,16 +330,11 @@ func (n *Node) Close() error {
 	if n.tcpLn != nil {
 		n.tcpLn.Close()
 	}
-	if n.upConn != nil {
-		n.upConn.Close()
+	var err error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		err = errors.Join(err, n.closers[i]())
 	}
-	if n.mark != nil {
-		n.mark.Close()
-	}
-	if n.store != nil {
-		return n.store.Close()
-	}
-	return nil
+	return err
 }
 
 // WatermarkPath is the watermark file of a data directory, unless one is
@@ -472,10 +466,7 @@ func AcceptLoss(dataDir, watermarkFile, reason string, now time.Time) (*calendar
 
 // ready reports whether the node answers requests.
 func (n *Node) ready() error {
-	var cal error
-	if n.cal != nil {
-		cal = n.cal.Ready() // it says "calendar: " itself
-	}
+	cal := n.h.calReady()
 	over := n.overloaded()
 	switch {
 	case cal != nil && over != nil:
