@@ -204,7 +204,7 @@ type roundWait struct {
 // client that reads slowly would hold back every client's rounds); the
 // stream's bound is on the receiving side instead: serveStream stops
 // reading requests while their answers not yet sent hold the stream's
-// share of the budget (streamShare).
+// share of the budget (Config.StreamShare).
 type answerQueue struct {
 	mu     sync.Mutex
 	items  []streamAnswer
@@ -364,13 +364,20 @@ func sharedRoundProto(r *aggregator.SharedRound) *tempelv1.SharedRound {
 // maxResponseBatch bounds one response message (about 1.5 MB of signatures).
 const maxResponseBatch = 1024
 
-// streamShare is the part of the node's budget one stream's requests may
-// hold (their answers not yet sent), as a divisor: at the bound the
-// stream's requests are not read until answers have gone out, and the
-// transport's flow control holds that client back, and it alone. (A
-// shared-round request holds its cost until its leg is sent; only its
-// count waits for its round.)
-var streamShare int64 = 4
+// DefaultStreamShare is the part of the node's budget one stream's
+// requests may hold (their answers not yet sent), as a divisor
+// (Config.StreamShare): at the bound the stream's requests are not read
+// until answers have gone out, and the transport's flow control holds
+// that client back, and it alone. (A shared-round request holds its cost
+// until its leg is sent; only its count waits for its round.)
+const DefaultStreamShare = 4
+
+func (n *Node) streamShare() int64 {
+	if n.cfg.StreamShare > 0 {
+		return n.cfg.StreamShare
+	}
+	return DefaultStreamShare
+}
 
 // serveStream runs a signing stream: recv gives the next requests, send
 // writes a batch of answers. Answers are collected by a sender goroutine
@@ -457,7 +464,7 @@ var errNoStreamMemory = status.Error(codes.ResourceExhausted, "server: overloade
 func (s *signerService) readRequests(ctx context.Context, recv func() ([]*tempelv1.SignRequest, bool, error),
 	out *answerQueue, inflight *waitCounter, sendErr <-chan error) error {
 	budget := s.n.agg.Budget()
-	share := budget.Limit() / streamShare
+	share := budget.Limit() / s.n.streamShare()
 	limit := share
 	for {
 		reqs, shared, err := recv()

@@ -70,6 +70,10 @@ type Config struct {
 	// progress towards its client for this long (DefaultStreamSendTimeout
 	// when 0).
 	StreamSendTimeout time.Duration
+	// StreamShare is the part of the budget of waiting requests that one
+	// signing stream's requests may hold, as a divisor
+	// (DefaultStreamShare when 0).
+	StreamShare int64
 
 	// PDUAllowWeakHMAC accepts KSI PDUs whose HMAC is made with an
 	// algorithm weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224).
