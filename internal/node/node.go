@@ -166,31 +166,21 @@ func New(cfg Config) (*Node, error) {
 	if err := n.openDebug(); err != nil {
 		return nil, err
 	}
-	switch cfg.Role {
-	case RoleAll, RoleCalendar:
-		if err := n.openCalendar(); err != nil {
-			n.Close()
-			return nil, err
-		}
-	case RoleAggregator:
-		if cfg.Upstream == "" {
-			return nil, errors.New("role aggregator needs --upstream ADDR (the parent's gRPC address)")
-		}
-	default:
-		return nil, fmt.Errorf("unknown role %q (want all, calendar or aggregator)", cfg.Role)
+	parts, err := n.roleParts()
+	if err != nil {
+		n.Close()
+		return nil, err
 	}
-	if cfg.Role == RoleAll || cfg.Role == RoleAggregator {
-		if err := n.openAggregator(); err != nil {
+	for _, open := range parts {
+		if err := open(); err != nil {
 			n.Close()
 			return nil, err
 		}
 	}
-	var err error
 	if n.tls, err = n.serverTLS(); err != nil {
 		n.Close()
 		return nil, err
 	}
-	n.buildHandlers()
 	if err := n.listenKSITCP(); err != nil {
 		n.Close()
 		return nil, err
@@ -243,30 +233,31 @@ func (n *Node) openCalendar() error {
 	return err
 }
 
-func (n *Node) openAggregator() error {
+// dialUpstream connects to the parent node (role aggregator).
+func (n *Node) dialUpstream() (aggregator.Upstream, error) {
 	cfg := n.cfg
-	var up aggregator.Upstream
-	if cfg.Role == RoleAll {
-		up = localCalendar{cal: n.cal, name: cfg.Name}
-	} else {
-		target, opts, err := upstreamDial(cfg)
-		if err != nil {
-			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
-		}
-		conn, err := grpc.NewClient(target, opts...)
-		if err != nil {
-			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
-		}
-		n.upConn = conn
-		n.closers = append(n.closers, conn.Close)
-		// Without a key the parent must be in development mode, which
-		// accepts no credentials but refuses a login without its key.
-		login := cfg.UpstreamLogin
-		if login == "" && cfg.UpstreamKey != "" {
-			login = cfg.Name
-		}
-		up = aggregator.NewGRPCUpstream(conn, login, cfg.UpstreamKey)
+	target, opts, err := upstreamDial(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
 	}
+	conn, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
+	}
+	n.upConn = conn
+	n.closers = append(n.closers, conn.Close)
+	// Without a key the parent must be in development mode, which
+	// accepts no credentials but refuses a login without its key.
+	login := cfg.UpstreamLogin
+	if login == "" && cfg.UpstreamKey != "" {
+		login = cfg.Name
+	}
+	return aggregator.NewGRPCUpstream(conn, login, cfg.UpstreamKey), nil
+}
+
+// openAggregator makes the aggregator engine, whose rounds go to up.
+func (n *Node) openAggregator(up aggregator.Upstream) error {
+	cfg := n.cfg
 	acfg := aggregator.Config{Upstream: up, Period: cfg.RoundPeriod, Now: cfg.Now, MaxLevel: byte(min(cfg.MaxLevel, 255)),
 		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg),
 		Budget: aggregator.NewBudget(requestBudget(cfg.MaxMemory))}

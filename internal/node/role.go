@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -70,24 +71,35 @@ type route struct {
 func noError() error { return nil }
 func admitAll() bool { return true }
 
-// buildHandlers builds the handler set of the node's role from the parts
-// New opened.
-func (n *Node) buildHandlers() {
+// roleParts are the steps, in order, that open the parts of the node's
+// role and add what they serve to its handler set.
+func (n *Node) roleParts() ([]func() error, error) {
 	n.h = handlers{admitsSign: admitAll, overloaded: noError, calReady: noError}
 	switch n.cfg.Role {
 	case RoleAll:
-		n.withEngine()
-		n.withCalendar()
+		// The calendar's one client is the in-process aggregator.
+		local := func() error { return n.openAggregator(localCalendar{cal: n.cal, name: n.cfg.Name}) }
+		return []func() error{n.openCalendar, local, n.withEngine, n.withCalendar}, nil
 	case RoleCalendar:
-		n.withCalendarSigner()
-		n.withCalendar()
+		return []func() error{n.openCalendar, n.withCalendarSigner, n.withCalendar}, nil
 	case RoleAggregator:
-		n.withEngine()
+		if n.cfg.Upstream == "" {
+			return nil, errors.New("role aggregator needs --upstream ADDR (the parent's gRPC address)")
+		}
+		remote := func() error {
+			up, err := n.dialUpstream()
+			if err != nil {
+				return err
+			}
+			return n.openAggregator(up)
+		}
+		return []func() error{remote, n.withEngine}, nil
 	}
+	return nil, fmt.Errorf("unknown role %q (want all, calendar or aggregator)", n.cfg.Role)
 }
 
 // withEngine signs with the aggregator engine: unary calls, streams, PDUs.
-func (n *Node) withEngine() {
+func (n *Node) withEngine() error {
 	agg := n.agg
 	b := agg.Budget()
 	n.h.signer, n.h.signErr, n.h.signerSvc = agg, aggError, &signerService{n: n}
@@ -97,20 +109,22 @@ func (n *Node) withEngine() {
 	n.h.pdu = append(n.h.pdu, server.KSITCPService{Endpoint: agg.PDUHandler(n.auth), Route: "/gt-signingservice",
 		RefuseStatus: pdu.StatusAggrTooManyRequests})
 	n.h.loops = append(n.h.loops, func(ctx context.Context) { agg.Run(ctx) }, n.returnMemory, n.evictStuck)
+	return nil
 }
 
 // withCalendarSigner signs child aggregators' roots with the calendar
 // (role calendar): unary calls only.
-func (n *Node) withCalendarSigner() {
+func (n *Node) withCalendarSigner() error {
 	n.h.signer, n.h.signErr = calendarSigner{cal: n.cal}, calendarSignError
 	n.h.signerSvc = &calendarSignerService{&signerService{n: n}}
 	// ksi+tcp's PDUs hold their cost in a budget of their own.
 	n.h.budget = aggregator.NewBudget(requestBudget(n.cfg.MaxMemory))
+	return nil
 }
 
 // withCalendar serves the calendar's services: extending, the calendar
 // head and the publications.
-func (n *Node) withCalendar() {
+func (n *Node) withCalendar() error {
 	ext, pubs := &extenderService{n: n}, &publicationsService{n: n}
 	n.h.grpc = append(n.h.grpc, func(g *grpc.Server) {
 		tempelv1.RegisterExtenderServer(g, ext)
@@ -127,6 +141,7 @@ func (n *Node) withCalendar() {
 		RefuseStatus: pdu.StatusInternalError})
 	n.h.calReady = n.cal.Ready // it says "calendar: " itself
 	n.h.calLoops = append(n.h.calLoops, n.runCalendar, func(ctx context.Context) { n.pub.Run(ctx) })
+	return nil
 }
 
 // runCalendar runs the calendar's second loop. A failed calendar stops
