@@ -141,11 +141,11 @@ func (s *signerService) Sign(ctx context.Context, req *tempelv1.SignRequest) (*t
 	if err != nil {
 		return nil, aggError(err)
 	}
-	res := s.n.h.signer.Sign(ctx, r)
-	if res.Err != nil {
-		return nil, s.n.h.signErr(res.Err)
+	res := s.n.h.signer.sign(ctx, r)
+	if res.err != nil {
+		return nil, s.n.h.signErr(res.err)
 	}
-	return &tempelv1.SignResponse{RequestId: req.RequestId, Signature: res.Signature, AggregationTime: res.AggregationTime}, nil
+	return &tempelv1.SignResponse{RequestId: req.RequestId, Signature: res.sig, AggregationTime: res.aggrTime}, nil
 }
 
 // SignStream takes requests as they come and answers each when its round

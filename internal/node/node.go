@@ -117,7 +117,6 @@ type Node struct {
 	pub     *calendar.Publisher
 	agg     *aggregator.Engine
 	gc      *gcGate // nil when GC is off
-	upConn  *grpc.ClientConn
 	metrics *requestMetrics
 	auth    *server.Authenticator
 	blocked *blockedSends // streams whose send waits for their client
@@ -244,7 +243,6 @@ func (n *Node) dialUpstream() (aggregator.Upstream, error) {
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
 	}
-	n.upConn = conn
 	n.closers = append(n.closers, conn.Close)
 	// Without a key the parent must be in development mode, which
 	// accepts no credentials but refuses a login without its key.

@@ -29,7 +29,22 @@ import (
 // aggregator engine in its next round, or, role calendar, the calendar in
 // the open second's top tree, for a child aggregator.
 type signer interface {
-	Sign(ctx context.Context, r aggregator.Request) aggregator.Result
+	sign(ctx context.Context, r aggregator.Request) signed
+}
+
+// signed is a unary call's answer: a signature or why there is none.
+type signed struct {
+	sig      []byte
+	aggrTime uint64
+	err      error
+}
+
+// engineSigner is the aggregator engine as a signer.
+type engineSigner struct{ e *aggregator.Engine }
+
+func (s engineSigner) sign(ctx context.Context, r aggregator.Request) signed {
+	x := s.e.Sign(ctx, r)
+	return signed{sig: x.Signature, aggrTime: x.AggregationTime, err: x.Err}
 }
 
 // handlers is what a node serves.
@@ -102,7 +117,7 @@ func (n *Node) roleParts() ([]func() error, error) {
 func (n *Node) withEngine() error {
 	agg := n.agg
 	b := agg.Budget()
-	n.h.signer, n.h.signErr, n.h.signerSvc = agg, aggError, &signerService{n: n}
+	n.h.signer, n.h.signErr, n.h.signerSvc = engineSigner{agg}, aggError, &signerService{n: n}
 	n.h.budget = b
 	n.h.admitsSign = func() bool { return b.Admits(aggregator.CostCaller) }
 	n.h.overloaded = b.Overloaded
@@ -159,12 +174,12 @@ type calendarSigner struct{ cal *calendar.Service }
 // errBadRoot refuses a root that is not an imprint.
 type errBadRoot struct{ error }
 
-func (c calendarSigner) Sign(ctx context.Context, r aggregator.Request) aggregator.Result {
+func (c calendarSigner) sign(ctx context.Context, r aggregator.Request) signed {
 	if _, err := ksi.ParseImprint(r.Hash); err != nil {
-		return aggregator.Result{Err: errBadRoot{err}}
+		return signed{err: errBadRoot{err}}
 	}
 	sig, err := c.cal.Sign(ctx, r.Hash, r.Level, r.Identity.ClientID)
-	return aggregator.Result{Signature: sig, Err: err}
+	return signed{sig: sig, err: err}
 }
 
 // calendarSignerService is the Signer API of role calendar: its child
