@@ -193,6 +193,7 @@ func New(cfg Config) (*Node, error) {
 
 func (n *Node) openCalendar() error {
 	cfg := n.cfg
+	n.closers = append(n.closers, n.closeCalendarFiles)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -211,10 +212,6 @@ func (n *Node) openCalendar() error {
 	n.store, n.mark, err = OpenCalendar(cfg.DataDir, cfg.WatermarkFile, calendar.StoreOptions{Logger: n.log, MinFreeBytes: cfg.MinFreeBytes})
 	if err != nil {
 		return err
-	}
-	n.closers = append(n.closers, n.store.Close)
-	if n.mark != nil {
-		n.closers = append(n.closers, n.mark.Close)
 	}
 	grace := cfg.Grace
 	if grace == 0 {

@@ -159,6 +159,18 @@ func (n *Node) withCalendar() error {
 	return nil
 }
 
+// closeCalendarFiles closes the calendar's store and watermark, as far as
+// openCalendar opened them; it returns the store's error.
+func (n *Node) closeCalendarFiles() error {
+	if n.mark != nil {
+		n.mark.Close()
+	}
+	if n.store != nil {
+		return n.store.Close()
+	}
+	return nil
+}
+
 // runCalendar runs the calendar's second loop. A failed calendar stops
 // answering; Ready reports why and the node keeps serving health,
 // metrics and verification.
