@@ -2,7 +2,6 @@ package aggregator
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"sync/atomic"
@@ -12,27 +11,6 @@ import (
 	"github.com/tempel-ksi/tempel/ksi/pdu"
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
-
-// Status maps an engine error to a KSI status code (docs/design/formats.md#status-codes).
-func Status(err error) uint64 {
-	switch {
-	case err == nil:
-		return pdu.StatusOK
-	case errors.Is(err, ErrLevelTooHigh):
-		return pdu.StatusAggrRequestTooLarge
-	case errors.Is(err, ErrOverQuota):
-		return pdu.StatusAggrOverQuota
-	case errors.Is(err, ErrOverloaded):
-		return pdu.StatusAggrTooManyRequests
-	case errors.Is(err, ErrBadRequest):
-		return pdu.StatusInvalidPayload
-	case errors.Is(err, ErrUpstreamTime):
-		return pdu.StatusUpstreamTimeout
-	case errors.Is(err, ErrUpstream), errors.Is(err, ErrStopped):
-		return pdu.StatusUpstreamError
-	}
-	return pdu.StatusInternalError
-}
 
 // PDUHandler serves KSI PDU v2 signing (POST /gt-signingservice and
 // ksi+tcp) for clients built on the reference SDKs: the endpoint reads

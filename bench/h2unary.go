@@ -56,6 +56,7 @@ type h2conn struct {
 	block      []byte // header block of every call after the first
 	msg        []byte // scratch: the length-prefixed message
 	unacked    int    // bytes received since our last WINDOW_UPDATE
+	connWindow int    // our receive window
 	closed     chan struct{}
 }
 
@@ -73,21 +74,33 @@ const (
 	h2MaxResponse = 4 << 20
 )
 
-// h2ConnWindow is the connection's receive window (a variable so that
-// tests can make the server wait for our window updates).
-var h2ConnWindow = 1 << 30
+// defaultH2ConnWindow is a connection's receive window unless its
+// h2Dial says otherwise.
+const defaultH2ConnWindow = 1 << 30
+
+// h2Dial is how a connection is made: over TLS when TLS is set (ALPN "h2"
+// only, as gRPC clients offer), plaintext otherwise, with a receive
+// window of ConnWindow bytes (0: defaultH2ConnWindow).
+type h2Dial struct {
+	TLS        *tls.Config
+	ConnWindow int
+}
 
 // dialH2 opens a connection to addr for calls to method (e.g.
 // "/tempel.v1.Signer/Sign"), with authorization sent on every call if set.
 func dialH2(ctx context.Context, addr, method, authorization string) (*h2conn, error) {
-	return dialH2Over(ctx, addr, nil, method, authorization)
+	return dialH2Over(ctx, addr, h2Dial{}, method, authorization)
 }
 
-// dialH2Over is dialH2 over TLS when tc is set (ALPN "h2" only, as gRPC
-// clients offer), plaintext otherwise.
-func dialH2Over(ctx context.Context, addr string, tc *tls.Config, method, authorization string) (*h2conn, error) {
-	var d net.Dialer
-	c, err := d.DialContext(ctx, "tcp", addr)
+// dialH2Over is dialH2 made as d says.
+func dialH2Over(ctx context.Context, addr string, d h2Dial, method, authorization string) (*h2conn, error) {
+	tc := d.TLS
+	window := d.ConnWindow
+	if window <= 0 {
+		window = defaultH2ConnWindow
+	}
+	var nd net.Dialer
+	c, err := nd.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +112,7 @@ func dialH2Over(ctx context.Context, addr string, tc *tls.Config, method, author
 		scheme = "https"
 	}
 	h := &h2conn{conn: c, flush: make(chan struct{}, 1), sendWindow: 65535, nextID: 1,
-		firstID: 1, wbuf: new(bytes.Buffer), spare: new(bytes.Buffer), closed: make(chan struct{})}
+		firstID: 1, connWindow: window, wbuf: new(bytes.Buffer), spare: new(bytes.Buffer), closed: make(chan struct{})}
 	h.windowFree = sync.NewCond(&h.mu)
 	h.wr = http2.NewFramer(bufferWriter{h}, nil)
 	h.rd = http2.NewFramer(io.Discard, bufio.NewReaderSize(c, 64<<10))
@@ -110,7 +123,7 @@ func dialH2Over(ctx context.Context, addr string, tc *tls.Config, method, author
 	h.wbuf.WriteString(http2.ClientPreface)
 	h.wr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: h2StreamWindow},
 		http2.Setting{ID: http2.SettingEnablePush, Val: 0})
-	h.wr.WriteWindowUpdate(0, uint32(h2ConnWindow-65535))
+	h.wr.WriteWindowUpdate(0, uint32(window-65535))
 	if _, err := c.Write(h.wbuf.Bytes()); err != nil {
 		c.Close()
 		return nil, err
@@ -346,7 +359,7 @@ func (h *h2conn) headers(f *http2.MetaHeadersFrame) {
 
 func (h *h2conn) data(f *http2.DataFrame) {
 	h.unacked += int(f.Length)
-	if h.unacked >= h2ConnWindow/2 {
+	if h.unacked >= h.connWindow/2 {
 		n := uint32(h.unacked)
 		h.unacked = 0
 		h.control(func(w *http2.Framer) error { return w.WriteWindowUpdate(0, n) })

@@ -108,10 +108,12 @@ func callAll(t *testing.T, c *h2conn, n int) []answer {
 func TestH2ConnUnaryCalls(t *testing.T) {
 	// A small connection window: 300 answers of 64 KiB only get through
 	// if the client gives the window back as it reads.
-	defer func(w int) { h2ConnWindow = w }(h2ConnWindow)
-	h2ConnWindow = 1 << 20
 	addr, _ := startGRPC(t, &echoSigner{size: 64 << 10})
-	c := dialTest(t, addr, "/tempel.v1.Signer/Sign", "Basic secret")
+	c, err := dialH2Over(context.Background(), addr, h2Dial{ConnWindow: 1 << 20}, "/tempel.v1.Signer/Sign", "Basic secret")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.close)
 	for i, a := range callAll(t, c, 300) {
 		if i%7 == 0 {
 			want := fmt.Sprintf("grpc status %d: request %d: quota 100%% used", codes.ResourceExhausted, i)

@@ -38,7 +38,7 @@ func (r *run) unaryLean(runCtx, ctx context.Context) error {
 	}
 	conns := make([]*h2conn, max(1, r.cfg.Conns))
 	for i := range conns {
-		c, err := dialH2Over(ctx, r.cfg.Server, r.cfg.TLS, method, auth)
+		c, err := dialH2Over(ctx, r.cfg.Server, h2Dial{TLS: r.cfg.TLS}, method, auth)
 		if err != nil {
 			for _, c := range conns[:i] {
 				c.close()

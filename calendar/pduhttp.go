@@ -2,7 +2,6 @@ package calendar
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/bits"
 	"net/http"
@@ -59,10 +58,8 @@ func (s *Service) extendOne(er pdu.ExtendRequest, last uint64, has bool) pdu.Ext
 	if er.HasPublicationTime {
 		pub = er.PublicationTime
 	}
-	if er.HasPublicationTime && pub > uint64(s.cfg.Now().Unix()) {
-		out.Status, out.ErrorMessage = pdu.StatusExtTimeInFuture, "publication time is in the future"
-	} else if ch, _, err := s.Extend(er.AggregationTime, pub); err != nil {
-		out.Status, out.ErrorMessage = extendStatus(err), pdu.TruncateMessage(err.Error())
+	if ch, _, err := s.Extend(er.AggregationTime, pub); err != nil {
+		out.Status, out.ErrorMessage = StatusOf(err).KSI, pdu.TruncateMessage(err.Error())
 	} else {
 		out.CalendarChain = ch.Raw
 	}
@@ -147,21 +144,4 @@ func (s *Service) encodePDU(resp *pdu.ExtenderResponse, alg ksi.HashAlg, key []b
 		return server.ErrorPDU(pdu.TypeExtenderResponse, pdu.StatusInternalError, "could not encode the response"), http.StatusInternalServerError
 	}
 	return b, code
-}
-
-// extendStatus maps extending errors to the status codes of docs/design/formats.md#status-codes.
-func extendStatus(err error) uint64 {
-	switch {
-	case errors.Is(err, ErrBadRange):
-		return pdu.StatusExtInvalidTimeRange
-	case errors.Is(err, ErrTimeTooOld):
-		return pdu.StatusExtTimeTooOld
-	case errors.Is(err, ErrTimeTooNew), errors.Is(err, ErrEmpty):
-		return pdu.StatusExtTimeTooNew
-	case errors.Is(err, ErrCorrupt):
-		return pdu.StatusExtDatabaseCorrupt
-	case errors.Is(err, ErrFailed):
-		return pdu.StatusExtDatabaseMissing
-	}
-	return pdu.StatusInternalError
 }

@@ -619,6 +619,9 @@ func (s *Service) answeredHead() (first, last uint64, ok bool) {
 // only as far as the watermark holds them.
 func (s *Service) Extend(aggrTime, pubTime uint64) (*ksi.CalendarChain, uint64, error) {
 	_, last, ok := s.answeredHead()
+	if err := s.checkExtend(pubTime); err != nil {
+		return nil, last, err
+	}
 	if !ok {
 		return nil, 0, ErrEmpty
 	}

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
@@ -20,27 +22,56 @@ import (
 
 // TestGRPCErrorCodes checks the gRPC code of every service error a caller
 // may branch on: quota and overload are RESOURCE_EXHAUSTED, extend ranges
-// OUT_OF_RANGE, a stopped or failed service UNAVAILABLE.
+// OUT_OF_RANGE, a stopped or failed service UNAVAILABLE. Each service's
+// errors go through its own status table.
 func TestGRPCErrorCodes(t *testing.T) {
 	for _, tc := range []struct {
-		err  error
-		want codes.Code
+		toGRPC func(error) error
+		err    error
+		want   codes.Code
 	}{
-		{aggregator.ErrOverQuota, codes.ResourceExhausted},
-		{aggregator.ErrOverloaded, codes.ResourceExhausted},
-		{calendar.ErrOverloaded, codes.ResourceExhausted},
-		{fmt.Errorf("wrapped: %w", aggregator.ErrBadRequest), codes.InvalidArgument},
-		{aggregator.ErrLevelTooHigh, codes.InvalidArgument},
-		{aggregator.ErrUpstreamTime, codes.DeadlineExceeded},
-		{aggregator.ErrUpstream, codes.Unavailable},
-		{calendar.ErrFailed, codes.Unavailable},
-		{calendar.ErrTimeTooNew, codes.OutOfRange},
-		{calendar.ErrBadRange, codes.OutOfRange},
-		{context.Canceled, codes.Canceled},
-		{errors.New("other"), codes.Internal},
+		{aggError, aggregator.ErrOverQuota, codes.ResourceExhausted},
+		{aggError, aggregator.ErrOverloaded, codes.ResourceExhausted},
+		{calError, calendar.ErrOverloaded, codes.ResourceExhausted},
+		{aggError, fmt.Errorf("wrapped: %w", aggregator.ErrBadRequest), codes.InvalidArgument},
+		{aggError, aggregator.ErrLevelTooHigh, codes.InvalidArgument},
+		{aggError, aggregator.ErrUpstreamTime, codes.DeadlineExceeded},
+		{aggError, aggregator.ErrUpstream, codes.Unavailable},
+		{calError, calendar.ErrFailed, codes.Unavailable},
+		{calError, calendar.ErrTimeTooNew, codes.OutOfRange},
+		{calError, calendar.ErrBadRange, codes.OutOfRange},
+		{calError, calendar.ErrTimeInFuture, codes.OutOfRange},
+		{aggError, context.Canceled, codes.Canceled},
+		{calError, context.Canceled, codes.Canceled},
+		{aggError, errors.New("other"), codes.Internal},
+		{calError, errors.New("other"), codes.Internal},
+		{calendarSignError, errBadRoot{errors.New("not an imprint")}, codes.InvalidArgument},
+		{calendarSignError, calendar.ErrLevelTooHigh, codes.InvalidArgument},
 	} {
-		if got := status.Code(grpcError(tc.err)); got != tc.want {
+		if got := status.Code(tc.toGRPC(tc.err)); got != tc.want {
 			t.Errorf("%v: %s, want %s", tc.err, got, tc.want)
+		}
+	}
+}
+
+// The HTTP status of each row of the status tables is the one REST
+// answers: the one the gateway gives the row's gRPC code, so that REST
+// and gRPC callers read the same answer.
+func TestStatusTablesHTTP(t *testing.T) {
+	errs := []error{aggregator.ErrOverQuota, aggregator.ErrOverloaded, aggregator.ErrBadRequest, aggregator.ErrLevelTooHigh,
+		aggregator.ErrUpstreamTime, aggregator.ErrUpstream, aggregator.ErrStopped, context.Canceled, context.DeadlineExceeded,
+		errors.New("other"), nil}
+	for _, err := range errs {
+		if s := aggregator.StatusOf(err); s.HTTP != runtime.HTTPStatusFromCode(s.GRPC) {
+			t.Errorf("aggregator %v: HTTP %d, the gateway gives %s %d", err, s.HTTP, s.GRPC, runtime.HTTPStatusFromCode(s.GRPC))
+		}
+	}
+	errs = []error{calendar.ErrOverloaded, calendar.ErrBadRange, calendar.ErrTimeTooOld, calendar.ErrTimeTooNew, calendar.ErrEmpty,
+		calendar.ErrTimeInFuture, calendar.ErrCorrupt, calendar.ErrFailed, calendar.ErrStopped, calendar.ErrNotReady,
+		context.Canceled, context.DeadlineExceeded, errors.New("other"), nil}
+	for _, err := range errs {
+		if s := calendar.StatusOf(err); s.HTTP != runtime.HTTPStatusFromCode(s.GRPC) {
+			t.Errorf("calendar %v: HTTP %d, the gateway gives %s %d", err, s.HTTP, s.GRPC, runtime.HTTPStatusFromCode(s.GRPC))
 		}
 	}
 }

@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"path"
@@ -16,7 +15,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tempel-ksi/tempel/aggregator"
-	"github.com/tempel-ksi/tempel/calendar"
 	"github.com/tempel-ksi/tempel/internal/server"
 	"github.com/tempel-ksi/tempel/ksi"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
@@ -46,11 +44,10 @@ func (n *Node) grpcServer() *grpc.Server {
 		grpc.KeepaliveParams(n.keepaliveParams()), grpc.KeepaliveEnforcementPolicy(keepalivePolicy),
 		grpc.InTapHandle(n.admit),
 	)
-	tempelv1.RegisterSignerServer(g, &signerService{n: n})
+	tempelv1.RegisterSignerServer(g, n.h.signerSvc)
 	healthpb.RegisterHealthServer(g, healthService{n: n})
-	if n.cal != nil {
-		tempelv1.RegisterExtenderServer(g, &extenderService{n: n})
-		tempelv1.RegisterPublicationsServer(g, &publicationsService{n: n})
+	for _, register := range n.h.grpc {
+		register(g)
 	}
 	return g
 }
@@ -123,29 +120,6 @@ func (n *Node) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServer
 	return h(srv, &authStream{ss, ctx})
 }
 
-// grpcError maps service errors to gRPC status codes.
-func grpcError(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, aggregator.ErrBadRequest), errors.Is(err, aggregator.ErrLevelTooHigh), errors.Is(err, calendar.ErrLevelTooHigh):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, aggregator.ErrOverQuota), errors.Is(err, aggregator.ErrOverloaded), errors.Is(err, calendar.ErrOverloaded):
-		return status.Error(codes.ResourceExhausted, err.Error())
-	case errors.Is(err, aggregator.ErrUpstreamTime), errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	case errors.Is(err, aggregator.ErrUpstream), errors.Is(err, aggregator.ErrStopped), errors.Is(err, calendar.ErrStopped),
-		errors.Is(err, calendar.ErrNotReady), errors.Is(err, calendar.ErrFailed):
-		return status.Error(codes.Unavailable, err.Error())
-	case errors.Is(err, calendar.ErrTimeTooOld), errors.Is(err, calendar.ErrTimeTooNew), errors.Is(err, calendar.ErrBadRange),
-		errors.Is(err, calendar.ErrEmpty):
-		return status.Error(codes.OutOfRange, err.Error())
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	}
-	return status.Error(codes.Internal, err.Error())
-}
-
 type signerService struct {
 	tempelv1.UnimplementedSignerServer
 	n *Node
@@ -160,28 +134,18 @@ func (s *signerService) request(ctx context.Context, req *tempelv1.SignRequest) 
 		Identity: aggregator.Identity{ClientID: id.login, MachineID: id.machineID, Sequence: req.RequestId, HasSequence: req.RequestId != 0}}, nil
 }
 
-// Sign signs one hash: in the aggregator's round, or (role calendar) in
-// the calendar's top tree for a child aggregator.
+// Sign signs one hash with the node's signer: in the aggregator's round,
+// or (role calendar) in the calendar's top tree for a child aggregator.
 func (s *signerService) Sign(ctx context.Context, req *tempelv1.SignRequest) (*tempelv1.SignResponse, error) {
 	r, err := s.request(ctx, req)
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, aggError(err)
 	}
-	if s.n.agg == nil {
-		if _, err := ksi.ParseImprint(r.Hash); err != nil {
-			return nil, status.Error(codes.InvalidArgument, err.Error())
-		}
-		sig, err := s.n.cal.Sign(ctx, r.Hash, r.Level, r.Identity.ClientID)
-		if err != nil {
-			return nil, grpcError(err)
-		}
-		return &tempelv1.SignResponse{RequestId: req.RequestId, Signature: sig}, nil
+	res := s.n.h.signer.sign(ctx, r)
+	if res.err != nil {
+		return nil, s.n.h.signErr(res.err)
 	}
-	res := s.n.agg.Sign(ctx, r)
-	if res.Err != nil {
-		return nil, grpcError(res.Err)
-	}
-	return &tempelv1.SignResponse{RequestId: req.RequestId, Signature: res.Signature, AggregationTime: res.AggregationTime}, nil
+	return &tempelv1.SignResponse{RequestId: req.RequestId, Signature: res.sig, AggregationTime: res.aggrTime}, nil
 }
 
 // SignStream takes requests as they come and answers each when its round
@@ -240,7 +204,7 @@ type roundWait struct {
 // client that reads slowly would hold back every client's rounds); the
 // stream's bound is on the receiving side instead: serveStream stops
 // reading requests while their answers not yet sent hold the stream's
-// share of the budget (streamShare).
+// share of the budget (Config.StreamShare).
 type answerQueue struct {
 	mu     sync.Mutex
 	items  []streamAnswer
@@ -400,13 +364,20 @@ func sharedRoundProto(r *aggregator.SharedRound) *tempelv1.SharedRound {
 // maxResponseBatch bounds one response message (about 1.5 MB of signatures).
 const maxResponseBatch = 1024
 
-// streamShare is the part of the node's budget one stream's requests may
-// hold (their answers not yet sent), as a divisor: at the bound the
-// stream's requests are not read until answers have gone out, and the
-// transport's flow control holds that client back, and it alone. (A
-// shared-round request holds its cost until its leg is sent; only its
-// count waits for its round.)
-var streamShare int64 = 4
+// DefaultStreamShare is the part of the node's budget one stream's
+// requests may hold (their answers not yet sent), as a divisor
+// (Config.StreamShare): at the bound the stream's requests are not read
+// until answers have gone out, and the transport's flow control holds
+// that client back, and it alone. (A shared-round request holds its cost
+// until its leg is sent; only its count waits for its round.)
+const DefaultStreamShare = 4
+
+func (n *Node) streamShare() int64 {
+	if n.cfg.StreamShare > 0 {
+		return n.cfg.StreamShare
+	}
+	return DefaultStreamShare
+}
 
 // serveStream runs a signing stream: recv gives the next requests, send
 // writes a batch of answers. Answers are collected by a sender goroutine
@@ -422,9 +393,6 @@ var streamShare int64 = 4
 // rounds end.
 func (s *signerService) serveStream(ctx context.Context, recv func() ([]*tempelv1.SignRequest, bool, error),
 	send func([]*tempelv1.SignResponse, []*tempelv1.SharedRound) error) error {
-	if s.n.agg == nil {
-		return status.Error(codes.Unimplemented, "the calendar role signs unary calls only")
-	}
 	// What the transport may buffer for the stream: its flow-control
 	// window, held from the stream's start to its end.
 	budget := s.n.agg.Budget()
@@ -496,7 +464,7 @@ var errNoStreamMemory = status.Error(codes.ResourceExhausted, "server: overloade
 func (s *signerService) readRequests(ctx context.Context, recv func() ([]*tempelv1.SignRequest, bool, error),
 	out *answerQueue, inflight *waitCounter, sendErr <-chan error) error {
 	budget := s.n.agg.Budget()
-	share := budget.Limit() / streamShare
+	share := budget.Limit() / s.n.streamShare()
 	limit := share
 	for {
 		reqs, shared, err := recv()
@@ -589,7 +557,7 @@ type extenderService struct {
 func (s *extenderService) Extend(ctx context.Context, req *tempelv1.ExtendRequest) (*tempelv1.ExtendResponse, error) {
 	ch, last, err := s.n.cal.Extend(req.AggregationTime, req.PublicationTime)
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, calError(err)
 	}
 	return &tempelv1.ExtendResponse{CalendarChain: ch.Raw, CalendarLastTime: last}, nil
 }
@@ -597,7 +565,7 @@ func (s *extenderService) Extend(ctx context.Context, req *tempelv1.ExtendReques
 func (s *extenderService) GetCalendarHead(ctx context.Context, _ *tempelv1.GetCalendarHeadRequest) (*tempelv1.CalendarHead, error) {
 	first, last, root, err := s.n.cal.Head()
 	if err != nil {
-		return nil, grpcError(err)
+		return nil, calError(err)
 	}
 	return &tempelv1.CalendarHead{FirstTime: first, LastTime: last, Root: root}, nil
 }

@@ -35,26 +35,24 @@ func (n *Node) httpMux(ctx context.Context) (*routeMux, error) {
 	// REST callers are authenticated by authHTTP in front of the mux,
 	// which puts their identity in the request's context: the gateway
 	// calls the services in process with it.
-	gw := runtime.NewServeMux()
-	if err := tempelv1.RegisterSignerHandlerServer(ctx, gw, &signerService{n: n}); err != nil {
+	gw := runtime.NewServeMux(runtime.WithErrorHandler(restError))
+	if err := tempelv1.RegisterSignerHandlerServer(ctx, gw, n.h.signerSvc); err != nil {
 		return nil, err
+	}
+	for _, register := range n.h.rest {
+		if err := register(ctx, gw); err != nil {
+			return nil, err
+		}
 	}
 	mux := newRouteMux()
 	rest := n.metrics.countHTTP("rest", gw)
 	mux.Handle("/v1/", http.MaxBytesHandler(rest, maxRESTBody))
 	mux.Handle("POST /v1/sign", http.MaxBytesHandler(imprintText(rest), maxRESTBody))
-	if n.agg != nil {
-		mux.Handle("/gt-signingservice", n.metrics.countHTTP("pdu", n.pduSign))
+	for _, s := range n.h.pdu {
+		mux.Handle(s.Route, n.metrics.countHTTP("pdu", s.Endpoint))
 	}
-	if n.cal != nil {
-		if err := tempelv1.RegisterExtenderHandlerServer(ctx, gw, &extenderService{n: n}); err != nil {
-			return nil, err
-		}
-		if err := tempelv1.RegisterPublicationsHandlerServer(ctx, gw, &publicationsService{n: n}); err != nil {
-			return nil, err
-		}
-		mux.Handle("/gt-extendingservice", n.metrics.countHTTP("pdu", n.pduExtend))
-		mux.HandleFunc("/publications.bin", n.servePublicationsFile)
+	for _, r := range n.h.routes {
+		mux.Handle(r.pattern, r.h)
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })

@@ -7,9 +7,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/internal/server"
-	"github.com/tempel-ksi/tempel/ksi/pdu"
 )
 
 // KSI PDU v2 over raw TCP (`--ksi-tcp-listen`): the node's signing and
@@ -18,18 +16,6 @@ import (
 // [server.ServeKSITCP]). Its connections count against --max-conns with
 // the main listener's, its PDUs hold their cost in the budget of waiting
 // requests, and it speaks TLS when the node does.
-
-// pduEndpoints builds the node's PDU endpoints once, for HTTP and
-// ksi+tcp alike: both transports then share the aggregator's learnt
-// response bound.
-func (n *Node) pduEndpoints() {
-	if n.agg != nil {
-		n.pduSign = n.agg.PDUHandler(n.auth)
-	}
-	if n.cal != nil {
-		n.pduExtend = n.cal.ExtenderPDUHandler(n.auth)
-	}
-}
 
 // listenKSITCP opens the ksi+tcp listener when one is configured.
 func (n *Node) listenKSITCP() error {
@@ -55,21 +41,8 @@ func (n *Node) serveKSITCP(ctx context.Context) (wait func()) {
 	}
 	opts := server.KSITCPOptions{Auth: n.auth, Logger: n.log, TLS: n.tls, MaxConns: n.cfg.MaxConns, Conns: n.conns,
 		MaxInFlight: n.cfg.KSITCPMaxInFlight, ReadTimeout: n.cfg.ReadTimeout, WriteTimeout: n.cfg.WriteTimeout,
-		IdleTimeout: n.cfg.IdleTimeout, ShutdownGrace: 10 * time.Second, Metrics: n.reg,
+		IdleTimeout: n.cfg.IdleTimeout, ShutdownGrace: 10 * time.Second, Metrics: n.reg, Services: n.h.pdu, Budget: n.h.budget,
 		Count: func(route string, code int) { n.metrics.count("ksi-tcp", routeLabel(route), strconv.Itoa(code)) }}
-	if n.pduSign != nil {
-		opts.Services = append(opts.Services, server.KSITCPService{Endpoint: n.pduSign, Route: "/gt-signingservice",
-			RefuseStatus: pdu.StatusAggrTooManyRequests})
-	}
-	if n.pduExtend != nil {
-		opts.Services = append(opts.Services, server.KSITCPService{Endpoint: n.pduExtend, Route: "/gt-extendingservice",
-			RefuseStatus: pdu.StatusInternalError})
-	}
-	if n.agg != nil {
-		opts.Budget = n.agg.Budget()
-	} else {
-		opts.Budget = aggregator.NewBudget(requestBudget(n.cfg.MaxMemory))
-	}
 	done := make(chan struct{})
 	ln := n.tcpLn
 	n.tcpLn = nil // Serve closes it

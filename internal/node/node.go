@@ -71,6 +71,10 @@ type Config struct {
 	// progress towards its client for this long (DefaultStreamSendTimeout
 	// when 0).
 	StreamSendTimeout time.Duration
+	// StreamShare is the part of the budget of waiting requests that one
+	// signing stream's requests may hold, as a divisor
+	// (DefaultStreamShare when 0).
+	StreamShare int64
 
 	// PDUAllowWeakHMAC accepts KSI PDUs whose HMAC is made with an
 	// algorithm weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224).
@@ -114,19 +118,21 @@ type Node struct {
 	pub     *calendar.Publisher
 	agg     *aggregator.Engine
 	gc      *gcGate // nil when GC is off
-	upConn  *grpc.ClientConn
 	metrics *requestMetrics
 	auth    *server.Authenticator
 	blocked *blockedSends // streams whose send waits for their client
 	debugLn net.Listener  // nil without --pprof
 	tls     *tls.Config   // nil: plaintext
 	tlsCert string
-	// KSI PDU endpoints (nil without the service), the ksi+tcp listener
-	// until Run serves it, and the connection count it shares.
-	pduSign, pduExtend server.PDUEndpoint
-	tcpLn              net.Listener
-	tcpAddr            net.Addr
-	conns              *server.ConnCount
+	// h is what the node's role serves (role.go).
+	h handlers
+	// closers release what New opened, last opened first.
+	closers []func() error
+	// The ksi+tcp listener until Run serves it, and the connection count
+	// it shares.
+	tcpLn   net.Listener
+	tcpAddr net.Addr
+	conns   *server.ConnCount
 }
 
 // New opens the node's state and builds its parts; Run serves them.
@@ -160,31 +166,21 @@ func New(cfg Config) (*Node, error) {
 	if err := n.openDebug(); err != nil {
 		return nil, err
 	}
-	switch cfg.Role {
-	case RoleAll, RoleCalendar:
-		if err := n.openCalendar(); err != nil {
-			n.Close()
-			return nil, err
-		}
-	case RoleAggregator:
-		if cfg.Upstream == "" {
-			return nil, errors.New("role aggregator needs --upstream ADDR (the parent's gRPC address)")
-		}
-	default:
-		return nil, fmt.Errorf("unknown role %q (want all, calendar or aggregator)", cfg.Role)
+	parts, err := n.roleParts()
+	if err != nil {
+		n.Close()
+		return nil, err
 	}
-	if cfg.Role == RoleAll || cfg.Role == RoleAggregator {
-		if err := n.openAggregator(); err != nil {
+	for _, open := range parts {
+		if err := open(); err != nil {
 			n.Close()
 			return nil, err
 		}
 	}
-	var err error
 	if n.tls, err = n.serverTLS(); err != nil {
 		n.Close()
 		return nil, err
 	}
-	n.pduEndpoints()
 	if err := n.listenKSITCP(); err != nil {
 		n.Close()
 		return nil, err
@@ -198,6 +194,7 @@ func New(cfg Config) (*Node, error) {
 
 func (n *Node) openCalendar() error {
 	cfg := n.cfg
+	n.closers = append(n.closers, n.closeCalendarFiles)
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return err
 	}
@@ -228,29 +225,30 @@ func (n *Node) openCalendar() error {
 	return err
 }
 
-func (n *Node) openAggregator() error {
+// dialUpstream connects to the parent node (role aggregator).
+func (n *Node) dialUpstream() (aggregator.Upstream, error) {
 	cfg := n.cfg
-	var up aggregator.Upstream
-	if cfg.Role == RoleAll {
-		up = localCalendar{cal: n.cal, name: cfg.Name}
-	} else {
-		target, opts, err := upstreamDial(cfg)
-		if err != nil {
-			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
-		}
-		conn, err := grpc.NewClient(target, opts...)
-		if err != nil {
-			return fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
-		}
-		n.upConn = conn
-		// Without a key the parent must be in development mode, which
-		// accepts no credentials but refuses a login without its key.
-		login := cfg.UpstreamLogin
-		if login == "" && cfg.UpstreamKey != "" {
-			login = cfg.Name
-		}
-		up = aggregator.NewGRPCUpstream(conn, login, cfg.UpstreamKey)
+	target, opts, err := upstreamDial(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
 	}
+	conn, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("upstream %s: %w", cfg.Upstream, err)
+	}
+	n.closers = append(n.closers, conn.Close)
+	// Without a key the parent must be in development mode, which
+	// accepts no credentials but refuses a login without its key.
+	login := cfg.UpstreamLogin
+	if login == "" && cfg.UpstreamKey != "" {
+		login = cfg.Name
+	}
+	return aggregator.NewGRPCUpstream(conn, login, cfg.UpstreamKey), nil
+}
+
+// openAggregator makes the aggregator engine, whose rounds go to up.
+func (n *Node) openAggregator(up aggregator.Upstream) error {
+	cfg := n.cfg
 	acfg := aggregator.Config{Upstream: up, Period: cfg.RoundPeriod, Now: cfg.Now, MaxLevel: byte(min(cfg.MaxLevel, 255)),
 		Quota: cfg.Quota, MaxQueue: cfg.MaxQueue, Logger: n.log, Metrics: aggregator.NewMetrics(n.reg),
 		Budget: aggregator.NewBudget(requestBudget(cfg.MaxMemory))}
@@ -281,30 +279,13 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 	}
 	var wg sync.WaitGroup
 	svcCtx, stopSvcs := context.WithCancel(context.WithoutCancel(ctx))
-	if n.cal != nil {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			// A failed calendar stops answering; Ready reports why and
-			// the node keeps serving health, metrics and verification.
-			if err := n.cal.Run(svcCtx); err != nil {
-				n.log.Error("calendar stopped", "err", err)
-			}
-		}()
-		go func() { defer wg.Done(); n.pub.Run(svcCtx) }()
-	}
+	goLoops(svcCtx, &wg, n.h.calLoops)
 	var aggWG sync.WaitGroup
 	aggCtx, stopAgg := context.WithCancel(context.WithoutCancel(ctx))
-	if n.agg != nil {
+	goLoops(aggCtx, &aggWG, n.h.loops)
+	if n.gc != nil {
 		aggWG.Add(1)
-		go func() { defer aggWG.Done(); n.agg.Run(aggCtx) }()
-		if n.gc != nil {
-			aggWG.Add(1)
-			go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
-		}
-		aggWG.Add(2)
-		go func() { defer aggWG.Done(); n.returnMemory(aggCtx) }()
-		go func() { defer aggWG.Done(); n.evictStuck(aggCtx) }()
+		go func() { defer aggWG.Done(); n.gc.run(aggCtx) }()
 	}
 	stopDebug := n.serveDebug()
 	waitKSITCP := n.serveKSITCP(ctx)
@@ -319,7 +300,15 @@ func (n *Node) Run(ctx context.Context, ln net.Listener) error {
 	return serr
 }
 
-// Close releases the node's resources.
+// goLoops runs each loop in a goroutine of wg until ctx ends.
+func goLoops(ctx context.Context, wg *sync.WaitGroup, loops []func(context.Context)) {
+	for _, loop := range loops {
+		wg.Add(1)
+		go func() { defer wg.Done(); loop(ctx) }()
+	}
+}
+
+// Close releases the node's resources; it returns the store's error.
 func (n *Node) Close() error {
 	if n.debugLn != nil {
 		n.debugLn.Close()
@@ -327,16 +316,11 @@ func (n *Node) Close() error {
 	if n.tcpLn != nil {
 		n.tcpLn.Close()
 	}
-	if n.upConn != nil {
-		n.upConn.Close()
+	var err error
+	for i := len(n.closers) - 1; i >= 0; i-- {
+		err = errors.Join(err, n.closers[i]())
 	}
-	if n.mark != nil {
-		n.mark.Close()
-	}
-	if n.store != nil {
-		return n.store.Close()
-	}
-	return nil
+	return err
 }
 
 // WatermarkPath is the watermark file of a data directory, unless one is
@@ -468,10 +452,7 @@ func AcceptLoss(dataDir, watermarkFile, reason string, now time.Time) (*calendar
 
 // ready reports whether the node answers requests.
 func (n *Node) ready() error {
-	var cal error
-	if n.cal != nil {
-		cal = n.cal.Ready() // it says "calendar: " itself
-	}
+	cal := n.h.calReady()
 	over := n.overloaded()
 	switch {
 	case cal != nil && over != nil:

@@ -11,7 +11,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
-	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/internal/server"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
@@ -64,7 +63,7 @@ func (n *Node) admit(ctx context.Context, info *tap.Info) (context.Context, erro
 		}
 		ctx = actx
 	}
-	if n.agg == nil || info.FullMethodName != tempelv1.Signer_Sign_FullMethodName || n.agg.Budget().Admits(aggregator.CostCaller) {
+	if info.FullMethodName != tempelv1.Signer_Sign_FullMethodName || n.h.admitsSign() {
 		return ctx, nil
 	}
 	n.metrics.count("grpc", "Sign", codes.ResourceExhausted.String())
@@ -73,10 +72,7 @@ func (n *Node) admit(ctx context.Context, info *tap.Info) (context.Context, erro
 
 // overloaded says why the node refuses requests for lack of memory, or nil.
 func (n *Node) overloaded() error {
-	if n.agg == nil {
-		return nil
-	}
-	return n.agg.Budget().Overloaded()
+	return n.h.overloaded()
 }
 
 // Memory return: once waiting requests have held less than quietShare

@@ -285,7 +285,7 @@ func TestStreamThatNeverReadsIsEnded(t *testing.T) {
 		}
 	}()
 	budget := n.n.agg.Budget()
-	share := budget.Limit() / streamShare
+	share := budget.Limit() / n.n.streamShare()
 	waitFor(t, 20*time.Second, "the stuck stream to hold answers", func() bool { return budget.Used() > share/2 })
 
 	// Meanwhile another stream is answered, round after round.

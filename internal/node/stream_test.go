@@ -233,9 +233,9 @@ func TestStreamClientThatStopsReading(t *testing.T) {
 func TestStreamStopsReadingAClientThatDoesNotRead(t *testing.T) {
 	// A share of 100 requests, in a budget with room for the stream's
 	// buffers while it is not read.
-	defer func(v int64) { streamShare = v }(streamShare)
-	streamShare = 100
-	svc, eng := serviceWithFailingUpstream(t, aggregator.NewBudget(100*aggregator.CostStreamed*streamShare))
+	const share = 100
+	svc, eng := serviceWithFailingUpstream(t, aggregator.NewBudget(100*aggregator.CostStreamed*share))
+	svc.n.cfg.StreamShare = share
 	var recvCalls atomic.Int64
 	recv := func() ([]*tempelv1.SignRequest, bool, error) {
 		k := recvCalls.Add(1)

@@ -56,10 +56,10 @@ func (n *Node) serverTLS() (*tls.Config, error) {
 		return nil, fmt.Errorf("tls: --tls issues a certificate from the development PKI; with operator keys give --tls-cert and --tls-key")
 	case t.Dev:
 		dir := filepath.Join(n.cfg.DataDir, "keys")
-		if n.keys == nil {
-			if _, _, err := pki.LoadOrInit(dir, pki.InitOptions{TLSHosts: pki.DevTLSHosts}); err != nil {
-				return nil, fmt.Errorf("tls: %w", err)
-			}
+		// The development PKI, made here when the node has no calendar
+		// that made it already.
+		if _, _, err := pki.LoadOrInit(dir, pki.InitOptions{TLSHosts: pki.DevTLSHosts}); err != nil {
+			return nil, fmt.Errorf("tls: %w", err)
 		}
 		var issued bool
 		var err error

@@ -74,6 +74,8 @@ type KSITCPOptions struct {
 	// flight; ReadTimeout bounds reading one PDU from its first byte;
 	// WriteTimeout bounds writing one answer (0: the defaults of [Options]).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// TLSHandshakeTimeout: see [Options].
+	TLSHandshakeTimeout time.Duration
 	// ShutdownGrace bounds the answers still being made at shutdown.
 	ShutdownGrace time.Duration
 	// Budget, if set, holds what PDUs in flight cost.
@@ -170,8 +172,9 @@ func newKSITCPServer(opts KSITCPOptions) (*ksiTCPServer, error) {
 	if opts.Auth == nil {
 		return nil, errors.New("server: ksi+tcp needs an authenticator")
 	}
-	o := Options{MaxConns: opts.MaxConns, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout, IdleTimeout: opts.IdleTimeout}.withDefaults()
-	opts.ReadTimeout, opts.WriteTimeout, opts.IdleTimeout = o.ReadTimeout, o.WriteTimeout, o.IdleTimeout
+	o := Options{MaxConns: opts.MaxConns, ReadTimeout: opts.ReadTimeout, WriteTimeout: opts.WriteTimeout, IdleTimeout: opts.IdleTimeout,
+		TLSHandshakeTimeout: opts.TLSHandshakeTimeout}.withDefaults()
+	opts.ReadTimeout, opts.WriteTimeout, opts.IdleTimeout, opts.TLSHandshakeTimeout = o.ReadTimeout, o.WriteTimeout, o.IdleTimeout, o.TLSHandshakeTimeout
 	if opts.MaxInFlight == 0 {
 		opts.MaxInFlight = DefaultKSITCPMaxInFlight
 	}
@@ -354,7 +357,7 @@ func (c *ksiConn) handshake() string {
 	if c.s.opts.TLS == nil {
 		return ""
 	}
-	timeout := min(tlsHandshakeTimeout, c.s.opts.ReadTimeout)
+	timeout := min(c.s.opts.TLSHandshakeTimeout, c.s.opts.ReadTimeout)
 	tc := tls.Server(c.nc, c.s.opts.TLS)
 	c.mu.Lock()
 	c.nc = tc

@@ -45,6 +45,9 @@ type Options struct {
 	// between requests (0: DefaultIdleTimeout). The gRPC server g brings
 	// its own (see the node's keepalive options).
 	ReadTimeout, WriteTimeout, IdleTimeout time.Duration
+	// TLSHandshakeTimeout bounds a TLS handshake, ReadTimeout if that is
+	// shorter (0: DefaultTLSHandshakeTimeout).
+	TLSHandshakeTimeout time.Duration
 	// Metrics, if set, receives the connection counts.
 	Metrics prometheus.Registerer
 	// Conns, when set, counts the connections against MaxConns together
@@ -75,7 +78,7 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 	httpL := newChanListener(ln.Addr())
 	httpL.firstBytes = min(firstBytesTimeout, opts.ReadTimeout)
 	if opts.TLS != nil {
-		httpL.tls = &tlsRoute{config: TLSConfig(opts.TLS), log: log, timeout: min(tlsHandshakeTimeout, opts.ReadTimeout)}
+		httpL.tls = &tlsRoute{config: TLSConfig(opts.TLS), log: log, timeout: min(opts.TLSHandshakeTimeout, opts.ReadTimeout)}
 	}
 	hs := &http.Server{Handler: h,
 		ReadHeaderTimeout: opts.ReadTimeout, ReadTimeout: opts.ReadTimeout,
@@ -123,7 +126,7 @@ func Serve(ctx context.Context, ln net.Listener, g *grpc.Server, h http.Handler,
 }
 
 // firstBytesTimeout bounds the wait for a plaintext connection's first
-// bytes (or a TLS handshake, tlsHandshakeTimeout), and so how long a
+// bytes (or a TLS handshake, Options.TLSHandshakeTimeout), and so how long a
 // client that sends nothing holds a counted connection; a shorter read
 // timeout lowers it.
 const firstBytesTimeout = 10 * time.Second

@@ -18,6 +18,9 @@ const (
 	// keep-alive HTTP/1.1 connection between requests, a gRPC connection
 	// with no call in progress.
 	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultTLSHandshakeTimeout bounds a TLS handshake (a shorter read
+	// timeout lowers it).
+	DefaultTLSHandshakeTimeout = 10 * time.Second
 )
 
 // withDefaults fills the limits left at zero.
@@ -33,6 +36,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.IdleTimeout == 0 {
 		o.IdleTimeout = DefaultIdleTimeout
+	}
+	if o.TLSHandshakeTimeout == 0 {
+		o.TLSHandshakeTimeout = DefaultTLSHandshakeTimeout
 	}
 	return o
 }

@@ -17,10 +17,6 @@ const (
 	alpnH2    = "h2"
 )
 
-// tlsHandshakeTimeout bounds a TLS handshake (a shorter read timeout
-// lowers it); a variable so that tests need not wait for it.
-var tlsHandshakeTimeout = 10 * time.Second
-
 // TLSConfig returns the server side of base as [Serve] uses it: at least
 // TLS 1.3 unless base asks for less (never below 1.2), and ALPN that
 // tells gRPC apart from everything else.

@@ -86,6 +86,12 @@ type seen struct {
 // state.
 func serveTLS(t *testing.T, cfg *tls.Config) (string, *seen) {
 	t.Helper()
+	return serveTLSWith(t, Options{TLS: cfg})
+}
+
+// serveTLSWith is serveTLS with the server's options (opts.TLS set).
+func serveTLSWith(t *testing.T, opts Options) (string, *seen) {
+	t.Helper()
 	s := &seen{}
 	g := grpc.NewServer(grpc.Creds(GRPCCredentials()), grpc.UnaryInterceptor(
 		func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -110,7 +116,8 @@ func serveTLS(t *testing.T, cfg *tls.Config) (string, *seen) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	go func() { done <- Serve(ctx, ln, g, h, Options{ShutdownGrace: time.Second, Logger: log, TLS: cfg}) }()
+	opts.ShutdownGrace, opts.Logger = time.Second, log
+	go func() { done <- Serve(ctx, ln, g, h, opts) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -264,11 +271,9 @@ func TestTLSClientCertificateRequired(t *testing.T) {
 // TestTLSHandshakeTimeout: a client that connects and sends nothing is
 // dropped after the handshake timeout, and meanwhile others are served.
 func TestTLSHandshakeTimeout(t *testing.T) {
-	old := tlsHandshakeTimeout
-	tlsHandshakeTimeout = 300 * time.Millisecond
-	t.Cleanup(func() { tlsHandshakeTimeout = old })
 	ca := newTestCA(t)
-	addr, _ := serveTLS(t, &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "server", x509.ExtKeyUsageServerAuth)}})
+	addr, _ := serveTLSWith(t, Options{TLS: &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "server", x509.ExtKeyUsageServerAuth)}},
+		TLSHandshakeTimeout: 300 * time.Millisecond})
 
 	var idle []net.Conn
 	for range 20 {
