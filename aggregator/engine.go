@@ -79,8 +79,8 @@ func (e *Engine) submit(r Request, w waiter) error {
 			return err
 		}
 	}
-	if r.Level > e.cfg.MaxLevel {
-		return fmt.Errorf("%w: level %d, maximum %d", ErrLevelTooHigh, r.Level, e.cfg.MaxLevel)
+	if limit := e.levelLimit(r); r.Level > limit {
+		return fmt.Errorf("%w: level %d, maximum %d", ErrLevelTooHigh, r.Level, limit)
 	}
 	reqTime := uint64(now.UnixMicro())
 	f := ksi.MetadataFields{ClientID: r.Identity.ClientID, MachineID: r.Identity.MachineID, RequestTime: &reqTime}

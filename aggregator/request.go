@@ -22,7 +22,20 @@ type Request struct {
 	Hash     ksi.Imprint
 	Level    byte
 	Identity Identity
+	// ChildRound marks a child aggregator's round root (its upstream link
+	// says so with ChildRoundKey). A child's root sits above its own
+	// clients' levels by a metadata link and its round tree, so it is
+	// bounded by the structural limit (MaxLevelLimit), not by MaxLevel:
+	// MaxLevel is the level clients' own trees may reach and what KSI
+	// clients are told, and one client at that level would otherwise get
+	// its child's whole round refused. Anyone may set the mark; the
+	// structural limit is what keeps every round within 255 levels.
+	ChildRound bool
 }
+
+// ChildRoundKey is the gRPC metadata key by which a child aggregator
+// marks the roots it sends upstream ([Request.ChildRound]).
+const ChildRoundKey = "x-tempel-child-round"
 
 // Errors callers map to protocol statuses.
 var (
@@ -47,4 +60,13 @@ func checkHash(h ksi.Imprint, now time.Time) error {
 		return fmt.Errorf("%w: document hash: %w", ErrBadRequest, err)
 	}
 	return nil
+}
+
+// levelLimit is the highest level r may carry: MaxLevel for a client's
+// own tree, the structural limit for a child aggregator's round root.
+func (e *Engine) levelLimit(r Request) byte {
+	if r.ChildRound {
+		return byte(MaxLevelLimit(e.cfg.MaxQueue, e.cfg.Upstream))
+	}
+	return e.cfg.MaxLevel
 }

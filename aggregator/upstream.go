@@ -35,6 +35,7 @@ func (u *GRPCUpstream) Sign(ctx context.Context, root ksi.Imprint, level byte) (
 	if u.auth != "" {
 		ctx = metadata.AppendToOutgoingContext(ctx, "authorization", u.auth)
 	}
+	ctx = metadata.AppendToOutgoingContext(ctx, ChildRoundKey, "1")
 	resp, err := u.client.Sign(ctx, &tempelv1.SignRequest{Hash: root, Level: uint32(level)})
 	if err != nil {
 		return nil, err
