@@ -141,9 +141,9 @@ func (s *signerService) Sign(ctx context.Context, req *tempelv1.SignRequest) (*t
 	if err != nil {
 		return nil, aggError(err)
 	}
-	// A child aggregator sends its round roots as unary calls, marked.
-	md, _ := metadata.FromIncomingContext(ctx)
-	r.ChildRound = len(md.Get(aggregator.ChildRoundKey)) > 0
+	// A child aggregator sends its round roots as unary calls, marked
+	// (read without copying the call's metadata).
+	r.ChildRound = len(metadata.ValueFromIncomingContext(ctx, aggregator.ChildRoundKey)) > 0
 	res := s.n.h.signer.sign(ctx, r)
 	if res.err != nil {
 		return nil, s.n.h.signErr(res.err)
