@@ -12,7 +12,7 @@ import (
 
 // localBatch masks n document hashes and builds their tree, as SignMany
 // does before sending the root.
-func localBatch(t *testing.T, n int) (*batch, *localTree) {
+func localBatch(t *testing.T, n int) (*batch, *ksi.Tree) {
 	t.Helper()
 	m, err := ksi.NewMasker([]byte("seed"), nil)
 	if err != nil {

@@ -402,7 +402,7 @@ func lowerTo(v *atomic.Int32, n int) {
 // assemble encodes and checks the signatures of leaves [lo, hi) on every
 // core, a block of leaves at a time: the block's signatures are checked
 // while still in cache.
-func (b *batch) assemble(ctx context.Context, tree *localTree, ans *round.Answer, lo, hi int) error {
+func (b *batch) assemble(ctx context.Context, tree *ksi.Tree, ans *round.Answer, lo, hi int) error {
 	root, level := tree.Root()
 	err := parallel(hi-lo, func(from, to int) error {
 		w := newSigWriter(b, tree, ans, lo)
@@ -461,14 +461,14 @@ func (b *batch) assemble(ctx context.Context, tree *localTree, ans *round.Answer
 // links are copied straight from the tree into place.
 type sigWriter struct {
 	b     *batch
-	tree  *localTree
+	tree  *ksi.Tree
 	ans   *round.Answer
 	lo    int
 	head  ksi.SharedHead // what every leaf's head shares: time, chain index, algorithm
 	chunk []byte
 }
 
-func newSigWriter(b *batch, tree *localTree, ans *round.Answer, lo int) *sigWriter {
+func newSigWriter(b *batch, tree *ksi.Tree, ans *round.Answer, lo int) *sigWriter {
 	head := ksi.ChainHead{AggregationTime: ans.AggregationTime, ChainIndex: ans.ChainIndex, Algorithm: ksi.SHA2_256}
 	return &sigWriter{b: b, tree: tree, ans: ans, lo: lo, head: head.Shared()}
 }
@@ -523,7 +523,7 @@ func (w *sigWriter) signature(j int) ([]byte, error) {
 	if w.b.masker != nil {
 		dst = ksi.AppendMaskLink(dst, w.b.masks[i*innerSize:])
 	}
-	dst = w.tree.AppendPath(dst, j)
+	dst = w.tree.AppendPathBytes(dst, j)
 	dst = append(dst, w.ans.Elements...)
 	if len(dst) != n {
 		return nil, fmt.Errorf("signature of %d bytes, %d expected", len(dst), n)

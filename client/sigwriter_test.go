@@ -18,13 +18,13 @@ import (
 // outside this test.
 type literalSigWriter struct {
 	b    *batch
-	tree *localTree
+	tree *ksi.Tree
 	ans  *round.Answer
 	lo   int
 	head []byte
 }
 
-func newLiteralSigWriter(b *batch, tree *localTree, ans *round.Answer, lo int) *literalSigWriter {
+func newLiteralSigWriter(b *batch, tree *ksi.Tree, ans *round.Answer, lo int) *literalSigWriter {
 	head := literalUint(nil, 0x02, ans.AggregationTime)
 	for _, x := range ans.ChainIndex {
 		head = literalUint(head, 0x03, x)
@@ -58,7 +58,7 @@ func (w *literalSigWriter) signature(dst []byte, j int) ([]byte, error) {
 	if w.b.masker != nil {
 		dst = ksi.AppendMaskLink(dst, w.b.masks[i*innerSize:])
 	}
-	dst = w.tree.AppendPath(dst, j)
+	dst = w.tree.AppendPathBytes(dst, j)
 	return append(dst, w.ans.Elements...), nil
 }
 
@@ -70,16 +70,13 @@ func literalUint(dst []byte, typ byte, x uint64) []byte {
 // modelSignature encodes leaf j's signature with ksi's general encoders
 // (the parsed model's chain inside a tlv.Builder signature), from the
 // tree's nodes rather than its prepared links.
-func modelSignature(t *testing.T, b *batch, tree *localTree, ans *round.Answer, lo, j int) []byte {
+func modelSignature(t *testing.T, b *batch, tree *ksi.Tree, ans *round.Answer, lo, j int) []byte {
 	t.Helper()
 	var links []ksi.Link
 	if b.masker != nil {
 		links = append(links, ksi.Link{Sibling: b.masks[(lo+j)*innerSize : (lo+j+1)*innerSize]})
 	}
-	for n := int32(j); tree.parent[n] >= 0; n = tree.parent[n] {
-		p := tree.parent[n]
-		links = append(links, ksi.Link{Left: tree.isLeft[n], LevelCorrection: uint64(tree.level[p] - tree.level[n] - 1), Sibling: tree.node(tree.sibling[n])})
-	}
+	links = append(links, tree.Path(j)...)
 	shape := uint64(1) << len(links)
 	for k, l := range links {
 		if l.Left {
@@ -129,7 +126,7 @@ func TestSignManyWriterSameBytes(t *testing.T) {
 		name   string
 		b      *batch
 		lo, hi int
-		tree   *localTree
+		tree   *ksi.Tree
 	}{
 		{"masked", masked, 0, 1000, maskedTree},
 		{"masked, second request", masked, 600, 1000, nil},
@@ -186,7 +183,7 @@ func sha256Imprint(t *testing.T, s string) ksi.Imprint {
 
 // benchBatch is a masked request of n leaves and its answer, with a
 // chain index above the local chain as an aggregator's answer has.
-func benchBatch(b *testing.B, n int) (*batch, *localTree, *round.Answer) {
+func benchBatch(b *testing.B, n int) (*batch, *ksi.Tree, *round.Answer) {
 	m, err := ksi.NewMasker([]byte("seed"), nil)
 	if err != nil {
 		b.Fatal(err)

@@ -36,6 +36,7 @@ type Tree struct {
 
 	linkArena []byte   // PrepareLinks: every node's encoded link to its parent
 	linkOff   []int32  // node i's link is linkArena[linkOff[i]:linkOff[i+1]]
+	pathLen   []int32  // PrepareLinks: bytes of the links from node i to the root
 	shape     []uint64 // PrepareLinks: the shape of every node's path to the root
 }
 
@@ -199,12 +200,14 @@ func (t *Tree) PrepareLinks() {
 	// ids downwards visits every parent first. The root's path is empty
 	// (shape 1, the sentinel); a child's shape appends its side bit.
 	t.shape = make([]uint64, n)
+	t.pathLen = make([]int32, n)
 	for i := n - 1; i >= 0; i-- {
 		p := t.parent[i]
 		if p < 0 {
 			t.shape[i] = 1
 			continue
 		}
+		t.pathLen[i] = t.pathLen[p] + t.linkOff[i+1] - t.linkOff[i]
 		t.shape[i] = t.shape[p] << 1
 		if t.isLeft[i] {
 			t.shape[i] |= 1
@@ -218,6 +221,10 @@ func (t *Tree) PathShape(i int) (shape uint64, depth int) {
 	shape = t.shape[i]
 	return shape, bits.Len64(shape) - 1
 }
+
+// PathLen returns the length of leaf i's encoded links (what
+// AppendPathBytes appends), precomputed by PrepareLinks.
+func (t *Tree) PathLen(i int) int { return int(t.pathLen[i]) }
 
 // AppendPathBytes appends the encoded links from leaf i to the root,
 // lowest first. PrepareLinks must have run.

@@ -148,3 +148,25 @@ func BenchmarkBuildTree100k(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/100_000, "ns/leaf")
 }
+
+// PathLen is the length of what AppendPathBytes appends, for every leaf
+// of trees of several sizes and leaf levels.
+func TestTreePathLen(t *testing.T) {
+	for _, n := range []int{1, 2, 3, 7, 100} {
+		leaves := make([]TreeLeaf, n)
+		for i := range leaves {
+			d := sha256.Sum256([]byte{byte(i), byte(n)})
+			leaves[i] = TreeLeaf{Hash: append(Imprint{byte(SHA2_256)}, d[:]...), Level: byte(i % 3)}
+		}
+		tr, err := BuildTree(SHA2_256, leaves)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.PrepareLinks()
+		for i := range n {
+			if got, want := tr.PathLen(i), len(tr.AppendPathBytes(nil, i)); got != want {
+				t.Fatalf("%d leaves, leaf %d: PathLen %d, AppendPathBytes %d bytes", n, i, got, want)
+			}
+		}
+	}
+}
