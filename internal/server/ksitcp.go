@@ -296,8 +296,18 @@ type ksiConn struct {
 func newKSIConn(s *ksiTCPServer, c net.Conn) *ksiConn {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &ksiConn{s: s, nc: c, remote: c.RemoteAddr().String(), ctx: ctx, cancel: cancel,
-		out: make(chan answer, s.maxInFlight+1), respType: pdu.TypeAggregatorResponse}
+		out: make(chan answer, min(s.maxInFlight+1, ksiTCPQueuedAnswers)), respType: pdu.TypeAggregatorResponse}
 }
+
+// ksiTCPQueuedAnswers bounds the answers of one connection waiting for
+// the writer. Refusals and error PDUs are not charged to the budget, and a
+// refusal of a 64 KB PDU of small requests is larger than the PDU; with a
+// queue as long as MaxInFlight, a client that does not read its answers
+// could make the node hold MaxInFlight of them per connection. Past this
+// many, the reader (for a refusal) and the PDUs in flight (which hold
+// their budget) wait for the writer: a client that does not read stalls
+// its own stream, until WriteTimeout gives the connection up.
+const ksiTCPQueuedAnswers = 64
 
 // serve reads PDUs until the stream ends, then lets the answers in
 // flight be written, and closes the connection.

@@ -113,3 +113,22 @@ func TestKSITCPAnswersAsReady(t *testing.T) {
 		t.Fatalf("held answer %+v %+v", r.Responses, r.Error)
 	}
 }
+
+// The answers waiting for a connection's writer are bounded by a small
+// constant, not by MaxInFlight: refusals queued there are charged to no
+// budget, so a client that does not read must not make the node hold
+// MaxInFlight of them per connection.
+func TestKSITCPQueuedAnswersBounded(t *testing.T) {
+	s, err := newKSITCPServer(KSITCPOptions{Auth: NewAuthenticator(AuthConfig{}), MaxInFlight: DefaultKSITCPMaxInFlight})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	c := newKSIConn(s, a)
+	defer c.cancel()
+	if got := cap(c.out); got > ksiTCPQueuedAnswers {
+		t.Fatalf("a connection queues up to %d answers for its writer, want at most %d", got, ksiTCPQueuedAnswers)
+	}
+}
