@@ -13,6 +13,9 @@ import (
 // errBusy: the batcher's queue is full; the caller should come back later.
 var errBusy = errors.New("gateway: too many documents waiting for a timestamp")
 
+// errStopped: the batcher no longer signs (the service is shutting down).
+var errStopped = errors.New("gateway: the batcher has stopped")
+
 // signManyFunc signs many hashes with one request; sigs[i] belongs to
 // hashes[i]. (*client.Client).SignMany is one.
 type signManyFunc func(ctx context.Context, hashes []ksi.Imprint) ([]*ksi.Signature, error)
@@ -28,6 +31,7 @@ type batcher struct {
 	queue    chan *waiting // bounded: excess is refused with errBusy
 	inflight chan struct{} // one token per round being signed
 	requests atomic.Int64  // SignMany calls made
+	stopped  chan struct{} // closed when run returns
 }
 
 // waiting is a caller waiting for its hash's signature.
@@ -46,7 +50,7 @@ type signed struct {
 // once.
 func newBatcher(signMany signManyFunc, period time.Duration, max, queue, rounds int) *batcher {
 	return &batcher{signMany: signMany, period: period, max: max,
-		queue: make(chan *waiting, queue), inflight: make(chan struct{}, rounds)}
+		queue: make(chan *waiting, queue), inflight: make(chan struct{}, rounds), stopped: make(chan struct{})}
 }
 
 // Sign returns the signature of hash, signed in the next round.
@@ -67,6 +71,9 @@ func (b *batcher) Sign(ctx context.Context, hash ksi.Imprint) (*ksi.Signature, e
 
 // run collects rounds until ctx ends; callers still waiting then fail.
 func (b *batcher) run(ctx context.Context) {
+	// Without this, a caller queued when ctx ended, or one arriving later,
+	// would wait for an answer nobody sends.
+	defer close(b.stopped)
 	for {
 		var round []*waiting
 		select {
