@@ -66,6 +66,8 @@ func (b *batcher) Sign(ctx context.Context, hash ksi.Imprint) (*ksi.Signature, e
 		return r.sig, r.err
 	case <-ctx.Done():
 		return nil, ctx.Err()
+	case <-b.stopped:
+		return nil, errStopped
 	}
 }
 
