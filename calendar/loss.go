@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/calendarstep"
 	"github.com/tempel-ksi/tempel/ksi/tlv"
 )
 
@@ -187,14 +188,16 @@ func AcceptLoss(s *Store, w *Watermark, markFound bool, reason string, now time.
 	}
 	_, last, has := s.Head()
 	if !loss.NoMark && m.Last > 0 && (!has || last < m.Last) {
-		from := m.Last
-		if has {
-			from = last + 1
-		}
-		if _, err := appendFilled(s, from, m.Last, EmptyLeaf); err != nil {
+		// The seconds the mark vouches for are filled empty: their
+		// answers are lost, but they are never signed again.
+		step, err := calendarstep.Second(s.State(), m.Last, nil)
+		if err != nil {
 			return nil, err
 		}
-		rec.FilledFrom, rec.FilledTo = from, m.Last
+		if _, err := writeStep(s, step); err != nil {
+			return nil, err
+		}
+		rec.FilledFrom, rec.FilledTo = step.From, m.Last
 	}
 	if err := s.saveLossRecord(rec); err != nil {
 		return nil, err

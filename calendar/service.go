@@ -14,6 +14,7 @@ import (
 
 	"github.com/tempel-ksi/tempel/internal/schedule"
 	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/calendarstep"
 	"github.com/tempel-ksi/tempel/ksi/round"
 )
 
@@ -432,44 +433,42 @@ func (s *Service) closeDue() error {
 	}
 }
 
-// closeSecond appends leaf t (filling any missed seconds with empty
-// leaves) and answers the second's submissions once the leaf is synced.
+// closeSecond applies the state-machine step for second t
+// (ksi/calendarstep: the top tree over the submitted roots, its root as
+// leaf t, empty leaves for missed seconds before it) and answers the
+// second's submissions once the leaf is synced.
 func (s *Service) closeSecond(t uint64, subs []*submission) error {
 	start := s.cfg.Now()
-	leaf := EmptyLeaf
-	var r *round.Round
-	if len(subs) > 0 {
-		reqs := make([]round.Request, len(subs))
-		for i, sub := range subs {
-			reqs[i] = sub.req
-		}
-		var err error
-		if r, err = round.Build(calendarAlg, reqs); err != nil {
-			s.answerAll(subs, nil, err)
-			r, subs = nil, nil // answered: the paths below must not answer again
-		} else {
-			leaf, _ = r.Root()
-		}
-	}
 	st := s.cfg.Store
-	from := t
-	if _, last, ok := st.Head(); ok && last+1 < t {
-		// Seconds missed while down (or skipped) become empty leaves.
-		from = last + 1
-	} else if ok && last >= t {
+	reqs := make([]round.Request, len(subs))
+	for i, sub := range subs {
+		reqs[i] = sub.req
+	}
+	step, err := calendarstep.Second(st.State(), t, reqs)
+	switch {
+	case errors.Is(err, calendarstep.ErrClosed):
 		// Already in the store (a restart within the same second).
 		s.answerAll(subs, nil, fmt.Errorf("calendar: second %d was already closed", t))
 		s.setClosed(t)
 		return nil
+	case err != nil && len(subs) > 0:
+		// The roots cannot be built into a tree: their callers get the
+		// error and the second closes empty, as one without roots.
+		s.answerAll(subs, nil, err)
+		subs = nil // answered: the paths below must not answer again
+		step, err = calendarstep.Second(st.State(), t, nil)
 	}
-	root, err := appendFilled(st, from, t, leaf)
+	if err != nil {
+		return err
+	}
+	root, err := writeStep(st, step)
 	if err != nil {
 		s.answerAll(subs, nil, err)
 		return err
 	}
-	if from < t {
+	if step.From < t {
 		// Logged once done: a fault retried every second logs once.
-		s.log.Info("filled missed seconds with empty leaves", "from", from, "to", t-1)
+		s.log.Info("filled missed seconds with empty leaves", "from", step.From, "to", t-1)
 	}
 	// The mark moves before any answer of t leaves: a store that later
 	// opens without t is refused instead of signing t again.
@@ -481,12 +480,12 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 		}
 	}
 	s.setClosed(t)
-	s.cfg.Metrics.appended(int(t-from+1), s.cfg.Now().Sub(start))
+	s.cfg.Metrics.appended(int(step.Leaves()), s.cfg.Now().Sub(start))
 	s.log.Debug("closed second", "t", t, "submissions", len(subs), "late_by", start.Sub(schedule.End(t).Add(s.cfg.Grace)))
-	if r == nil {
+	if step.Round == nil {
 		return nil
 	}
-	sigs, err := s.sign(t, r)
+	sigs, err := s.sign(t, step.Round)
 	if err != nil {
 		s.answerAll(subs, nil, err)
 		return nil // the calendar is intact; only this second's answers failed
@@ -502,25 +501,18 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 // long gap (a server down for months) takes to fill.
 const fillChunk = 1 << 16
 
-// appendFilled appends empty leaves for seconds from..t-1 and leaf for
-// second t, in synced batches of at most fillChunk leaves, and returns the
-// root after t.
-func appendFilled(st *Store, from, t uint64, leaf ksi.Imprint) (ksi.Imprint, error) {
-	buf := make([]ksi.Imprint, 0, min(t-from+1, fillChunk))
+// writeStep stores the step's batches, each synced before the next is
+// computed on it, and returns the root after step.T.
+func writeStep(st *Store, step calendarstep.Step) (ksi.Imprint, error) {
 	var root ksi.Imprint
-	for from <= t {
-		buf = buf[:0]
-		for s := from; s < t && len(buf) < fillChunk; s++ {
-			buf = append(buf, EmptyLeaf)
-		}
-		if len(buf) < fillChunk {
-			buf = append(buf, leaf)
-		}
-		var err error
-		if root, err = st.AppendRange(from, buf, true); err != nil {
+	for b, err := range step.Batches(fillChunk) {
+		if err != nil {
 			return nil, err
 		}
-		from += uint64(len(buf))
+		if err := st.Write(b.State, b.Nodes, true); err != nil {
+			return nil, err
+		}
+		root = b.State.Root()
 	}
 	return root, nil
 }

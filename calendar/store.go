@@ -315,33 +315,65 @@ func (s *Store) Append(t uint64, leaf ksi.Imprint) (ksi.Imprint, error) {
 }
 
 // AppendRange appends leaves for seconds t0, t0+1, … in one batch, synced
-// when sync is set (filling empty seconds after a restart, bulk loading).
+// when sync is set (bulk loading, tests).
 func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (root ksi.Imprint, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.failed != nil {
-		return nil, fmt.Errorf("%w: %v", ErrFailed, s.failed)
-	}
-	// Below the reserve nothing is written, so nothing is in doubt: the
-	// append is refused and may be tried again once space is freed.
-	if err := s.checkSpace(); err != nil {
-		return nil, err
-	}
-	defer s.recoverWriteFailure(&err)
 	next, nodes, err := calendartree.Append(s.state, t0, leaves)
 	if err != nil {
 		return nil, err
 	}
+	if err := s.writeLocked(next, nodes, sync); err != nil {
+		return nil, err
+	}
+	return next.Root(), nil
+}
+
+// State returns the calendar's state as of the last write: the input of
+// the next state-machine step (ksi/calendarstep).
+func (s *Store) State() calendartree.State { return s.current() }
+
+// Write stores the nodes of one state-machine step's batch and makes
+// next the store's state: the nodes, first, last and root go in one
+// batch, synced when sync is set. The batch must continue the store's
+// state (its first node is the leaf after the last stored second), so a
+// step computed on a state that is no longer current is refused.
+func (s *Store) Write(next calendartree.State, nodes []calendartree.Node, sync bool) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(nodes) == 0 || nodes[0].ID.Height != 0 {
+		return fmt.Errorf("calendar: write of a batch that does not start with a leaf")
+	}
+	t0, cur := nodes[0].ID.Index, s.state
+	if cur.Empty() && t0 != next.First() || !cur.Empty() && (t0 != cur.Last()+1 || next.First() != cur.First()) || next.Last() < t0 {
+		return fmt.Errorf("%w: batch of seconds %d..%d does not continue the stored calendar %d..%d",
+			calendartree.ErrOutOfOrder, t0, next.Last(), cur.First(), cur.Last())
+	}
+	return s.writeLocked(next, nodes, sync)
+}
+
+// writeLocked commits nodes and next's bookkeeping in one batch and
+// installs next. A commit that fails stops the store: the write may or
+// may not be durable.
+func (s *Store) writeLocked(next calendartree.State, nodes []calendartree.Node, sync bool) (err error) {
+	if s.failed != nil {
+		return fmt.Errorf("%w: %v", ErrFailed, s.failed)
+	}
+	// Below the reserve nothing is written, so nothing is in doubt: the
+	// append is refused and may be tried again once space is freed.
+	if err := s.checkSpace(); err != nil {
+		return err
+	}
+	defer s.recoverWriteFailure(&err)
 	b := s.db.NewBatchWithSize(len(nodes)*(10+imprintLen+16) + 3*48)
 	defer b.Close()
 	var key [10]byte
 	for _, n := range nodes {
 		b.Set(nodeKey(&key, nodeID(n.ID)), n.Hash, nil)
 	}
-	root = next.Root()
 	b.Set(metaFirst, u64(next.First()), nil)
 	b.Set(metaLast, u64(next.Last()), nil)
-	b.Set(metaRoot, root, nil)
+	b.Set(metaRoot, next.Root(), nil)
 	opt := pebble.NoSync
 	if sync {
 		opt = pebble.Sync
@@ -350,12 +382,12 @@ func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (root ks
 		// The write may or may not be on disk: refuse to go on from an
 		// unknown state. Reopening reloads what is durable.
 		s.failed = err
-		s.log.Error("calendar append failed; store stopped until the server is restarted", "second", t0, "err", err)
-		return nil, fmt.Errorf("%w: append %d: %v", ErrFailed, t0, err)
+		s.log.Error("calendar append failed; store stopped until the server is restarted", "second", nodes[0].ID.Index, "err", err)
+		return fmt.Errorf("%w: append %d: %v", ErrFailed, nodes[0].ID.Index, err)
 	}
 	s.state = next
 	s.appends.Add(1)
-	return root, nil
+	return nil
 }
 
 // checkSpace refuses to write when free space is below the reserve.
