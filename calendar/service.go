@@ -52,6 +52,13 @@ type ServiceConfig struct {
 	Now     func() time.Time
 	Logger  *slog.Logger
 	Metrics *Metrics
+	// Log, when set, makes the calendar a member of a replicated
+	// calendar (replica.go): seconds are appended when the log applies
+	// them, and only the leader takes roots.
+	Log ReplicatedLog
+	// CommitTimeout bounds the leader's wait for a second's entry to be
+	// applied (default DefaultCommitTimeout).
+	CommitTimeout time.Duration
 }
 
 // Errors of the service.
@@ -104,6 +111,7 @@ type Service struct {
 	faultSince time.Time
 	clockLate  bool          // the clock was behind the calendar at the last look (for logging once)
 	wake       chan struct{} // a hold ended: the second loop looks again
+	proposals  map[uint64]chan applied // this member's proposals waiting to be applied, by id
 }
 
 type submission struct {
@@ -133,6 +141,9 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CommitTimeout == 0 {
+		cfg.CommitTimeout = DefaultCommitTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -142,7 +153,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		last = l
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, pending: make(map[uint64][]*submission), sched: schedule.New(rules, last),
-		wake: make(chan struct{}, 1)}
+		wake: make(chan struct{}, 1), proposals: make(map[uint64]chan applied)}
 	return s, nil
 }
 
@@ -273,6 +284,7 @@ func (s *Service) readyLocked() error {
 	}
 	add(s.failure)
 	add(s.fault)
+	add(s.notLeaderLocked())
 	add(s.cfg.Store.Failed())
 	if behind := s.sched.Behind(s.cfg.Now()); behind > maxClockBehind {
 		add(fmt.Errorf("waiting for the clock (%d s behind the calendar's last second)", int64((behind+time.Second-1)/time.Second)))
@@ -417,6 +429,13 @@ func (s *Service) closeDue() error {
 	for {
 		now := s.cfg.Now()
 		s.mu.Lock()
+		if err := s.notLeaderLocked(); err != nil {
+			// A member that lost the lead fails what it had taken; the
+			// new leader closes the seconds.
+			s.mu.Unlock()
+			s.failAll(err)
+			return nil
+		}
 		next, ok := s.sched.Next(now, maps.Keys(s.pending))
 		if !ok {
 			s.mu.Unlock()
@@ -427,7 +446,11 @@ func (s *Service) closeDue() error {
 		// From now on, a slot in next submits to a later second.
 		s.sched.Take(next)
 		s.mu.Unlock()
-		if err := s.closeSecond(next, subs); err != nil {
+		closeSecond := s.closeSecond
+		if s.cfg.Log != nil {
+			closeSecond = s.proposeSecond
+		}
+		if err := closeSecond(next, subs); err != nil {
 			return err
 		}
 	}
@@ -482,19 +505,30 @@ func (s *Service) closeSecond(t uint64, subs []*submission) error {
 	s.setClosed(t)
 	s.cfg.Metrics.appended(int(step.Leaves()), s.cfg.Now().Sub(start))
 	s.log.Debug("closed second", "t", t, "submissions", len(subs), "late_by", start.Sub(schedule.End(t).Add(s.cfg.Grace)))
-	if step.Round == nil {
-		return nil
+	s.answerStep(t, step, subs)
+	return nil
+}
+
+// answerStep answers the submissions of second t, whose step is durable:
+// each submitter's signature is cut from the step's top tree. A failure
+// to sign fails only this second's answers; the calendar is intact.
+func (s *Service) answerStep(t uint64, step calendarstep.Step, subs []*submission) {
+	if step.Round == nil || len(subs) == 0 {
+		return
+	}
+	if step.Round.Len() != len(subs) {
+		s.answerAll(subs, nil, fmt.Errorf("calendar: second %d has %d roots for %d callers", t, step.Round.Len(), len(subs)))
+		return
 	}
 	sigs, err := s.sign(t, step.Round)
 	if err != nil {
 		s.answerAll(subs, nil, err)
-		return nil // the calendar is intact; only this second's answers failed
+		return
 	}
 	for i, sub := range subs {
 		sub.reply <- result{sig: sigs[i]}
 	}
 	s.cfg.Metrics.issued(len(subs))
-	return nil
 }
 
 // fillChunk bounds the leaves of one synced batch, and so the memory a

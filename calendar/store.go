@@ -73,6 +73,9 @@ var (
 	metaFirst   = []byte("mfirst")
 	metaLast    = []byte("mlast")
 	metaRoot    = []byte("mroot") // root at the last second
+	// metaApplied is the index of the last replicated log entry whose
+	// nodes are in the store, written in the same batch as them.
+	metaApplied = []byte("mapplied")
 )
 
 const storeVersion = 1
@@ -91,9 +94,10 @@ type Store struct {
 	dir     string
 	minFree uint64
 
-	mu     sync.RWMutex
-	state  calendartree.State // replaced, never changed, by each append
-	failed error
+	mu      sync.RWMutex
+	state   calendartree.State // replaced, never changed, by each append
+	applied uint64             // metaApplied
+	failed  error
 
 	cacheMu sync.RWMutex
 	cache   map[nodeID]ksi.Imprint
@@ -252,6 +256,11 @@ func (s *Store) load() error {
 	if binary.BigEndian.Uint64(v) != storeVersion {
 		return fmt.Errorf("%w: version %d, want %d", ErrCorrupt, binary.BigEndian.Uint64(v), storeVersion)
 	}
+	if v, err := s.getMeta(metaApplied); err == nil && len(v) == 8 {
+		s.applied = binary.BigEndian.Uint64(v)
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("%w: applied log index unreadable: %v", ErrCorrupt, err)
+	}
 	first, errF := s.getMeta(metaFirst)
 	last, errL := s.getMeta(metaLast)
 	if errors.Is(errF, pebble.ErrNotFound) && errors.Is(errL, pebble.ErrNotFound) {
@@ -323,7 +332,7 @@ func (s *Store) AppendRange(t0 uint64, leaves []ksi.Imprint, sync bool) (root ks
 	if err != nil {
 		return nil, err
 	}
-	if err := s.writeLocked(next, nodes, sync); err != nil {
+	if err := s.writeLocked(next, nodes, sync, 0); err != nil {
 		return nil, err
 	}
 	return next.Root(), nil
@@ -339,6 +348,26 @@ func (s *Store) State() calendartree.State { return s.current() }
 // state (its first node is the leaf after the last stored second), so a
 // step computed on a state that is no longer current is refused.
 func (s *Store) Write(next calendartree.State, nodes []calendartree.Node, sync bool) error {
+	return s.write(next, nodes, sync, 0)
+}
+
+// WriteApplied is Write, synced, that also records applied as the index
+// of the replicated log entry the nodes come from, in the same batch: a
+// member that restarts resumes applying after it, and an entry applied
+// again finds its second already closed.
+func (s *Store) WriteApplied(next calendartree.State, nodes []calendartree.Node, applied uint64) error {
+	return s.write(next, nodes, true, applied)
+}
+
+// Applied returns the index of the last replicated log entry stored
+// (0 for a calendar that is not replicated).
+func (s *Store) Applied() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.applied
+}
+
+func (s *Store) write(next calendartree.State, nodes []calendartree.Node, sync bool, applied uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(nodes) == 0 || nodes[0].ID.Height != 0 {
@@ -349,13 +378,13 @@ func (s *Store) Write(next calendartree.State, nodes []calendartree.Node, sync b
 		return fmt.Errorf("%w: batch of seconds %d..%d does not continue the stored calendar %d..%d",
 			calendartree.ErrOutOfOrder, t0, next.Last(), cur.First(), cur.Last())
 	}
-	return s.writeLocked(next, nodes, sync)
+	return s.writeLocked(next, nodes, sync, applied)
 }
 
-// writeLocked commits nodes and next's bookkeeping in one batch and
-// installs next. A commit that fails stops the store: the write may or
-// may not be durable.
-func (s *Store) writeLocked(next calendartree.State, nodes []calendartree.Node, sync bool) (err error) {
+// writeLocked commits nodes and next's bookkeeping (and applied, when
+// not 0) in one batch and installs next. A commit that fails stops the
+// store: the write may or may not be durable.
+func (s *Store) writeLocked(next calendartree.State, nodes []calendartree.Node, sync bool, applied uint64) (err error) {
 	if s.failed != nil {
 		return fmt.Errorf("%w: %v", ErrFailed, s.failed)
 	}
@@ -374,6 +403,9 @@ func (s *Store) writeLocked(next calendartree.State, nodes []calendartree.Node, 
 	b.Set(metaFirst, u64(next.First()), nil)
 	b.Set(metaLast, u64(next.Last()), nil)
 	b.Set(metaRoot, next.Root(), nil)
+	if applied != 0 {
+		b.Set(metaApplied, u64(applied), nil)
+	}
 	opt := pebble.NoSync
 	if sync {
 		opt = pebble.Sync
@@ -386,6 +418,9 @@ func (s *Store) writeLocked(next calendartree.State, nodes []calendartree.Node, 
 		return fmt.Errorf("%w: append %d: %v", ErrFailed, nodes[0].ID.Index, err)
 	}
 	s.state = next
+	if applied != 0 {
+		s.applied = applied
+	}
 	s.appends.Add(1)
 	return nil
 }

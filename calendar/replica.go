@@ -1,0 +1,232 @@
+package calendar
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/calendarstep"
+	"github.com/tempel-ksi/tempel/ksi/round"
+)
+
+// A replicated calendar (ServiceConfig.Log set) does not append its
+// seconds itself: the leader's schedule closes second t by proposing the
+// entry for t (SecondEntry) to the log, and every member appends it when
+// the log applies it (Service.Apply), through the same state-machine
+// step. The leader answers the callers whose roots it proposed once the
+// entry is committed and applied on its own store, and only if the entry
+// applied for t is its own proposal
+// (docs/design/replication.md#when-an-answer-may-leave).
+
+// ReplicatedLog is the consensus log a calendar member proposes to
+// (internal/raftnode behind an adapter).
+type ReplicatedLog interface {
+	// Propose hands an entry to the log; it returns before the entry is
+	// committed, with an error when this member cannot propose.
+	Propose(ctx context.Context, data []byte) error
+	// Leading reports whether this member leads and has applied every
+	// entry committed before its term, so its store holds every second
+	// any member may have answered. Only then does its schedule close
+	// seconds.
+	Leading() bool
+	// Leader names the current leader for a caller to go to ("" when
+	// none is known).
+	Leader() string
+}
+
+// ErrNotLeader: this member of a replicated calendar does not take
+// roots; the error names the leader when one is known.
+var ErrNotLeader = errors.New("calendar: not the cluster's leader")
+
+// ErrNotCommitted: the entry for a second was not committed and applied
+// in time (no quorum, or leadership changed): its callers may retry.
+var ErrNotCommitted = errors.New("calendar: second not committed by the cluster")
+
+// DefaultCommitTimeout is how long the leader waits for the entry of a
+// second to be committed and applied before failing its callers.
+const DefaultCommitTimeout = 3 * time.Second
+
+// applied is what Apply tells the member that proposed an entry.
+type applied struct {
+	step calendarstep.Step
+	err  error
+}
+
+// notLeaderLocked is why a follower refuses roots, nil on the leader.
+func (s *Service) notLeaderLocked() error {
+	l := s.cfg.Log
+	if l == nil || l.Leading() {
+		return nil
+	}
+	if name := l.Leader(); name != "" {
+		return fmt.Errorf("%w: the leader is %s", ErrNotLeader, name)
+	}
+	return fmt.Errorf("%w: no leader (election in progress or no quorum)", ErrNotLeader)
+}
+
+// proposeSecond closes second t on a replicated calendar: it proposes
+// the entry for t and, once this member has applied it, answers the
+// second's submissions from the applied step. It returns an error only
+// for a fault that stops the calendar.
+func (s *Service) proposeSecond(t uint64, subs []*submission) error {
+	e := SecondEntry{T: t, Proposal: proposalID(), Roots: make([]round.Request, len(subs))}
+	for i, sub := range subs {
+		e.Roots[i] = sub.req
+	}
+	data, err := e.Encode(nil)
+	if err != nil {
+		s.answerAll(subs, nil, err)
+		return nil
+	}
+	done := make(chan applied, 1)
+	s.mu.Lock()
+	s.proposals[e.Proposal] = done
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.proposals, e.Proposal)
+		s.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CommitTimeout)
+	defer cancel()
+	if err := s.cfg.Log.Propose(ctx, data); err != nil {
+		s.answerAll(subs, nil, fmt.Errorf("%w: second %d: %v", ErrNotCommitted, t, err))
+		return nil
+	}
+	select {
+	case a := <-done:
+		if a.err != nil {
+			s.answerAll(subs, nil, a.err)
+			return nil
+		}
+		s.answerStep(t, a.step, subs)
+	case <-ctx.Done():
+		// The entry may still commit later; then it is appended like any
+		// other, but these callers have been told to retry.
+		s.answerAll(subs, nil, fmt.Errorf("%w: second %d within %v", ErrNotCommitted, t, s.cfg.CommitTimeout))
+	}
+	return nil
+}
+
+// proposalID is a random identity for one proposal: unique across
+// members and restarts without coordination.
+func proposalID() uint64 {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read does not fail
+	return binary.BigEndian.Uint64(b[:])
+}
+
+// Apply appends the second of a committed log entry (index is its raft
+// index) on this member's store, through the state-machine step, and
+// records it in the watermark; if this member proposed the entry, its
+// callers are answered. An entry for a second already appended (a
+// proposal committed twice) changes nothing. An error means the member
+// cannot go on from this entry (a bad entry, a failed write): the caller
+// stops applying.
+func (s *Service) Apply(index uint64, data []byte) error {
+	if len(data) == 0 {
+		return nil // the leader's empty entry at the start of its term
+	}
+	e, err := DecodeSecondEntry(data)
+	if err != nil {
+		return fmt.Errorf("entry %d: %w", index, err)
+	}
+	start := s.cfg.Now()
+	st := s.cfg.Store
+	step, err := calendarstep.Second(st.State(), e.T, e.Roots)
+	if errors.Is(err, calendarstep.ErrClosed) {
+		s.tellProposer(e.Proposal, applied{err: fmt.Errorf("%w: second %d was closed by another entry", ErrNotCommitted, e.T)})
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("entry %d: %w", index, err)
+	}
+	var root ksi.Imprint
+	for b, err := range step.Batches(fillChunk) {
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", index, err)
+		}
+		// The index goes with the last batch: a restart after a partial
+		// gap applies the entry again and finishes it.
+		if b.Last == step.T {
+			err = st.WriteApplied(b.State, b.Nodes, index)
+		} else {
+			err = st.Write(b.State, b.Nodes, true)
+		}
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", index, err)
+		}
+		root = b.State.Root()
+	}
+	if w := s.cfg.Watermark; w != nil {
+		if err := w.Answered(e.T, root); err != nil {
+			return fmt.Errorf("entry %d: %w", index, err)
+		}
+	}
+	s.setClosed(e.T)
+	s.cfg.Metrics.appended(int(step.Leaves()), s.cfg.Now().Sub(start))
+	s.tellProposer(e.Proposal, applied{step: step})
+	return nil
+}
+
+func (s *Service) tellProposer(id uint64, a applied) {
+	s.mu.Lock()
+	done := s.proposals[id]
+	s.mu.Unlock()
+	if done != nil {
+		done <- a // buffered, and each proposal is applied at most once with its id
+	}
+}
+
+// Applied is the index of the last log entry whose second is in the
+// store: a restarted member resumes after it.
+func (s *Service) Applied() uint64 { return s.cfg.Store.Applied() }
+
+// snapshotLen is a calendar snapshot's size: first, last, root.
+const snapshotLen = 8 + 8 + imprintLen
+
+// Snapshot describes the calendar as of the last applied entry: its
+// first and last second and the root after the last. A member that
+// receives it checks its own calendar against it.
+func (s *Service) Snapshot() ([]byte, error) {
+	state := s.cfg.Store.State()
+	if state.Empty() {
+		return nil, nil
+	}
+	b := binary.BigEndian.AppendUint64(nil, state.First())
+	b = binary.BigEndian.AppendUint64(b, state.Last())
+	return append(b, state.Root()...), nil
+}
+
+// Restore takes a snapshot received from the leader in place of the log
+// entries up to index. A member whose calendar already holds the
+// snapshot's seconds with the same root goes on from it; one that is
+// behind cannot rebuild the missing seconds from the snapshot alone and
+// stops with an error saying so.
+func (s *Service) Restore(index uint64, data []byte) error {
+	if len(data) == 0 {
+		return nil
+	}
+	if len(data) != snapshotLen {
+		return fmt.Errorf("%w: calendar snapshot of %d bytes", ErrBadEntry, len(data))
+	}
+	last := binary.BigEndian.Uint64(data[8:])
+	first, have, ok := s.cfg.Store.Head()
+	if !ok || have < last || first != binary.BigEndian.Uint64(data) {
+		return fmt.Errorf("calendar: snapshot at entry %d holds seconds up to %d; this member has %d: catching up past the log's compaction needs the seconds from a peer", index, last, have)
+	}
+	root, err := s.cfg.Store.Root(last)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(root, data[16:]) {
+		return fmt.Errorf("%w: the cluster's root after %d is %s, this member's is %s", ErrHistoryLost, last, ksi.Imprint(data[16:]), root)
+	}
+	s.setClosed(last)
+	return nil
+}
