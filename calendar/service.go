@@ -109,8 +109,8 @@ type Service struct {
 	failure    error // permanent: answered history would be in doubt
 	fault      error // transient: the second loop retries (disk full, a write failed)
 	faultSince time.Time
-	clockLate  bool          // the clock was behind the calendar at the last look (for logging once)
-	wake       chan struct{} // a hold ended: the second loop looks again
+	clockLate  bool                    // the clock was behind the calendar at the last look (for logging once)
+	wake       chan struct{}           // a hold ended: the second loop looks again
 	proposals  map[uint64]chan applied // this member's proposals waiting to be applied, by id
 }
 
