@@ -1,0 +1,186 @@
+package raftnode
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	pb "go.etcd.io/raft/v3/raftpb"
+)
+
+// Defaults of the Config fields left zero. Sizes are in bytes.
+const (
+	// DefaultTickInterval is one raft tick: with DefaultElectionTick a
+	// follower campaigns after 1 to 2 s without a leader, and a leader
+	// without a quorum steps down after 1 s (CheckQuorum).
+	DefaultTickInterval = 100 * time.Millisecond
+	DefaultElectionTick = 10
+	// DefaultHeartbeatTick sends a heartbeat every tick.
+	DefaultHeartbeatTick = 1
+	// DefaultMaxSizePerMsg bounds the entries of one append message.
+	DefaultMaxSizePerMsg = 1 << 20
+	// DefaultMaxInflightMsgs bounds the append messages sent to one
+	// follower and not yet acknowledged.
+	DefaultMaxInflightMsgs = 256
+	// DefaultMaxUncommittedEntriesSize bounds what a leader holds in its
+	// log uncommitted; proposals past it are refused (ErrDropped).
+	DefaultMaxUncommittedEntriesSize = 64 << 20
+	// DefaultMaxProposalBytes bounds the data of one proposal, well
+	// below DefaultMaxMessageBytes so an entry always fits a message.
+	DefaultMaxProposalBytes = 1 << 20
+	// DefaultProposalQueue is how many proposals may wait for the Ready
+	// loop; one more is refused at once with ErrBusy.
+	DefaultProposalQueue = 1024
+	// DefaultReceiveQueue is how many received raft messages may wait
+	// for the Ready loop; more are dropped (raft retransmits).
+	DefaultReceiveQueue = 4096
+	// DefaultSnapshotEvery is how many entries are applied between two
+	// snapshots of the state machine (each followed by a compaction).
+	DefaultSnapshotEvery = 10000
+	// DefaultKeepEntries is how many applied entries a compaction keeps
+	// behind the snapshot, so that a follower briefly behind catches
+	// up from the log rather than from a snapshot.
+	DefaultKeepEntries = 5000
+)
+
+// Config describes one member. Zero fields take the defaults above.
+// PreVote and CheckQuorum are always on: a member coming back from a
+// partition does not disrupt the current leader, and a leader that lost
+// its quorum steps down after an election timeout.
+type Config struct {
+	// ID is this member's raft id (not 0).
+	ID uint64
+	// Peers maps every member's id to its address, this member
+	// included. On an empty Dir, the members bootstrap the cluster
+	// with exactly these ids (unless Join is set); on a restart the
+	// membership comes from the log and Peers only gives addresses.
+	Peers map[uint64]string
+	// Join starts a member on an empty Dir without bootstrapping: it
+	// waits for the leader, which added it with AddMember, to send it
+	// the log or a snapshot.
+	Join bool
+	// Dir is the raft log's directory (internal/raftlog).
+	Dir string
+
+	TickInterval  time.Duration
+	ElectionTick  int
+	HeartbeatTick int
+
+	MaxSizePerMsg             uint64
+	MaxInflightMsgs           int
+	MaxUncommittedEntriesSize uint64
+	MaxProposalBytes          int
+	ProposalQueue             int
+	ReceiveQueue              int
+	SnapshotEvery             uint64
+	KeepEntries               uint64
+
+	// Logger receives the member's and raft's messages; nil discards.
+	Logger *slog.Logger
+	// StateMachine applies what the cluster commits.
+	StateMachine StateMachine
+	// Transport carries raft messages to the other members.
+	Transport Transport
+}
+
+// withDefaults returns c with zero fields set to the defaults, or an
+// error naming the first field that cannot work.
+func (c Config) withDefaults() (Config, error) {
+	if c.ID == 0 {
+		return c, errors.New("raftnode: member id 0 is not allowed")
+	}
+	if _, ok := c.Peers[c.ID]; !ok && !c.Join {
+		return c, fmt.Errorf("raftnode: peers do not include this member (%d)", c.ID)
+	}
+	if _, ok := c.Peers[0]; ok {
+		return c, errors.New("raftnode: peer id 0 is not allowed")
+	}
+	if c.Dir == "" {
+		return c, errors.New("raftnode: no raft log directory")
+	}
+	if c.StateMachine == nil || c.Transport == nil {
+		return c, errors.New("raftnode: a state machine and a transport are required")
+	}
+	setDefault(&c.TickInterval, DefaultTickInterval)
+	setDefault(&c.ElectionTick, DefaultElectionTick)
+	setDefault(&c.HeartbeatTick, DefaultHeartbeatTick)
+	setDefault(&c.MaxSizePerMsg, DefaultMaxSizePerMsg)
+	setDefault(&c.MaxInflightMsgs, DefaultMaxInflightMsgs)
+	setDefault(&c.MaxUncommittedEntriesSize, DefaultMaxUncommittedEntriesSize)
+	setDefault(&c.MaxProposalBytes, DefaultMaxProposalBytes)
+	setDefault(&c.ProposalQueue, DefaultProposalQueue)
+	setDefault(&c.ReceiveQueue, DefaultReceiveQueue)
+	setDefault(&c.SnapshotEvery, DefaultSnapshotEvery)
+	setDefault(&c.KeepEntries, DefaultKeepEntries)
+	if c.HeartbeatTick >= c.ElectionTick {
+		return c, fmt.Errorf("raftnode: heartbeat tick %d not below election tick %d", c.HeartbeatTick, c.ElectionTick)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c, nil
+}
+
+func setDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
+// StateMachine is what a member applies committed entries to. Its
+// methods are called from the member's Ready loop only, one at a time.
+type StateMachine interface {
+	// Applied is the raft index of the last entry the machine has
+	// durably applied (0 for a new machine). It is read at start:
+	// committed entries at or below it are not applied again, and a
+	// machine behind the log's snapshot is first restored from it.
+	Applied() uint64
+	// Apply applies the committed normal entry at index. Every normal
+	// entry is passed, in log order, including the empty ones (data
+	// of length 0: the entry each new leader commits at the start of
+	// its term), so that the machine can record every index as
+	// applied. Configuration changes are applied by the member itself
+	// and are not passed. The same proposal may be committed twice (a
+	// caller retries after a leader change); the machine deduplicates.
+	// An error is fatal: the member stops and reports it from Err, and
+	// never applies anything after it.
+	Apply(index uint64, data []byte) error
+	// Snapshot returns the machine's state as of the last entry it
+	// applied, for the log's snapshot (sent to a follower that is
+	// behind past a compaction). An error postpones the snapshot.
+	Snapshot() ([]byte, error)
+	// Restore replaces the machine's state with a snapshot's data, as
+	// of index. An error is fatal, as for Apply.
+	Restore(index uint64, data []byte) error
+}
+
+// Transport carries raft messages between members. Messages to this
+// member arrive through the receiving side (RegisterServer for the gRPC
+// transport), which hands them to [Node.Step].
+type Transport interface {
+	// Start is called once, before the first Send, with the member's
+	// id and where to report delivery failures.
+	Start(self uint64, r Reporter) error
+	// Send queues messages for delivery and returns at once: it must
+	// never block the Ready loop. A message it cannot deliver is
+	// dropped and reported.
+	Send(msgs []*pb.Message)
+	// AddPeer sets the address of a member (a new member, or a new
+	// address); RemovePeer forgets one.
+	AddPeer(id uint64, addr string)
+	RemovePeer(id uint64)
+	// Stop stops delivering and releases connections.
+	Stop()
+}
+
+// Reporter receives the delivery failures of a Transport; a [Node] is
+// one. Its methods never block.
+type Reporter interface {
+	// ReportUnreachable says a message to id was dropped.
+	ReportUnreachable(id uint64)
+	// ReportSnapshot says a snapshot message to id was delivered
+	// (failed false) or dropped (failed true).
+	ReportSnapshot(id uint64, failed bool)
+}
