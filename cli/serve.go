@@ -41,7 +41,7 @@ func serveFlags() []ucli.Flag {
 	boolean := func(name, usage string) *ucli.BoolFlag {
 		return &ucli.BoolFlag{Name: name, Usage: usage, EnvVars: env(name)}
 	}
-	return []ucli.Flag{
+	return append([]ucli.Flag{
 		str("config", "", "read settings from `FILE` (lines NAME = VALUE, NAME a flag name; # comments)"),
 		str("role", node.RoleAll, "what to run: all (calendar + aggregator), calendar, or aggregator"),
 		str("listen", defaultServer, "`ADDR` serving gRPC, REST, KSI PDU v2, the publications file, metrics and health"),
@@ -86,7 +86,7 @@ func serveFlags() []ucli.Flag {
 		boolean("insecure-listen", "allow plaintext on a non-loopback --listen address (credentials then cross the network in the clear)"),
 		str("log-level", "info", "debug, info, warn or error"),
 		str("log-format", "text", "text or json"),
-	}
+	}, clusterFlags(env)...)
 }
 
 func serveCommand() *ucli.Command {
@@ -148,6 +148,9 @@ func serveAction(c *ucli.Context) error {
 	cfg.MaxConns, cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout =
 		c.Int("max-conns"), c.Duration("read-timeout"), c.Duration("write-timeout"), c.Duration("idle-timeout")
 	if err := checkConnFlags(cfg); err != nil {
+		return err
+	}
+	if err := clusterConfig(c, &cfg); err != nil {
 		return err
 	}
 	if cfg.PublishEvery < time.Second {

@@ -23,6 +23,7 @@ import (
 	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/calendar"
 	"github.com/tempel-ksi/tempel/internal/pki"
+	"github.com/tempel-ksi/tempel/internal/raftnode"
 	"github.com/tempel-ksi/tempel/internal/schedule"
 	"github.com/tempel-ksi/tempel/internal/server"
 	"github.com/tempel-ksi/tempel/ksi"
@@ -42,6 +43,12 @@ type Config struct {
 	Listen  string
 	// Name is the client id this node gives itself upstream.
 	Name string
+	// NodeID and Cluster make the node member NodeID of a replicated
+	// calendar whose members (id → the address each listens on,
+	// including this one) are Cluster (cluster.go); empty Cluster: a
+	// single calendar.
+	NodeID  uint64
+	Cluster map[uint64]string
 
 	// Calendar.
 	PublishEvery time.Duration
@@ -115,6 +122,7 @@ type Node struct {
 	store   *calendar.Store
 	mark    *calendar.Watermark
 	cal     *calendar.Service
+	raft    *raftnode.Node // nil without a cluster
 	pub     *calendar.Publisher
 	agg     *aggregator.Engine
 	gc      *gcGate // nil when GC is off
@@ -215,10 +223,20 @@ func (n *Node) openCalendar() error {
 		return err
 	}
 	rules := scheduleRules(cfg)
-	n.cal, err = calendar.NewService(calendar.ServiceConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Now: cfg.Now,
-		Grace: rules.Grace, MaxHold: rules.MaxHold, CloseEarly: rules.CloseEarly, Logger: n.log, Metrics: calendar.NewMetrics(n.reg)})
-	if err != nil {
+	scfg := calendar.ServiceConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Now: cfg.Now,
+		Grace: rules.Grace, MaxHold: rules.MaxHold, CloseEarly: rules.CloseEarly, Logger: n.log, Metrics: calendar.NewMetrics(n.reg)}
+	var rlog *raftLog
+	if len(cfg.Cluster) > 0 {
+		rlog = &raftLog{}
+		scfg.Log = rlog
+	}
+	if n.cal, err = calendar.NewService(scfg); err != nil {
 		return err
+	}
+	if rlog != nil {
+		if err := n.startRaft(rlog); err != nil {
+			return err
+		}
 	}
 	n.pub, err = calendar.NewPublisher(calendar.PublisherConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Period: cfg.PublishEvery, Now: cfg.Now,
 		RepositoryURI: cfg.PublicURL + "/publications.bin", Logger: n.log})

@@ -1,0 +1,193 @@
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/tempel-ksi/tempel/calendar"
+	"github.com/tempel-ksi/tempel/internal/pki"
+	"github.com/tempel-ksi/tempel/internal/raftnode"
+)
+
+// A node with Config.Cluster set is one member of a replicated calendar
+// (docs/design/replication.md): its calendar appends the seconds the
+// cluster's raft log commits, raft messages travel on the node's own
+// gRPC port, and only the leader takes roots.
+
+// ParseCluster reads a member list "1=ADDR1,2=ADDR2,3=ADDR3".
+func ParseCluster(s string) (map[uint64]string, error) {
+	out := map[uint64]string{}
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.ParseUint(id, 10, 64)
+		if !ok || err != nil || n == 0 || addr == "" {
+			return nil, fmt.Errorf("cluster member %q: want ID=ADDR with ID a number from 1", part)
+		}
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("cluster member %d given twice", n)
+		}
+		out[n] = addr
+	}
+	return out, nil
+}
+
+// raftLog is the calendar's view of the member's raft node. The
+// calendar service is built before the node (the node applies to it),
+// so n is set once the node has started; until then nothing leads.
+type raftLog struct{ n *raftnode.Node }
+
+func (l *raftLog) Propose(ctx context.Context, data []byte) error {
+	if l.n == nil {
+		return raftnode.ErrStopped
+	}
+	return l.n.Propose(ctx, data)
+}
+
+// Leading: the leader with a quorum that has applied everything
+// committed, so its calendar holds every second anyone may have
+// answered (raft commits an empty entry at the start of each term).
+func (l *raftLog) Leading() bool {
+	if l.n == nil {
+		return false
+	}
+	st := l.n.Status()
+	return st.IsLeader && st.HasQuorum && st.Applied >= st.Commit
+}
+
+func (l *raftLog) Leader() string {
+	if l.n == nil {
+		return ""
+	}
+	st := l.n.Status()
+	switch {
+	case st.Leader == 0:
+		return ""
+	case st.LeaderAddr != "":
+		return fmt.Sprintf("member %d at %s", st.Leader, st.LeaderAddr)
+	}
+	return fmt.Sprintf("member %d", st.Leader)
+}
+
+// startRaft starts the member's raft node over DATA-DIR/raft, applying
+// to the calendar service, and serves its transport on the node's gRPC
+// server.
+func (n *Node) startRaft(l *raftLog) error {
+	cfg := n.cfg
+	dial, err := n.peerDial()
+	if err != nil {
+		return err
+	}
+	tr := raftnode.NewGRPCTransport(raftnode.GRPCOptions{DialOptions: dial, Logger: n.log})
+	rn, err := raftnode.Start(raftnode.Config{ID: cfg.NodeID, Peers: cfg.Cluster, Dir: filepath.Join(cfg.DataDir, "raft"),
+		Logger: n.log, StateMachine: n.cal, Transport: tr})
+	if err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	l.n = rn
+	n.raft = rn
+	n.closers = append(n.closers, rn.Stop)
+	n.h.grpc = append(n.h.grpc, func(g *grpc.Server) { raftnode.RegisterServer(g, rn) })
+	n.h.routes = append(n.h.routes, route{"GET /v1/cluster", http.HandlerFunc(n.serveCluster)})
+	n.registerRaftMetrics()
+	return nil
+}
+
+// peerDial is how a member reaches the others: with the node's TLS
+// settings, trusting the node's own certificate's roots.
+func (n *Node) peerDial() ([]grpc.DialOption, error) {
+	t := n.cfg.TLS
+	if !t.Enabled() {
+		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+	}
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if n.keys != nil && n.keys.RootPath != "" {
+		pool, err := pki.LoadCertPool(append([]string{n.keys.RootPath}, t.UpstreamCAFiles...)...)
+		if err != nil {
+			return nil, fmt.Errorf("cluster: %w", err)
+		}
+		c.RootCAs = pool
+	}
+	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(c))}, nil
+}
+
+// clusterStatus is GET /v1/cluster.
+type clusterStatus struct {
+	ID            uint64          `json:"id"`
+	Leader        uint64          `json:"leader"`
+	LeaderAddr    string          `json:"leader_addr,omitempty"`
+	Term          uint64          `json:"term"`
+	Commit        uint64          `json:"commit"`
+	Applied       uint64          `json:"applied"`
+	AppliedSecond uint64          `json:"applied_second"`
+	IsLeader      bool            `json:"is_leader"`
+	HasQuorum     bool            `json:"has_quorum"`
+	LeaderChanges uint64          `json:"leader_changes"`
+	Members       []clusterMember `json:"members,omitempty"`
+}
+
+type clusterMember struct {
+	ID     uint64 `json:"id"`
+	Addr   string `json:"addr"`
+	Match  uint64 `json:"match"`
+	Lag    uint64 `json:"lag"`
+	State  string `json:"state"`
+	Active bool   `json:"recent_active"`
+}
+
+func (n *Node) clusterStatus() clusterStatus {
+	st := n.raft.Status()
+	_, last, _ := n.store.Head()
+	out := clusterStatus{ID: st.ID, Leader: st.Leader, LeaderAddr: st.LeaderAddr, Term: st.Term, Commit: st.Commit,
+		Applied: st.Applied, AppliedSecond: last, IsLeader: st.IsLeader, HasQuorum: st.HasQuorum, LeaderChanges: st.LeaderChanges}
+	for id, m := range st.Members {
+		out.Members = append(out.Members, clusterMember{ID: id, Addr: m.Addr, Match: m.Match, Lag: st.Commit - min(m.Match, st.Commit),
+			State: m.State, Active: m.RecentActive})
+	}
+	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].ID < out.Members[j].ID })
+	return out
+}
+
+func (n *Node) serveCluster(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(n.clusterStatus())
+}
+
+// registerRaftMetrics exports the member's raft state.
+func (n *Node) registerRaftMetrics() {
+	gauge := func(name, help string, f func(raftnode.Status) float64) {
+		n.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
+			func() float64 { return f(n.raft.Status()) }))
+	}
+	gauge("tempel_raft_term", "Raft term of this member.", func(s raftnode.Status) float64 { return float64(s.Term) })
+	gauge("tempel_raft_is_leader", "1 when this member leads the cluster.", func(s raftnode.Status) float64 { return b2f(s.IsLeader) })
+	gauge("tempel_raft_has_quorum", "1 when this member leads and heard from a majority within an election timeout.",
+		func(s raftnode.Status) float64 { return b2f(s.IsLeader && s.HasQuorum) })
+	gauge("tempel_raft_commit_index", "Last raft index known committed.", func(s raftnode.Status) float64 { return float64(s.Commit) })
+	gauge("tempel_raft_applied_index", "Last raft index applied to the calendar.", func(s raftnode.Status) float64 { return float64(s.Applied) })
+	gauge("tempel_raft_apply_lag", "Committed raft entries not yet applied.", func(s raftnode.Status) float64 { return float64(s.Commit - min(s.Applied, s.Commit)) })
+	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tempel_raft_leader_changes_total", Help: "Leaders this member saw elected."},
+		func() float64 { return float64(n.raft.Status().LeaderChanges) }))
+	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tempel_raft_snapshots_restored_total", Help: "Snapshots restored into this member's calendar."},
+		func() float64 { return float64(n.raft.Status().Restores) }))
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+var _ calendar.ReplicatedLog = (*raftLog)(nil)
