@@ -25,6 +25,9 @@ func TestAddPromoteRemoveMember(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	l := c.leaderOf(c.members[:3])
+	if err := l.node.PromoteMember(ctx, 4); err == nil {
+		t.Fatal("promoted a member not yet added")
+	}
 	if err := l.node.AddMember(ctx, 4, m4.addr); err != nil {
 		t.Fatal(err)
 	}
@@ -35,6 +38,9 @@ func TestAddPromoteRemoveMember(t *testing.T) {
 	s := l.node.Status()
 	if ms, ok := s.Members[4]; !ok || ms.Learner || ms.Addr != m4.addr {
 		t.Fatalf("member 4 after promotion: %+v", s.Members)
+	}
+	if err := l.node.AddMember(ctx, 2, c.peers[2]); err == nil {
+		t.Fatal("added a voter again (as a learner it would be demoted)")
 	}
 	c.proposeAll(c.members, keys("m", 50, 50))
 

@@ -225,8 +225,8 @@ func (n *Node) submit(ctx context.Context, p proposal) error {
 }
 
 // Step hands a message received from another member to the Ready loop.
-// Messages addressed to another member, from no member, or of a kind
-// that never travels between members are refused; a full receive queue
+// Messages addressed to another member, from a member not known here,
+// or of a kind that never travels between members are refused; a full receive queue
 // drops the message with ErrBusy (raft retransmits).
 func (n *Node) Step(m *pb.Message) error {
 	if m.GetTo() != n.id {
@@ -234,6 +234,11 @@ func (n *Node) Step(m *pb.Message) error {
 	}
 	if m.GetFrom() == 0 || m.GetFrom() == n.id {
 		return fmt.Errorf("raftnode: message from member %d refused", m.GetFrom())
+	}
+	// Only members this one knows (Config.Peers and members added
+	// since) take part; a removed member's traffic is refused too.
+	if n.peerAddr(m.GetFrom()) == "" {
+		return fmt.Errorf("raftnode: message from member %d refused: not a member known here", m.GetFrom())
 	}
 	// Proposals enter through Propose only; local kinds are raft's own.
 	if t := m.GetType(); raft.IsLocalMsg(t) || t == pb.MessageType_MsgProp {

@@ -100,12 +100,13 @@ func TestPartitionedLeader(t *testing.T) {
 	}
 }
 
-// (d) Every member loses 20% of what it sends: the cluster still
-// commits and converges.
+// (d) Every member loses 20% of what it sends, and delays the rest: the
+// cluster still commits and converges.
 func TestMessageLoss(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	for _, m := range c.members {
 		m.fault.SetLoss(0.2)
+		m.fault.SetDelay(2 * time.Millisecond)
 	}
 	c.proposeAll(c.members, keys("d", 0, 200))
 	var dropped uint64

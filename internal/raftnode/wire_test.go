@@ -50,7 +50,7 @@ func marshal(t *testing.T, m *pb.Message) []byte {
 // Bad bytes and misaddressed messages on the raft service end the
 // stream with a clear status; the member goes on unharmed.
 func TestBadBytesOnTheWire(t *testing.T) {
-	c := newCluster(t, 1, nil)
+	c := newCluster(t, 3, nil)
 	m := c.members[0]
 	c.leaderOf(c.members)
 	conn, err := grpc.NewClient(m.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
@@ -75,6 +75,7 @@ func TestBadBytesOnTheWire(t *testing.T) {
 		{"a proposal", msg(pb.MessageType_MsgProp, 2, 1), codes.InvalidArgument, "refused from the network"},
 		{"a local message", msg(pb.MessageType_MsgHup, 2, 1), codes.InvalidArgument, "refused from the network"},
 		{"too large", make([]byte, DefaultMaxMessageBytes+1), codes.ResourceExhausted, ""},
+		{"an unknown member's", msg(pb.MessageType_MsgHeartbeatResp, 7, 1), codes.InvalidArgument, "not a member known here"},
 		{"a good one", good, codes.OK, ""},
 	} {
 		err := sendRaw(t, conn, tc.value)
