@@ -52,6 +52,9 @@ func (s *toySM) Apply(index uint64, data []byte) error {
 		close(s.entered)
 		<-s.block
 	}
+	if string(data) == "poison" {
+		return errors.New("the poison entry")
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// Entries come once each and in order: anything else is a bug in

@@ -3,6 +3,7 @@ package raftnode
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 )
@@ -206,4 +207,48 @@ func TestFullProposalQueue(t *testing.T) {
 		}
 	}
 	c.waitSame(c.members, 3)
+}
+
+// An entry the state machine fails to apply stops every member that
+// reaches it (the log is the same everywhere; a follower the commit index
+// did not reach before the leader stopped simply waits): Done is
+// closed, Err names the failure, and nothing is applied or accepted
+// after it.
+func TestApplyErrorStopsMember(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	c.proposeAll(c.members, keys("p", 0, 10))
+	l := c.leaderOf(c.members)
+	if err := l.node.Propose(context.Background(), []byte("poison")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-l.node.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the leader did not stop")
+	}
+	for _, m := range c.members {
+		select {
+		case <-m.node.Done():
+			if err := m.node.Err(); err == nil || !strings.Contains(err.Error(), "poison") {
+				t.Fatalf("member %d: Err %v", m.id, err)
+			}
+		default:
+			if err := m.node.Err(); err != nil {
+				t.Fatalf("member %d running with Err %v", m.id, err)
+			}
+		}
+		if n, _ := m.sm.state(); n != 10 {
+			t.Fatalf("member %d applied %d entries, want 10", m.id, n)
+		}
+	}
+	if err := l.node.Propose(context.Background(), []byte("after")); !errors.Is(err, ErrStopped) && !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("propose after the failure: %v", err)
+	}
+	for _, m := range c.members {
+		m.srv.Stop()
+		if err := m.node.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		m.node = nil
+	}
 }
