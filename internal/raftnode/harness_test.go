@@ -126,6 +126,9 @@ type tmember struct {
 	node  *Node
 	srv   *grpc.Server
 	lis   net.Listener
+	// peers, when set, replaces the cluster's address book in this
+	// member's Config.
+	peers map[uint64]string
 }
 
 type tcluster struct {
@@ -193,8 +196,12 @@ func (c *tcluster) tryStart(m *tmember, join bool) error {
 		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
 		Logger:      testLogger(c.t),
 	}), m.id)
+	peers := c.peers
+	if m.peers != nil {
+		peers = m.peers
+	}
 	cfg := Config{
-		ID: m.id, Peers: c.peers, Dir: m.dir, Join: join,
+		ID: m.id, Peers: peers, Dir: m.dir, Join: join,
 		TickInterval: testTick, Logger: testLogger(c.t),
 		StateMachine: m.sm, Transport: m.fault,
 	}

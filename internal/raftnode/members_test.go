@@ -58,3 +58,46 @@ func TestAddPromoteRemoveMember(t *testing.T) {
 	c.members = c.members[:3]
 	c.proposeAll(c.members, keys("m", 100, 20))
 }
+
+// The address of a member added at run time is in the snapshots, so a
+// member restarted after the conf change was compacted away, with only
+// the original members in its Config.Peers, still knows where it is.
+func TestAddressesSurviveCompaction(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) { cfg.SnapshotEvery, cfg.KeepEntries = 20, 5 })
+	original := map[uint64]string{1: c.peers[1], 2: c.peers[2], 3: c.peers[3]}
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m4 := &tmember{id: 4, addr: lis.Addr().String(), dir: t.TempDir(), sm: newToySM(), lis: lis}
+	c.members = append(c.members, m4)
+	c.peers[4] = m4.addr
+	if err := c.tryStart(m4, true); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	l := c.leaderOf(c.members[:3])
+	if err := l.node.AddMember(ctx, 4, m4.addr); err != nil {
+		t.Fatal(err)
+	}
+	c.proposeAll(c.members, keys("s", 0, 100))
+	f := c.others(l)[0]
+	if f == m4 {
+		f = c.others(l)[1]
+	}
+	first, err := f.node.st.FirstIndex()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first < 10 {
+		t.Fatalf("member %d's log starts at %d: the conf changes were not compacted", f.id, first)
+	}
+	c.stop(f)
+	f.peers = original
+	c.start(f)
+	if got := f.node.peerAddr(4); got != m4.addr {
+		t.Fatalf("restarted member %d knows member 4 at %q, want %q", f.id, got, m4.addr)
+	}
+	c.proposeAll(c.members, keys("s", 100, 10))
+}

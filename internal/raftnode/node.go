@@ -96,7 +96,7 @@ func Start(cfg Config) (*Node, error) {
 		st.Close()
 		return nil, fmt.Errorf("raftnode: start transport: %w", err)
 	}
-	for id, addr := range cfg.Peers {
+	for id, addr := range n.peers {
 		if id != n.id {
 			n.tr.AddPeer(id, addr)
 		}
@@ -132,8 +132,20 @@ func (n *Node) open() error {
 		return fmt.Errorf("raftnode: the state machine applied index %d but the raft log in %s commits only %d (log lost or replaced; rejoin the member)",
 			n.smApplied, n.cfg.Dir, max(hs.GetCommit(), n.snapIndex))
 	}
+	var data []byte
+	if n.snapIndex > 0 {
+		var peers map[uint64]string
+		if peers, data, err = decodeSnapData(snap.GetData()); err != nil {
+			return fmt.Errorf("raftnode: the log's snapshot at %d: %w", n.snapIndex, err)
+		}
+		// The transport is not started yet; Start gives it the whole
+		// address book.
+		for id, addr := range peers {
+			n.setAddr(id, addr)
+		}
+	}
 	if n.snapIndex > n.smApplied {
-		if err := n.sm.Restore(n.snapIndex, snap.GetData()); err != nil {
+		if err := n.sm.Restore(n.snapIndex, data); err != nil {
 			return fmt.Errorf("raftnode: restore the log's snapshot at %d: %w", n.snapIndex, err)
 		}
 		n.smApplied = n.snapIndex
