@@ -40,6 +40,17 @@
 // from it first; a machine ahead of the log's commit index (the log was
 // lost or belongs elsewhere) is refused: the member must rejoin.
 //
+// # Membership and addresses
+//
+// Each conf change carries the member's address in its context, and the
+// log's snapshots carry the address book ahead of the state machine's
+// bytes (snapdata.go), so a member restarted after the changes were
+// compacted away still knows every member's address. An address given
+// in Config.Peers takes precedence over one learnt from the log. New
+// members join as learners ([Node.AddMember], started with Config.Join
+// on an empty directory) and are promoted by [Node.PromoteMember].
+// Raft messages from a member not in the address book are refused.
+//
 // # Leadership and proposals
 //
 // PreVote and CheckQuorum are always on: a member back from a partition
