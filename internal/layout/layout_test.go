@@ -118,6 +118,10 @@ func TestImportsPointDown(t *testing.T) {
 		{"internal/raftlog", func(p string) bool { // the raft log knows nothing of the calendar
 			return isStd(p) || within(p, "github.com/cockroachdb/pebble/v2") || within(p, "go.etcd.io/raft/v3") || within(p, "google.golang.org/protobuf")
 		}},
+		{"internal/raftnode", func(p string) bool { // the generic raft member knows nothing of the calendar either
+			return isStd(p) || p == module+"/internal/raftlog" || within(p, "go.etcd.io/raft/v3") ||
+				within(p, "google.golang.org/grpc") || within(p, "google.golang.org/protobuf")
+		}},
 		{"ksi/calendartree", func(p string) bool { return isStd(p) || p == module+"/ksi" }},
 		{"ksi/calendarstep", func(p string) bool { // the step is the tree arithmetic and the top tree, nothing else
 			return isStd(p) || p == module+"/ksi" || p == module+"/ksi/calendartree" || p == module+"/ksi/round"

@@ -102,6 +102,12 @@ func (c Config) withDefaults() (Config, error) {
 	if c.StateMachine == nil || c.Transport == nil {
 		return c, errors.New("raftnode: a state machine and a transport are required")
 	}
+	// The caller may change its map later; the member keeps its own.
+	peers := make(map[uint64]string, len(c.Peers))
+	for id, addr := range c.Peers {
+		peers[id] = addr
+	}
+	c.Peers = peers
 	setDefault(&c.TickInterval, DefaultTickInterval)
 	setDefault(&c.ElectionTick, DefaultElectionTick)
 	setDefault(&c.HeartbeatTick, DefaultHeartbeatTick)

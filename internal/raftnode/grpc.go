@@ -36,6 +36,10 @@ const (
 // snapshot data must too.
 const DefaultMaxMessageBytes = 4 << 20
 
+// maxValue bounds the marshalled raft message inside its BytesValue, so
+// that the wrapped gRPC message stays within DefaultMaxMessageBytes.
+const maxValue = DefaultMaxMessageBytes - 16
+
 // DefaultPeerQueue is how many messages may wait for one peer's stream;
 // more are dropped and raft is told the peer is unreachable.
 const DefaultPeerQueue = 1024
@@ -85,8 +89,8 @@ func receiveStream(srv any, stream grpc.ServerStream) error {
 			}
 			return err
 		}
-		if len(in.GetValue()) > DefaultMaxMessageBytes {
-			return status.Errorf(codes.ResourceExhausted, "raftnode: raft message of %d bytes, at most %d", len(in.GetValue()), DefaultMaxMessageBytes)
+		if len(in.GetValue()) > maxValue {
+			return status.Errorf(codes.ResourceExhausted, "raftnode: raft message of %d bytes, at most %d", len(in.GetValue()), maxValue)
 		}
 		m := new(pb.Message)
 		if err := proto.Unmarshal(in.GetValue(), m); err != nil {
@@ -200,8 +204,8 @@ func (t *GRPCTransport) Send(msgs []*pb.Message) {
 		switch {
 		case p == nil:
 			err = errors.New("no address for the member")
-		case err == nil && len(b) > DefaultMaxMessageBytes:
-			err = fmt.Errorf("message of %d bytes, at most %d", len(b), DefaultMaxMessageBytes)
+		case err == nil && len(b) > maxValue:
+			err = fmt.Errorf("message of %d bytes, at most %d", len(b), maxValue)
 		}
 		if err == nil && !p.enqueue(b, snap) {
 			err = errors.New("queue full")
@@ -291,7 +295,7 @@ func (p *peer) client() (*grpc.ClientConn, error) {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxRetry},
 			MinConnectTimeout: 5 * time.Second,
 		}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(DefaultMaxMessageBytes + 1024)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(DefaultMaxMessageBytes)),
 	}
 	conn, err := grpc.NewClient(p.addr, append(opts, p.t.opts.DialOptions...)...)
 	if err != nil {

@@ -10,11 +10,15 @@ import (
 // the panic into the member's fatal error.
 type raftLogger struct{ log *slog.Logger }
 
-func (l raftLogger) Debug(v ...any)                 { l.log.Debug(fmt.Sprint(v...), "component", "raft") }
-func (l raftLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...), "component", "raft") }
-func (l raftLogger) Info(v ...any)                  { l.log.Info(fmt.Sprint(v...), "component", "raft") }
-func (l raftLogger) Infof(format string, v ...any)  { l.log.Info(fmt.Sprintf(format, v...), "component", "raft") }
-func (l raftLogger) Warning(v ...any)               { l.log.Warn(fmt.Sprint(v...), "component", "raft") }
+func (l raftLogger) Debug(v ...any) { l.log.Debug(fmt.Sprint(v...), "component", "raft") }
+func (l raftLogger) Debugf(format string, v ...any) {
+	l.log.Debug(fmt.Sprintf(format, v...), "component", "raft")
+}
+func (l raftLogger) Info(v ...any) { l.log.Info(fmt.Sprint(v...), "component", "raft") }
+func (l raftLogger) Infof(format string, v ...any) {
+	l.log.Info(fmt.Sprintf(format, v...), "component", "raft")
+}
+func (l raftLogger) Warning(v ...any) { l.log.Warn(fmt.Sprint(v...), "component", "raft") }
 func (l raftLogger) Warningf(format string, v ...any) {
 	l.log.Warn(fmt.Sprintf(format, v...), "component", "raft")
 }

@@ -143,8 +143,15 @@ func (n *Node) handleReady() error {
 // in the log) into the state machine.
 func (n *Node) restore(snap *pb.Snapshot) error {
 	idx := snap.GetMetadata().GetIndex()
+	peers, data, err := decodeSnapData(snap.GetData())
+	if err != nil {
+		return fmt.Errorf("raftnode: snapshot at %d: %w", idx, err)
+	}
+	for id, addr := range peers {
+		n.learnAddr(id, addr)
+	}
 	if idx > n.smApplied {
-		if err := n.sm.Restore(idx, snap.GetData()); err != nil {
+		if err := n.sm.Restore(idx, data); err != nil {
 			return fmt.Errorf("raftnode: restore snapshot at %d: %w", idx, err)
 		}
 		n.smApplied = idx
@@ -217,16 +224,27 @@ func (n *Node) applyConfChange(e *pb.Entry) error {
 // learnAddr records a member's address from a conf change; an address
 // given in Config.Peers takes precedence (the operator's current word).
 func (n *Node) learnAddr(id uint64, addr string) {
+	if n.setAddr(id, addr) {
+		n.tr.AddPeer(id, addr)
+	}
+}
+
+// setAddr records the address in the address book; it reports whether
+// it is new.
+func (n *Node) setAddr(id uint64, addr string) bool {
 	if addr == "" || id == n.id {
-		return
+		return false
 	}
 	if _, ok := n.cfg.Peers[id]; ok {
-		return
+		return false
 	}
 	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.peers[id] == addr {
+		return false
+	}
 	n.peers[id] = addr
-	n.mu.Unlock()
-	n.tr.AddPeer(id, addr)
+	return true
 }
 
 // maybeSnapshot snapshots the state machine every SnapshotEvery applied
@@ -243,6 +261,9 @@ func (n *Node) maybeSnapshot() error {
 		n.log.Warn("state machine snapshot failed; retried later", "applied", n.applied, "err", err)
 		return nil
 	}
+	n.mu.Lock()
+	data = encodeSnapData(n.peers, data)
+	n.mu.Unlock()
 	if _, err := n.st.CreateSnapshot(n.applied, n.confState, data); err != nil {
 		if errors.Is(err, raft.ErrSnapOutOfDate) {
 			return nil

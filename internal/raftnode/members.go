@@ -20,14 +20,25 @@ func (n *Node) AddMember(ctx context.Context, id uint64, addr string) error {
 	if id == 0 || addr == "" {
 		return fmt.Errorf("raftnode: add member: id %d and address %q", id, addr)
 	}
+	// Adding a voter as a learner would demote it.
+	if _, ok := n.Status().Members[id]; ok {
+		return fmt.Errorf("raftnode: add member: %d is already a member", id)
+	}
 	return n.changeConf(ctx, pb.ConfChangeType_ConfChangeAddLearnerNode, id, addr, func(s Status) bool {
 		m, ok := s.Members[id]
 		return ok && m.Learner
 	})
 }
 
-// PromoteMember makes learner id a voter.
+// PromoteMember makes learner id a voter. Promote a learner once it has
+// caught up (its Match in the leader's Status near the commit index):
+// a voter far behind weakens the quorum until it catches up.
 func (n *Node) PromoteMember(ctx context.Context, id uint64) error {
+	// Only a learner: promoting an unknown id would add a voter with
+	// no learner phase.
+	if m, ok := n.Status().Members[id]; !ok || !m.Learner {
+		return fmt.Errorf("raftnode: promote member: %d is not a learner", id)
+	}
 	return n.changeConf(ctx, pb.ConfChangeType_ConfChangeAddNode, id, n.peerAddr(id), func(s Status) bool {
 		m, ok := s.Members[id]
 		return ok && !m.Learner

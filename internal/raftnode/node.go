@@ -96,7 +96,7 @@ func Start(cfg Config) (*Node, error) {
 		st.Close()
 		return nil, fmt.Errorf("raftnode: start transport: %w", err)
 	}
-	for id, addr := range cfg.Peers {
+	for id, addr := range n.peers {
 		if id != n.id {
 			n.tr.AddPeer(id, addr)
 		}
@@ -132,8 +132,20 @@ func (n *Node) open() error {
 		return fmt.Errorf("raftnode: the state machine applied index %d but the raft log in %s commits only %d (log lost or replaced; rejoin the member)",
 			n.smApplied, n.cfg.Dir, max(hs.GetCommit(), n.snapIndex))
 	}
+	var data []byte
+	if n.snapIndex > 0 {
+		var peers map[uint64]string
+		if peers, data, err = decodeSnapData(snap.GetData()); err != nil {
+			return fmt.Errorf("raftnode: the log's snapshot at %d: %w", n.snapIndex, err)
+		}
+		// The transport is not started yet; Start gives it the whole
+		// address book.
+		for id, addr := range peers {
+			n.setAddr(id, addr)
+		}
+	}
 	if n.snapIndex > n.smApplied {
-		if err := n.sm.Restore(n.snapIndex, snap.GetData()); err != nil {
+		if err := n.sm.Restore(n.snapIndex, data); err != nil {
 			return fmt.Errorf("raftnode: restore the log's snapshot at %d: %w", n.snapIndex, err)
 		}
 		n.smApplied = n.snapIndex
@@ -225,8 +237,8 @@ func (n *Node) submit(ctx context.Context, p proposal) error {
 }
 
 // Step hands a message received from another member to the Ready loop.
-// Messages addressed to another member, from no member, or of a kind
-// that never travels between members are refused; a full receive queue
+// Messages addressed to another member, from a member not known here,
+// or of a kind that never travels between members are refused; a full receive queue
 // drops the message with ErrBusy (raft retransmits).
 func (n *Node) Step(m *pb.Message) error {
 	if m.GetTo() != n.id {
@@ -234,6 +246,11 @@ func (n *Node) Step(m *pb.Message) error {
 	}
 	if m.GetFrom() == 0 || m.GetFrom() == n.id {
 		return fmt.Errorf("raftnode: message from member %d refused", m.GetFrom())
+	}
+	// Only members this one knows (Config.Peers and members added
+	// since) take part; a removed member's traffic is refused too.
+	if n.peerAddr(m.GetFrom()) == "" {
+		return fmt.Errorf("raftnode: message from member %d refused: not a member known here", m.GetFrom())
 	}
 	// Proposals enter through Propose only; local kinds are raft's own.
 	if t := m.GetType(); raft.IsLocalMsg(t) || t == pb.MessageType_MsgProp {
