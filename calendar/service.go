@@ -243,7 +243,7 @@ func (s *Service) submit(ctx context.Context, slot *Slot, hash ksi.Imprint, leve
 	}
 	sub := &submission{req: round.Request{Hash: hash, Level: level, Meta: meta}, reply: make(chan result, 1)}
 	s.mu.Lock()
-	if err := s.readyLocked(); err != nil {
+	if err := errors.Join(s.readyLocked(), s.notLeaderLocked()); err != nil {
 		s.mu.Unlock()
 		return nil, err
 	}
@@ -284,7 +284,6 @@ func (s *Service) readyLocked() error {
 	}
 	add(s.failure)
 	add(s.fault)
-	add(s.notLeaderLocked())
 	add(s.cfg.Store.Failed())
 	if behind := s.sched.Behind(s.cfg.Now()); behind > maxClockBehind {
 		add(fmt.Errorf("waiting for the clock (%d s behind the calendar's last second)", int64((behind+time.Second-1)/time.Second)))

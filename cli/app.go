@@ -40,6 +40,7 @@ var commands = []func() *ucli.Command{
 	pubfileCommand,
 	inspectCommand,
 	keysCommand,
+	clusterCommand,
 	calendarCommand,
 	benchCommand,
 }

@@ -12,6 +12,9 @@ func clusterFlags(env func(string) []string) []ucli.Flag {
 		&ucli.Uint64Flag{Name: "node-id", Usage: "this member's `ID` in --cluster", EnvVars: env("node-id")},
 		&ucli.StringFlag{Name: "cluster", Usage: "members of a replicated calendar, `ID=ADDR,...` (each ADDR is that member's --listen address; raft travels on it as gRPC); empty: a single calendar",
 			EnvVars: env("cluster")},
+		&ucli.BoolFlag{Name: "join", Usage: "join a running cluster that added this member ('tempel cluster add ID ADDR'), on an empty data directory, instead of bootstrapping a new one",
+			EnvVars: env("join")},
+		&ucli.StringFlag{Name: "cluster-admin", Value: node.DefaultClusterAdmin, Usage: "`LOGIN` (in --users) allowed to add and remove members", EnvVars: env("cluster-admin")},
 	}
 }
 
@@ -19,8 +22,8 @@ func clusterFlags(env func(string) []string) []ucli.Flag {
 func clusterConfig(c *ucli.Context, cfg *node.Config) error {
 	spec := c.String("cluster")
 	if spec == "" {
-		if c.IsSet("node-id") {
-			return usageErrorf("--node-id needs --cluster ID=ADDR,... naming every member")
+		if c.IsSet("node-id") || c.Bool("join") {
+			return usageErrorf("--node-id and --join need --cluster ID=ADDR,... naming every member")
 		}
 		return nil
 	}
@@ -35,6 +38,6 @@ func clusterConfig(c *ucli.Context, cfg *node.Config) error {
 	if cfg.Role == node.RoleAggregator {
 		return usageErrorf("--cluster replicates the calendar: it needs --role all or calendar")
 	}
-	cfg.NodeID, cfg.Cluster = id, members
+	cfg.NodeID, cfg.Cluster, cfg.Join, cfg.ClusterAdmin = id, members, c.Bool("join"), c.String("cluster-admin")
 	return nil
 }

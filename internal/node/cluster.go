@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -90,16 +91,18 @@ func (n *Node) startRaft(l *raftLog) error {
 		return err
 	}
 	tr := raftnode.NewGRPCTransport(raftnode.GRPCOptions{DialOptions: dial, Logger: n.log})
-	rn, err := raftnode.Start(raftnode.Config{ID: cfg.NodeID, Peers: cfg.Cluster, Dir: filepath.Join(cfg.DataDir, "raft"),
+	rn, err := raftnode.Start(raftnode.Config{ID: cfg.NodeID, Peers: cfg.Cluster, Join: cfg.Join, Dir: filepath.Join(cfg.DataDir, "raft"),
 		Logger: n.log, StateMachine: n.cal, Transport: tr})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
 	l.n = rn
-	n.raft = rn
+	n.raft, n.raftLog = rn, l
 	n.closers = append(n.closers, rn.Stop)
 	n.h.grpc = append(n.h.grpc, func(g *grpc.Server) { raftnode.RegisterServer(g, rn) })
 	n.h.routes = append(n.h.routes, route{"GET /v1/cluster", http.HandlerFunc(n.serveCluster)})
+	n.h.routes = append(n.h.routes, n.membershipRoutes()...)
+	n.h.calLoops = append(n.h.calLoops, n.promoteLearners)
 	n.registerRaftMetrics()
 	return nil
 }
@@ -138,12 +141,13 @@ type clusterStatus struct {
 }
 
 type clusterMember struct {
-	ID     uint64 `json:"id"`
-	Addr   string `json:"addr"`
-	Match  uint64 `json:"match"`
-	Lag    uint64 `json:"lag"`
-	State  string `json:"state"`
-	Active bool   `json:"recent_active"`
+	ID      uint64 `json:"id"`
+	Learner bool   `json:"learner,omitempty"`
+	Addr    string `json:"addr"`
+	Match   uint64 `json:"match"`
+	Lag     uint64 `json:"lag"`
+	State   string `json:"state"`
+	Active  bool   `json:"recent_active"`
 }
 
 func (n *Node) clusterStatus() clusterStatus {
@@ -152,7 +156,7 @@ func (n *Node) clusterStatus() clusterStatus {
 	out := clusterStatus{ID: st.ID, Leader: st.Leader, LeaderAddr: st.LeaderAddr, Term: st.Term, Commit: st.Commit,
 		Applied: st.Applied, AppliedSecond: last, IsLeader: st.IsLeader, HasQuorum: st.HasQuorum, LeaderChanges: st.LeaderChanges}
 	for id, m := range st.Members {
-		out.Members = append(out.Members, clusterMember{ID: id, Addr: m.Addr, Match: m.Match, Lag: st.Commit - min(m.Match, st.Commit),
+		out.Members = append(out.Members, clusterMember{ID: id, Learner: m.Learner, Addr: m.Addr, Match: m.Match, Lag: st.Commit - min(m.Match, st.Commit),
 			State: m.State, Active: m.RecentActive})
 	}
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].ID < out.Members[j].ID })
@@ -191,3 +195,32 @@ func b2f(b bool) float64 {
 }
 
 var _ calendar.ReplicatedLog = (*raftLog)(nil)
+
+// calendarReady is why the node's calendar does not answer, nil when it
+// does. A cluster member also needs the cluster: a follower with role
+// all forwards its rounds to the leader, so it needs a leader; with role
+// calendar it must lead itself (remote aggregators go to the leader).
+func (n *Node) calendarReady() error {
+	err := n.cal.Ready() // it says "calendar: " itself
+	if err != nil || n.raft == nil {
+		return err
+	}
+	if err := n.raft.Err(); err != nil {
+		return fmt.Errorf("cluster: this member stopped: %w", err)
+	}
+	st := n.raft.Status()
+	switch {
+	case n.raftLog.Leading():
+		return nil
+	case n.cfg.Role == RoleCalendar:
+		if st.LeaderAddr != "" && st.Leader != st.ID {
+			return fmt.Errorf("%w: the leader is member %d at %s", calendar.ErrNotLeader, st.Leader, st.LeaderAddr)
+		}
+		return fmt.Errorf("%w: no leader with a quorum", calendar.ErrNotLeader)
+	case st.Leader == 0:
+		return errors.New("cluster: no leader (election in progress, or no quorum)")
+	case st.Leader == st.ID:
+		return errors.New("cluster: this member leads but has no quorum or is still applying the log")
+	}
+	return nil
+}

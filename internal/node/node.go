@@ -49,6 +49,12 @@ type Config struct {
 	// single calendar.
 	NodeID  uint64
 	Cluster map[uint64]string
+	// Join starts a member added with `tempel cluster add` on an empty
+	// data directory: it does not bootstrap the cluster but waits for
+	// the leader to send it the log. ClusterAdmin is the login allowed
+	// to change members (DefaultClusterAdmin when empty).
+	Join         bool
+	ClusterAdmin string
 
 	// Calendar.
 	PublishEvery time.Duration
@@ -123,6 +129,7 @@ type Node struct {
 	mark    *calendar.Watermark
 	cal     *calendar.Service
 	raft    *raftnode.Node // nil without a cluster
+	raftLog *raftLog       // the calendar's view of raft; nil without a cluster
 	pub     *calendar.Publisher
 	agg     *aggregator.Engine
 	gc      *gcGate // nil when GC is off

@@ -93,7 +93,13 @@ func (n *Node) roleParts() ([]func() error, error) {
 	switch n.cfg.Role {
 	case RoleAll:
 		// The calendar's one client is the in-process aggregator.
-		local := func() error { return n.openAggregator(localCalendar{cal: n.cal, name: n.cfg.Name}) }
+		local := func() error {
+			up, err := n.calendarUpstream()
+			if err != nil {
+				return err
+			}
+			return n.openAggregator(up)
+		}
 		return []func() error{n.openCalendar, local, n.withEngine, n.withCalendar}, nil
 	case RoleCalendar:
 		return []func() error{n.openCalendar, n.withCalendarSigner, n.withCalendar}, nil
@@ -154,7 +160,7 @@ func (n *Node) withCalendar() error {
 	n.h.routes = append(n.h.routes, route{"/publications.bin", http.HandlerFunc(n.servePublicationsFile)})
 	n.h.pdu = append(n.h.pdu, server.KSITCPService{Endpoint: n.cal.ExtenderPDUHandler(n.auth), Route: "/gt-extendingservice",
 		RefuseStatus: pdu.StatusInternalError})
-	n.h.calReady = n.cal.Ready // it says "calendar: " itself
+	n.h.calReady = n.calendarReady
 	n.h.calLoops = append(n.h.calLoops, n.runCalendar, func(ctx context.Context) { n.pub.Run(ctx) })
 	return nil
 }

@@ -135,6 +135,9 @@ func (n *Node) handleReady() error {
 	if err := n.apply(rd.CommittedEntries); err != nil {
 		return err
 	}
+	if n.removed && n.applied >= n.rn.BasicStatus().HardState.GetCommit() {
+		return ErrRemoved
+	}
 	n.rn.Advance(rd)
 	return n.maybeSnapshot()
 }
@@ -207,10 +210,14 @@ func (n *Node) applyConfChange(e *pb.Entry) error {
 		id := c.GetNodeId()
 		switch c.GetType() {
 		case pb.ConfChangeType_ConfChangeAddNode, pb.ConfChangeType_ConfChangeAddLearnerNode:
+			if id == n.id {
+				n.removed = false
+			}
 			n.learnAddr(id, addr)
 		case pb.ConfChangeType_ConfChangeRemoveNode:
 			if id == n.id {
-				return ErrRemoved
+				n.removed = true
+				continue
 			}
 			n.mu.Lock()
 			delete(n.peers, id)
@@ -232,10 +239,15 @@ func (n *Node) learnAddr(id uint64, addr string) {
 // setAddr records the address in the address book; it reports whether
 // it is new.
 func (n *Node) setAddr(id uint64, addr string) bool {
-	if addr == "" || id == n.id {
+	if id == n.id {
 		return false
 	}
-	if _, ok := n.cfg.Peers[id]; ok {
+	if configured, ok := n.cfg.Peers[id]; ok {
+		// A member removed and added again is known here by its
+		// configured address, which removing it dropped.
+		addr = configured
+	}
+	if addr == "" {
 		return false
 	}
 	n.mu.Lock()

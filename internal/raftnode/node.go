@@ -39,6 +39,11 @@ type Node struct {
 	rn        *raft.RawNode
 	applied   uint64 // last index applied, any entry type
 	smApplied uint64 // normal entries at or below it are not applied again
+	// removed: the last change of this member's own membership applied
+	// was its removal. A member rebuilt from the log replays its
+	// removal before being added again, so it stops only once it has
+	// applied everything committed and is still removed.
+	removed   bool
 	snapIndex uint64 // index of the log's latest snapshot
 	nextSnap  uint64 // applied index at which to try the next snapshot
 	confState *pb.ConfState

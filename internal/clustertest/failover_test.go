@@ -1,0 +1,128 @@
+package clustertest
+
+import (
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// failovers is how many times TestKillLeader kills the leader
+// (TEMPEL_CLUSTER_FAILOVERS; 3 by default, to keep CI short).
+func failovers() int {
+	if n, err := strconv.Atoi(os.Getenv("TEMPEL_CLUSTER_FAILOVERS")); err == nil && n > 0 {
+		return n
+	}
+	return 3
+}
+
+// TestKillLeader kills the leader with SIGKILL under continuous signing,
+// then a random member, again and again, restarting each: signing
+// resumes, and nothing answered is lost or differs between members.
+func TestKillLeader(t *testing.T) {
+	skipShort(t)
+	c := newCluster(t, 3)
+	c.leader(30 * time.Second)
+	l := startLoad(t, c, 4)
+	c.waitSigned(l, time.Now(), 30*time.Second)
+	var leaderGaps, memberGaps []time.Duration
+	for range failovers() {
+		old := c.leader(15 * time.Second)
+		t0 := time.Now()
+		c.kill(old)
+		c.leader(15 * time.Second)
+		leaderGaps = append(leaderGaps, c.waitSigned(l, t0, 15*time.Second))
+		c.start(old)
+		c.converged(30 * time.Second)
+
+		m := c.members[rand.IntN(len(c.members))]
+		t0 = time.Now()
+		c.kill(m)
+		c.leader(15 * time.Second)
+		memberGaps = append(memberGaps, c.waitSigned(l, t0, 15*time.Second))
+		c.start(m)
+		c.converged(30 * time.Second)
+	}
+	t.Logf("leader killed: first signature after %s", durations(leaderGaps))
+	t.Logf("random member killed: first signature after %s", durations(memberGaps))
+	c.check(l.end())
+}
+
+// TestPausedLeader stops the leader with SIGSTOP for longer than the
+// election timeout: the others elect a leader and go on; the old leader,
+// continued, must not have answered anything of seconds it no longer led.
+func TestPausedLeader(t *testing.T) {
+	skipShort(t)
+	c := newCluster(t, 3)
+	old := c.leader(30 * time.Second)
+	l := startLoad(t, c, 4)
+	c.waitSigned(l, time.Now(), 30*time.Second)
+	t0 := time.Now()
+	if err := old.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	paused := old.cmd
+	old.cmd = nil // not running, for leader() and converged()
+	c.leader(15 * time.Second)
+	t.Logf("leader paused: first signature after %v", c.waitSigned(l, t0, 15*time.Second).Round(time.Millisecond))
+	old.cmd = paused
+	if err := old.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	c.converged(30 * time.Second)
+	c.waitSigned(l, time.Now(), 15*time.Second)
+	c.check(l.end())
+}
+
+// TestWipedFollower wipes a follower's data directory and repairs it
+// the documented way: remove it, add it again with the same id
+// (`tempel cluster remove|add`, sent to any member), start it with
+// --join; it is rebuilt from its peers' log and votes again once caught up.
+func TestWipedFollower(t *testing.T) {
+	skipShort(t)
+	c := newCluster(t, 3)
+	ldr := c.leader(30 * time.Second)
+	l := startLoad(t, c, 2)
+	c.waitSigned(l, time.Now(), 30*time.Second)
+	var f, other *member
+	for _, m := range c.members {
+		switch {
+		case m == ldr:
+		case f == nil:
+			f = m
+		default:
+			other = m
+		}
+	}
+	c.kill(f)
+	if err := os.RemoveAll(f.dir); err != nil {
+		t.Fatal(err)
+	}
+	c.waitSigned(l, time.Now(), 15*time.Second)
+	id := strconv.Itoa(f.id)
+	c.tempel("cluster", "remove", "--server", other.addr, id)
+	out := c.tempel("cluster", "add", "--server", other.addr, id, f.addr)
+	if !strings.Contains(out, "learner") {
+		t.Fatalf("cluster add did not show the learner:\n%s", out)
+	}
+	c.start(f, "--join")
+	c.waitFor("the wiped member voting again", 30*time.Second, func() bool {
+		st, err := ldr.status()
+		if err != nil {
+			return false
+		}
+		for _, m := range st.Members {
+			if m.ID == uint64(f.id) {
+				return !m.Learner
+			}
+		}
+		return false
+	})
+	c.converged(30 * time.Second)
+	t.Log(c.tempel("cluster", "status", "--server", f.addr))
+	c.waitSigned(l, time.Now(), 15*time.Second)
+	c.check(l.end())
+}
