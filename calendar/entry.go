@@ -19,8 +19,8 @@ import (
 // authority and are never re-encoded):
 //
 //	"TS" version(1) kind(1)
-//	kind 1, second:   t(8) proposal(8) count(uvarint)
-//	                  count × [ imprint(33) level(1) meta length(uvarint) meta ]
+//	kind 1, second:   t(8) proposal(8) prev last(8) prev root length(1) prev root
+//	                  count(uvarint) count × [ imprint(33) level(1) meta length(uvarint) meta ]
 //
 // Integers are big-endian; uvarints are minimal. An unknown version or kind, a short or long
 // entry, or a root that is not a SHA-256 imprint is an error: the member
@@ -44,6 +44,12 @@ type SecondEntry struct {
 	// Proposal identifies the proposing member's attempt: only the
 	// member whose proposal was applied answers its callers.
 	Proposal uint64
+	// PrevLast and PrevRoot are the proposer's calendar when it proposed
+	// the entry: its last second and the root after it (nil for an empty
+	// calendar). A member applying the entry must hold the same, or the
+	// calendars have diverged and it stops (Service.Apply).
+	PrevLast uint64
+	PrevRoot ksi.Imprint
 	Roots    []round.Request
 }
 
@@ -53,6 +59,12 @@ func (e *SecondEntry) Encode(dst []byte) ([]byte, error) {
 	dst = append(dst, entryVersion, kindSecond)
 	dst = binary.BigEndian.AppendUint64(dst, e.T)
 	dst = binary.BigEndian.AppendUint64(dst, e.Proposal)
+	dst = binary.BigEndian.AppendUint64(dst, e.PrevLast)
+	if e.PrevRoot != nil && (len(e.PrevRoot) != imprintLen || e.PrevRoot.Alg() != calendarAlg) {
+		return nil, fmt.Errorf("%w: previous root is not a SHA-256 imprint", ErrBadEntry)
+	}
+	dst = append(dst, byte(len(e.PrevRoot)))
+	dst = append(dst, e.PrevRoot...)
 	dst = binary.AppendUvarint(dst, uint64(len(e.Roots)))
 	for i, r := range e.Roots {
 		if len(r.Hash) != imprintLen || r.Hash.Alg() != calendarAlg {
@@ -88,6 +100,19 @@ func DecodeSecondEntry(b []byte) (*SecondEntry, error) {
 	}
 	e := &SecondEntry{T: binary.BigEndian.Uint64(b), Proposal: binary.BigEndian.Uint64(b[8:])}
 	b = b[16:]
+	if len(b) < 9 {
+		return nil, fmt.Errorf("%w: truncated", ErrBadEntry)
+	}
+	e.PrevLast = binary.BigEndian.Uint64(b)
+	switch n := int(b[8]); {
+	case n == 0:
+		b = b[9:]
+	case n == imprintLen && len(b) >= 9+n && ksi.HashAlg(b[9]) == calendarAlg:
+		e.PrevRoot = ksi.Imprint(b[9 : 9+n : 9+n])
+		b = b[9+n:]
+	default:
+		return nil, fmt.Errorf("%w: bad previous root", ErrBadEntry)
+	}
 	n, k := uvarint(b)
 	// Each root takes at least imprint, level and a length byte: a count
 	// the bytes cannot hold is refused before anything is allocated.

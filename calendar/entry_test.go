@@ -9,7 +9,7 @@ import (
 )
 
 func testEntry() *SecondEntry {
-	return &SecondEntry{T: 1_700_000_000, Proposal: 0xfeedface, Roots: []round.Request{
+	return &SecondEntry{T: 1_700_000_000, Proposal: 0xfeedface, PrevLast: 1_699_999_998, PrevRoot: leafFor(9), Roots: []round.Request{
 		{Hash: leafFor(1), Level: 3, Meta: []byte("client a")},
 		{Hash: leafFor(2)},
 		{Hash: leafFor(3), Level: 200, Meta: []byte{0}},
@@ -26,7 +26,8 @@ func TestSecondEntryRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.T != e.T || got.Proposal != e.Proposal || len(got.Roots) != len(e.Roots) {
+		if got.T != e.T || got.Proposal != e.Proposal || got.PrevLast != e.PrevLast || !bytes.Equal(got.PrevRoot, e.PrevRoot) ||
+			(got.PrevRoot == nil) != (e.PrevRoot == nil) || len(got.Roots) != len(e.Roots) {
 			t.Fatalf("decoded %+v, want %+v", got, e)
 		}
 		for i, r := range got.Roots {
@@ -50,8 +51,9 @@ func TestSecondEntryRefusals(t *testing.T) {
 		"unknown kind":  append([]byte("TS\x01\x07"), good[4:]...),
 		"truncated":     good[:len(good)-1],
 		"trailing byte": append(append([]byte(nil), good...), 0),
-		"long uvarint":  append(append(append([]byte(nil), good[:20]...), 0x83, 0x00), good[21:]...),
-		"huge count":    append(append([]byte(nil), good[:20]...), 0xff, 0xff, 0xff, 0xff, 0x0f),
+		"long uvarint":  append(append(append([]byte(nil), good[:62]...), 0x83, 0x00), good[63:]...),
+		"huge count":    append(append([]byte(nil), good[:62]...), 0xff, 0xff, 0xff, 0xff, 0x0f),
+		"short root":    append(append([]byte(nil), good[:28]...), 5, 1, 2, 3, 4, 5, 0),
 	}
 	for name, b := range cases {
 		if _, err := DecodeSecondEntry(b); !errors.Is(err, ErrBadEntry) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/calendarstep"
+	"github.com/tempel-ksi/tempel/ksi/calendartree"
 	"github.com/tempel-ksi/tempel/ksi/round"
 )
 
@@ -74,7 +75,8 @@ func (s *Service) notLeaderLocked() error {
 // second's submissions from the applied step. It returns an error only
 // for a fault that stops the calendar.
 func (s *Service) proposeSecond(t uint64, subs []*submission) error {
-	e := SecondEntry{T: t, Proposal: proposalID(), Roots: make([]round.Request, len(subs))}
+	state := s.cfg.Store.State()
+	e := SecondEntry{T: t, Proposal: proposalID(), PrevLast: state.Last(), PrevRoot: state.Root(), Roots: make([]round.Request, len(subs))}
 	for i, sub := range subs {
 		e.Roots[i] = sub.req
 	}
@@ -146,6 +148,9 @@ func (s *Service) Apply(index uint64, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("entry %d: %w", index, err)
 	}
+	if err := samePrev(st.State(), e); err != nil {
+		return fmt.Errorf("entry %d: %w", index, err)
+	}
 	var root ksi.Imprint
 	for b, err := range step.Batches(fillChunk) {
 		if err != nil {
@@ -171,6 +176,22 @@ func (s *Service) Apply(index uint64, data []byte) error {
 	s.setClosed(e.T)
 	s.cfg.Metrics.appended(int(step.Leaves()), s.cfg.Now().Sub(start))
 	s.tellProposer(e.Proposal, applied{step: step})
+	return nil
+}
+
+// samePrev checks that this member's calendar is the one the entry was
+// proposed on: the same last second and root. Entries are applied in log
+// order on every member, so a difference means the calendars diverged
+// (a member started on another cluster's calendar, or a bug): applying
+// on top would answer from a different history.
+func samePrev(state calendartree.State, e *SecondEntry) error {
+	if e.PrevRoot == nil && state.Empty() {
+		return nil
+	}
+	if e.PrevRoot == nil || state.Empty() || state.Last() != e.PrevLast || !bytes.Equal(state.Root(), e.PrevRoot) {
+		return fmt.Errorf("%w: second %d was proposed on a calendar ending at %d with root %s, this member's ends at %d with root %s",
+			ErrHistoryLost, e.T, e.PrevLast, e.PrevRoot, state.Last(), state.Root())
+	}
 	return nil
 }
 

@@ -133,7 +133,10 @@ func (n *Node) open() error {
 	// The machine cannot be ahead of what the log says is committed:
 	// that log lost entries a majority acknowledged, or belongs to
 	// another machine. Starting on it could vote or apply wrongly.
-	if n.smApplied > hs.GetCommit() && n.smApplied > n.snapIndex {
+	// A member joining on an empty log with its state machine kept (its
+	// log was lost and it was removed and added again) is the exception:
+	// it receives the whole log and skips the entries it has applied.
+	if n.smApplied > hs.GetCommit() && n.smApplied > n.snapIndex && !(fresh && n.cfg.Join) {
 		return fmt.Errorf("raftnode: the state machine applied index %d but the raft log in %s commits only %d (log lost or replaced; rejoin the member)",
 			n.smApplied, n.cfg.Dir, max(hs.GetCommit(), n.snapIndex))
 	}

@@ -1,0 +1,142 @@
+package calendar
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/tempel-ksi/tempel/internal/raftnode"
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/round"
+	"github.com/tempel-ksi/tempel/verifier"
+)
+
+// replicaService is a calendar member of a one-member raft cluster: the
+// real log, on disk, applying to the service.
+func replicaService(t *testing.T) (*Service, *raftnode.Node) {
+	t.Helper()
+	dir := t.TempDir()
+	st := openTest(t, filepath.Join(dir, "calendar"))
+	t.Cleanup(func() { st.Close() })
+	l := &testLog{}
+	svc, err := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Logger: discardLogger(), Log: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := raftnode.Start(raftnode.Config{ID: 1, Peers: map[uint64]string{1: "127.0.0.1:1"}, Dir: filepath.Join(dir, "raft"),
+		StateMachine: svc, Transport: raftnode.NewGRPCTransport(raftnode.GRPCOptions{}), TickInterval: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Stop() })
+	l.n = n
+	return svc, n
+}
+
+// testLog is the service's view of the raft node, as the node package
+// gives it (internal/node/cluster.go).
+type testLog struct{ n *raftnode.Node }
+
+func (l *testLog) Propose(ctx context.Context, data []byte) error { return l.n.Propose(ctx, data) }
+func (l *testLog) Leading() bool {
+	if l.n == nil {
+		return false
+	}
+	st := l.n.Status()
+	return st.IsLeader && st.HasQuorum && st.Applied >= st.Commit
+}
+func (l *testLog) Leader() string { return "" }
+
+// The leader's roots reach the calendar only through the log: Sign
+// returns once the entry is committed and applied, and the signature's
+// calendar root is the store's root after its second, recorded with the
+// entry's raft index.
+func TestReplicaSignsThroughTheLog(t *testing.T) {
+	svc, n := replicaService(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go svc.Run(ctx)
+	deadline := time.Now().Add(10 * time.Second)
+	for !(&testLog{n}).Leading() {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	doc := leafFor(42)
+	raw, err := svc.Sign(ctx, doc, 0, "tester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := ksi.ParseSignature(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep := verifier.Verify(ctx, sig, verifier.Internal, verifier.Options{Document: doc}); rep.Err() != nil {
+		t.Fatal(rep.Err())
+	}
+	var h ksi.Hasher
+	root, err := sig.CalendarChain.Output(&h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := svc.Store().Root(sig.CalendarChain.PublicationTime)
+	if err != nil || !got.Equal(root) {
+		t.Fatalf("store root %s (%v), signature's %s", got, err, root)
+	}
+	if svc.Applied() == 0 || svc.Applied() > n.Status().Applied {
+		t.Fatalf("store applied index %d, raft applied %d", svc.Applied(), n.Status().Applied)
+	}
+}
+
+// Apply appends each second once, refuses an entry proposed on another
+// calendar, and stops on bytes that are not an entry.
+func TestReplicaApplyRules(t *testing.T) {
+	st := openTest(t, t.TempDir())
+	defer st.Close()
+	svc, err := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Logger: discardLogger(), Log: &testLog{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply := func(index uint64, e SecondEntry) error {
+		t.Helper()
+		b, err := e.Encode(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return svc.Apply(index, b)
+	}
+	if err := apply(5, SecondEntry{T: 1000, Roots: []round.Request{{Hash: leafFor(1), Meta: []byte{1}}}}); err != nil {
+		t.Fatal(err)
+	}
+	root1000 := st.State().Root()
+	// The same second again (a proposal committed twice): nothing changes.
+	if err := apply(6, SecondEntry{T: 1000, PrevLast: 999, PrevRoot: leafFor(7)}); err != nil {
+		t.Fatalf("duplicate second: %v", err)
+	}
+	if st.Applied() != 5 || !st.State().Root().Equal(root1000) {
+		t.Fatalf("a duplicate entry changed the calendar: applied %d", st.Applied())
+	}
+	// Proposed on a calendar with another root after 1000.
+	if err := apply(7, SecondEntry{T: 1003, PrevLast: 1000, PrevRoot: leafFor(8)}); !errors.Is(err, ErrHistoryLost) {
+		t.Fatalf("entry on another calendar: %v, want ErrHistoryLost", err)
+	}
+	// Proposed on a calendar that ended earlier.
+	if err := apply(7, SecondEntry{T: 1003, PrevLast: 999, PrevRoot: root1000}); !errors.Is(err, ErrHistoryLost) {
+		t.Fatalf("entry on a shorter calendar: %v, want ErrHistoryLost", err)
+	}
+	if err := apply(7, SecondEntry{T: 1003, PrevLast: 1000, PrevRoot: root1000}); err != nil {
+		t.Fatal(err)
+	}
+	if first, last, _ := st.Head(); first != 1000 || last != 1003 || st.Applied() != 7 {
+		t.Fatalf("calendar %d..%d applied %d, want 1000..1003 at 7 (gap filled)", first, last, st.Applied())
+	}
+	if err := svc.Apply(8, []byte("not an entry")); !errors.Is(err, ErrBadEntry) {
+		t.Fatalf("garbage entry: %v", err)
+	}
+	if err := svc.Apply(9, nil); err != nil {
+		t.Fatalf("the leader's empty entry: %v", err)
+	}
+}
