@@ -15,6 +15,8 @@ type Metrics struct {
 	submissions   prometheus.Counter
 	signatures    prometheus.Counter
 	extends       *prometheus.CounterVec
+	commitLatency prometheus.Histogram
+	notCommitted  prometheus.Counter
 }
 
 // NewMetrics registers the calendar's metrics on reg.
@@ -36,8 +38,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		extends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "tempel_calendar_extend_requests_total", Help: "Extend requests by outcome.",
 		}, []string{"result"}),
+		commitLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "tempel_calendar_commit_seconds", Help: "Replicated calendar, on the leader: from proposing a second's entry to its being applied on this member (committed on a majority).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		notCommitted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tempel_calendar_seconds_not_committed_total", Help: "Replicated calendar, on the leader: seconds whose entry was not applied in time or lost to another entry (their callers got an error).",
+		}),
 	}
-	reg.MustRegister(m.leaves, m.appendLatency, m.submissions, m.signatures, m.extends)
+	reg.MustRegister(m.leaves, m.appendLatency, m.submissions, m.signatures, m.extends, m.commitLatency, m.notCommitted)
 	return m
 }
 
@@ -71,5 +80,16 @@ func (m *Metrics) extended(err error) {
 		m.extends.WithLabelValues("out_of_range").Inc()
 	default:
 		m.extends.WithLabelValues("error").Inc()
+	}
+}
+
+func (m *Metrics) committed(d time.Duration, ok bool) {
+	if m == nil {
+		return
+	}
+	if ok {
+		m.commitLatency.Observe(d.Seconds())
+	} else {
+		m.notCommitted.Inc()
 	}
 }

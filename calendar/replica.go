@@ -96,18 +96,22 @@ func (s *Service) proposeSecond(t uint64, subs []*submission) error {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.CommitTimeout)
 	defer cancel()
+	start := s.cfg.Now()
 	if err := s.cfg.Log.Propose(ctx, data); err != nil {
+		s.cfg.Metrics.committed(0, false)
 		s.answerAll(subs, nil, fmt.Errorf("%w: second %d: %v", ErrNotCommitted, t, err))
 		return nil
 	}
 	select {
 	case a := <-done:
+		s.cfg.Metrics.committed(s.cfg.Now().Sub(start), a.err == nil)
 		if a.err != nil {
 			s.answerAll(subs, nil, a.err)
 			return nil
 		}
 		s.answerStep(t, a.step, subs)
 	case <-ctx.Done():
+		s.cfg.Metrics.committed(0, false)
 		// The entry may still commit later; then it is appended like any
 		// other, but these callers have been told to retry.
 		s.answerAll(subs, nil, fmt.Errorf("%w: second %d within %v", ErrNotCommitted, t, s.cfg.CommitTimeout))
