@@ -21,8 +21,10 @@ const (
 	// DefaultMaxSizePerMsg bounds the entries of one append message.
 	DefaultMaxSizePerMsg = 1 << 20
 	// DefaultMaxInflightMsgs bounds the append messages sent to one
-	// follower and not yet acknowledged.
-	DefaultMaxInflightMsgs = 256
+	// follower and not yet acknowledged: with DefaultMaxSizePerMsg, at
+	// most 64 MiB of entries in flight per follower (the gRPC
+	// transport's per-peer queue holds that much, DefaultPeerQueueBytes).
+	DefaultMaxInflightMsgs = 64
 	// DefaultMaxUncommittedEntriesSize bounds what a leader holds in its
 	// log uncommitted; proposals past it are refused (ErrDropped).
 	DefaultMaxUncommittedEntriesSize = 64 << 20

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -40,9 +41,15 @@ const DefaultMaxMessageBytes = 4 << 20
 // that the wrapped gRPC message stays within DefaultMaxMessageBytes.
 const maxValue = DefaultMaxMessageBytes - 16
 
-// DefaultPeerQueue is how many messages may wait for one peer's stream;
-// more are dropped and raft is told the peer is unreachable.
-const DefaultPeerQueue = 1024
+// DefaultPeerQueue and DefaultPeerQueueBytes bound the messages waiting
+// for one peer's stream, by count and by size; more are dropped and raft
+// is told the peer is unreachable. When the stream fails, everything
+// waiting is dropped too: raft probes the peer again, and stale appends
+// delivered late would only cost bandwidth.
+const (
+	DefaultPeerQueue      = 1024
+	DefaultPeerQueueBytes = 96 << 20
+)
 
 // Reconnection: after a failed stream the peer's sender waits from
 // minRetry, doubling up to maxRetry; the connection below it redials
@@ -112,8 +119,10 @@ type GRPCOptions struct {
 	// carry the transport credentials (TLS with a client certificate
 	// in production, insecure only in tests).
 	DialOptions []grpc.DialOption
-	// PeerQueue is DefaultPeerQueue when 0.
-	PeerQueue int
+	// PeerQueue and PeerQueueBytes are DefaultPeerQueue and
+	// DefaultPeerQueueBytes when 0.
+	PeerQueue      int
+	PeerQueueBytes int
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -136,6 +145,7 @@ type GRPCTransport struct {
 // NewGRPCTransport returns a transport to give Config.Transport.
 func NewGRPCTransport(opts GRPCOptions) *GRPCTransport {
 	setDefault(&opts.PeerQueue, DefaultPeerQueue)
+	setDefault(&opts.PeerQueueBytes, DefaultPeerQueueBytes)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -235,6 +245,7 @@ type peer struct {
 	id     uint64
 	addr   string
 	queue  chan []byte
+	queued atomic.Int64 // bytes in queue
 	snaps  chan []byte
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -260,15 +271,47 @@ func (t *GRPCTransport) newPeer(id uint64, addr string) *peer {
 }
 
 func (p *peer) enqueue(b []byte, snap bool) bool {
-	q := p.queue
 	if snap {
-		q = p.snaps
+		select {
+		case p.snaps <- b:
+			return true
+		default:
+			return false
+		}
+	}
+	if p.queued.Load()+int64(len(b)) > int64(p.t.opts.PeerQueueBytes) {
+		return false
 	}
 	select {
-	case q <- b:
+	case p.queue <- b:
+		p.queued.Add(int64(len(b)))
 		return true
 	default:
 		return false
+	}
+}
+
+// take receives the next queued message.
+func (p *peer) take() ([]byte, bool) {
+	select {
+	case <-p.ctx.Done():
+		return nil, false
+	case b := <-p.queue:
+		p.queued.Add(-int64(len(b)))
+		return b, true
+	}
+}
+
+// dropQueued empties the queue and reports how many it dropped.
+func (p *peer) dropQueued() (n int) {
+	for {
+		select {
+		case b := <-p.queue:
+			p.queued.Add(-int64(len(b)))
+			n++
+		default:
+			return n
+		}
 	}
 }
 
@@ -321,11 +364,9 @@ func (p *peer) runMessages() {
 	var stream grpc.ClientStream
 	retry := minRetry
 	for {
-		var b []byte
-		select {
-		case <-p.ctx.Done():
+		b, ok := p.take()
+		if !ok {
 			return
-		case b = <-p.queue:
 		}
 		var err error
 		if stream == nil {
@@ -352,6 +393,9 @@ func (p *peer) runMessages() {
 			return
 		case <-time.After(retry):
 		}
+		// What queued up meanwhile was meant for a peer raft will
+		// probe again; it was reported unreachable above.
+		p.dropQueued()
 		retry = min(2*retry, maxRetry)
 	}
 }

@@ -109,6 +109,12 @@ func (s *toySM) state() (count uint64, digest [32]byte) {
 	return s.count, s.digest
 }
 
+func (s *toySM) restored() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restores
+}
+
 func (s *toySM) has(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()

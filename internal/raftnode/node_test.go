@@ -129,27 +129,35 @@ func TestSnapshotCatchUp(t *testing.T) {
 	l := c.leaderOf(c.members)
 	f := c.others(l)[0]
 	behind := f.sm.Applied()
+	// Cut f off first, so that no message for it waits in a
+	// transport's queue to bring it the log when it is back.
+	for _, m := range c.others(f) {
+		m.fault.Partition(f.id)
+	}
 	c.stop(f)
 	c.proposeAll(c.others(f), keys("e", 20, 300))
-	first, err := l.node.st.FirstIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if first <= behind+1 {
-		t.Fatalf("leader's log starts at %d; the follower needs %d: not compacted", first, behind+1)
-	}
+	// The compaction follows the apply that the test saw.
+	waitFor(t, 5*time.Second, "the leader's log compacted past the follower", func() bool {
+		first, err := l.node.st.FirstIndex()
+		return err == nil && first > behind+1
+	})
 	c.start(f)
+	for _, m := range c.others(f) {
+		m.fault.Heal()
+	}
 	c.waitSame(c.members, 320)
-	if f.sm.restores == 0 || f.node.Status().Restores == 0 {
+	if f.sm.restored() == 0 {
 		t.Fatal("the follower caught up without a snapshot")
 	}
+	// Status is published at the end of the loop's turn.
+	waitFor(t, 5*time.Second, "the restore counted in Status", func() bool { return f.node.Status().Restores > 0 })
 	// Its machine lost: the log's snapshot restores it at start, the
 	// log after it is applied again.
 	c.stop(f)
 	f.sm = newToySM()
 	c.start(f)
-	if f.sm.restores != 1 {
-		t.Fatalf("a new state machine was restored %d times at start", f.sm.restores)
+	if r := f.sm.restored(); r != 1 {
+		t.Fatalf("a new state machine was restored %d times at start", r)
 	}
 	c.waitSame(c.members, 320)
 	c.proposeAll(c.members, keys("e", 320, 10))
