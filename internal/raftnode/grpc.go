@@ -29,17 +29,8 @@ const (
 	sendMethod  = "/" + ServiceName + "/Send"
 )
 
-// DefaultMaxMessageBytes bounds one raft message on the wire, both ways:
-// the receiver refuses a larger one (ResourceExhausted, the stream ends)
-// and the sender drops it and reports it. It is gRPC's default maximum
-// received message, so the node's one gRPC server needs no option for
-// it; append messages stay far below it (MaxSizePerMsg, 1 MiB), and
-// snapshot data must too.
-const DefaultMaxMessageBytes = 4 << 20
-
-// maxValue bounds the marshalled raft message inside its BytesValue, so
-// that the wrapped gRPC message stays within DefaultMaxMessageBytes.
-const maxValue = DefaultMaxMessageBytes - 16
+// wrapOverhead is what the BytesValue around a raft message adds.
+const wrapOverhead = 16
 
 // DefaultPeerQueue and DefaultPeerQueueBytes bound the messages waiting
 // for one peer's stream, by count and by size; more are dropped and raft
@@ -48,7 +39,7 @@ const maxValue = DefaultMaxMessageBytes - 16
 // delivered late would only cost bandwidth.
 const (
 	DefaultPeerQueue      = 1024
-	DefaultPeerQueueBytes = 96 << 20
+	DefaultPeerQueueBytes = 32 << 20
 )
 
 // Reconnection: after a failed stream the peer's sender waits from
@@ -63,7 +54,10 @@ const (
 // raftReceiver is what the service's handler needs of the member.
 type raftReceiver interface {
 	Step(m *pb.Message) error
+	maxMessage() int
 }
+
+func (n *Node) maxMessage() int { return n.cfg.MaxMessageBytes }
 
 var serviceDesc = grpc.ServiceDesc{
 	ServiceName: ServiceName,
@@ -96,8 +90,8 @@ func receiveStream(srv any, stream grpc.ServerStream) error {
 			}
 			return err
 		}
-		if len(in.GetValue()) > maxValue {
-			return status.Errorf(codes.ResourceExhausted, "raftnode: raft message of %d bytes, at most %d", len(in.GetValue()), maxValue)
+		if limit := r.maxMessage() - wrapOverhead; len(in.GetValue()) > limit {
+			return status.Errorf(codes.ResourceExhausted, "raftnode: raft message of %d bytes, at most %d", len(in.GetValue()), limit)
 		}
 		m := new(pb.Message)
 		if err := proto.Unmarshal(in.GetValue(), m); err != nil {
@@ -119,6 +113,9 @@ type GRPCOptions struct {
 	// carry the transport credentials (TLS with a client certificate
 	// in production, insecure only in tests).
 	DialOptions []grpc.DialOption
+	// MaxMessageBytes bounds a message sent; DefaultMaxMessageBytes
+	// when 0. Keep it equal to the receivers' Config.MaxMessageBytes.
+	MaxMessageBytes int
 	// PeerQueue and PeerQueueBytes are DefaultPeerQueue and
 	// DefaultPeerQueueBytes when 0.
 	PeerQueue      int
@@ -146,6 +143,7 @@ type GRPCTransport struct {
 func NewGRPCTransport(opts GRPCOptions) *GRPCTransport {
 	setDefault(&opts.PeerQueue, DefaultPeerQueue)
 	setDefault(&opts.PeerQueueBytes, DefaultPeerQueueBytes)
+	setDefault(&opts.MaxMessageBytes, DefaultMaxMessageBytes)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -214,8 +212,8 @@ func (t *GRPCTransport) Send(msgs []*pb.Message) {
 		switch {
 		case p == nil:
 			err = errors.New("no address for the member")
-		case err == nil && len(b) > maxValue:
-			err = fmt.Errorf("message of %d bytes, at most %d", len(b), maxValue)
+		case err == nil && len(b) > t.opts.MaxMessageBytes-wrapOverhead:
+			err = fmt.Errorf("message of %d bytes, at most %d", len(b), t.opts.MaxMessageBytes-wrapOverhead)
 		}
 		if err == nil && !p.enqueue(b, snap) {
 			err = errors.New("queue full")
@@ -338,7 +336,7 @@ func (p *peer) client() (*grpc.ClientConn, error) {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxRetry},
 			MinConnectTimeout: 5 * time.Second,
 		}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(DefaultMaxMessageBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(p.t.opts.MaxMessageBytes)),
 	}
 	conn, err := grpc.NewClient(p.addr, append(opts, p.t.opts.DialOptions...)...)
 	if err != nil {

@@ -221,7 +221,8 @@ func (c *tcluster) tryStart(m *tmember, join bool) error {
 		return err
 	}
 	m.node = n
-	m.srv = grpc.NewServer()
+	// The node's gRPC server refuses messages past 1 MiB; so does this.
+	m.srv = grpc.NewServer(grpc.MaxRecvMsgSize(DefaultMaxMessageBytes))
 	RegisterServer(m.srv, n)
 	go m.srv.Serve(m.lis)
 	return nil

@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -180,6 +181,12 @@ func TestProposeOnFollower(t *testing.T) {
 	if err := l.node.Propose(context.Background(), make([]byte, DefaultMaxProposalBytes+1)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized proposal: %v", err)
 	}
+	// The largest proposal fits an append message on the wire.
+	big := bytes.Repeat([]byte{'x'}, DefaultMaxProposalBytes)
+	if err := l.node.Propose(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	c.waitSame(c.members, 1)
 }
 
 // (f) With the Ready loop held up, the proposal queue fills and the next

@@ -74,7 +74,8 @@ func TestBadBytesOnTheWire(t *testing.T) {
 		{"from nobody", msg(pb.MessageType_MsgHeartbeatResp, 0, 1), codes.InvalidArgument, "from member 0"},
 		{"a proposal", msg(pb.MessageType_MsgProp, 2, 1), codes.InvalidArgument, "refused from the network"},
 		{"a local message", msg(pb.MessageType_MsgHup, 2, 1), codes.InvalidArgument, "refused from the network"},
-		{"too large", make([]byte, DefaultMaxMessageBytes+1), codes.ResourceExhausted, ""},
+		{"too large", make([]byte, DefaultMaxMessageBytes-8), codes.ResourceExhausted, "raftnode: raft message of"},
+		{"too large for gRPC", make([]byte, DefaultMaxMessageBytes+1), codes.ResourceExhausted, ""},
 		{"an unknown member's", msg(pb.MessageType_MsgHeartbeatResp, 7, 1), codes.InvalidArgument, "not a member known here"},
 		{"a good one", good, codes.OK, ""},
 	} {
