@@ -232,15 +232,23 @@ func TestFullProposalQueue(t *testing.T) {
 func TestApplyErrorStopsMember(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	c.proposeAll(c.members, keys("p", 0, 10))
-	l := c.leaderOf(c.members)
-	if err := l.node.Propose(context.Background(), []byte("poison")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-l.node.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the leader did not stop")
-	}
+	// The leader that commits the poison applies it and stops (one
+	// that loses leadership first may not: propose again then).
+	var l *tmember
+	waitFor(t, 15*time.Second, "a leader stopped on the poison entry", func() bool {
+		l = c.leaderOf(c.members)
+		if err := l.node.Propose(context.Background(), []byte("poison")); err != nil {
+			return false
+		}
+		return poll(3*time.Second, func() bool {
+			select {
+			case <-l.node.Done():
+				return true
+			default:
+				return false
+			}
+		})
+	})
 	for _, m := range c.members {
 		// A follower may be stopping now, or never learn the commit.
 		if err := m.node.Err(); err != nil || m == l {
