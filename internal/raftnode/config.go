@@ -73,23 +73,32 @@ type Config struct {
 	// Dir is the raft log's directory (internal/raftlog).
 	Dir string
 
+	// TickInterval is one raft tick; ElectionTick and HeartbeatTick
+	// count ticks (raft.Config).
 	TickInterval  time.Duration
 	ElectionTick  int
 	HeartbeatTick int
 
+	// MaxSizePerMsg, MaxInflightMsgs and MaxUncommittedEntriesSize are
+	// raft.Config's flow control (see the defaults).
 	MaxSizePerMsg             uint64
 	MaxInflightMsgs           int
 	MaxUncommittedEntriesSize uint64
-	MaxProposalBytes          int
+	// MaxProposalBytes bounds one proposal's data (ErrTooLarge).
+	MaxProposalBytes int
 	// MaxMessageBytes bounds a raft message received (RegisterServer's
 	// handler) and, for the gRPC transport, GRPCOptions.MaxMessageBytes
 	// a message sent; snapshot messages included, so the state
 	// machine's Snapshot data must stay well below it.
 	MaxMessageBytes int
-	ProposalQueue   int
-	ReceiveQueue    int
-	SnapshotEvery   uint64
-	KeepEntries     uint64
+	// ProposalQueue and ReceiveQueue bound the proposals and the
+	// received messages waiting for the Ready loop (ErrBusy past them).
+	ProposalQueue int
+	ReceiveQueue  int
+	// Every SnapshotEvery applied entries the state machine is
+	// snapshotted and the log compacted, keeping KeepEntries entries.
+	SnapshotEvery uint64
+	KeepEntries   uint64
 
 	// Logger receives the member's and raft's messages; nil discards.
 	Logger *slog.Logger
