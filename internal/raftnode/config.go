@@ -117,8 +117,10 @@ func (c Config) withDefaults() (Config, error) {
 	if _, ok := c.Peers[c.ID]; !ok && !c.Join {
 		return c, fmt.Errorf("raftnode: peers do not include this member (%d)", c.ID)
 	}
-	if _, ok := c.Peers[0]; ok {
-		return c, errors.New("raftnode: peer id 0 is not allowed")
+	for id, addr := range c.Peers {
+		if id == 0 || addr == "" {
+			return c, fmt.Errorf("raftnode: peer %d with address %q", id, addr)
+		}
 	}
 	if c.Dir == "" {
 		return c, errors.New("raftnode: no raft log directory")
