@@ -18,17 +18,27 @@ const (
 	DefaultElectionTick = 10
 	// DefaultHeartbeatTick sends a heartbeat every tick.
 	DefaultHeartbeatTick = 1
-	// DefaultMaxSizePerMsg bounds the entries of one append message.
-	DefaultMaxSizePerMsg = 1 << 20
+	// DefaultMaxMessageBytes bounds one raft message on the wire, both
+	// ways: the receiver refuses a larger one (ResourceExhausted, the
+	// stream ends) and the sender drops it and reports it. It is the
+	// node's gRPC server's MaxRecvMsgSize (internal/node, 1 MiB), on
+	// which the raft service is registered: raise both together.
+	DefaultMaxMessageBytes = 1 << 20
+	// DefaultMaxSizePerMsg bounds the entries of one append message
+	// (raft puts at least one entry in each, whatever its size).
+	DefaultMaxSizePerMsg = 256 << 10
 	// DefaultMaxInflightMsgs bounds the append messages sent to one
-	// follower and not yet acknowledged.
-	DefaultMaxInflightMsgs = 256
+	// follower and not yet acknowledged: with DefaultMaxSizePerMsg, at
+	// most 16 MiB of entries in flight per follower (the gRPC
+	// transport's per-peer queue holds twice that, DefaultPeerQueueBytes).
+	DefaultMaxInflightMsgs = 64
 	// DefaultMaxUncommittedEntriesSize bounds what a leader holds in its
 	// log uncommitted; proposals past it are refused (ErrDropped).
 	DefaultMaxUncommittedEntriesSize = 64 << 20
-	// DefaultMaxProposalBytes bounds the data of one proposal, well
-	// below DefaultMaxMessageBytes so an entry always fits a message.
-	DefaultMaxProposalBytes = 1 << 20
+	// DefaultMaxProposalBytes bounds the data of one proposal, so that
+	// an append message (DefaultMaxSizePerMsg of entries, or one entry
+	// of this size) always fits DefaultMaxMessageBytes.
+	DefaultMaxProposalBytes = 512 << 10
 	// DefaultProposalQueue is how many proposals may wait for the Ready
 	// loop; one more is refused at once with ErrBusy.
 	DefaultProposalQueue = 1024
@@ -63,18 +73,32 @@ type Config struct {
 	// Dir is the raft log's directory (internal/raftlog).
 	Dir string
 
+	// TickInterval is one raft tick; ElectionTick and HeartbeatTick
+	// count ticks (raft.Config).
 	TickInterval  time.Duration
 	ElectionTick  int
 	HeartbeatTick int
 
+	// MaxSizePerMsg, MaxInflightMsgs and MaxUncommittedEntriesSize are
+	// raft.Config's flow control (see the defaults).
 	MaxSizePerMsg             uint64
 	MaxInflightMsgs           int
 	MaxUncommittedEntriesSize uint64
-	MaxProposalBytes          int
-	ProposalQueue             int
-	ReceiveQueue              int
-	SnapshotEvery             uint64
-	KeepEntries               uint64
+	// MaxProposalBytes bounds one proposal's data (ErrTooLarge).
+	MaxProposalBytes int
+	// MaxMessageBytes bounds a raft message received (RegisterServer's
+	// handler) and, for the gRPC transport, GRPCOptions.MaxMessageBytes
+	// a message sent; snapshot messages included, so the state
+	// machine's Snapshot data must stay well below it.
+	MaxMessageBytes int
+	// ProposalQueue and ReceiveQueue bound the proposals and the
+	// received messages waiting for the Ready loop (ErrBusy past them).
+	ProposalQueue int
+	ReceiveQueue  int
+	// Every SnapshotEvery applied entries the state machine is
+	// snapshotted and the log compacted, keeping KeepEntries entries.
+	SnapshotEvery uint64
+	KeepEntries   uint64
 
 	// Logger receives the member's and raft's messages; nil discards.
 	Logger *slog.Logger
@@ -93,8 +117,10 @@ func (c Config) withDefaults() (Config, error) {
 	if _, ok := c.Peers[c.ID]; !ok && !c.Join {
 		return c, fmt.Errorf("raftnode: peers do not include this member (%d)", c.ID)
 	}
-	if _, ok := c.Peers[0]; ok {
-		return c, errors.New("raftnode: peer id 0 is not allowed")
+	for id, addr := range c.Peers {
+		if id == 0 || addr == "" {
+			return c, fmt.Errorf("raftnode: peer %d with address %q", id, addr)
+		}
 	}
 	if c.Dir == "" {
 		return c, errors.New("raftnode: no raft log directory")
@@ -115,10 +141,16 @@ func (c Config) withDefaults() (Config, error) {
 	setDefault(&c.MaxInflightMsgs, DefaultMaxInflightMsgs)
 	setDefault(&c.MaxUncommittedEntriesSize, DefaultMaxUncommittedEntriesSize)
 	setDefault(&c.MaxProposalBytes, DefaultMaxProposalBytes)
+	setDefault(&c.MaxMessageBytes, DefaultMaxMessageBytes)
 	setDefault(&c.ProposalQueue, DefaultProposalQueue)
 	setDefault(&c.ReceiveQueue, DefaultReceiveQueue)
 	setDefault(&c.SnapshotEvery, DefaultSnapshotEvery)
 	setDefault(&c.KeepEntries, DefaultKeepEntries)
+	// An append message carries MaxSizePerMsg of entries, or one
+	// entry of up to MaxProposalBytes, plus headers.
+	if limit := uint64(c.MaxMessageBytes) - messageOverhead; uint64(c.MaxProposalBytes) > limit || c.MaxSizePerMsg > limit {
+		return c, fmt.Errorf("raftnode: proposals of %d bytes or appends of %d do not fit messages of %d bytes", c.MaxProposalBytes, c.MaxSizePerMsg, c.MaxMessageBytes)
+	}
 	if c.HeartbeatTick >= c.ElectionTick {
 		return c, fmt.Errorf("raftnode: heartbeat tick %d not below election tick %d", c.HeartbeatTick, c.ElectionTick)
 	}
@@ -127,6 +159,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, nil
 }
+
+// messageOverhead is room for a message's own fields and its wrapping
+// around the entries it carries.
+const messageOverhead = 16 << 10
 
 func setDefault[T comparable](v *T, d T) {
 	var zero T

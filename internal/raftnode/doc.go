@@ -29,7 +29,9 @@
 //
 // An error saving, applying or restoring is fatal: the loop stops, the
 // transport stops, [Node.Done] is closed and [Node.Err] says why. Nothing
-// after the failed step is applied or sent.
+// after the failed step is applied or sent. So is a panic in the loop:
+// raft's invariant checks (which a message from a broken or hostile
+// member can trip) and the state machine's own.
 //
 // # Restart
 //

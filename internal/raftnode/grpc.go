@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	pb "go.etcd.io/raft/v3/raftpb"
@@ -28,21 +29,18 @@ const (
 	sendMethod  = "/" + ServiceName + "/Send"
 )
 
-// DefaultMaxMessageBytes bounds one raft message on the wire, both ways:
-// the receiver refuses a larger one (ResourceExhausted, the stream ends)
-// and the sender drops it and reports it. It is gRPC's default maximum
-// received message, so the node's one gRPC server needs no option for
-// it; append messages stay far below it (MaxSizePerMsg, 1 MiB), and
-// snapshot data must too.
-const DefaultMaxMessageBytes = 4 << 20
+// wrapOverhead is what the BytesValue around a raft message adds.
+const wrapOverhead = 16
 
-// maxValue bounds the marshalled raft message inside its BytesValue, so
-// that the wrapped gRPC message stays within DefaultMaxMessageBytes.
-const maxValue = DefaultMaxMessageBytes - 16
-
-// DefaultPeerQueue is how many messages may wait for one peer's stream;
-// more are dropped and raft is told the peer is unreachable.
-const DefaultPeerQueue = 1024
+// DefaultPeerQueue and DefaultPeerQueueBytes bound the messages waiting
+// for one peer's stream, by count and by size; more are dropped and raft
+// is told the peer is unreachable. When the stream fails, everything
+// waiting is dropped too: raft probes the peer again, and stale appends
+// delivered late would only cost bandwidth.
+const (
+	DefaultPeerQueue      = 1024
+	DefaultPeerQueueBytes = 32 << 20
+)
 
 // Reconnection: after a failed stream the peer's sender waits from
 // minRetry, doubling up to maxRetry; the connection below it redials
@@ -56,7 +54,10 @@ const (
 // raftReceiver is what the service's handler needs of the member.
 type raftReceiver interface {
 	Step(m *pb.Message) error
+	maxMessage() int
 }
+
+func (n *Node) maxMessage() int { return n.cfg.MaxMessageBytes }
 
 var serviceDesc = grpc.ServiceDesc{
 	ServiceName: ServiceName,
@@ -89,8 +90,8 @@ func receiveStream(srv any, stream grpc.ServerStream) error {
 			}
 			return err
 		}
-		if len(in.GetValue()) > maxValue {
-			return status.Errorf(codes.ResourceExhausted, "raftnode: raft message of %d bytes, at most %d", len(in.GetValue()), maxValue)
+		if limit := r.maxMessage() - wrapOverhead; len(in.GetValue()) > limit {
+			return status.Errorf(codes.ResourceExhausted, "raftnode: raft message of %d bytes, at most %d", len(in.GetValue()), limit)
 		}
 		m := new(pb.Message)
 		if err := proto.Unmarshal(in.GetValue(), m); err != nil {
@@ -112,8 +113,13 @@ type GRPCOptions struct {
 	// carry the transport credentials (TLS with a client certificate
 	// in production, insecure only in tests).
 	DialOptions []grpc.DialOption
-	// PeerQueue is DefaultPeerQueue when 0.
-	PeerQueue int
+	// MaxMessageBytes bounds a message sent; DefaultMaxMessageBytes
+	// when 0. Keep it equal to the receivers' Config.MaxMessageBytes.
+	MaxMessageBytes int
+	// PeerQueue and PeerQueueBytes are DefaultPeerQueue and
+	// DefaultPeerQueueBytes when 0.
+	PeerQueue      int
+	PeerQueueBytes int
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
@@ -136,6 +142,8 @@ type GRPCTransport struct {
 // NewGRPCTransport returns a transport to give Config.Transport.
 func NewGRPCTransport(opts GRPCOptions) *GRPCTransport {
 	setDefault(&opts.PeerQueue, DefaultPeerQueue)
+	setDefault(&opts.PeerQueueBytes, DefaultPeerQueueBytes)
+	setDefault(&opts.MaxMessageBytes, DefaultMaxMessageBytes)
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -204,8 +212,8 @@ func (t *GRPCTransport) Send(msgs []*pb.Message) {
 		switch {
 		case p == nil:
 			err = errors.New("no address for the member")
-		case err == nil && len(b) > maxValue:
-			err = fmt.Errorf("message of %d bytes, at most %d", len(b), maxValue)
+		case err == nil && len(b) > t.opts.MaxMessageBytes-wrapOverhead:
+			err = fmt.Errorf("message of %d bytes, at most %d", len(b), t.opts.MaxMessageBytes-wrapOverhead)
 		}
 		if err == nil && !p.enqueue(b, snap) {
 			err = errors.New("queue full")
@@ -235,6 +243,7 @@ type peer struct {
 	id     uint64
 	addr   string
 	queue  chan []byte
+	queued atomic.Int64 // bytes in queue
 	snaps  chan []byte
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -260,15 +269,47 @@ func (t *GRPCTransport) newPeer(id uint64, addr string) *peer {
 }
 
 func (p *peer) enqueue(b []byte, snap bool) bool {
-	q := p.queue
 	if snap {
-		q = p.snaps
+		select {
+		case p.snaps <- b:
+			return true
+		default:
+			return false
+		}
+	}
+	if p.queued.Load()+int64(len(b)) > int64(p.t.opts.PeerQueueBytes) {
+		return false
 	}
 	select {
-	case q <- b:
+	case p.queue <- b:
+		p.queued.Add(int64(len(b)))
 		return true
 	default:
 		return false
+	}
+}
+
+// take receives the next queued message.
+func (p *peer) take() ([]byte, bool) {
+	select {
+	case <-p.ctx.Done():
+		return nil, false
+	case b := <-p.queue:
+		p.queued.Add(-int64(len(b)))
+		return b, true
+	}
+}
+
+// dropQueued empties the queue and reports how many it dropped.
+func (p *peer) dropQueued() (n int) {
+	for {
+		select {
+		case b := <-p.queue:
+			p.queued.Add(-int64(len(b)))
+			n++
+		default:
+			return n
+		}
 	}
 }
 
@@ -295,7 +336,7 @@ func (p *peer) client() (*grpc.ClientConn, error) {
 			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: maxRetry},
 			MinConnectTimeout: 5 * time.Second,
 		}),
-		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(DefaultMaxMessageBytes)),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(p.t.opts.MaxMessageBytes)),
 	}
 	conn, err := grpc.NewClient(p.addr, append(opts, p.t.opts.DialOptions...)...)
 	if err != nil {
@@ -321,11 +362,9 @@ func (p *peer) runMessages() {
 	var stream grpc.ClientStream
 	retry := minRetry
 	for {
-		var b []byte
-		select {
-		case <-p.ctx.Done():
+		b, ok := p.take()
+		if !ok {
 			return
-		case b = <-p.queue:
 		}
 		var err error
 		if stream == nil {
@@ -352,6 +391,9 @@ func (p *peer) runMessages() {
 			return
 		case <-time.After(retry):
 		}
+		// What queued up meanwhile was meant for a peer raft will
+		// probe again; it was reported unreachable above.
+		p.dropQueued()
 		retry = min(2*retry, maxRetry)
 	}
 }

@@ -109,6 +109,12 @@ func (s *toySM) state() (count uint64, digest [32]byte) {
 	return s.count, s.digest
 }
 
+func (s *toySM) restored() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.restores
+}
+
 func (s *toySM) has(key string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -136,6 +142,9 @@ type tcluster struct {
 	members []*tmember
 	peers   map[uint64]string
 	tweak   func(*Config)
+	// dial and serve, when set, replace the insecure credentials.
+	dial  []grpc.DialOption
+	serve []grpc.ServerOption
 }
 
 // Test timing: ticks of 25 ms, an election timeout of 250 ms, short
@@ -151,7 +160,11 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func newCluster(t *testing.T, size int, tweak func(*Config)) *tcluster {
 	t.Helper()
-	c := &tcluster{t: t, peers: map[uint64]string{}, tweak: tweak}
+	return newClusterWith(t, &tcluster{t: t, peers: map[uint64]string{}, tweak: tweak}, size)
+}
+
+func newClusterWith(t *testing.T, c *tcluster, size int) *tcluster {
+	t.Helper()
 	for i := 1; i <= size; i++ {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -192,8 +205,12 @@ func (c *tcluster) tryStart(m *tmember, join bool) error {
 			return err == nil
 		})
 	}
+	dial := c.dial
+	if dial == nil {
+		dial = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
 	m.fault = NewFaultTransport(NewGRPCTransport(GRPCOptions{
-		DialOptions: []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		DialOptions: dial,
 		Logger:      testLogger(c.t),
 	}), m.id)
 	peers := c.peers
@@ -215,7 +232,8 @@ func (c *tcluster) tryStart(m *tmember, join bool) error {
 		return err
 	}
 	m.node = n
-	m.srv = grpc.NewServer()
+	// The node's gRPC server refuses messages past 1 MiB; so does this.
+	m.srv = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(DefaultMaxMessageBytes)}, c.serve...)...)
 	RegisterServer(m.srv, n)
 	go m.srv.Serve(m.lis)
 	return nil

@@ -114,7 +114,7 @@ func (n *Node) handleReady() error {
 	if rd.SoftState != nil && rd.SoftState.Lead != n.lead {
 		if rd.SoftState.Lead != 0 {
 			n.changes++
-			n.log.Info("raft leader", "leader", rd.SoftState.Lead, "term", n.rn.BasicStatus().Term)
+			n.log.Info("raft leader", "leader", rd.SoftState.Lead, "term", n.rn.BasicStatus().HardState.GetTerm())
 		}
 		n.lead = rd.SoftState.Lead
 	}

@@ -329,7 +329,7 @@ type MemberStatus struct {
 	Addr         string
 	Learner      bool
 	Match, Next  uint64
-	State        string // probe, replicate or snapshot
+	State        string // raft's progress state: StateProbe, StateReplicate or StateSnapshot
 	RecentActive bool
 }
 

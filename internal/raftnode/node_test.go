@@ -1,6 +1,7 @@
 package raftnode
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -129,27 +130,35 @@ func TestSnapshotCatchUp(t *testing.T) {
 	l := c.leaderOf(c.members)
 	f := c.others(l)[0]
 	behind := f.sm.Applied()
+	// Cut f off first, so that no message for it waits in a
+	// transport's queue to bring it the log when it is back.
+	for _, m := range c.others(f) {
+		m.fault.Partition(f.id)
+	}
 	c.stop(f)
 	c.proposeAll(c.others(f), keys("e", 20, 300))
-	first, err := l.node.st.FirstIndex()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if first <= behind+1 {
-		t.Fatalf("leader's log starts at %d; the follower needs %d: not compacted", first, behind+1)
-	}
+	// The compaction follows the apply that the test saw.
+	waitFor(t, 5*time.Second, "the leader's log compacted past the follower", func() bool {
+		first, err := l.node.st.FirstIndex()
+		return err == nil && first > behind+1
+	})
 	c.start(f)
+	for _, m := range c.others(f) {
+		m.fault.Heal()
+	}
 	c.waitSame(c.members, 320)
-	if f.sm.restores == 0 || f.node.Status().Restores == 0 {
+	if f.sm.restored() == 0 {
 		t.Fatal("the follower caught up without a snapshot")
 	}
+	// Status is published at the end of the loop's turn.
+	waitFor(t, 5*time.Second, "the restore counted in Status", func() bool { return f.node.Status().Restores > 0 })
 	// Its machine lost: the log's snapshot restores it at start, the
 	// log after it is applied again.
 	c.stop(f)
 	f.sm = newToySM()
 	c.start(f)
-	if f.sm.restores != 1 {
-		t.Fatalf("a new state machine was restored %d times at start", f.sm.restores)
+	if r := f.sm.restored(); r != 1 {
+		t.Fatalf("a new state machine was restored %d times at start", r)
 	}
 	c.waitSame(c.members, 320)
 	c.proposeAll(c.members, keys("e", 320, 10))
@@ -172,6 +181,12 @@ func TestProposeOnFollower(t *testing.T) {
 	if err := l.node.Propose(context.Background(), make([]byte, DefaultMaxProposalBytes+1)); !errors.Is(err, ErrTooLarge) {
 		t.Fatalf("oversized proposal: %v", err)
 	}
+	// The largest proposal fits an append message on the wire.
+	big := bytes.Repeat([]byte{'x'}, DefaultMaxProposalBytes)
+	if err := l.node.Propose(context.Background(), big); err != nil {
+		t.Fatal(err)
+	}
+	c.waitSame(c.members, 1)
 }
 
 // (f) With the Ready loop held up, the proposal queue fills and the next
@@ -217,15 +232,23 @@ func TestFullProposalQueue(t *testing.T) {
 func TestApplyErrorStopsMember(t *testing.T) {
 	c := newCluster(t, 3, nil)
 	c.proposeAll(c.members, keys("p", 0, 10))
-	l := c.leaderOf(c.members)
-	if err := l.node.Propose(context.Background(), []byte("poison")); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-l.node.Done():
-	case <-time.After(10 * time.Second):
-		t.Fatal("the leader did not stop")
-	}
+	// The leader that commits the poison applies it and stops (one
+	// that loses leadership first may not: propose again then).
+	var l *tmember
+	waitFor(t, 15*time.Second, "a leader stopped on the poison entry", func() bool {
+		l = c.leaderOf(c.members)
+		if err := l.node.Propose(context.Background(), []byte("poison")); err != nil {
+			return false
+		}
+		return poll(3*time.Second, func() bool {
+			select {
+			case <-l.node.Done():
+				return true
+			default:
+				return false
+			}
+		})
+	})
 	for _, m := range c.members {
 		// A follower may be stopping now, or never learn the commit.
 		if err := m.node.Err(); err != nil || m == l {

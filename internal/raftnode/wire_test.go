@@ -74,7 +74,8 @@ func TestBadBytesOnTheWire(t *testing.T) {
 		{"from nobody", msg(pb.MessageType_MsgHeartbeatResp, 0, 1), codes.InvalidArgument, "from member 0"},
 		{"a proposal", msg(pb.MessageType_MsgProp, 2, 1), codes.InvalidArgument, "refused from the network"},
 		{"a local message", msg(pb.MessageType_MsgHup, 2, 1), codes.InvalidArgument, "refused from the network"},
-		{"too large", make([]byte, DefaultMaxMessageBytes+1), codes.ResourceExhausted, ""},
+		{"too large", make([]byte, DefaultMaxMessageBytes-8), codes.ResourceExhausted, "raftnode: raft message of"},
+		{"too large for gRPC", make([]byte, DefaultMaxMessageBytes+1), codes.ResourceExhausted, ""},
 		{"an unknown member's", msg(pb.MessageType_MsgHeartbeatResp, 7, 1), codes.InvalidArgument, "not a member known here"},
 		{"a good one", good, codes.OK, ""},
 	} {
@@ -105,10 +106,48 @@ func TestStartRefuses(t *testing.T) {
 		{ID: 1, Peers: map[uint64]string{1: "a"}, StateMachine: newToySM(), Transport: tr},
 		{ID: 1, Peers: map[uint64]string{1: "a"}, Dir: t.TempDir(), Transport: tr},
 		{ID: 1, Peers: map[uint64]string{1: "a"}, Dir: t.TempDir(), StateMachine: newToySM(), Transport: tr, ElectionTick: 2, HeartbeatTick: 2},
+		{ID: 1, Peers: map[uint64]string{1: "a", 2: ""}, Dir: t.TempDir(), StateMachine: newToySM(), Transport: tr},
+		{ID: 1, Peers: map[uint64]string{1: "a", 0: "b"}, Dir: t.TempDir(), StateMachine: newToySM(), Transport: tr},
+		{ID: 1, Peers: map[uint64]string{1: "a"}, Dir: t.TempDir(), StateMachine: newToySM(), Transport: tr, MaxProposalBytes: 2 << 20},
 	} {
 		if n, err := Start(cfg); err == nil {
 			n.Stop()
 			t.Errorf("config %+v accepted", cfg)
 		}
 	}
+}
+
+// A message that decodes but breaks raft's invariants (a heartbeat
+// committing past the follower's log, as only a broken or hostile member
+// sends) stops that member with an error: raft's panic is caught in the
+// Ready loop, the process goes on, and the member never continues.
+func TestHostileMessageStopsMember(t *testing.T) {
+	c := newCluster(t, 3, nil)
+	l := c.leaderOf(c.members)
+	f := c.others(l)[0]
+	conn, err := grpc.NewClient(f.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	term := f.node.Status().Term
+	hb := marshal(t, &pb.Message{Type: pb.MessageType_MsgHeartbeat.Enum(), From: new(l.id), To: new(f.id),
+		Term: new(term), Commit: new(uint64(1 << 40))})
+	if err := sendRaw(t, conn, hb); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-f.node.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the member did not stop")
+	}
+	if err := f.node.Err(); err == nil || !strings.Contains(err.Error(), "out of range") {
+		t.Fatalf("Err %v", err)
+	}
+	f.srv.Stop()
+	if err := f.node.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	f.node = nil
+	c.proposeAll(c.others(f), keys("h", 0, 5))
 }
