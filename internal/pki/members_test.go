@@ -428,3 +428,20 @@ func TestMembersPEMHasNoKeys(t *testing.T) {
 		}
 	}
 }
+
+func TestInitMembersTLSHosts(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := InitMembers(dir, 2, InitOptions{TLSHosts: []string{"cal2.example.org", "10.0.0.7"}}); err != nil {
+		t.Fatal(err)
+	}
+	for id := 1; id <= 2; id++ {
+		keys := memberKeys(dir, id)
+		c, err := LoadTLSKeyPair(filepath.Join(keys, TLSCertFile), filepath.Join(keys, TLSKeyFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(c.Leaf.DNSNames, []string{"cal2.example.org"}) || len(c.Leaf.IPAddresses) != 1 || c.Leaf.IPAddresses[0].String() != "10.0.0.7" {
+			t.Errorf("member %d TLS certificate for %v %v", id, c.Leaf.DNSNames, c.Leaf.IPAddresses)
+		}
+	}
+}
