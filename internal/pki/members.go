@@ -97,10 +97,13 @@ func InitMembers(dir string, members int, opts InitOptions) ([]*Set, error) {
 	return sets, nil
 }
 
-// plannedDir is a directory InitMembers writes and its files.
+// plannedDir is a directory InitMembers writes and its files. stale
+// files belong in no such directory: they count as existing keys, and
+// with Force they are removed.
 type plannedDir struct {
 	dir   string
 	names []string
+	stale []string
 	files []outFile
 }
 
@@ -113,6 +116,8 @@ func membersPlan(dir string, members int) []plannedDir {
 			dir: filepath.Join(MemberDataDir(dir, i), "keys"),
 			names: []string{RootCertFile, PublisherCertFile, PublisherKeyFile, CalendarCertFile, CalendarKeyFile,
 				TLSCertFile, TLSKeyFile, MembersFile},
+			// A root key left by an earlier Init would not match the new root.
+			stale: []string{RootKeyFile},
 		})
 	}
 	return plan
@@ -121,7 +126,7 @@ func membersPlan(dir string, members int) []plannedDir {
 func refuseExisting(plan []plannedDir) error {
 	var existing []string
 	for _, d := range plan {
-		for _, name := range d.names {
+		for _, name := range append(d.names, d.stale...) {
 			p := filepath.Join(d.dir, name)
 			if _, err := os.Lstat(p); err == nil {
 				existing = append(existing, p)
@@ -216,6 +221,11 @@ func writePlan(dir string, plan []plannedDir) error {
 				return fail(err)
 			}
 			written = append(written, p)
+		}
+		for _, name := range d.stale {
+			if err := os.Remove(filepath.Join(d.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fail(err)
+			}
 		}
 		syncDir(d.dir)
 	}

@@ -370,6 +370,23 @@ func TestInitMembersRefusesToOverwrite(t *testing.T) {
 	if _, err := InitMembers(dir, 2, InitOptions{}); err == nil || !strings.Contains(err.Error(), "and 15 more") {
 		t.Errorf("second InitMembers: %v", err)
 	}
+
+	// A single calendar's keys where a member's go: refused, and with
+	// Force replaced without leaving its root key behind.
+	dir = t.TempDir()
+	if _, err := Init(memberKeys(dir, 1), InitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := InitMembers(dir, 1, InitOptions{}); err == nil || !strings.Contains(err.Error(), "refusing to overwrite") {
+		t.Fatalf("InitMembers over a single calendar's keys: %v", err)
+	}
+	if _, err := InitMembers(dir, 1, InitOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dirNames(t, memberKeys(dir, 1)); strings.Contains(got, RootKeyFile) {
+		t.Errorf("member 1 holds %q after Force", got)
+	}
+	mustLoad(t, memberKeys(dir, 1))
 }
 
 func mustLoad(t *testing.T, dir string) *Set {
