@@ -18,10 +18,26 @@ import (
 )
 
 // PublicationsSigner signs publications files and names the certificate
-// that checks calendar authentication records.
+// that checks calendar authentication records. A signer that also has
+// CertificateRecords (a member of a replicated calendar) names all the
+// members' certificates, so that a record signed by any member verifies.
 type PublicationsSigner interface {
 	SignPublicationsFile(content []byte) ([]byte, error)
 	CertificateRecord() ksi.CertificateRecord
+}
+
+// memberCertificates is a signer of a replicated calendar, which names
+// every member's certificate, its own first.
+type memberCertificates interface {
+	CertificateRecords() []ksi.CertificateRecord
+}
+
+// certificateRecords returns the certificates the publications file carries.
+func certificateRecords(s PublicationsSigner) []ksi.CertificateRecord {
+	if m, ok := s.(memberCertificates); ok {
+		return m.CertificateRecords()
+	}
+	return []ksi.CertificateRecord{s.CertificateRecord()}
 }
 
 // PublisherConfig configures the publisher.
@@ -185,7 +201,7 @@ func (p *Publisher) rebuild(rec *ksi.PublicationRecord) error {
 		pubs = append(pubs, rec)
 	}
 	hdr := ksi.PublicationsFileHeader{Version: 1, CreationTime: uint64(p.cfg.Now().Unix()), RepositoryURI: p.cfg.RepositoryURI}
-	content, err := ksi.BuildPublicationsFileContent(hdr, []ksi.CertificateRecord{p.cfg.Signer.CertificateRecord()}, pubs)
+	content, err := ksi.BuildPublicationsFileContent(hdr, certificateRecords(p.cfg.Signer), pubs)
 	if err != nil {
 		return fmt.Errorf("calendar: build publications file: %w", err)
 	}

@@ -75,6 +75,7 @@ func serveFlags() []ucli.Flag {
 		str("publisher-key", "", "publications file signer key (PEM, mode 0600)"),
 		str("calendar-cert", "", "calendar root signer certificate (PEM, RSA)"),
 		str("calendar-key", "", "calendar root signer key (PEM, mode 0600)"),
+		str("member-certs", "", "every member's calendar certificate (PEM `FILE`) of a replicated calendar, for the publications file; with --calendar-cert (a development data directory reads DATA-DIR/keys/members.pem)"),
 		&ucli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof/ (and a copy of /metrics) on --debug-listen, never on --listen", EnvVars: env("pprof")},
 		str("debug-listen", node.DefaultDebugListen, "loopback `ADDR` of the debug listener (with --pprof)"),
 		&ucli.BoolFlag{Name: "pdu-allow-weak-hmac", Usage: "accept KSI PDUs whose HMAC is weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224)", EnvVars: env("pdu-allow-weak-hmac")},
@@ -143,7 +144,7 @@ func serveAction(c *ucli.Context) error {
 			UpstreamCertFile: c.String("upstream-tls-cert"), UpstreamKeyFile: c.String("upstream-tls-key")},
 		MaxMemory: maxMemory, StreamSendTimeout: c.Duration("stream-send-timeout"), KSITCPListen: c.String("ksi-tcp-listen"),
 		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
-			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key")},
+			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key"), MemberCerts: c.String("member-certs")},
 	}
 	cfg.MaxConns, cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout =
 		c.Int("max-conns"), c.Duration("read-timeout"), c.Duration("write-timeout"), c.Duration("idle-timeout")

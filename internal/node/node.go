@@ -216,6 +216,8 @@ func (n *Node) openCalendar() error {
 	var err error
 	if cfg.Keys.CalendarCert != "" {
 		n.keys, err = pki.LoadFiles(cfg.Keys)
+	} else if cfg.Keys.MemberCerts != "" {
+		err = errors.New("--member-certs goes with the operator's keys (--calendar-cert and the others); a development data directory reads DATA-DIR/keys/members.pem")
 	} else {
 		n.keys, n.keysNew, err = pki.LoadOrInit(filepath.Join(cfg.DataDir, "keys"), pki.InitOptions{TLSHosts: pki.DevTLSHosts})
 	}

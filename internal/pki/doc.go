@@ -24,6 +24,8 @@
 //	calendar.key   its key (0600)
 //	tls.pem        development TLS server certificate (0644), optional
 //	tls.key        its key (0600, ECDSA P-256)
+//	members.pem    every member's calendar certificate (0644), only for a
+//	               member of a replicated calendar ([Set.Members])
 //
 // Keys are PEM "PRIVATE KEY" blocks (PKCS#8). They are created with mode
 // 0600 from the start (never written and then chmod-ed), and a key file
@@ -48,6 +50,18 @@
 // development only. In production the root key is made and kept offline
 // and the server's key directory holds only root.pem and the leaf
 // certificates and keys ([Load] accepts a directory without root.key).
+//
+// # Replicated calendar
+//
+// The members of a replicated calendar share one root and one publisher,
+// so verifiers pin the same root.pem and --cnstr whichever member they
+// use, but each member signs calendar roots with its own calendar key.
+// The publications file therefore carries every member's calendar
+// certificate ([Set.CertificateRecords]), read from members.pem or
+// [Files.MemberCerts]; each must chain to the root and pass the checks of
+// a calendar certificate. [InitMembers] lays out the development PKI of
+// such a cluster: DIR/node1 … DIR/nodeN are the members' data
+// directories, and the root key stays in DIR/ca, which no member needs.
 //
 // # Secrets
 //

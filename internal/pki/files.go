@@ -91,6 +91,10 @@ type Files struct {
 	// Intermediates are files with the publisher's issuer certificates
 	// below the root, in any order.
 	Intermediates []string
+	// MemberCerts, optional, is a file with the calendar certificates of
+	// every member of a replicated calendar (this member's may be among
+	// them); the publications file carries them all. See [Set.Members].
+	MemberCerts string
 }
 
 // DirFiles returns the [Files] of a key directory laid out as [Init]
@@ -113,16 +117,8 @@ var allFiles = []string{RootCertFile, RootKeyFile, PublisherCertFile, PublisherK
 // exists, unless opts.Force is set; files are written to temporary names
 // and renamed into place, so a crash never leaves a half-written key.
 func Init(dir string, opts InitOptions) (*Set, error) {
-	if opts.Email == "" {
-		opts.Email = DefaultEmail
-	}
-	if opts.Organization == "" {
-		opts.Organization = DefaultOrganization
-	}
-	if opts.Now.IsZero() {
-		opts.Now = time.Now()
-	}
-	if err := checkEmail(opts.Email); err != nil {
+	opts, err := initDefaults(opts)
+	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, DirMode); err != nil {
@@ -183,6 +179,20 @@ func Init(dir string, opts InitOptions) (*Set, error) {
 	return newSet(set)
 }
 
+// initDefaults fills the defaults of opts and checks the e-mail address.
+func initDefaults(opts InitOptions) (InitOptions, error) {
+	if opts.Email == "" {
+		opts.Email = DefaultEmail
+	}
+	if opts.Organization == "" {
+		opts.Organization = DefaultOrganization
+	}
+	if opts.Now.IsZero() {
+		opts.Now = time.Now()
+	}
+	return opts, checkEmail(opts.Email)
+}
+
 type outFile struct {
 	name string
 	data []byte
@@ -211,23 +221,56 @@ func checkEmail(e string) error {
 
 // generate makes the keys and certificates of a development PKI.
 func generate(opts InitOptions) ([]outFile, *Set, error) {
-	rootKey, err := rsa.GenerateKey(rand.Reader, RootKeyBits)
+	ca, err := newDevCA(opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: init: root key: %w", err)
+		return nil, nil, err
 	}
-	pubKey, err := rsa.GenerateKey(rand.Reader, PublisherKeyBits)
+	publisher, pubKey, err := ca.publisher()
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: init: publisher key: %w", err)
+		return nil, nil, err
 	}
-	calKey, err := rsa.GenerateKey(rand.Reader, CalendarKeyBits)
+	calendar, calKey, err := ca.calendar("Tempel calendar signer")
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: init: calendar key: %w", err)
+		return nil, nil, err
+	}
+	var files []outFile
+	for _, k := range []struct {
+		name string
+		key  crypto.PrivateKey
+		cert *x509.Certificate
+		cn   string
+	}{
+		{RootKeyFile, ca.key, ca.root, RootCertFile},
+		{PublisherKeyFile, pubKey, publisher, PublisherCertFile},
+		{CalendarKeyFile, calKey, calendar, CalendarCertFile},
+	} {
+		pair, err := pemPair(k.cn, k.cert, k.name, k.key)
+		if err != nil {
+			clearFiles(files)
+			return nil, nil, err
+		}
+		files = append(files, pair...)
+	}
+	return files, &Set{Root: ca.root, Publisher: publisher, PublisherKey: pubKey, Calendar: calendar, CalendarKey: calKey}, nil
+}
+
+// devCA is a development root CA being made, with its key at hand to
+// issue the leaf certificates.
+type devCA struct {
+	opts      InitOptions
+	notBefore time.Time
+	root      *x509.Certificate
+	key       *rsa.PrivateKey
+}
+
+func newDevCA(opts InitOptions) (*devCA, error) {
+	key, err := rsa.GenerateKey(rand.Reader, RootKeyBits)
+	if err != nil {
+		return nil, fmt.Errorf("pki: init: root key: %w", err)
 	}
 	notBefore := opts.Now.Add(-ClockSkew).UTC().Truncate(time.Second)
-	org := []string{opts.Organization}
-
-	rootTmpl := &x509.Certificate{
-		Subject:               pkix.Name{CommonName: "Tempel root CA", Organization: org},
+	tmpl := &x509.Certificate{
+		Subject:               pkix.Name{CommonName: "Tempel root CA", Organization: []string{opts.Organization}},
 		NotBefore:             notBefore,
 		NotAfter:              notBefore.Add(RootValidity),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
@@ -237,66 +280,74 @@ func generate(opts InitOptions) ([]outFile, *Set, error) {
 		MaxPathLenZero:        true,
 		SignatureAlgorithm:    x509.SHA256WithRSA,
 	}
-	root, err := issue(rootTmpl, rootTmpl, rootKey.Public(), rootKey)
+	root, err := issue(tmpl, tmpl, key.Public(), key)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: init: root certificate: %w", err)
+		return nil, fmt.Errorf("pki: init: root certificate: %w", err)
 	}
+	return &devCA{opts: opts, notBefore: notBefore, root: root, key: key}, nil
+}
 
+// publisher issues the publications file signer certificate.
+func (ca *devCA) publisher() (*x509.Certificate, *rsa.PrivateKey, error) {
+	key, err := rsa.GenerateKey(rand.Reader, PublisherKeyBits)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: init: publisher key: %w", err)
+	}
 	// emailAddress is an IA5String (PKCS#9); Go would write a UTF8String.
-	email, err := asn1.Marshal(asn1.RawValue{Tag: asn1.TagIA5String, Bytes: []byte(opts.Email)})
+	email, err := asn1.Marshal(asn1.RawValue{Tag: asn1.TagIA5String, Bytes: []byte(ca.opts.Email)})
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: init: %w", err)
 	}
-	pubTmpl := &x509.Certificate{
+	tmpl := &x509.Certificate{
 		Subject: pkix.Name{
 			CommonName:   "Tempel publications",
-			Organization: org,
+			Organization: []string{ca.opts.Organization},
 			ExtraNames:   []pkix.AttributeTypeAndValue{{Type: oidEmailAddress, Value: asn1.RawValue{FullBytes: email}}},
 		},
-		NotBefore:          notBefore,
-		NotAfter:           notBefore.Add(LeafValidity),
+		NotBefore:          ca.notBefore,
+		NotAfter:           ca.notBefore.Add(LeafValidity),
 		KeyUsage:           x509.KeyUsageDigitalSignature,
 		SignatureAlgorithm: x509.SHA256WithRSA,
 	}
-	publisher, err := issue(pubTmpl, root, pubKey.Public(), rootKey)
+	cert, err := issue(tmpl, ca.root, key.Public(), ca.key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: init: publisher certificate: %w", err)
 	}
+	return cert, key, nil
+}
 
-	calTmpl := &x509.Certificate{
-		Subject:            pkix.Name{CommonName: "Tempel calendar signer", Organization: org},
-		NotBefore:          notBefore,
-		NotAfter:           notBefore.Add(LeafValidity),
+// calendar issues a calendar root signer certificate with common name cn.
+func (ca *devCA) calendar(cn string) (*x509.Certificate, *rsa.PrivateKey, error) {
+	key, err := rsa.GenerateKey(rand.Reader, CalendarKeyBits)
+	if err != nil {
+		return nil, nil, fmt.Errorf("pki: init: calendar key: %w", err)
+	}
+	tmpl := &x509.Certificate{
+		Subject:            pkix.Name{CommonName: cn, Organization: []string{ca.opts.Organization}},
+		NotBefore:          ca.notBefore,
+		NotAfter:           ca.notBefore.Add(LeafValidity),
 		KeyUsage:           x509.KeyUsageDigitalSignature,
 		SignatureAlgorithm: x509.SHA256WithRSA,
 	}
-	calendar, err := issue(calTmpl, root, calKey.Public(), rootKey)
+	cert, err := issue(tmpl, ca.root, key.Public(), ca.key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: init: calendar certificate: %w", err)
 	}
+	return cert, key, nil
+}
 
-	var files []outFile
-	for _, k := range []struct {
-		name string
-		key  crypto.PrivateKey
-		cert *x509.Certificate
-		cn   string
-	}{
-		{RootKeyFile, rootKey, root, RootCertFile},
-		{PublisherKeyFile, pubKey, publisher, PublisherCertFile},
-		{CalendarKeyFile, calKey, calendar, CalendarCertFile},
-	} {
-		der, err := x509.MarshalPKCS8PrivateKey(k.key)
-		if err != nil {
-			clearFiles(files)
-			return nil, nil, fmt.Errorf("pki: init: encode %s: %w", k.name, err)
-		}
-		files = append(files,
-			outFile{k.cn, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: k.cert.Raw}), CertMode},
-			outFile{k.name, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), KeyMode})
-		clear(der)
+// pemPair encodes a certificate (mode 0644) and its key (PKCS#8, mode
+// 0600) as files to write.
+func pemPair(certName string, cert *x509.Certificate, keyName string, key crypto.PrivateKey) ([]outFile, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, fmt.Errorf("pki: init: encode %s: %w", keyName, err)
 	}
-	return files, &Set{Root: root, Publisher: publisher, PublisherKey: pubKey, Calendar: calendar, CalendarKey: calKey}, nil
+	defer clear(der)
+	return []outFile{
+		{certName, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), CertMode},
+		{keyName, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), KeyMode},
+	}, nil
 }
 
 func issue(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) (*x509.Certificate, error) {
@@ -348,12 +399,17 @@ func syncDir(dir string) {
 	}
 }
 
-// Load reads the key set of a directory written by [Init]: root.pem,
-// publisher.pem/.key and calendar.pem/.key. root.key is not loaded into the
+// Load reads the key set of a directory written by [Init] or
+// [InitMembers]: root.pem, publisher.pem/.key, calendar.pem/.key, and
+// members.pem when it is there. root.key is not loaded into the
 // set (only issuing needs it) and may be kept offline; when it is present
 // its mode is checked like the other keys and it must match root.pem.
 func Load(dir string) (*Set, error) {
-	s, err := LoadFiles(DirFiles(dir))
+	files := DirFiles(dir)
+	if p := filepath.Join(dir, MembersFile); present(p) {
+		files.MemberCerts = p
+	}
+	s, err := LoadFiles(files)
 	if err != nil {
 		return nil, err
 	}
@@ -444,7 +500,7 @@ func LoadFiles(f Files) (*Set, error) {
 	if !ok {
 		return nil, fmt.Errorf("pki: %s: calendar key is %s, must be RSA", f.CalendarKey, keyKind(calSigner))
 	}
-	return newSet(&Set{
+	s, err := newSet(&Set{
 		Root:          roots[0],
 		RootPath:      f.RootCert,
 		Publisher:     pubChain[0],
@@ -453,6 +509,17 @@ func LoadFiles(f Files) (*Set, error) {
 		Calendar:      cals[0],
 		CalendarKey:   calKey,
 	})
+	if err != nil || f.MemberCerts == "" {
+		return s, err
+	}
+	members, err := readCertFile(f.MemberCerts)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.setMembers(members, f.MemberCerts); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 func keyKind(k crypto.Signer) string {

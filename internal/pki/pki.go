@@ -57,6 +57,12 @@ type Set struct {
 	Calendar    *x509.Certificate
 	CalendarKey *rsa.PrivateKey
 
+	// Members are the calendar certificates of the other members of a
+	// replicated calendar, which sign their roots with their own keys:
+	// each chains to Root, none is Calendar, none repeats. Empty for a
+	// single calendar.
+	Members []*x509.Certificate
+
 	calendarID []byte
 }
 
@@ -80,7 +86,7 @@ func newSet(s *Set) (*Set, error) {
 	if email, cn := subjectEmail(s.Publisher), s.Publisher.Subject.CommonName; email == "" && cn == "" {
 		return nil, fmt.Errorf("pki: publisher certificate subject %q has neither an e-mail address nor a common name for verifiers to pin", s.Publisher.Subject)
 	}
-	chain, err := orderChain(s.Publisher, s.Intermediates, s.Root)
+	chain, err := orderChain(s.Publisher, s.Intermediates, s.Root, "publisher")
 	if err != nil {
 		return nil, err
 	}
@@ -112,7 +118,7 @@ func publicKeysEqual(a, b crypto.PublicKey) bool {
 
 // orderChain returns the intermediates that link leaf to root, issuer of
 // leaf first, dropping copies of root and certificates not on the path.
-func orderChain(leaf *x509.Certificate, pool []*x509.Certificate, root *x509.Certificate) ([]*x509.Certificate, error) {
+func orderChain(leaf *x509.Certificate, pool []*x509.Certificate, root *x509.Certificate, what string) ([]*x509.Certificate, error) {
 	rest := make([]*x509.Certificate, 0, len(pool))
 	for _, c := range pool {
 		if !bytes.Equal(c.Raw, root.Raw) {
@@ -133,8 +139,8 @@ func orderChain(leaf *x509.Certificate, pool []*x509.Certificate, root *x509.Cer
 			}
 		}
 		if next < 0 {
-			return nil, fmt.Errorf("pki: publisher certificate %q does not chain to root %q (issuer %q not found among the intermediates)",
-				leaf.Subject, root.Subject, cur.Issuer)
+			return nil, fmt.Errorf("pki: %s certificate %q does not chain to root %q (issuer %q not found among the intermediates)",
+				what, leaf.Subject, root.Subject, cur.Issuer)
 		}
 		cur = rest[next]
 		chain = append(chain, cur)
@@ -209,7 +215,9 @@ func (s *Set) CertificateRecord() ksi.CertificateRecord {
 
 // CheckValidity reports an error wrapping [ErrNotValid] unless every
 // certificate of the set (root, intermediates, publisher, calendar signer)
-// is within its validity period at t.
+// is within its validity period at t. The other members' certificates are
+// not checked: an expired one still verifies the roots it signed while
+// it was valid.
 func (s *Set) CheckValidity(t time.Time) error {
 	certs := append([]*x509.Certificate{s.Root, s.Publisher, s.Calendar}, s.Intermediates...)
 	for _, c := range certs {

@@ -52,6 +52,9 @@ func TestMain(m *testing.M) {
 			os.RemoveAll(filepath.Dir(l.dir))
 		}
 	}
+	if cluster.dir != "" {
+		os.RemoveAll(cluster.dir)
+	}
 	os.Exit(code)
 }
 
@@ -605,8 +608,8 @@ type pubFile struct {
 }
 
 // buildPubFile signs a calendar root, builds a calendar authentication
-// record, and a publications file holding the calendar certificate and one
-// publication, signed by the publisher.
+// record, and a publications file holding the calendar certificates (the
+// members' too) and one publication, signed by the publisher.
 func buildPubFile(t *testing.T, s *Set, now time.Time) pubFile {
 	t.Helper()
 	pubTime := uint64(now.Unix())
@@ -625,7 +628,7 @@ func buildPubFile(t *testing.T, s *Set, now time.Time) pubFile {
 	}
 	content, err := ksi.BuildPublicationsFileContent(
 		ksi.PublicationsFileHeader{Version: 1, CreationTime: pubTime, RepositoryURI: "http://localhost/ksi-publications.bin"},
-		[]ksi.CertificateRecord{s.CertificateRecord()}, []*ksi.PublicationRecord{rec})
+		s.CertificateRecords(), []*ksi.PublicationRecord{rec})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -733,6 +736,29 @@ func TestPublicationsFileTrust(t *testing.T) {
 func TestKeyBasedVerification(t *testing.T) {
 	s, _ := sharedSet(t)
 	now := time.Now()
+	sig, doc := keySignedSignature(t, s, now)
+
+	pf := buildPubFile(t, s, now)
+	if err := verifier.VerifyPublicationsFile(pf.parsed, trustFor(t, s, s.Constraint(), now)); err != nil {
+		t.Fatal(err)
+	}
+	rep := verifier.Verify(context.Background(), sig, verifier.KeyBased, verifier.Options{Document: doc, PublicationsFile: pf.parsed})
+	if err := rep.Err(); err != nil {
+		t.Fatalf("key-based verification: %v (rules %+v)", err, rep.Rules)
+	}
+
+	// A file from another PKI does not hold the certificate.
+	other, _ := otherSet(t)
+	rep = verifier.Verify(context.Background(), sig, verifier.KeyBased, verifier.Options{Document: doc, PublicationsFile: buildPubFile(t, other, now).parsed})
+	if rep.Result == verifier.OK {
+		t.Error("verified against another PKI's publications file")
+	}
+}
+
+// keySignedSignature returns a complete signature of a document (also
+// returned) at now whose calendar authentication record s signed.
+func keySignedSignature(t *testing.T, s *Set, now time.Time) (*ksi.Signature, ksi.Imprint) {
+	t.Helper()
 	aggrTime := uint64(now.Unix())
 	doc := mustDigest(t, "document")
 	links := []ksi.Link{{Left: true, Sibling: mustDigest(t, "sibling")}}
@@ -775,22 +801,7 @@ func TestKeyBasedVerification(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	pf := buildPubFile(t, s, now)
-	if err := verifier.VerifyPublicationsFile(pf.parsed, trustFor(t, s, s.Constraint(), now)); err != nil {
-		t.Fatal(err)
-	}
-	rep := verifier.Verify(context.Background(), sig, verifier.KeyBased, verifier.Options{Document: doc, PublicationsFile: pf.parsed})
-	if err := rep.Err(); err != nil {
-		t.Fatalf("key-based verification: %v (rules %+v)", err, rep.Rules)
-	}
-
-	// A file from another PKI does not hold the certificate.
-	other, _ := otherSet(t)
-	rep = verifier.Verify(context.Background(), sig, verifier.KeyBased, verifier.Options{Document: doc, PublicationsFile: buildPubFile(t, other, now).parsed})
-	if rep.Result == verifier.OK {
-		t.Error("verified against another PKI's publications file")
-	}
+	return sig, doc
 }
 
 // calendarSides returns the link sides (lowest first, true = left) of leaf

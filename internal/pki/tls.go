@@ -1,6 +1,7 @@
 package pki
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -66,13 +67,33 @@ func IssueDevTLS(dir string, hosts []string, now time.Time) error {
 	if !publicKeysEqual(roots[0].PublicKey, rootKey.Public()) {
 		return fmt.Errorf("pki: %s does not belong to %s", rootKeyPath, filepath.Join(dir, RootCertFile))
 	}
+	certPEM, keyPEM, err := issueTLS(roots[0], rootKey, hosts, now)
+	if err != nil {
+		return err
+	}
+	defer clear(keyPEM)
+	// The key first: a certificate without its key would block a retry.
+	if err := writeFileAtomic(keyPath, keyPEM, KeyMode); err != nil {
+		return fmt.Errorf("pki: issue TLS certificate: %w", err)
+	}
+	if err := writeFileAtomic(certPath, certPEM, CertMode); err != nil {
+		os.Remove(keyPath)
+		return fmt.Errorf("pki: issue TLS certificate: %w", err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+// issueTLS issues a TLS server certificate for hosts from root and
+// returns it and its new ECDSA P-256 key (PKCS#8) in PEM form.
+func issueTLS(root *x509.Certificate, rootKey crypto.Signer, hosts []string, now time.Time) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return fmt.Errorf("pki: issue TLS certificate: %w", err)
+		return nil, nil, fmt.Errorf("pki: issue TLS certificate: %w", err)
 	}
 	notBefore := now.Add(-ClockSkew).UTC().Truncate(time.Second)
 	tmpl := &x509.Certificate{
-		Subject:     pkix.Name{CommonName: hosts[0], Organization: roots[0].Subject.Organization},
+		Subject:     pkix.Name{CommonName: hosts[0], Organization: root.Subject.Organization},
 		NotBefore:   notBefore,
 		NotAfter:    notBefore.Add(LeafValidity),
 		KeyUsage:    x509.KeyUsageDigitalSignature,
@@ -85,28 +106,17 @@ func IssueDevTLS(dir string, hosts []string, now time.Time) error {
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	cert, err := issue(tmpl, roots[0], key.Public(), rootKey)
+	cert, err := issue(tmpl, root, key.Public(), rootKey)
 	if err != nil {
-		return fmt.Errorf("pki: issue TLS certificate: %w", err)
+		return nil, nil, fmt.Errorf("pki: issue TLS certificate: %w", err)
 	}
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return fmt.Errorf("pki: issue TLS certificate: %w", err)
+		return nil, nil, fmt.Errorf("pki: issue TLS certificate: %w", err)
 	}
-	keyPEM := pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-	clear(der)
-	defer clear(keyPEM)
-	// The key first: a certificate without its key would block a retry.
-	if err := writeFileAtomic(keyPath, keyPEM, KeyMode); err != nil {
-		return fmt.Errorf("pki: issue TLS certificate: %w", err)
-	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
-	if err := writeFileAtomic(certPath, certPEM, CertMode); err != nil {
-		os.Remove(keyPath)
-		return fmt.Errorf("pki: issue TLS certificate: %w", err)
-	}
-	syncDir(dir)
-	return nil
+	defer clear(der)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
 }
 
 // EnsureDevTLS returns the development TLS certificate files of dir,
