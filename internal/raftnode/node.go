@@ -51,7 +51,6 @@ type Node struct {
 	lead      uint64
 	restores  uint64
 	changes   uint64
-	dropped   uint64
 }
 
 type proposal struct {
