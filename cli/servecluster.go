@@ -14,6 +14,8 @@ func clusterFlags(env func(string) []string) []ucli.Flag {
 			EnvVars: env("cluster")},
 		&ucli.BoolFlag{Name: "join", Usage: "join a running cluster that added this member ('tempel cluster add ID ADDR'), on an empty data directory, instead of bootstrapping a new one",
 			EnvVars: env("join")},
+		&ucli.StringFlag{Name: "cluster-login", Value: node.DefaultClusterLogin, Usage: "`LOGIN` members use with each other (raft and forwarded rounds); with --users it must be in every member's users file", EnvVars: env("cluster-login")},
+		&ucli.StringFlag{Name: "cluster-key", Usage: "`KEY` of --cluster-login (prefer TEMPEL_CLUSTER_KEY: command lines are visible in ps); needed with --users", EnvVars: env("cluster-key")},
 		&ucli.StringFlag{Name: "cluster-admin", Value: node.DefaultClusterAdmin, Usage: "`LOGIN` (in --users) allowed to add and remove members", EnvVars: env("cluster-admin")},
 	}
 }
@@ -39,5 +41,9 @@ func clusterConfig(c *ucli.Context, cfg *node.Config) error {
 		return usageErrorf("--cluster replicates the calendar: it needs --role all or calendar")
 	}
 	cfg.NodeID, cfg.Cluster, cfg.Join, cfg.ClusterAdmin = id, members, c.Bool("join"), c.String("cluster-admin")
+	cfg.ClusterLogin, cfg.ClusterKey = c.String("cluster-login"), c.String("cluster-key")
+	if cfg.UsersFile != "" && cfg.ClusterKey == "" {
+		return usageErrorf("--cluster with --users needs --cluster-key (TEMPEL_CLUSTER_KEY): the key of --cluster-login %s in every member's users file", cfg.ClusterLogin)
+	}
 	return nil
 }

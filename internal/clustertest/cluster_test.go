@@ -52,22 +52,28 @@ func TestMain(m *testing.M) {
 
 // member is one `tempel serve` process of the cluster.
 type member struct {
-	id   int
-	addr string
-	dir  string
-	cmd  *exec.Cmd
-	done chan struct{}
+	// login and key authenticate the test's HTTP calls (none in
+	// development mode).
+	login, key string
+	id         int
+	addr       string
+	dir        string
+	cmd        *exec.Cmd
+	done       chan struct{}
 }
 
 type cluster struct {
 	t       *testing.T
 	members []*member
 	spec    string
+	args    []string // added to every member's serve command
+	login   string   // the signing load's credentials (none in development mode)
+	key     string
 }
 
-func newCluster(t *testing.T, n int) *cluster {
+func newCluster(t *testing.T, n int, args ...string) *cluster {
 	t.Helper()
-	c := &cluster{t: t}
+	c := &cluster{t: t, args: args}
 	root := t.TempDir()
 	var parts []string
 	for i := 1; i <= n; i++ {
@@ -108,7 +114,7 @@ func (c *cluster) start(m *member, extra ...string) {
 	}
 	cmd := exec.Command(tempelBin, "serve", "--data-dir", m.dir, "--listen", m.addr, "--node-id", fmt.Sprint(m.id),
 		"--cluster", c.spec, "--publish-every", "5s", "--max-memory", "256MiB")
-	cmd.Args = append(cmd.Args, extra...)
+	cmd.Args = append(append(cmd.Args, c.args...), extra...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -171,7 +177,14 @@ var httpc = &http.Client{Timeout: 2 * time.Second}
 
 func (m *member) status() (status, error) {
 	var st status
-	resp, err := httpc.Get("http://" + m.addr + "/v1/cluster")
+	req, err := http.NewRequest(http.MethodGet, "http://"+m.addr+"/v1/cluster", nil)
+	if err != nil {
+		return st, err
+	}
+	if m.login != "" {
+		req.SetBasicAuth(m.login, m.key)
+	}
+	resp, err := httpc.Do(req)
 	if err != nil {
 		return st, err
 	}
@@ -269,7 +282,7 @@ func startLoad(t *testing.T, c *cluster, workers int) *load {
 	for _, m := range c.members {
 		eps = append(eps, m.addr)
 	}
-	cl, err := client.New(client.Config{Endpoints: eps, Parallel: 1, Timeout: 4 * time.Second, Retries: 1})
+	cl, err := client.New(client.Config{Endpoints: eps, Parallel: 1, Timeout: 4 * time.Second, Retries: 1, Login: c.login, Key: c.key})
 	if err != nil {
 		t.Fatal(err)
 	}

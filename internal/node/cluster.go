@@ -111,8 +111,9 @@ func (n *Node) startRaft(l *raftLog) error {
 // settings, trusting the node's own certificate's roots.
 func (n *Node) peerDial() ([]grpc.DialOption, error) {
 	t := n.cfg.TLS
+	creds := n.memberDialCreds()
 	if !t.Enabled() {
-		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
+		return append(creds, grpc.WithTransportCredentials(insecure.NewCredentials())), nil
 	}
 	c := &tls.Config{MinVersion: tls.VersionTLS12}
 	if n.keys != nil && n.keys.RootPath != "" {
@@ -122,7 +123,7 @@ func (n *Node) peerDial() ([]grpc.DialOption, error) {
 		}
 		c.RootCAs = pool
 	}
-	return []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(c))}, nil
+	return append(creds, grpc.WithTransportCredentials(credentials.NewTLS(c))), nil
 }
 
 // clusterStatus is GET /v1/cluster.

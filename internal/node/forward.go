@@ -24,8 +24,6 @@ type clusterCalendar struct {
 	local localCalendar
 	log   *raftLog
 	dial  []grpc.DialOption
-	login string
-	key   string
 
 	mu   sync.Mutex
 	addr string // the leader the connection goes to
@@ -95,7 +93,7 @@ func (c *clusterCalendar) leaderUpstream() (*aggregator.GRPCUpstream, error) {
 	if c.conn != nil {
 		c.conn.Close()
 	}
-	c.addr, c.conn, c.up = addr, conn, aggregator.NewGRPCUpstream(conn, c.login, c.key)
+	c.addr, c.conn, c.up = addr, conn, aggregator.NewGRPCUpstream(conn, "", "")
 	return c.up, nil
 }
 
@@ -120,11 +118,8 @@ func (n *Node) calendarUpstream() (aggregator.Upstream, error) {
 	if err != nil {
 		return nil, err
 	}
-	login := n.cfg.UpstreamLogin
-	if login == "" && n.cfg.UpstreamKey != "" {
-		login = n.cfg.Name
-	}
-	c := &clusterCalendar{local: local, log: n.raftLog, dial: dial, login: login, key: n.cfg.UpstreamKey}
+	// The dial options carry the member login's credentials.
+	c := &clusterCalendar{local: local, log: n.raftLog, dial: dial}
 	n.closers = append(n.closers, c.close)
 	return c, nil
 }

@@ -113,6 +113,9 @@ func (s *authStream) Context() context.Context { return s.ctx }
 
 func (n *Node) streamAuth(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	ctx, err := n.authenticate(ss.Context(), info.FullMethod)
+	if err == nil {
+		err = n.memberOnly(ctx, info.FullMethod)
+	}
 	if err != nil {
 		n.metrics.count("grpc-stream", path.Base(info.FullMethod), status.Code(err).String())
 		return err

@@ -55,6 +55,11 @@ type Config struct {
 	// to change members (DefaultClusterAdmin when empty).
 	Join         bool
 	ClusterAdmin string
+	// ClusterLogin and ClusterKey are the credentials members use with
+	// each other (memberauth.go): DefaultClusterLogin when empty; no key
+	// in development mode.
+	ClusterLogin string
+	ClusterKey   string
 
 	// Calendar.
 	PublishEvery time.Duration
