@@ -35,6 +35,17 @@ const (
 	maxEntryMeta = 1024
 )
 
+// MaxEntryBytes bounds the roots of one second's entry, below the raft
+// member's largest proposal (internal/raftnode.DefaultMaxProposalBytes,
+// 512 KiB) with room for the entry's head: a replicated second takes
+// roots until its entry is full, and refuses the next one at once.
+const MaxEntryBytes = 480 << 10
+
+// entryRootBytes is the size of one root in an entry.
+func entryRootBytes(r round.Request) int {
+	return imprintLen + 1 + len(binary.AppendUvarint(nil, uint64(len(r.Meta)))) + len(r.Meta)
+}
+
 // ErrBadEntry: a log entry that this version cannot apply.
 var ErrBadEntry = errors.New("calendar: bad log entry")
 

@@ -15,13 +15,13 @@ import (
 
 // replicaService is a calendar member of a one-member raft cluster: the
 // real log, on disk, applying to the service.
-func replicaService(t *testing.T) (*Service, *raftnode.Node) {
+func replicaService(t *testing.T, now func() time.Time) (*Service, *raftnode.Node) {
 	t.Helper()
 	dir := t.TempDir()
 	st := openTest(t, filepath.Join(dir, "calendar"))
 	t.Cleanup(func() { st.Close() })
 	l := &testLog{}
-	svc, err := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Logger: discardLogger(), Log: l})
+	svc, err := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Logger: discardLogger(), Log: l, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func (l *testLog) Leader() string { return "" }
 // calendar root is the store's root after its second, recorded with the
 // entry's raft index.
 func TestReplicaSignsThroughTheLog(t *testing.T) {
-	svc, n := replicaService(t)
+	svc, n := replicaService(t, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go svc.Run(ctx)
@@ -139,4 +139,44 @@ func TestReplicaApplyRules(t *testing.T) {
 	if err := svc.Apply(9, nil); err != nil {
 		t.Fatalf("the leader's empty entry: %v", err)
 	}
+}
+
+// A replicated second takes roots until its log entry would pass
+// MaxEntryBytes; the next root is refused at once (ErrOverloaded), not
+// left to fail the whole second when the entry is proposed.
+func TestReplicaEntryFull(t *testing.T) {
+	// A clock that stays in one second: every root goes to it.
+	clock := &fakeClock{t: time.Unix(1_800_000_000, 200e6)}
+	svc, n := replicaService(t, clock.Now)
+	deadline := time.Now().Add(10 * time.Second)
+	for !(&testLog{n}).Leading() {
+		if time.Now().After(deadline) {
+			t.Fatal("no leader within 10s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Seconds never close (no Run): every root waits in the open second.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	id := string(make([]byte, 900)) // ~1 KB of metadata per root
+	refused := make(chan error, 1)
+	for i := 0; i < 1000; i++ {
+		go func() {
+			if _, err := svc.Sign(ctx, leafFor(uint64(i)), 0, id); errors.Is(err, ErrOverloaded) {
+				refused <- err
+			}
+		}()
+		// One at a time: the root is queued or refused before the next.
+		for svc.pendingCount() < i+1 {
+			select {
+			case err := <-refused:
+				if i*1000 < MaxEntryBytes*9/10 {
+					t.Fatalf("refused after %d roots: %v", i, err)
+				}
+				return
+			case <-time.After(time.Millisecond):
+			}
+		}
+	}
+	t.Fatalf("%d roots of ~1 KB taken by one second", svc.pendingCount())
 }

@@ -112,6 +112,7 @@ type Service struct {
 	clockLate  bool                    // the clock was behind the calendar at the last look (for logging once)
 	wake       chan struct{}           // a hold ended: the second loop looks again
 	proposals  map[uint64]chan applied // this member's proposals waiting to be applied, by id
+	entryBytes map[uint64]int          // replicated: the encoded size of each pending second's roots
 }
 
 type submission struct {
@@ -153,7 +154,7 @@ func NewService(cfg ServiceConfig) (*Service, error) {
 		last = l
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger, pending: make(map[uint64][]*submission), sched: schedule.New(rules, last),
-		wake: make(chan struct{}, 1), proposals: make(map[uint64]chan applied)}
+		wake: make(chan struct{}, 1), proposals: make(map[uint64]chan applied), entryBytes: make(map[uint64]int)}
 	return s, nil
 }
 
@@ -255,6 +256,19 @@ func (s *Service) submit(ctx context.Context, slot *Slot, hash ksi.Imprint, leve
 	if len(s.pending[sec]) >= s.cfg.MaxPerSecond {
 		s.mu.Unlock()
 		return nil, ErrOverloaded
+	}
+	if s.cfg.Log != nil {
+		// A replicated second is one log entry, whose size is bounded.
+		if len(meta) > maxEntryMeta {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("calendar: client id too long for a replicated calendar's log entry (%d bytes of metadata, at most %d)", len(meta), maxEntryMeta)
+		}
+		size := entryRootBytes(sub.req)
+		if s.entryBytes[sec]+size > MaxEntryBytes {
+			s.mu.Unlock()
+			return nil, fmt.Errorf("%w: this second's log entry is full (%d bytes of roots)", ErrOverloaded, MaxEntryBytes)
+		}
+		s.entryBytes[sec] += size
 	}
 	s.pending[sec] = append(s.pending[sec], sub)
 	if slot != nil {
@@ -442,6 +456,7 @@ func (s *Service) closeDue() error {
 		}
 		subs := s.pending[next]
 		delete(s.pending, next)
+		delete(s.entryBytes, next)
 		// From now on, a slot in next submits to a later second.
 		s.sched.Take(next)
 		s.mu.Unlock()
@@ -599,6 +614,7 @@ func (s *Service) failAll(err error) {
 	s.mu.Lock()
 	all := s.pending
 	s.pending = make(map[uint64][]*submission)
+	clear(s.entryBytes)
 	s.mu.Unlock()
 	for _, subs := range all {
 		s.answerAll(subs, nil, err)
