@@ -7,8 +7,10 @@ package clustertest
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -69,12 +71,17 @@ type cluster struct {
 	args    []string // added to every member's serve command
 	login   string   // the signing load's credentials (none in development mode)
 	key     string
+	root    string // keys init --members: ROOT/ca/root.pem, ROOT/nodeN
 }
 
 func newCluster(t *testing.T, n int, args ...string) *cluster {
 	t.Helper()
 	c := &cluster{t: t, args: args}
 	root := t.TempDir()
+	// One root and publisher, a calendar key per member; every member's
+	// publications file carries all members' calendar certificates.
+	c.root = root
+	c.tempel("keys", "init", "--data-dir", root, "--members", fmt.Sprint(n))
 	var parts []string
 	for i := 1; i <= n; i++ {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -217,6 +224,10 @@ func (c *cluster) waitFor(what string, d time.Duration, cond func() bool) {
 	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, m := range c.running() {
+				st, err := m.status()
+				c.t.Logf("member %d: %+v %v", m.id, st, err)
+			}
 			c.t.Fatalf("%s: not within %v", what, d)
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -357,6 +368,7 @@ func (c *cluster) check(answers []signed) {
 		c.t.Fatal(err)
 	}
 	applied := st.AppliedSecond
+	pubfiles := c.publicationsFiles()
 	for _, m := range c.members {
 		if m.cmd != nil {
 			m.cmd.Process.Signal(syscall.SIGTERM)
@@ -409,9 +421,13 @@ func (c *cluster) check(answers []signed) {
 			continue
 		}
 		answered++
-		rep := verifier.Verify(context.Background(), a.sig, verifier.Internal, verifier.Options{Document: a.doc})
-		if err := rep.Err(); err != nil {
-			c.t.Fatalf("answered signature does not verify: %v", err)
+		// Key-based with every member's publications file: whichever
+		// member's key signed the root, every file names it.
+		for i, pf := range pubfiles {
+			rep := verifier.Verify(context.Background(), a.sig, verifier.KeyBased, verifier.Options{Document: a.doc, PublicationsFile: pf})
+			if err := rep.Err(); err != nil {
+				c.t.Fatalf("answered signature does not verify key-based with member %d's publications file: %v", i+1, err)
+			}
 		}
 		var h ksi.Hasher
 		root, err := a.sig.CalendarChain.Output(&h)
@@ -433,6 +449,45 @@ func (c *cluster) check(answers []signed) {
 	if answered == 0 {
 		c.t.Fatal("no signature was answered")
 	}
+}
+
+// publicationsFiles fetches every running member's publications file and
+// checks it against the shared trust root and constraint.
+func (c *cluster) publicationsFiles() []*ksi.PublicationsFile {
+	c.t.Helper()
+	roots, err := verifier.LoadCertificates(filepath.Join(c.root, "ca", "root.pem"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	for _, r := range roots {
+		pool.AddCert(r)
+	}
+	cn, err := verifier.ParseConstraint("E=publications@tempel.test")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	var out []*ksi.PublicationsFile
+	for _, m := range c.running() {
+		resp, err := httpc.Get("http://" + m.addr + "/publications.bin")
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		pf, err := ksi.ParsePublicationsFile(b)
+		if err != nil {
+			c.t.Fatalf("member %d's publications file: %v", m.id, err)
+		}
+		if err := verifier.VerifyPublicationsFile(pf, verifier.Trust{Roots: pool, Constraints: []verifier.Constraint{cn}, Time: time.Now()}); err != nil {
+			c.t.Fatalf("member %d's publications file: %v", m.id, err)
+		}
+		out = append(out, pf)
+	}
+	return out
 }
 
 type calendarRoot struct {

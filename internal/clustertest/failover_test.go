@@ -100,9 +100,9 @@ func TestWipedFollower(t *testing.T) {
 		}
 	}
 	c.kill(f)
-	if err := os.RemoveAll(f.dir); err != nil {
-		t.Fatal(err)
-	}
+	// Everything but its keys, which an operator keeps apart (or in an
+	// HSM): the calendar, the raft log, the watermark.
+	wipeExceptKeys(t, f.dir)
 	c.waitSigned(l, time.Now(), 15*time.Second)
 	id := strconv.Itoa(f.id)
 	c.tempel("cluster", "remove", "--server", other.addr, id)
@@ -203,4 +203,21 @@ func newestWAL(t *testing.T, dir string) string {
 	}
 	sort.Strings(logs)
 	return logs[len(logs)-1]
+}
+
+// wipeExceptKeys removes everything in a data directory but its keys.
+func wipeExceptKeys(t *testing.T, dir string) {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		if e.Name() == "keys" {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(dir, e.Name())); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
