@@ -3,6 +3,7 @@ package clustertest
 import (
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -220,4 +221,33 @@ func wipeExceptKeys(t *testing.T, dir string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestNoQuorum kills two of three members: the one left answers nothing
+// (it cannot commit) and says why; when one returns, signing resumes and
+// nothing answered before is lost.
+func TestNoQuorum(t *testing.T) {
+	skipShort(t)
+	c := newCluster(t, 3)
+	c.leader(30 * time.Second)
+	l := startLoad(t, c, 2)
+	c.waitSigned(l, time.Now(), 30*time.Second)
+	c.kill(c.members[0])
+	c.kill(c.members[1])
+	left := c.members[2]
+	c.waitFor("the last member saying it cannot answer", 15*time.Second, func() bool { return !left.ready() })
+	doc := filepath.Join(t.TempDir(), "doc.txt")
+	if err := os.WriteFile(doc, []byte("hello"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(tempelBin, "sign", "--server", left.addr, "--timeout", "3s", doc).CombinedOutput()
+	if err == nil {
+		t.Fatalf("signed without a quorum:\n%s", out)
+	}
+	t0 := time.Now()
+	c.start(c.members[0])
+	t.Logf("quorum back: first signature after %v", c.waitSigned(l, t0, 30*time.Second).Round(time.Millisecond))
+	c.start(c.members[1])
+	c.converged(30 * time.Second)
+	c.check(l.end())
 }
