@@ -113,6 +113,10 @@ type Service struct {
 	wake       chan struct{}           // a hold ended: the second loop looks again
 	proposals  map[uint64]chan applied // this member's proposals waiting to be applied, by id
 	entryBytes map[uint64]int          // replicated: the encoded size of each pending second's roots
+
+	// unflushed is what Apply did since the last Flush (replica.go); only
+	// the log's goroutine touches it.
+	unflushed unflushed
 }
 
 type submission struct {

@@ -351,12 +351,32 @@ func (s *Store) Write(next calendartree.State, nodes []calendartree.Node, sync b
 	return s.write(next, nodes, sync, 0)
 }
 
-// WriteApplied is Write, synced, that also records applied as the index
+// WriteApplied is Write that also records applied as the index
 // of the replicated log entry the nodes come from, in the same batch: a
 // member that restarts resumes applying after it, and an entry applied
 // again finds its second already closed.
-func (s *Store) WriteApplied(next calendartree.State, nodes []calendartree.Node, applied uint64) error {
-	return s.write(next, nodes, true, applied)
+func (s *Store) WriteApplied(next calendartree.State, nodes []calendartree.Node, applied uint64, sync bool) error {
+	return s.write(next, nodes, sync, applied)
+}
+
+// Sync makes every write so far durable: it commits the applied index
+// again, synced (a synced commit syncs the write-ahead log before it).
+func (s *Store) Sync() (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		return fmt.Errorf("%w: %v", ErrFailed, s.failed)
+	}
+	defer s.recoverWriteFailure(&err)
+	b := s.db.NewBatch()
+	defer b.Close()
+	b.Set(metaApplied, u64(s.applied), nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		s.failed = err
+		s.log.Error("calendar sync failed; store stopped until the server is restarted", "err", err)
+		return fmt.Errorf("%w: sync: %v", ErrFailed, err)
+	}
+	return nil
 }
 
 // Applied returns the index of the last replicated log entry stored

@@ -27,6 +27,15 @@ import (
 // cluster's raft log commits, raft messages travel on the node's own
 // gRPC port, and only the leader takes roots.
 
+// A calendar member keeps more than a day of seconds in its raft log
+// behind each snapshot: a member down for a day catches up from the log
+// (a second is one entry of about 100 bytes, more with roots), because
+// its calendar cannot be rebuilt from a snapshot's descriptor alone.
+const (
+	ClusterSnapshotEvery = 100_000
+	ClusterKeepEntries   = 90_000
+)
+
 // ParseCluster reads a member list "1=ADDR1,2=ADDR2,3=ADDR3".
 func ParseCluster(s string) (map[uint64]string, error) {
 	out := map[uint64]string{}
@@ -92,7 +101,7 @@ func (n *Node) startRaft(l *raftLog) error {
 	}
 	tr := raftnode.NewGRPCTransport(raftnode.GRPCOptions{DialOptions: dial, Logger: n.log})
 	rn, err := raftnode.Start(raftnode.Config{ID: cfg.NodeID, Peers: cfg.Cluster, Join: cfg.Join, Dir: filepath.Join(cfg.DataDir, "raft"),
-		Logger: n.log, StateMachine: n.cal, Transport: tr})
+		Logger: n.log, StateMachine: n.cal, Transport: tr, SnapshotEvery: ClusterSnapshotEvery, KeepEntries: ClusterKeepEntries})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}

@@ -171,6 +171,15 @@ func setDefault[T comparable](v *T, d T) {
 	}
 }
 
+// Flusher is a StateMachine that makes a batch of applied entries
+// durable at once: Flush is called after the committed entries of each
+// Ready have been applied (a member catching up gets thousands in one),
+// so Apply may leave its writes unsynced and its effects unpublished
+// until then. An error is fatal, as for Apply.
+type Flusher interface {
+	Flush() error
+}
+
 // StateMachine is what a member applies committed entries to. Its
 // methods are called from the member's Ready loop only, one at a time.
 type StateMachine interface {

@@ -135,6 +135,11 @@ func (n *Node) handleReady() error {
 	if err := n.apply(rd.CommittedEntries); err != nil {
 		return err
 	}
+	if f, ok := n.sm.(Flusher); ok && len(rd.CommittedEntries) > 0 {
+		if err := f.Flush(); err != nil {
+			return fmt.Errorf("raftnode: flush the entries applied up to %d: %w", n.applied, err)
+		}
+	}
 	if n.removed && n.applied >= n.rn.BasicStatus().HardState.GetCommit() {
 		return ErrRemoved
 	}
