@@ -11,7 +11,6 @@ import (
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/calendarstep"
-	"github.com/tempel-ksi/tempel/ksi/calendartree"
 	"github.com/tempel-ksi/tempel/ksi/round"
 )
 
@@ -153,7 +152,7 @@ func (s *Service) Apply(index uint64, data []byte) error {
 	if err != nil {
 		return fmt.Errorf("entry %d: %w", index, err)
 	}
-	if err := samePrev(st.State(), e); err != nil {
+	if err := samePrev(st, e); err != nil {
 		return fmt.Errorf("entry %d: %w", index, err)
 	}
 	var root ksi.Imprint
@@ -218,18 +217,35 @@ func (s *Service) Flush() error {
 	return nil
 }
 
-// samePrev checks that this member's calendar is the one the entry was
-// proposed on: the same last second and root. Entries are applied in log
-// order on every member, so a difference means the calendars diverged
+// samePrev checks that this member's calendar holds the history the
+// entry was proposed on: its root after the proposer's last second is
+// the proposer's. The calendar may have gone further (a proposal that
+// timed out uncommitted at a leader without quorum is committed later,
+// after the one that followed it was proposed on the older state); the
+// entry then appends after what is there. A different root, or a
+// calendar shorter than the proposer's, means the calendars diverged
 // (a member started on another cluster's calendar, or a bug): applying
 // on top would answer from a different history.
-func samePrev(state calendartree.State, e *SecondEntry) error {
-	if e.PrevRoot == nil && state.Empty() {
-		return nil
+func samePrev(st *Store, e *SecondEntry) error {
+	state := st.State()
+	if e.PrevRoot == nil {
+		return nil // proposed on an empty calendar: every history includes it
 	}
-	if e.PrevRoot == nil || state.Empty() || state.Last() != e.PrevLast || !bytes.Equal(state.Root(), e.PrevRoot) {
-		return fmt.Errorf("%w: second %d was proposed on a calendar ending at %d with root %s, this member's ends at %d with root %s",
-			ErrHistoryLost, e.T, e.PrevLast, e.PrevRoot, state.Last(), state.Root())
+	var root ksi.Imprint
+	switch {
+	case state.Empty() || state.Last() < e.PrevLast:
+	case state.Last() == e.PrevLast:
+		root = state.Root()
+	default:
+		r, err := st.Root(e.PrevLast)
+		if err != nil {
+			return err
+		}
+		root = r
+	}
+	if !bytes.Equal(root, e.PrevRoot) {
+		return fmt.Errorf("%w: second %d was proposed on a calendar ending at %d with root %s, this member's root after %d is %s (its calendar ends at %d)",
+			ErrHistoryLost, e.T, e.PrevLast, e.PrevRoot, e.PrevLast, root, state.Last())
 	}
 	return nil
 }

@@ -123,9 +123,9 @@ func TestReplicaApplyRules(t *testing.T) {
 	if err := apply(7, SecondEntry{T: 1003, PrevLast: 1000, PrevRoot: leafFor(8)}); !errors.Is(err, ErrHistoryLost) {
 		t.Fatalf("entry on another calendar: %v, want ErrHistoryLost", err)
 	}
-	// Proposed on a calendar that ended earlier.
-	if err := apply(7, SecondEntry{T: 1003, PrevLast: 999, PrevRoot: root1000}); !errors.Is(err, ErrHistoryLost) {
-		t.Fatalf("entry on a shorter calendar: %v, want ErrHistoryLost", err)
+	// Proposed on a calendar that ended later than this one.
+	if err := apply(7, SecondEntry{T: 1003, PrevLast: 1001, PrevRoot: root1000}); !errors.Is(err, ErrHistoryLost) {
+		t.Fatalf("entry on a longer calendar: %v, want ErrHistoryLost", err)
 	}
 	if err := apply(7, SecondEntry{T: 1003, PrevLast: 1000, PrevRoot: root1000}); err != nil {
 		t.Fatal(err)
@@ -133,10 +133,23 @@ func TestReplicaApplyRules(t *testing.T) {
 	if first, last, _ := st.Head(); first != 1000 || last != 1003 || st.Applied() != 7 {
 		t.Fatalf("calendar %d..%d applied %d, want 1000..1003 at 7 (gap filled)", first, last, st.Applied())
 	}
-	if err := svc.Apply(8, []byte("not an entry")); !errors.Is(err, ErrBadEntry) {
+	// A proposal that timed out uncommitted and was committed after the
+	// next one was proposed on the older calendar: it appends after what
+	// is there, since this calendar's root after 1000 is the proposer's.
+	if err := apply(8, SecondEntry{T: 1005, PrevLast: 1000, PrevRoot: root1000}); err != nil {
+		t.Fatalf("entry proposed on an earlier state of this calendar: %v", err)
+	}
+	if _, last, _ := st.Head(); last != 1005 {
+		t.Fatalf("calendar ends at %d, want 1005", last)
+	}
+	// The same, but the root after 1000 differs: another history.
+	if err := apply(9, SecondEntry{T: 1007, PrevLast: 1003, PrevRoot: root1000}); !errors.Is(err, ErrHistoryLost) {
+		t.Fatalf("entry on an earlier state of another calendar: %v, want ErrHistoryLost", err)
+	}
+	if err := svc.Apply(10, []byte("not an entry")); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("garbage entry: %v", err)
 	}
-	if err := svc.Apply(9, nil); err != nil {
+	if err := svc.Apply(11, nil); err != nil {
 		t.Fatalf("the leader's empty entry: %v", err)
 	}
 }

@@ -105,6 +105,9 @@ func newCluster(t *testing.T, n int, args ...string) *cluster {
 		if t.Failed() {
 			for _, m := range c.members {
 				b, _ := os.ReadFile(m.dir + ".log")
+				if keep := os.Getenv("TEMPEL_CLUSTER_LOGS"); keep != "" {
+					os.WriteFile(filepath.Join(keep, fmt.Sprintf("%s-member%d.log", t.Name(), m.id)), b, 0o600)
+				}
 				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 				t.Logf("member %d, last lines of its log:\n%s", m.id, strings.Join(lines[max(0, len(lines)-40):], "\n"))
 			}
@@ -122,6 +125,9 @@ func (c *cluster) start(m *member, extra ...string) {
 	cmd := exec.Command(tempelBin, "serve", "--data-dir", m.dir, "--listen", m.addr, "--node-id", fmt.Sprint(m.id),
 		"--cluster", c.spec, "--publish-every", "5s", "--max-memory", "256MiB")
 	cmd.Args = append(append(cmd.Args, c.args...), extra...)
+	if os.Getenv("TEMPEL_CLUSTER_DEBUG") != "" {
+		cmd.Args = append(cmd.Args, "--log-level", "debug")
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
