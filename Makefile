@@ -31,8 +31,14 @@ help: ## list the targets
 build: ## build bin/tempel
 	$(GO) build -o $(BIN)/tempel ./cmd/tempel
 
-test: lint ## lint, then every test with the race detector
-	$(GO) test -race -count=1 ./...
+# The cluster tests run real member processes under continuous signing:
+# they run after the others, not beside them, so that neither set's
+# timings are those of a machine busy with the other.
+CLUSTER_TESTS := ./internal/clustertest
+
+test: lint ## lint, then every test with the race detector (the cluster of real processes last)
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v '/internal/clustertest$$')
+	$(GO) test -race -count=1 $(CLUSTER_TESTS)
 
 lint: ## gofmt check, go vet and staticcheck (installed, pinned, when missing)
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.\(gw\.\)\?go$$')); \
