@@ -184,6 +184,18 @@ func TestDamagedLogTail(t *testing.T) {
 		if err := os.RemoveAll(filepath.Join(f.dir, "raft")); err != nil {
 			t.Fatal(err)
 		}
+		// Without --join a member with a calendar and no raft log refuses
+		// to bootstrap a new one (it could vote twice in a term).
+		c.start(f)
+		select {
+		case <-f.done:
+			f.cmd = nil
+		case <-time.After(30 * time.Second):
+			t.Fatal("a member without its raft log started without --join")
+		}
+		if b, _ := os.ReadFile(f.dir + ".log"); !strings.Contains(string(b), "start it with --join") {
+			t.Fatalf("the member without its log did not say how to rejoin:\n%s", b)
+		}
 		id := strconv.Itoa(f.id)
 		c.tempel("cluster", "remove", "--server", other.addr, id)
 		c.tempel("cluster", "add", "--server", other.addr, id, f.addr)

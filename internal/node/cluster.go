@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -99,6 +101,9 @@ func (n *Node) startRaft(l *raftLog) error {
 	if err != nil {
 		return err
 	}
+	if err := checkBootstrap(cfg, n.store); err != nil {
+		return err
+	}
 	tr := raftnode.NewGRPCTransport(raftnode.GRPCOptions{DialOptions: dial, Logger: n.log})
 	rn, err := raftnode.Start(raftnode.Config{ID: cfg.NodeID, Peers: cfg.Cluster, Join: cfg.Join, Dir: filepath.Join(cfg.DataDir, "raft"),
 		Logger: n.log, StateMachine: n.cal, Transport: tr, SnapshotEvery: ClusterSnapshotEvery, KeepEntries: ClusterKeepEntries})
@@ -113,6 +118,25 @@ func (n *Node) startRaft(l *raftLog) error {
 	n.h.routes = append(n.h.routes, n.membershipRoutes()...)
 	n.h.calLoops = append(n.h.calLoops, n.promoteLearners)
 	n.registerRaftMetrics()
+	return nil
+}
+
+// checkBootstrap refuses to bootstrap a new cluster log next to a
+// calendar that already has seconds: the member was in a cluster before
+// and lost its raft log, and a fresh log could vote again in a term it
+// voted in. It must rejoin as a learner (remove, add, --join).
+func checkBootstrap(cfg Config, store *calendar.Store) error {
+	if cfg.Join {
+		return nil
+	}
+	entries, err := os.ReadDir(filepath.Join(cfg.DataDir, "raft"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	if _, last, ok := store.Head(); ok && len(entries) == 0 {
+		return fmt.Errorf("cluster: the calendar in %s holds seconds up to %d but there is no raft log: this member lost its log. "+
+			"Rejoin it: 'tempel cluster remove %d' and 'tempel cluster add %d ADDR' at any member, then start it with --join", cfg.DataDir, last, cfg.NodeID, cfg.NodeID)
+	}
 	return nil
 }
 
