@@ -96,14 +96,12 @@ func (e *SecondEntry) Encode(dst []byte) ([]byte, error) {
 // and metadata alias b.
 func DecodeSecondEntry(b []byte) (*SecondEntry, error) {
 	const head = len(entryMagic) + 2
-	if len(b) < head || string(b[:2]) != entryMagic {
-		return nil, fmt.Errorf("%w: not a Tempel log entry", ErrBadEntry)
+	kind, err := entryKind(b)
+	if err != nil {
+		return nil, err
 	}
-	if b[2] != entryVersion {
-		return nil, fmt.Errorf("%w: version %d, this build reads %d", ErrBadEntry, b[2], entryVersion)
-	}
-	if b[3] != kindSecond {
-		return nil, fmt.Errorf("%w: unknown kind %d", ErrBadEntry, b[3])
+	if kind != kindSecond {
+		return nil, fmt.Errorf("%w: kind %d is not a second", ErrBadEntry, kind)
 	}
 	b = b[head:]
 	if len(b) < 16 {

@@ -1,6 +1,7 @@
 package calendar
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -33,9 +35,13 @@ type memberCertificates interface {
 }
 
 // certificateRecords returns the certificates the publications file carries.
+// A replicated calendar's members list them in one order (by id), so
+// that every member builds the same file content.
 func certificateRecords(s PublicationsSigner) []ksi.CertificateRecord {
 	if m, ok := s.(memberCertificates); ok {
-		return m.CertificateRecords()
+		recs := slices.Clone(m.CertificateRecords())
+		slices.SortFunc(recs, func(a, b ksi.CertificateRecord) int { return bytes.Compare(a.ID, b.ID) })
+		return recs
 	}
 	return []ksi.CertificateRecord{s.CertificateRecord()}
 }
@@ -54,6 +60,11 @@ type PublisherConfig struct {
 	RepositoryURI string
 	Now           func() time.Time
 	Logger        *slog.Logger
+	// Log, when set, makes this the publisher of a member of a replicated
+	// calendar: only the leader publishes, by proposing the publication
+	// to the log, and every member serves it once the log applies it
+	// (Service.Apply, ApplyPublication).
+	Log ReplicatedLog
 }
 
 // Publisher makes a publication every period and keeps the signed
@@ -66,6 +77,10 @@ type Publisher struct {
 	file  []byte
 	etag  string
 	floor uint64 // no publication at or before this time: one was lost (AcceptLoss)
+	// proposed and proposedAt: the publication time this leader last
+	// proposed and when, so it proposes it again only after a while.
+	proposed   uint64
+	proposedAt time.Time
 }
 
 // NewPublisher loads the stored publications and publications file.
@@ -159,6 +174,9 @@ func (p *Publisher) Run(ctx context.Context) error {
 // reached, if not yet published, and returns the new record (nil if none
 // was due). Missed boundaries are not published after the fact.
 func (p *Publisher) PublishDue() (*ksi.PublicationRecord, error) {
+	if l := p.cfg.Log; l != nil && !l.Leading() {
+		return nil, nil // the leader publishes
+	}
 	first, last, ok := p.cfg.Store.Head()
 	if !ok {
 		return nil, nil
@@ -184,6 +202,9 @@ func (p *Publisher) PublishDue() (*ksi.PublicationRecord, error) {
 	if err != nil {
 		return nil, err
 	}
+	if p.cfg.Log != nil {
+		return nil, p.propose(rec, root)
+	}
 	if err := p.rebuild(rec); err != nil {
 		return nil, err
 	}
@@ -191,24 +212,40 @@ func (p *Publisher) PublishDue() (*ksi.PublicationRecord, error) {
 	return rec, nil
 }
 
-// rebuild re-signs the file with rec added (if not nil) and stores both in
-// one synced batch before serving them.
-func (p *Publisher) rebuild(rec *ksi.PublicationRecord) error {
+// content builds the file's content: the header, the certificates and
+// the publications with rec added (if not nil).
+func (p *Publisher) content(hdr ksi.PublicationsFileHeader, rec *ksi.PublicationRecord) ([]byte, []*ksi.PublicationRecord, error) {
 	p.mu.RLock()
 	pubs := append([]*ksi.PublicationRecord(nil), p.pubs...)
 	p.mu.RUnlock()
 	if rec != nil {
 		pubs = append(pubs, rec)
 	}
-	hdr := ksi.PublicationsFileHeader{Version: 1, CreationTime: uint64(p.cfg.Now().Unix()), RepositoryURI: p.cfg.RepositoryURI}
 	content, err := ksi.BuildPublicationsFileContent(hdr, certificateRecords(p.cfg.Signer), pubs)
 	if err != nil {
-		return fmt.Errorf("calendar: build publications file: %w", err)
+		return nil, nil, fmt.Errorf("calendar: build publications file: %w", err)
+	}
+	return content, pubs, nil
+}
+
+// rebuild re-signs the file with rec added (if not nil) and stores both in
+// one synced batch before serving them.
+func (p *Publisher) rebuild(rec *ksi.PublicationRecord) error {
+	hdr := ksi.PublicationsFileHeader{Version: 1, CreationTime: uint64(p.cfg.Now().Unix()), RepositoryURI: p.cfg.RepositoryURI}
+	content, pubs, err := p.content(hdr, rec)
+	if err != nil {
+		return err
 	}
 	sig, err := p.cfg.Signer.SignPublicationsFile(content)
 	if err != nil {
 		return fmt.Errorf("calendar: sign publications file: %w", err)
 	}
+	return p.store(rec, pubs, content, sig)
+}
+
+// store saves rec (if not nil) and the signed file in one synced batch,
+// moves the watermark, then serves them.
+func (p *Publisher) store(rec *ksi.PublicationRecord, pubs []*ksi.PublicationRecord, content, sig []byte) error {
 	file, err := ksi.AppendPublicationsFileSignature(content, sig)
 	if err != nil {
 		return err
@@ -224,6 +261,81 @@ func (p *Publisher) rebuild(rec *ksi.PublicationRecord) error {
 	p.mu.Lock()
 	p.pubs, p.file, p.etag = pubs, file, etag(file)
 	p.mu.Unlock()
+	return nil
+}
+
+// reproposeAfter is how long a leader waits for its publication to be
+// applied before proposing it again.
+const reproposeAfter = 5 * time.Second
+
+// propose signs the file with rec added and proposes the publication to
+// the log; it is stored and served when the log applies it.
+func (p *Publisher) propose(rec *ksi.PublicationRecord, root ksi.Imprint) error {
+	now := p.cfg.Now()
+	if p.proposed == rec.Data.Time && now.Sub(p.proposedAt) < reproposeAfter {
+		return nil
+	}
+	hdr := ksi.PublicationsFileHeader{Version: 1, CreationTime: uint64(now.Unix()), RepositoryURI: p.cfg.RepositoryURI}
+	content, _, err := p.content(hdr, rec)
+	if err != nil {
+		return err
+	}
+	sig, err := p.cfg.Signer.SignPublicationsFile(content)
+	if err != nil {
+		return fmt.Errorf("calendar: sign publications file: %w", err)
+	}
+	e := PublicationEntry{Time: rec.Data.Time, Root: root, CreationTime: hdr.CreationTime, RepositoryURI: hdr.RepositoryURI,
+		Record: rec.Raw, Signature: sig}
+	data, err := e.Encode(nil)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), DefaultCommitTimeout)
+	defer cancel()
+	if err := p.cfg.Log.Propose(ctx, data); err != nil {
+		return fmt.Errorf("calendar: propose the publication of %d: %w", rec.Data.Time, err)
+	}
+	p.proposed, p.proposedAt = rec.Data.Time, now
+	return nil
+}
+
+// ApplyPublication stores and serves a publication the log committed,
+// the same on every member: the record must be of a second this member
+// holds with the same root (or its calendar differs from the leader's,
+// and it stops), and the file is rebuilt from this member's publications
+// with the leader's header and signature, so its bytes are the leader's.
+// A publication at or before the newest one changes nothing.
+func (p *Publisher) ApplyPublication(e *PublicationEntry) error {
+	if l := p.Latest(); l != nil && l.Data.Time >= e.Time {
+		return nil
+	}
+	elem, err := tlv.ReadOne(e.Record)
+	if err != nil {
+		return fmt.Errorf("%w: publication record: %v", ErrBadEntry, err)
+	}
+	rec, err := ksi.ParsePublicationRecord(elem)
+	if err != nil {
+		return fmt.Errorf("%w: publication record: %v", ErrBadEntry, err)
+	}
+	if rec.Data.Time != e.Time || !rec.Data.Hash.Equal(e.Root) {
+		return fmt.Errorf("%w: the publication record is not of the entry's time and root", ErrBadEntry)
+	}
+	root, err := p.cfg.Store.Root(e.Time)
+	if err != nil {
+		return fmt.Errorf("calendar: publication of %d: %w", e.Time, err)
+	}
+	if !root.Equal(e.Root) {
+		return fmt.Errorf("%w: the leader published root %s for %d, this member's is %s", ErrHistoryLost, e.Root, e.Time, root)
+	}
+	hdr := ksi.PublicationsFileHeader{Version: 1, CreationTime: e.CreationTime, RepositoryURI: e.RepositoryURI}
+	content, pubs, err := p.content(hdr, rec)
+	if err != nil {
+		return err
+	}
+	if err := p.store(rec, pubs, content, e.Signature); err != nil {
+		return err
+	}
+	p.cfg.Logger.Info("published", "time", rec.Data.UTC().Format(time.RFC3339), "publication", rec.Data.String())
 	return nil
 }
 

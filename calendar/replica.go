@@ -138,6 +138,11 @@ func (s *Service) Apply(index uint64, data []byte) error {
 	if len(data) == 0 {
 		return nil // the leader's empty entry at the start of its term
 	}
+	if kind, err := entryKind(data); err != nil {
+		return fmt.Errorf("entry %d: %w", index, err)
+	} else if kind == kindPublication {
+		return s.applyPublication(index, data)
+	}
 	e, err := DecodeSecondEntry(data)
 	if err != nil {
 		return fmt.Errorf("entry %d: %w", index, err)
@@ -176,6 +181,36 @@ func (s *Service) Apply(index uint64, data []byte) error {
 	s.cfg.Metrics.appended(int(step.Leaves()), s.cfg.Now().Sub(start))
 	s.unflushed.last, s.unflushed.root = e.T, root
 	s.unflushed.answers = append(s.unflushed.answers, proposalResult{e.Proposal, applied{step: step}})
+	return nil
+}
+
+// PublicationApplier stores and serves a publication the log committed
+// (the Publisher).
+type PublicationApplier interface {
+	ApplyPublication(e *PublicationEntry) error
+}
+
+// SetPublisher names the publisher that applies publication entries; it
+// must be set before the log starts applying.
+func (s *Service) SetPublisher(p PublicationApplier) { s.publisher = p }
+
+// applyPublication makes the seconds applied so far durable (the
+// publication is of one of them), then hands the publication to the
+// publisher.
+func (s *Service) applyPublication(index uint64, data []byte) error {
+	e, err := DecodePublicationEntry(data)
+	if err != nil {
+		return fmt.Errorf("entry %d: %w", index, err)
+	}
+	if s.publisher == nil {
+		return fmt.Errorf("entry %d: a publication, but this member has no publisher", index)
+	}
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	if err := s.publisher.ApplyPublication(e); err != nil {
+		return fmt.Errorf("entry %d: %w", index, err)
+	}
 	return nil
 }
 

@@ -117,6 +117,7 @@ type Service struct {
 	// unflushed is what Apply did since the last Flush (replica.go); only
 	// the log's goroutine touches it.
 	unflushed unflushed
+	publisher PublicationApplier // replicated: applies publication entries
 }
 
 type submission struct {

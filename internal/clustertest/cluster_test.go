@@ -5,6 +5,7 @@
 package clustertest
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -473,17 +474,33 @@ func (c *cluster) publicationsFiles() []*ksi.PublicationsFile {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	// The log replicates publications, so every member serves the same
+	// bytes once each has applied the same entries.
+	var raws [][]byte
+	c.waitFor("every member serving the same publications file", 15*time.Second, func() bool {
+		raws = raws[:0]
+		for _, m := range c.running() {
+			resp, err := httpc.Get("http://" + m.addr + "/publications.bin")
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil {
+				c.t.Fatal(err)
+			}
+			raws = append(raws, b)
+		}
+		for _, b := range raws[1:] {
+			if !bytes.Equal(b, raws[0]) {
+				return false
+			}
+		}
+		return true
+	})
 	var out []*ksi.PublicationsFile
-	for _, m := range c.running() {
-		resp, err := httpc.Get("http://" + m.addr + "/publications.bin")
-		if err != nil {
-			c.t.Fatal(err)
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			c.t.Fatal(err)
-		}
+	for i, b := range raws {
+		m := c.running()[i]
 		pf, err := ksi.ParsePublicationsFile(b)
 		if err != nil {
 			c.t.Fatalf("member %d's publications file: %v", m.id, err)

@@ -247,14 +247,21 @@ func (n *Node) openCalendar() error {
 	if n.cal, err = calendar.NewService(scfg); err != nil {
 		return err
 	}
+	pcfg := calendar.PublisherConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Period: cfg.PublishEvery, Now: cfg.Now,
+		RepositoryURI: cfg.PublicURL + "/publications.bin", Logger: n.log}
 	if rlog != nil {
-		if err := n.startRaft(rlog); err != nil {
-			return err
-		}
+		pcfg.Log = rlog
 	}
-	n.pub, err = calendar.NewPublisher(calendar.PublisherConfig{Store: n.store, Watermark: n.mark, Signer: n.keys, Period: cfg.PublishEvery, Now: cfg.Now,
-		RepositoryURI: cfg.PublicURL + "/publications.bin", Logger: n.log})
-	return err
+	if n.pub, err = calendar.NewPublisher(pcfg); err != nil {
+		return err
+	}
+	if rlog != nil {
+		// The log applies publications too: the publisher must exist
+		// before the log starts.
+		n.cal.SetPublisher(n.pub)
+		return n.startRaft(rlog)
+	}
+	return nil
 }
 
 // dialUpstream connects to the parent node (role aggregator).
