@@ -165,3 +165,95 @@ func FuzzDecodePublicationEntry(f *testing.F) {
 		}
 	})
 }
+
+// A leader that proposes the next publication before its previous one is
+// applied signs a content without the previous one; every member then
+// rebuilds the content with it. No member may serve the leader's
+// signature on content it does not cover: the stale entry is skipped,
+// and the leader's next proposal, built on what was applied, is served.
+func TestPublicationBuiltOnOtherPublications(t *testing.T) {
+	dir := t.TempDir()
+	sets, err := pki.InitMembers(filepath.Join(dir, "keys"), 2, pki.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	log := &proposals{}
+	var pubs []*Publisher
+	var stores []*Store
+	for i, keys := range sets {
+		st := openTest(t, filepath.Join(dir, "cal", string(rune('a'+i))))
+		defer st.Close()
+		leaves := make([]ksi.Imprint, 30)
+		for j := range leaves {
+			leaves[j] = leafFor(uint64(j))
+		}
+		if _, err := st.AppendRange(uint64(now.Unix())-25, leaves, true); err != nil {
+			t.Fatal(err)
+		}
+		p, err := NewPublisher(PublisherConfig{Store: st, Signer: keys, Period: 10 * time.Second, RepositoryURI: "http://leader.test/publications.bin",
+			Now: func() time.Time { return now }, Logger: discardLogger(), Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pubs, stores = append(pubs, p), append(stores, st)
+	}
+	// The calendar ends at now+4: the boundary is now. Propose it, then
+	// (before it is applied) the calendar passes the next boundary.
+	if _, err := pubs[0].PublishDue(); err != nil || len(log.data) != 1 {
+		t.Fatalf("%d proposals, %v", len(log.data), err)
+	}
+	for _, st := range stores {
+		more := make([]ksi.Imprint, 10)
+		for j := range more {
+			more[j] = leafFor(uint64(100 + j))
+		}
+		if _, err := st.AppendRange(uint64(now.Unix())+5, more, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := pubs[0].PublishDue(); err != nil || len(log.data) != 2 {
+		t.Fatalf("%d proposals, %v", len(log.data), err)
+	}
+	apply := func(data []byte) {
+		t.Helper()
+		e, err := DecodePublicationEntry(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pubs {
+			if err := p.ApplyPublication(e); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	check := func(want int) {
+		t.Helper()
+		f0, _ := pubs[0].File()
+		f1, _ := pubs[1].File()
+		if !bytes.Equal(f0, f1) {
+			t.Fatal("the members serve different publications files")
+		}
+		pf, err := ksi.ParsePublicationsFile(f0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := verifyFile(t, sets[0], pf); err != nil {
+			t.Fatalf("the served file does not verify: %v", err)
+		}
+		if len(pf.Publications) != want {
+			t.Fatalf("%d publications, want %d", len(pf.Publications), want)
+		}
+	}
+	apply(log.data[0])
+	check(1)
+	apply(log.data[1])
+	check(1)
+	// The leader proposes the skipped publication again, on what it has.
+	now = now.Add(reproposeAfter)
+	if _, err := pubs[0].PublishDue(); err != nil || len(log.data) != 3 {
+		t.Fatalf("%d proposals, %v", len(log.data), err)
+	}
+	apply(log.data[2])
+	check(2)
+}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/smallstep/pkcs7"
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/tlv"
@@ -264,6 +265,21 @@ func (p *Publisher) store(rec *ksi.PublicationRecord, pubs []*ksi.PublicationRec
 	return nil
 }
 
+// signs checks that sig, a detached PKCS#7 signature, is over content
+// (its digest and signature; the chain is the verifiers' business). The
+// check depends only on the two, so every member decides alike.
+func signs(sig, content []byte) error {
+	p7, err := pkcs7.Parse(sig)
+	if err != nil {
+		return fmt.Errorf("calendar: publications file signature: %w", err)
+	}
+	p7.Content = content
+	if err := p7.Verify(); err != nil {
+		return fmt.Errorf("calendar: publications file signature: %w", err)
+	}
+	return nil
+}
+
 // reproposeAfter is how long a leader waits for its publication to be
 // applied before proposing it again.
 const reproposeAfter = 5 * time.Second
@@ -331,6 +347,14 @@ func (p *Publisher) ApplyPublication(e *PublicationEntry) error {
 	content, pubs, err := p.content(hdr, rec)
 	if err != nil {
 		return err
+	}
+	if err := signs(e.Signature, content); err != nil {
+		// The leader built the content on other publications (it proposed
+		// this one before its previous one was applied): serving its
+		// signature here would serve a file nobody can verify. Every
+		// member skips it alike; the leader proposes it again.
+		p.cfg.Logger.Warn("publication entry skipped: its signature is not over this member's file", "time", e.Time, "err", err)
+		return nil
 	}
 	if err := p.store(rec, pubs, content, e.Signature); err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,4 +193,38 @@ func TestReplicaEntryFull(t *testing.T) {
 		}
 	}
 	t.Fatalf("%d roots of ~1 KB taken by one second", svc.pendingCount())
+}
+
+// noLeaderLog is the log of a member that sees no leader (the others
+// are down): it counts how often the calendar asks.
+type noLeaderLog struct{ asked atomic.Int64 }
+
+func (l *noLeaderLog) Propose(context.Context, []byte) error { return errors.New("no leader") }
+func (l *noLeaderLog) Leading() bool                         { l.asked.Add(1); return false }
+func (l *noLeaderLog) Leader() string                        { return "" }
+
+// A follower's second loop does not spin: with no second applied its
+// next close is always due, yet it only looks now and then whether it
+// leads.
+func TestReplicaFollowerDoesNotSpin(t *testing.T) {
+	st := openTest(t, filepath.Join(t.TempDir(), "calendar"))
+	defer st.Close()
+	l := &noLeaderLog{}
+	svc, err := NewService(ServiceConfig{Store: st, Signer: newRSASigner(t), Logger: discardLogger(), Log: l})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	const watch = 3 * time.Second // past the second the calendar started in
+	start := time.Now()
+	<-time.After(watch)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := l.asked.Load(); n > 200 {
+		t.Fatalf("the second loop asked whether it leads %d times in %v: it spins", n, time.Since(start).Round(time.Millisecond))
+	}
 }

@@ -113,6 +113,7 @@ type Service struct {
 	wake       chan struct{}           // a hold ended: the second loop looks again
 	proposals  map[uint64]chan applied // this member's proposals waiting to be applied, by id
 	entryBytes map[uint64]int          // replicated: the encoded size of each pending second's roots
+	following  bool                    // replicated: the last look found this member not leading
 
 	// unflushed is what Apply did since the last Flush (replica.go); only
 	// the log's goroutine touches it.
@@ -435,11 +436,24 @@ func (s *Service) watchClock() {
 
 // untilNextClose is the wait until the next second can be closed. If the
 // clock stepped back the wait is longer: the calendar never goes back.
+// A follower's seconds are closed by the leader's entries, so its next
+// close is due from the end of each second until that entry is applied,
+// and for good while there is no leader: it looks again only every
+// followerPoll instead of every millisecond.
 func (s *Service) untilNextClose() time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.sched.Wait(s.cfg.Now())
+	wait := s.sched.Wait(s.cfg.Now())
+	if s.following {
+		wait = max(wait, followerPoll)
+	}
+	return wait
 }
+
+// followerPoll is how often a member that does not lead looks whether it
+// has become the leader (a new leader closes the seconds due at most
+// this late).
+const followerPoll = 100 * time.Millisecond
 
 // closeDue closes every second the schedule says is due, filling the idle
 // seconds before it (schedule.State.Next).
@@ -447,7 +461,9 @@ func (s *Service) closeDue() error {
 	for {
 		now := s.cfg.Now()
 		s.mu.Lock()
-		if err := s.notLeaderLocked(); err != nil {
+		err := s.notLeaderLocked()
+		s.following = err != nil
+		if err != nil {
 			// A member that lost the lead fails what it had taken; the
 			// new leader closes the seconds.
 			s.mu.Unlock()

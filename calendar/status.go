@@ -30,6 +30,10 @@ var statusTable = errstatus.Table{
 	errstatus.Map(codes.Internal, pdu.StatusExtDatabaseCorrupt, http.StatusInternalServerError, ErrCorrupt),
 	errstatus.Map(codes.Unavailable, pdu.StatusExtDatabaseMissing, http.StatusServiceUnavailable, ErrFailed),
 	errstatus.Map(codes.Unavailable, pdu.StatusInternalError, http.StatusServiceUnavailable, ErrStopped, ErrNotReady),
+	// A member of a replicated calendar that does not lead, or a second
+	// the cluster did not commit in time: another member, or a retry,
+	// signs; not a fault of this server.
+	errstatus.Map(codes.Unavailable, pdu.StatusInternalError, http.StatusServiceUnavailable, ErrNotLeader, ErrNotCommitted),
 	// A caller that gave up: no KSI answer reaches it.
 	errstatus.Map(codes.DeadlineExceeded, pdu.StatusInternalError, http.StatusGatewayTimeout, context.DeadlineExceeded),
 	errstatus.Map(codes.Canceled, pdu.StatusInternalError, 499, context.Canceled),

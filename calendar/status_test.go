@@ -29,6 +29,10 @@ func TestStatusOf(t *testing.T) {
 		{ErrOverloaded, 0x200, codes.ResourceExhausted},
 		{ErrStopped, 0x200, codes.Unavailable},
 		{ErrNotReady, 0x200, codes.Unavailable},
+		// A replicated calendar's refusals are for now and this member:
+		// another member, or a retry, may sign.
+		{fmt.Errorf("%w: the leader is member 2", ErrNotLeader), 0x200, codes.Unavailable},
+		{fmt.Errorf("%w: second 9 within 3s", ErrNotCommitted), 0x200, codes.Unavailable},
 		{context.Canceled, 0x200, codes.Canceled},
 		{errors.New("other"), 0x200, codes.Internal},
 	} {
