@@ -178,6 +178,9 @@ func toLeader(c *ucli.Context, method, path string, body []byte) error {
 	}
 	url := baseURL(c.String(flagServer))
 	if !v.IsLeader {
+		if v.LeaderAddr == "" {
+			return &exitError{code: ExitError, err: fmt.Errorf("member %d leads but %s does not know its address: send the change to it directly", v.Leader, c.String(flagServer))}
+		}
 		url = leaderURL(c, v)
 	}
 	nv, err := cc.do(method, url+path, body)

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"net"
+
 	ucli "github.com/urfave/cli/v2"
 
 	"github.com/tempel-ksi/tempel/internal/node"
@@ -42,8 +44,30 @@ func clusterConfig(c *ucli.Context, cfg *node.Config) error {
 	}
 	cfg.NodeID, cfg.Cluster, cfg.Join, cfg.ClusterAdmin = id, members, c.Bool("join"), c.String("cluster-admin")
 	cfg.ClusterLogin, cfg.ClusterKey = c.String("cluster-login"), c.String("cluster-key")
+	if cfg.UsersFile == "" {
+		// Without users anyone who reaches a member could send it raft
+		// traffic or change the members: development on loopback only.
+		for mid, addr := range members {
+			if !loopbackAddr(addr) {
+				return usageErrorf("--cluster member %d at %s is not on loopback: a cluster off one machine needs --users (and --cluster-key), or anyone reaching a member could send it raft traffic or change the members", mid, addr)
+			}
+		}
+	}
 	if cfg.UsersFile != "" && cfg.ClusterKey == "" {
 		return usageErrorf("--cluster with --users needs --cluster-key (TEMPEL_CLUSTER_KEY): the key of --cluster-login %s in every member's users file", cfg.ClusterLogin)
 	}
 	return nil
+}
+
+// loopbackAddr reports whether HOST:PORT names this machine only.
+func loopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
