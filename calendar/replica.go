@@ -11,6 +11,7 @@ import (
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/calendarstep"
+	"github.com/tempel-ksi/tempel/ksi/calendartree"
 	"github.com/tempel-ksi/tempel/ksi/round"
 )
 
@@ -154,6 +155,14 @@ func (s *Service) Apply(index uint64, data []byte) error {
 		s.tellProposer(e.Proposal, applied{err: fmt.Errorf("%w: second %d was closed by another entry", ErrNotCommitted, e.T)})
 		return nil
 	}
+	var buildErr error
+	if err != nil && len(e.Roots) > 0 && !errors.Is(err, calendartree.ErrRange) {
+		// The roots cannot be built into a tree (submission checks
+		// prevent it): the second closes empty on every member alike, as
+		// on a single calendar, and its callers get the error.
+		buildErr = err
+		step, err = calendarstep.Second(st.State(), e.T, nil)
+	}
 	if err != nil {
 		return fmt.Errorf("entry %d: %w", index, err)
 	}
@@ -180,7 +189,7 @@ func (s *Service) Apply(index uint64, data []byte) error {
 	s.setClosed(e.T)
 	s.cfg.Metrics.appended(int(step.Leaves()), s.cfg.Now().Sub(start))
 	s.unflushed.last, s.unflushed.root = e.T, root
-	s.unflushed.answers = append(s.unflushed.answers, proposalResult{e.Proposal, applied{step: step}})
+	s.unflushed.answers = append(s.unflushed.answers, proposalResult{e.Proposal, applied{step: step, err: buildErr}})
 	return nil
 }
 

@@ -147,6 +147,17 @@ func TestReplicaApplyRules(t *testing.T) {
 	if err := apply(9, SecondEntry{T: 1007, PrevLast: 1003, PrevRoot: root1000}); !errors.Is(err, ErrHistoryLost) {
 		t.Fatalf("entry on an earlier state of another calendar: %v, want ErrHistoryLost", err)
 	}
+	// Roots that cannot be built into a tree (a level leaving no room):
+	// the second closes empty, as on a single calendar, and every member
+	// goes on.
+	state := st.State()
+	if err := apply(10, SecondEntry{T: 1009, PrevLast: state.Last(), PrevRoot: state.Root(),
+		Roots: []round.Request{{Hash: leafFor(3), Level: 0xFF, Meta: []byte{1}}}}); err != nil {
+		t.Fatalf("unbuildable roots stopped the member: %v", err)
+	}
+	if leaf, err := st.Leaf(1009); err != nil || !leaf.Equal(EmptyLeaf) {
+		t.Fatalf("second 1009: leaf %s (%v), want the empty leaf", leaf, err)
+	}
 	if err := svc.Apply(10, []byte("not an entry")); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("garbage entry: %v", err)
 	}
