@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"maps"
 	"net"
+	"slices"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -47,8 +49,8 @@ func clusterConfig(c *ucli.Context, cfg *node.Config) error {
 	if cfg.UsersFile == "" {
 		// Without users anyone who reaches a member could send it raft
 		// traffic or change the members: development on loopback only.
-		for mid, addr := range members {
-			if !loopbackAddr(addr) {
+		for _, mid := range slices.Sorted(maps.Keys(members)) {
+			if addr := members[mid]; !loopbackAddr(addr) {
 				return usageErrorf("--cluster member %d at %s is not on loopback: a cluster off one machine needs --users (and --cluster-key), or anyone reaching a member could send it raft traffic or change the members", mid, addr)
 			}
 		}
