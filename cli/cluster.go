@@ -11,6 +11,8 @@ import (
 	"time"
 
 	ucli "github.com/urfave/cli/v2"
+
+	"github.com/tempel-ksi/tempel/internal/node"
 )
 
 // tempel cluster: the members of a replicated calendar, through any
@@ -42,26 +44,7 @@ func clusterCommand() *ucli.Command {
 }
 
 // clusterView is GET /v1/cluster, as the server writes it.
-type clusterView struct {
-	ID            uint64 `json:"id"`
-	Leader        uint64 `json:"leader"`
-	LeaderAddr    string `json:"leader_addr"`
-	Term          uint64 `json:"term"`
-	Commit        uint64 `json:"commit"`
-	Applied       uint64 `json:"applied"`
-	AppliedSecond uint64 `json:"applied_second"`
-	IsLeader      bool   `json:"is_leader"`
-	HasQuorum     bool   `json:"has_quorum"`
-	Members       []struct {
-		ID      uint64 `json:"id"`
-		Learner bool   `json:"learner"`
-		Addr    string `json:"addr"`
-		Match   uint64 `json:"match"`
-		Lag     uint64 `json:"lag"`
-		State   string `json:"state"`
-		Active  bool   `json:"recent_active"`
-	} `json:"members"`
-}
+type clusterView = node.ClusterStatus
 
 type clusterClient struct {
 	hc         *http.Client
@@ -104,12 +87,18 @@ func (cc *clusterClient) do(method, url string, body []byte) (*clusterView, erro
 	return &v, nil
 }
 
-func clusterStatus(c *ucli.Context) error {
+// memberStatus asks --server for its view of the cluster.
+func memberStatus(c *ucli.Context) (*clusterClient, *clusterView, error) {
 	cc, err := newClusterClient(c)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	v, err := cc.do(http.MethodGet, baseURL(c.String(flagServer))+"/v1/cluster", nil)
+	return cc, v, err
+}
+
+func clusterStatus(c *ucli.Context) error {
+	cc, v, err := memberStatus(c)
 	if err != nil {
 		return err
 	}
@@ -165,11 +154,7 @@ func printCluster(c *ucli.Context, v *clusterView) error {
 
 // toLeader finds the leader through --server and sends it the change.
 func toLeader(c *ucli.Context, method, path string, body []byte) error {
-	cc, err := newClusterClient(c)
-	if err != nil {
-		return err
-	}
-	v, err := cc.do(http.MethodGet, baseURL(c.String(flagServer))+"/v1/cluster", nil)
+	cc, v, err := memberStatus(c)
 	if err != nil {
 		return err
 	}

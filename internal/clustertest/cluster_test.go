@@ -27,6 +27,7 @@ import (
 
 	"github.com/tempel-ksi/tempel/calendar"
 	"github.com/tempel-ksi/tempel/client"
+	"github.com/tempel-ksi/tempel/internal/node"
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -172,20 +173,8 @@ func (c *cluster) tempel(args ...string) string {
 	return string(out)
 }
 
-type status struct {
-	ID            uint64 `json:"id"`
-	Leader        uint64 `json:"leader"`
-	Term          uint64 `json:"term"`
-	Commit        uint64 `json:"commit"`
-	Applied       uint64 `json:"applied"`
-	AppliedSecond uint64 `json:"applied_second"`
-	IsLeader      bool   `json:"is_leader"`
-	HasQuorum     bool   `json:"has_quorum"`
-	Members       []struct {
-		ID      uint64 `json:"id"`
-		Learner bool   `json:"learner"`
-	} `json:"members"`
-}
+// status is a member's GET /v1/cluster.
+type status = node.ClusterStatus
 
 var httpc = &http.Client{Timeout: 2 * time.Second}
 

@@ -159,8 +159,9 @@ func (n *Node) peerDial() ([]grpc.DialOption, error) {
 	return append(creds, grpc.WithTransportCredentials(credentials.NewTLS(c))), nil
 }
 
-// clusterStatus is GET /v1/cluster.
-type clusterStatus struct {
+// ClusterStatus is GET /v1/cluster: one member's view of the cluster
+// (Members only on the leader). `tempel cluster status` reads it.
+type ClusterStatus struct {
 	ID            uint64          `json:"id"`
 	Leader        uint64          `json:"leader"`
 	LeaderAddr    string          `json:"leader_addr,omitempty"`
@@ -171,10 +172,11 @@ type clusterStatus struct {
 	IsLeader      bool            `json:"is_leader"`
 	HasQuorum     bool            `json:"has_quorum"`
 	LeaderChanges uint64          `json:"leader_changes"`
-	Members       []clusterMember `json:"members,omitempty"`
+	Members       []ClusterMember `json:"members,omitempty"`
 }
 
-type clusterMember struct {
+// ClusterMember is the leader's view of one member.
+type ClusterMember struct {
 	ID      uint64 `json:"id"`
 	Learner bool   `json:"learner,omitempty"`
 	Addr    string `json:"addr"`
@@ -184,13 +186,13 @@ type clusterMember struct {
 	Active  bool   `json:"recent_active"`
 }
 
-func (n *Node) clusterStatus() clusterStatus {
+func (n *Node) clusterStatus() ClusterStatus {
 	st := n.raft.Status()
 	_, last, _ := n.store.Head()
-	out := clusterStatus{ID: st.ID, Leader: st.Leader, LeaderAddr: st.LeaderAddr, Term: st.Term, Commit: st.Commit,
+	out := ClusterStatus{ID: st.ID, Leader: st.Leader, LeaderAddr: st.LeaderAddr, Term: st.Term, Commit: st.Commit,
 		Applied: st.Applied, AppliedSecond: last, IsLeader: st.IsLeader, HasQuorum: st.HasQuorum, LeaderChanges: st.LeaderChanges}
 	for id, m := range st.Members {
-		out.Members = append(out.Members, clusterMember{ID: id, Learner: m.Learner, Addr: m.Addr, Match: m.Match, Lag: st.Commit - min(m.Match, st.Commit),
+		out.Members = append(out.Members, ClusterMember{ID: id, Learner: m.Learner, Addr: m.Addr, Match: m.Match, Lag: st.Commit - min(m.Match, st.Commit),
 			State: m.State, Active: m.RecentActive})
 	}
 	sort.Slice(out.Members, func(i, j int) bool { return out.Members[i].ID < out.Members[j].ID })
