@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/round"
@@ -43,8 +44,12 @@ const MaxEntryBytes = 480 << 10
 
 // entryRootBytes is the size of one root in an entry.
 func entryRootBytes(r round.Request) int {
-	return imprintLen + 1 + len(binary.AppendUvarint(nil, uint64(len(r.Meta)))) + len(r.Meta)
+	return imprintLen + 1 + uvarintLen(uint64(len(r.Meta))) + len(r.Meta)
 }
+
+// uvarintLen is the size of v's minimal uvarint encoding, without
+// encoding it (it runs per root on submission and on apply).
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 
 // ErrBadEntry: a log entry that this version cannot apply.
 var ErrBadEntry = errors.New("calendar: bad log entry")
@@ -162,7 +167,7 @@ func DecodeSecondEntry(b []byte) (*SecondEntry, error) {
 // so that an entry has exactly one encoding.
 func uvarint(b []byte) (uint64, int) {
 	v, k := binary.Uvarint(b)
-	if k > 0 && k != len(binary.AppendUvarint(nil, v)) {
+	if k > 0 && k != uvarintLen(v) {
 		return 0, -1
 	}
 	return v, k

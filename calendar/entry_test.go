@@ -2,6 +2,7 @@ package calendar
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"testing"
 
@@ -98,4 +99,13 @@ func FuzzDecodeSecondEntry(f *testing.F) {
 			t.Fatalf("re-encoded %x, decoded from %x", again, b)
 		}
 	})
+}
+
+// uvarintLen agrees with the encoder at every length boundary.
+func TestUvarintLen(t *testing.T) {
+	for _, v := range []uint64{0, 1, 127, 128, 16383, 16384, 1<<21 - 1, 1 << 21, 1<<63 - 1, 1 << 63, ^uint64(0)} {
+		if got, want := uvarintLen(v), len(binary.AppendUvarint(nil, v)); got != want {
+			t.Errorf("uvarintLen(%d) = %d, want %d", v, got, want)
+		}
+	}
 }
