@@ -390,10 +390,7 @@ func (s *Store) savePublication(rec *ksi.PublicationRecord, file []byte) (err er
 		b.Set(pubKey(rec.Data.Time), rec.Raw, nil)
 	}
 	b.Set(blobPubFile, file, nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("calendar: save publication: %w", err)
-	}
-	return nil
+	return s.commitLocked(b, true, "save publication")
 }
 
 // loadPublications reads every stored publication (oldest first) and the

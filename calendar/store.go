@@ -371,10 +371,21 @@ func (s *Store) Sync() (err error) {
 	b := s.db.NewBatch()
 	defer b.Close()
 	b.Set(metaApplied, u64(s.applied), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
+	return s.commitLocked(b, true, "sync")
+}
+
+// commitLocked commits a batch. A commit that fails stops the store: the
+// write may or may not be on disk, so nothing goes on from an unknown
+// state until the store is reopened, which reloads what is durable.
+func (s *Store) commitLocked(b *pebble.Batch, sync bool, what string) error {
+	opt := pebble.NoSync
+	if sync {
+		opt = pebble.Sync
+	}
+	if err := b.Commit(opt); err != nil {
 		s.failed = err
-		s.log.Error("calendar sync failed; store stopped until the server is restarted", "err", err)
-		return fmt.Errorf("%w: sync: %v", ErrFailed, err)
+		s.log.Error("calendar write failed; store stopped until the server is restarted", "write", what, "err", err)
+		return fmt.Errorf("%w: %s: %v", ErrFailed, what, err)
 	}
 	return nil
 }
@@ -426,16 +437,8 @@ func (s *Store) writeLocked(next calendartree.State, nodes []calendartree.Node, 
 	if applied != 0 {
 		b.Set(metaApplied, u64(applied), nil)
 	}
-	opt := pebble.NoSync
-	if sync {
-		opt = pebble.Sync
-	}
-	if err := b.Commit(opt); err != nil {
-		// The write may or may not be on disk: refuse to go on from an
-		// unknown state. Reopening reloads what is durable.
-		s.failed = err
-		s.log.Error("calendar append failed; store stopped until the server is restarted", "second", nodes[0].ID.Index, "err", err)
-		return fmt.Errorf("%w: append %d: %v", ErrFailed, nodes[0].ID.Index, err)
+	if err := s.commitLocked(b, sync, fmt.Sprintf("append %d", nodes[0].ID.Index)); err != nil {
+		return err
 	}
 	s.state = next
 	if applied != 0 {
