@@ -24,28 +24,26 @@ func (p *proposals) Propose(_ context.Context, b []byte) error {
 func (p *proposals) Leading() bool  { return true }
 func (p *proposals) Leader() string { return "" }
 
-// Two members with the same calendar and one PKI: the leader's publisher
-// proposes instead of storing; applying the entry on either member
-// stores and serves the byte-identical file, which verifies; applying
-// it again changes nothing; an entry with another root stops a member.
-func TestPublicationThroughTheLog(t *testing.T) {
+// pubMembers makes two members of one PKI whose calendars hold the same
+// n seconds from now-back, each with a publisher proposing to log.
+func pubMembers(t *testing.T, now time.Time, back uint64, n int) ([]*pki.Set, []*Publisher, []*Store, *proposals) {
+	t.Helper()
 	dir := t.TempDir()
 	sets, err := pki.InitMembers(filepath.Join(dir, "keys"), 2, pki.InitOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	now := time.Unix(1_800_000_000, 0)
 	log := &proposals{}
 	var pubs []*Publisher
 	var stores []*Store
 	for i, keys := range sets {
 		st := openTest(t, filepath.Join(dir, "cal", string(rune('a'+i))))
-		defer st.Close()
-		leaves := make([]ksi.Imprint, 12)
+		t.Cleanup(func() { st.Close() })
+		leaves := make([]ksi.Imprint, n)
 		for j := range leaves {
 			leaves[j] = leafFor(uint64(j))
 		}
-		if _, err := st.AppendRange(uint64(now.Unix())-5, leaves, true); err != nil {
+		if _, err := st.AppendRange(uint64(now.Unix())-back, leaves, true); err != nil {
 			t.Fatal(err)
 		}
 		p, err := NewPublisher(PublisherConfig{Store: st, Signer: keys, Period: 10 * time.Second, RepositoryURI: "http://leader.test/publications.bin",
@@ -55,6 +53,16 @@ func TestPublicationThroughTheLog(t *testing.T) {
 		}
 		pubs, stores = append(pubs, p), append(stores, st)
 	}
+	return sets, pubs, stores, log
+}
+
+// Two members with the same calendar and one PKI: the leader's publisher
+// proposes instead of storing; applying the entry on either member
+// stores and serves the byte-identical file, which verifies; applying
+// it again changes nothing; an entry with another root stops a member.
+func TestPublicationThroughTheLog(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	sets, pubs, stores, log := pubMembers(t, now, 5, 12)
 	if rec, err := pubs[0].PublishDue(); err != nil || rec != nil {
 		t.Fatalf("the leader published directly: %v %v", rec, err)
 	}
@@ -172,32 +180,8 @@ func FuzzDecodePublicationEntry(f *testing.F) {
 // signature on content it does not cover: the stale entry is skipped,
 // and the leader's next proposal, built on what was applied, is served.
 func TestPublicationBuiltOnOtherPublications(t *testing.T) {
-	dir := t.TempDir()
-	sets, err := pki.InitMembers(filepath.Join(dir, "keys"), 2, pki.InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Unix(1_800_000_000, 0)
-	log := &proposals{}
-	var pubs []*Publisher
-	var stores []*Store
-	for i, keys := range sets {
-		st := openTest(t, filepath.Join(dir, "cal", string(rune('a'+i))))
-		defer st.Close()
-		leaves := make([]ksi.Imprint, 30)
-		for j := range leaves {
-			leaves[j] = leafFor(uint64(j))
-		}
-		if _, err := st.AppendRange(uint64(now.Unix())-25, leaves, true); err != nil {
-			t.Fatal(err)
-		}
-		p, err := NewPublisher(PublisherConfig{Store: st, Signer: keys, Period: 10 * time.Second, RepositoryURI: "http://leader.test/publications.bin",
-			Now: func() time.Time { return now }, Logger: discardLogger(), Log: log})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pubs, stores = append(pubs, p), append(stores, st)
-	}
+	sets, pubs, stores, log := pubMembers(t, now, 25, 30)
 	// The calendar ends at now+4: the boundary is now. Propose it, then
 	// (before it is applied) the calendar passes the next boundary.
 	if _, err := pubs[0].PublishDue(); err != nil || len(log.data) != 1 {

@@ -90,28 +90,13 @@ func TestWipedFollower(t *testing.T) {
 	ldr := c.leader(30 * time.Second)
 	l := startLoad(t, c, 2)
 	c.waitSigned(l, time.Now(), 30*time.Second)
-	var f, other *member
-	for _, m := range c.members {
-		switch {
-		case m == ldr:
-		case f == nil:
-			f = m
-		default:
-			other = m
-		}
-	}
+	f, other := c.followers(ldr)
 	c.kill(f)
 	// Everything but its keys, which an operator keeps apart (or in an
 	// HSM): the calendar, the raft log, the watermark.
 	wipeExceptKeys(t, f.dir)
 	c.waitSigned(l, time.Now(), 15*time.Second)
-	id := strconv.Itoa(f.id)
-	c.tempel("cluster", "remove", "--server", other.addr, id)
-	out := c.tempel("cluster", "add", "--server", other.addr, id, f.addr)
-	if !strings.Contains(out, "learner") {
-		t.Fatalf("cluster add did not show the learner:\n%s", out)
-	}
-	c.start(f, "--join")
+	c.rejoin(f, other)
 	c.waitFor("the wiped member voting again", 30*time.Second, func() bool {
 		st, err := ldr.status()
 		if err != nil {
@@ -143,16 +128,7 @@ func TestDamagedLogTail(t *testing.T) {
 	ldr := c.leader(30 * time.Second)
 	l := startLoad(t, c, 2)
 	c.waitSigned(l, time.Now(), 30*time.Second)
-	var f, other *member
-	for _, m := range c.members {
-		switch {
-		case m == ldr:
-		case f == nil:
-			f = m
-		default:
-			other = m
-		}
-	}
+	f, other := c.followers(ldr)
 	c.kill(f)
 	wal := newestWAL(t, filepath.Join(f.dir, "raft"))
 	info, err := os.Stat(wal)
@@ -196,10 +172,7 @@ func TestDamagedLogTail(t *testing.T) {
 		if b, _ := os.ReadFile(f.dir + ".log"); !strings.Contains(string(b), "start it with --join") {
 			t.Fatalf("the member without its log did not say how to rejoin:\n%s", b)
 		}
-		id := strconv.Itoa(f.id)
-		c.tempel("cluster", "remove", "--server", other.addr, id)
-		c.tempel("cluster", "add", "--server", other.addr, id, f.addr)
-		c.start(f, "--join")
+		c.rejoin(f, other)
 	}
 	t.Logf("damaged log refused at start: %v", refused)
 	c.converged(30 * time.Second)
@@ -262,4 +235,31 @@ func TestNoQuorum(t *testing.T) {
 	c.start(c.members[1])
 	c.converged(30 * time.Second)
 	c.check(l.end())
+}
+
+// followers returns the two members that do not lead.
+func (c *cluster) followers(ldr *member) (f, other *member) {
+	for _, m := range c.members {
+		switch {
+		case m == ldr:
+		case f == nil:
+			f = m
+		default:
+			other = m
+		}
+	}
+	return f, other
+}
+
+// rejoin repairs member f the documented way, through member via:
+// `tempel cluster remove`, `tempel cluster add` (which shows it as a
+// learner), then `tempel serve --join`.
+func (c *cluster) rejoin(f, via *member) {
+	c.t.Helper()
+	id := strconv.Itoa(f.id)
+	c.tempel("cluster", "remove", "--server", via.addr, id)
+	if out := c.tempel("cluster", "add", "--server", via.addr, id, f.addr); !strings.Contains(out, "learner") {
+		c.t.Fatalf("cluster add did not show the learner:\n%s", out)
+	}
+	c.start(f, "--join")
 }
