@@ -25,8 +25,9 @@ func (p *proposals) Leading() bool  { return true }
 func (p *proposals) Leader() string { return "" }
 
 // pubMembers makes two members of one PKI whose calendars hold the same
-// n seconds from now-back, each with a publisher proposing to log.
-func pubMembers(t *testing.T, now time.Time, back uint64, n int) ([]*pki.Set, []*Publisher, []*Store, *proposals) {
+// n seconds from *now-back, each with a publisher proposing to log and
+// reading the clock at *now, which the test moves.
+func pubMembers(t *testing.T, now *time.Time, back uint64, n int) ([]*pki.Set, []*Publisher, []*Store, *proposals) {
 	t.Helper()
 	dir := t.TempDir()
 	sets, err := pki.InitMembers(filepath.Join(dir, "keys"), 2, pki.InitOptions{})
@@ -47,7 +48,7 @@ func pubMembers(t *testing.T, now time.Time, back uint64, n int) ([]*pki.Set, []
 			t.Fatal(err)
 		}
 		p, err := NewPublisher(PublisherConfig{Store: st, Signer: keys, Period: 10 * time.Second, RepositoryURI: "http://leader.test/publications.bin",
-			Now: func() time.Time { return now }, Logger: discardLogger(), Log: log})
+			Now: func() time.Time { return *now }, Logger: discardLogger(), Log: log})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,7 +63,7 @@ func pubMembers(t *testing.T, now time.Time, back uint64, n int) ([]*pki.Set, []
 // it again changes nothing; an entry with another root stops a member.
 func TestPublicationThroughTheLog(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	sets, pubs, stores, log := pubMembers(t, now, 5, 12)
+	sets, pubs, stores, log := pubMembers(t, &now, 5, 12)
 	if rec, err := pubs[0].PublishDue(); err != nil || rec != nil {
 		t.Fatalf("the leader published directly: %v %v", rec, err)
 	}
@@ -181,7 +182,7 @@ func FuzzDecodePublicationEntry(f *testing.F) {
 // and the leader's next proposal, built on what was applied, is served.
 func TestPublicationBuiltOnOtherPublications(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
-	sets, pubs, stores, log := pubMembers(t, now, 25, 30)
+	sets, pubs, stores, log := pubMembers(t, &now, 25, 30)
 	// The calendar ends at now+4: the boundary is now. Propose it, then
 	// (before it is applied) the calendar passes the next boundary.
 	if _, err := pubs[0].PublishDue(); err != nil || len(log.data) != 1 {
