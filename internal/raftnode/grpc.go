@@ -20,10 +20,11 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 )
 
-// The raft service, written by hand (no .proto to generate from): one
+// The raft service, written by hand (no .proto to generate from): the
 // client-streaming method Send whose messages are wrapperspb.BytesValue
 // holding a proto-marshalled raftpb.Message, answered by emptypb.Empty
-// when the client closes the stream.
+// when the client closes the stream, and the server-streaming method
+// Fetch (fetch.go), BytesValue in and out.
 const (
 	ServiceName = "tempel.raft.v1.Raft"
 	sendMethod  = "/" + ServiceName + "/Send"
@@ -55,6 +56,7 @@ const (
 type raftReceiver interface {
 	Step(m *pb.Message) error
 	maxMessage() int
+	serveFetch(ctx context.Context, req []byte, send func([]byte) error) error
 }
 
 func (n *Node) maxMessage() int { return n.cfg.MaxMessageBytes }
@@ -66,7 +68,7 @@ var serviceDesc = grpc.ServiceDesc{
 		StreamName:    "Send",
 		Handler:       receiveStream,
 		ClientStreams: true,
-	}},
+	}, fetchDesc},
 	Metadata: "tempel/raft/v1 (hand-written, internal/raftnode)",
 }
 

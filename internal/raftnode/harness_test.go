@@ -34,6 +34,14 @@ type toySM struct {
 	digest   [32]byte
 	seen     map[string]bool
 	restores int
+	// fetching makes snapshots carry only the count and digest: a
+	// restoring member fetches the keys, in the order applied (order),
+	// from a peer and checks them against the digest.
+	fetching bool
+	order    []string
+	// lie, when set, makes ServeFetch send this key in place of the
+	// first.
+	lie string
 	// block, when set, makes Apply of the entry "block" wait for it to
 	// close; entered is closed when that Apply starts.
 	block, entered chan struct{}
@@ -65,6 +73,7 @@ func (s *toySM) Apply(index uint64, data []byte) error {
 	s.applied = index
 	if len(data) > 0 && !s.seen[string(data)] {
 		s.seen[string(data)] = true
+		s.order = append(s.order, string(data))
 		s.count++
 		s.digest = sha256.Sum256(append(s.digest[:], data...))
 	}
@@ -76,6 +85,9 @@ func (s *toySM) Snapshot() ([]byte, error) {
 	defer s.mu.Unlock()
 	b := binary.BigEndian.AppendUint64(nil, s.count)
 	b = append(b, s.digest[:]...)
+	if s.fetching {
+		return b, nil
+	}
 	keys := make([]string, 0, len(s.seen))
 	for k := range s.seen {
 		keys = append(keys, k)
@@ -93,6 +105,7 @@ func (s *toySM) Restore(index uint64, data []byte) error {
 	s.count = binary.BigEndian.Uint64(data)
 	copy(s.digest[:], data[8:40])
 	s.seen = map[string]bool{}
+	s.order = nil
 	if len(data) > 40 {
 		for _, k := range strings.Split(string(data[40:]), "\n") {
 			s.seen[k] = true

@@ -27,6 +27,17 @@ func (n *Node) run() {
 			n.fail(fmt.Errorf("raftnode: %v", r))
 		}
 	}()
+	if n.pending != nil {
+		err := n.restoreMachine(n.snapIndex, n.pending)
+		n.pending = nil
+		if err != nil {
+			n.fail(fmt.Errorf("raftnode: restore the log's snapshot at %d: %w", n.snapIndex, err))
+			return
+		}
+		n.smApplied = n.snapIndex
+		n.restores++
+		n.publish()
+	}
 	ticker := time.NewTicker(n.cfg.TickInterval)
 	defer ticker.Stop()
 	for {
@@ -103,6 +114,9 @@ func (n *Node) report(r report) {
 	status := raft.SnapshotFinish
 	if r.failed {
 		status = raft.SnapshotFailure
+		n.snapsLost++
+	} else {
+		n.snapsSent++
 	}
 	n.rn.ReportSnapshot(r.id, status)
 }
@@ -159,7 +173,7 @@ func (n *Node) restore(snap *pb.Snapshot) error {
 		n.learnAddr(id, addr)
 	}
 	if idx > n.smApplied {
-		if err := n.sm.Restore(idx, data); err != nil {
+		if err := n.restoreMachine(idx, data); err != nil {
 			return fmt.Errorf("raftnode: restore snapshot at %d: %w", idx, err)
 		}
 		n.smApplied = idx
@@ -315,6 +329,7 @@ func (n *Node) publish() {
 		ID: n.id, Leader: bs.Lead, Term: bs.HardState.GetTerm(), Commit: bs.HardState.GetCommit(),
 		Applied: n.applied, IsLeader: bs.RaftState == raft.StateLeader,
 		LeaderChanges: n.changes, Restores: n.restores,
+		SnapshotsSent: n.snapsSent, SnapshotsFailed: n.snapsLost,
 	}
 	if s.IsLeader {
 		rs := n.rn.Status()

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tempel-ksi/tempel/internal/raftlog"
@@ -51,6 +52,15 @@ type Node struct {
 	lead      uint64
 	restores  uint64
 	changes   uint64
+	snapsSent uint64 // snapshot messages delivered to a peer
+	snapsLost uint64 // snapshot messages that could not be delivered
+	// pending is the log's snapshot data to restore into a state
+	// machine found behind it at start, first thing in the Ready loop,
+	// once the transport runs (the machine may fetch from peers).
+	pending []byte
+
+	fetching      chan struct{} // a slot per fetch served at once
+	fetchesServed atomic.Uint64
 }
 
 type proposal struct {
@@ -88,6 +98,7 @@ func Start(cfg Config) (*Node, error) {
 		done:      make(chan struct{}),
 		peers:     make(map[uint64]string),
 		lastHeard: make(map[uint64]time.Time),
+		fetching:  make(chan struct{}, DefaultFetchServers),
 	}
 	for id, addr := range cfg.Peers {
 		n.peers[id] = addr
@@ -152,11 +163,9 @@ func (n *Node) open() error {
 		}
 	}
 	if n.snapIndex > n.smApplied {
-		if err := n.sm.Restore(n.snapIndex, data); err != nil {
-			return fmt.Errorf("raftnode: restore the log's snapshot at %d: %w", n.snapIndex, err)
-		}
-		n.smApplied = n.snapIndex
-		n.restores++
+		// Restored in Start once the transport runs: the machine may
+		// fetch what the snapshot describes from peers.
+		n.pending = append([]byte{}, data...)
 	}
 	// raft hands back every committed entry after the snapshot, the
 	// configuration changes among them, which rebuild the membership;
@@ -318,6 +327,12 @@ type Status struct {
 	LeaderChanges uint64
 	// Restores counts snapshots restored into the state machine.
 	Restores uint64
+	// SnapshotsSent and SnapshotsFailed count the snapshot messages
+	// this member (as leader) delivered to a peer, or could not.
+	SnapshotsSent, SnapshotsFailed uint64
+	// FetchesServed counts the peers' fetches of state this member
+	// answered in full (a restoring member fetches what a snapshot describes).
+	FetchesServed uint64
 	// DroppedMessages counts received messages dropped at a full
 	// receive queue.
 	DroppedMessages uint64
@@ -335,8 +350,10 @@ type MemberStatus struct {
 // Status returns the member's latest view; it never blocks on the loop.
 func (n *Node) Status() Status {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.status
+	s := n.status
+	n.mu.Unlock()
+	s.FetchesServed = n.fetchesServed.Load()
+	return s
 }
 
 // LeaderChanges counts the leaders this member saw elected.

@@ -157,10 +157,12 @@ func TestSnapshotCatchUp(t *testing.T) {
 	c.stop(f)
 	f.sm = newToySM()
 	c.start(f)
-	if r := f.sm.restored(); r != 1 {
-		t.Fatalf("a new state machine was restored %d times at start", r)
-	}
+	// The restore is the Ready loop's first step.
+	waitFor(t, 5*time.Second, "the new state machine restored at start", func() bool { return f.sm.restored() > 0 })
 	c.waitSame(c.members, 320)
+	if r := f.sm.restored(); r != 1 {
+		t.Fatalf("a new state machine was restored %d times", r)
+	}
 	c.proposeAll(c.members, keys("e", 320, 10))
 }
 
