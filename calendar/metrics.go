@@ -17,6 +17,8 @@ type Metrics struct {
 	extends       *prometheus.CounterVec
 	commitLatency prometheus.Histogram
 	notCommitted  prometheus.Counter
+	fetchedLeaves prometheus.Counter
+	servedLeaves  prometheus.Counter
 }
 
 // NewMetrics registers the calendar's metrics on reg.
@@ -45,8 +47,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		notCommitted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "tempel_calendar_seconds_not_committed_total", Help: "Replicated calendar, on the leader: seconds whose entry was not applied in time or lost to another entry (their callers got an error).",
 		}),
+		fetchedLeaves: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tempel_calendar_catchup_seconds_fetched_total", Help: "Replicated calendar: seconds this member fetched from peers to restore a snapshot.",
+		}),
+		servedLeaves: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "tempel_calendar_catchup_seconds_served_total", Help: "Replicated calendar: seconds this member sent to peers restoring a snapshot.",
+		}),
 	}
-	reg.MustRegister(m.leaves, m.appendLatency, m.submissions, m.signatures, m.extends, m.commitLatency, m.notCommitted)
+	reg.MustRegister(m.leaves, m.appendLatency, m.submissions, m.signatures, m.extends, m.commitLatency, m.notCommitted, m.fetchedLeaves, m.servedLeaves)
 	return m
 }
 
@@ -91,5 +99,17 @@ func (m *Metrics) committed(d time.Duration, ok bool) {
 		m.commitLatency.Observe(d.Seconds())
 	} else {
 		m.notCommitted.Inc()
+	}
+}
+
+func (m *Metrics) fetched(n int) {
+	if m != nil {
+		m.fetchedLeaves.Add(float64(n))
+	}
+}
+
+func (m *Metrics) served(n int) {
+	if m != nil {
+		m.servedLeaves.Add(float64(n))
 	}
 }

@@ -307,46 +307,23 @@ func (s *Service) tellProposer(id uint64, a applied) {
 // store: a restarted member resumes after it.
 func (s *Service) Applied() uint64 { return s.cfg.Store.Applied() }
 
-// snapshotLen is a calendar snapshot's size: first, last, root.
+// snapshotLen is the size of a calendar snapshot's first, last and root
+// (the whole snapshot before publications travelled in it).
 const snapshotLen = 8 + 8 + imprintLen
 
-// Snapshot describes the calendar as of the last applied entry: its
-// first and last second and the root after the last. A member that
-// receives it checks its own calendar against it.
+// Snapshot describes the calendar and its publications as of the last
+// applied entry (catchup.go): a member that receives it checks its own
+// calendar against it or fetches what it lacks from a peer.
 func (s *Service) Snapshot() ([]byte, error) {
-	state := s.cfg.Store.State()
-	if state.Empty() {
-		return nil, nil
+	d, err := s.snapshot()
+	if d == nil || err != nil {
+		return nil, err
 	}
-	b := binary.BigEndian.AppendUint64(nil, state.First())
-	b = binary.BigEndian.AppendUint64(b, state.Last())
-	return append(b, state.Root()...), nil
+	return d.encode(), nil
 }
 
-// Restore takes a snapshot received from the leader in place of the log
-// entries up to index. A member whose calendar already holds the
-// snapshot's seconds with the same root goes on from it; one that is
-// behind cannot rebuild the missing seconds from the snapshot alone and
-// stops with an error saying so.
+// Restore is RestoreFrom without peers: a member behind the snapshot
+// stops, saying so.
 func (s *Service) Restore(index uint64, data []byte) error {
-	if len(data) == 0 {
-		return nil
-	}
-	if len(data) != snapshotLen {
-		return fmt.Errorf("%w: calendar snapshot of %d bytes", ErrBadEntry, len(data))
-	}
-	last := binary.BigEndian.Uint64(data[8:])
-	first, have, ok := s.cfg.Store.Head()
-	if !ok || have < last || first != binary.BigEndian.Uint64(data) {
-		return fmt.Errorf("calendar: snapshot at entry %d holds seconds up to %d; this member has %d: catching up past the log's compaction needs the seconds from a peer", index, last, have)
-	}
-	root, err := s.cfg.Store.Root(last)
-	if err != nil {
-		return err
-	}
-	if !bytes.Equal(root, data[16:]) {
-		return fmt.Errorf("%w: the cluster's root after %d is %s, this member's is %s", ErrHistoryLost, last, ksi.Imprint(data[16:]), root)
-	}
-	s.setClosed(last)
-	return nil
+	return s.RestoreFrom(context.Background(), index, data, nil)
 }

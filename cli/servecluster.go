@@ -21,6 +21,8 @@ func clusterFlags(env func(string) []string) []ucli.Flag {
 		&ucli.StringFlag{Name: "cluster-login", Value: node.DefaultClusterLogin, Usage: "`LOGIN` members use with each other (raft and forwarded rounds); with --users it must be in every member's users file", EnvVars: env("cluster-login")},
 		&ucli.StringFlag{Name: "cluster-key", Usage: "`KEY` of --cluster-login (prefer TEMPEL_CLUSTER_KEY: command lines are visible in ps); needed with --users", EnvVars: env("cluster-key")},
 		&ucli.StringFlag{Name: "cluster-admin", Value: node.DefaultClusterAdmin, Usage: "`LOGIN` (in --users) allowed to add and remove members", EnvVars: env("cluster-admin")},
+		&ucli.Uint64Flag{Name: "raft-snapshot-every", Value: node.ClusterSnapshotEvery, Usage: "snapshot the calendar and compact the raft log every `N` applied entries (about one a second)", EnvVars: env("raft-snapshot-every")},
+		&ucli.Uint64Flag{Name: "raft-keep-entries", Value: node.ClusterKeepEntries, Usage: "raft entries kept behind each snapshot: a member behind by fewer catches up from the log, by more it fetches the calendar from a peer", EnvVars: env("raft-keep-entries")},
 	}
 }
 
@@ -46,6 +48,10 @@ func clusterConfig(c *ucli.Context, cfg *node.Config) error {
 	}
 	cfg.NodeID, cfg.Cluster, cfg.Join, cfg.ClusterAdmin = id, members, c.Bool("join"), c.String("cluster-admin")
 	cfg.ClusterLogin, cfg.ClusterKey = c.String("cluster-login"), c.String("cluster-key")
+	cfg.RaftSnapshotEvery, cfg.RaftKeepEntries = c.Uint64("raft-snapshot-every"), c.Uint64("raft-keep-entries")
+	if cfg.RaftSnapshotEvery == 0 || cfg.RaftKeepEntries >= cfg.RaftSnapshotEvery {
+		return usageErrorf("--raft-keep-entries %d must be below --raft-snapshot-every %d (and that above 0)", cfg.RaftKeepEntries, cfg.RaftSnapshotEvery)
+	}
 	if cfg.UsersFile == "" {
 		// Without users anyone who reaches a member could send it raft
 		// traffic or change the members: development on loopback only.

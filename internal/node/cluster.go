@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -30,9 +31,10 @@ import (
 // gRPC port, and only the leader takes roots.
 
 // A calendar member keeps more than a day of seconds in its raft log
-// behind each snapshot: a member down for a day catches up from the log
-// (a second is one entry of about 100 bytes, more with roots), because
-// its calendar cannot be rebuilt from a snapshot's descriptor alone.
+// behind each snapshot (a second is one entry of about 100 bytes, more
+// with roots): a member down for a day catches up from the log, applying
+// each second's entry; one down longer, or wiped, is sent the snapshot
+// and fetches the calendar's leaves from a peer (calendar/catchup.go).
 const (
 	ClusterSnapshotEvery = 100_000
 	ClusterKeepEntries   = 90_000
@@ -92,6 +94,20 @@ func (l *raftLog) Leader() string {
 	return fmt.Sprintf("member %d", st.Leader)
 }
 
+// calendarMachine is the calendar service as the raft member's state
+// machine: its restores fetch from the member's peers.
+type calendarMachine struct{ *calendar.Service }
+
+var (
+	_ raftnode.PeerRestorer = calendarMachine{}
+	_ raftnode.FetchServer  = calendarMachine{}
+	_ raftnode.Flusher      = calendarMachine{}
+)
+
+func (m calendarMachine) RestoreFrom(ctx context.Context, index uint64, data []byte, peers raftnode.Fetcher) error {
+	return m.Service.RestoreFrom(ctx, index, data, peers)
+}
+
 // startRaft starts the member's raft node over DATA-DIR/raft, applying
 // to the calendar service, and serves its transport on the node's gRPC
 // server.
@@ -106,7 +122,7 @@ func (n *Node) startRaft(l *raftLog) error {
 	}
 	tr := raftnode.NewGRPCTransport(raftnode.GRPCOptions{DialOptions: dial, Logger: n.log})
 	rn, err := raftnode.Start(raftnode.Config{ID: cfg.NodeID, Peers: cfg.Cluster, Join: cfg.Join, Dir: filepath.Join(cfg.DataDir, "raft"),
-		Logger: n.log, StateMachine: n.cal, Transport: tr, SnapshotEvery: ClusterSnapshotEvery, KeepEntries: ClusterKeepEntries})
+		Logger: n.log, StateMachine: calendarMachine{n.cal}, Transport: tr, SnapshotEvery: cmp.Or(cfg.RaftSnapshotEvery, ClusterSnapshotEvery), KeepEntries: cmp.Or(cfg.RaftKeepEntries, ClusterKeepEntries)})
 	if err != nil {
 		return fmt.Errorf("cluster: %w", err)
 	}
@@ -217,10 +233,17 @@ func (n *Node) registerRaftMetrics() {
 	gauge("tempel_raft_commit_index", "Last raft index known committed.", func(s raftnode.Status) float64 { return float64(s.Commit) })
 	gauge("tempel_raft_applied_index", "Last raft index applied to the calendar.", func(s raftnode.Status) float64 { return float64(s.Applied) })
 	gauge("tempel_raft_apply_lag", "Committed raft entries not yet applied.", func(s raftnode.Status) float64 { return float64(s.Commit - min(s.Applied, s.Commit)) })
-	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tempel_raft_leader_changes_total", Help: "Leaders this member saw elected."},
-		func() float64 { return float64(n.raft.Status().LeaderChanges) }))
-	n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "tempel_raft_snapshots_restored_total", Help: "Snapshots restored into this member's calendar."},
-		func() float64 { return float64(n.raft.Status().Restores) }))
+	counter := func(name, help string, f func(raftnode.Status) uint64) {
+		n.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f(n.raft.Status())) }))
+	}
+	counter("tempel_raft_leader_changes_total", "Leaders this member saw elected.", func(s raftnode.Status) uint64 { return s.LeaderChanges })
+	counter("tempel_raft_snapshots_restored_total", "Snapshots restored into this member's calendar.", func(s raftnode.Status) uint64 { return s.Restores })
+	counter("tempel_raft_snapshots_sent_total", "Snapshots this member (as leader) delivered to members behind its compacted log.",
+		func(s raftnode.Status) uint64 { return s.SnapshotsSent })
+	counter("tempel_raft_snapshots_failed_total", "Snapshots this member (as leader) could not deliver.", func(s raftnode.Status) uint64 { return s.SnapshotsFailed })
+	counter("tempel_raft_fetches_served_total", "Fetches of calendar seconds or publications this member answered in full for members restoring a snapshot.",
+		func(s raftnode.Status) uint64 { return s.FetchesServed })
 }
 
 func b2f(b bool) float64 {

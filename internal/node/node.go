@@ -60,6 +60,11 @@ type Config struct {
 	// in development mode.
 	ClusterLogin string
 	ClusterKey   string
+	// RaftSnapshotEvery and RaftKeepEntries: the member snapshots its
+	// calendar every RaftSnapshotEvery applied entries and keeps
+	// RaftKeepEntries of the log behind it (ClusterSnapshotEvery and
+	// ClusterKeepEntries when 0).
+	RaftSnapshotEvery, RaftKeepEntries uint64
 
 	// Calendar.
 	PublishEvery time.Duration
