@@ -118,10 +118,11 @@ func (c *cluster) extendEach(ok []signed, members []*member, pubfiles []*ksi.Pub
 	errs := make([]error, len(members))
 	var wg sync.WaitGroup
 	for i, m := range members {
-		latest := pubfiles[i].Latest()
-		if latest == nil || latest.Data.Time < sec {
+		if latest := pubfiles[i].Latest(); latest == nil || latest.Data.Time < sec {
 			c.t.Fatalf("member %d's publications file does not reach second %d, the newest answered", m.id, sec)
 		}
+	}
+	for i, m := range members {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
