@@ -351,11 +351,14 @@ func (c *cluster) waitSigned(l *load, t time.Time, d time.Duration) time.Duratio
 	return at.Sub(t)
 }
 
-// check stops every member and compares: the calendars are identical
-// (each holds every second the cluster applied before the stop, and
-// members agree on every second they both hold), without gaps, and every
-// answered signature is internally consistent and its calendar root is
-// every member's root after its second.
+// check extends every answered signature (a sample of maxExtended when
+// there are more) through each running member to its newest publication
+// and verifies it publication-based with that member's file, then stops
+// every member and compares: the calendars are identical (each holds
+// every second the cluster applied before the stop, and members agree on
+// every second they both hold), without gaps, and every answered
+// signature is internally consistent and its calendar root is every
+// member's root after its second.
 func (c *cluster) check(answers []signed) {
 	c.t.Helper()
 	c.converged(20 * time.Second)
@@ -364,7 +367,20 @@ func (c *cluster) check(answers []signed) {
 		c.t.Fatal(err)
 	}
 	applied := st.AppliedSecond
+	var good []signed
+	for _, a := range answers {
+		if a.err == nil {
+			good = append(good, a)
+		}
+	}
+	if len(good) > 0 {
+		c.waitPublished(newestSecond(good), publishedWait)
+	}
+	running := c.running()
 	pubfiles := c.publicationsFiles()
+	if len(good) > 0 {
+		c.extendEach(good, running, pubfiles)
+	}
 	for _, m := range c.members {
 		if m.cmd != nil {
 			m.cmd.Process.Signal(syscall.SIGTERM)
@@ -422,7 +438,7 @@ func (c *cluster) check(answers []signed) {
 		for i, pf := range pubfiles {
 			rep := verifier.Verify(context.Background(), a.sig, verifier.KeyBased, verifier.Options{Document: a.doc, PublicationsFile: pf})
 			if err := rep.Err(); err != nil {
-				c.t.Fatalf("answered signature does not verify key-based with member %d's publications file: %v", i+1, err)
+				c.t.Fatalf("answered signature does not verify key-based with member %d's publications file: %v", running[i].id, err)
 			}
 		}
 		var h ksi.Hasher
