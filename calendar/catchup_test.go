@@ -68,7 +68,7 @@ type catchupMember struct {
 	log *proposals
 }
 
-func newCatchupMember(t *testing.T, keys *pki.Set, now *time.Time, start uint64, leaves []ksi.Imprint) *catchupMember {
+func newCatchupMember(t testing.TB, keys *pki.Set, now *time.Time, start uint64, leaves []ksi.Imprint) *catchupMember {
 	t.Helper()
 	st := openTest(t, filepath.Join(t.TempDir(), "calendar"))
 	t.Cleanup(func() { st.Close() })
@@ -93,7 +93,7 @@ func newCatchupMember(t *testing.T, keys *pki.Set, now *time.Time, start uint64,
 }
 
 // publish makes the member's newest due publication through its log.
-func (m *catchupMember) publish(t *testing.T) {
+func (m *catchupMember) publish(t testing.TB) {
 	t.Helper()
 	if _, err := m.pub.PublishDue(); err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ func refRoot(leaves []ksi.Imprint) ksi.Imprint {
 	return hashNode(refRoot(leaves[:k]), refRoot(leaves[k:]))
 }
 
-func openTest(t *testing.T, dir string) *Store {
+func openTest(t testing.TB, dir string) *Store {
 	t.Helper()
 	s, err := OpenStore(dir, StoreOptions{})
 	if err != nil {
