@@ -151,7 +151,7 @@ type tmember struct {
 }
 
 type tcluster struct {
-	t       *testing.T
+	t       testing.TB
 	members []*tmember
 	peers   map[uint64]string
 	tweak   func(*Config)
@@ -164,19 +164,19 @@ type tcluster struct {
 // enough for quick failovers and long enough for a loaded machine.
 const testTick = 25 * time.Millisecond
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if os.Getenv("RAFTNODE_LOG") != "" {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug})).With("test", t.Name())
 	}
 	return slog.New(slog.DiscardHandler)
 }
 
-func newCluster(t *testing.T, size int, tweak func(*Config)) *tcluster {
+func newCluster(t testing.TB, size int, tweak func(*Config)) *tcluster {
 	t.Helper()
 	return newClusterWith(t, &tcluster{t: t, peers: map[uint64]string{}, tweak: tweak}, size)
 }
 
-func newClusterWith(t *testing.T, c *tcluster, size int) *tcluster {
+func newClusterWith(t testing.TB, c *tcluster, size int) *tcluster {
 	t.Helper()
 	for i := 1; i <= size; i++ {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -286,7 +286,7 @@ func (c *tcluster) others(x *tmember) []*tmember {
 }
 
 // waitFor polls cond until it holds, failing the test at the deadline.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
+func waitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
 	if !poll(limit, cond) {
 		t.Fatalf("%s: not within %v", what, limit)
