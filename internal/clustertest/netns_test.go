@@ -236,8 +236,8 @@ const labPrefix = "tpnet"
 // into the bridge by a veth, its end named eth0 holding .N.
 type netLab struct {
 	t      *testing.T
-	bridge string
 	net    string // the first three octets and a dot
+	bridge string // each name once made
 	ns     []string
 	veths  []string
 }
@@ -248,37 +248,42 @@ type netLab struct {
 func newNetLab(t *testing.T, n int) *netLab {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command (iproute2) to make network namespaces:", err)
+		t.Skipf("needs the ip command (iproute2) to make network namespaces: %v", err)
 	}
 	if os.Geteuid() != 0 {
 		t.Skip("needs root to make network namespaces (ip netns add)")
 	}
 	removeLeftovers(t)
 	pid := os.Getpid()
-	lab := &netLab{t: t, bridge: fmt.Sprintf("%s%d", labPrefix, pid)}
+	lab := &netLab{t: t}
 	var err error
 	if lab.net, err = freeSubnet(pid); err != nil {
 		t.Skip(err)
 	}
 	t.Cleanup(lab.remove)
 	// The first two steps show whether this machine lets us: skip if not.
-	if err := ip("link", "add", lab.bridge, "type", "bridge"); err != nil {
-		t.Skip("cannot make a bridge: ", err)
+	bridge := fmt.Sprintf("%s%d", labPrefix, pid)
+	if err := ip("link", "add", bridge, "type", "bridge"); err != nil {
+		t.Skipf("cannot make a bridge: %v", err)
 	}
-	first := fmt.Sprintf("%s%d-1", labPrefix, pid)
-	if err := ip("netns", "add", first); err != nil {
-		t.Skip("cannot make a network namespace: ", err)
-	}
-	lab.must("link", "set", lab.bridge, "up")
-	lab.must("addr", "add", lab.net+"254/24", "dev", lab.bridge)
+	lab.bridge = bridge
 	for i := range n {
-		ns, veth := fmt.Sprintf("%s%d-%d", labPrefix, pid, i+1), fmt.Sprintf("%s%dv%d", labPrefix, pid, i+1)
-		if i > 0 {
-			lab.must("netns", "add", ns)
+		ns := fmt.Sprintf("%s%d-%d", labPrefix, pid, i+1)
+		if err := ip("netns", "add", ns); err != nil {
+			if i == 0 {
+				t.Skipf("cannot make a network namespace: %v", err)
+			}
+			t.Fatal(err)
 		}
-		lab.ns, lab.veths = append(lab.ns, ns), append(lab.veths, veth)
+		lab.ns = append(lab.ns, ns)
+	}
+	lab.must("link", "set", bridge, "up")
+	lab.must("addr", "add", lab.net+"254/24", "dev", bridge)
+	for i, ns := range lab.ns {
+		veth := fmt.Sprintf("%s%dv%d", labPrefix, pid, i+1)
 		lab.must("link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", ns)
-		lab.must("link", "set", veth, "master", lab.bridge, "up")
+		lab.veths = append(lab.veths, veth)
+		lab.must("link", "set", veth, "master", bridge, "up")
 		lab.must("-n", ns, "addr", "add", lab.ip(i)+"/24", "dev", "eth0")
 		lab.must("-n", ns, "link", "set", "eth0", "up")
 		// Connections to the member's own address go through lo.
@@ -304,13 +309,24 @@ func (lab *netLab) must(args ...string) {
 	}
 }
 
-// remove deletes the namespaces (their veths go with them) and the
-// bridge. The members were killed before (cleanups run last first).
+// remove deletes the veths, the namespaces and the bridge. The members
+// were killed before (cleanups run last first). The veths go first: a
+// namespace lives on after its deletion while the kernel still holds
+// sockets of it (a killed member's unacknowledged data across a cut), and
+// its veth with it.
 func (lab *netLab) remove() {
+	for _, v := range lab.veths {
+		if err := ip("link", "del", v); err != nil {
+			lab.t.Errorf("removing the lab: %v", err)
+		}
+	}
 	for _, ns := range lab.ns {
 		if err := ip("netns", "del", ns); err != nil {
 			lab.t.Errorf("removing the lab: %v", err)
 		}
+	}
+	if lab.bridge == "" {
+		return
 	}
 	if err := ip("link", "del", lab.bridge); err != nil {
 		lab.t.Errorf("removing the lab: %v", err)
@@ -367,17 +383,18 @@ func removeLeftovers(t *testing.T) {
 			t.Logf("leftover of an earlier run: %v", err)
 		}
 	}
-	out, err = exec.Command("ip", "-o", "link", "show", "type", "bridge").Output()
+	// Bridges and veths: "7: NAME: <FLAGS> ..." or "8: NAME@if2: ...".
+	out, err = exec.Command("ip", "-o", "link", "show").Output()
 	if err != nil {
 		return
 	}
 	for _, line := range strings.Split(string(out), "\n") {
-		// "7: NAME: <FLAGS> ..."
 		f := strings.Fields(line)
 		if len(f) < 2 {
 			continue
 		}
-		if name := strings.TrimSuffix(f[1], ":"); stale(name) {
+		name, _, _ := strings.Cut(strings.TrimSuffix(f[1], ":"), "@")
+		if stale(name) {
 			if err := ip("link", "del", name); err != nil {
 				t.Logf("leftover of an earlier run: %v", err)
 			}
