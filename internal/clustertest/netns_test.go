@@ -86,10 +86,10 @@ func TestPartitionedLeader(t *testing.T) {
 		return code != http.StatusOK && strings.Contains(body, "quorum")
 	})
 	_, why := readyz(old)
-	// Hold the cut for a few election timeouts, asserting the old
-	// leader's own client is still refused at the end of it.
-	hold := tCut.Add(3 * time.Second)
-	c.waitFor("the cut-off leader's client refused after the hold", 15*time.Second, func() bool { return mine.failedAfter(hold) })
+	// Hold the cut, asserting the old leader's own client is still
+	// refused at the end of it.
+	hold := tCut.Add(partitionHold())
+	c.waitFor("the cut-off leader's client refused after the hold", time.Until(hold)+15*time.Second, func() bool { return mine.failedAfter(hold) })
 	// CheckQuorum: a leader that heard from no majority for an election
 	// timeout steps down.
 	if st, err := old.status(); err != nil || st.IsLeader {
@@ -113,6 +113,16 @@ func TestPartitionedLeader(t *testing.T) {
 	c.waitSigned(l, time.Now(), 15*time.Second)
 	c.check(append(l.end(), theirs...))
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
+}
+
+// partitionHold is how long TestPartitionedLeader keeps the leader cut
+// off (TEMPEL_CLUSTER_PARTITION, a duration; 3 s, three election
+// timeouts, by default).
+func partitionHold() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("TEMPEL_CLUSTER_PARTITION")); err == nil && d > 0 {
+		return d
+	}
+	return 3 * time.Second
 }
 
 // checkMinority asserts what a client of the cut-off leader got: no
