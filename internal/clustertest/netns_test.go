@@ -101,11 +101,14 @@ func TestPartitionedLeader(t *testing.T) {
 
 	lab.heal(old)
 	tHeal := time.Now()
-	c.waitFor("the old leader following the new one", 30*time.Second, func() bool {
+	// Raft streams open across the cut resume when TCP retransmits, which
+	// backs off the longer the cut lasts.
+	catchUp := 30*time.Second + partitionHold()
+	c.waitFor("the old leader following the new one", catchUp, func() bool {
 		st, err := old.status()
 		return err == nil && !st.IsLeader && st.Leader != 0 && st.Leader != uint64(old.id)
 	})
-	c.converged(30 * time.Second)
+	c.converged(catchUp)
 	if st, err := ldr.status(); err == nil {
 		t.Logf("healed: caught up after %v; member %d leads at term %d (term %d before the heal)",
 			time.Since(tHeal).Round(time.Millisecond), st.Leader, st.Term, ldrStatus.Term)
@@ -229,10 +232,14 @@ func newNetnsCluster(t *testing.T, lab *netLab) *cluster {
 	t.Cleanup(func() {
 		for _, m := range c.members {
 			c.kill(m)
+			m.web.CloseIdleConnections()
 		}
 		if t.Failed() {
 			for _, m := range c.members {
 				b, _ := os.ReadFile(m.dir + ".log")
+				if keep := os.Getenv("TEMPEL_CLUSTER_LOGS"); keep != "" {
+					os.WriteFile(filepath.Join(keep, fmt.Sprintf("%s-member%d.log", t.Name(), m.id)), b, 0o600)
+				}
 				lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 				t.Logf("member %d (%s), last lines of its log:\n%s", m.id, m.addr, strings.Join(lines[max(0, len(lines)-40):], "\n"))
 			}
