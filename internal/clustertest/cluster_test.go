@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
@@ -64,6 +65,11 @@ type member struct {
 	dir        string
 	cmd        *exec.Cmd
 	done       chan struct{}
+	// netns is the network namespace the member runs in (empty: the
+	// test's own); web, when set, reaches it over https (nil: plaintext
+	// through httpc).
+	netns string
+	web   *http.Client
 }
 
 type cluster struct {
@@ -73,7 +79,8 @@ type cluster struct {
 	args    []string // added to every member's serve command
 	login   string   // the signing load's credentials (none in development mode)
 	key     string
-	root    string // keys init --members: ROOT/ca/root.pem, ROOT/nodeN
+	root    string      // keys init --members: ROOT/ca/root.pem, ROOT/nodeN
+	tls     *tls.Config // the signing load's TLS, for members with web set
 }
 
 func newCluster(t *testing.T, n int, args ...string) *cluster {
@@ -130,6 +137,9 @@ func (c *cluster) start(m *member, extra ...string) {
 	if os.Getenv("TEMPEL_CLUSTER_DEBUG") != "" {
 		cmd.Args = append(cmd.Args, "--log-level", "debug")
 	}
+	if m.netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", m.netns}, cmd.Args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		c.t.Fatal(err)
@@ -178,16 +188,39 @@ type status = node.ClusterStatus
 
 var httpc = &http.Client{Timeout: 2 * time.Second}
 
+// url is path at the member, and client the HTTP client that reaches it.
+func (m *member) url(path string) string {
+	if m.web != nil {
+		return "https://" + m.addr + path
+	}
+	return "http://" + m.addr + path
+}
+
+func (m *member) client() *http.Client {
+	if m.web != nil {
+		return m.web
+	}
+	return httpc
+}
+
+// endpoint is the member's address for the signing SDK.
+func (m *member) endpoint() string {
+	if m.web != nil {
+		return "https://" + m.addr
+	}
+	return m.addr
+}
+
 func (m *member) status() (status, error) {
 	var st status
-	req, err := http.NewRequest(http.MethodGet, "http://"+m.addr+"/v1/cluster", nil)
+	req, err := http.NewRequest(http.MethodGet, m.url("/v1/cluster"), nil)
 	if err != nil {
 		return st, err
 	}
 	if m.login != "" {
 		req.SetBasicAuth(m.login, m.key)
 	}
-	resp, err := httpc.Do(req)
+	resp, err := m.client().Do(req)
 	if err != nil {
 		return st, err
 	}
@@ -196,7 +229,7 @@ func (m *member) status() (status, error) {
 }
 
 func (m *member) ready() bool {
-	resp, err := httpc.Get("http://" + m.addr + "/readyz")
+	resp, err := m.client().Get(m.url("/readyz"))
 	if err != nil {
 		return false
 	}
@@ -287,9 +320,14 @@ type load struct {
 func startLoad(t *testing.T, c *cluster, workers int) *load {
 	var eps []string
 	for _, m := range c.members {
-		eps = append(eps, m.addr)
+		eps = append(eps, m.endpoint())
 	}
-	cl, err := client.New(client.Config{Endpoints: eps, Parallel: 1, Timeout: 4 * time.Second, Retries: 1, Login: c.login, Key: c.key})
+	return startLoadWith(t, client.Config{Endpoints: eps, Parallel: 1, Timeout: 4 * time.Second, Retries: 1, Login: c.login, Key: c.key, TLS: c.tls}, workers)
+}
+
+// startLoadWith signs continuously with cfg's client until stopped.
+func startLoadWith(t *testing.T, cfg client.Config, workers int) *load {
+	cl, err := client.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -485,7 +523,7 @@ func (c *cluster) publicationsFiles() []*ksi.PublicationsFile {
 	c.waitFor("every member serving the same publications file", 15*time.Second, func() bool {
 		raws = raws[:0]
 		for _, m := range c.running() {
-			resp, err := httpc.Get("http://" + m.addr + "/publications.bin")
+			resp, err := m.client().Get(m.url("/publications.bin"))
 			if err != nil {
 				c.t.Fatal(err)
 			}
