@@ -67,7 +67,7 @@ func BenchmarkRestore30Days(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer n.Stop()
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(raftnode.DefaultMaxMessageBytes))
+	srv := grpc.NewServer(grpc.MaxRecvMsgSize(raftnode.DefaultMaxMessageBytes), grpc.KeepaliveEnforcementPolicy(raftnode.KeepaliveEnforcement))
 	raftnode.RegisterServer(srv, n)
 	go srv.Serve(lis)
 	defer srv.Stop()

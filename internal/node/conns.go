@@ -20,6 +20,7 @@ const (
 // keepalivePolicy lets clients ping as often as every 10 s (gRPC's own
 // floor for client keepalive), with or without calls in progress: pings
 // do not count as activity, so they cannot keep an idle connection open.
+// Cluster members ping each other that often (raftnode.KeepaliveEnforcement).
 var keepalivePolicy = keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}
 
 // withConnDefaults fills the connection limits left at zero.

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/emptypb"
@@ -42,6 +43,19 @@ const (
 	DefaultPeerQueue      = 1024
 	DefaultPeerQueueBytes = 32 << 20
 )
+
+// PeerKeepalive and PeerKeepaliveTimeout: a peer connection silent for
+// PeerKeepalive is pinged and closed when the ping is not answered within
+// PeerKeepaliveTimeout. The servers of the members must permit pings
+// that often (KeepaliveEnforcement).
+const (
+	PeerKeepalive        = 10 * time.Second
+	PeerKeepaliveTimeout = 3 * time.Second
+)
+
+// KeepaliveEnforcement is the least a member's gRPC server must permit
+// its peers' keepalive pings (grpc.KeepaliveEnforcementPolicy).
+var KeepaliveEnforcement = keepalive.EnforcementPolicy{MinTime: PeerKeepalive, PermitWithoutStream: true}
 
 // Reconnection: after a failed stream the peer's sender waits from
 // minRetry, doubling up to maxRetry; the connection below it redials
@@ -73,7 +87,9 @@ var serviceDesc = grpc.ServiceDesc{
 }
 
 // RegisterServer registers the raft service of member n on s, the node's
-// gRPC server. Register before s serves; n receives messages from then on.
+// gRPC server, which must permit the peers' keepalive pings
+// (KeepaliveEnforcement or laxer). Register before s serves; n receives
+// messages from then on.
 func RegisterServer(s *grpc.Server, n *Node) {
 	s.RegisterService(&serviceDesc, raftReceiver(n))
 }
@@ -339,6 +355,12 @@ func (p *peer) client() (*grpc.ClientConn, error) {
 			MinConnectTimeout: 5 * time.Second,
 		}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(p.t.opts.MaxMessageBytes)),
+		// A connection cut off (a partition, a peer's machine gone) is
+		// found dead within PeerKeepalive+PeerKeepaliveTimeout and
+		// redialled, rather than left to TCP's retransmission backoff,
+		// which after a long cut resumes a minute or more after the
+		// network has healed.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: PeerKeepalive, Timeout: PeerKeepaliveTimeout, PermitWithoutStream: true}),
 	}
 	conn, err := grpc.NewClient(p.addr, append(opts, p.t.opts.DialOptions...)...)
 	if err != nil {

@@ -246,7 +246,7 @@ func (c *tcluster) tryStart(m *tmember, join bool) error {
 	}
 	m.node = n
 	// The node's gRPC server refuses messages past 1 MiB; so does this.
-	m.srv = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(DefaultMaxMessageBytes)}, c.serve...)...)
+	m.srv = grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(DefaultMaxMessageBytes), grpc.KeepaliveEnforcementPolicy(KeepaliveEnforcement)}, c.serve...)...)
 	RegisterServer(m.srv, n)
 	go m.srv.Serve(m.lis)
 	return nil
