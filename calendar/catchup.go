@@ -49,19 +49,29 @@ const (
 // 540 KiB), below the raft transport's message limit.
 const fetchPartLeaves = 16384
 
-// fetchRounds bounds how many times a restoring member goes through all
-// its peers before it gives up (and stops; a restart resumes where it
-// was); fetchRetry is the first pause between rounds, doubled each time
-// (about 30 s in all). Variables for the tests.
+// A restoring member goes through its peers in rounds until one gives it
+// what it lacks, pausing between rounds from fetchRetry, doubled each
+// time up to fetchRetryMax; it stops only when every peer's calendar
+// conflicts with its own or the cluster's, or when the member is
+// stopped. A peer that sends nothing for fetchStall is given up on.
+// Variables for the tests.
 var (
-	fetchRounds = 6
-	fetchRetry  = 500 * time.Millisecond
+	fetchRetry    = 500 * time.Millisecond
+	fetchRetryMax = 30 * time.Second
+	fetchStall    = 30 * time.Second
 )
+
+// errConflict marks a peer's answer that contradicts the member's
+// answered calendar or the cluster's snapshot: the peer is not trusted
+// for this restore, and what it sent is dropped.
+var errConflict = errors.New("calendar: the peer's calendar conflicts")
 
 // Bounds on what a descriptor may carry.
 const (
 	maxSnapshotURI       = 4096
 	maxSnapshotSignature = 256 << 10
+	maxSnapshotCerts     = 64
+	maxSnapshotCert      = 16 << 10
 )
 
 // snapshotDesc is the data of a calendar snapshot.
@@ -69,21 +79,28 @@ type snapshotDesc struct {
 	first, last uint64
 	root        ksi.Imprint
 	pubs        *pubSnapshot // nil: no publication yet (or an older snapshot)
+	// legacy: written before snapshots carried the publications, so
+	// whether there were any is unknown.
+	legacy bool
 }
 
 // pubSnapshot is what the publications file was built from: its
-// publications (count, the newest's time) and its header and signature.
+// publications (count, the newest's time), its header, its certificate
+// records (as they were then: a member restoring with another list of
+// members' certificates still rebuilds the same file) and its signature.
 type pubSnapshot struct {
 	count, latest uint64
 	creationTime  uint64
 	uri           string
+	certs         [][]byte // certificate record TLVs, in the file's order
 	signature     []byte
 }
 
 // encode writes first, last and root (the whole descriptor of snapshots
 // taken before publications travelled in them), then the publications:
 //
-//	first(8) last(8) root(33) uvarint count [latest(8) creation(8) uvarint len uri, uvarint len signature]
+//	first(8) last(8) root(33) uvarint count [latest(8) creation(8) uvarint len uri,
+//	    uvarint certs × (uvarint len certificate record), uvarint len signature]
 func (d *snapshotDesc) encode() []byte {
 	b := binary.BigEndian.AppendUint64(nil, d.first)
 	b = binary.BigEndian.AppendUint64(b, d.last)
@@ -97,6 +114,11 @@ func (d *snapshotDesc) encode() []byte {
 	b = binary.BigEndian.AppendUint64(b, p.creationTime)
 	b = binary.AppendUvarint(b, uint64(len(p.uri)))
 	b = append(b, p.uri...)
+	b = binary.AppendUvarint(b, uint64(len(p.certs)))
+	for _, c := range p.certs {
+		b = binary.AppendUvarint(b, uint64(len(c)))
+		b = append(b, c...)
+	}
 	b = binary.AppendUvarint(b, uint64(len(p.signature)))
 	return append(b, p.signature...)
 }
@@ -112,6 +134,7 @@ func decodeSnapshotDesc(b []byte) (*snapshotDesc, error) {
 	}
 	b = b[snapshotLen:]
 	if len(b) == 0 {
+		d.legacy = true
 		return d, nil
 	}
 	uv := func(what string, limit uint64) (uint64, error) {
@@ -159,6 +182,20 @@ func decodeSnapshotDesc(b []byte) (*snapshotDesc, error) {
 	if err != nil {
 		return nil, err
 	}
+	ncerts, err := uv("certificate count", maxSnapshotCerts)
+	if err != nil {
+		return nil, err
+	}
+	for range ncerts {
+		c, err := field("certificate record", maxSnapshotCert)
+		if err != nil {
+			return nil, err
+		}
+		if e, err := tlv.ReadOne(c); err != nil || e.Type != ksi.TypePubFileCert {
+			return nil, bad("not a certificate record")
+		}
+		p.certs = append(p.certs, bytes.Clone(c))
+	}
 	sig, err := field("file signature", maxSnapshotSignature)
 	if err != nil {
 		return nil, err
@@ -175,9 +212,11 @@ func decodeSnapshotDesc(b []byte) (*snapshotDesc, error) {
 // up to it. A member that lacks some of its seconds fetches their leaves
 // from peers (the leader first) and its calendar must then end on the
 // snapshot's root; a member that lacks publications fetches the records
-// and rebuilds the same file. A member whose calendar differs from the
-// snapshot's stops (ErrHistoryLost), and so does one that cannot reach a
-// peer with the seconds (a restart tries again, keeping what arrived).
+// and rebuilds the same file. What a peer sent that contradicts the
+// snapshot is dropped and another peer tried; the member stops
+// (ErrHistoryLost) only when its own answered calendar or publications
+// differ from the cluster's. It goes on trying unreachable peers until
+// ctx ends (the member is stopped); a restart resumes with what arrived.
 func (s *Service) RestoreFrom(ctx context.Context, index uint64, data []byte, peers Peers) error {
 	if len(data) == 0 {
 		return nil
@@ -193,8 +232,14 @@ func (s *Service) RestoreFrom(ctx context.Context, index uint64, data []byte, pe
 	}
 	fetched := !ok || have < d.last
 	if fetched {
-		if peers == nil {
+		switch {
+		case peers == nil:
 			return fmt.Errorf("calendar: snapshot at entry %d holds seconds up to %d; this member has %d and no peer to fetch them from", index, d.last, have)
+		case d.legacy:
+			// Its publications are unknown: restoring from it could
+			// leave this member without some, for good.
+			return fmt.Errorf("calendar: the cluster's snapshot at entry %d was written by an older Tempel and does not say which publications go with it; "+
+				"the leader writes a new one every --raft-snapshot-every entries: start this member again after that", index)
 		}
 		if err := s.fetchSeconds(ctx, d, peers); err != nil {
 			return fmt.Errorf("calendar: restore the snapshot at entry %d: %w", index, err)
@@ -227,54 +272,132 @@ func (s *Service) RestoreFrom(ctx context.Context, index uint64, data []byte, pe
 	return nil
 }
 
-// fetchSeconds appends the seconds after the member's last up to d.last,
-// fetched from the peers in turn until one has given them all.
-func (s *Service) fetchSeconds(ctx context.Context, d *snapshotDesc, peers Peers) error {
-	st := s.cfg.Store
-	_, start, _ := st.Head()
-	log := s.cfg.Logger.With("to", d.last)
-	log.Info("calendar behind the cluster's snapshot: fetching its seconds from peers", "from", start+1)
-	began := time.Now()
-	var errs []error
+// fromPeers runs fetch with each peer in turn (the leader first), in
+// rounds with growing pauses, until one succeeds. A peer that sends
+// nothing for fetchStall is given up on. An answer that conflicts
+// (errConflict) is the peer's fault unless every peer's answer in a
+// round conflicts: then the member's own history is the odd one out and
+// the round's errors are returned as ErrHistoryLost. A failed local
+// store ends it at once.
+func (s *Service) fromPeers(ctx context.Context, peers Peers, what string, fetch func(ctx context.Context, id uint64, alive func()) error) error {
 	pause := fetchRetry
-	for round := 0; round < fetchRounds; round++ {
-		for _, id := range peers.Peers() {
-			_, have, ok := st.Head()
-			from := d.first
-			if ok {
-				from = have + 1
-			}
-			if from > d.last {
-				break
-			}
-			f := &leafFetch{s: s, d: d, next: from, log: log.With("peer", id)}
-			err := peers.Fetch(ctx, id, leafRequest(from, d.last), f.part)
+	for {
+		ids := peers.Peers()
+		var errs []error
+		conflicts := 0
+		for _, id := range ids {
+			err := stallGuard(ctx, func(ctx context.Context, alive func()) error { return fetch(ctx, id, alive) })
 			if err == nil {
-				err = f.finish()
+				return nil
 			}
-			if errors.Is(err, ErrHistoryLost) || errors.Is(err, ErrFailed) || ctx.Err() != nil {
+			if errors.Is(err, ErrFailed) || errors.Is(err, ErrHistoryLost) || ctx.Err() != nil {
 				return err
 			}
-			if err != nil {
-				log.Warn("fetching seconds from a peer failed; trying another", "peer", id, "at", f.next, "err", err)
-				errs = append(errs, fmt.Errorf("member %d at second %d: %w", id, f.next, err))
+			if errors.Is(err, errConflict) {
+				conflicts++
 			}
+			s.cfg.Logger.Warn("fetching from a peer failed; trying another", "what", what, "peer", id, "err", err)
+			errs = append(errs, fmt.Errorf("member %d: %w", id, err))
 		}
-		if _, have, ok := st.Head(); ok && have >= d.last {
-			if err := st.Sync(); err != nil {
-				return err
-			}
-			log.Info("calendar caught up from peers", "seconds", d.last-start, "took", time.Since(began).Round(time.Millisecond))
-			return nil
+		switch {
+		case len(ids) == 0:
+			return fmt.Errorf("no peer to fetch %s from", what)
+		case conflicts == len(ids):
+			return fmt.Errorf("%w: every peer's %s conflicts with this member's: %w", ErrHistoryLost, what, errors.Join(errs...))
 		}
+		s.cfg.Logger.Warn("no peer gave "+what+"; trying again", "in", pause, "err", errors.Join(errs...))
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(pause):
 		}
-		pause *= 2
+		pause = min(2*pause, fetchRetryMax)
 	}
-	return fmt.Errorf("no peer gave the seconds up to %d: %w", d.last, errors.Join(errs...))
+}
+
+// stallGuard runs f with a context that ends when f has not called
+// alive for fetchStall.
+func stallGuard(ctx context.Context, f func(ctx context.Context, alive func()) error) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	errStalled := fmt.Errorf("calendar: the peer sent nothing for %s", fetchStall)
+	timer := time.AfterFunc(fetchStall, func() { cancel(errStalled) })
+	defer timer.Stop()
+	err := f(ctx, func() { timer.Reset(fetchStall) })
+	if context.Cause(ctx) == errStalled {
+		return errStalled
+	}
+	return err
+}
+
+// fetchSeconds appends the seconds after the member's last up to d.last,
+// fetched from the peers in turn until one has given them all. A peer's
+// answer that conflicts is dropped: the calendar goes back to what this
+// member has answered (its watermark), never further.
+func (s *Service) fetchSeconds(ctx context.Context, d *snapshotDesc, peers Peers) error {
+	st := s.cfg.Store
+	_, start, _ := st.Head()
+	log := s.cfg.Logger.With("to", d.last)
+	log.Info("calendar behind the cluster's snapshot: fetching its seconds from peers", "after", start)
+	began := time.Now()
+	err := s.fromPeers(ctx, peers, "seconds", func(ctx context.Context, id uint64, alive func()) error {
+		_, have, ok := st.Head()
+		from := d.first
+		if ok {
+			from = have + 1
+		}
+		if from > d.last {
+			return nil
+		}
+		f := &leafFetch{s: s, d: d, next: from, log: log.With("peer", id)}
+		err := peers.Fetch(ctx, id, leafRequest(from, d.last), func(b []byte) error { alive(); return f.part(b) })
+		if err == nil {
+			err = f.finish()
+		}
+		if errors.Is(err, errConflict) {
+			if rerr := s.dropUnanswered(); rerr != nil {
+				return rerr
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := st.Sync(); err != nil {
+		return err
+	}
+	log.Info("calendar caught up from peers", "seconds", d.last-max(start, d.first-1), "took", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// dropUnanswered takes the calendar back to the last second this member
+// answered (its watermark; without one, nothing is dropped): the seconds
+// after it came from a peer during a restore and were never checked
+// against the cluster's root.
+func (s *Service) dropUnanswered() error {
+	w := s.cfg.Watermark
+	if w == nil {
+		return nil
+	}
+	st := s.cfg.Store
+	m := w.Mark()
+	first, last, ok := st.Head()
+	if !ok || (m.Root != nil && m.Last >= last) {
+		return nil
+	}
+	var to calendartree.State
+	if m.Root != nil && m.Last >= first {
+		var err error
+		if to, err = st.stateAt(m.Last); err != nil {
+			return err
+		}
+		if !to.Root().Equal(m.Root) {
+			return fmt.Errorf("%w: the root after %d is %s, the watermark's %s", ErrHistoryLost, m.Last, to.Root(), m.Root)
+		}
+	}
+	s.cfg.Logger.Warn("seconds fetched from a peer dropped: they do not lead to the cluster's root", "kept up to", m.Last, "dropped up to", last)
+	return st.rollback(to)
 }
 
 func leafRequest(from, to uint64) []byte {
@@ -292,7 +415,6 @@ type leafFetch struct {
 	log       *slog.Logger
 	lastLog   time.Time
 	leaves    []ksi.Imprint
-	remaining []byte
 }
 
 func (f *leafFetch) part(b []byte) error {
@@ -322,7 +444,7 @@ func (f *leafFetch) part(b []byte) error {
 	if next.Last() == f.d.last && !next.Root().Equal(f.d.root) {
 		// Checked before the last batch is written: what the peer sent
 		// is not the calendar the cluster committed.
-		return fmt.Errorf("%w: the seconds fetched up to %d give root %s; the cluster's snapshot says %s", ErrHistoryLost, f.d.last, next.Root(), f.d.root)
+		return fmt.Errorf("%w: the seconds it sent up to %d give root %s; the cluster's snapshot says %s", errConflict, f.d.last, next.Root(), f.d.root)
 	}
 	if err := st.Write(next, nodes, false); err != nil {
 		return err
@@ -352,7 +474,7 @@ func (f *leafFetch) checkHeader(b []byte) error {
 	case st.Empty() || len(theirs) == 0:
 		return fmt.Errorf("calendar: the peer's answer for seconds from %d does not fit this member's calendar", f.next)
 	case !theirs.Equal(st.Root()):
-		return fmt.Errorf("%w: the peer's root after %d is %s, this member's %s", ErrHistoryLost, st.Last(), theirs, st.Root())
+		return fmt.Errorf("%w: its root after %d is %s, this member's %s", errConflict, st.Last(), theirs, st.Root())
 	}
 	return nil
 }
@@ -381,7 +503,9 @@ func (s *Service) ServeFetch(ctx context.Context, req []byte, send func(part []b
 
 func (s *Service) serveLeaves(ctx context.Context, from, to uint64, send func([]byte) error) error {
 	st := s.cfg.Store
-	first, last, ok := st.Head()
+	// Only what this member has answered: seconds past its watermark
+	// may be a restore's, not yet checked.
+	first, last, ok := s.answeredHead()
 	if !ok || from < first || to > last || from > to {
 		return fmt.Errorf("calendar: seconds %d..%d asked; this member holds %d..%d", from, to, first, last)
 	}
@@ -535,15 +659,19 @@ func (p *Publisher) snapshot() (*pubSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("calendar: the publications file served: %w", err)
 	}
-	return &pubSnapshot{count: uint64(len(pubs)), latest: pubs[len(pubs)-1].Data.Time,
-		creationTime: f.Header.CreationTime, uri: f.Header.RepositoryURI, signature: f.Signature}, nil
+	ps := &pubSnapshot{count: uint64(len(pubs)), latest: pubs[len(pubs)-1].Data.Time,
+		creationTime: f.Header.CreationTime, uri: f.Header.RepositoryURI, signature: f.Signature}
+	for _, c := range f.Certificates {
+		ps.certs = append(ps.certs, c.Raw)
+	}
+	return ps, nil
 }
 
 // restorePublications brings the member's publications to the
 // snapshot's: the records it lacks are fetched from a peer, each must be
 // of a second this member holds with the same root, and the file is
-// rebuilt from them with the snapshot's header and signature, which must
-// sign it. It reports whether it changed anything.
+// rebuilt from them with the snapshot's header, certificates and
+// signature, which must sign it. It reports whether it changed anything.
 func (s *Service) restorePublications(ctx context.Context, d *snapshotDesc, peers Peers) (bool, error) {
 	p, ok := s.publisher.(*Publisher)
 	if d.pubs == nil || !ok {
@@ -555,26 +683,23 @@ func (s *Service) restorePublications(ctx context.Context, d *snapshotDesc, peer
 	if peers == nil {
 		return false, errors.New("publications missing and no peer to fetch them from")
 	}
-	var errs []error
-	for _, id := range peers.Peers() {
+	err := s.fromPeers(ctx, peers, "publications", func(ctx context.Context, id uint64, alive func()) error {
 		var recs []*ksi.PublicationRecord
 		req := binary.BigEndian.AppendUint64([]byte{fetchPublications}, d.pubs.latest)
 		err := peers.Fetch(ctx, id, req, func(b []byte) error {
+			alive()
 			rec, err := s.checkPublication(b, recs, d)
 			if err == nil {
 				recs = append(recs, rec)
 			}
 			return err
 		})
-		if err == nil {
-			err = p.restore(recs, d)
+		if err != nil {
+			return err
 		}
-		if err == nil || errors.Is(err, ErrHistoryLost) || errors.Is(err, ErrFailed) || ctx.Err() != nil {
-			return err == nil, err
-		}
-		errs = append(errs, fmt.Errorf("member %d: %w", id, err))
-	}
-	return false, fmt.Errorf("no peer gave the publications up to %d: %w", d.pubs.latest, errors.Join(errs...))
+		return p.restore(recs, d)
+	})
+	return err == nil, err
 }
 
 // checkPublication parses a record a peer sent and checks it follows
@@ -599,7 +724,7 @@ func (s *Service) checkPublication(b []byte, before []*ksi.PublicationRecord, d 
 		return nil, fmt.Errorf("calendar: publication of %d sent: %w", rec.Data.Time, err)
 	}
 	if !root.Equal(rec.Data.Hash) {
-		return nil, fmt.Errorf("%w: a peer sent the publication of %d with root %s; this member's root is %s", ErrHistoryLost, rec.Data.Time, rec.Data.Hash, root)
+		return nil, fmt.Errorf("%w: it sent the publication of %d with root %s; the cluster's root is %s", errConflict, rec.Data.Time, rec.Data.Hash, root)
 	}
 	return rec, nil
 }
@@ -609,16 +734,20 @@ func (s *Service) checkPublication(b []byte, before []*ksi.PublicationRecord, d 
 // signature.
 func (p *Publisher) restore(recs []*ksi.PublicationRecord, d *snapshotDesc) error {
 	ps := d.pubs
-	if uint64(len(recs)) != ps.count || recs[len(recs)-1].Data.Time != ps.latest {
-		return fmt.Errorf("calendar: %d publications sent; the snapshot has %d up to %d", len(recs), ps.count, ps.latest)
+	if uint64(len(recs)) != ps.count || len(recs) == 0 || recs[len(recs)-1].Data.Time != ps.latest {
+		return fmt.Errorf("%w: %d publications sent; the snapshot has %d up to %d", errConflict, len(recs), ps.count, ps.latest)
 	}
 	hdr := ksi.PublicationsFileHeader{Version: 1, CreationTime: ps.creationTime, RepositoryURI: ps.uri}
-	content, err := ksi.BuildPublicationsFileContent(hdr, certificateRecords(p.cfg.Signer), recs)
+	certs := make([]ksi.CertificateRecord, len(ps.certs))
+	for i, raw := range ps.certs {
+		certs[i] = ksi.CertificateRecord{Raw: raw}
+	}
+	content, err := ksi.BuildPublicationsFileContent(hdr, certs, recs)
 	if err != nil {
 		return fmt.Errorf("calendar: build publications file: %w", err)
 	}
 	if err := signs(ps.signature, content); err != nil {
-		return fmt.Errorf("%w: the snapshot's publications file signature is not over the file rebuilt here: %v", ErrHistoryLost, err)
+		return fmt.Errorf("%w: the snapshot's signature is not over the file rebuilt from its records: %v", errConflict, err)
 	}
 	file, err := ksi.AppendPublicationsFileSignature(content, ps.signature)
 	if err != nil {
@@ -648,5 +777,59 @@ func (p *Publisher) restore(recs []*ksi.PublicationRecord, d *snapshotDesc) erro
 	p.pubs, p.file, p.etag = recs, file, etag(file)
 	p.mu.Unlock()
 	p.cfg.Logger.Info("publications restored from the cluster's snapshot", "count", len(recs), "newest", ps.latest)
+	return nil
+}
+
+// stateAt is the calendar's state as it was after second t (at most
+// the last), rebuilt from the stored nodes.
+func (s *Store) stateAt(t uint64) (calendartree.State, error) {
+	if _, err := s.checkRange(t, t); err != nil {
+		return calendartree.State{}, err
+	}
+	first, _, _ := s.Head()
+	st, err := calendartree.Load(nodeReader{s}, first, t)
+	if err != nil {
+		return calendartree.State{}, fmt.Errorf("%w: %v", ErrCorrupt, err)
+	}
+	return st, nil
+}
+
+// rollback takes the store back to an earlier state of its calendar
+// (the zero State: empty), synced. It is for seconds that were never
+// answered nor applied: those a restore fetched from a peer whose
+// calendar turned out not to be the cluster's. Their nodes stay on disk
+// unread (reads stop at the state's last second) until appended again.
+func (s *Store) rollback(to calendartree.State) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed != nil {
+		return fmt.Errorf("%w: %v", ErrFailed, s.failed)
+	}
+	cur := s.state
+	if !to.Empty() && (cur.Empty() || to.First() != cur.First() || to.Last() > cur.Last()) {
+		return fmt.Errorf("calendar: roll back to %d..%d, not part of the stored %d..%d", to.First(), to.Last(), cur.First(), cur.Last())
+	}
+	defer s.recoverWriteFailure(&err)
+	b := s.db.NewBatch()
+	defer b.Close()
+	if to.Empty() {
+		b.Delete(metaFirst, nil)
+		b.Delete(metaLast, nil)
+		b.Delete(metaRoot, nil)
+	} else {
+		b.Set(metaFirst, u64(to.First()), nil)
+		b.Set(metaLast, u64(to.Last()), nil)
+		b.Set(metaRoot, to.Root(), nil)
+	}
+	if err := s.commitLocked(b, true, "roll back"); err != nil {
+		return err
+	}
+	s.state = to
+	s.appends.Add(1)
+	// Nodes above the new last second will be written again, maybe
+	// with other hashes: none may be served from the cache.
+	s.cacheMu.Lock()
+	clear(s.cache)
+	s.cacheMu.Unlock()
 	return nil
 }

@@ -43,13 +43,8 @@ func BenchmarkRestore30Days(b *testing.B) {
 	src := newCatchupMember(b, sets[0], &now, 0, nil)
 	src.pub.cfg.Period = 24 * time.Hour
 	for d := uint64(0); d < days; d++ {
-		if _, err := src.st.AppendRange(start+d*day, leavesFor(d*day, day), false); err != nil {
-			b.Fatal(err)
-		}
+		src.append(b, start+d*day, leavesFor(d*day, day), true)
 		src.publish(b)
-	}
-	if err := src.st.Sync(); err != nil {
-		b.Fatal(err)
 	}
 	data, err := src.svc.Snapshot()
 	if err != nil {

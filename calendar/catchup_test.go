@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -44,6 +45,16 @@ func (p mixedPeers) Fetch(ctx context.Context, id uint64, req []byte, recv func(
 	switch m := p[id-1].(type) {
 	case *Service:
 		return m.ServeFetch(ctx, req, recv)
+	case *stallingPeer:
+		n := 0
+		return m.svc.ServeFetch(ctx, req, func(b []byte) error {
+			if n == m.parts {
+				<-ctx.Done()
+				return ctx.Err()
+			}
+			n++
+			return recv(b)
+		})
 	case *failingPeer:
 		n := 0
 		errBroken := errors.New("connection broken (test)")
@@ -63,6 +74,7 @@ func (p mixedPeers) Fetch(ctx context.Context, id uint64, req []byte, recv func(
 // seconds from start, if any), its publisher and its service.
 type catchupMember struct {
 	st  *Store
+	w   *Watermark
 	pub *Publisher
 	svc *Service
 	log *proposals
@@ -70,26 +82,50 @@ type catchupMember struct {
 
 func newCatchupMember(t testing.TB, keys *pki.Set, now *time.Time, start uint64, leaves []ksi.Imprint) *catchupMember {
 	t.Helper()
-	st := openTest(t, filepath.Join(t.TempDir(), "calendar"))
+	dir := t.TempDir()
+	st := openTest(t, filepath.Join(dir, "calendar"))
 	t.Cleanup(func() { st.Close() })
+	w, _, err := OpenWatermark(filepath.Join(dir, "watermark"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
 	if len(leaves) > 0 {
-		if _, err := st.AppendRange(start, leaves, true); err != nil {
+		root, err := st.AppendRange(start, leaves, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Everything it holds, it has answered.
+		if err := w.Answered(start+uint64(len(leaves))-1, root); err != nil {
 			t.Fatal(err)
 		}
 	}
-	m := &catchupMember{st: st, log: &proposals{}}
-	var err error
-	m.pub, err = NewPublisher(PublisherConfig{Store: st, Signer: keys, Period: 10 * time.Second, RepositoryURI: "http://leader.test/publications.bin",
+	m := &catchupMember{st: st, w: w, log: &proposals{}}
+	m.pub, err = NewPublisher(PublisherConfig{Store: st, Watermark: w, Signer: keys, Period: 10 * time.Second, RepositoryURI: "http://leader.test/publications.bin",
 		Now: func() time.Time { return *now }, Logger: discardLogger(), Log: m.log})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.svc, err = NewService(ServiceConfig{Store: st, Signer: keys, Logger: discardLogger(), Log: m.log, Now: func() time.Time { return *now }})
+	m.svc, err = NewService(ServiceConfig{Store: st, Watermark: w, Signer: keys, Logger: discardLogger(), Log: m.log, Now: func() time.Time { return *now }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.svc.SetPublisher(m.pub)
 	return m
+}
+
+// append adds leaves for seconds from t and marks them answered.
+func (m *catchupMember) append(t testing.TB, start uint64, leaves []ksi.Imprint, sync bool) {
+	t.Helper()
+	root, err := m.st.AppendRange(start, leaves, sync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sync {
+		if err := m.w.Answered(start+uint64(len(leaves))-1, root); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // publish makes the member's newest due publication through its log.
@@ -116,7 +152,7 @@ func leavesFor(from, n uint64) []ksi.Imprint {
 }
 
 // sameCalendar fails unless b holds a's seconds with the same leaves,
-// roots and publications file.
+// roots and (once there are publications) publications file.
 func sameCalendar(t *testing.T, a, b *catchupMember) {
 	t.Helper()
 	f1, l1, _ := a.st.Head()
@@ -136,9 +172,10 @@ func sameCalendar(t *testing.T, a, b *catchupMember) {
 	if !r1.Equal(r2) {
 		t.Fatalf("root after %d: restored %s, the peer's %s", l1, r2, r1)
 	}
+	// Until the first publication each member serves its own file.
 	fa, _ := a.pub.File()
 	fb, _ := b.pub.File()
-	if !bytes.Equal(fa, fb) {
+	if len(a.pub.Publications()) > 0 && !bytes.Equal(fa, fb) {
 		t.Fatal("the restored member serves another publications file than its peer")
 	}
 }
@@ -158,9 +195,7 @@ func TestRestoreFetchesCalendar(t *testing.T) {
 	}
 	src := newCatchupMember(t, sets[0], &now, start, leavesFor(0, n/2))
 	src.publish(t)
-	if _, err := src.st.AppendRange(start+n/2, leavesFor(n/2, n/2), true); err != nil {
-		t.Fatal(err)
-	}
+	src.append(t, start+n/2, leavesFor(n/2, n/2), true)
 	src.publish(t)
 	if got := len(src.pub.Publications()); got != 2 {
 		t.Fatalf("the source has %d publications, want 2", got)
@@ -192,12 +227,14 @@ func TestRestoreFetchesCalendar(t *testing.T) {
 }
 
 // A peer that sends other leaves than the committed calendar (one leaf
-// changed) is caught by the root before the last batch is written; a
-// member whose own calendar differs is refused before anything is
-// written; a member that cannot reach a peer with the seconds fails
-// with the peers' errors, keeping what arrived.
+// changed) is caught by the root before the last batch is written: what
+// it sent is dropped and the next peer gives the cluster's calendar; with
+// no honest peer the member stops. A member whose own answered calendar
+// differs is refused before anything is written. A peer without the
+// seconds, or one that stalls, is tried again and again until the
+// restore is given up (the member stopped).
 func TestRestoreRefusesOtherHistories(t *testing.T) {
-	const n = 20_000
+	const n = 40_000
 	now := time.Unix(1_800_000_000, 0)
 	start := uint64(now.Unix()) - n
 	sets, err := pki.InitMembers(filepath.Join(t.TempDir(), "keys"), 2, pki.InitOptions{})
@@ -209,23 +246,30 @@ func TestRestoreRefusesOtherHistories(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer func(r, s time.Duration) { fetchRetry, fetchStall = r, s }(fetchRetry, fetchStall)
+	fetchRetry = time.Millisecond
 
 	lying := leavesFor(0, n)
-	lying[n/2] = leafFor(999_999)
+	lying[n-10] = leafFor(999_999)
 	liar := newCatchupMember(t, sets[0], &now, start, lying)
 	dst := newCatchupMember(t, sets[1], &now, 0, nil)
 	err = dst.svc.RestoreFrom(context.Background(), 5, data, localPeers{liar.svc})
 	if !errors.Is(err, ErrHistoryLost) {
-		t.Fatalf("restore from a peer with another second: %v, want ErrHistoryLost", err)
+		t.Fatalf("restore from a lying peer only: %v, want ErrHistoryLost", err)
 	}
-	if _, last, _ := dst.st.Head(); last >= start+n-1 {
-		t.Fatalf("the lying peer's last batch was written (calendar ends at %d)", last)
+	if _, _, ok := dst.st.Head(); ok {
+		t.Fatal("what the lying peer sent was kept")
 	}
 	if dst.st.Applied() != 0 {
 		t.Fatal("a failed restore recorded the snapshot's index as applied")
 	}
+	// The liar first, then an honest peer: the restore succeeds.
+	if err := dst.svc.RestoreFrom(context.Background(), 5, data, localPeers{liar.svc, src.svc}); err != nil {
+		t.Fatalf("restore from a liar and an honest peer: %v", err)
+	}
+	sameCalendar(t, src, dst)
 
-	// Its own first 100 seconds differ from the cluster's.
+	// Its own answered first 100 seconds differ from the cluster's.
 	own := newCatchupMember(t, sets[1], &now, start, leavesFor(500_000, 100))
 	err = own.svc.RestoreFrom(context.Background(), 5, data, localPeers{src.svc})
 	if !errors.Is(err, ErrHistoryLost) {
@@ -235,16 +279,85 @@ func TestRestoreRefusesOtherHistories(t *testing.T) {
 		t.Fatalf("a member on another history appended what the peer sent (ends at %d)", last)
 	}
 
-	// A peer that holds fewer seconds than the snapshot: tried again
-	// (here briefly), then given up on.
-	defer func(d time.Duration) { fetchRetry = d }(fetchRetry)
-	fetchRetry = time.Millisecond
+	// A peer that holds fewer seconds than the snapshot: tried until
+	// the member gives up.
 	short := newCatchupMember(t, sets[0], &now, start, leavesFor(0, n/2))
 	late := newCatchupMember(t, sets[1], &now, 0, nil)
-	err = late.svc.RestoreFrom(context.Background(), 5, data, localPeers{short.svc})
-	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("this member holds")) {
-		t.Fatalf("restore from a peer without the seconds: %v", err)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err = late.svc.RestoreFrom(ctx, 5, data, localPeers{short.svc})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("restore from a peer without the seconds: %v, want it tried until stopped", err)
 	}
+
+	// A peer that stalls after a part is given up on; the next answers.
+	fetchStall = 200 * time.Millisecond
+	stalled := newCatchupMember(t, sets[1], &now, 0, nil)
+	if err := stalled.svc.RestoreFrom(context.Background(), 5, data, mixedPeers{&stallingPeer{svc: src.svc, parts: 2}, src.svc}); err != nil {
+		t.Fatalf("restore past a stalled peer: %v", err)
+	}
+	sameCalendar(t, src, stalled)
+}
+
+// stallingPeer answers the first parts of a fetch, then sends nothing
+// until the fetch is given up.
+type stallingPeer struct {
+	svc   *Service
+	parts int
+}
+
+// A snapshot written before snapshots carried the publications cannot
+// restore a member that lacks seconds: it would not know which
+// publications to fetch.
+func TestRestoreRefusesLegacySnapshot(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	sets, err := pki.InitMembers(filepath.Join(t.TempDir(), "keys"), 2, pki.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newCatchupMember(t, sets[0], &now, uint64(now.Unix())-100, leavesFor(0, 100))
+	data, err := src.svc.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := newCatchupMember(t, sets[1], &now, 0, nil)
+	err = dst.svc.RestoreFrom(context.Background(), 5, data[:snapshotLen], localPeers{src.svc})
+	if err == nil || !strings.Contains(err.Error(), "older Tempel") {
+		t.Fatalf("restore from a legacy snapshot: %v", err)
+	}
+	// A member that holds the seconds takes it: nothing to fetch.
+	if err := src.svc.RestoreFrom(context.Background(), 5, data[:snapshotLen], nil); err != nil {
+		t.Fatalf("a member holding the seconds refused the legacy snapshot: %v", err)
+	}
+}
+
+// A member whose own list of members' certificates differs from the one
+// the file was signed with (it was added later) still rebuilds the
+// cluster's file: the snapshot carries the certificates.
+func TestRestorePublicationsOtherCertificates(t *testing.T) {
+	const n = 30
+	now := time.Unix(1_800_000_000, 0)
+	start := uint64(now.Unix()) - n
+	dir := t.TempDir()
+	old, err := pki.InitMembers(filepath.Join(dir, "old"), 2, pki.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bigger, err := pki.InitMembers(filepath.Join(dir, "new"), 3, pki.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := newCatchupMember(t, old[0], &now, start, leavesFor(0, n))
+	src.publish(t)
+	data, err := src.svc.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := newCatchupMember(t, bigger[2], &now, 0, nil)
+	if err := dst.svc.RestoreFrom(context.Background(), 9, data, localPeers{src.svc}); err != nil {
+		t.Fatal(err)
+	}
+	sameCalendar(t, src, dst)
 }
 
 // The descriptor's encoding: a round trip, the older form without

@@ -269,6 +269,8 @@ func (n *Node) calendarReady() error {
 	}
 	st := n.raft.Status()
 	switch {
+	case st.Restoring:
+		return errors.New("cluster: restoring the calendar from the cluster's snapshot (fetching from peers)")
 	case n.raftLog.Leading():
 		return nil
 	case n.cfg.Role == RoleCalendar:

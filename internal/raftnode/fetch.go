@@ -94,6 +94,8 @@ func (f peerFetcher) Fetch(ctx context.Context, id uint64, req []byte, recv func
 // through RestoreFrom when it fetches from peers. A restore is stopped
 // by Stop.
 func (n *Node) restoreMachine(index uint64, data []byte) error {
+	n.restoring.Store(true)
+	defer n.restoring.Store(false)
 	pr, ok := n.sm.(PeerRestorer)
 	if !ok {
 		return n.sm.Restore(index, data)
@@ -107,8 +109,15 @@ func (n *Node) restoreMachine(index uint64, data []byte) error {
 		case <-ctx.Done():
 		}
 	}()
-	return pr.RestoreFrom(ctx, index, data, peerFetcher{n: n, lead: n.lead})
+	err := pr.RestoreFrom(ctx, index, data, peerFetcher{n: n, lead: n.lead})
+	if err != nil && ctx.Err() != nil {
+		return errStopping
+	}
+	return err
 }
+
+// errStopping ends a restore cut short by Stop: not a fatal error.
+var errStopping = errors.New("raftnode: stopping")
 
 // serveFetch answers a peer's fetch from the state machine, at most
 // DefaultFetchServers at once.
@@ -143,10 +152,16 @@ func fetchStream(srv any, stream grpc.ServerStream) error {
 	err := r.serveFetch(stream.Context(), in.GetValue(), func(part []byte) error {
 		return stream.SendMsg(&wrapperspb.BytesValue{Value: part})
 	})
-	if _, ok := status.FromError(err); err != nil && !ok {
-		return status.Error(codes.FailedPrecondition, err.Error())
+	if err == nil {
+		return nil
 	}
-	return err
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return status.FromContextError(err).Err()
+	}
+	return status.Error(codes.FailedPrecondition, err.Error())
 }
 
 // Fetch implements fetching for the gRPC transport, on the peer's

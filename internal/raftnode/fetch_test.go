@@ -11,8 +11,12 @@ import (
 	"time"
 )
 
-// refuse as toySM.lie makes ServeFetch fail.
-const refuse = "\x00refuse"
+// refuse and stall as toySM.lie make ServeFetch fail, or wait until
+// the fetch is given up.
+const (
+	refuse = "\x00refuse"
+	stall  = "\x00stall"
+)
 
 // ServeFetch answers a request for the first count keys applied, one
 // key per part.
@@ -30,8 +34,12 @@ func (s *toySM) ServeFetch(ctx context.Context, req []byte, send func([]byte) er
 	keys := append([]string(nil), s.order[:count]...)
 	lie := s.lie
 	s.mu.Unlock()
-	if lie == refuse {
+	switch lie {
+	case refuse:
 		return errors.New("refusing to serve")
+	case stall:
+		<-ctx.Done()
+		return ctx.Err()
 	}
 	for i, k := range keys {
 		if i == 0 && lie != "" {
@@ -151,4 +159,40 @@ func TestRestoreFetchesFromPeers(t *testing.T) {
 	f.srv.Stop()
 	f.node.Stop()
 	f.node, f.srv, f.lis = nil, nil, nil
+}
+
+// A member stopped while it restores (its peers answer nothing) stops
+// cleanly: the restore cut short is not a fatal error, and while it
+// lasts the member says it is restoring.
+func TestStopDuringRestore(t *testing.T) {
+	c := newCluster(t, 3, func(cfg *Config) { cfg.SnapshotEvery, cfg.KeepEntries = 50, 10 })
+	for _, m := range c.members {
+		m.sm.fetching = true
+	}
+	c.proposeAll(c.members, keys("s", 0, 120))
+	l := c.leaderOf(c.members)
+	f := c.others(l)[0]
+	waitFor(t, 5*time.Second, "a snapshot in the follower's log", func() bool {
+		snap, err := f.node.st.Snapshot()
+		return err == nil && snap.GetMetadata().GetIndex() > 0
+	})
+	c.stop(f)
+	for _, m := range c.others(f) {
+		m.sm.mu.Lock()
+		m.sm.lie = stall
+		m.sm.mu.Unlock()
+	}
+	f.sm = newToySM()
+	f.sm.fetching = true
+	c.start(f)
+	waitFor(t, 5*time.Second, "the member saying it restores", func() bool { return f.node.Status().Restoring })
+	c.stop(f) // fails the test if the member recorded a fatal error
+	for _, m := range c.others(f) {
+		m.sm.mu.Lock()
+		m.sm.lie = ""
+		m.sm.mu.Unlock()
+	}
+	c.start(f)
+	waitFor(t, 10*time.Second, "the restore done once the peers answer", func() bool { return f.sm.restored() > 0 })
+	c.waitSame(c.members, 120)
 }

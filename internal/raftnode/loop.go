@@ -30,6 +30,9 @@ func (n *Node) run() {
 	if n.pending != nil {
 		err := n.restoreMachine(n.snapIndex, n.pending)
 		n.pending = nil
+		if errors.Is(err, errStopping) {
+			return
+		}
 		if err != nil {
 			n.fail(fmt.Errorf("raftnode: restore the log's snapshot at %d: %w", n.snapIndex, err))
 			return
@@ -55,7 +58,9 @@ func (n *Node) run() {
 		}
 		n.drain()
 		for n.rn.HasReady() {
-			if err := n.handleReady(); err != nil {
+			if err := n.handleReady(); errors.Is(err, errStopping) {
+				return
+			} else if err != nil {
 				n.fail(err)
 				return
 			}
@@ -173,7 +178,9 @@ func (n *Node) restore(snap *pb.Snapshot) error {
 		n.learnAddr(id, addr)
 	}
 	if idx > n.smApplied {
-		if err := n.restoreMachine(idx, data); err != nil {
+		if err := n.restoreMachine(idx, data); errors.Is(err, errStopping) {
+			return err
+		} else if err != nil {
 			return fmt.Errorf("raftnode: restore snapshot at %d: %w", idx, err)
 		}
 		n.smApplied = idx

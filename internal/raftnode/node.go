@@ -61,6 +61,7 @@ type Node struct {
 
 	fetching      chan struct{} // a slot per fetch served at once
 	fetchesServed atomic.Uint64
+	restoring     atomic.Bool // the state machine is being restored from a snapshot
 }
 
 type proposal struct {
@@ -330,6 +331,9 @@ type Status struct {
 	// SnapshotsSent and SnapshotsFailed count the snapshot messages
 	// this member (as leader) delivered to a peer, or could not.
 	SnapshotsSent, SnapshotsFailed uint64
+	// Restoring: the state machine is being restored from a snapshot
+	// (it may be fetching from peers); it applies nothing meanwhile.
+	Restoring bool
 	// FetchesServed counts the peers' fetches of state this member
 	// answered in full (a restoring member fetches what a snapshot describes).
 	FetchesServed uint64
@@ -353,6 +357,7 @@ func (n *Node) Status() Status {
 	s := n.status
 	n.mu.Unlock()
 	s.FetchesServed = n.fetchesServed.Load()
+	s.Restoring = n.restoring.Load()
 	return s
 }
 
