@@ -408,13 +408,13 @@ func leafRequest(from, to uint64) []byte {
 // leafFetch takes one peer's answer: the header, then leaves in order,
 // appended in batches of a part.
 type leafFetch struct {
-	s         *Service
-	d         *snapshotDesc
-	next      uint64 // the second of the next leaf expected
-	header    bool
-	log       *slog.Logger
-	lastLog   time.Time
-	leaves    []ksi.Imprint
+	s       *Service
+	d       *snapshotDesc
+	next    uint64 // the second of the next leaf expected
+	header  bool
+	log     *slog.Logger
+	lastLog time.Time
+	leaves  []ksi.Imprint
 }
 
 func (f *leafFetch) part(b []byte) error {

@@ -24,7 +24,7 @@ func (p grpcPeers) Fetch(ctx context.Context, id uint64, req []byte, recv func([
 
 type noReports struct{}
 
-func (noReports) ReportUnreachable(uint64)     {}
+func (noReports) ReportUnreachable(uint64)    {}
 func (noReports) ReportSnapshot(uint64, bool) {}
 
 // BenchmarkRestore30Days restores the snapshot of a 30-day calendar
