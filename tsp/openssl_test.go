@@ -1,0 +1,81 @@
+package tsp_test
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func needOpenSSL(t *testing.T) string {
+	t.Helper()
+	p, err := exec.LookPath("openssl")
+	if err != nil {
+		t.Skip("openssl not installed: the interoperability tests need it")
+	}
+	return p
+}
+
+func run(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	return string(out), err
+}
+
+// TestOpenSSLVerifies: openssl makes the request, we answer, openssl
+// verifies the token against the document and against the request; a
+// changed document fails.
+func TestOpenSSLVerifies(t *testing.T) {
+	openssl := needOpenSSL(t)
+	for _, kind := range []string{"rsa", "ecdsa"} {
+		for _, q := range [][]string{{"-sha256", "-cert"}, {"-sha512", "-no_nonce"}, {"-sha384", "-cert", "-no_nonce"}} {
+			t.Run(kind+strings.Join(q, ""), func(t *testing.T) {
+				dir := t.TempDir()
+				tsa := newTSA(t, kind)
+				rootPEM := tsa.writeRoot(t, dir)
+				doc := filepath.Join(dir, "doc.txt")
+				if err := os.WriteFile(doc, []byte("a document to time-stamp\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				tsq := filepath.Join(dir, "req.tsq")
+				if out, err := run(t, openssl, append([]string{"ts", "-query", "-data", doc, "-out", tsq}, q...)...); err != nil {
+					t.Fatalf("openssl ts -query: %v\n%s", err, out)
+				}
+				reqDER, err := os.ReadFile(tsq)
+				if err != nil {
+					t.Fatal(err)
+				}
+				resp, _ := issue(t, tsa.signer, reqDER, time.Now())
+				tsr := filepath.Join(dir, "resp.tsr")
+				if err := os.WriteFile(tsr, resp, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				untrusted := []string{}
+				if !strings.Contains(strings.Join(q, " "), "-cert") {
+					p := filepath.Join(dir, "tsa.pem")
+					writePEM(t, p, tsa.signer.Cert.Raw)
+					untrusted = []string{"-untrusted", p}
+				}
+				verify := func(extra ...string) (string, error) {
+					args := append([]string{"ts", "-verify", "-in", tsr, "-CAfile", rootPEM}, extra...)
+					return run(t, openssl, append(args, untrusted...)...)
+				}
+				if out, err := verify("-data", doc); err != nil {
+					t.Fatalf("openssl ts -verify -data: %v\n%s", err, out)
+				}
+				if out, err := verify("-queryfile", tsq); err != nil {
+					t.Fatalf("openssl ts -verify -queryfile: %v\n%s", err, out)
+				}
+				other := filepath.Join(dir, "other.txt")
+				if err := os.WriteFile(other, []byte("a changed document\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				if out, err := verify("-data", other); err == nil {
+					t.Fatalf("openssl ts -verify accepted a changed document:\n%s", out)
+				}
+			})
+		}
+	}
+}
