@@ -184,3 +184,38 @@ func writePEM(t testing.TB, path string, der []byte) {
 		t.Fatal(err)
 	}
 }
+
+// extendSig extends a signature from ksiSign to a publication n seconds
+// later: the same calendar (its leaf is the signature's calendar chain
+// input), n more seconds appended, the chain to the new root and a
+// publication record on it.
+func extendSig(t testing.TB, sig *ksi.Signature, n uint64) (*ksi.Signature, ksi.PublishedData) {
+	t.Helper()
+	sec := sig.SigningTime()
+	state, nodes, err := calendartree.Append(calendartree.State{}, sec, []ksi.Imprint{sig.CalendarChain.InputHash})
+	if err != nil {
+		t.Fatal(err)
+	}
+	more := make([]ksi.Imprint, n)
+	for i := range more {
+		more[i], _ = ksi.SHA2_256.Digest([]byte{byte(i), 'x'})
+	}
+	state, nodes2, err := calendartree.Append(state, sec+1, more)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cal, err := state.Chain(append(nodeMap(nodes), nodes2...), sec, sec+n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pd := ksi.NewPublishedData(sec+n, state.Root())
+	pub, err := ksi.NewPublicationRecord(ksi.TypePublicationRecord, pd, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := sig.Extend(cal, pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ext, pd
+}
