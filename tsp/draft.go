@@ -204,10 +204,8 @@ func (d *Draft) embed(ksig *ksi.Signature) ([]byte, error) {
 	b := tlv.NewBuilder(make([]byte, 0, len(ksig.Raw)+len(d.tstInfo)+len(d.attrs)+96))
 	b.Begin(ksi.TypeSignature, false, false)
 	b.Begin(ksi.TypeRFC3161Record, false, false)
+	// Children in libksi's order (the conformance pack's rfc3161-signature.ksig).
 	b.Uint(0x02, lowest.AggregationTime)
-	for _, i := range lowest.ChainIndex {
-		b.Uint(0x03, i)
-	}
 	b.Bin(0x05, d.imprint)
 	b.Bin(0x10, d.tstInfo[:d.tstCut])
 	b.Bin(0x11, d.tstInfo[d.tstCut+digestLen:])
@@ -215,6 +213,9 @@ func (d *Draft) embed(ksig *ksi.Signature) ([]byte, error) {
 	b.Bin(0x13, d.attrs[:d.attrCut])
 	b.Bin(0x14, d.attrs[d.attrCut+sha256.Size:])
 	b.Uint(0x15, uint64(ksi.SHA2_256))
+	for _, i := range lowest.ChainIndex {
+		b.Uint(0x03, i)
+	}
 	b.End()
 	b.Raw(outer.Value)
 	b.End()

@@ -31,6 +31,10 @@ func formatErr(format string, args ...any) error {
 // Token is a parsed time-stamp token (a ContentInfo holding a SignedData
 // over a TSTInfo).
 type Token struct {
+	// Raw is the token's DER (the ContentInfo), also when it was read
+	// from a response.
+	Raw []byte
+
 	// TSTInfo fields.
 	Policy   asn1.ObjectIdentifier
 	HashOID  asn1.ObjectIdentifier
@@ -144,7 +148,7 @@ func ParseToken(der []byte) (*Token, error) {
 		!sdWrap.ReadASN1(&sd, cbasn1.SEQUENCE) || !sdWrap.Empty() {
 		return nil, formatErr("not a ContentInfo with SignedData")
 	}
-	t := &Token{}
+	t := &Token{Raw: der}
 	start := sd
 	var version int64
 	var digestAlgs, eci cryptobyte.String
