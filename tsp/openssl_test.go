@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tempel-ksi/tempel/internal/pki"
 )
 
 func needOpenSSL(t *testing.T) string {
@@ -77,5 +79,50 @@ func TestOpenSSLVerifies(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestOpenSSLDevPKI: tokens signed with the development PKI's TSA key
+// (tempel keys init, RSA and ECDSA) verify with openssl against root.pem.
+func TestOpenSSLDevPKI(t *testing.T) {
+	openssl := needOpenSSL(t)
+	for _, kind := range []pki.TSAKeyType{pki.TSAKeyRSA, pki.TSAKeyECDSA} {
+		t.Run(string(kind), func(t *testing.T) {
+			dir := t.TempDir()
+			set, err := pki.Init(filepath.Join(dir, "keys"), pki.InitOptions{TSAKey: kind})
+			if err != nil {
+				t.Fatal(err)
+			}
+			signer, err := set.TSASigner()
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := filepath.Join(dir, "doc.txt")
+			if err := os.WriteFile(doc, []byte("signed by the development TSA\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			tsq := filepath.Join(dir, "req.tsq")
+			if out, err := run(t, openssl, "ts", "-query", "-data", doc, "-sha256", "-cert", "-out", tsq); err != nil {
+				t.Fatalf("openssl ts -query: %v\n%s", err, out)
+			}
+			reqDER, err := os.ReadFile(tsq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp, _ := issue(t, signer, reqDER, time.Now())
+			tsr := filepath.Join(dir, "resp.tsr")
+			if err := os.WriteFile(tsr, resp, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := run(t, openssl, "ts", "-verify", "-in", tsr, "-queryfile", tsq, "-CAfile", set.RootPath); err != nil {
+				t.Fatalf("openssl ts -verify: %v\n%s", err, out)
+			}
+			if err := os.WriteFile(doc, []byte("changed\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := run(t, openssl, "ts", "-verify", "-in", tsr, "-data", doc, "-CAfile", set.RootPath); err == nil {
+				t.Fatalf("openssl ts -verify accepted a changed document:\n%s", out)
+			}
+		})
 	}
 }
