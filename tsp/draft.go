@@ -11,8 +11,6 @@ import (
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/tlv"
-	"golang.org/x/crypto/cryptobyte"
-	cbasn1 "golang.org/x/crypto/cryptobyte/asn1"
 )
 
 // Draft is a token whose content is fixed: its TSTInfo and signed
@@ -46,6 +44,9 @@ func (s *Signer) Draft(req *Request, serial *big.Int, genTime time.Time) (*Draft
 	if err != nil {
 		return nil, err
 	}
+	if req == nil {
+		return nil, errors.New("tsp: no request")
+	}
 	if serial == nil || serial.Sign() <= 0 {
 		return nil, errors.New("tsp: serial number must be positive")
 	}
@@ -58,64 +59,23 @@ func (s *Signer) Draft(req *Request, serial *big.Int, genTime time.Time) (*Draft
 		return nil, fmt.Errorf("tsp: request without a supported message imprint")
 	}
 	genTime = genTime.Truncate(time.Second).UTC()
+	if y := genTime.Year(); y < 1970 || y > 9999 {
+		return nil, fmt.Errorf("tsp: genTime %s out of range", genTime)
+	}
 	d := &Draft{s: s, p: p, certReq: req.CertReq, genTime: genTime, imprint: req.Imprint}
-	digest := req.Imprint.Digest()
 
-	gt := genTime.AppendFormat(make([]byte, 0, 15), "20060102150405Z")
-	b := cryptobyte.NewBuilder(make([]byte, 0, 96+len(policy)+len(req.HashAlgID)+len(digest)+len(req.Nonce)))
-	b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-		b.AddASN1Int64(1)
-		b.AddBytes(policy)
-		b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) {
-			b.AddBytes(req.HashAlgID)
-			b.AddASN1(cbasn1.OCTET_STRING, func(b *cryptobyte.Builder) {
-				b.AddBytes(digest)
-			})
-		})
-		b.AddASN1BigInt(serial)
-		b.AddASN1(cbasn1.GeneralizedTime, func(b *cryptobyte.Builder) { b.AddBytes(gt) })
-		b.AddBytes(accuracy1s)
-		if req.Nonce != nil {
-			b.AddASN1(cbasn1.INTEGER, func(b *cryptobyte.Builder) { b.AddBytes(req.Nonce) })
-		}
-	})
-	if d.tstInfo, err = b.Bytes(); err != nil {
-		return nil, fmt.Errorf("tsp: TSTInfo: %w", err)
-	}
-	// The hashedMessage is where the digest sits after the policy and the
-	// algorithm identifier; find it by reading back what was written.
-	if d.tstCut = imprintOffset(d.tstInfo); d.tstCut < 0 || !bytes.Equal(d.tstInfo[d.tstCut:d.tstCut+len(digest)], digest) {
-		return nil, errors.New("tsp: TSTInfo: message imprint not found")
-	}
+	d.tstInfo, d.tstCut = appendTSTInfo(nil, policy, req, serial, genTime)
 	tstDigest := sha256.Sum256(d.tstInfo)
 	d.buildAttrs(tstDigest[:])
 	d.digest = sha256.Sum256(d.attrs)
-	sa := append([]byte{byte(ksi.SHA2_256)}, d.digest[:]...)
-	docDigest := sha256.Sum256(sa)
-	d.doc = append(ksi.Imprint{byte(ksi.SHA2_256)}, docDigest[:]...)
+	var sa [1 + sha256.Size]byte
+	sa[0] = byte(ksi.SHA2_256)
+	copy(sa[1:], d.digest[:])
+	docDigest := sha256.Sum256(sa[:])
+	d.doc = append(make(ksi.Imprint, 0, len(sa)), byte(ksi.SHA2_256))
+	d.doc = append(d.doc, docDigest[:]...)
 	return d, nil
 }
-
-// imprintOffset returns the offset of the hashedMessage content in a
-// TSTInfo, -1 if it cannot be read.
-func imprintOffset(tst []byte) int {
-	in := cryptobyte.String(tst)
-	var body, mi, digest cryptobyte.String
-	var skip cryptobyte.String
-	var tag cbasn1.Tag
-	if !in.ReadASN1(&body, cbasn1.SEQUENCE) ||
-		!body.ReadAnyASN1Element(&skip, &tag) || // version
-		!body.ReadAnyASN1Element(&skip, &tag) || // policy
-		!body.ReadASN1(&mi, cbasn1.SEQUENCE) ||
-		!mi.ReadAnyASN1Element(&skip, &tag) || // hash algorithm
-		!mi.ReadASN1(&digest, cbasn1.OCTET_STRING) {
-		return -1
-	}
-	return offsetIn(tst, digest)
-}
-
-// offsetIn returns the offset of sub, a subslice of b, in b.
-func offsetIn(b, sub []byte) int { return cap(b) - cap(sub) }
 
 // buildAttrs encodes the signed attributes (as the SET OF the key signs)
 // with the TSTInfo digest, and records where that digest sits.
@@ -175,17 +135,23 @@ func (d *Draft) Sign() ([]byte, error) {
 
 // Token checks that ksig signs [Draft.Document] in second genTime,
 // makes it the token's KSI signature (with the RFC 3161 record first)
-// and returns the token: a ContentInfo holding the SignedData.
+// and returns the token: a ContentInfo holding the SignedData. sig is the
+// result of [Draft.Sign].
 func (d *Draft) Token(sig []byte, ksig *ksi.Signature) ([]byte, error) {
-	full, err := d.embed(ksig)
-	if err != nil {
-		return nil, err
-	}
-	return d.encode(sig, full), nil
+	return d.appendToken(nil, sig, ksig)
 }
 
-// embed returns ksig's encoding with the RFC 3161 record put first.
-func (d *Draft) embed(ksig *ksi.Signature) ([]byte, error) {
+// Response is [Granted] of [Draft.Token], written without the copy.
+func (d *Draft) Response(sig []byte, ksig *ksi.Signature) ([]byte, error) {
+	return d.appendToken(grantedStatus, sig, ksig)
+}
+
+// grantedStatus marks appendToken's dst as a TimeStampResp to head.
+var grantedStatus = []byte{0x30, 0x03, 0x02, 0x01, statusGranted}
+
+// appendToken writes the token, after a TimeStampResp header when status
+// is grantedStatus (nil: the bare token).
+func (d *Draft) appendToken(status, sig []byte, ksig *ksi.Signature) ([]byte, error) {
 	if ksig.RFC3161 != nil {
 		return nil, errors.New("tsp: the KSI signature already has an RFC 3161 record")
 	}
@@ -196,28 +162,127 @@ func (d *Draft) embed(ksig *ksi.Signature) ([]byte, error) {
 	if t := lowest.AggregationTime; t != uint64(d.genTime.Unix()) {
 		return nil, fmt.Errorf("tsp: the KSI signature was aggregated at %d, the token's genTime is %d", t, d.genTime.Unix())
 	}
-	digestLen := len(d.imprint) - 1
 	outer, err := tlv.ReadOne(ksig.Raw)
 	if err != nil {
 		return nil, fmt.Errorf("tsp: KSI signature: %w", err)
 	}
-	b := tlv.NewBuilder(make([]byte, 0, len(ksig.Raw)+len(d.tstInfo)+len(d.attrs)+96))
-	b.Begin(ksi.TypeSignature, false, false)
-	b.Begin(ksi.TypeRFC3161Record, false, false)
-	// Children in libksi's order (the conformance pack's rfc3161-signature.ksig).
-	b.Uint(0x02, lowest.AggregationTime)
-	b.Bin(0x05, d.imprint)
-	b.Bin(0x10, d.tstInfo[:d.tstCut])
-	b.Bin(0x11, d.tstInfo[d.tstCut+digestLen:])
-	b.Uint(0x12, uint64(ksi.SHA2_256))
-	b.Bin(0x13, d.attrs[:d.attrCut])
-	b.Bin(0x14, d.attrs[d.attrCut+sha256.Size:])
-	b.Uint(0x15, uint64(ksi.SHA2_256))
-	for _, i := range lowest.ChainIndex {
-		b.Uint(0x03, i)
+	rec := d.record(lowest)
+	ksigContent := rec.size() + len(outer.Value)
+	if ksigContent > tlv.MaxValueLen {
+		return nil, fmt.Errorf("tsp: KSI signature of %d bytes is too large", ksigContent)
 	}
-	b.End()
-	b.Raw(outer.Value)
-	b.End()
-	return b.Bytes()
+	ksigLen := tlv.HeaderSize(ksi.TypeSignature, ksigContent) + ksigContent
+
+	p := d.p
+	unsigned := derLen(len(derOIDKSI) + derLen(derLen(ksigLen)))
+	siContent := len(derVersion1) + len(p.sid) + len(sha256AlgID) + len(d.attrs) + len(p.sigAlg) + derLen(len(sig)) + derLen(unsigned)
+	eci := len(derOIDTSTInfo) + derLen(derLen(len(d.tstInfo)))
+	sdContent := len(derSignedDataHead) + derLen(eci) + derLen(derLen(siContent))
+	if d.certReq {
+		sdContent += derLen(len(p.certs))
+	}
+	ciContent := len(derOIDSignedData) + derLen(derLen(sdContent))
+	total := derLen(ciContent)
+	if status != nil {
+		total = derLen(len(status) + total)
+	}
+
+	out := make([]byte, 0, total)
+	if status != nil {
+		out = appendHeader(out, 0x30, len(status)+derLen(ciContent))
+		out = append(out, status...)
+	}
+	out = appendHeader(out, 0x30, ciContent)
+	out = append(out, derOIDSignedData...)
+	out = appendHeader(out, 0xa0, derLen(sdContent))
+	out = appendHeader(out, 0x30, sdContent)
+	out = append(out, derSignedDataHead...)
+	out = appendHeader(out, 0x30, eci)
+	out = append(out, derOIDTSTInfo...)
+	out = appendHeader(out, 0xa0, derLen(len(d.tstInfo)))
+	out = appendHeader(out, 0x04, len(d.tstInfo))
+	out = append(out, d.tstInfo...)
+	if d.certReq {
+		out = appendHeader(out, 0xa0, len(p.certs))
+		out = append(out, p.certs...)
+	}
+	out = appendHeader(out, 0x31, derLen(siContent))
+	out = appendHeader(out, 0x30, siContent)
+	out = append(out, derVersion1...)
+	out = append(out, p.sid...)
+	out = append(out, sha256AlgID...)
+	// The signed attributes, [0] IMPLICIT instead of the SET tag they
+	// were signed with.
+	out = append(out, 0xa0)
+	out = append(out, d.attrs[1:]...)
+	out = append(out, p.sigAlg...)
+	out = appendHeader(out, 0x04, len(sig))
+	out = append(out, sig...)
+	out = appendHeader(out, 0xa1, unsigned)
+	out = appendHeader(out, 0x30, len(derOIDKSI)+derLen(derLen(ksigLen)))
+	out = append(out, derOIDKSI...)
+	out = appendHeader(out, 0x31, derLen(ksigLen))
+	out = appendHeader(out, 0x04, ksigLen)
+	out = tlv.AppendKnownHeader(out, ksi.TypeSignature, ksigContent)
+	out = rec.append(out)
+	out = append(out, outer.Value...)
+	if len(out) != total {
+		return nil, fmt.Errorf("tsp: internal error: token of %d bytes, sized %d", len(out), total)
+	}
+	return out, nil
 }
+
+// rfcRecord is the 0x806 record of a token: the TSTInfo and signed
+// attributes cut around their digests.
+type rfcRecord struct {
+	time               uint64
+	index              []uint64
+	imprint            []byte
+	tstPre, tstSuf     []byte
+	attrsPre, attrsSuf []byte
+}
+
+func (d *Draft) record(lowest *ksi.AggregationChain) rfcRecord {
+	digestLen := len(d.imprint) - 1
+	return rfcRecord{
+		time: lowest.AggregationTime, index: lowest.ChainIndex, imprint: d.imprint,
+		tstPre: d.tstInfo[:d.tstCut], tstSuf: d.tstInfo[d.tstCut+digestLen:],
+		attrsPre: d.attrs[:d.attrCut], attrsSuf: d.attrs[d.attrCut+sha256.Size:],
+	}
+}
+
+func kLen(typ uint16, n int) int { return tlv.HeaderSize(typ, n) + n }
+
+func (r *rfcRecord) content() int {
+	n := kLen(0x02, tlv.UintLen(r.time)) + kLen(0x05, len(r.imprint)) +
+		kLen(0x10, len(r.tstPre)) + kLen(0x11, len(r.tstSuf)) + kLen(0x12, 1) +
+		kLen(0x13, len(r.attrsPre)) + kLen(0x14, len(r.attrsSuf)) + kLen(0x15, 1)
+	for _, i := range r.index {
+		n += kLen(0x03, tlv.UintLen(i))
+	}
+	return n
+}
+
+func (r *rfcRecord) size() int { return kLen(ksi.TypeRFC3161Record, r.content()) }
+
+// append writes the record, its children in libksi's order (the
+// conformance pack's rfc3161-signature.ksig).
+func (r *rfcRecord) append(dst []byte) []byte {
+	dst = tlv.AppendKnownHeader(dst, ksi.TypeRFC3161Record, r.content())
+	dst = tlv.AppendKnownHeader(dst, 0x02, tlv.UintLen(r.time))
+	dst = tlv.AppendUintValue(dst, r.time)
+	for _, f := range []struct {
+		typ uint16
+		v   []byte
+	}{{0x05, r.imprint}, {0x10, r.tstPre}, {0x11, r.tstSuf}, {0x12, sha256Alg}, {0x13, r.attrsPre}, {0x14, r.attrsSuf}, {0x15, sha256Alg}} {
+		dst = tlv.AppendKnownHeader(dst, f.typ, len(f.v))
+		dst = append(dst, f.v...)
+	}
+	for _, i := range r.index {
+		dst = tlv.AppendKnownHeader(dst, 0x03, tlv.UintLen(i))
+		dst = tlv.AppendUintValue(dst, i)
+	}
+	return dst
+}
+
+var sha256Alg = []byte{byte(ksi.SHA2_256)}

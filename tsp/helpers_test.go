@@ -1,6 +1,7 @@
 package tsp_test
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -171,11 +172,19 @@ func issue(t testing.TB, s *tsp.Signer, reqDER []byte, genTime time.Time) ([]byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := d.Token(sig, ksiSign(t, d.Document(), uint64(genTime.Unix())))
+	ksig := ksiSign(t, d.Document(), uint64(genTime.Unix()))
+	tok, err := d.Token(sig, ksig)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tsp.Granted(tok), d
+	resp, err := d.Response(sig, ksig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(resp, tsp.Granted(tok)) {
+		t.Fatal("Response differs from Granted(Token)")
+	}
+	return resp, d
 }
 
 func writePEM(t testing.TB, path string, der []byte) {
