@@ -35,7 +35,6 @@ var (
 	oidSHA3_512        = asn1.ObjectIdentifier{2, 16, 840, 1, 101, 3, 4, 2, 10}
 	oidRIPEMD160       = asn1.ObjectIdentifier{1, 3, 36, 3, 2, 1}
 	oidExtKeyUsage     = asn1.ObjectIdentifier{2, 5, 29, 37}
-	oidKPTimeStamping  = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 3, 8}
 )
 
 // OIDKSISignature names the unsigned attribute that carries a token's KSI
@@ -109,16 +108,6 @@ func hashAlgOf(oid asn1.ObjectIdentifier) (ksi.HashAlg, bool) {
 		}
 	}
 	return 0, false
-}
-
-// hashOIDOf is hashAlgOf's inverse.
-func hashOIDOf(a ksi.HashAlg) (asn1.ObjectIdentifier, bool) {
-	for _, h := range hashOIDs {
-		if h.alg == a {
-			return h.oid, true
-		}
-	}
-	return nil, false
 }
 
 // readAlgID reads an AlgorithmIdentifier: its OID and whether parameters

@@ -3,7 +3,7 @@ package tsp
 import (
 	"bytes"
 	"crypto"
-	"crypto/sha1" //nolint:gosec // ESSCertID (v1) names certificates by SHA-1; reading it is not trusting SHA-1 signatures.
+	"crypto/sha1" // ESSCertID (v1) names certificates by SHA-1 hash: matching a name, not trusting a signature
 	"crypto/x509"
 	"encoding/asn1"
 	"errors"
