@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tempel-ksi/tempel/internal/pki"
+	"github.com/tempel-ksi/tempel/tsp"
 )
 
 func needOpenSSL(t *testing.T) string {
@@ -124,5 +125,34 @@ func TestOpenSSLDevPKI(t *testing.T) {
 				t.Fatalf("openssl ts -verify accepted a changed document:\n%s", out)
 			}
 		})
+	}
+}
+
+// TestOpenSSLReadsRejection: openssl reads our rejections with their
+// status text and failure info.
+func TestOpenSSLReadsRejection(t *testing.T) {
+	openssl := needOpenSSL(t)
+	dir := t.TempDir()
+	for _, tt := range []struct {
+		f    *tsp.Failure
+		want string
+	}{
+		{&tsp.Failure{Info: tsp.BadAlg, Text: "SHA-1 is deprecated"}, "unrecognized or unsupported algorithm"},
+		{&tsp.Failure{Info: tsp.UnacceptedPolicy, Text: "policy 1.2.3 is not served"}, "TSA policy is not supported"},
+		{&tsp.Failure{Info: tsp.BadDataFormat, Text: "not a DER TimeStampReq"}, "has the wrong format"},
+	} {
+		p := filepath.Join(dir, "rej.tsr")
+		if err := os.WriteFile(p, tsp.Rejection(tt.f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := run(t, openssl, "ts", "-reply", "-in", p, "-text")
+		if err != nil {
+			t.Fatalf("openssl ts -reply: %v\n%s", err, out)
+		}
+		for _, w := range []string{"Status: Rejected", tt.f.Text, tt.want} {
+			if !strings.Contains(out, w) {
+				t.Errorf("openssl output lacks %q:\n%s", w, out)
+			}
+		}
 	}
 }
