@@ -171,7 +171,10 @@ func (r *Request) readImprint(body *cryptobyte.String) error {
 // Rejection encodes a TimeStampResp with status rejection, f's text as
 // the statusString and f's failure bit.
 func Rejection(f *Failure) []byte {
-	info := max(int(f.Info), 0)
+	info := int(f.Info)
+	if info < 0 || info > int(SystemFailure) {
+		info = int(SystemFailure) // not a PKIFailureInfo bit
+	}
 	bits := make([]byte, info/8+1)
 	bits[info/8] = 0x80 >> (info % 8)
 	b := cryptobyte.NewBuilder(make([]byte, 0, 64+len(f.Text)))

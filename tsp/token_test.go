@@ -128,6 +128,16 @@ func TestParseRequestFailures(t *testing.T) {
 	}
 }
 
+func TestRejectionOutOfRange(t *testing.T) {
+	for _, info := range []tsp.FailureInfo{-1, 26, 1 << 30} {
+		_, err := tsp.ParseResponse(tsp.Rejection(&tsp.Failure{Info: info, Text: "x"}))
+		var f *tsp.Failure
+		if !errors.As(err, &f) || f.Info != tsp.SystemFailure {
+			t.Errorf("failure info %d read back as %v", info, err)
+		}
+	}
+}
+
 func TestPolicy(t *testing.T) {
 	tsa := newTSA(t, "ecdsa")
 	other := asn1.ObjectIdentifier{1, 3, 6, 1, 4, 1, 99999, 1}
