@@ -102,6 +102,9 @@ func FuzzParseToken(f *testing.F) {
 			return
 		}
 		checkToken(t, tok)
+		if again, err := tsp.Parse(data); err != nil || again.IsResponse() {
+			t.Fatalf("Parse of a token: %v", err)
+		}
 	})
 }
 

@@ -134,6 +134,21 @@ func readFailure(code int64, st cryptobyte.String) *Failure {
 	return f
 }
 
+// Parse decodes either a TimeStampResp (a .tsr) or a bare token (a .tst),
+// telling them apart by the first field: a response starts with its
+// PKIStatusInfo (a SEQUENCE), a token with its content type (an OID).
+func Parse(der []byte) (*Token, error) {
+	in := cryptobyte.String(der)
+	var body cryptobyte.String
+	if in.ReadASN1(&body, cbasn1.SEQUENCE) && body.PeekASN1Tag(cbasn1.SEQUENCE) {
+		return ParseResponse(der)
+	}
+	return ParseToken(der)
+}
+
+// IsResponse reports whether the token was read from a TimeStampResp.
+func (t *Token) IsResponse() bool { return t.status != nil }
+
 // ParseToken decodes a time-stamp token (DER ContentInfo).
 func ParseToken(der []byte) (*Token, error) {
 	if len(der) > MaxTokenSize {

@@ -301,6 +301,17 @@ func TestWithKSIExtended(t *testing.T) {
 	if bytes.Equal(newResp, resp) {
 		t.Fatal("WithKSI did not change the token")
 	}
+	// The bare token: Parse tells it from a response; WithKSI gives a token.
+	bare, err := tsp.Parse(tok2.Raw)
+	if err != nil || bare.IsResponse() || !tok2.IsResponse() {
+		t.Fatalf("Parse of the bare token: %v, response %v/%v", err, bare != nil && bare.IsResponse(), tok2.IsResponse())
+	}
+	if again, err := tsp.Parse(newResp); err != nil || !again.IsResponse() || !bytes.Equal(again.Raw, tok2.Raw) {
+		t.Fatalf("Parse of the response: %v", err)
+	}
+	if b, err := bare.WithKSI(ext.Raw); err != nil || !bytes.Equal(b, bare.Raw) {
+		t.Fatalf("WithKSI of the same signature on the bare token: %v, unchanged %v", err, bytes.Equal(b, bare.Raw))
+	}
 	roots := x509.NewCertPool()
 	roots.AddCert(tsa.root)
 	if err := tok2.VerifyTSA(roots, nil, time.Time{}); err != nil {
