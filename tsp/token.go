@@ -60,6 +60,7 @@ type Token struct {
 	KSISignature []byte
 
 	messageDigest []byte
+	contentType   bool // the contentType attribute, id-ct-TSTInfo, is there
 	certID        []byte // first ESSCertID(v2) hash
 	certIDHash    asn1.ObjectIdentifier
 	sdHead        []byte   // SignedData fields before signerInfos
@@ -371,9 +372,10 @@ func (t *Token) parseSignedAttrs(attrs cryptobyte.String) error {
 			t.messageDigest = d
 		case oid.Equal(oidContentType):
 			var ct asn1.ObjectIdentifier
-			if !set.ReadASN1ObjectIdentifier(&ct) || !set.Empty() || !ct.Equal(oidTSTInfo) {
+			if t.contentType || !set.ReadASN1ObjectIdentifier(&ct) || !set.Empty() || !ct.Equal(oidTSTInfo) {
 				return formatErr("contentType attribute is not TSTInfo")
 			}
+			t.contentType = true
 		case oid.Equal(oidSigningCertV2), oid.Equal(oidSigningCert):
 			if err := t.readCertID(set, oid.Equal(oidSigningCertV2)); err != nil {
 				return err

@@ -71,6 +71,9 @@ func (t *Token) VerifyTSA(roots, intermediates *x509.CertPool, at time.Time, sig
 	if !bytes.Equal(d.Sum(nil), t.messageDigest) {
 		return errors.New("tsp: the messageDigest attribute is not the hash of the TSTInfo")
 	}
+	if !t.contentType {
+		return errors.New("tsp: no contentType signed attribute (RFC 5652 §11.1)")
+	}
 	cert := t.signerCert(signers)
 	if cert == nil {
 		return errors.New("tsp: the signer's certificate is neither in the token nor given")
