@@ -60,7 +60,7 @@ type Token struct {
 	KSISignature []byte
 
 	messageDigest []byte
-	contentType   bool // the contentType attribute, id-ct-TSTInfo, is there
+	contentType   bool   // the contentType attribute, id-ct-TSTInfo, is there
 	certID        []byte // first ESSCertID(v2) hash
 	certIDHash    asn1.ObjectIdentifier
 	sdHead        []byte   // SignedData fields before signerInfos
