@@ -14,6 +14,9 @@ import (
 
 func needOpenSSL(t *testing.T) string {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: no openssl processes")
+	}
 	p, err := exec.LookPath("openssl")
 	if err != nil {
 		t.Skip("openssl not installed: the interoperability tests need it")
