@@ -21,7 +21,10 @@ FUZZ_TARGETS := \
 	./ksi/pdu:FuzzParseAggregatorResponse \
 	./ksi/pdu:FuzzParseExtenderRequest \
 	./ksi/pdu:FuzzParseExtenderResponse \
-	./internal/server:FuzzReadKSIFrame
+	./internal/server:FuzzReadKSIFrame \
+	./tsp:FuzzParseRequest \
+	./tsp:FuzzParseResponse \
+	./tsp:FuzzParseToken
 
 .PHONY: help build test lint fuzz bench run clean proto proto-check
 

@@ -37,6 +37,7 @@ func keysCommand() *ucli.Command {
 					&ucli.StringFlag{Name: "email", Value: pki.DefaultEmail, Usage: "e-mail address in the publisher certificate (what verifiers pin with --cnstr E=...)"},
 					&ucli.StringFlag{Name: "org", Value: pki.DefaultOrganization, Usage: "organization name in the certificates"},
 					&ucli.StringFlag{Name: "tls-hosts", Value: strings.Join(pki.DevTLSHosts, ","), Usage: "comma-separated host names and IP addresses of the TLS server certificate(s) (tempel serve --tls)"},
+					&ucli.StringFlag{Name: "tsa-key", Value: string(pki.TSAKeyRSA), Usage: "key type of the RFC 3161 time-stamping certificate (tsa.pem): rsa (RSA-2048) or ecdsa (P-256)"},
 					&ucli.BoolFlag{Name: "force", Usage: "replace existing keys (signatures made with the old keys stay verifiable only with the old root)"},
 					&ucli.BoolFlag{Name: "json", Usage: "print JSON"},
 				},
@@ -72,7 +73,11 @@ func keysInit(c *ucli.Context) error {
 	if len(hosts) == 0 {
 		return usageErrorf("--tls-hosts %q: give at least one host name or address", c.String("tls-hosts"))
 	}
-	opts := pki.InitOptions{Email: c.String("email"), Organization: c.String("org"), Force: c.Bool("force"), TLSHosts: hosts}
+	opts := pki.InitOptions{Email: c.String("email"), Organization: c.String("org"), Force: c.Bool("force"), TLSHosts: hosts,
+		TSAKey: pki.TSAKeyType(c.String("tsa-key"))}
+	if k := opts.TSAKey; k != pki.TSAKeyRSA && k != pki.TSAKeyECDSA {
+		return usageErrorf("--tsa-key %q: want %s or %s", k, pki.TSAKeyRSA, pki.TSAKeyECDSA)
+	}
 	if n := c.Int("members"); n != 0 {
 		if n < 1 || n > pki.MaxMembers {
 			return usageErrorf("--members %d: a replicated calendar has 1 to %d members", n, pki.MaxMembers)
@@ -118,6 +123,12 @@ func showKeys(c *ucli.Context, dir string, set *pki.Set) error {
 	if len(members) > 0 {
 		info["member_certs"] = members
 	}
+	tsa := "none: " + set.TSAMissing
+	if set.TSA != nil {
+		tsa = fmt.Sprintf("%s (%s key, valid to %s)", verifier.SubjectString(set.TSA.Subject), set.TSA.PublicKeyAlgorithm, set.TSA.NotAfter.UTC().Format("2006-01-02T15:04:05Z"))
+		info["tsa_subject"] = verifier.SubjectString(set.TSA.Subject)
+		info["tsa_key"] = set.TSA.PublicKeyAlgorithm.String()
+	}
 	w := c.App.Writer
 	if c.Bool("json") {
 		enc := json.NewEncoder(w)
@@ -132,6 +143,7 @@ func showKeys(c *ucli.Context, dir string, set *pki.Set) error {
 	for _, m := range members {
 		fmt.Fprintf(w, "member cert id:     %s (%s, valid to %s)\n", m.ID, m.Subject, m.ValidTo)
 	}
+	fmt.Fprintf(w, "RFC 3161 TSA:       %s\n", tsa)
 	return nil
 }
 

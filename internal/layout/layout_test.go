@@ -129,6 +129,7 @@ func TestImportsPointDown(t *testing.T) {
 		{"ksi/pdu", func(p string) bool {
 			return isStd(p) || strings.HasPrefix(p, "golang.org/x/crypto/") || strings.HasPrefix(p, module+"/ksi")
 		}},
+		{"tsp", pureCore}, // the RFC 3161 core: no I/O, no services
 		{"verifier", func(p string) bool {
 			return isStd(p) || within(p, module+"/ksi") || p == "github.com/smallstep/pkcs7"
 		}},

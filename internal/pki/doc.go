@@ -22,6 +22,9 @@
 //	publisher.key  its key (0600)
 //	calendar.pem   calendar-root signer certificate (0644)
 //	calendar.key   its key (0600)
+//	tsa.pem        RFC 3161 time-stamping certificate (0644), extended key
+//	               usage timeStamping, critical ([Set.TSASigner])
+//	tsa.key        its key (0600; RSA-2048, or ECDSA P-256 with [InitOptions.TSAKey])
 //	tls.pem        development TLS server certificate (0644), optional
 //	tls.key        its key (0600, ECDSA P-256)
 //	members.pem    every member's calendar certificate (0644), only for a

@@ -79,6 +79,9 @@ type InitOptions struct {
 	// for these names (tls.pem, tls.key; see [IssueDevTLS]) while the root
 	// key is at hand.
 	TLSHosts []string
+	// TSAKey is the key type of the TSA certificate (tsa.pem, tsa.key):
+	// [TSAKeyRSA] when empty, or [TSAKeyECDSA].
+	TSAKey TSAKeyType
 }
 
 // Files names operator-provided PEM files for [LoadFiles].
@@ -95,6 +98,9 @@ type Files struct {
 	// every member of a replicated calendar (this member's may be among
 	// them); the publications file carries them all. See [Set.Members].
 	MemberCerts string
+	// TSACert and TSAKey, optional, are the RFC 3161 TSA certificate
+	// (followed by its issuers, if any) and key; both or neither.
+	TSACert, TSAKey string
 }
 
 // DirFiles returns the [Files] of a key directory laid out as [Init]
@@ -129,9 +135,9 @@ func Init(dir string, opts InitOptions) (*Set, error) {
 			return nil, fmt.Errorf("pki: init: %w", err)
 		}
 	}
-	names := allFiles
+	names := append(allFiles[:len(allFiles):len(allFiles)], TSACertFile, TSAKeyFile)
 	if len(opts.TLSHosts) > 0 {
-		names = append([]string{TLSCertFile, TLSKeyFile}, allFiles...)
+		names = append([]string{TLSCertFile, TLSKeyFile}, names...)
 	}
 	if !opts.Force {
 		var existing []string
@@ -251,7 +257,14 @@ func generate(opts InitOptions) ([]outFile, *Set, error) {
 		}
 		files = append(files, pair...)
 	}
-	return files, &Set{Root: ca.root, Publisher: publisher, PublisherKey: pubKey, Calendar: calendar, CalendarKey: calKey}, nil
+	tsa, tsaCert, tsaKey, err := tsaFiles(ca.root, ca.key, "Tempel TSA", opts)
+	if err != nil {
+		clearFiles(files)
+		return nil, nil, err
+	}
+	files = append(files, tsa...)
+	return files, &Set{Root: ca.root, Publisher: publisher, PublisherKey: pubKey, Calendar: calendar, CalendarKey: calKey,
+		TSA: tsaCert, TSAKey: tsaKey}, nil
 }
 
 // devCA is a development root CA being made, with its key at hand to
@@ -425,6 +438,9 @@ func Load(dir string) (*Set, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
+	if err := s.loadDirTSA(dir); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -449,6 +465,14 @@ func LoadOrInit(dir string, opts InitOptions) (set *Set, created bool, err error
 	}
 	if len(missing) == 0 || (len(missing) == 1 && missing[0] == RootKeyFile) {
 		set, err := Load(dir)
+		if _, kerr := os.Lstat(filepath.Join(dir, TSAKeyFile)); err == nil && set.TSA == nil && len(missing) == 0 && errors.Is(kerr, fs.ErrNotExist) {
+			// A directory made before the TSA existed, with its root key:
+			// the single-node development layout gets its TSA now.
+			if err := IssueTSA(dir, opts); err != nil {
+				return nil, false, err
+			}
+			set, err = Load(dir)
+		}
 		return set, false, err
 	}
 	return nil, false, fmt.Errorf("pki: %s holds %s but lacks %s; restore the missing files or remove the directory to start a new development PKI",
@@ -509,8 +533,16 @@ func LoadFiles(f Files) (*Set, error) {
 		Calendar:      cals[0],
 		CalendarKey:   calKey,
 	})
-	if err != nil || f.MemberCerts == "" {
-		return s, err
+	if err != nil {
+		return nil, err
+	}
+	if f.TSACert != "" || f.TSAKey != "" {
+		if err := s.loadTSA(f.TSACert, f.TSAKey); err != nil {
+			return nil, err
+		}
+	}
+	if f.MemberCerts == "" {
+		return s, nil
 	}
 	members, err := readCertFile(f.MemberCerts)
 	if err != nil {

@@ -115,7 +115,7 @@ func membersPlan(dir string, members int) []plannedDir {
 		plan = append(plan, plannedDir{
 			dir: filepath.Join(MemberDataDir(dir, i), "keys"),
 			names: []string{RootCertFile, PublisherCertFile, PublisherKeyFile, CalendarCertFile, CalendarKeyFile,
-				TLSCertFile, TLSKeyFile, MembersFile},
+				TLSCertFile, TLSKeyFile, MembersFile, TSACertFile, TSAKeyFile},
 			// A root key left by an earlier Init would not match the new root.
 			stale: []string{RootKeyFile},
 		})
@@ -183,6 +183,12 @@ func generateMembers(plan []plannedDir, opts InitOptions) error {
 			}
 			files = append(files, f...)
 		}
+		tsa, _, _, err := tsaFiles(ca.root, ca.key, fmt.Sprintf("Tempel TSA member %d", i), opts)
+		if err != nil {
+			clearFiles(files)
+			return err
+		}
+		files = append(files, tsa...)
 		plan[i].files = append(files, outFile{TLSCertFile, tlsCert, CertMode}, outFile{TLSKeyFile, tlsKey, KeyMode})
 	}
 	for i := 1; i < len(plan); i++ {

@@ -72,7 +72,7 @@ func TestInitMembersLayout(t *testing.T) {
 	for id := 1; id <= 3; id++ {
 		keys := memberKeys(dir, id)
 		// No root key: a member never issues certificates.
-		if got, want := dirNames(t, keys), "calendar.key calendar.pem members.pem publisher.key publisher.pem root.pem tls.key tls.pem"; got != want {
+		if got, want := dirNames(t, keys), "calendar.key calendar.pem members.pem publisher.key publisher.pem root.pem tls.key tls.pem tsa.key tsa.pem"; got != want {
 			t.Errorf("member %d holds %q, want %q (no temporary files left)", id, got, want)
 		}
 		if runtime.GOOS == "windows" {
@@ -367,7 +367,7 @@ func TestInitMembersRefusesToOverwrite(t *testing.T) {
 	if len(sets) != 2 || !sets[1].CalendarKey.Equal(mustLoad(t, keys).CalendarKey) {
 		t.Error("returned sets differ from the files")
 	}
-	if _, err := InitMembers(dir, 2, InitOptions{}); err == nil || !strings.Contains(err.Error(), "and 15 more") {
+	if _, err := InitMembers(dir, 2, InitOptions{}); err == nil || !strings.Contains(err.Error(), "and 19 more") {
 		t.Errorf("second InitMembers: %v", err)
 	}
 

@@ -63,6 +63,14 @@ type Set struct {
 	// single calendar.
 	Members []*x509.Certificate
 
+	// TSA is the RFC 3161 time-stamping certificate (tsa.pem), TSAKey its
+	// key and TSAChain its issuers below Root; nil when the set has none,
+	// and then TSAMissing says why. See [Set.TSASigner].
+	TSA        *x509.Certificate
+	TSAKey     crypto.Signer
+	TSAChain   []*x509.Certificate
+	TSAMissing string
+
 	calendarID []byte
 }
 

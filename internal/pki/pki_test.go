@@ -114,7 +114,7 @@ func TestInitFilesAndModes(t *testing.T) {
 		if m := mode(t, dir); m != DirMode {
 			t.Errorf("directory mode %04o, want %04o", m, DirMode)
 		}
-		for _, k := range []string{RootKeyFile, PublisherKeyFile, CalendarKeyFile} {
+		for _, k := range []string{RootKeyFile, PublisherKeyFile, CalendarKeyFile, TSAKeyFile} {
 			if m := mode(t, filepath.Join(dir, k)); m != KeyMode {
 				t.Errorf("%s mode %04o, want %04o", k, m, KeyMode)
 			}
@@ -134,10 +134,10 @@ func TestInitFilesAndModes(t *testing.T) {
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
-	if got, want := strings.Join(names, " "), "calendar.key calendar.pem publisher.key publisher.pem root.key root.pem"; got != want {
+	if got, want := strings.Join(names, " "), "calendar.key calendar.pem publisher.key publisher.pem root.key root.pem tsa.key tsa.pem"; got != want {
 		t.Errorf("directory holds %q, want %q (no temporary files left)", got, want)
 	}
-	for _, k := range []string{RootKeyFile, PublisherKeyFile, CalendarKeyFile} {
+	for _, k := range []string{RootKeyFile, PublisherKeyFile, CalendarKeyFile, TSAKeyFile} {
 		b, err := os.ReadFile(filepath.Join(dir, k))
 		if err != nil {
 			t.Fatal(err)
