@@ -50,10 +50,11 @@ type Config struct {
 	// "http://HOST:PORT" plaintext, which suits loopback and development
 	// only ([ParseEndpoint]).
 	Endpoints []string
-	// Parallel bounds the endpoints a call is sent to at once: the first
-	// Parallel of Endpoints; when one fails for good, the next one not yet
-	// asked takes its place. 0 (the default) or more than len(Endpoints)
-	// means all; 1 asks one endpoint after the other, in order.
+	// Parallel bounds the endpoints a call is sent to at once: Parallel
+	// of Endpoints, in order from the one that answered the last call
+	// (the first at the start); when one fails for good, the next one not
+	// yet asked takes its place. 0 (the default) or more than
+	// len(Endpoints) means all; 1 asks one endpoint after the other.
 	Parallel int
 	// Retries is how often a call is repeated at one endpoint after a
 	// failure that retrying may mend: unavailable, overloaded
@@ -129,7 +130,8 @@ type Client struct {
 	// parallel and retries are Config.Parallel and Config.Retries made
 	// concrete.
 	parallel, retries int
-	// preferred is the endpoint that answered last; a Stream starts there.
+	// preferred is the endpoint that answered last; unary calls and
+	// Streams start there.
 	preferred atomic.Int32
 	pubs      pubCache
 

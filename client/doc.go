@@ -10,7 +10,8 @@
 // # Connecting
 //
 // [New] takes a [Config] with one or more endpoints. A unary call goes to
-// all of them at once (or the first [Config].Parallel); the first answer
+// all of them at once (or to [Config].Parallel of them, starting with the
+// one that answered last); the first answer
 // that passes the client's checks wins and the others are cancelled, so a
 // hung, failing or lying endpoint costs nothing while another answers.
 // Unavailable, overloaded or timed-out attempts are retried with backoff

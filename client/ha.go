@@ -65,9 +65,11 @@ type result struct {
 }
 
 // fanOut is the unary interceptor of the virtual connection. It sends the
-// call to the first Config.Parallel endpoints at once; when one fails for
-// good (after its retries), the next endpoint not yet asked takes its
-// place. The first answer that passes [Client.checkAnswer] is copied into
+// call to Config.Parallel endpoints at once, starting with the one that
+// answered last (so that once an endpoint is found unreachable, later
+// calls do not wait for it first) and going on in the configured order;
+// when one fails for good (after its retries), the next endpoint not yet
+// asked takes its place. The first answer that passes [Client.checkAnswer] is copied into
 // reply and the other attempts are cancelled. When every endpoint fails,
 // the error names each endpoint's failure ([EndpointsError]).
 func (c *Client) fanOut(ctx context.Context, method string, req, reply any, _ *grpc.ClientConn, _ grpc.UnaryInvoker, opts ...grpc.CallOption) error {
@@ -82,9 +84,10 @@ func (c *Client) fanOut(ctx context.Context, method string, req, reply any, _ *g
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	results := make(chan result, len(c.conns)) // never blocks a sender
+	first := int(c.preferred.Load())
 	next, running := 0, 0
 	start := func() {
-		i := next
+		i := (first + next) % len(c.conns)
 		next++
 		running++
 		go func() {
@@ -113,11 +116,15 @@ func (c *Client) fanOut(ctx context.Context, method string, req, reply any, _ *g
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("client: %s: %w", ci.op, err)
 	}
-	failures = failures[:next]
-	if len(failures) == 1 {
-		return failures[0].err()
+	// In the order the endpoints were asked.
+	asked := make([]EndpointFailure, 0, next)
+	for k := range next {
+		asked = append(asked, failures[(first+k)%len(c.conns)])
 	}
-	return &EndpointsError{Op: ci.op, Failures: failures}
+	if len(asked) == 1 {
+		return asked[0].err()
+	}
+	return &EndpointsError{Op: ci.op, Failures: asked}
 }
 
 // attempts runs the call at endpoint i until it gives a valid answer, it

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -360,6 +361,34 @@ func TestHAParallelOne(t *testing.T) {
 	verifyInternal(t, sig, doc)
 	if _, err := client.New(client.Config{Endpoints: []string{addr}, Retries: client.MaxRetries + 1}); err == nil {
 		t.Fatal("retries above MaxRetries accepted")
+	}
+}
+
+// Unary calls start at the endpoint that answered last: with one asked
+// at a time, a hung endpoint listed first costs its timeout once, not on
+// every call (a cluster member cut off by a partition).
+func TestHAStartsWhereLastAnswered(t *testing.T) {
+	t.Parallel()
+	hung, _ := hungEndpoint(t)
+	addr := startServer(t, "")
+	const timeout = 5 * time.Second
+	c := newClient(t, client.Config{Endpoints: []string{hung, addr}, Parallel: 1, Retries: -1, Timeout: timeout})
+	for i := range 4 {
+		doc := docHash(fmt.Sprintf("TestHAStartsWhereLastAnswered %d", i))
+		start := time.Now()
+		sig, err := c.Sign(context.Background(), doc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		verifyInternal(t, sig, doc)
+		took := time.Since(start)
+		t.Logf("call %d: %s", i, took)
+		switch {
+		case i == 0 && took < timeout:
+			t.Fatalf("the first call took %s: it did not ask the hung endpoint first", took)
+		case i > 0 && took >= timeout:
+			t.Fatalf("call %d took %s: it waited for the hung endpoint again", i, took)
+		}
 	}
 }
 
