@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tempel-ksi/tempel/internal/schedule"
@@ -40,6 +41,7 @@ type Engine struct {
 	lastAnswered chan struct{}
 
 	inflight    chan struct{} // a place per round waiting for upstream
+	nextClose   atomic.Int64  // when the next round closes (Unix ns), 0 before Run
 	wg          sync.WaitGroup
 	turns       turns
 	upstreamLog upstreamLog
@@ -52,6 +54,15 @@ type queue struct {
 	waiters []pending       // who asked, in arrival order
 	reqs    []round.Request // what they asked, index for index with waiters
 	kinds   kindCounts      // how the waiters wait
+}
+
+// NextClose is when the round that takes a request submitted now is due
+// to close (now, before Run has started).
+func (e *Engine) NextClose() time.Time {
+	if ns := e.nextClose.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return e.cfg.Now()
 }
 
 // Config returns the engine's configuration after defaults.
@@ -130,6 +141,7 @@ func (e *Engine) Run(ctx context.Context) error {
 	p := e.cfg.Period
 	now := e.cfg.Now()
 	next := schedule.FirstRound(now, p)
+	e.nextClose.Store(next.UnixNano())
 	t := time.NewTimer(next.Sub(now))
 	defer t.Stop()
 	for {
@@ -142,6 +154,7 @@ func (e *Engine) Run(ctx context.Context) error {
 		}
 		now := e.cfg.Now()
 		next = schedule.NextRound(now, next, p)
+		e.nextClose.Store(next.UnixNano())
 		t.Reset(next.Sub(now))
 	}
 }

@@ -194,6 +194,14 @@ type Slot struct {
 	released bool // guarded by s.mu
 }
 
+// OpenSecond is the second a root submitted at the given time would be
+// appended in, as the calendar stands now.
+func (s *Service) OpenSecond(at time.Time) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sched.Open(at)
+}
+
 // Reserve holds a slot in the second that is open now.
 func (s *Service) Reserve() *Slot {
 	s.mu.Lock()

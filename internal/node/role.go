@@ -100,7 +100,7 @@ func (n *Node) roleParts() ([]func() error, error) {
 			}
 			return n.openAggregator(up)
 		}
-		return []func() error{n.openCalendar, local, n.withEngine, n.withCalendar}, nil
+		return []func() error{n.openCalendar, local, n.withEngine, n.withCalendar, n.withTSA}, nil
 	case RoleCalendar:
 		return []func() error{n.openCalendar, n.withCalendarSigner, n.withCalendar}, nil
 	case RoleAggregator:
