@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bufio"
+	"encoding/asn1"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -20,6 +22,7 @@ import (
 	"github.com/tempel-ksi/tempel/internal/node"
 	"github.com/tempel-ksi/tempel/internal/pki"
 	"github.com/tempel-ksi/tempel/internal/server"
+	"github.com/tempel-ksi/tempel/tsp"
 )
 
 // serveFlags are the flags of `tempel serve`. Each also reads TEMPEL_<NAME>
@@ -76,6 +79,9 @@ func serveFlags() []ucli.Flag {
 		str("calendar-cert", "", "calendar root signer certificate (PEM, RSA)"),
 		str("calendar-key", "", "calendar root signer key (PEM, mode 0600)"),
 		str("member-certs", "", "every member's calendar certificate (PEM `FILE`) of a replicated calendar, for the publications file; with --calendar-cert (a development data directory reads DATA-DIR/keys/members.pem)"),
+		str("tsa-cert", "", "RFC 3161 TSA certificate (PEM `FILE`, leaf first, chained to the trust root; extended key usage timeStamping, critical) in place of DATA-DIR/keys/tsa.pem"),
+		str("tsa-key", "", "key of --tsa-cert (PEM `FILE`, mode 0600; RSA or ECDSA P-256)"),
+		str("tsa-policy", tsp.DefaultPolicy.String(), "policy `OID`s the TSA serves, comma-separated; the first is given to requests that name none"),
 		&ucli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof/ (and a copy of /metrics) on --debug-listen, never on --listen", EnvVars: env("pprof")},
 		str("debug-listen", node.DefaultDebugListen, "loopback `ADDR` of the debug listener (with --pprof)"),
 		&ucli.BoolFlag{Name: "pdu-allow-weak-hmac", Usage: "accept KSI PDUs whose HMAC is weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224)", EnvVars: env("pdu-allow-weak-hmac")},
@@ -145,6 +151,9 @@ func serveAction(c *ucli.Context) error {
 		MaxMemory: maxMemory, StreamSendTimeout: c.Duration("stream-send-timeout"), KSITCPListen: c.String("ksi-tcp-listen"),
 		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
 			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key"), MemberCerts: c.String("member-certs")},
+	}
+	if err := tsaConfig(c, &cfg); err != nil {
+		return err
 	}
 	cfg.MaxConns, cfg.ReadTimeout, cfg.WriteTimeout, cfg.IdleTimeout =
 		c.Int("max-conns"), c.Duration("read-timeout"), c.Duration("write-timeout"), c.Duration("idle-timeout")
@@ -322,4 +331,40 @@ func checkConnFlags(cfg node.Config) error {
 		return inputErrorf("%v", err)
 	}
 	return nil
+}
+
+// tsaConfig reads the RFC 3161 TSA's flags into cfg.
+func tsaConfig(c *ucli.Context, cfg *node.Config) error {
+	cfg.TSACert, cfg.TSAKey = c.String("tsa-cert"), c.String("tsa-key")
+	if (cfg.TSACert == "") != (cfg.TSAKey == "") {
+		return usageErrorf("--tsa-cert and --tsa-key go together")
+	}
+	for _, s := range strings.Split(c.String("tsa-policy"), ",") {
+		oid, err := parseOID(strings.TrimSpace(s))
+		if err != nil {
+			return usageErrorf("--tsa-policy %q: %v", s, err)
+		}
+		cfg.TSAPolicies = append(cfg.TSAPolicies, oid)
+	}
+	return nil
+}
+
+// parseOID reads a dotted object identifier of at least two arcs.
+func parseOID(s string) (asn1.ObjectIdentifier, error) {
+	parts := strings.Split(s, ".")
+	if len(parts) < 2 {
+		return nil, fmt.Errorf("not a dotted OID")
+	}
+	oid := make(asn1.ObjectIdentifier, len(parts))
+	for i, p := range parts {
+		v, err := strconv.Atoi(p)
+		if err != nil || v < 0 {
+			return nil, fmt.Errorf("arc %q is not a number", p)
+		}
+		oid[i] = v
+	}
+	if oid[0] > 2 || (oid[0] < 2 && oid[1] > 39) {
+		return nil, fmt.Errorf("not a valid OID")
+	}
+	return oid, nil
 }

@@ -6,6 +6,7 @@ package node
 import (
 	"context"
 	"crypto/tls"
+	"encoding/asn1"
 	"errors"
 	"fmt"
 	"io"
@@ -60,6 +61,12 @@ type Config struct {
 	// in development mode.
 	ClusterLogin string
 	ClusterKey   string
+	// TSACert and TSAKey, when set, are the RFC 3161 TSA's certificate
+	// (chained to the trust root) and key, in place of DATA-DIR/keys/tsa.pem;
+	// TSAPolicies are the policies it serves, the first by default
+	// (tsp.DefaultPolicy when none).
+	TSACert, TSAKey string
+	TSAPolicies     []asn1.ObjectIdentifier
 	// RaftSnapshotEvery and RaftKeepEntries: the member snapshots its
 	// calendar every RaftSnapshotEvery applied entries and keeps
 	// RaftKeepEntries of the log behind it (ClusterSnapshotEvery and

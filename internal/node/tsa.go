@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"mime"
 	"net/http"
@@ -23,10 +24,16 @@ import (
 func (n *Node) withTSA() error {
 	var signer *tsp.Signer
 	var missing error
-	if n.keys == nil {
+	switch {
+	case n.keys == nil:
 		missing = errors.New("this node has no keys")
-	} else {
-		signer, missing = n.keys.TSASigner()
+	case n.cfg.TSACert != "":
+		if err := n.keys.UseTSA(n.cfg.TSACert, n.cfg.TSAKey); err != nil {
+			return fmt.Errorf("tsa: %w", err)
+		}
+		fallthrough
+	default:
+		signer, missing = n.keys.TSASigner(n.cfg.TSAPolicies...)
 	}
 	if missing != nil {
 		n.log.Info("RFC 3161 front door off: no TSA key", "why", missing.Error())

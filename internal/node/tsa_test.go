@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/asn1"
 	"io"
 	"net/http"
 	"os"
@@ -163,5 +164,23 @@ func TestTSARefusals(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("GET /tsa: %s", r.Status)
+	}
+}
+
+// The policies configured are the TSA's: the first goes to requests that
+// name none.
+func TestTSAPolicies(t *testing.T) {
+	s := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), TSAPolicies: []asn1.ObjectIdentifier{{1, 2, 3, 4}, {1, 2, 3, 5}}})
+	d := sha256.Sum256([]byte("TestTSAPolicies"))
+	resp, body := postTSA(t, s.addr, tsaQuery(t, d[:]), "application/timestamp-query")
+	if resp.StatusCode != 200 {
+		t.Fatal(resp.Status)
+	}
+	tok, err := tsp.ParseResponse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !tok.Policy.Equal(asn1.ObjectIdentifier{1, 2, 3, 4}) {
+		t.Fatalf("policy %v, want 1.2.3.4", tok.Policy)
 	}
 }

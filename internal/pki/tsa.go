@@ -139,6 +139,12 @@ func IssueTSA(dir string, opts InitOptions) error {
 	return nil
 }
 
+// UseTSA makes the TSA certificate (followed by its issuers, if any) and
+// key in these PEM files the set's TSA, in place of any other: the
+// operator's TSA beside a development PKI or the operator's other keys.
+// The certificate must chain to the set's root and be fit for a TSA.
+func (s *Set) UseTSA(certPath, keyPath string) error { return s.loadTSA(certPath, keyPath) }
+
 // loadTSA reads a TSA certificate file (the certificate, optionally
 // followed by its issuers) and key into s, checking that the key matches,
 // that the certificate is fit for a TSA, and that it chains to the root.
