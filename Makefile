@@ -14,14 +14,22 @@ STATICCHECK := $(or $(shell $(GO) env GOBIN),$(shell $(GO) env GOPATH)/bin)/stat
 FUZZ_TARGETS := \
 	./ksi/tlv:FuzzRead \
 	./ksi:FuzzParseSignature \
+	./ksi:FuzzReadSignatureHead \
+	./ksi:FuzzShiftInputLevel \
 	./ksi:FuzzParsePublicationString \
 	./ksi:FuzzParsePublicationsFile \
 	./ksi/calendartree:FuzzAppendChain \
+	./ksi/calendarstep:FuzzSecond \
 	./ksi/pdu:FuzzParseAggregatorRequest \
 	./ksi/pdu:FuzzParseAggregatorResponse \
 	./ksi/pdu:FuzzParseExtenderRequest \
 	./ksi/pdu:FuzzParseExtenderResponse \
+	./calendar:FuzzDecodeSecondEntry \
+	./calendar:FuzzDecodePublicationEntry \
+	./calendar:FuzzDecodeSnapshotDesc \
+	./internal/raftnode:FuzzSnapData \
 	./internal/server:FuzzReadKSIFrame \
+	./pdfts:FuzzFind \
 	./tsp:FuzzParseRequest \
 	./tsp:FuzzParseResponse \
 	./tsp:FuzzParseToken

@@ -130,6 +130,7 @@ func TestImportsPointDown(t *testing.T) {
 			return isStd(p) || strings.HasPrefix(p, "golang.org/x/crypto/") || strings.HasPrefix(p, module+"/ksi")
 		}},
 		{"tsp", pureCore}, // the RFC 3161 core: no I/O, no services
+		{"pdfts", isStd},  // PDF document time-stamps found in a file's bytes
 		{"tsa", func(p string) bool { // the TSA service: the RFC 3161 core and the KSI core, signing through a function
 			return isStd(p) || p == module+"/tsp" || within(p, module+"/ksi") || within(p, "github.com/prometheus/client_golang")
 		}},
