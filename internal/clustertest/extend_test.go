@@ -79,7 +79,7 @@ func (c *cluster) waitPublished(sec uint64, d time.Duration) {
 // newestPublication is the time of the newest publication in the
 // member's publications file, unverified (publicationsFiles verifies).
 func (m *member) newestPublication() (uint64, error) {
-	resp, err := httpc.Get("http://" + m.addr + "/publications.bin")
+	resp, err := m.client().Get(m.url("/publications.bin"))
 	if err != nil {
 		return 0, err
 	}
@@ -160,7 +160,7 @@ func (c *cluster) extendEach(ok []signed, members []*member, pubfiles []*ksi.Pub
 func (c *cluster) extendThrough(m *member, todo []signed, pf *ksi.PublicationsFile) ([][]byte, error) {
 	// One endpoint: the extension must come from this member, never
 	// from another the SDK could fail over to.
-	cl, err := client.New(client.Config{Endpoints: []string{m.addr}, Timeout: 5 * time.Second, Retries: 1, Login: c.login, Key: c.key})
+	cl, err := client.New(client.Config{Endpoints: []string{m.endpoint()}, TLS: c.tls, Timeout: 5 * time.Second, Retries: 1, Login: c.login, Key: c.key})
 	if err != nil {
 		return nil, err
 	}

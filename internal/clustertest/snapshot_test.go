@@ -73,14 +73,14 @@ func TestSnapshotCatchUp(t *testing.T) {
 // metric reads a counter or gauge without labels from a member's
 // /metrics (0 when absent or unreachable).
 func (c *cluster) metric(m *member, name string) float64 {
-	req, err := http.NewRequest(http.MethodGet, "http://"+m.addr+"/metrics", nil)
+	req, err := http.NewRequest(http.MethodGet, m.url("/metrics"), nil)
 	if err != nil {
 		return 0
 	}
 	if m.login != "" {
 		req.SetBasicAuth(m.login, m.key)
 	}
-	resp, err := httpc.Do(req)
+	resp, err := m.client().Do(req)
 	if err != nil {
 		return 0
 	}
