@@ -88,6 +88,11 @@ func tsaServer(t *testing.T) *server {
 	if srvErr != nil {
 		t.Fatal(srvErr)
 	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("tempel serve, last lines of its log:\n%s", srv.logTail())
+		}
+	})
 	return srv
 }
 
