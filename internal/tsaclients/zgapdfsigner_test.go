@@ -3,14 +3,13 @@ package tsaclients
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/asn1"
 	"encoding/hex"
 	"fmt"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"strconv"
 	"testing"
+
+	"github.com/tempel-ksi/tempel/pdfts"
 )
 
 // zgapdfsigner adds a PDF document time-stamp from the front door
@@ -47,41 +46,20 @@ func TestZgapdfsigner(t *testing.T) {
 	keyless(t, s, tok)
 }
 
-var byteRange = regexp.MustCompile(`/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]`)
-
-// documentTimeStamp finds a PDF's (only) signature: it returns the token
-// in its /Contents and the SHA-256 of its byte range, which must cover
-// the whole file but the /Contents string.
+// documentTimeStamp finds a PDF's (only) signature with pdfts: it must
+// be a document time-stamp covering the whole file but its /Contents; it
+// returns the token and the SHA-256 of the covered bytes.
 func documentTimeStamp(pdf []byte) (token, digest []byte, err error) {
-	m := byteRange.FindSubmatch(pdf)
-	if m == nil {
-		return nil, nil, fmt.Errorf("no /ByteRange in the PDF")
-	}
-	var r [4]int
-	for i := range r {
-		if r[i], err = strconv.Atoi(string(m[i+1])); err != nil {
-			return nil, nil, err
-		}
-	}
-	a, b, c, d := r[0], r[1], r[2], r[3]
-	if a != 0 || b < 0 || c <= b+1 || d < 0 || c+d != len(pdf) {
-		return nil, nil, fmt.Errorf("/ByteRange %v does not cover the %d-byte file around one gap", r, len(pdf))
-	}
-	gap := pdf[b:c]
-	if gap[0] != '<' || gap[len(gap)-1] != '>' {
-		return nil, nil, fmt.Errorf("the /ByteRange gap is not a hex string")
-	}
-	raw, err := hex.DecodeString(string(gap[1 : len(gap)-1]))
+	stamps, err := pdfts.Find(pdf)
 	if err != nil {
-		return nil, nil, fmt.Errorf("/Contents: %w", err)
+		return nil, nil, err
 	}
-	// /Contents is padded with zeros after the DER.
-	var v asn1.RawValue
-	if _, err := asn1.Unmarshal(raw, &v); err != nil {
-		return nil, nil, fmt.Errorf("/Contents: %w", err)
+	if len(stamps) != 1 {
+		return nil, nil, fmt.Errorf("%d signatures in the PDF, want 1", len(stamps))
 	}
-	h := sha256.New()
-	h.Write(pdf[a : a+b])
-	h.Write(pdf[c : c+d])
-	return v.FullBytes, h.Sum(nil), nil
+	s := stamps[0]
+	if !s.DocTimeStamp || !s.WholeFile {
+		return nil, nil, fmt.Errorf("the signature is not a document time-stamp over the whole file: %+v", s.ByteRange)
+	}
+	return s.Contents, s.Hash(pdf, sha256.New()), nil
 }
