@@ -38,6 +38,7 @@ var (
 		"/healthz":             {iface: server.IfaceHTTP, access: server.Public},
 		"/readyz":              {iface: server.IfaceHTTP, access: server.Public},
 		"/metrics":             {iface: server.IfaceHTTP, access: server.NeedCredentials},
+		"/tsa":                 {iface: server.IfaceHTTP, access: server.NeedCredentials}, // RFC 3161 (tsa.go)
 		"/gt-signingservice":   {iface: server.IfacePDU, access: server.NeedHMAC},
 		"/gt-extendingservice": {iface: server.IfacePDU, access: server.NeedHMAC},
 		"/v1/sign":             {iface: server.IfaceREST, grpcMethod: tempelv1.Signer_Sign_FullMethodName},
