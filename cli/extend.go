@@ -330,7 +330,7 @@ func publicationPeriod(pf *ksi.PublicationsFile) uint64 {
 // one extends the signature at sigPath and writes the result where the
 // flags say; the view tells the outcome.
 func (r *extendRun) one(sigPath string) extendView {
-	dst := sigPath + extSuffix
+	dst := extendedName(sigPath)
 	switch {
 	case r.replace:
 		dst = sigPath
@@ -356,6 +356,9 @@ func (r *extendRun) extend(sigPath, dst string, overwrite bool) (extendView, int
 	b, err := readFileLimited(sigPath, ksi.MaxObjectSize)
 	if err != nil {
 		return v, ExitError, fmt.Errorf("cannot read signature: %v", err)
+	}
+	if isToken(b) {
+		return r.extendToken(v, b, dst, overwrite)
 	}
 	sig, err := ksi.ParseSignature(b)
 	if err != nil {

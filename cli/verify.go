@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -109,6 +110,7 @@ func verifyCommand() *ucli.Command {
 		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "list every verification rule; with several documents, a line per document"},
 		&ucli.BoolFlag{Name: flagJSON, Usage: "print one JSON object per document (JSON Lines)"},
 		&ucli.BoolFlag{Name: flagExtend, Usage: "let publication-based policies extend the signature on the fly through --server"},
+		tsaRootFlag(),
 	}
 	return &ucli.Command{
 		Name:      "verify",
@@ -134,6 +136,8 @@ type verifyRequest struct {
 	jobs    []verifyJob
 	trust   trustOptions
 	bulk    bool
+	// tsaRoots are --tsa-root, for RFC 3161 tokens; nil for none.
+	tsaRoots *x509.CertPool
 }
 
 // verifyJob is one signature to check and the document it must match.
@@ -180,6 +184,9 @@ func parseVerifyRequest(c *ucli.Context) (*verifyRequest, error) {
 		return nil, err
 	}
 	if _, err := r.trust.check(); err != nil {
+		return nil, err
+	}
+	if r.tsaRoots, err = tsaRoots(c); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -268,6 +275,15 @@ func planJobs(docs []string, sig, sigDir string, hash ksi.Imprint) ([]verifyJob,
 // against its extended signature NAME.ksig.ext.ksig when there is one (it
 // reaches a publication, so more can be checked), else NAME.ksig.
 func pairDocument(p string) verifyJob {
+	if isTokenName(p) {
+		doc := tokenDocument(p)
+		j := verifyJob{doc: doc, sig: p}
+		if _, err := os.Stat(doc); err != nil {
+			j.err = fmt.Errorf("no document %s beside the token %s: give it with --%s %s DOCUMENT; to check the token %s alone, use --%s %s",
+				doc, p, flagSig, p, p, flagSig, p)
+		}
+		return j
+	}
 	if isSignatureName(p) {
 		doc := strings.TrimSuffix(p, sigSuffix)
 		if strings.HasSuffix(p, extSuffix) {
@@ -282,6 +298,9 @@ func pairDocument(p string) verifyJob {
 	}
 	if ext := p + sigSuffix + extSuffix; fileExists(ext) {
 		return verifyJob{doc: p, sig: ext}
+	}
+	if tok := tokenBeside(p); tok != "" && !fileExists(p+sigSuffix) {
+		return verifyJob{doc: p, sig: tok}
 	}
 	return verifyJob{doc: p, sig: p + sigSuffix}
 }
@@ -350,7 +369,7 @@ func runVerify(c *ucli.Context) error {
 		j := r.jobs[i]
 		v, err := &verifyView{Document: j.doc, Signature: j.sig, Policy: r.policy.String(), policy: r.policy}, j.err
 		if err == nil {
-			v, err = verifyOne(c.Context, j, r.policy, opts)
+			v, err = verifyOne(c.Context, j, r.policy, opts, r.tsaRoots)
 		}
 		v.Warnings = warnings
 		if err != nil {
@@ -427,6 +446,8 @@ type verifyView struct {
 	Warnings     []string              `json:"warnings,omitempty"`
 	Hint         string                `json:"hint,omitempty"`
 	Error        string                `json:"error,omitempty"`
+	// Token is the TSA layer of an RFC 3161 token, nil for a .ksig.
+	Token *tokenView `json:"token,omitempty"`
 
 	result verifier.Result
 	policy verifier.Policy
@@ -462,7 +483,7 @@ func worse(a, b int) int {
 
 // verifyOne checks one signature. The view is filled as far as the
 // inputs could be read; an error means the check could not be made.
-func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifier.Options) (*verifyView, error) {
+func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifier.Options, tsaRoots *x509.CertPool) (*verifyView, error) {
 	v := &verifyView{Policy: p.String(), policy: p, Document: j.doc, Signature: j.sig, byHash: j.hash != nil}
 	// Open the document first: when it is missing, that is the news, not
 	// its missing signature. It is hashed once the signature names the
@@ -476,9 +497,16 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 		defer f.Close()
 		docFile = f
 	}
-	sig, err := readJobSignature(j)
+	b, err := readJobFile(j)
 	if err != nil {
 		return v, err
+	}
+	if isToken(b) {
+		return verifyToken(ctx, j, b, docFile, p, opts, tsaRoots, v)
+	}
+	sig, err := ksi.ParseSignature(b)
+	if err != nil {
+		return v, fmt.Errorf("%s is not a valid KSI signature: %s", j.sig, trimPkg(err))
 	}
 	v.describe(sig)
 	doc := j.hash
@@ -495,9 +523,9 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 	return v, nil
 }
 
-// readJobSignature reads the signature of a job; a missing one gets a
-// hint on what was probably meant.
-func readJobSignature(j verifyJob) (*ksi.Signature, error) {
+// readJobFile reads the signature (or token) of a job; a missing one
+// gets a hint on what was probably meant.
+func readJobFile(j verifyJob) ([]byte, error) {
 	b, err := readFileLimited(j.sig, ksi.MaxObjectSize)
 	missing := errors.Is(err, fs.ErrNotExist) && j.doc != ""
 	switch {
@@ -509,11 +537,7 @@ func readJobSignature(j verifyJob) (*ksi.Signature, error) {
 	case err != nil:
 		return nil, fmt.Errorf("cannot read signature: %v", err)
 	}
-	sig, err := ksi.ParseSignature(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s is not a valid KSI signature: %s", j.sig, trimPkg(err))
-	}
-	return sig, nil
+	return b, nil
 }
 
 // describe fills in what the signature says of itself.
@@ -604,7 +628,11 @@ func (v *verifyView) verdictLine() string {
 	case verifier.OK:
 		return "OK: signature verified"
 	case verifier.FAIL:
-		return fmt.Sprintf("FAILED: %s (%s)", lowerFirst(v.Code.Text()), v.Code)
+		text := v.Code.Text()
+		if text == "" { // a code of the TSA layer
+			text = v.Message
+		}
+		return fmt.Sprintf("FAILED: %s (%s)", lowerFirst(text), v.Code)
 	}
 	what := v.detail()
 	if v.missing != "" {
@@ -644,6 +672,9 @@ func (v *verifyView) writeText(w io.Writer, verbose bool) {
 		line("signed hash", v.SignedHash)
 	}
 	line("signature", v.Signature)
+	if v.Token != nil {
+		v.Token.writeText(w)
+	}
 	line("signed at", v.SigningTime)
 	if v.Identity != "" {
 		line("signed by", v.Identity)
