@@ -56,6 +56,12 @@ extend never changes its input unless asked: the original signature stays
 as the server made it, and a failed or wrong extension cannot cost it. 'tempel verify doc.txt' then uses doc.txt.ksig.ext.ksig when
 it exists, so nothing else has to change.
 
+RFC 3161 TOKENS (.tsr, .tst, told by their content): the KSI signature
+inside the token is extended and the token written back with only that
+unsigned attribute replaced, so the TSA's signature stays valid; the
+result goes to NAME.tsr.ext.tsr (NAME.tst.ext.tst) unless -o or --replace
+says otherwise.
+
 MANY SIGNATURES: -r DIR takes every signature under DIR (*.ksig, not the
 *.ext.ksig results), --from-list LIST one path per line (- for standard
 input). They are extended in parallel (--workers, default the number of

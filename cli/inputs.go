@@ -168,12 +168,17 @@ func isTempName(name string) bool {
 }
 
 // documentFiles takes the documents of a walked directory.
-func documentFiles(name string) bool { return !isSignatureName(name) && !isTempName(name) }
+func documentFiles(name string) bool {
+	return !isSignatureName(name) && !isTokenName(name) && !isTempName(name)
+}
 
 // signatureFiles takes the signatures of a walked directory that have not
 // been extended yet (an extended one's name ends in [extSuffix]).
 func signatureFiles(name string) bool {
-	return isSignatureName(name) && !strings.HasSuffix(name, extSuffix) && !isTempName(name)
+	if isTempName(name) {
+		return false
+	}
+	return isSignatureName(name) && !strings.HasSuffix(name, extSuffix) || isTokenName(name) && !isExtendedToken(name)
 }
 
 // workerCount returns the --workers value, defaulting to GOMAXPROCS.

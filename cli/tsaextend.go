@@ -122,3 +122,9 @@ func tokenExtendedAlready(tok *tsp.Token, dst string) (ksi.PublishedData, bool) 
 	}
 	return sig.PublicationRecord.Data, true
 }
+
+// isExtendedToken reports whether a token's name is one extend wrote
+// (NAME.tsr.ext.tsr), which a walk for tokens to extend skips.
+func isExtendedToken(name string) bool {
+	return strings.HasSuffix(name, tsrSuffix+".ext"+tsrSuffix) || strings.HasSuffix(name, tstSuffix+".ext"+tstSuffix)
+}

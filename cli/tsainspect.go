@@ -73,7 +73,7 @@ func newTokenInspectView(tok *tsp.Token) *tokenInspectView {
 		Type: "rfc3161-token", Size: len(tok.Raw), Version: "1",
 		Policy: tok.Policy.String(), HashOID: tok.HashOID.String(), Serial: tok.Serial.String(),
 		GenTime:   tok.GenTime.UTC().Format(time.RFC3339),
-		DigestAlg: tok.DigestAlg.String(), SignatureAlg: tok.SignatureAlg.String(), SignatureLen: len(tok.Signature),
+		DigestAlg: oidName(tok.DigestAlg.String()), SignatureAlg: oidName(tok.SignatureAlg.String()), SignatureLen: len(tok.Signature),
 		Certificates: make([]certView, 0, len(tok.Certificates)),
 	}
 	if tok.IsResponse() {
@@ -163,4 +163,24 @@ func (v *tokenInspectView) writeText(w io.Writer) {
 	}
 	t.head("Embedded KSI signature (unsigned attribute %s)", tsp.OIDKSISignature)
 	v.KSISignature.writeText(w)
+}
+
+// tokenAlgNames name the algorithm OIDs a token's SignerInfo names.
+var tokenAlgNames = map[string]string{
+	"2.16.840.1.101.3.4.2.1": "SHA-256",
+	"2.16.840.1.101.3.4.2.2": "SHA-384",
+	"2.16.840.1.101.3.4.2.3": "SHA-512",
+	"1.2.840.113549.1.1.1":   "rsaEncryption",
+}
+
+// oidName is an OID with its name, when known: "SHA-256 (2.16.…)".
+func oidName(oid string) string {
+	name, ok := tokenAlgNames[oid]
+	if !ok {
+		name, ok = signatureAlgorithmNames[oid]
+	}
+	if !ok {
+		return oid
+	}
+	return name + " (" + oid + ")"
 }

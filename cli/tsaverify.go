@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/tsp"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -132,7 +134,7 @@ func verifyToken(ctx context.Context, j verifyJob, b []byte, docFile *os.File, p
 		Imprint: imp.String(), Response: tok.IsResponse(),
 	}
 	if cert := signerOf(tok); cert != nil {
-		tv.Signer = cert.Subject.String()
+		tv.Signer = formatName(cert.Subject)
 	}
 	v.Token = tv
 	v.SignedHash = imp.String()
@@ -156,6 +158,10 @@ func verifyToken(ctx context.Context, j verifyJob, b []byte, docFile *os.File, p
 	}
 	// The KSI layer: the signature must be this token's.
 	sig, err := tok.KSI()
+	if errors.Is(err, tsp.ErrNoKSI) {
+		v.tsaOnly(tv, doc, imp)
+		return v, nil
+	}
 	if err != nil {
 		tv.KSIMismatch = strings.TrimPrefix(err.Error(), "tsp: ")
 		v.tokenFail(codeTSAKSI, "KSISignatureOfToken", "the embedded KSI signature is not a signature of this token: "+tv.KSIMismatch)
@@ -170,8 +176,41 @@ func verifyToken(ctx context.Context, j verifyJob, b []byte, docFile *os.File, p
 	// token whatever the KSI layer says.
 	if tv.Result == tsaFailed && v.result != verifier.FAIL {
 		v.tokenFail(codeTSASignature, "TSASignature", "the TSA signature does not verify: "+tv.Message)
+		return v, nil
 	}
+	v.Rules = append(tv.rules(), v.Rules...)
 	return v, nil
+}
+
+// rules are the TSA layer's rules, before the verifier's in --verbose.
+func (t *tokenView) rules() []verifier.RuleResult {
+	tsa := verifier.RuleResult{Rule: "TSASignature", Result: verifier.OK}
+	if t.Result == tsaNotChecked {
+		tsa.Result, tsa.Message = verifier.NA, "no --"+flagTSARoot
+	}
+	return []verifier.RuleResult{tsa, {Rule: "KSISignatureOfToken", Result: verifier.OK}}
+}
+
+// tsaOnly decides a token without a KSI signature (another TSA's) by its
+// TSA layer alone: OK only when that was checked and the document is the
+// token's; without --tsa-root nothing vouches for it.
+func (v *verifyView) tsaOnly(tv *tokenView, doc, imp ksi.Imprint) {
+	tv.KSIMismatch = "the token carries no KSI signature"
+	switch {
+	case tv.Result == tsaFailed:
+		v.tokenFail(codeTSASignature, "TSASignature", "the TSA signature does not verify: "+tv.Message)
+	case doc != nil && !doc.Equal(imp):
+		v.Verdict, v.result, v.Result = verdictFailed, verifier.FAIL, verifier.FAIL.String()
+		v.Code, v.Rule, v.Message = verifier.GEN01, "DocumentHash", fmt.Sprintf("%s: the document's hash %s is not the token's message imprint %s", verifier.GEN01.Text(), doc, imp)
+	case tv.Result == tsaOK:
+		v.Verdict, v.result, v.Result = verdictOK, verifier.OK, verifier.OK.String()
+		v.Anchor = "the TSA certificate chain to --" + flagTSARoot + " only: the token carries no KSI signature"
+	default:
+		v.Verdict, v.result, v.Result = verdictInconclusive, verifier.NA, verifier.NA.String()
+		v.Code, v.Rule = verifier.GEN02, "TSASignature"
+		v.Message = verifier.GEN02.Text() + ": the token carries no KSI signature and its TSA signature was not checked"
+		v.Hint = "give the TSA's root certificate with --" + flagTSARoot + " CERT"
+	}
 }
 
 // tokenFail makes the verdict a failure of the TSA layer.

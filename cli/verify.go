@@ -55,6 +55,17 @@ line is printed (counts by verdict, elapsed time, files per second), a
 line per document with -v, and each document that did not verify is named
 on standard error.
 
+RFC 3161 TOKENS: a time-stamp response (.tsr) or bare token (.tst), as
+'tempel sign --rfc3161' or any RFC 3161 client gets them from Tempel, is
+taken in place of a .ksig (told by its content): FILE pairs with FILE.ksig
+first, else FILE.tsr.ext.tsr, FILE.tsr (or .tst). Both layers are checked:
+the TSA signature and certificate chain against --tsa-root (without it,
+that layer is reported as not checked), and the KSI signature inside it,
+which must be a signature of this very token at its genTime, with the
+policy asked for and the token's message imprint (in the hash algorithm
+the token names) as the document hash. So a token extended to a
+publication verifies with --pub-str alone.
+
 POLICIES (--policy):
    default           publications file, else the key of the calendar
                      authentication record (needs --pubfile)
