@@ -359,6 +359,9 @@ func (r *extendRun) one(sigPath string) extendView {
 func (r *extendRun) extend(sigPath, dst string, overwrite bool) (extendView, int, error) {
 	pub := r.tg.rec.Data
 	v := extendView{Signature: sigPath, PublicationString: pub.String(), PublicationTime: formatTime(pub.Time)}
+	if isASiC(sigPath) {
+		return r.extendASiC(v, dst, overwrite)
+	}
 	b, err := readFileLimited(sigPath, ksi.MaxObjectSize)
 	if err != nil {
 		return v, ExitError, fmt.Errorf("cannot read signature: %v", err)

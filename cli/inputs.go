@@ -169,7 +169,7 @@ func isTempName(name string) bool {
 
 // documentFiles takes the documents of a walked directory.
 func documentFiles(name string) bool {
-	return !isSignatureName(name) && !isTokenName(name) && !isTempName(name)
+	return !isSignatureName(name) && !isTokenName(name) && !isASiCName(name) && !isTempName(name)
 }
 
 // signatureFiles takes the signatures of a walked directory that have not
@@ -178,7 +178,7 @@ func signatureFiles(name string) bool {
 	if isTempName(name) {
 		return false
 	}
-	return isSignatureName(name) && !strings.HasSuffix(name, extSuffix) || isTokenName(name) && !isExtendedToken(name)
+	return isSignatureName(name) && !strings.HasSuffix(name, extSuffix) || (isTokenName(name) || isASiCName(name)) && !isExtendedToken(name)
 }
 
 // workerCount returns the --workers value, defaulting to GOMAXPROCS.

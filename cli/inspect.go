@@ -50,6 +50,9 @@ func runInspect(c *ucli.Context) error {
 		return usageErrorf("want exactly one PATH, got %d (see 'tempel inspect --help')", c.NArg())
 	}
 	path := c.Args().First()
+	if isASiC(path) {
+		return inspectASiC(c, path)
+	}
 	b, err := readFileLimited(path, inspectLimit)
 	if err != nil {
 		return inputErrorf("cannot read: %v", err)

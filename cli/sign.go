@@ -70,6 +70,12 @@ tempel verify, extend and inspect take it in place of a .ksig.
 
    tempel sign --rfc3161 report.pdf        writes report.pdf.tsr
 
+--asic writes an ASiC-S container FILE.asics instead (ETSI EN 319 162-1: a
+ZIP of mimetype, the document and META-INF/timestamp.tst, the bare token),
+which tempel verify and extend take as a whole.
+
+   tempel sign --asic report.pdf           writes report.pdf.asics
+
 A file that cannot be read is named on standard error and the others are
 still signed; the run then ends with exit code 3 and a line naming the
 failed files.
@@ -92,6 +98,7 @@ func signCommand() *ucli.Command {
 		&ucli.BoolFlag{Name: flagJSON, Usage: "print one JSON object per signed document (JSON Lines)"},
 		&ucli.BoolFlag{Name: flagNoMask, Usage: "do not blind the leaves of a batch: each signature then shows its neighbours' hashes"},
 		rfc3161Flag(),
+		asicFlag(),
 	}
 	flags = append(flags, inputFlags("files")...)
 	return &ucli.Command{
@@ -243,7 +250,7 @@ func signAlg(name string, now time.Time) (ksi.HashAlg, error) {
 }
 
 func runSign(c *ucli.Context) error {
-	if c.Bool(flagRFC3161) {
+	if c.Bool(flagRFC3161) || c.Bool(flagASiC) {
 		return runSignRFC3161(c)
 	}
 	sum := newSummary("signed", "signed", "failed")

@@ -14,7 +14,7 @@ import (
 // default: SIG.ksig.ext.ksig for a signature, NAME.tsr.ext.tsr (or
 // .tst.ext.tst) for a token, so that the result is still known as one.
 func extendedName(sigPath string) string {
-	for _, s := range []string{tsrSuffix, tstSuffix} {
+	for _, s := range []string{tsrSuffix, tstSuffix, asicSuffix} {
 		if strings.HasSuffix(sigPath, s) {
 			return sigPath + ".ext" + s
 		}
@@ -27,39 +27,8 @@ func extendedName(sigPath string) string {
 // TSA's signature covers the signed attributes, which do not change, so
 // it stays valid. A response stays a response, a bare token a bare token.
 func (r *extendRun) extendToken(v extendView, b []byte, dst string, overwrite bool) (extendView, int, error) {
-	tok, err := tsp.Parse(b)
-	if err != nil {
-		return v, ExitError, fmt.Errorf("neither a KSI signature nor a valid time-stamp token: %s", strings.TrimPrefix(err.Error(), "tsp: "))
-	}
-	sig, err := tok.KSI()
-	if err != nil {
-		return v, ExitError, fmt.Errorf("the token's KSI signature cannot be extended: %s", strings.TrimPrefix(err.Error(), "tsp: "))
-	}
-	v.SigningTime = formatTime(sig.SigningTime())
-	pub := r.tg.rec.Data
-	if pr := sig.PublicationRecord; pr != nil && pr.Data.Time == pub.Time && pr.Data.Hash.Equal(pub.Hash) {
-		v.Status = extStatusAlready
-		return v, ExitOK, nil
-	}
-	if done, ok := tokenExtendedAlready(tok, dst); ok && !overwrite && dst != v.Signature {
-		v.Status, v.Output = extStatusAlready, dst
-		v.PublicationString, v.PublicationTime = done.String(), formatTime(done.Time)
-		return v, ExitOK, nil
-	}
-	if err := r.reaches(v, sig); err != nil {
-		return v, ExitInconclusive, err
-	}
-	if !overwrite {
-		if err := checkOutputs([]string{dst}, false); err != nil {
-			return v, ExitError, err
-		}
-	}
-	ext, code, err := r.fetch(v, sig)
-	if err != nil {
-		return v, code, err
-	}
-	out, code, err := tokenWithExtended(r, tok, ext, pub)
-	if err != nil {
+	v, code, out, err := r.extendTokenBytes(v, b, dst, overwrite)
+	if err != nil || out == nil {
 		return v, code, err
 	}
 	if err := writeNew(dst, out, overwrite); err != nil {
@@ -67,6 +36,47 @@ func (r *extendRun) extendToken(v extendView, b []byte, dst string, overwrite bo
 	}
 	v.Status, v.Output = extStatusExtended, dst
 	return v, ExitOK, nil
+}
+
+// extendTokenBytes returns the token b with its KSI signature extended;
+// nil (and v saying so) when there is nothing to do.
+func (r *extendRun) extendTokenBytes(v extendView, b []byte, dst string, overwrite bool) (extendView, int, []byte, error) {
+	tok, err := tsp.Parse(b)
+	if err != nil {
+		return v, ExitError, nil, fmt.Errorf("neither a KSI signature nor a valid time-stamp token: %s", strings.TrimPrefix(err.Error(), "tsp: "))
+	}
+	sig, err := tok.KSI()
+	if err != nil {
+		return v, ExitError, nil, fmt.Errorf("the token's KSI signature cannot be extended: %s", strings.TrimPrefix(err.Error(), "tsp: "))
+	}
+	v.SigningTime = formatTime(sig.SigningTime())
+	pub := r.tg.rec.Data
+	if pr := sig.PublicationRecord; pr != nil && pr.Data.Time == pub.Time && pr.Data.Hash.Equal(pub.Hash) {
+		v.Status = extStatusAlready
+		return v, ExitOK, nil, nil
+	}
+	if done, ok := tokenExtendedAlready(tok, dst); ok && !overwrite && dst != v.Signature {
+		v.Status, v.Output = extStatusAlready, dst
+		v.PublicationString, v.PublicationTime = done.String(), formatTime(done.Time)
+		return v, ExitOK, nil, nil
+	}
+	if err := r.reaches(v, sig); err != nil {
+		return v, ExitInconclusive, nil, err
+	}
+	if !overwrite {
+		if err := checkOutputs([]string{dst}, false); err != nil {
+			return v, ExitError, nil, err
+		}
+	}
+	ext, code, err := r.fetch(v, sig)
+	if err != nil {
+		return v, code, nil, err
+	}
+	out, code, err := tokenWithExtended(r, tok, ext, pub)
+	if err != nil {
+		return v, code, nil, err
+	}
+	return v, ExitOK, out, nil
 }
 
 // tokenWithExtended checks the extended signature against the
@@ -126,5 +136,10 @@ func tokenExtendedAlready(tok *tsp.Token, dst string) (ksi.PublishedData, bool) 
 // isExtendedToken reports whether a token's name is one extend wrote
 // (NAME.tsr.ext.tsr), which a walk for tokens to extend skips.
 func isExtendedToken(name string) bool {
-	return strings.HasSuffix(name, tsrSuffix+".ext"+tsrSuffix) || strings.HasSuffix(name, tstSuffix+".ext"+tstSuffix)
+	for _, s := range []string{tsrSuffix, tstSuffix, asicSuffix} {
+		if strings.HasSuffix(name, s+".ext"+s) {
+			return true
+		}
+	}
+	return false
 }

@@ -46,16 +46,22 @@ func runSignRFC3161(c *ucli.Context) error {
 	}
 	args := c.Args().Slice()
 	out := c.String(flagOutput)
+	asic, suffix := c.Bool(flagASiC), tsrSuffix
+	if asic {
+		suffix = asicSuffix
+	}
 	switch {
 	case len(args) == 0:
 		return usageErrorf("nothing to time-stamp: give a FILE (see 'tempel sign --help')")
 	case out != "" && len(args) > 1:
-		return usageErrorf("-o names the token of one FILE, got %d (without -o each FILE gets FILE%s)", len(args), tsrSuffix)
+		return usageErrorf("-o names the token of one FILE, got %d (without -o each FILE gets FILE%s)", len(args), suffix)
 	}
 	jobs := make([]signJob, len(args))
 	outs := make([]string, len(args))
 	for i, a := range args {
 		switch {
+		case a == "-" && asic:
+			return usageErrorf("standard input (-) has no name to give the document in a container: --%s takes files", flagASiC)
 		case a == "-" && out == "":
 			return usageErrorf("standard input (-) has no name to put the token next to: add -o PATH")
 		case a == "-" && len(args) > 1:
@@ -63,7 +69,7 @@ func runSignRFC3161(c *ucli.Context) error {
 		case isDir(a):
 			return usageErrorf("%s is a directory: --%s takes files", a, flagRFC3161)
 		}
-		jobs[i] = signJob{doc: a, out: a + tsrSuffix}
+		jobs[i] = signJob{doc: a, out: a + suffix}
 		if out != "" {
 			jobs[i].out = out
 		}
@@ -87,7 +93,7 @@ func runSignRFC3161(c *ucli.Context) error {
 	for i := range jobs {
 		j := &jobs[i]
 		v := signView{Document: j.doc, display: j.display()}
-		tok, err := timeStampFile(c, cl, srv, j, alg, force)
+		tok, err := timeStampFile(c, cl, srv, j, alg, force, asic)
 		if err != nil {
 			var ee *exitError
 			if !bulk && errors.As(err, &ee) {
@@ -104,7 +110,7 @@ func runSignRFC3161(c *ucli.Context) error {
 
 // timeStampFile hashes one file, asks for its token, checks it and
 // writes it.
-func timeStampFile(c *ucli.Context, cl *client.Client, srv serverOptions, j *signJob, alg ksi.HashAlg, force bool) (*tsp.Token, error) {
+func timeStampFile(c *ucli.Context, cl *client.Client, srv serverOptions, j *signJob, alg ksi.HashAlg, force, asic bool) (*tsp.Token, error) {
 	var err error
 	if j.hash, err = hashFile(j.doc, alg, nil); err != nil {
 		return nil, err
@@ -124,6 +130,14 @@ func timeStampFile(c *ucli.Context, cl *client.Client, srv serverOptions, j *sig
 	tok, err := checkTimeStampResponse(c, resp, req)
 	if err != nil {
 		return nil, err
+	}
+	if asic {
+		// The document is read again for the container: it must be
+		// the one hashed, which the token's imprint then proves.
+		if err := writeASiC(j.out, j.doc, j.hash, tok.Raw, force); err != nil {
+			return nil, inputErrorf("cannot write container: %v", err)
+		}
+		return tok, nil
 	}
 	if err := writeNew(j.out, resp, force); err != nil {
 		return nil, inputErrorf("cannot write token: %v", err)

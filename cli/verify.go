@@ -286,6 +286,9 @@ func planJobs(docs []string, sig, sigDir string, hash ksi.Imprint) ([]verifyJob,
 // against its extended signature NAME.ksig.ext.ksig when there is one (it
 // reaches a publication, so more can be checked), else NAME.ksig.
 func pairDocument(p string) verifyJob {
+	if isASiCName(p) {
+		return verifyJob{sig: p} // the document is inside
+	}
 	if isTokenName(p) {
 		doc := tokenDocument(p)
 		j := verifyJob{doc: doc, sig: p}
@@ -496,6 +499,9 @@ func worse(a, b int) int {
 // inputs could be read; an error means the check could not be made.
 func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifier.Options, tsaRoots *x509.CertPool) (*verifyView, error) {
 	v := &verifyView{Policy: p.String(), policy: p, Document: j.doc, Signature: j.sig, byHash: j.hash != nil}
+	if isASiC(j.sig) {
+		return verifyASiC(ctx, j, p, opts, tsaRoots, v)
+	}
 	// Open the document first: when it is missing, that is the news, not
 	// its missing signature. It is hashed once the signature names the
 	// algorithm.
