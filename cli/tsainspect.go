@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -60,6 +61,9 @@ func inspectToken(c *ucli.Context, path string, b []byte) (*tokenInspectView, er
 		// written: an extracted .ksig is taken on its own from then on.
 		if _, err := tok.KSI(); err != nil {
 			return nil, inputErrorf("%s: the embedded KSI signature is not this token's: %s", path, strings.TrimPrefix(err.Error(), "tsp: "))
+		}
+		if _, err := os.Lstat(out); err == nil {
+			return nil, inputErrorf("%s already exists: remove it first (inspect never overwrites)", out)
 		}
 		if err := writeNew(out, tok.KSISignature, false); err != nil {
 			return nil, inputErrorf("cannot write the KSI signature: %v", err)
