@@ -60,7 +60,8 @@ RFC 3161 TOKENS (.tsr, .tst, told by their content): the KSI signature
 inside the token is extended and the token written back with only that
 unsigned attribute replaced, so the TSA's signature stays valid; the
 result goes to NAME.tsr.ext.tsr (NAME.tst.ext.tst) unless -o or --replace
-says otherwise.
+says otherwise. An ASiC-S container (.asics) is written again with the
+extended token, to NAME.asics.ext.asics.
 
 MANY SIGNATURES: -r DIR takes every signature under DIR (*.ksig, not the
 *.ext.ksig results), --from-list LIST one path per line (- for standard

@@ -64,7 +64,9 @@ that layer is reported as not checked), and the KSI signature inside it,
 which must be a signature of this very token at its genTime, with the
 policy asked for and the token's message imprint (in the hash algorithm
 the token names) as the document hash. So a token extended to a
-publication verifies with --pub-str alone.
+publication verifies with --pub-str alone. An ASiC-S container (.asics,
+'tempel sign --asic') is verified as a whole: its token against the
+document inside it.
 
 POLICIES (--policy):
    default           publications file, else the key of the calendar
@@ -698,7 +700,11 @@ func (v *verifyView) writeText(w io.Writer, verbose bool) {
 	} else {
 		line("signed by", "(no identity recorded)")
 	}
-	line("policy", policyText[v.policy])
+	if v.Token != nil && !v.Token.KSIInToken {
+		line("policy", "none: the token carries no KSI signature")
+	} else {
+		line("policy", policyText[v.policy])
+	}
 	if v.Anchor != "" {
 		if v.policy == verifier.Internal {
 			line("checked against", "nothing outside the signature: internal consistency only (give --pubfile or --pub-str for a full check)")
