@@ -167,13 +167,16 @@ func isTempName(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp")
 }
 
-// documentFiles takes the documents of a walked directory.
+// documentFiles takes the documents of a walked directory: not their
+// signatures, tokens or containers.
 func documentFiles(name string) bool {
 	return !isSignatureName(name) && !isTokenName(name) && !isASiCName(name) && !isTempName(name)
 }
 
 // signatureFiles takes the signatures of a walked directory that have not
-// been extended yet (an extended one's name ends in [extSuffix]).
+// been extended yet (an extended one's name ends in [extSuffix]), RFC 3161
+// tokens and ASiC-S containers among them (their extended forms end in
+// .ext.tsr, .ext.tst, .ext.asics).
 func signatureFiles(name string) bool {
 	if isTempName(name) {
 		return false
