@@ -56,6 +56,13 @@ extend never changes its input unless asked: the original signature stays
 as the server made it, and a failed or wrong extension cannot cost it. 'tempel verify doc.txt' then uses doc.txt.ksig.ext.ksig when
 it exists, so nothing else has to change.
 
+RFC 3161 TOKENS (.tsr, .tst, told by their content): the KSI signature
+inside the token is extended and the token written back with only that
+unsigned attribute replaced, so the TSA's signature stays valid; the
+result goes to NAME.tsr.ext.tsr (NAME.tst.ext.tst) unless -o or --replace
+says otherwise. An ASiC-S container (.asics) is written again with the
+extended token, to NAME.asics.ext.asics.
+
 MANY SIGNATURES: -r DIR takes every signature under DIR (*.ksig, not the
 *.ext.ksig results), --from-list LIST one path per line (- for standard
 input). They are extended in parallel (--workers, default the number of
@@ -330,7 +337,7 @@ func publicationPeriod(pf *ksi.PublicationsFile) uint64 {
 // one extends the signature at sigPath and writes the result where the
 // flags say; the view tells the outcome.
 func (r *extendRun) one(sigPath string) extendView {
-	dst := sigPath + extSuffix
+	dst := extendedName(sigPath)
 	switch {
 	case r.replace:
 		dst = sigPath
@@ -353,9 +360,15 @@ func (r *extendRun) one(sigPath string) extendView {
 func (r *extendRun) extend(sigPath, dst string, overwrite bool) (extendView, int, error) {
 	pub := r.tg.rec.Data
 	v := extendView{Signature: sigPath, PublicationString: pub.String(), PublicationTime: formatTime(pub.Time)}
+	if isASiC(sigPath) {
+		return r.extendASiC(v, dst, overwrite)
+	}
 	b, err := readFileLimited(sigPath, ksi.MaxObjectSize)
 	if err != nil {
 		return v, ExitError, fmt.Errorf("cannot read signature: %v", err)
+	}
+	if isToken(b) {
+		return r.extendToken(v, b, dst, overwrite)
 	}
 	sig, err := ksi.ParseSignature(b)
 	if err != nil {

@@ -167,13 +167,21 @@ func isTempName(name string) bool {
 	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, ".tmp")
 }
 
-// documentFiles takes the documents of a walked directory.
-func documentFiles(name string) bool { return !isSignatureName(name) && !isTempName(name) }
+// documentFiles takes the documents of a walked directory: not their
+// signatures, tokens or containers.
+func documentFiles(name string) bool {
+	return !isSignatureName(name) && !isTokenName(name) && !isASiCName(name) && !isTempName(name)
+}
 
 // signatureFiles takes the signatures of a walked directory that have not
-// been extended yet (an extended one's name ends in [extSuffix]).
+// been extended yet (an extended one's name ends in [extSuffix]), RFC 3161
+// tokens and ASiC-S containers among them (their extended forms end in
+// .ext.tsr, .ext.tst, .ext.asics).
 func signatureFiles(name string) bool {
-	return isSignatureName(name) && !strings.HasSuffix(name, extSuffix) && !isTempName(name)
+	if isTempName(name) {
+		return false
+	}
+	return isSignatureName(name) && !strings.HasSuffix(name, extSuffix) || (isTokenName(name) || isASiCName(name)) && !isExtendedToken(name)
 }
 
 // workerCount returns the --workers value, defaulting to GOMAXPROCS.

@@ -23,14 +23,19 @@ func inspectCommand() *ucli.Command {
 		Usage:     "show the contents of a KSI signature or publications file",
 		ArgsUsage: "PATH",
 		Description: "Detects whether PATH is a KSI signature (TLV element 0x800, a .ksig\n" +
-			"file) or a publications file (starting with KSIPUBLF) and prints its\n" +
+			"file), an RFC 3161 time-stamp token or response (.tst, .tsr: DER) or a\n" +
+			"publications file (starting with KSIPUBLF) and prints its\n" +
 			"contents readably. Nothing is verified: use 'tempel verify' for that.\n\n" +
 			"With --json the same contents are printed as one JSON object whose\n" +
-			"field \"type\" is \"signature\" or \"publications-file\". A time is an\n" +
+			"field \"type\" is \"signature\", \"rfc3161-response\", \"rfc3161-token\" or\n" +
+			"\"publications-file\". A time is an\n" +
 			"object {\"utc\": RFC 3339 in UTC, \"unix\": POSIX seconds}; hashes are ALG:hex.\n\n" +
+			"A token shows both layers: the TSTInfo, the TSA's signer and certificates,\n" +
+			"then its KSI signature; --extract-ksig PATH writes that KSI signature.\n\n" +
 			"Exit code 0 when the file was shown, 3 when it cannot be read or parsed.",
 		Flags: []ucli.Flag{
 			&ucli.BoolFlag{Name: flagJSON, Usage: "print JSON instead of text"},
+			extractKSIFlag(),
 		},
 		Action: runInspect,
 	}
@@ -45,12 +50,22 @@ func runInspect(c *ucli.Context) error {
 		return usageErrorf("want exactly one PATH, got %d (see 'tempel inspect --help')", c.NArg())
 	}
 	path := c.Args().First()
+	if isASiC(path) {
+		return inspectASiC(c, path)
+	}
 	b, err := readFileLimited(path, inspectLimit)
 	if err != nil {
 		return inputErrorf("cannot read: %v", err)
 	}
 	var view any
+	if c.IsSet(flagExtractKSI) && !isToken(b) {
+		return usageErrorf("--%s takes the KSI signature out of an RFC 3161 token; %s is not one", flagExtractKSI, path)
+	}
 	switch {
+	case isToken(b):
+		if view, err = inspectToken(c, path, b); err != nil {
+			return err
+		}
 	case bytes.HasPrefix(b, []byte(ksi.PubFileMagic)):
 		pf, err := ksi.ParsePublicationsFile(b)
 		if err != nil {
@@ -84,6 +99,8 @@ func runInspect(c *ucli.Context) error {
 	case *signatureView:
 		v.writeText(out)
 	case *pubfileView:
+		v.writeText(out)
+	case *tokenInspectView:
 		v.writeText(out)
 	}
 	return nil

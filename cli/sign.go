@@ -60,6 +60,22 @@ and a line per file only with -v. --json prints one JSON object per file
 signing_time, signing_time_unix, identity, and error for a file that
 failed; the summary then goes to standard error.
 
+RFC 3161: --rfc3161 asks the server's time-stamping front door (POST /tsa)
+for a token of each FILE instead (one request per file, with a random
+nonce and the TSA certificate asked for) and writes the TimeStampResp to
+FILE.tsr (-o PATH for one FILE) once it is checked: granted, the nonce
+echoed, the file's hash as its message imprint, and the KSI signature
+inside verifying against it. Such a token is also a KSI signature:
+tempel verify, extend and inspect take it in place of a .ksig.
+
+   tempel sign --rfc3161 report.pdf        writes report.pdf.tsr
+
+--asic writes an ASiC-S container FILE.asics instead (ETSI EN 319 162-1: a
+ZIP of mimetype, the document and META-INF/timestamp.tst, the bare token),
+which tempel verify and extend take as a whole.
+
+   tempel sign --asic report.pdf           writes report.pdf.asics
+
 A file that cannot be read is named on standard error and the others are
 still signed; the run then ends with exit code 3 and a line naming the
 failed files.
@@ -81,6 +97,8 @@ func signCommand() *ucli.Command {
 		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "with several inputs, print a line per file"},
 		&ucli.BoolFlag{Name: flagJSON, Usage: "print one JSON object per signed document (JSON Lines)"},
 		&ucli.BoolFlag{Name: flagNoMask, Usage: "do not blind the leaves of a batch: each signature then shows its neighbours' hashes"},
+		rfc3161Flag(),
+		asicFlag(),
 	}
 	flags = append(flags, inputFlags("files")...)
 	return &ucli.Command{
@@ -232,6 +250,9 @@ func signAlg(name string, now time.Time) (ksi.HashAlg, error) {
 }
 
 func runSign(c *ucli.Context) error {
+	if c.Bool(flagRFC3161) || c.Bool(flagASiC) {
+		return runSignRFC3161(c)
+	}
 	sum := newSummary("signed", "signed", "failed")
 	p, err := planSign(c, time.Now())
 	if err != nil {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -53,6 +54,19 @@ progress bar on a terminal; instead of a report per document, one summary
 line is printed (counts by verdict, elapsed time, files per second), a
 line per document with -v, and each document that did not verify is named
 on standard error.
+
+RFC 3161 TOKENS: a time-stamp response (.tsr) or bare token (.tst), as
+'tempel sign --rfc3161' or any RFC 3161 client gets them from Tempel, is
+taken in place of a .ksig (told by its content): FILE pairs with FILE.ksig
+first, else FILE.tsr.ext.tsr, FILE.tsr (or .tst). Both layers are checked:
+the TSA signature and certificate chain against --tsa-root (without it,
+that layer is reported as not checked), and the KSI signature inside it,
+which must be a signature of this very token at its genTime, with the
+policy asked for and the token's message imprint (in the hash algorithm
+the token names) as the document hash. So a token extended to a
+publication verifies with --pub-str alone. An ASiC-S container (.asics,
+'tempel sign --asic') is verified as a whole: its token against the
+document inside it.
 
 POLICIES (--policy):
    default           publications file, else the key of the calendar
@@ -109,6 +123,7 @@ func verifyCommand() *ucli.Command {
 		&ucli.BoolFlag{Name: flagVerbose, Aliases: []string{"v"}, Usage: "list every verification rule; with several documents, a line per document"},
 		&ucli.BoolFlag{Name: flagJSON, Usage: "print one JSON object per document (JSON Lines)"},
 		&ucli.BoolFlag{Name: flagExtend, Usage: "let publication-based policies extend the signature on the fly through --server"},
+		tsaRootFlag(),
 	}
 	return &ucli.Command{
 		Name:      "verify",
@@ -134,6 +149,8 @@ type verifyRequest struct {
 	jobs    []verifyJob
 	trust   trustOptions
 	bulk    bool
+	// tsaRoots are --tsa-root, for RFC 3161 tokens; nil for none.
+	tsaRoots *x509.CertPool
 }
 
 // verifyJob is one signature to check and the document it must match.
@@ -180,6 +197,9 @@ func parseVerifyRequest(c *ucli.Context) (*verifyRequest, error) {
 		return nil, err
 	}
 	if _, err := r.trust.check(); err != nil {
+		return nil, err
+	}
+	if r.tsaRoots, err = tsaRoots(c); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -268,6 +288,18 @@ func planJobs(docs []string, sig, sigDir string, hash ksi.Imprint) ([]verifyJob,
 // against its extended signature NAME.ksig.ext.ksig when there is one (it
 // reaches a publication, so more can be checked), else NAME.ksig.
 func pairDocument(p string) verifyJob {
+	if isASiCName(p) {
+		return verifyJob{sig: p} // the document is inside
+	}
+	if isTokenName(p) {
+		doc := tokenDocument(p)
+		j := verifyJob{doc: doc, sig: p}
+		if _, err := os.Stat(doc); err != nil {
+			j.err = fmt.Errorf("no document %s beside the token %s: give it with --%s %s DOCUMENT; to check the token %s alone, use --%s %s",
+				doc, p, flagSig, p, p, flagSig, p)
+		}
+		return j
+	}
 	if isSignatureName(p) {
 		doc := strings.TrimSuffix(p, sigSuffix)
 		if strings.HasSuffix(p, extSuffix) {
@@ -282,6 +314,9 @@ func pairDocument(p string) verifyJob {
 	}
 	if ext := p + sigSuffix + extSuffix; fileExists(ext) {
 		return verifyJob{doc: p, sig: ext}
+	}
+	if tok := tokenBeside(p); tok != "" && !fileExists(p+sigSuffix) {
+		return verifyJob{doc: p, sig: tok}
 	}
 	return verifyJob{doc: p, sig: p + sigSuffix}
 }
@@ -350,7 +385,7 @@ func runVerify(c *ucli.Context) error {
 		j := r.jobs[i]
 		v, err := &verifyView{Document: j.doc, Signature: j.sig, Policy: r.policy.String(), policy: r.policy}, j.err
 		if err == nil {
-			v, err = verifyOne(c.Context, j, r.policy, opts)
+			v, err = verifyOne(c.Context, j, r.policy, opts, r.tsaRoots)
 		}
 		v.Warnings = warnings
 		if err != nil {
@@ -427,6 +462,8 @@ type verifyView struct {
 	Warnings     []string              `json:"warnings,omitempty"`
 	Hint         string                `json:"hint,omitempty"`
 	Error        string                `json:"error,omitempty"`
+	// Token is the TSA layer of an RFC 3161 token, nil for a .ksig.
+	Token *tokenView `json:"token,omitempty"`
 
 	result verifier.Result
 	policy verifier.Policy
@@ -462,8 +499,11 @@ func worse(a, b int) int {
 
 // verifyOne checks one signature. The view is filled as far as the
 // inputs could be read; an error means the check could not be made.
-func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifier.Options) (*verifyView, error) {
+func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifier.Options, tsaRoots *x509.CertPool) (*verifyView, error) {
 	v := &verifyView{Policy: p.String(), policy: p, Document: j.doc, Signature: j.sig, byHash: j.hash != nil}
+	if isASiC(j.sig) {
+		return verifyASiC(ctx, j, p, opts, tsaRoots, v)
+	}
 	// Open the document first: when it is missing, that is the news, not
 	// its missing signature. It is hashed once the signature names the
 	// algorithm.
@@ -476,9 +516,16 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 		defer f.Close()
 		docFile = f
 	}
-	sig, err := readJobSignature(j)
+	b, err := readJobFile(j)
 	if err != nil {
 		return v, err
+	}
+	if isToken(b) {
+		return verifyToken(ctx, j, b, docFile, p, opts, tsaRoots, v)
+	}
+	sig, err := ksi.ParseSignature(b)
+	if err != nil {
+		return v, fmt.Errorf("%s is not a valid KSI signature: %s", j.sig, trimPkg(err))
 	}
 	v.describe(sig)
 	doc := j.hash
@@ -495,9 +542,9 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 	return v, nil
 }
 
-// readJobSignature reads the signature of a job; a missing one gets a
-// hint on what was probably meant.
-func readJobSignature(j verifyJob) (*ksi.Signature, error) {
+// readJobFile reads the signature (or token) of a job; a missing one
+// gets a hint on what was probably meant.
+func readJobFile(j verifyJob) ([]byte, error) {
 	b, err := readFileLimited(j.sig, ksi.MaxObjectSize)
 	missing := errors.Is(err, fs.ErrNotExist) && j.doc != ""
 	switch {
@@ -509,11 +556,7 @@ func readJobSignature(j verifyJob) (*ksi.Signature, error) {
 	case err != nil:
 		return nil, fmt.Errorf("cannot read signature: %v", err)
 	}
-	sig, err := ksi.ParseSignature(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s is not a valid KSI signature: %s", j.sig, trimPkg(err))
-	}
-	return sig, nil
+	return b, nil
 }
 
 // describe fills in what the signature says of itself.
@@ -604,7 +647,11 @@ func (v *verifyView) verdictLine() string {
 	case verifier.OK:
 		return "OK: signature verified"
 	case verifier.FAIL:
-		return fmt.Sprintf("FAILED: %s (%s)", lowerFirst(v.Code.Text()), v.Code)
+		text := v.Code.Text()
+		if text == "" { // a code of the TSA layer
+			text = v.Message
+		}
+		return fmt.Sprintf("FAILED: %s (%s)", lowerFirst(text), v.Code)
 	}
 	what := v.detail()
 	if v.missing != "" {
@@ -644,13 +691,20 @@ func (v *verifyView) writeText(w io.Writer, verbose bool) {
 		line("signed hash", v.SignedHash)
 	}
 	line("signature", v.Signature)
+	if v.Token != nil {
+		v.Token.writeText(w)
+	}
 	line("signed at", v.SigningTime)
 	if v.Identity != "" {
 		line("signed by", v.Identity)
 	} else {
 		line("signed by", "(no identity recorded)")
 	}
-	line("policy", policyText[v.policy])
+	if v.Token != nil && !v.Token.KSIInToken {
+		line("policy", "none: the token carries no KSI signature")
+	} else {
+		line("policy", policyText[v.policy])
+	}
 	if v.Anchor != "" {
 		if v.policy == verifier.Internal {
 			line("checked against", "nothing outside the signature: internal consistency only (give --pubfile or --pub-str for a full check)")

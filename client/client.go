@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -137,6 +138,13 @@ type Client struct {
 
 	closeOnce sync.Once
 	closed    atomic.Bool
+
+	// The RFC 3161 front door's HTTP client ([Client.TimeStamp]), made
+	// on its first use.
+	tsaOnce sync.Once
+	tsaHTTP *http.Client
+	tsaURLs []string
+	tsaErr  error
 }
 
 // New creates a client. It does not connect: connections are made on the
@@ -212,6 +220,10 @@ func (c *Client) Close() error {
 		}
 		if c.fan != nil {
 			err = errors.Join(err, c.fan.Close())
+		}
+		c.tsaOnce.Do(func() {}) // no HTTP client made after Close
+		if c.tsaHTTP != nil {
+			c.tsaHTTP.CloseIdleConnections()
 		}
 	})
 	return err

@@ -52,6 +52,14 @@
 //
 // Signatures returned by Sign, SignMany and Stream.Sign have passed the
 // internal verification policy against the hash they were asked for.
+
+// # RFC 3161 tokens
+//
+// [Client.TimeStamp] posts a DER TimeStampReq ([tsp.NewRequest]) to the
+// endpoints' time-stamping front door (POST /tsa) with the same
+// credentials, TLS, failover and retries, and returns the TimeStampResp
+// once its token answers the request and its embedded KSI signature
+// verifies internally ([CheckToken]).
 //
 // # Extending
 //
