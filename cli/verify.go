@@ -66,7 +66,10 @@ policy asked for and the token's message imprint (in the hash algorithm
 the token names) as the document hash. So a token extended to a
 publication verifies with --pub-str alone. An ASiC-S container (.asics,
 'tempel sign --asic') is verified as a whole: its token against the
-document inside it.
+document inside it. A PDF with an RFC 3161 document time-stamp
+(/SubFilter /ETSI.RFC3161, as PDF signers add through POST /tsa) and no
+FILE.ksig beside it is verified the same way: its newest document
+time-stamp against the bytes that time-stamp covers.
 
 POLICIES (--policy):
    default           publications file, else the key of the calendar
@@ -318,6 +321,9 @@ func pairDocument(p string) verifyJob {
 	if tok := tokenBeside(p); tok != "" && !fileExists(p+sigSuffix) {
 		return verifyJob{doc: p, sig: tok}
 	}
+	if !fileExists(p+sigSuffix) && isPDF(p) {
+		return verifyJob{sig: p} // its document time-stamp is inside
+	}
 	return verifyJob{doc: p, sig: p + sigSuffix}
 }
 
@@ -503,6 +509,9 @@ func verifyOne(ctx context.Context, j verifyJob, p verifier.Policy, opts verifie
 	v := &verifyView{Policy: p.String(), policy: p, Document: j.doc, Signature: j.sig, byHash: j.hash != nil}
 	if isASiC(j.sig) {
 		return verifyASiC(ctx, j, p, opts, tsaRoots, v)
+	}
+	if isPDF(j.sig) {
+		return verifyPDF(ctx, j, p, opts, tsaRoots, v)
 	}
 	// Open the document first: when it is missing, that is the news, not
 	// its missing signature. It is hashed once the signature names the

@@ -43,6 +43,23 @@ func TestZgapdfsigner(t *testing.T) {
 	if !bytes.Equal(tok.Digest, digest) {
 		t.Fatalf("the token's imprint %x is not the digest of the signed byte range %x", tok.Digest, digest)
 	}
+	// tempel verify finds the time-stamp in the PDF and checks both
+	// layers against the bytes it covers; a changed page fails.
+	out = run(t, dir, tempelBin, "verify", "--tsa-root", s.rootPEM(), "--pubfile", s.url("/publications.bin"),
+		"--trust-root", s.rootPEM(), "--cnstr", "E=publications@tempel.test", pdfPath)
+	if !bytes.HasPrefix(out, []byte("OK")) || !bytes.Contains(out, []byte("verified with the certificate chain to --tsa-root")) {
+		t.Fatalf("tempel verify of the PDF:\n%s", out)
+	}
+	changed := bytes.Replace(pdf, []byte("/MediaBox"), []byte("/MediaBoX"), 1)
+	if bytes.Equal(changed, pdf) {
+		t.Fatal("the test PDF has no /MediaBox to change")
+	}
+	changedPath := filepath.Join(dir, "changed.pdf")
+	write(t, changedPath, changed)
+	cmd := exec.Command(tempelBin, "verify", "--tsa-root", s.rootPEM(), "--policy", "internal", changedPath)
+	if out, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 1 || !bytes.Contains(out, []byte("FAILED")) {
+		t.Fatalf("tempel verify of a changed PDF: %v (exit %d), want FAILED (exit 1):\n%s", err, cmd.ProcessState.ExitCode(), out)
+	}
 	keyless(t, s, tok)
 }
 
