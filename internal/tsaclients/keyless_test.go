@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -130,6 +131,15 @@ func keyless(t *testing.T, s *server, tok *tsp.Token) []byte {
 	rep = verifier.Verify(ctx, k2, verifier.UserPublicationBased, verifier.Options{Document: imp, UserPublication: &rec.Data})
 	if err := rep.Err(); err != nil {
 		t.Fatalf("the extended token with the publication alone: %v", err)
+	}
+	// And as a citizen would: tempel verify with the publication string
+	// only, against the document's hash (the token's message imprint).
+	dir := t.TempDir()
+	path := filepath.Join(dir, "extended.tst")
+	write(t, path, out)
+	got := run(t, dir, tempelBin, "verify", "--pub-str", rec.Data.String(), "--hash", imp.String(), "--sig", path)
+	if !bytes.HasPrefix(got, []byte("OK")) {
+		t.Fatalf("tempel verify --pub-str of the extended token:\n%s", got)
 	}
 	t.Logf("token of second %d extended to publication %s and verified keylessly (%v after asking)", ksig.SigningTime(), rec.Data, time.Since(start).Round(time.Millisecond))
 	return out
