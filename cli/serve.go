@@ -82,6 +82,7 @@ func serveFlags() []ucli.Flag {
 		str("tsa-cert", "", "RFC 3161 TSA certificate (PEM `FILE`, leaf first, chained to the trust root; extended key usage timeStamping, critical) in place of DATA-DIR/keys/tsa.pem"),
 		str("tsa-key", "", "key of --tsa-cert (PEM `FILE`, mode 0600; RSA or ECDSA P-256)"),
 		str("tsa-policy", tsp.DefaultPolicy.String(), "policy `OID`s the TSA serves, comma-separated; the first is given to requests that name none"),
+		boolean("tsa-qc-statement", "put the qualified time-stamp statement (qcStatements, esi4-qtstStatement-1, ETSI EN 319 422) in every token: only for a TSA a trusted list makes qualified"),
 		&ucli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof/ (and a copy of /metrics) on --debug-listen, never on --listen", EnvVars: env("pprof")},
 		str("debug-listen", node.DefaultDebugListen, "loopback `ADDR` of the debug listener (with --pprof)"),
 		&ucli.BoolFlag{Name: "pdu-allow-weak-hmac", Usage: "accept KSI PDUs whose HMAC is weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224)", EnvVars: env("pdu-allow-weak-hmac")},
@@ -335,7 +336,7 @@ func checkConnFlags(cfg node.Config) error {
 
 // tsaConfig reads the RFC 3161 TSA's flags into cfg.
 func tsaConfig(c *ucli.Context, cfg *node.Config) error {
-	cfg.TSACert, cfg.TSAKey = c.String("tsa-cert"), c.String("tsa-key")
+	cfg.TSACert, cfg.TSAKey, cfg.TSAQCStatement = c.String("tsa-cert"), c.String("tsa-key"), c.Bool("tsa-qc-statement")
 	if (cfg.TSACert == "") != (cfg.TSAKey == "") {
 		return usageErrorf("--tsa-cert and --tsa-key go together")
 	}

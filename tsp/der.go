@@ -39,7 +39,7 @@ const genTimeLen = len("20060102150405Z")
 
 // appendTSTInfo appends the TSTInfo and returns it with the offset of the
 // hashedMessage in it.
-func appendTSTInfo(dst, policy []byte, req *Request, serial *big.Int, genTime time.Time) ([]byte, int) {
+func appendTSTInfo(dst, policy, extensions []byte, req *Request, serial *big.Int, genTime time.Time) ([]byte, int) {
 	digest := req.Imprint.Digest()
 	serialLen := serial.BitLen()/8 + 1 // positive: room for a leading zero bit
 	miContent := len(req.HashAlgID) + derLen(len(digest))
@@ -47,6 +47,7 @@ func appendTSTInfo(dst, policy []byte, req *Request, serial *big.Int, genTime ti
 	if req.Nonce != nil {
 		n += derLen(len(req.Nonce))
 	}
+	n += len(extensions)
 	if dst == nil {
 		dst = make([]byte, 0, derLen(n))
 	}
@@ -69,5 +70,6 @@ func appendTSTInfo(dst, policy []byte, req *Request, serial *big.Int, genTime ti
 		dst = appendHeader(dst, 0x02, len(req.Nonce))
 		dst = append(dst, req.Nonce...)
 	}
+	dst = append(dst, extensions...)
 	return dst[start:], cut
 }

@@ -64,7 +64,7 @@ func (s *Signer) Draft(req *Request, serial *big.Int, genTime time.Time) (*Draft
 	}
 	d := &Draft{s: s, p: p, certReq: req.CertReq, genTime: genTime, imprint: req.Imprint}
 
-	d.tstInfo, d.tstCut = appendTSTInfo(nil, policy, req, serial, genTime)
+	d.tstInfo, d.tstCut = appendTSTInfo(nil, policy, p.extensions, req, serial, genTime)
 	tstDigest := sha256.Sum256(d.tstInfo)
 	d.buildAttrs(tstDigest[:])
 	d.digest = sha256.Sum256(d.attrs)

@@ -162,3 +162,45 @@ func TestOpenSSLReadsRejection(t *testing.T) {
 		}
 	}
 }
+
+// With QCStatement the TSTInfo carries the qcStatements extension with
+// esi4-qtstStatement-1; openssl shows it and still verifies the token,
+// and the token parses, KSI layer included.
+func TestQCStatement(t *testing.T) {
+	openssl := needOpenSSL(t)
+	dir := t.TempDir()
+	tsa := newTSA(t, "ecdsa")
+	tsa.signer.QCStatement = true
+	rootPEM := tsa.writeRoot(t, dir)
+	doc := filepath.Join(dir, "doc.txt")
+	if err := os.WriteFile(doc, []byte("a qualified time-stamp\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tsq := filepath.Join(dir, "req.tsq")
+	if out, err := run(t, openssl, "ts", "-query", "-data", doc, "-sha256", "-cert", "-out", tsq); err != nil {
+		t.Fatalf("openssl ts -query: %v\n%s", err, out)
+	}
+	reqDER, err := os.ReadFile(tsq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, _ := issue(t, tsa.signer, reqDER, time.Now())
+	tsr := filepath.Join(dir, "resp.tsr")
+	if err := os.WriteFile(tsr, resp, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := run(t, openssl, "ts", "-reply", "-in", tsr, "-text")
+	if err != nil || !strings.Contains(out, "qcStatements") {
+		t.Fatalf("openssl ts -reply -text: %v, want the qcStatements extension:\n%s", err, out)
+	}
+	if out, err := run(t, openssl, "ts", "-verify", "-in", tsr, "-data", doc, "-CAfile", rootPEM); err != nil {
+		t.Fatalf("openssl ts -verify: %v\n%s", err, out)
+	}
+	tok, err := tsp.ParseResponse(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tok.KSI(); err != nil {
+		t.Fatal(err)
+	}
+}

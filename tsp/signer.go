@@ -36,6 +36,11 @@ type Signer struct {
 	Policy asn1.ObjectIdentifier
 	// Policies are further policies a request may ask for.
 	Policies []asn1.ObjectIdentifier
+	// QCStatement adds to every TSTInfo the qcStatements extension with
+	// the statement esi4-qtstStatement-1 (ETSI EN 319 422 §9.1: "this is
+	// a qualified electronic time-stamp"). Only a trusted list makes a
+	// TSA qualified; the statement is for a TSA that is.
+	QCStatement bool
 
 	once sync.Once
 	pre  *prepared
@@ -51,6 +56,7 @@ type prepared struct {
 	certs      []byte // the content of SignedData's [0] certificates
 	policy     asn1.ObjectIdentifier
 	policyDER  []byte
+	extensions []byte // the TSTInfo's [1] extensions, nil for none
 	hash       crypto.Hash
 	tsaCertLen int
 }
@@ -88,6 +94,9 @@ func (s *Signer) build() (*prepared, error) {
 		p.sigAlg = encode(func(b *cryptobyte.Builder) { addAlgID(b, oidECDSAWithSHA256, false) })
 	default:
 		return nil, fmt.Errorf("tsp: unsupported key type %T", k)
+	}
+	if s.QCStatement {
+		p.extensions = qcStatementsExtension()
 	}
 	p.sid = encode(func(b *cryptobyte.Builder) { addIssuerSerial(b, s.Cert) })
 	p.ctAttr = encode(func(b *cryptobyte.Builder) {
@@ -179,4 +188,31 @@ func encode(f cryptobyte.BuilderContinuation) []byte {
 	b := cryptobyte.NewBuilder(nil)
 	f(b)
 	return b.BytesOrPanic()
+}
+
+// OIDs of the qualified time-stamp statement (RFC 3739, ETSI EN 319 422).
+var (
+	oidQCStatements   = asn1.ObjectIdentifier{1, 3, 6, 1, 5, 5, 7, 1, 3}
+	oidQTSTStatement1 = asn1.ObjectIdentifier{0, 4, 0, 19422, 1, 1}
+)
+
+// qcStatementsExtension is the TSTInfo's extensions field holding
+// qcStatements with esi4-qtstStatement-1:
+//
+//	[1] IMPLICIT Extensions { Extension { qcStatements, OCTET STRING { QCStatements { QCStatement { esi4-qtstStatement-1 } } } } }
+func qcStatementsExtension() []byte {
+	return encode(func(b *cryptobyte.Builder) {
+		b.AddASN1(cbasn1.Tag(1).ContextSpecific().Constructed(), func(b *cryptobyte.Builder) {
+			b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // Extension
+				b.AddASN1ObjectIdentifier(oidQCStatements)
+				b.AddASN1(cbasn1.OCTET_STRING, func(b *cryptobyte.Builder) {
+					b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // QCStatements
+						b.AddASN1(cbasn1.SEQUENCE, func(b *cryptobyte.Builder) { // QCStatement
+							b.AddASN1ObjectIdentifier(oidQTSTStatement1)
+						})
+					})
+				})
+			})
+		})
+	})
 }

@@ -67,6 +67,9 @@ type Config struct {
 	// (tsp.DefaultPolicy when none).
 	TSACert, TSAKey string
 	TSAPolicies     []asn1.ObjectIdentifier
+	// TSAQCStatement puts the qualified time-stamp statement in every
+	// token (tsp.Signer.QCStatement).
+	TSAQCStatement bool
 	// RaftSnapshotEvery and RaftKeepEntries: the member snapshots its
 	// calendar every RaftSnapshotEvery applied entries and keeps
 	// RaftKeepEntries of the log behind it (ClusterSnapshotEvery and

@@ -42,6 +42,7 @@ func (n *Node) withTSA() error {
 		}))})
 		return nil
 	}
+	signer.QCStatement = n.cfg.TSAQCStatement
 	resp, err := tsa.New(tsa.Config{
 		Signer:     signer,
 		Aggregate:  n.aggregateForTSA,

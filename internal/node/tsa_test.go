@@ -168,9 +168,9 @@ func TestTSARefusals(t *testing.T) {
 }
 
 // The policies configured are the TSA's: the first goes to requests that
-// name none.
+// name none; the qualified statement is in every token when asked for.
 func TestTSAPolicies(t *testing.T) {
-	s := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), TSAPolicies: []asn1.ObjectIdentifier{{1, 2, 3, 4}, {1, 2, 3, 5}}})
+	s := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), TSAPolicies: []asn1.ObjectIdentifier{{1, 2, 3, 4}, {1, 2, 3, 5}}, TSAQCStatement: true})
 	d := sha256.Sum256([]byte("TestTSAPolicies"))
 	resp, body := postTSA(t, s.addr, tsaQuery(t, d[:]), "application/timestamp-query")
 	if resp.StatusCode != 200 {
@@ -182,5 +182,9 @@ func TestTSAPolicies(t *testing.T) {
 	}
 	if !tok.Policy.Equal(asn1.ObjectIdentifier{1, 2, 3, 4}) {
 		t.Fatalf("policy %v, want 1.2.3.4", tok.Policy)
+	}
+	// esi4-qtstStatement-1 (0.4.0.19422.1.1) in the TSTInfo.
+	if !bytes.Contains(tok.TSTInfo, []byte{0x06, 0x07, 0x04, 0x00, 0x81, 0x97, 0x5e, 0x01, 0x01}) {
+		t.Fatal("the TSTInfo does not carry the qualified time-stamp statement")
 	}
 }
