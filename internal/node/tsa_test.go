@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/asn1"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tempel-ksi/tempel/ksi"
+	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 	"github.com/tempel-ksi/tempel/tsp"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -187,4 +190,52 @@ func TestTSAPolicies(t *testing.T) {
 	if !bytes.Contains(tok.TSTInfo, []byte{0x06, 0x07, 0x04, 0x00, 0x81, 0x97, 0x5e, 0x01, 0x01}) {
 		t.Fatal("the TSTInfo does not carry the qualified time-stamp statement")
 	}
+}
+
+// A token and a native signature asked for at once go through the same
+// rounds: when they land in the same second, they share its calendar
+// leaf (one round tree, one calendar leaf, whatever the mix).
+func TestTSAOneLeafPerSecond(t *testing.T) {
+	s := start(t, Config{Role: RoleAll, DataDir: t.TempDir()})
+	conn := dial(t, s.addr)
+	for try := range 5 {
+		var wg sync.WaitGroup
+		var tok *tsp.Token
+		var native *ksi.Signature
+		wg.Go(func() {
+			d := sha256.Sum256(fmt.Appendf(nil, "token %d", try))
+			_, body := postTSA(t, s.addr, tsaQuery(t, d[:]), "application/timestamp-query")
+			var err error
+			if tok, err = tsp.ParseResponse(body); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			resp := &tempelv1.SignResponse{}
+			if err := conn.Invoke(context.Background(), tempelv1.Signer_Sign_FullMethodName, &tempelv1.SignRequest{Hash: docHash(fmt.Sprint("native ", try))}, resp); err != nil {
+				t.Error(err)
+				return
+			}
+			var err error
+			if native, err = ksi.ParseSignature(resp.Signature); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		k, err := tok.KSI()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k.SigningTime() != native.SigningTime() {
+			continue // different seconds: ask again
+		}
+		if !k.CalendarChain.InputHash.Equal(native.CalendarChain.InputHash) {
+			t.Fatalf("second %d: the token's calendar leaf %s, the native signature's %s", k.SigningTime(), k.CalendarChain.InputHash, native.CalendarChain.InputHash)
+		}
+		return
+	}
+	t.Fatal("the token and the native signature never landed in the same second in 5 tries")
 }
