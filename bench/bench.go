@@ -74,6 +74,12 @@ type Config struct {
 	Conns int
 	// Progress, if set, is called about every 200ms with requests done.
 	Progress func(done int64)
+	// TSAConns bounds ModeTSA's HTTP/1.1 connections (0: DefaultTSAConns).
+	TSAConns int
+	// TSAWantKSI makes ModeTSA require a KSI signature in the first token
+	// (Tempel's front door); without it the token must have none (the
+	// baseline).
+	TSAWantKSI bool
 }
 
 // Result is what a run measured.
@@ -91,6 +97,8 @@ type Result struct {
 	P99         time.Duration `json:"p99_ns"`
 	Max         time.Duration `json:"max_ns"`
 	BytesPerSig float64       `json:"bytes_per_signature"`
+	// TSAKey is the kind of key that signed ModeTSA's tokens.
+	TSAKey string `json:"tsa_key,omitempty"`
 }
 
 func (r *Result) String() string {
@@ -174,11 +182,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Conns <= 0 {
 		cfg.Conns = DefaultConns
 	}
+	if cfg.TSAConns <= 0 {
+		cfg.TSAConns = DefaultTSAConns
+	}
 	lean := (cfg.Mode == ModeUnary || cfg.Mode == ModePing) && cfg.Client == ClientLean
+	tsa := cfg.Mode == ModeTSA
 	// Several connections: one HTTP/2 connection with tens of thousands
 	// of open streams serialises on its writer.
 	conns := make([]*grpc.ClientConn, max(1, min(cfg.Concurrency/1000, 16)))
-	if lean {
+	if lean || tsa {
 		conns = nil
 	}
 	for i := range conns {
@@ -211,7 +223,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	for i := 0; i < cfg.Concurrency && !lean; i++ {
+	if tsa {
+		r.runTSA(runCtx, ctx)
+	}
+	for i := 0; i < cfg.Concurrency && !lean && !tsa; i++ {
 		wg.Add(1)
 		client := tempelv1.NewSignerClient(conns[i%len(conns)])
 		worker := uint64(i)
@@ -245,6 +260,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if e := r.firstErr.Load(); e != nil {
 		res.FirstError = e.(string)
 	}
+	if k, ok := r.tsaKey.Load().(string); ok {
+		res.TSAKey = k
+	}
 	res.Rate = float64(res.Requests) / elapsed.Seconds()
 	if cfg.Rate > 0 {
 		// Open loop: every measured request was sent within Duration and
@@ -268,7 +286,8 @@ type run struct {
 	errors   atomic.Int64
 	bytes    atomic.Int64
 	firstErr atomic.Value
-	verified atomic.Bool // the first signature was verified
+	verified atomic.Bool  // the first signature was verified
+	tsaKey   atomic.Value // ModeTSA: the kind of the first token's key
 	// measureFrom is the end of the warm-up (Unix ns): earlier requests
 	// are not counted.
 	measureFrom int64
