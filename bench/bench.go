@@ -97,6 +97,12 @@ type Result struct {
 	P99         time.Duration `json:"p99_ns"`
 	Max         time.Duration `json:"max_ns"`
 	BytesPerSig float64       `json:"bytes_per_signature"`
+	// Throughput is the answers received during the measured time per
+	// second, whenever they were sent: what a server delivers when it is
+	// offered more than it can answer, where Rate (counted by send
+	// time, answered whenever) shows the offered rate and the latency
+	// the backlog.
+	Throughput float64 `json:"answered_in_window_per_second"`
 	// TSAKey is the kind of key that signed ModeTSA's tokens.
 	TSAKey string `json:"tsa_key,omitempty"`
 }
@@ -216,6 +222,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopProgress := r.progress()
 	start := time.Now()
 	r.measureFrom = start.Add(cfg.Warmup).UnixNano()
+	r.measureTo = start.Add(cfg.Warmup + cfg.Duration).UnixNano()
 	var wg sync.WaitGroup
 	if lean {
 		if err := r.unaryLean(runCtx, ctx); err != nil {
@@ -264,6 +271,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		res.TSAKey = k
 	}
 	res.Rate = float64(res.Requests) / elapsed.Seconds()
+	res.Throughput = float64(r.inWindow.Load()) / cfg.Duration.Seconds()
 	if cfg.Rate > 0 {
 		// Open loop: every measured request was sent within Duration and
 		// is counted when answered (the run waits for the last answers).
@@ -291,11 +299,18 @@ type run struct {
 	// measureFrom is the end of the warm-up (Unix ns): earlier requests
 	// are not counted.
 	measureFrom int64
+	// measureTo ends the measured time (Unix ns); answers received
+	// between measureFrom and it count in inWindow.
+	measureTo int64
+	inWindow  atomic.Int64
 }
 
 // record counts a signature sent at t0 and received at now (Unix ns),
 // unless it was sent during the warm-up.
 func (r *run) record(t0, now int64, size int) {
+	if now >= r.measureFrom && now < r.measureTo {
+		r.inWindow.Add(1)
+	}
 	if t0 < r.measureFrom {
 		return
 	}

@@ -36,9 +36,9 @@ type CompareConfig struct {
 }
 
 // Comparison is what a CompareConfig run measured. A ratio is a phase's
-// answered rate over the baseline's: a capacity ratio when both were
-// offered more than they answer, a lower bound when the phase answered
-// all it was offered.
+// throughput (answers received in the measured time) over the
+// baseline's: a capacity ratio when both were offered more than they
+// answer, a lower bound when the phase answered all it was offered.
 type Comparison struct {
 	Baseline       *Result `json:"baseline,omitempty"`
 	FrontDoor      *Result `json:"front_door"`
@@ -104,18 +104,18 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Comparison, error) {
 }
 
 func (c *Comparison) ratios() {
-	if c.Baseline == nil || c.Baseline.Rate <= 0 {
+	if c.Baseline == nil || c.Baseline.Throughput <= 0 {
 		return
 	}
-	b := c.Baseline.Rate
+	b := c.Baseline.Throughput
 	if c.FrontDoor != nil {
-		c.FrontDoorRatio = c.FrontDoor.Rate / b
+		c.FrontDoorRatio = c.FrontDoor.Throughput / b
 	}
 	if c.Unary != nil {
-		c.UnaryRatio = c.Unary.Rate / b
+		c.UnaryRatio = c.Unary.Throughput / b
 	}
 	if c.Stream != nil {
-		c.StreamRatio = c.Stream.Rate / b
+		c.StreamRatio = c.Stream.Throughput / b
 	}
 }
 
@@ -129,12 +129,13 @@ func (c *Comparison) String() string {
 		if r.TSAKey != "" {
 			fmt.Fprintf(&sb, "; key %s", r.TSAKey)
 		}
+		fmt.Fprintf(&sb, "\n  throughput %.0f/s (answers received in the measured time)", r.Throughput)
 		if ratio > 0 {
 			verdict := "met"
 			if ratio < target*(1-ratioSlack) || r.Errors > 0 {
 				verdict = "NOT met"
 			}
-			fmt.Fprintf(&sb, "\n  = %.2fx the baseline (target %gx: %s)", ratio, target, verdict)
+			fmt.Fprintf(&sb, " = %.2fx the baseline (target %gx: %s)", ratio, target, verdict)
 		}
 		sb.WriteByte('\n')
 	}
