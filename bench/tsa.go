@@ -53,7 +53,8 @@ func tsaURL(cfg Config) string {
 	return "http://" + cfg.Server + "/tsa"
 }
 
-// newTSAClient is an HTTP/1.1 client with at most conns connections.
+// newTSAClient is an HTTP/1.1 client with at most conns connections,
+// for ProbeTSA (the load goes through an h1pool).
 func newTSAClient(cfg Config, conns int) *http.Client {
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
@@ -74,9 +75,8 @@ func newTSAClient(cfg Config, conns int) *http.Client {
 
 // runTSA is Run for ModeTSA.
 func (r *run) runTSA(runCtx, callCtx context.Context) {
-	client := newTSAClient(r.cfg, r.cfg.TSAConns)
-	defer client.CloseIdleConnections()
-	url := tsaURL(r.cfg)
+	pool := newH1Pool(r.cfg.Server, r.cfg.TLS, r.cfg.TSAConns, "/tsa", r.cfg.Login, r.cfg.Key, len(tsaRequest(0, 0)))
+	defer pool.close()
 	var first sync.Once
 	var wg sync.WaitGroup
 	for i := range r.cfg.Concurrency {
@@ -86,7 +86,10 @@ func (r *run) runTSA(runCtx, callCtx context.Context) {
 			defer wg.Done()
 			r.unary(runCtx, callCtx, worker, func(ctx context.Context, n uint64) (int, error) {
 				der := tsaRequest(worker, n)
-				body, err := postTSA(ctx, client, url, r.cfg.Login, r.cfg.Key, der)
+				status, body, err := pool.post(ctx, der)
+				if err == nil {
+					err = grantedAnswer(status, body)
+				}
 				if err != nil {
 					return 0, err
 				}
@@ -119,14 +122,20 @@ func postTSA(ctx context.Context, c *http.Client, url, login, key string, der []
 	if err != nil {
 		return nil, fmt.Errorf("reading the answer: %w", err)
 	}
-	if resp.StatusCode != http.StatusOK || !granted(body) {
+	return body, grantedAnswer(resp.StatusCode, body)
+}
+
+// grantedAnswer checks that an answer is HTTP 200 with a granted
+// TimeStampResp, and says why not.
+func grantedAnswer(status int, body []byte) error {
+	if status != http.StatusOK || !granted(body) {
 		why := "not a granted TimeStampResp"
 		if _, err := tsp.ParseResponse(body); err != nil {
 			why = err.Error()
 		}
-		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, why)
+		return fmt.Errorf("HTTP %d: %s", status, why)
 	}
-	return body, nil
+	return nil
 }
 
 // granted reports whether a TimeStampResp starts with status granted
