@@ -1,9 +1,13 @@
 // Package bench is Tempel's load generator, run by `tempel bench`: it
 // signs as fast as a server takes it, through unary gRPC calls or the
-// streaming API, and reports the rate and the latency distribution. It
-// checks only the first signature of a run or stream, and makes unary
-// calls with its own lean HTTP/2 client (h2conn) by default, so that the
-// generator costs the shared machine less than the server it measures.
+// streaming API, or asks the RFC 3161 front door for tokens (ModeTSA),
+// and reports the rate and the latency distribution. It checks only the
+// first signature of a run or stream, and makes unary calls with its own
+// lean HTTP/2 client (h2conn) by default and RFC 3161 requests with its
+// own lean HTTP/1.1 client (h1pool), so that the generator costs the
+// shared machine less than the server it measures. [Compare] runs the
+// front door beside a plain RFC 3161 responder ([Baseline]) and native
+// signing.
 package bench
 
 import (

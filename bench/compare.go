@@ -13,6 +13,14 @@ const (
 	TargetStream    = 20
 )
 
+// DefaultBaselineConnsUsed is the baseline phase's connection bound: the
+// baseline answers in milliseconds, so a thousand connections keep it
+// busy, and when it is offered more than it can answer, more connections
+// would only add dials (thousands at once overflow its accept queue and
+// time out) to what the cores must do. It is the bound that gives the
+// baseline its best throughput, so the front door's ratio errs low.
+const DefaultBaselineConnsUsed = 1024
+
 // ratioSlack is how far below a target a ratio may be and still meet
 // it: an open loop at exactly the target rate answers a little less than
 // it offers when the run's last send falls on the edge of the measured
@@ -29,6 +37,9 @@ type CompareConfig struct {
 	// Baseline is the HOST:PORT of the baseline responder (plain HTTP);
 	// "" skips that phase.
 	Baseline string
+	// BaselineConns bounds the baseline phase's connections (0:
+	// DefaultBaselineConnsUsed).
+	BaselineConns int
 	// UnaryRate and StreamRate are the rates offered to native unary
 	// signing and to the streaming API (batch mode); 0 skips the phase.
 	// With Base.Rate 0 (closed loop) unary runs closed loop too.
@@ -68,6 +79,10 @@ func Compare(ctx context.Context, cfg CompareConfig) (*Comparison, error) {
 	if cfg.Baseline != "" {
 		c := cfg.Base
 		c.Mode, c.Server, c.TLS, c.Login, c.Key, c.TSAWantKSI = ModeTSA, cfg.Baseline, nil, "", "", false
+		c.TSAConns = cfg.BaselineConns
+		if c.TSAConns <= 0 {
+			c.TSAConns = DefaultBaselineConnsUsed
+		}
 		if out.Baseline, err = phase("baseline", c); err != nil {
 			return out, err
 		}

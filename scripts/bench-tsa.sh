@@ -9,7 +9,8 @@
 # second), wait for /readyz, run `TEMPEL bench --mode rfc3161` once (the
 # baseline with the same kind of key, the front door, native unary and
 # streaming, one after the other), stop the server, and print KEY, the
-# server's peak RSS (VmHWM) and the bench's JSON on one line:
+# server's peak RSS (VmHWM), the 1-minute load average before and after
+# (the machine is shared) and the bench's JSON on one line:
 #
 #   for i in 1 2 3; do scripts/bench-tsa.sh bin/tempel ecdsa --rate 15000
 #                      scripts/bench-tsa.sh bin/tempel rsa --rate 3000; done
@@ -24,8 +25,9 @@ for _ in $(seq 1 300); do
   curl -fs "http://127.0.0.1:$port/readyz" >/dev/null 2>&1 && break
   sleep 0.1
 done
+load=$(cut -d' ' -f1 /proc/loadavg)
 out=$("$bin" bench --server 127.0.0.1:$port --mode rfc3161 --json "$@" 2>&1)
 hwm=$(awk '/VmHWM/ {print $2}' /proc/$pid/status)
 kill -INT $pid; wait $pid 2>/dev/null
-echo "$key rss_peak_mb=$((hwm / 1024)) $(echo "$out" | tr -d '\n')"
+echo "$key rss_peak_mb=$((hwm / 1024)) load_before=$load load_after=$(cut -d' ' -f1 /proc/loadavg) $(echo "$out" | tr -d '\n')"
 rm -rf "$dir"
