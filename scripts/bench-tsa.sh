@@ -13,7 +13,11 @@
 # (the machine is shared) and the bench's JSON on one line:
 #
 #   for i in 1 2 3; do scripts/bench-tsa.sh bin/tempel ecdsa --rate 15000
-#                      scripts/bench-tsa.sh bin/tempel rsa --rate 3000; done
+#                      scripts/bench-tsa.sh bin/tempel rsa --rate 1500 --tsa-conns 2000; done
+#
+# Both rates are above what this 2-core machine answers, so the ratios
+# compare capacities (an RSA front door needs a few hundred connections;
+# 2,000 keep an overload from turning into thousands of dials at once).
 set -u
 bin=$1; key=$2; shift 2
 dir=$(mktemp -d /tmp/tempel-bench-tsa.XXXX)
