@@ -1,9 +1,13 @@
 // Package bench is Tempel's load generator, run by `tempel bench`: it
 // signs as fast as a server takes it, through unary gRPC calls or the
-// streaming API, and reports the rate and the latency distribution. It
-// checks only the first signature of a run or stream, and makes unary
-// calls with its own lean HTTP/2 client (h2conn) by default, so that the
-// generator costs the shared machine less than the server it measures.
+// streaming API, or asks the RFC 3161 front door for tokens (ModeTSA),
+// and reports the rate and the latency distribution. It checks only the
+// first signature of a run or stream, and makes unary calls with its own
+// lean HTTP/2 client (h2conn) by default and RFC 3161 requests with its
+// own lean HTTP/1.1 client (h1pool), so that the generator costs the
+// shared machine less than the server it measures. [Compare] runs the
+// front door beside a plain RFC 3161 responder ([Baseline]) and native
+// signing.
 package bench
 
 import (
@@ -74,6 +78,12 @@ type Config struct {
 	Conns int
 	// Progress, if set, is called about every 200ms with requests done.
 	Progress func(done int64)
+	// TSAConns bounds ModeTSA's HTTP/1.1 connections (0: DefaultTSAConns).
+	TSAConns int
+	// TSAWantKSI makes ModeTSA require a KSI signature in the first token
+	// (Tempel's front door); without it the token must have none (the
+	// baseline).
+	TSAWantKSI bool
 }
 
 // Result is what a run measured.
@@ -91,6 +101,14 @@ type Result struct {
 	P99         time.Duration `json:"p99_ns"`
 	Max         time.Duration `json:"max_ns"`
 	BytesPerSig float64       `json:"bytes_per_signature"`
+	// Throughput is the answers received during the measured time per
+	// second, whenever they were sent: what a server delivers when it is
+	// offered more than it can answer, where Rate (counted by send
+	// time, answered whenever) shows the offered rate and the latency
+	// the backlog.
+	Throughput float64 `json:"answered_in_window_per_second"`
+	// TSAKey is the kind of key that signed ModeTSA's tokens.
+	TSAKey string `json:"tsa_key,omitempty"`
 }
 
 func (r *Result) String() string {
@@ -174,11 +192,15 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Conns <= 0 {
 		cfg.Conns = DefaultConns
 	}
+	if cfg.TSAConns <= 0 {
+		cfg.TSAConns = DefaultTSAConns
+	}
 	lean := (cfg.Mode == ModeUnary || cfg.Mode == ModePing) && cfg.Client == ClientLean
+	tsa := cfg.Mode == ModeTSA
 	// Several connections: one HTTP/2 connection with tens of thousands
 	// of open streams serialises on its writer.
 	conns := make([]*grpc.ClientConn, max(1, min(cfg.Concurrency/1000, 16)))
-	if lean {
+	if lean || tsa {
 		conns = nil
 	}
 	for i := range conns {
@@ -204,6 +226,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	stopProgress := r.progress()
 	start := time.Now()
 	r.measureFrom = start.Add(cfg.Warmup).UnixNano()
+	r.measureTo = start.Add(cfg.Warmup + cfg.Duration).UnixNano()
 	var wg sync.WaitGroup
 	if lean {
 		if err := r.unaryLean(runCtx, ctx); err != nil {
@@ -211,7 +234,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	for i := 0; i < cfg.Concurrency && !lean; i++ {
+	if tsa {
+		r.runTSA(runCtx, ctx)
+	}
+	for i := 0; i < cfg.Concurrency && !lean && !tsa; i++ {
 		wg.Add(1)
 		client := tempelv1.NewSignerClient(conns[i%len(conns)])
 		worker := uint64(i)
@@ -245,7 +271,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if e := r.firstErr.Load(); e != nil {
 		res.FirstError = e.(string)
 	}
+	if k, ok := r.tsaKey.Load().(string); ok {
+		res.TSAKey = k
+	}
 	res.Rate = float64(res.Requests) / elapsed.Seconds()
+	res.Throughput = float64(r.inWindow.Load()) / cfg.Duration.Seconds()
 	if cfg.Rate > 0 {
 		// Open loop: every measured request was sent within Duration and
 		// is counted when answered (the run waits for the last answers).
@@ -268,15 +298,23 @@ type run struct {
 	errors   atomic.Int64
 	bytes    atomic.Int64
 	firstErr atomic.Value
-	verified atomic.Bool // the first signature was verified
+	verified atomic.Bool  // the first signature was verified
+	tsaKey   atomic.Value // ModeTSA: the kind of the first token's key
 	// measureFrom is the end of the warm-up (Unix ns): earlier requests
 	// are not counted.
 	measureFrom int64
+	// measureTo ends the measured time (Unix ns); answers received
+	// between measureFrom and it count in inWindow.
+	measureTo int64
+	inWindow  atomic.Int64
 }
 
 // record counts a signature sent at t0 and received at now (Unix ns),
 // unless it was sent during the warm-up.
 func (r *run) record(t0, now int64, size int) {
+	if now >= r.measureFrom && now < r.measureTo {
+		r.inWindow.Add(1)
+	}
 	if t0 < r.measureFrom {
 		return
 	}

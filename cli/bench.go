@@ -23,10 +23,11 @@ func benchCommand() *ucli.Command {
 		Description: "Sends signing requests as fast as the server answers, for --duration, and\n" +
 			"reports signatures per second and latency percentiles. Run it in its own\n" +
 			"process against `tempel serve` (loopback only: it is a load test).",
-		Flags: []ucli.Flag{
+		Subcommands: []*ucli.Command{benchBaselineCommand()},
+		Flags: append([]ucli.Flag{
 			&ucli.StringFlag{Name: "server", Value: defaultServer, Usage: "server `ADDR`: HOST:PORT or https://HOST:PORT (TLS)", EnvVars: []string{"TEMPEL_SERVER"}},
 			tlsCAFlag(),
-			&ucli.StringFlag{Name: "mode", Value: bench.ModeUnary, Usage: "unary (one gRPC call per signature), stream (the streaming API), batch (streaming, many per message) or ping (unary gRPC health checks: the cost of a call with no work)"},
+			&ucli.StringFlag{Name: "mode", Value: bench.ModeUnary, Usage: "unary (one gRPC call per signature), stream (the streaming API), batch (streaming, many per message), ping (unary gRPC health checks: the cost of a call with no work) or rfc3161 (POST /tsa beside a plain RFC 3161 responder and native signing, one after the other)"},
 			&ucli.IntFlag{Name: "concurrency", Aliases: []string{"c"}, Value: 64, Usage: "unary, ping without --rate: concurrent callers (each starts its next call when the last is answered); stream, batch: streams"},
 			&ucli.IntFlag{Name: "window", Value: 8192, Usage: "stream: requests in flight per stream"},
 			&ucli.DurationFlag{Name: "duration", Aliases: []string{"d"}, Value: 10 * time.Second, Usage: "how long to measure, after the warm-up"},
@@ -39,7 +40,7 @@ func benchCommand() *ucli.Command {
 			&ucli.StringFlag{Name: "key", EnvVars: []string{"TEMPEL_KEY"}, Usage: "key for --user"},
 			&ucli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
 			&ucli.StringFlag{Name: "cpuprofile", Usage: "write the load generator's CPU profile to `FILE` (to tell its cost from the server's)"},
-		},
+		}, rfc3161Flags()...),
 		Action: runBench,
 	}
 }
@@ -71,6 +72,9 @@ func runBench(c *ucli.Context) error {
 		// collecting less often keeps it from being what is measured.
 		debug.SetGCPercent(gcPercent)
 	}
+	if cfg.Mode == modeRFC3161 {
+		return runBenchRFC3161(c, cfg)
+	}
 	res, err := bench.Run(c.Context, cfg)
 	if err != nil {
 		return inputErrorf("%v (is `tempel serve` running at %s?)", err, cfg.Server)
@@ -85,8 +89,8 @@ func runBench(c *ucli.Context) error {
 // benchConfig is the load the flags ask for.
 func benchConfig(c *ucli.Context) (bench.Config, error) {
 	mode := c.String("mode")
-	if mode != bench.ModeUnary && mode != bench.ModeStream && mode != bench.ModeBatch && mode != bench.ModePing {
-		return bench.Config{}, usageErrorf("--mode %q: want unary, stream, batch or ping", mode)
+	if mode != bench.ModeUnary && mode != bench.ModeStream && mode != bench.ModeBatch && mode != bench.ModePing && mode != modeRFC3161 {
+		return bench.Config{}, usageErrorf("--mode %q: want unary, stream, batch, ping or rfc3161", mode)
 	}
 	cfg := bench.Config{Server: c.String("server"), Mode: mode, Concurrency: c.Int("concurrency"), Window: c.Int("window"),
 		Duration: c.Duration("duration"), Warmup: c.Duration("warmup"), Login: c.String("user"), Key: c.String("key"), FullSignatures: c.Bool("full-signatures"), Rate: c.Float64("rate"),

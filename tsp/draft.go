@@ -149,6 +149,29 @@ func (d *Draft) Response(sig []byte, ksig *ksi.Signature) ([]byte, error) {
 // grantedStatus marks appendToken's dst as a TimeStampResp to head.
 var grantedStatus = []byte{0x30, 0x03, 0x02, 0x01, statusGranted}
 
+// PlainToken returns the token without a KSI signature: a ContentInfo
+// holding the SignedData with no unsigned attributes, as a TSA that only
+// signs answers. It is what the benchmarks' baseline responder issues;
+// a Tempel token always carries its KSI signature ([Draft.Token]).
+func (d *Draft) PlainToken(sig []byte) ([]byte, error) {
+	return d.assemble(nil, sig, nil)
+}
+
+// PlainResponse is [Granted] of [Draft.PlainToken], written without the
+// copy.
+func (d *Draft) PlainResponse(sig []byte) ([]byte, error) {
+	return d.assemble(grantedStatus, sig, nil)
+}
+
+// ksiAttr is the KSI signature attribute of a token being written: the
+// RFC 3161 record and the rest of the signature's content.
+type ksiAttr struct {
+	rec     rfcRecord
+	body    []byte // the signature's content after the record
+	content int    // the signature TLV's content size
+	size    int    // the whole signature TLV's size
+}
+
 // appendToken writes the token, after a TimeStampResp header when status
 // is grantedStatus (nil: the bare token).
 func (d *Draft) appendToken(status, sig []byte, ksig *ksi.Signature) ([]byte, error) {
@@ -166,16 +189,26 @@ func (d *Draft) appendToken(status, sig []byte, ksig *ksi.Signature) ([]byte, er
 	if err != nil {
 		return nil, fmt.Errorf("tsp: KSI signature: %w", err)
 	}
-	rec := d.record(lowest)
-	ksigContent := rec.size() + len(outer.Value)
-	if ksigContent > tlv.MaxValueLen {
-		return nil, fmt.Errorf("tsp: KSI signature of %d bytes is too large", ksigContent)
+	k := ksiAttr{rec: d.record(lowest), body: outer.Value}
+	k.content = k.rec.size() + len(outer.Value)
+	if k.content > tlv.MaxValueLen {
+		return nil, fmt.Errorf("tsp: KSI signature of %d bytes is too large", k.content)
 	}
-	ksigLen := tlv.HeaderSize(ksi.TypeSignature, ksigContent) + ksigContent
+	k.size = tlv.HeaderSize(ksi.TypeSignature, k.content) + k.content
+	return d.assemble(status, sig, &k)
+}
 
+// assemble writes the token with the KSI signature attribute k (nil: no
+// unsigned attributes), after a TimeStampResp header when status is
+// grantedStatus.
+func (d *Draft) assemble(status, sig []byte, k *ksiAttr) ([]byte, error) {
 	p := d.p
-	unsigned := derLen(len(derOIDKSI) + derLen(derLen(ksigLen)))
-	siContent := len(derVersion1) + len(p.sid) + len(sha256AlgID) + len(d.attrs) + len(p.sigAlg) + derLen(len(sig)) + derLen(unsigned)
+	unsigned := 0
+	siContent := len(derVersion1) + len(p.sid) + len(sha256AlgID) + len(d.attrs) + len(p.sigAlg) + derLen(len(sig))
+	if k != nil {
+		unsigned = derLen(len(derOIDKSI) + derLen(derLen(k.size)))
+		siContent += derLen(unsigned)
+	}
 	eci := len(derOIDTSTInfo) + derLen(derLen(len(d.tstInfo)))
 	sdContent := len(derSignedDataHead) + derLen(eci) + derLen(derLen(siContent))
 	if d.certReq {
@@ -218,14 +251,16 @@ func (d *Draft) appendToken(status, sig []byte, ksig *ksi.Signature) ([]byte, er
 	out = append(out, p.sigAlg...)
 	out = appendHeader(out, 0x04, len(sig))
 	out = append(out, sig...)
-	out = appendHeader(out, 0xa1, unsigned)
-	out = appendHeader(out, 0x30, len(derOIDKSI)+derLen(derLen(ksigLen)))
-	out = append(out, derOIDKSI...)
-	out = appendHeader(out, 0x31, derLen(ksigLen))
-	out = appendHeader(out, 0x04, ksigLen)
-	out = tlv.AppendKnownHeader(out, ksi.TypeSignature, ksigContent)
-	out = rec.append(out)
-	out = append(out, outer.Value...)
+	if k != nil {
+		out = appendHeader(out, 0xa1, unsigned)
+		out = appendHeader(out, 0x30, len(derOIDKSI)+derLen(derLen(k.size)))
+		out = append(out, derOIDKSI...)
+		out = appendHeader(out, 0x31, derLen(k.size))
+		out = appendHeader(out, 0x04, k.size)
+		out = tlv.AppendKnownHeader(out, ksi.TypeSignature, k.content)
+		out = k.rec.append(out)
+		out = append(out, k.body...)
+	}
 	if len(out) != total {
 		return nil, fmt.Errorf("tsp: internal error: token of %d bytes, sized %d", len(out), total)
 	}
