@@ -56,22 +56,9 @@ func withCallInfo(ctx context.Context, ci callInfo) context.Context {
 	return context.WithValue(ctx, callInfoKey{}, ci)
 }
 
-// result is the end of one endpoint's attempts.
-type result struct {
-	i        int
-	reply    proto.Message
-	attempts int
-	err      error
-}
-
-// fanOut is the unary interceptor of the virtual connection. It sends the
-// call to Config.Parallel endpoints at once, starting with the one that
-// answered last (so that once an endpoint is found unreachable, later
-// calls do not wait for it first) and going on in the configured order;
-// when one fails for good (after its retries), the next endpoint not yet
-// asked takes its place. The first answer that passes [Client.checkAnswer] is copied into
-// reply and the other attempts are cancelled. When every endpoint fails,
-// the error names each endpoint's failure ([EndpointsError]).
+// fanOut is the unary interceptor of the virtual connection: it sends
+// the call to the endpoints (askEndpoints) and copies the winning answer
+// into reply.
 func (c *Client) fanOut(ctx context.Context, method string, req, reply any, _ *grpc.ClientConn, _ grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 	ci, _ := ctx.Value(callInfoKey{}).(callInfo)
 	if ci.op == "" {
@@ -80,6 +67,31 @@ func (c *Client) fanOut(ctx context.Context, method string, req, reply any, _ *g
 	out, ok := reply.(proto.Message)
 	if !ok {
 		return fmt.Errorf("client: %s: reply %T is not a protocol buffer", ci.op, reply)
+	}
+	r, err := askEndpoints(ctx, c, ci.op, func(ctx context.Context, i int) (proto.Message, int, error) {
+		return c.attempts(ctx, ci, i, method, req, out, opts)
+	})
+	if err != nil {
+		return err
+	}
+	proto.Merge(out, r)
+	return nil
+}
+
+// askEndpoints runs attempt (all of one endpoint's tries) at
+// Config.Parallel endpoints at once, starting with the one that answered
+// last (so that once an endpoint is found unreachable, later calls do not
+// wait for it first) and going on in the configured order; when one fails
+// for good, the next endpoint not yet asked takes its place. The first
+// success wins and the other attempts are cancelled. When every endpoint
+// fails, the error names each one's failure ([EndpointsError]), in the
+// order they were asked.
+func askEndpoints[T any](ctx context.Context, c *Client, op string, attempt func(ctx context.Context, i int) (T, int, error)) (T, error) {
+	type result struct {
+		i        int
+		value    T
+		attempts int
+		err      error
 	}
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -91,13 +103,14 @@ func (c *Client) fanOut(ctx context.Context, method string, req, reply any, _ *g
 		next++
 		running++
 		go func() {
-			r, n, err := c.attempts(actx, ci, i, method, req, out, opts)
-			results <- result{i: i, reply: r, attempts: n, err: err}
+			v, n, err := attempt(actx, i)
+			results <- result{i: i, value: v, attempts: n, err: err}
 		}()
 	}
 	for next < c.parallel {
 		start()
 	}
+	var zero T
 	failures := make([]EndpointFailure, len(c.conns))
 	for running > 0 {
 		r := <-results
@@ -105,8 +118,7 @@ func (c *Client) fanOut(ctx context.Context, method string, req, reply any, _ *g
 		if r.err == nil {
 			cancel()
 			c.preferred.Store(int32(r.i))
-			proto.Merge(out, r.reply)
-			return nil
+			return r.value, nil
 		}
 		failures[r.i] = EndpointFailure{Endpoint: c.cfg.Endpoints[r.i], Attempts: r.attempts, Err: r.err}
 		if ctx.Err() == nil && next < len(c.conns) {
@@ -114,17 +126,16 @@ func (c *Client) fanOut(ctx context.Context, method string, req, reply any, _ *g
 		}
 	}
 	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("client: %s: %w", ci.op, err)
+		return zero, fmt.Errorf("client: %s: %w", op, err)
 	}
-	// In the order the endpoints were asked.
 	asked := make([]EndpointFailure, 0, next)
 	for k := range next {
 		asked = append(asked, failures[(first+k)%len(c.conns)])
 	}
 	if len(asked) == 1 {
-		return asked[0].err()
+		return zero, asked[0].err()
 	}
-	return &EndpointsError{Op: ci.op, Failures: asked}
+	return zero, &EndpointsError{Op: op, Failures: asked}
 }
 
 // attempts runs the call at endpoint i until it gives a valid answer, it

@@ -47,53 +47,9 @@ func (c *Client) TimeStamp(ctx context.Context, req []byte) ([]byte, error) {
 	case c.tsaHTTP == nil: // Close came first
 		return nil, fmt.Errorf("%w: time-stamp", ErrClosed)
 	}
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	type result struct {
-		i        int
-		body     []byte
-		attempts int
-		err      error
-	}
-	results := make(chan result, len(c.conns))
-	first := int(c.preferred.Load())
-	next, running := 0, 0
-	start := func() {
-		i := (first + next) % len(c.conns)
-		next++
-		running++
-		go func() {
-			body, n, err := c.tsaAttempts(actx, i, req, q)
-			results <- result{i: i, body: body, attempts: n, err: err}
-		}()
-	}
-	for next < c.parallel {
-		start()
-	}
-	failures := make([]EndpointFailure, len(c.conns))
-	for running > 0 {
-		r := <-results
-		running--
-		if r.err == nil {
-			c.preferred.Store(int32(r.i))
-			return r.body, nil
-		}
-		failures[r.i] = EndpointFailure{Endpoint: c.cfg.Endpoints[r.i], Attempts: r.attempts, Err: r.err}
-		if ctx.Err() == nil && next < len(c.conns) {
-			start()
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("client: time-stamp: %w", err)
-	}
-	asked := make([]EndpointFailure, 0, next)
-	for k := range next {
-		asked = append(asked, failures[(first+k)%len(c.conns)])
-	}
-	if len(asked) == 1 {
-		return nil, asked[0].err()
-	}
-	return nil, &EndpointsError{Op: "time-stamp", Failures: asked}
+	return askEndpoints(ctx, c, "time-stamp", func(ctx context.Context, i int) ([]byte, int, error) {
+		return c.tsaAttempts(ctx, i, req, q)
+	})
 }
 
 // initTSA makes the HTTP client and the /tsa URLs of the endpoints.
