@@ -27,6 +27,26 @@ func needOpenSSL(t *testing.T) string {
 	return p
 }
 
+// opensslQuery writes content to dir/doc.txt and has openssl ask for a
+// time-stamp of it with the query flags q; it returns the document's
+// path, the request's path and its DER.
+func opensslQuery(t *testing.T, openssl, dir, content string, q ...string) (doc, tsq string, der []byte) {
+	t.Helper()
+	doc = filepath.Join(dir, "doc.txt")
+	if err := os.WriteFile(doc, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tsq = filepath.Join(dir, "req.tsq")
+	if out, err := run(t, openssl, append([]string{"ts", "-query", "-data", doc, "-out", tsq}, q...)...); err != nil {
+		t.Fatalf("openssl ts -query: %v\n%s", err, out)
+	}
+	der, err := os.ReadFile(tsq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc, tsq, der
+}
+
 func run(t *testing.T, name string, args ...string) (string, error) {
 	t.Helper()
 	out, err := exec.Command(name, args...).CombinedOutput()
@@ -44,18 +64,7 @@ func TestOpenSSLVerifies(t *testing.T) {
 				dir := t.TempDir()
 				tsa := newTSA(t, kind)
 				rootPEM := tsa.writeRoot(t, dir)
-				doc := filepath.Join(dir, "doc.txt")
-				if err := os.WriteFile(doc, []byte("a document to time-stamp\n"), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				tsq := filepath.Join(dir, "req.tsq")
-				if out, err := run(t, openssl, append([]string{"ts", "-query", "-data", doc, "-out", tsq}, q...)...); err != nil {
-					t.Fatalf("openssl ts -query: %v\n%s", err, out)
-				}
-				reqDER, err := os.ReadFile(tsq)
-				if err != nil {
-					t.Fatal(err)
-				}
+				doc, tsq, reqDER := opensslQuery(t, openssl, dir, "a document to time-stamp\n", q...)
 				resp, _ := issue(t, tsa.signer, reqDER, time.Now())
 				tsr := filepath.Join(dir, "resp.tsr")
 				if err := os.WriteFile(tsr, resp, 0o644); err != nil {
@@ -172,18 +181,7 @@ func TestQCStatement(t *testing.T) {
 	tsa := newTSA(t, "ecdsa")
 	tsa.signer.QCStatement = true
 	rootPEM := tsa.writeRoot(t, dir)
-	doc := filepath.Join(dir, "doc.txt")
-	if err := os.WriteFile(doc, []byte("a qualified time-stamp\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tsq := filepath.Join(dir, "req.tsq")
-	if out, err := run(t, openssl, "ts", "-query", "-data", doc, "-sha256", "-cert", "-out", tsq); err != nil {
-		t.Fatalf("openssl ts -query: %v\n%s", err, out)
-	}
-	reqDER, err := os.ReadFile(tsq)
-	if err != nil {
-		t.Fatal(err)
-	}
+	doc, _, reqDER := opensslQuery(t, openssl, dir, "a qualified time-stamp\n", "-sha256", "-cert")
 	resp, _ := issue(t, tsa.signer, reqDER, time.Now())
 	tsr := filepath.Join(dir, "resp.tsr")
 	if err := os.WriteFile(tsr, resp, 0o644); err != nil {

@@ -97,18 +97,7 @@ func TestOpenSSLVerifiesPlain(t *testing.T) {
 			dir := t.TempDir()
 			tsa := newTSA(t, kind)
 			rootPEM := tsa.writeRoot(t, dir)
-			doc := filepath.Join(dir, "doc.txt")
-			if err := os.WriteFile(doc, []byte("a document for the baseline\n"), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			tsq := filepath.Join(dir, "req.tsq")
-			if out, err := run(t, openssl, "ts", "-query", "-data", doc, "-sha256", "-cert", "-out", tsq); err != nil {
-				t.Fatalf("openssl ts -query: %v\n%s", err, out)
-			}
-			reqDER, err := os.ReadFile(tsq)
-			if err != nil {
-				t.Fatal(err)
-			}
+			doc, tsq, reqDER := opensslQuery(t, openssl, dir, "a document for the baseline\n", "-sha256", "-cert")
 			req, err := tsp.ParseRequest(reqDER)
 			if err != nil {
 				t.Fatal(err)
