@@ -97,17 +97,7 @@ func (s *toySM) RestoreFrom(ctx context.Context, index uint64, data []byte, peer
 // another when the leader cannot be reached; a peer that sends other
 // state than the snapshot describes stops the member instead.
 func TestRestoreFetchesFromPeers(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *Config) { cfg.SnapshotEvery, cfg.KeepEntries = 50, 10 })
-	for _, m := range c.members {
-		m.sm.fetching = true
-	}
-	c.proposeAll(c.members, keys("f", 0, 200))
-	l := c.leaderOf(c.members)
-	f := c.others(l)[0]
-	waitFor(t, 5*time.Second, "a snapshot in the follower's log", func() bool {
-		snap, err := f.node.st.Snapshot()
-		return err == nil && snap.GetMetadata().GetIndex() > 0
-	})
+	c, l, f := fetchingCluster(t, "f", 200)
 
 	// Its machine lost, the follower fetches; the leader fails to
 	// answer, so the other member does.
@@ -165,17 +155,7 @@ func TestRestoreFetchesFromPeers(t *testing.T) {
 // cleanly: the restore cut short is not a fatal error, and while it
 // lasts the member says it is restoring.
 func TestStopDuringRestore(t *testing.T) {
-	c := newCluster(t, 3, func(cfg *Config) { cfg.SnapshotEvery, cfg.KeepEntries = 50, 10 })
-	for _, m := range c.members {
-		m.sm.fetching = true
-	}
-	c.proposeAll(c.members, keys("s", 0, 120))
-	l := c.leaderOf(c.members)
-	f := c.others(l)[0]
-	waitFor(t, 5*time.Second, "a snapshot in the follower's log", func() bool {
-		snap, err := f.node.st.Snapshot()
-		return err == nil && snap.GetMetadata().GetIndex() > 0
-	})
+	c, _, f := fetchingCluster(t, "s", 120)
 	c.stop(f)
 	for _, m := range c.others(f) {
 		m.sm.mu.Lock()
@@ -195,4 +175,23 @@ func TestStopDuringRestore(t *testing.T) {
 	c.start(f)
 	waitFor(t, 10*time.Second, "the restore done once the peers answer", func() bool { return f.sm.restored() > 0 })
 	c.waitSame(c.members, 120)
+}
+
+// fetchingCluster is three members whose machines fetch on restore,
+// with n entries committed and a snapshot in a follower's log; it
+// returns the cluster, its leader and that follower.
+func fetchingCluster(t *testing.T, prefix string, n int) (*tcluster, *tmember, *tmember) {
+	t.Helper()
+	c := newCluster(t, 3, func(cfg *Config) { cfg.SnapshotEvery, cfg.KeepEntries = 50, 10 })
+	for _, m := range c.members {
+		m.sm.fetching = true
+	}
+	c.proposeAll(c.members, keys(prefix, 0, n))
+	l := c.leaderOf(c.members)
+	f := c.others(l)[0]
+	waitFor(t, 5*time.Second, "a snapshot in the follower's log", func() bool {
+		snap, err := f.node.st.Snapshot()
+		return err == nil && snap.GetMetadata().GetIndex() > 0
+	})
+	return c, l, f
 }
