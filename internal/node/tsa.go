@@ -53,7 +53,7 @@ func (n *Node) withTSA() error {
 	if err != nil {
 		return err
 	}
-	n.h.routes = append(n.h.routes, route{"/tsa", n.metrics.countHTTP("tsa", tsaHandler(resp))})
+	n.h.routes = append(n.h.routes, route{"/tsa", n.metrics.countHTTP("tsa", tsaHandler(resp, n.h.admitsSign))})
 	return nil
 }
 
@@ -75,8 +75,11 @@ func (n *Node) nextSecondForTSA() uint64 {
 // draft's).
 var tsaContentTypes = map[string]bool{"application/timestamp-query": true, "application/timestamp-request": true}
 
-// tsaHandler serves POST /tsa.
-func tsaHandler(resp *tsa.Responder) http.Handler {
+// tsaHandler serves POST /tsa. A request the node has no memory for is
+// refused before anything is drafted or signed: a key operation spent on
+// a request then refused would let overload cost more CPU, not less.
+func tsaHandler(resp *tsa.Responder, admits func() bool) http.Handler {
+	overloaded := aggregator.ErrOverloaded
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", "POST")
@@ -92,6 +95,10 @@ func tsaHandler(resp *tsa.Responder) http.Handler {
 		der, err := io.ReadAll(http.MaxBytesReader(w, r.Body, tsp.MaxRequestSize))
 		if err != nil {
 			writeTSA(w, http.StatusRequestEntityTooLarge, tsp.Rejection(&tsp.Failure{Info: tsp.BadDataFormat, Text: "request larger than 16 KiB or unreadable"}))
+			return
+		}
+		if !admits() {
+			writeTSA(w, aggregator.StatusOf(overloaded).HTTP, tsp.Rejection(&tsp.Failure{Info: tsp.SystemFailure, Text: "overloaded: too many requests waiting, try again shortly"}))
 			return
 		}
 		body, err := resp.Respond(r.Context(), der)

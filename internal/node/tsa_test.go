@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/ksi"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 	"github.com/tempel-ksi/tempel/tsp"
@@ -238,4 +239,50 @@ func TestTSAOneLeafPerSecond(t *testing.T) {
 		return
 	}
 	t.Fatal("the token and the native signature never landed in the same second in 5 tries")
+}
+
+// A node out of memory for waiting requests refuses a time-stamp request
+// at once (HTTP 429 with a rejection), before any key operation; once the
+// memory is free again, it answers.
+func TestTSARefusedWhenOverloaded(t *testing.T) {
+	s := start(t, Config{Role: RoleAll, DataDir: t.TempDir()})
+	b := s.n.agg.Budget()
+	var held int64
+	for b.Admits(aggregator.CostCaller) {
+		if !b.Reserve(aggregator.CostCaller) {
+			break
+		}
+		held += aggregator.CostCaller
+	}
+	d := sha256.Sum256([]byte("TestTSARefusedWhenOverloaded"))
+	resp, body := postTSA(t, s.addr, tsaQuery(t, d[:]), "application/timestamp-query")
+	if resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("overloaded: %s, want 429", resp.Status)
+	}
+	if _, err := tsp.ParseResponse(body); err == nil || !strings.Contains(err.Error(), "overloaded") {
+		t.Fatalf("overloaded: %v, want a rejection saying so", err)
+	}
+	if n := keyOps(t, s); n != 0 {
+		t.Fatalf("%d key operations for a refused request", n)
+	}
+	b.Release(held)
+	if resp, _ := postTSA(t, s.addr, tsaQuery(t, d[:]), "application/timestamp-query"); resp.StatusCode != 200 {
+		t.Fatalf("after the overload: %s", resp.Status)
+	}
+}
+
+// keyOps is how many TSA key operations the node has counted.
+func keyOps(t *testing.T, s *started) uint64 {
+	t.Helper()
+	mfs, err := s.n.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "tempel_tsa_key_seconds" {
+			return mf.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	t.Fatal("no tempel_tsa_key_seconds metric")
+	return 0
 }
