@@ -102,8 +102,8 @@ func serveCommand() *ucli.Command {
 		Name:  "serve",
 		Usage: "run the Tempel service (calendar, aggregator, or both)",
 		Description: "Runs Tempel on one address: gRPC and REST signing, extending and publications,\n" +
-			"KSI PDU v2 (/gt-signingservice, /gt-extendingservice), GET /publications.bin,\n" +
-			"/metrics, /healthz and /readyz. On first start a development PKI is created under\n" +
+			"KSI PDU v2 (/gt-signingservice, /gt-extendingservice), RFC 3161 (POST /tsa, with\n" +
+			"role all), GET /publications.bin, /metrics, /healthz and /readyz. On first start a development PKI is created under\n" +
 			"DATA-DIR/keys; its root.pem is the trust root verifiers pin.\n\n" +
 			"TLS: --tls-cert FILE --tls-key FILE (or --tls, the development certificate for\n" +
 			"localhost issued from DATA-DIR/keys) serves all of it over TLS 1.3 on the same port.\n" +
@@ -221,6 +221,9 @@ func printBanner(c *ucli.Context, cfg node.Config, n *node.Node, addr string) {
 		fmt.Fprintf(w, "  root fingerprint:   SHA-256 %s\n", k.RootFingerprint())
 		fmt.Fprintf(w, "  constraint to pin:  --cnstr %s\n", k.Constraint())
 		fmt.Fprintf(w, "  KSI PDU v2:         %s/gt-signingservice  %s/gt-extendingservice\n", cfg.PublicURL, cfg.PublicURL)
+		if cfg.Role == node.RoleAll && k.TSA != nil {
+			fmt.Fprintf(w, "  RFC 3161:           POST %s/tsa   (TSA certificate %s)\n", cfg.PublicURL, formatName(k.TSA.Subject))
+		}
 	}
 	printKSITCPBanner(w, n)
 	fmt.Fprintf(w, "  metrics:            %s/metrics   health: /healthz /readyz\n", cfg.PublicURL)
