@@ -39,7 +39,9 @@ func (n *Node) grpcServer() *grpc.Server {
 		n.transportCreds(),
 		grpc.MaxRecvMsgSize(maxMessage),
 		grpc.InitialWindowSize(maxStreamWindow), grpc.InitialConnWindowSize(maxConnWindow),
-		grpc.UnaryInterceptor(n.unaryAuth), grpc.StreamInterceptor(n.streamAuth),
+		// Authentication first: the gRPC metrics count authenticated calls.
+		grpc.ChainUnaryInterceptor(n.unaryAuth, n.grpcm.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(n.streamAuth, n.grpcm.StreamServerInterceptor()),
 		grpc.ConnectionTimeout(n.cfg.ReadTimeout), // a new connection's HTTP/2 handshake
 		grpc.KeepaliveParams(n.keepaliveParams()), grpc.KeepaliveEnforcementPolicy(keepalivePolicy),
 		grpc.InTapHandle(n.admit),
@@ -49,6 +51,7 @@ func (n *Node) grpcServer() *grpc.Server {
 	for _, register := range n.h.grpc {
 		register(g)
 	}
+	n.grpcm.InitializeMetrics(g) // every method's series from zero, for rates and alerts
 	return g
 }
 

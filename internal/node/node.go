@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
@@ -142,6 +143,7 @@ type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	reg     *prometheus.Registry
+	grpcm   *grpcprom.ServerMetrics // the standard gRPC server metrics (grpcmetrics.go)
 	users   *server.Users
 	keys    *pki.Set
 	keysNew bool
@@ -188,6 +190,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), blocked: newBlockedSends(), conns: new(server.ConnCount)}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newRequestMetrics(n.reg)
+	n.grpcm = newGRPCMetrics(n.reg)
 	if cfg.UsersFile != "" {
 		u, err := server.LoadUsers(cfg.UsersFile)
 		if err != nil {
