@@ -223,6 +223,7 @@ func New(cfg Config) (*Node, error) {
 		n.Close()
 		return nil, err
 	}
+	n.registerOpsMetrics()
 	if n.users.Dev() {
 		// Said once the node is built, so that a refused start says one thing.
 		n.log.Warn("development mode: no --users file; calls without credentials are accepted as client id anonymous, KSI PDU clients may use user anon / key anon")
