@@ -580,6 +580,17 @@ func TestAccessPprofOnDebugListener(t *testing.T) {
 // counterValue reads one series from the node's metrics registry.
 func counterValue(t *testing.T, s *started, series string) float64 {
 	t.Helper()
+	v, ok := seriesValue(t, s, series)
+	if !ok {
+		t.Fatalf("no series %s", series)
+	}
+	return v
+}
+
+// seriesValue is the value of a counter series as /metrics names it,
+// read from the registry; ok is false when there is no such series yet.
+func seriesValue(t *testing.T, s *started, series string) (v float64, ok bool) {
+	t.Helper()
 	mfs, err := s.n.reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -591,10 +602,9 @@ func counterValue(t *testing.T, s *started, series string) float64 {
 				labels = append(labels, l.GetName()+`="`+l.GetValue()+`"`)
 			}
 			if mf.GetName()+"{"+strings.Join(labels, ",")+"}" == series {
-				return m.GetCounter().GetValue()
+				return m.GetCounter().GetValue(), true
 			}
 		}
 	}
-	t.Fatalf("no series %s", series)
-	return 0
+	return 0, false
 }
