@@ -188,6 +188,7 @@ func New(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger, reg: prometheus.NewRegistry(), blocked: newBlockedSends(), conns: new(server.ConnCount)}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newRequestMetrics(n.reg)
+	registerBuildInfo(n.reg)
 	if cfg.UsersFile != "" {
 		u, err := server.LoadUsers(cfg.UsersFile)
 		if err != nil {
