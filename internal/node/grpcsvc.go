@@ -49,6 +49,7 @@ func (n *Node) grpcServer() *grpc.Server {
 	for _, register := range n.h.grpc {
 		register(g)
 	}
+	n.registerReflection(g)
 	return g
 }
 

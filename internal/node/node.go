@@ -133,8 +133,11 @@ type Config struct {
 	Now func() time.Time
 	// Pprof serves /debug/pprof/ and a copy of /metrics on DebugListen,
 	// never on Listen (profiling; keep off in production).
-	Pprof  bool
-	Logger *slog.Logger
+	Pprof bool
+	// GRPCReflection registers the gRPC server reflection services
+	// (off by default); they need credentials, as signing does.
+	GRPCReflection bool
+	Logger         *slog.Logger
 }
 
 // Node is a running Tempel server.
