@@ -141,11 +141,15 @@ func TestDockerfile(t *testing.T) {
 		"CGO_ENABLED=0 go build",
 		"-X github.com/tempel-ksi/tempel/internal/buildinfo.Version=${VERSION}",
 		"VOLUME /data", "TEMPEL_DATA_DIR=/data", "TEMPEL_USERS=/etc/tempel/users",
-		"http://127.0.0.1:8080/healthz", "TEMPEL_LISTEN=0.0.0.0:8080",
+		"://127.0.0.1:8080/healthz", "TEMPEL_LISTEN=0.0.0.0:8080",
 	} {
 		if !strings.Contains(all, want) {
 			t.Errorf("Dockerfile lacks %q", want)
 		}
+	}
+	// Plaintext off loopback is the operator's choice, never the image's.
+	if strings.Contains(all, "INSECURE_LISTEN") {
+		t.Error("the image turns on --insecure-listen")
 	}
 	if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, "HEALTHCHECK ") }) {
 		t.Error("Dockerfile has no HEALTHCHECK")
