@@ -39,8 +39,13 @@ FUZZ_TARGETS := \
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
 
-build: ## build bin/tempel
-	$(GO) build -o $(BIN)/tempel ./cmd/tempel
+# The release version stamped into the binary (tempel version, the
+# tempel_build_info metric); the VCS revision comes from the toolchain.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+LDFLAGS := -X github.com/tempel-ksi/tempel/internal/buildinfo.Version=$(VERSION)
+
+build: ## build bin/tempel, stamped with VERSION (default: git describe)
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/tempel ./cmd/tempel
 
 # The cluster tests run real member processes under continuous signing:
 # they run after the others, not beside them, so that neither set's

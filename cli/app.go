@@ -43,6 +43,8 @@ var commands = []func() *ucli.Command{
 	clusterCommand,
 	calendarCommand,
 	benchCommand,
+	versionCommand,
+	completionCommand,
 }
 
 // App builds the tempel command tree, writing to os.Stdout and os.Stderr.
@@ -60,11 +62,13 @@ func App() *ucli.App {
 		DisableSliceFlagSeparator: true,
 		// Run turns errors into exit codes; the default handler would
 		// exit the process from inside the library.
-		ExitErrHandler: func(*ucli.Context, error) {},
-		OnUsageError:   onUsageError,
-		Action:         rootAction,
-		Writer:         os.Stdout,
-		ErrWriter:      os.Stderr,
+		ExitErrHandler:       func(*ucli.Context, error) {},
+		OnUsageError:         onUsageError,
+		Action:               rootAction,
+		Flags:                []ucli.Flag{versionFlag},
+		EnableBashCompletion: true,
+		Writer:               os.Stdout,
+		ErrWriter:            os.Stderr,
 	}
 	for _, mk := range commands {
 		c := mk()
@@ -120,6 +124,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) (code int
 	app.Writer, app.ErrWriter = stdout, stderr
 	if len(args) == 0 {
 		args = []string{app.Name}
+	}
+	if completeDashes(app, args, stdout) {
+		return ExitOK
 	}
 	args = permuteArgs(app, args)
 	app.Metadata = map[string]any{argsKey: args}
@@ -185,6 +192,9 @@ func commandName(c *ucli.Context) string {
 
 // rootAction runs when no command was named.
 func rootAction(c *ucli.Context) error {
+	if c.Bool(versionFlag.Name) {
+		return printVersion(c)
+	}
 	if c.Args().Present() {
 		return usageErrorf("unknown command %q (see 'tempel --help')", c.Args().First())
 	}
@@ -246,6 +256,11 @@ func withCommand(c *ucli.Context, err error) error {
 // which stops at the first positional argument, so without this
 // "tempel inspect sig.ksig --json" would treat --json as a file name.
 func permuteArgs(app *ucli.App, args []string) []string {
+	// The completion scripts' hidden flag must stay last, where urfave
+	// looks for it.
+	if n := len(args); n > 1 && args[n-1] == completionFlag {
+		return append(permuteArgs(app, args[:n-1]), completionFlag)
+	}
 	out := []string{args[0]}
 	return append(out, permute(app.Flags, app.Commands, args[1:])...)
 }

@@ -85,6 +85,7 @@ func serveFlags() []ucli.Flag {
 		boolean("tsa-qc-statement", "put the qualified time-stamp statement (qcStatements, esi4-qtstStatement-1, ETSI EN 319 422) in every token: only for a TSA a trusted list makes qualified"),
 		&ucli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof/ (and a copy of /metrics) on --debug-listen, never on --listen", EnvVars: env("pprof")},
 		str("debug-listen", node.DefaultDebugListen, "loopback `ADDR` of the debug listener (with --pprof)"),
+		boolean("grpc-reflection", "register gRPC server reflection (grpcurl, grpcui can list and call the services); it needs credentials like signing"),
 		&ucli.BoolFlag{Name: "pdu-allow-weak-hmac", Usage: "accept KSI PDUs whose HMAC is weaker than SHA-256 (SHA-1, RIPEMD-160, SHA3-224)", EnvVars: env("pdu-allow-weak-hmac")},
 		boolean("tls", "serve TLS with the development certificate DATA-DIR/keys/tls.pem (localhost, 127.0.0.1, ::1; clients trust DATA-DIR/keys/root.pem), issued from the development PKI"),
 		str("tls-cert", "", "serve TLS with this certificate chain (PEM `FILE`, leaf first)"),
@@ -153,6 +154,7 @@ func serveAction(c *ucli.Context) error {
 		Keys: pki.Files{RootCert: c.String("root-cert"), PublisherCert: c.String("publisher-cert"), PublisherKey: c.String("publisher-key"),
 			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key"), MemberCerts: c.String("member-certs")},
 	}
+	cfg.GRPCReflection = c.Bool("grpc-reflection")
 	if err := tsaConfig(c, &cfg); err != nil {
 		return err
 	}

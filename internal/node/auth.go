@@ -20,7 +20,8 @@ import (
 // Public (no credentials; credentials sent are not looked at):
 //   - the publications file and the data it holds: GET /publications.bin,
 //     the gRPC Publications service and REST GET /v1/publications;
-//   - health: /healthz, /readyz and the gRPC health service.
+//   - health: /healthz, /readyz and the gRPC health service;
+//   - the API's documentation: GET /openapi.json.
 //
 // Everything else needs the credentials of a user (Basic; none in
 // development mode): signing and extending over gRPC and REST, the
@@ -35,6 +36,7 @@ var (
 	// the gRPC method the gateway calls and has that method's access.
 	httpRoutes = map[string]httpRoute{
 		"/publications.bin":    {iface: server.IfaceHTTP, access: server.Public},
+		"/openapi.json":        {iface: server.IfaceHTTP, access: server.Public}, // documentation (openapi.go)
 		"/healthz":             {iface: server.IfaceHTTP, access: server.Public},
 		"/readyz":              {iface: server.IfaceHTTP, access: server.Public},
 		"/metrics":             {iface: server.IfaceHTTP, access: server.NeedCredentials},

@@ -51,6 +51,7 @@ func (n *Node) grpcServer() *grpc.Server {
 	for _, register := range n.h.grpc {
 		register(g)
 	}
+	n.registerReflection(g)
 	n.grpcm.InitializeMetrics(g) // every method's series from zero, for rates and alerts
 	return g
 }

@@ -55,6 +55,7 @@ func (n *Node) httpMux(ctx context.Context) (*routeMux, error) {
 		mux.Handle(r.pattern, r.h)
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
+	mux.HandleFunc("/openapi.json", serveOpenAPI)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := n.ready(); err != nil {

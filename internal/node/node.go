@@ -134,8 +134,11 @@ type Config struct {
 	Now func() time.Time
 	// Pprof serves /debug/pprof/ and a copy of /metrics on DebugListen,
 	// never on Listen (profiling; keep off in production).
-	Pprof  bool
-	Logger *slog.Logger
+	Pprof bool
+	// GRPCReflection registers the gRPC server reflection services
+	// (off by default); they need credentials, as signing does.
+	GRPCReflection bool
+	Logger         *slog.Logger
 }
 
 // Node is a running Tempel server.
@@ -191,6 +194,7 @@ func New(cfg Config) (*Node, error) {
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	n.metrics = newRequestMetrics(n.reg)
 	n.grpcm = newGRPCMetrics(n.reg)
+	registerBuildInfo(n.reg)
 	if cfg.UsersFile != "" {
 		u, err := server.LoadUsers(cfg.UsersFile)
 		if err != nil {

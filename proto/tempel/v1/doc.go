@@ -1,5 +1,5 @@
 // Package tempelv1 holds Tempel's gRPC API, tempel.v1, and its HTTP/JSON
-// mapping. Everything here except this file and api_test.go is generated
+// mapping. Everything here except this file, openapi.go and api_test.go is generated
 // from tempel.proto; do not edit it by hand.
 //
 // # Services
