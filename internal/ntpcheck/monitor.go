@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 )
@@ -142,11 +143,13 @@ func (m *Monitor) verdict(s Sample, qerr error, now time.Time) {
 	m.fault = m.judge(s, qerr, now)
 	fault := m.fault
 	m.mu.Unlock()
+	// Logged once per change of state, not per query: the offset's
+	// digits change with every answer.
 	switch {
-	case fault != nil && (prev == nil || prev.Error() != fault.Error()):
+	case fault != nil && kind(prev) != kind(fault):
 		m.cfg.Logger.Error("clock not trusted: signing stopped", "err", fault)
 	case fault == nil && prev != nil:
-		m.cfg.Logger.Info("clock trusted again: signing resumed", "ntp", m.cfg.Server, "offset", s.Offset, "delay", s.Delay)
+		m.cfg.Logger.Info("clock checked: signing", "ntp", m.cfg.Server, "offset", s.Offset, "delay", s.Delay)
 	}
 	if (fault == nil) != (prev == nil) || (fault != nil && prev.Error() != fault.Error()) {
 		m.cfg.SetFault(fault)
@@ -171,6 +174,20 @@ func (m *Monitor) judge(s Sample, qerr error, now time.Time) error {
 		return fmt.Errorf("%w: offset %s against ntp %s exceeds %s", ErrClock, signed(s.Offset), m.cfg.Server, m.cfg.MaxOffset)
 	}
 	return nil
+}
+
+// kind is the state a fault stands for, without its numbers.
+func kind(err error) string {
+	if err == nil {
+		return ""
+	}
+	msg := err.Error()
+	for _, k := range []string{"waiting for the first answer", "no answer yet", "no answer from", "offset +", "offset -"} {
+		if strings.Contains(msg, k) {
+			return k
+		}
+	}
+	return msg
 }
 
 func abs(d time.Duration) time.Duration {
