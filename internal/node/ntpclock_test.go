@@ -16,6 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/pdu"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
 
@@ -24,6 +26,7 @@ import (
 type ntpResponder struct {
 	conn   *net.UDPConn
 	offset atomic.Int64
+	mute   atomic.Bool // answer nothing
 }
 
 func newNTPResponder(t *testing.T) *ntpResponder {
@@ -42,7 +45,7 @@ func newNTPResponder(t *testing.T) *ntpResponder {
 			if err != nil {
 				return
 			}
-			if k < 48 {
+			if k < 48 || r.mute.Load() {
 				continue
 			}
 			ts := ntpTime(time.Now().Add(time.Duration(r.offset.Load())))
@@ -152,12 +155,43 @@ func TestNTPClockCheck(t *testing.T) {
 	if v := offsetMetric(); v < 1.9 || v > 2.1 {
 		t.Errorf("tempel_clock_offset_seconds %v skewed, want about 2", v)
 	}
+	// The KSI PDU interface refuses too, with its status for an
+	// upstream that does not answer.
+	req := &pdu.AggregatorRequest{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: "anon"}},
+		Requests: []pdu.AggregationRequest{{RequestID: 7, Hash: docHash("pdu")}}}
+	raw, err := req.Encode(ksi.SHA2_256, []byte("anon"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	presp, err := http.Post("http://"+n.addr+"/gt-signingservice", "application/ksi-request", strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pbody, _ := io.ReadAll(presp.Body)
+	presp.Body.Close()
+	out, err := pdu.ParseAggregatorResponse(pbody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Responses) != 1 || out.Responses[0].Status != pdu.StatusUpstreamError || !strings.Contains(out.Responses[0].ErrorMessage, reason) {
+		t.Fatalf("PDU with the clock 2 s off: %+v, want status 0x300 with %q", out.Responses, reason)
+	}
 
 	ntp.offset.Store(0)
 	waitReadyz(http.StatusOK, "ready")
 	if err := sign("back in bound"); err != nil {
 		t.Fatalf("signing with the clock back in bound: %v", err)
 	}
+
+	// Silence: signing goes on until the last answer is older than
+	// NTPStale (5 intervals), then stops.
+	ntp.mute.Store(true)
+	waitReadyz(http.StatusServiceUnavailable, "clock: no answer from ntp "+ntp.addr()+" for ")
+	if err := sign("unchecked"); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "stale after 500ms") {
+		t.Fatalf("signing with the clock unchecked: %v, want UNAVAILABLE, stale", err)
+	}
+	ntp.mute.Store(false)
+	waitReadyz(http.StatusOK, "ready")
 }
 
 // TestNTPClockCheckNoAnswer: a node whose NTP server never answers does
