@@ -116,7 +116,9 @@ func (m *Monitor) Run(ctx context.Context) {
 // check makes one query and updates the verdict; it reports whether
 // the server answered.
 func (m *Monitor) check(ctx context.Context) bool {
-	qctx, cancel := context.WithTimeout(ctx, min(m.cfg.Interval, maxQueryTimeout))
+	// An answer slower than the interval still counts, so a loaded
+	// machine does not look like a silent server.
+	qctx, cancel := context.WithTimeout(ctx, min(m.cfg.Stale, maxQueryTimeout))
 	s, err := Query(qctx, m.cfg.Server, m.cfg.Now)
 	cancel()
 	if ctx.Err() != nil {
