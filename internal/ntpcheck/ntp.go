@@ -25,7 +25,7 @@ const DefaultPort = "123"
 // packetLen is the length of an NTP header without extensions.
 const packetLen = 48
 
-// ntpEpoch is 1900-01-01 in Unix seconds: NTP counts from there.
+// ntpEpoch is the seconds from NTP's epoch (1900-01-01) to Unix's (1970-01-01).
 const ntpEpoch = 2208988800
 
 // maxReply bounds what one read takes: a server's reply with extension
