@@ -109,6 +109,7 @@ type Service struct {
 	failure    error // permanent: answered history would be in doubt
 	fault      error // transient: the second loop retries (disk full, a write failed)
 	faultSince time.Time
+	clockFault error                   // the clock is not trusted (clockfault.go)
 	clockLate  bool                    // the clock was behind the calendar at the last look (for logging once)
 	wake       chan struct{}           // a hold ended: the second loop looks again
 	proposals  map[uint64]chan applied // this member's proposals waiting to be applied, by id
@@ -313,6 +314,7 @@ func (s *Service) readyLocked() error {
 	add(s.failure)
 	add(s.fault)
 	add(s.cfg.Store.Failed())
+	add(s.clockFault)
 	if behind := s.sched.Behind(s.cfg.Now()); behind > maxClockBehind {
 		add(fmt.Errorf("waiting for the clock (%d s behind the calendar's last second)", int64((behind+time.Second-1)/time.Second)))
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/tempel-ksi/tempel/aggregator"
 	"github.com/tempel-ksi/tempel/calendar"
 	"github.com/tempel-ksi/tempel/internal/node"
+	"github.com/tempel-ksi/tempel/internal/ntpcheck"
 	"github.com/tempel-ksi/tempel/internal/pki"
 	"github.com/tempel-ksi/tempel/internal/server"
 	"github.com/tempel-ksi/tempel/tsp"
@@ -93,6 +94,10 @@ func serveFlags() []ucli.Flag {
 		str("tls-client-ca", "", "require client certificates issued by these CAs (PEM `FILE`)"),
 		boolean("tls12", "also accept TLS 1.2 clients (default: TLS 1.3 only)"),
 		boolean("insecure-listen", "allow plaintext on a non-loopback --listen address (credentials then cross the network in the clear)"),
+		str("ntp-server", "", "NTP server (`HOST[:PORT]`, port 123 by default) the calendar's clock is checked against; while the clock is off by more than --max-clock-offset, or unchecked for --ntp-stale, the server does not sign and /readyz says why; empty: off"),
+		dur("ntp-interval", ntpcheck.DefaultInterval, "time between two queries of --ntp-server (a failed query is retried within 10s)"),
+		dur("max-clock-offset", ntpcheck.DefaultMaxOffset, "the largest offset from --ntp-server the server still signs with"),
+		dur("ntp-stale", 0, fmt.Sprintf("with no answer from --ntp-server for this long the clock counts as unchecked and the server does not sign; 0 means %d × --ntp-interval", ntpcheck.DefaultStaleIntervals)),
 		str("log-level", "info", "debug, info, warn or error"),
 		str("log-format", "text", "text or json"),
 	}, clusterFlags(env)...)
@@ -164,6 +169,9 @@ func serveAction(c *ucli.Context) error {
 		return err
 	}
 	if err := clusterConfig(c, &cfg); err != nil {
+		return err
+	}
+	if err := clockConfig(c, &cfg); err != nil {
 		return err
 	}
 	if cfg.PublishEvery < time.Second {

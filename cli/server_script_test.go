@@ -49,6 +49,9 @@ func TestServerScripts(t *testing.T) {
 			"capture":     cmdCapture,
 			"waitseconds": cmdWaitSeconds,
 			"damage":      cmdDamage,
+			"ntpserver":   cmdNTPServer,
+			"ntpskew":     cmdNTPSkew,
+			"waitstatus":  cmdWaitStatus,
 		},
 	})
 }

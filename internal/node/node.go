@@ -132,6 +132,12 @@ type Config struct {
 	// Now is the clock of the calendar and the aggregator (default
 	// time.Now); tests step it.
 	Now func() time.Time
+	// NTPServer, when set, is an NTP server (HOST or HOST:PORT) the
+	// calendar's clock is checked against every NTPInterval: while it is
+	// off by more than MaxClockOffset, or unchecked for NTPStale, the node
+	// does not sign (clockcheck.go; ntpcheck's defaults when 0).
+	NTPServer                             string
+	NTPInterval, MaxClockOffset, NTPStale time.Duration
 	// Pprof serves /debug/pprof/ and a copy of /metrics on DebugListen,
 	// never on Listen (profiling; keep off in production).
 	Pprof bool
@@ -218,6 +224,10 @@ func New(cfg Config) (*Node, error) {
 			n.Close()
 			return nil, err
 		}
+	}
+	if err := n.withClockCheck(); err != nil {
+		n.Close()
+		return nil, err
 	}
 	if n.tls, err = n.serverTLS(); err != nil {
 		n.Close()

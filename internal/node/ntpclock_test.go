@@ -1,0 +1,240 @@
+package node
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"net"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/ksi/pdu"
+	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
+)
+
+// ntpResponder is an NTP server on loopback UDP whose clock is the wall
+// clock moved by an offset the test sets.
+type ntpResponder struct {
+	conn   *net.UDPConn
+	offset atomic.Int64
+	mute   atomic.Bool // answer nothing
+}
+
+func newNTPResponder(t *testing.T) *ntpResponder {
+	t.Helper()
+	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &ntpResponder{conn: conn}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 512)
+		for {
+			k, from, err := conn.ReadFromUDP(buf)
+			if err != nil {
+				return
+			}
+			if k < 48 || r.mute.Load() {
+				continue
+			}
+			ts := ntpTime(time.Now().Add(time.Duration(r.offset.Load())))
+			p := make([]byte, 48)
+			p[0], p[1] = 4<<3|4, 1 // version 4, server; stratum 1
+			copy(p[12:16], "GPS\x00")
+			copy(p[24:32], buf[40:48]) // origin: the client's transmit timestamp
+			binary.BigEndian.PutUint64(p[32:], ts)
+			binary.BigEndian.PutUint64(p[40:], ts)
+			conn.WriteToUDP(p, from)
+		}
+	}()
+	t.Cleanup(func() { conn.Close(); <-done })
+	return r
+}
+
+func (r *ntpResponder) addr() string { return r.conn.LocalAddr().String() }
+
+// ntpTime is t as an NTP timestamp (seconds since 1900, 32.32 fixed point).
+func ntpTime(t time.Time) uint64 {
+	return uint64(t.Unix()+2208988800)<<32 | uint64(t.Nanosecond())<<32/1e9
+}
+
+// TestNTPClockCheck runs a node whose clock is checked against a real
+// NTP responder: in bound it is ready and signs; with the responder 2 s
+// ahead it is not ready and refuses to sign (gRPC UNAVAILABLE, REST 503)
+// naming the offset and the server; back in bound it signs again.
+func TestNTPClockCheck(t *testing.T) {
+	ntp := newNTPResponder(t)
+	n := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), NTPServer: ntp.addr(), NTPInterval: 200 * time.Millisecond})
+	signer := tempelv1.NewSignerClient(dial(t, n.addr))
+	sign := func(doc string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err := signer.Sign(ctx, &tempelv1.SignRequest{Hash: docHash(doc)})
+		return err
+	}
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + n.addr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitReadyz := func(want int, text string) {
+		t.Helper()
+		deadline := time.Now().Add(15 * time.Second)
+		for {
+			code, body := get("/readyz")
+			if code == want && strings.Contains(body, text) {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("readyz %d %q, want %d with %q", code, body, want, text)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	offsetMetric := func() float64 {
+		_, body := get("/metrics")
+		m := regexp.MustCompile(`(?m)^tempel_clock_offset_seconds (\S+)$`).FindStringSubmatch(body)
+		if m == nil {
+			t.Fatalf("no tempel_clock_offset_seconds in /metrics")
+		}
+		v, err := strconv.ParseFloat(m[1], 64)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+
+	waitReadyz(http.StatusOK, "ready")
+	if err := sign("in bound"); err != nil {
+		t.Fatalf("signing with the clock in bound: %v", err)
+	}
+	if v := offsetMetric(); v < -0.1 || v > 0.1 {
+		t.Errorf("tempel_clock_offset_seconds %v in bound, want about 0", v)
+	}
+
+	ntp.offset.Store(int64(2 * time.Second))
+	reason := "clock: offset +2"
+	waitReadyz(http.StatusServiceUnavailable, reason)
+	_, body := get("/readyz")
+	if !strings.Contains(body, "against ntp "+ntp.addr()+" exceeds 500ms") {
+		t.Errorf("readyz %q does not name the server and the bound", body)
+	}
+	begin := time.Now()
+	err := sign("skewed")
+	if status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), reason) {
+		t.Fatalf("signing with the clock 2 s off: %v, want UNAVAILABLE with %q", err, reason)
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("refusal took %s: it should come at once", took)
+	}
+	resp, err := http.Post("http://"+n.addr+"/v1/sign", "application/json",
+		strings.NewReader(`{"hash":"SHA-256:11a700b0c8066c47ecba05ed37bc14dcadb238552d86c659342d1d7e87b8772d"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), reason) {
+		t.Fatalf("REST signing with the clock 2 s off: %d %s, want 503 with %q", resp.StatusCode, b, reason)
+	}
+	if v := offsetMetric(); v < 1.9 || v > 2.1 {
+		t.Errorf("tempel_clock_offset_seconds %v skewed, want about 2", v)
+	}
+	// The KSI PDU interface refuses too, with its status for an
+	// upstream that does not answer.
+	req := &pdu.AggregatorRequest{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: "anon"}},
+		Requests: []pdu.AggregationRequest{{RequestID: 7, Hash: docHash("pdu")}}}
+	raw, err := req.Encode(ksi.SHA2_256, []byte("anon"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	presp, err := http.Post("http://"+n.addr+"/gt-signingservice", "application/ksi-request", strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pbody, _ := io.ReadAll(presp.Body)
+	presp.Body.Close()
+	out, err := pdu.ParseAggregatorResponse(pbody)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Responses) != 1 || out.Responses[0].Status != pdu.StatusUpstreamError || !strings.Contains(out.Responses[0].ErrorMessage, reason) {
+		t.Fatalf("PDU with the clock 2 s off: %+v, want status 0x300 with %q", out.Responses, reason)
+	}
+
+	ntp.offset.Store(0)
+	waitReadyz(http.StatusOK, "ready")
+	if err := sign("back in bound"); err != nil {
+		t.Fatalf("signing with the clock back in bound: %v", err)
+	}
+
+	// Silence: signing goes on until the last answer is older than
+	// NTPStale (5 intervals), then stops.
+	ntp.mute.Store(true)
+	waitReadyz(http.StatusServiceUnavailable, "clock: no answer from ntp "+ntp.addr()+" for ")
+	if err := sign("unchecked"); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "stale after 1s") {
+		t.Fatalf("signing with the clock unchecked: %v, want UNAVAILABLE, stale", err)
+	}
+	ntp.mute.Store(false)
+	waitReadyz(http.StatusOK, "ready")
+}
+
+// TestNTPClockCheckNoAnswer: a node whose NTP server never answers does
+// not sign, and says so; failures are counted.
+func TestNTPClockCheckNoAnswer(t *testing.T) {
+	silent, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	n := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), NTPServer: silent.LocalAddr().String(), NTPInterval: 100 * time.Millisecond})
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		resp, err := http.Get("http://" + n.addr + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if regexp.MustCompile(`(?m)^tempel_clock_check_failures_total [1-9]`).Match(b) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no failure counted: %s", regexp.MustCompile(`(?m)^tempel_clock.*$`).FindAll(b, -1))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	resp, err := http.Get("http://" + n.addr + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(b), "clock: no answer yet from ntp "+silent.LocalAddr().String()) {
+		t.Fatalf("readyz %d %q, want 503 naming the silent server", resp.StatusCode, b)
+	}
+}
+
+// TestNTPClockCheckNeedsCalendar: an aggregator takes its time from its
+// parent, so checking its clock is refused rather than silently ignored.
+func TestNTPClockCheckNeedsCalendar(t *testing.T) {
+	_, err := New(Config{Role: RoleAggregator, Upstream: "127.0.0.1:1", DataDir: t.TempDir(), NTPServer: "127.0.0.1:123", Logger: quiet()})
+	if err == nil || !strings.Contains(err.Error(), "--ntp-server needs a calendar") {
+		t.Fatalf("aggregator with --ntp-server: %v", err)
+	}
+}
