@@ -29,6 +29,7 @@ FUZZ_TARGETS := \
 	./calendar:FuzzDecodeSnapshotDesc \
 	./internal/raftnode:FuzzSnapData \
 	./internal/server:FuzzReadKSIFrame \
+	./internal/ntpcheck:FuzzParseReply \
 	./pdfts:FuzzFind \
 	./tsp:FuzzParseRequest \
 	./tsp:FuzzParseResponse \
