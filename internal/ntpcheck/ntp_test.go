@@ -255,7 +255,10 @@ func FuzzParseReply(f *testing.F) {
 			if len(b) < packetLen || b[0]&7 != 4 || b[1] == 0 || r.transmit == 0 {
 				t.Fatalf("accepted %x", b)
 			}
-			sample(toTimestamp(time.Now()), r.received, r.transmit, toTimestamp(time.Now()))
+			// Any accepted reply gives a sample without a negative delay.
+			if s := sample(toTimestamp(time.Now()), r.received, r.transmit, toTimestamp(time.Now())); s.Delay < 0 {
+				t.Fatalf("negative delay %v from %x", s.Delay, b)
+			}
 		}
 	})
 }
