@@ -115,6 +115,20 @@ func (s serverOptions) dial() (*client.Client, error) {
 	return cl, nil
 }
 
+// unreachable tells, from an unavailable call's message, that no server
+// answered (nothing listening, no route, the connection lost), rather than
+// a server that answered that it cannot sign now (not ready: no leader, a
+// clock out of bound, a calendar stopped), which names its reason.
+func unreachable(detail string) bool {
+	for _, s := range []string{"connection error", "connection refused", "dial ", "no such host", "i/o timeout",
+		"connection reset", "network is unreachable", "EOF", "server preface", "deadline exceeded", "context deadline"} {
+		if strings.Contains(detail, s) {
+			return true
+		}
+	}
+	return false
+}
+
 // serverError turns a client error into one line that says what to do
 // about it. The client's messages name the endpoint but not the remedy.
 func (s serverOptions) serverError(err error) error {
@@ -126,6 +140,8 @@ func (s serverOptions) serverError(err error) error {
 			where, flagTLSCA, detail)
 	case errors.Is(err, client.ErrUnavailable) && strings.Contains(detail, "server preface") && !strings.Contains(where, "https://"):
 		return inputErrorf("the server at %s closed the connection before answering in plaintext: if it serves TLS, name it https://HOST:PORT (else it may be refusing connections) [%s]", where, detail)
+	case errors.Is(err, client.ErrUnavailable) && !unreachable(detail):
+		return inputErrorf("the server at %s is running but does not sign now (see its /readyz) [%s]", where, detail)
 	case errors.Is(err, client.ErrUnavailable):
 		return inputErrorf("cannot reach a Tempel server at %s: is it running? Start one with 'tempel serve', or point --%s (TEMPEL_SERVER) at one [%s]",
 			where, flagServer, detail)
