@@ -1,22 +1,20 @@
 package cli_test
 
 import (
-	"encoding/binary"
 	"io"
-	"net"
 	"net/http"
 	"regexp"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+	"github.com/tempel-ksi/tempel/internal/ntpcheck/ntptest"
 )
 
 // ntpServers are the scripts' NTP responders, by the variable that holds
 // their address.
-var ntpServers sync.Map // string → *atomic.Int64 (the responder's offset)
+var ntpServers sync.Map // string → *ntptest.Server
 
 // cmdNTPServer starts an NTP responder on loopback UDP in the test
 // process, answering with the wall clock moved by an offset (0 at first,
@@ -27,35 +25,12 @@ func cmdNTPServer(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: ntpserver VAR")
 	}
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	srv, err := ntptest.Start()
 	ts.Check(err)
-	offset := new(atomic.Int64)
 	key := ts.Getenv("WORK") + "/" + args[0]
-	ntpServers.Store(key, offset)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 512)
-		for {
-			k, from, err := conn.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			if k < 48 {
-				continue
-			}
-			now := time.Now().Add(time.Duration(offset.Load()))
-			ntp := uint64(now.Unix()+2208988800)<<32 | uint64(now.Nanosecond())<<32/1e9
-			p := make([]byte, 48)
-			p[0], p[1] = 4<<3|4, 1 // version 4, server; stratum 1
-			copy(p[24:32], buf[40:48])
-			binary.BigEndian.PutUint64(p[32:], ntp)
-			binary.BigEndian.PutUint64(p[40:], ntp)
-			conn.WriteToUDP(p, from)
-		}
-	}()
-	ts.Defer(func() { conn.Close(); <-done; ntpServers.Delete(key) })
-	ts.Setenv(args[0], conn.LocalAddr().String())
+	ntpServers.Store(key, srv)
+	ts.Defer(func() { srv.Close(); ntpServers.Delete(key) })
+	ts.Setenv(args[0], srv.Addr())
 }
 
 // cmdNTPSkew sets the offset of the responder whose address VAR holds:
@@ -71,7 +46,7 @@ func cmdNTPSkew(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	d, err := time.ParseDuration(args[1])
 	ts.Check(err)
-	v.(*atomic.Int64).Store(int64(d))
+	v.(*ntptest.Server).SetOffset(d)
 }
 
 // cmdWaitStatus polls URL until it answers with CODE and a body that

@@ -2,71 +2,33 @@ package node
 
 import (
 	"context"
-	"encoding/binary"
 	"io"
 	"net"
 	"net/http"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/tempel-ksi/tempel/internal/ntpcheck/ntptest"
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/pdu"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
 
-// ntpResponder is an NTP server on loopback UDP whose clock is the wall
-// clock moved by an offset the test sets.
-type ntpResponder struct {
-	conn   *net.UDPConn
-	offset atomic.Int64
-	mute   atomic.Bool // answer nothing
-}
-
-func newNTPResponder(t *testing.T) *ntpResponder {
+// newNTPResponder is an NTP server on loopback UDP for the test.
+func newNTPResponder(t *testing.T) *ntptest.Server {
 	t.Helper()
-	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	s, err := ntptest.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &ntpResponder{conn: conn}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 512)
-		for {
-			k, from, err := conn.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			if k < 48 || r.mute.Load() {
-				continue
-			}
-			ts := ntpTime(time.Now().Add(time.Duration(r.offset.Load())))
-			p := make([]byte, 48)
-			p[0], p[1] = 4<<3|4, 1 // version 4, server; stratum 1
-			copy(p[12:16], "GPS\x00")
-			copy(p[24:32], buf[40:48]) // origin: the client's transmit timestamp
-			binary.BigEndian.PutUint64(p[32:], ts)
-			binary.BigEndian.PutUint64(p[40:], ts)
-			conn.WriteToUDP(p, from)
-		}
-	}()
-	t.Cleanup(func() { conn.Close(); <-done })
-	return r
-}
-
-func (r *ntpResponder) addr() string { return r.conn.LocalAddr().String() }
-
-// ntpTime is t as an NTP timestamp (seconds since 1900, 32.32 fixed point).
-func ntpTime(t time.Time) uint64 {
-	return uint64(t.Unix()+2208988800)<<32 | uint64(t.Nanosecond())<<32/1e9
+	t.Cleanup(s.Close)
+	return s
 }
 
 // TestNTPClockCheck runs a node whose clock is checked against a real
@@ -75,7 +37,7 @@ func ntpTime(t time.Time) uint64 {
 // naming the offset and the server; back in bound it signs again.
 func TestNTPClockCheck(t *testing.T) {
 	ntp := newNTPResponder(t)
-	n := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), NTPServer: ntp.addr(), NTPInterval: 200 * time.Millisecond})
+	n := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), NTPServer: ntp.Addr(), NTPInterval: 200 * time.Millisecond})
 	signer := tempelv1.NewSignerClient(dial(t, n.addr))
 	sign := func(doc string) error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -127,11 +89,11 @@ func TestNTPClockCheck(t *testing.T) {
 		t.Errorf("tempel_clock_offset_seconds %v in bound, want about 0", v)
 	}
 
-	ntp.offset.Store(int64(2 * time.Second))
+	ntp.SetOffset(2 * time.Second)
 	reason := "clock: offset +2"
 	waitReadyz(http.StatusServiceUnavailable, reason)
 	_, body := get("/readyz")
-	if !strings.Contains(body, "against ntp "+ntp.addr()+" exceeds 500ms") {
+	if !strings.Contains(body, "against ntp "+ntp.Addr()+" exceeds 500ms") {
 		t.Errorf("readyz %q does not name the server and the bound", body)
 	}
 	begin := time.Now()
@@ -177,7 +139,7 @@ func TestNTPClockCheck(t *testing.T) {
 		t.Fatalf("PDU with the clock 2 s off: %+v, want status 0x300 with %q", out.Responses, reason)
 	}
 
-	ntp.offset.Store(0)
+	ntp.SetOffset(0)
 	waitReadyz(http.StatusOK, "ready")
 	if err := sign("back in bound"); err != nil {
 		t.Fatalf("signing with the clock back in bound: %v", err)
@@ -185,12 +147,12 @@ func TestNTPClockCheck(t *testing.T) {
 
 	// Silence: signing goes on until the last answer is older than
 	// NTPStale (5 intervals), then stops.
-	ntp.mute.Store(true)
-	waitReadyz(http.StatusServiceUnavailable, "clock: no answer from ntp "+ntp.addr()+" for ")
+	ntp.Mute(true)
+	waitReadyz(http.StatusServiceUnavailable, "clock: no answer from ntp "+ntp.Addr()+" for ")
 	if err := sign("unchecked"); status.Code(err) != codes.Unavailable || !strings.Contains(err.Error(), "stale after 1s") {
 		t.Fatalf("signing with the clock unchecked: %v, want UNAVAILABLE, stale", err)
 	}
-	ntp.mute.Store(false)
+	ntp.Mute(false)
 	waitReadyz(http.StatusOK, "ready")
 }
 
