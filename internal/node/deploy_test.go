@@ -3,12 +3,10 @@ package node
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -144,31 +142,9 @@ func singleNodeMetrics(t *testing.T) string {
 // clusterMemberMetrics returns the /metrics of the only member of a
 // one-member raft cluster, once it leads.
 func clusterMemberMetrics(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	n, err := New(Config{Role: RoleAll, DataDir: t.TempDir(), PublishEvery: time.Hour, Logger: quiet(), RoundPeriod: 20 * time.Millisecond,
-		NodeID: 1, Cluster: map[uint64]string{1: ln.Addr().String()}, PublicURL: "http://" + ln.Addr().String()})
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx, ln) }()
-	s := &started{n: n, addr: ln.Addr().String()}
-	var once sync.Once
-	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("member run: %v", err)
-			}
-			n.Close()
-		})
-	}
-	t.Cleanup(s.stop)
+	ln := listen(t)
+	s := startOn(t, ln, Config{Role: RoleAll, DataDir: t.TempDir(), PublishEvery: time.Hour,
+		NodeID: 1, Cluster: map[uint64]string{1: ln.Addr().String()}})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		m := metricsText(t, s)

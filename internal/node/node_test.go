@@ -43,10 +43,22 @@ type started struct {
 
 func start(t *testing.T, cfg Config) *started {
 	t.Helper()
+	return startOn(t, listen(t), cfg)
+}
+
+// listen is a free loopback port to start a node on.
+func listen(t *testing.T) net.Listener {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	return ln
+}
+
+// startOn runs a node on ln (whose address a cluster's Config may name).
+func startOn(t *testing.T, ln net.Listener, cfg Config) *started {
+	t.Helper()
 	if cfg.Logger == nil {
 		cfg.Logger = quiet()
 	}
