@@ -83,22 +83,7 @@ func TestClockStepBack(t *testing.T) {
 		t.Fatalf("refusal took %s: it should not wait for the clock", took)
 	}
 	// The KSI PDU interface says the same with its status.
-	req := &pdu.AggregatorRequest{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: "anon"}},
-		Requests: []pdu.AggregationRequest{{RequestID: 7, Hash: docHash("pdu")}}}
-	raw, err := req.Encode(ksi.SHA2_256, []byte("anon"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.Post("http://"+n.addr+"/gt-signingservice", "application/ksi-request", strings.NewReader(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	out, err := pdu.ParseAggregatorResponse(body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := pduSign(t, n.addr)
 	if len(out.Responses) != 1 || out.Responses[0].Status != pdu.StatusUpstreamError {
 		t.Fatalf("PDU with the clock behind: %+v, want status 0x300", out.Responses)
 	}
@@ -127,4 +112,26 @@ func TestClockStepBack(t *testing.T) {
 	if _, err := st.Leaf(second.AggregationTime); err != nil {
 		t.Fatalf("the second signed after the step: %v", err)
 	}
+}
+
+// pduSign asks the node to sign one hash over KSI PDU v2 (HTTP) as anon.
+func pduSign(t *testing.T, addr string) *pdu.AggregatorResponse {
+	t.Helper()
+	req := &pdu.AggregatorRequest{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: "anon"}},
+		Requests: []pdu.AggregationRequest{{RequestID: 7, Hash: docHash("pdu")}}}
+	raw, err := req.Encode(ksi.SHA2_256, []byte("anon"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Post("http://"+addr+"/gt-signingservice", "application/ksi-request", strings.NewReader(string(raw)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	out, err := pdu.ParseAggregatorResponse(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

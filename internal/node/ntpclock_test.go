@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/tempel-ksi/tempel/internal/ntpcheck/ntptest"
-	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/pdu"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
@@ -119,22 +118,7 @@ func TestNTPClockCheck(t *testing.T) {
 	}
 	// The KSI PDU interface refuses too, with its status for an
 	// upstream that does not answer.
-	req := &pdu.AggregatorRequest{Envelope: pdu.Envelope{Header: pdu.Header{LoginID: "anon"}},
-		Requests: []pdu.AggregationRequest{{RequestID: 7, Hash: docHash("pdu")}}}
-	raw, err := req.Encode(ksi.SHA2_256, []byte("anon"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	presp, err := http.Post("http://"+n.addr+"/gt-signingservice", "application/ksi-request", strings.NewReader(string(raw)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pbody, _ := io.ReadAll(presp.Body)
-	presp.Body.Close()
-	out, err := pdu.ParseAggregatorResponse(pbody)
-	if err != nil {
-		t.Fatal(err)
-	}
+	out := pduSign(t, n.addr)
 	if len(out.Responses) != 1 || out.Responses[0].Status != pdu.StatusUpstreamError || !strings.Contains(out.Responses[0].ErrorMessage, reason) {
 		t.Fatalf("PDU with the clock 2 s off: %+v, want status 0x300 with %q", out.Responses, reason)
 	}
