@@ -35,7 +35,7 @@ FUZZ_TARGETS := \
 	./tsp:FuzzParseResponse \
 	./tsp:FuzzParseToken
 
-.PHONY: help build test lint fuzz bench run clean proto proto-check
+.PHONY: help build test lint fuzz bench run clean proto proto-check man dist
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -45,8 +45,10 @@ help: ## list the targets
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 LDFLAGS := -X github.com/tempel-ksi/tempel/internal/buildinfo.Version=$(VERSION)
 
+# -buildvcs=auto: a GOFLAGS=-buildvcs=false in the environment would drop
+# the revision from tempel --version.
 build: ## build bin/tempel, stamped with VERSION (default: git describe)
-	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/tempel ./cmd/tempel
+	$(GO) build -buildvcs=auto -ldflags '$(LDFLAGS)' -o $(BIN)/tempel ./cmd/tempel
 
 # The cluster tests run real member processes under continuous signing:
 # they run after the others, not beside them, so that neither set's
@@ -74,6 +76,12 @@ fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 
 bench: ## run the Go benchmarks with allocations
 	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) ./...
+
+man: build ## write the manual pages into $(BIN)/man (man -l bin/man/tempel.1)
+	$(BIN)/tempel man $(BIN)/man
+
+dist: ## cross-build release archives (linux/amd64, linux/arm64, darwin/arm64, windows/amd64) with SHA256SUMS into $(BIN)/dist
+	VERSION=$(VERSION) GO=$(GO) scripts/dist.sh $(BIN)/dist
 
 run: build ## start the service with its embedded defaults (PUBLISH_EVERY=5s for a quick tour)
 	$(BIN)/tempel serve --data-dir $(DATA_DIR) --publish-every $(PUBLISH_EVERY)
