@@ -7,6 +7,7 @@ import "fmt"
 // While it is set the calendar is not ready: submissions are refused
 // with ErrNotReady and the reason, and those already waiting for a
 // second are failed, since their second would be read from that clock.
+// No second is closed while it is set (see closeDue).
 func (s *Service) SetClockFault(err error) {
 	s.mu.Lock()
 	prev := s.clockFault

@@ -480,6 +480,14 @@ func (s *Service) closeDue() error {
 			s.failAll(err)
 			return nil
 		}
+		if s.clockFault != nil {
+			// The seconds due are read from a clock found untrusted: a
+			// clock ahead would fill the calendar with seconds still to
+			// come. None is closed until the clock is trusted again; the
+			// seconds missed meanwhile then become empty leaves.
+			s.mu.Unlock()
+			return nil
+		}
 		next, ok := s.sched.Next(now, maps.Keys(s.pending))
 		if !ok {
 			s.mu.Unlock()
