@@ -13,7 +13,7 @@ PLATFORMS=${PLATFORMS:-"linux/amd64 linux/arm64 darwin/arm64 windows/amd64"}
 STAMP=$(git log -1 --format=%ct 2>/dev/null || date +%s)
 LDFLAGS="-s -w -X github.com/tempel-ksi/tempel/internal/buildinfo.Version=$VERSION"
 
-rm -rf "$OUT" && mkdir -p "$OUT"
+rm -rf "$OUT" && mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd)
 work=$(mktemp -d) && trap 'rm -rf "$work"' EXIT
 
 # The pages and completions come from a binary for this machine; they are
@@ -38,11 +38,11 @@ for p in $PLATFORMS; do
 	cp -r "$work/common/." "$dir/"
 	find "$dir" -exec touch -h -d "@$STAMP" {} +
 	if [ "$os" = windows ]; then
-		(cd "$work" && find "$name" | LC_ALL=C sort | TZ=UTC zip -q -X -@ "$OLDPWD/$OUT/$name.zip")
+		(cd "$work" && find "$name" | LC_ALL=C sort | TZ=UTC zip -q -X -@ "$OUT/$name.zip")
 	else
 		tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$STAMP" \
 			-C "$work" -cf - "$name" | gzip -n -9 >"$OUT/$name.tar.gz"
 	fi
 done
-(cd "$OUT" && sha256sum -- *.tar.gz *.zip >SHA256SUMS)
+(cd "$OUT" && shopt -s nullglob && sha256sum -- *.tar.gz *.zip >SHA256SUMS)
 cat "$OUT/SHA256SUMS"
