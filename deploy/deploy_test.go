@@ -1,7 +1,9 @@
 // Package deploy holds the files that install tempel as a service: the
-// systemd unit and the container image. These tests check them as far as
-// this machine can: systemd-analyze verifies the unit; the Dockerfile is
-// only read (building it needs a Docker daemon).
+// systemd unit, the container image, the Grafana dashboard and the
+// Prometheus alert rules. These tests check them as far as this machine
+// can: systemd-analyze verifies the unit, promtool checks and unit-tests
+// the rules; the Dockerfile is only read (building it needs a Docker
+// daemon and its registry).
 package deploy
 
 import (
@@ -161,5 +163,28 @@ func TestDockerfile(t *testing.T) {
 	}
 	if !strings.Contains(string(src), "\nvar Version = ") {
 		t.Error("internal/buildinfo no longer has var Version, which the Dockerfile and the Makefile set")
+	}
+}
+
+// The alert rules load in Prometheus' own checker, and their unit tests
+// (alerts_test.yml: series in, alerts out, annotations rendered) pass.
+func TestAlertRules(t *testing.T) {
+	promtool, err := exec.LookPath("promtool")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("promtool not installed (Debian prometheus; .ci/run installs it)")
+		}
+		t.Skip("no promtool here (Debian package prometheus)")
+	}
+	for _, args := range [][]string{
+		{"check", "rules", "prometheus/alerts.yml"},
+		{"test", "rules", "prometheus/alerts_test.yml"},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		out, err := exec.CommandContext(ctx, promtool, args...).CombinedOutput()
+		cancel()
+		if err != nil {
+			t.Errorf("promtool %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 }
