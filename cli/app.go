@@ -45,6 +45,7 @@ var commands = []func() *ucli.Command{
 	benchCommand,
 	versionCommand,
 	completionCommand,
+	verifyPageCommand,
 }
 
 // App builds the tempel command tree, writing to os.Stdout and os.Stderr.
