@@ -93,6 +93,9 @@ func TestBrowserVerify(t *testing.T) {
 		{Name: "node-rfc3161-token", Document: doc, Signature: doc + ".tsr", want: webverify.Verified},
 		{Name: "node-pubstr-not-extended", Document: laptop, Signature: plain, PubStr: plainPubStr, want: webverify.Inconclusive},
 	}
+	// Dropped together after the last node case, which left other files
+	// picked: only a working drop verifies.
+	drop := testCase{Name: "node-dropped", Document: doc, Signature: doc + ".ksig", want: webverify.Verified}
 	fileCases := []testCase{
 		{Name: "offline-good", Document: laptop, Signature: extended, PubStr: extendedPubStr, want: webverify.Verified},
 		{Name: "offline-changed-document", Document: laptop, Signature: extended, PubStr: extendedPubStr, DocMutate: "append", want: webverify.Failed},
@@ -109,12 +112,12 @@ func TestBrowserVerify(t *testing.T) {
 	}
 	cfg := map[string]any{
 		"chromium": chromium, "outDir": outDir, "nodeURL": "http://" + addr + "/verify", "fileURL": "file://" + pageFile,
-		"nodeCases": nodeCases, "fileCases": fileCases, "measures": measures, "runs": verifyRuns, "loads": 3,
+		"nodeCases": nodeCases, "fileCases": fileCases, "drop": drop, "measures": measures, "runs": verifyRuns, "loads": 3,
 	}
 	res := drive(t, modules, work, cfg)
 
 	want := map[string]string{}
-	for _, c := range append(nodeCases, fileCases...) {
+	for _, c := range append(append(nodeCases, drop), fileCases...) {
 		want[c.Name] = c.want
 	}
 	if len(res.Cases) != len(want) {
@@ -128,7 +131,7 @@ func TestBrowserVerify(t *testing.T) {
 			t.Errorf("%s: no screenshot: %v", c.Name, err)
 		}
 	}
-	for _, name := range []string{"node-good", "node-rfc3161-token"} {
+	for _, name := range []string{"node-good", "node-rfc3161-token", "node-dropped"} {
 		text := caseText(res, name)
 		for _, s := range []string{"Signed at", "UTC", "Signed by", "anonymous", "Checked against", "this service's publications file"} {
 			if !strings.Contains(text, s) {

@@ -54,6 +54,25 @@ try {
     for (const c of cfg.nodeCases) {
       await check(page, { name: c.name, document: file(c.document, c.docMutate), signature: file(c.signature, c.sigMutate), pubstr: c.pubstr });
     }
+    // Both files dropped together on the document zone, as from a file
+    // manager: the page must sort out which is the signature.
+    {
+      const d = cfg.drop;
+      const dt = await page.evaluateHandle(({ doc, sig, docName, sigName }) => {
+        const t = new DataTransfer();
+        t.items.add(new File([new Uint8Array(sig)], sigName));
+        t.items.add(new File([new Uint8Array(doc)], docName));
+        return t;
+      }, { doc: [...readFileSync(d.document)], sig: [...readFileSync(d.signature)], docName: d.document.split("/").pop(), sigName: d.signature.split("/").pop() });
+      await page.dispatchEvent("#document-drop", "drop", { dataTransfer: dt });
+      await page.fill("#pubstr", "");
+      await page.evaluate(() => { const r = document.getElementById("result"); r.dataset.status = ""; r.textContent = ""; });
+      await page.click("#verify");
+      await page.waitForFunction(() => document.getElementById("result").dataset.status !== "", null, { timeout: T });
+      const shot = join(cfg.outDir, d.name + ".png");
+      await page.screenshot({ path: shot, fullPage: true });
+      out.cases.push({ name: d.name, text: await page.textContent("#result"), screenshot: shot });
+    }
     await ctx.close();
   }
 
