@@ -85,6 +85,8 @@ func Check(ctx context.Context, in Input) (res Result) {
 	switch {
 	case len(in.Signature) == 0:
 		return Result{Status: Inconclusive, Reason: "no signature chosen: pick the .ksig (or RFC 3161 token) that came with the document"}
+	case in.Document == nil: // an empty file is a document; none chosen is not
+		return Result{Status: Inconclusive, Reason: "no document chosen: pick the document the signature is for"}
 	case len(in.Document) > MaxDocumentSize:
 		return Result{Status: Inconclusive, Reason: fmt.Sprintf("the document is larger than this page checks (%d MiB); use tempel verify", MaxDocumentSize>>20)}
 	case len(in.Signature) > MaxSignatureSize:

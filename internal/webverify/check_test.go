@@ -38,6 +38,8 @@ func TestCheck(t *testing.T) {
 		{"not extended", Input{Document: laptop, Signature: plain, PubStr: extendedPubStr}, Inconclusive, "not yet extended"},
 		{"bad publication string", Input{Document: laptop, Signature: ext, PubStr: "AAAAAA-BROKEN"}, Inconclusive, "publication string is not valid"},
 		{"no signature", Input{Document: laptop}, Inconclusive, "no signature"},
+		{"no document", Input{Signature: ext, PubStr: extendedPubStr}, Inconclusive, "no document"},
+		{"empty document", Input{Document: []byte{}, Signature: ext, PubStr: extendedPubStr}, Failed, "not the one that was signed"},
 		{"garbage signature", Input{Document: laptop, Signature: []byte("hello")}, Failed, "damaged"},
 		{"garbage token", Input{Document: laptop, Signature: []byte{0x30, 0x03, 0x02}}, Failed, "damaged"},
 		{"pubfile without root", Input{Document: laptop, Signature: plain, Pubfile: testpack.Read(t, "tlv", "ksi-publications.bin")}, Inconclusive, "without a root"},
