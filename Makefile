@@ -35,7 +35,7 @@ FUZZ_TARGETS := \
 	./tsp:FuzzParseResponse \
 	./tsp:FuzzParseToken
 
-.PHONY: help build test lint fuzz bench run clean proto proto-check man dist
+.PHONY: help build test lint fuzz bench run clean proto proto-check man dist wasm
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/'
@@ -88,6 +88,9 @@ run: build ## start the service with its embedded defaults (PUBLISH_EVERY=5s for
 
 clean: ## remove build output
 	rm -rf $(BIN)
+
+wasm: ## rebuild the browser verifier's committed WebAssembly and wasm_exec.js (internal/webverify/page/assets)
+	GO=$(GO) scripts/genwasm.sh
 
 proto: ## regenerate the Go, gRPC, gateway and OpenAPI code under proto/
 	scripts/genproto.sh

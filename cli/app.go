@@ -45,6 +45,7 @@ var commands = []func() *ucli.Command{
 	benchCommand,
 	versionCommand,
 	completionCommand,
+	verifyPageCommand,
 	manCommand,
 }
 

@@ -35,7 +35,7 @@ import (
 // from the access table so that making anything else public fails a test.
 var (
 	wantPublicServices = []string{"grpc.health.v1.Health", "tempel.v1.Publications"}
-	wantPublicPaths    = []string{"/healthz", "/openapi.json", "/publications.bin", "/readyz", "/v1/publications"}
+	wantPublicPaths    = []string{"/healthz", "/openapi.json", "/publications.bin", "/readyz", "/v1/publications", "/verify"}
 )
 
 // creds is one way of presenting (or not) credentials.

@@ -21,7 +21,8 @@ import (
 //   - the publications file and the data it holds: GET /publications.bin,
 //     the gRPC Publications service and REST GET /v1/publications;
 //   - health: /healthz, /readyz and the gRPC health service;
-//   - the API's documentation: GET /openapi.json.
+//   - the API's documentation: GET /openapi.json;
+//   - the browser verifier: GET /verify.
 //
 // Everything else needs the credentials of a user (Basic; none in
 // development mode): signing and extending over gRPC and REST, the
@@ -37,6 +38,7 @@ var (
 	httpRoutes = map[string]httpRoute{
 		"/publications.bin":    {iface: server.IfaceHTTP, access: server.Public},
 		"/openapi.json":        {iface: server.IfaceHTTP, access: server.Public}, // documentation (openapi.go)
+		"/verify":              {iface: server.IfaceHTTP, access: server.Public}, // the browser verifier (verifypage.go)
 		"/healthz":             {iface: server.IfaceHTTP, access: server.Public},
 		"/readyz":              {iface: server.IfaceHTTP, access: server.Public},
 		"/metrics":             {iface: server.IfaceHTTP, access: server.NeedCredentials},

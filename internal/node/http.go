@@ -56,6 +56,7 @@ func (n *Node) httpMux(ctx context.Context) (*routeMux, error) {
 	}
 	mux.Handle("/metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{Registry: n.reg}))
 	mux.HandleFunc("/openapi.json", serveOpenAPI)
+	mux.Handle("GET /verify", n.verifyPage())
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		if err := n.ready(); err != nil {

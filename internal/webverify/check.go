@@ -1,0 +1,276 @@
+package webverify
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/tsp"
+	"github.com/tempel-ksi/tempel/verifier"
+)
+
+// Limits on what the page accepts. The document is held in the browser's
+// memory (and copied once into the WebAssembly memory) to be hashed, so
+// it is bounded; the signature and the publications file have the core's
+// own limits.
+const (
+	MaxDocumentSize  = 256 << 20
+	MaxSignatureSize = ksi.MaxObjectSize
+	MaxPubfileSize   = ksi.MaxPublicationsFileSize
+)
+
+// Statuses of a [Result]: the first word of the page's #result.
+const (
+	Verified     = "VERIFIED"
+	Failed       = "FAILED"
+	Inconclusive = "INCONCLUSIVE"
+)
+
+// Input is one verification the page asks for.
+type Input struct {
+	Document  []byte
+	Signature []byte // a .ksig, or an RFC 3161 token or response
+	// PubStr is a publication string the person typed; it takes
+	// precedence over a publications file.
+	PubStr string
+	// Pubfile is a publications file's bytes, believed only once its
+	// signature chains to Root and its signer meets Constraints.
+	Pubfile []byte
+	// PubfileSource says where Pubfile came from, for the report
+	// ("this service's publications file", a file name).
+	PubfileSource string
+	// Root is the PEM root certificate the page was built with; empty
+	// when it was built without one (then only a publication string
+	// can anchor a signature).
+	Root []byte
+	// Constraints on the publications file's signer, e.g.
+	// E=publications@tempel.test.
+	Constraints []string
+	// Now is the time at which certificates must be valid.
+	Now time.Time
+}
+
+// Result is what the page shows: plain words, no rule tables.
+type Result struct {
+	Status         string   `json:"status"`
+	Code           string   `json:"code,omitempty"`
+	Reason         string   `json:"reason"`
+	SigningTime    string   `json:"signingTime,omitempty"` // aggregation time, UTC, RFC 3339
+	Identity       string   `json:"identity,omitempty"`
+	CheckedAgainst string   `json:"checkedAgainst,omitempty"`
+	Policy         string   `json:"policy,omitempty"`
+	DocumentHash   string   `json:"documentHash,omitempty"`
+	Publication    string   `json:"publication,omitempty"`
+	Kind           string   `json:"kind,omitempty"` // what the signature file is
+	Notes          []string `json:"notes,omitempty"`
+}
+
+// Check verifies in.Signature against in.Document with the trust in
+// in, through the same verifier as tempel verify. It never panics on
+// bad input and never answers VERIFIED without a trust anchor.
+func Check(ctx context.Context, in Input) (res Result) {
+	defer func() {
+		// A parser bug must not leave the page without an answer; an
+		// answer that proves nothing is the safe one.
+		if r := recover(); r != nil {
+			res = Result{Status: Inconclusive, Reason: fmt.Sprintf("internal error while checking: %v", r)}
+		}
+	}()
+	switch {
+	case len(in.Signature) == 0:
+		return Result{Status: Inconclusive, Reason: "no signature chosen: pick the .ksig (or RFC 3161 token) that came with the document"}
+	case in.Document == nil: // an empty file is a document; none chosen is not
+		return Result{Status: Inconclusive, Reason: "no document chosen: pick the document the signature is for"}
+	case len(in.Document) > MaxDocumentSize:
+		return Result{Status: Inconclusive, Reason: fmt.Sprintf("the document is larger than this page checks (%d MiB); use tempel verify", MaxDocumentSize>>20)}
+	case len(in.Signature) > MaxSignatureSize:
+		return Result{Status: Failed, Reason: "the signature file is too large to be a KSI signature or a time-stamp token"}
+	case len(in.Pubfile) > MaxPubfileSize:
+		return Result{Status: Inconclusive, Reason: "the publications file is too large"}
+	}
+	opts, policy, against, res, ok := trustOf(in)
+	if !ok {
+		return res
+	}
+	sig, res, ok := signatureOf(in.Signature)
+	if !ok {
+		return res
+	}
+	imp, err := hashDocument(in.Document, sig.DocumentHash().Alg())
+	if err != nil {
+		return Result{Status: Inconclusive, Reason: err.Error(), Kind: res.Kind}
+	}
+	opts.Document = imp
+	rep := verifier.Verify(ctx, sig, policy, opts)
+	res.Policy = policy.String()
+	res.DocumentHash = imp.String()
+	res.SigningTime = sig.SigningUTC().Format(time.RFC3339)
+	res.Identity = strings.Join(sig.Identity(), " :: ")
+	if sig.PublicationRecord != nil {
+		res.Publication = sig.PublicationRecord.Data.String()
+	}
+	res.Code = string(rep.Code)
+	switch rep.Result {
+	case verifier.OK:
+		res.Status = Verified
+		res.Reason = "the signature is valid and the document is the one that was signed"
+		res.CheckedAgainst = describeAnchor(rep.Anchor, against)
+		if policy == verifier.Internal {
+			// Consistent in itself proves nothing about when: refuse to say
+			// verified without an anchor.
+			res.Status = Inconclusive
+			res.Reason = "the signature matches the document and is consistent in itself, but there is nothing to check it against: type a publication string or choose a publications file"
+			res.CheckedAgainst = "nothing outside the signature"
+		}
+	case verifier.FAIL:
+		res.Status = Failed
+		res.Reason = plain(rep)
+	default:
+		res.Status = Inconclusive
+		res.Reason = plain(rep)
+		if rep.Rule == "ExtendingPermitted" || rep.Rule == "ExtenderPresent" {
+			res.Reason += " (the signature is not yet extended to that publication: extend it with 'tempel extend', or check it against the service's publications file)"
+		}
+	}
+	return res
+}
+
+// trustOf picks the policy and what it checks against. ok is false when
+// the trust given cannot be used; res then says why.
+func trustOf(in Input) (opts verifier.Options, p verifier.Policy, against string, res Result, ok bool) {
+	if s := strings.TrimSpace(in.PubStr); s != "" {
+		pd, err := ksi.ParsePublicationString(s)
+		if err != nil {
+			return opts, 0, "", Result{Status: Inconclusive, Reason: "the publication string is not valid: " + trimPkg(err) + " (copy it again from the printed publication)"}, false
+		}
+		opts.UserPublication = &pd
+		return opts, verifier.UserPublicationBased, "the publication string you gave (" + pd.String() + ")", res, true
+	}
+	if len(in.Pubfile) == 0 {
+		return opts, verifier.Internal, "", res, true
+	}
+	pf, err := ksi.ParsePublicationsFile(in.Pubfile)
+	if err != nil {
+		return opts, 0, "", Result{Status: Inconclusive, Reason: "the publications file is not valid: " + trimPkg(err)}, false
+	}
+	if len(in.Root) == 0 {
+		return opts, 0, "", Result{Status: Inconclusive, Reason: "this page was built without a root certificate, so it cannot tell a genuine publications file from a forged one: type a publication string instead"}, false
+	}
+	roots, fp, err := rootPool(in.Root)
+	if err != nil {
+		return opts, 0, "", Result{Status: Inconclusive, Reason: err.Error()}, false
+	}
+	cs := make([]verifier.Constraint, 0, len(in.Constraints))
+	for _, s := range in.Constraints {
+		c, err := verifier.ParseConstraint(s)
+		if err != nil {
+			return opts, 0, "", Result{Status: Inconclusive, Reason: "the page's constraint on the publications file is not valid: " + trimPkg(err)}, false
+		}
+		cs = append(cs, c)
+	}
+	if err := verifier.VerifyPublicationsFile(pf, verifier.Trust{Roots: roots, Constraints: cs, Time: in.Now}); err != nil {
+		return opts, 0, "", Result{Status: Inconclusive, Reason: "the publications file could not be trusted: " + trimPkg(err)}, false
+	}
+	src := in.PubfileSource
+	if src == "" {
+		src = "the publications file"
+	}
+	opts.PublicationsFile = pf
+	return opts, verifier.Default, fmt.Sprintf("%s, its signature checked against the root certificate %s (SHA-256 %s) and %s",
+		src, fp.subject, fp.sum, strings.Join(in.Constraints, ", ")), res, true
+}
+
+type rootInfo struct{ subject, sum string }
+
+// rootPool reads the page's root certificate(s).
+func rootPool(pemBytes []byte) (*x509.CertPool, rootInfo, error) {
+	certs, err := verifier.ParseCertificates(pemBytes)
+	if err != nil || len(certs) == 0 {
+		return nil, rootInfo{}, fmt.Errorf("the page's root certificate cannot be read: %v", err)
+	}
+	pool := x509.NewCertPool()
+	for _, c := range certs {
+		pool.AddCert(c)
+	}
+	sum := sha256.Sum256(certs[0].Raw)
+	return pool, rootInfo{subject: verifier.SubjectString(certs[0].Subject), sum: hex.EncodeToString(sum[:8])}, nil
+}
+
+// signatureOf parses a .ksig, or takes the KSI signature out of an RFC
+// 3161 token after checking that it is one of this very token.
+func signatureOf(b []byte) (*ksi.Signature, Result, bool) {
+	if b[0] != 0x30 { // a DER SEQUENCE is a token; a KSI signature starts 0x88
+		sig, err := ksi.ParseSignature(b)
+		if err != nil {
+			return nil, Result{Status: Failed, Kind: "KSI signature", Reason: "the signature file is damaged or is not a KSI signature: " + trimPkg(err)}, false
+		}
+		return sig, Result{Kind: "KSI signature"}, true
+	}
+	kind := "RFC 3161 time-stamp token"
+	tok, err := tsp.Parse(b)
+	if err != nil {
+		return nil, Result{Status: Failed, Kind: kind, Reason: "the signature file is damaged or is neither a KSI signature nor a time-stamp token: " + trimPkg(err)}, false
+	}
+	if tok.IsResponse() {
+		kind = "RFC 3161 time-stamp response"
+	}
+	sig, err := tok.KSI()
+	if errors.Is(err, tsp.ErrNoKSI) {
+		return nil, Result{Status: Inconclusive, Kind: kind, Reason: "the time-stamp token carries no KSI signature, so this page cannot check it"}, false
+	}
+	if err != nil {
+		return nil, Result{Status: Failed, Kind: kind, Code: "TSA-02", Reason: "the KSI signature inside the token is not a signature of this token: " + trimPkg(err)}, false
+	}
+	// The KSI signature's document is the token's signed content; the
+	// document itself must match the token's message imprint, which the
+	// verifier checks against the KSI signature's input through the
+	// RFC 3161 record.
+	return sig, Result{Kind: kind, Notes: []string{"the time-stamp authority's own signature is not checked here; the KSI signature inside the token is"}}, true
+}
+
+// hashDocument hashes the document with the signature's algorithm.
+func hashDocument(doc []byte, alg ksi.HashAlg) (ksi.Imprint, error) {
+	h, err := alg.New()
+	if err != nil {
+		return nil, fmt.Errorf("the signature uses the hash algorithm %s, which this page cannot compute: %s", alg, trimPkg(err))
+	}
+	h.Write(doc)
+	return ksi.NewImprint(alg, h.Sum(nil))
+}
+
+// plain is the verifier's verdict in words, with its code.
+func plain(rep *verifier.Report) string {
+	msg := rep.Message
+	if msg == "" {
+		msg = rep.Code.Text()
+	}
+	if rep.Code == verifier.GEN01 {
+		return "the document is not the one that was signed (" + msg + ")"
+	}
+	return msg
+}
+
+// describeAnchor joins the verifier's anchor with what the page used.
+func describeAnchor(anchor, against string) string {
+	switch {
+	case against == "":
+		return anchor
+	case anchor == "" || strings.HasPrefix(against, "the publication string"):
+		return against
+	}
+	return anchor + " — via " + against
+}
+
+func trimPkg(err error) string {
+	s := err.Error()
+	for _, p := range []string{"ksi: ", "tsp: ", "verifier: ", "tlv: "} {
+		s = strings.TrimPrefix(s, p)
+	}
+	return s
+}

@@ -1,0 +1,60 @@
+package webverify
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tempel-ksi/tempel/internal/pki"
+	"github.com/tempel-ksi/tempel/internal/testpack"
+)
+
+// extendedPubStr is the publication that tlv/ok-sig-2014-04-30.1-extended.ksig
+// is extended to (MANIFEST.md).
+const extendedPubStr = "AAAAAA-CTOQBY-AAMJYH-XZPM6T-UO6U6V-2WJMHQ-EJMVXR-JEAGID-2OY7P5-XFFKYI-QIF2LG-YOV7SO"
+
+func TestCheck(t *testing.T) {
+	laptop := testpack.Read(t, "documents", "LAPTOP.txt")
+	ext := testpack.Read(t, "tlv", "ok-sig-2014-04-30.1-extended.ksig")
+	plain := testpack.Read(t, "tlv", "ok-sig-2014-04-30.1.ksig")
+	broken := append([]byte{}, ext...)
+	broken[len(broken)/2] ^= 0x01
+	root, err := pki.Init(t.TempDir(), pki.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		in     Input
+		status string
+		want   string // in Reason or CheckedAgainst
+	}{
+		{"publication string", Input{Document: laptop, Signature: ext, PubStr: extendedPubStr}, Verified, "the publication string you gave"},
+		{"pasted with spaces", Input{Document: laptop, Signature: ext, PubStr: "  " + extendedPubStr + "\n"}, Verified, "publication string"},
+		{"other document", Input{Document: []byte("LAPTOP!"), Signature: ext, PubStr: extendedPubStr}, Failed, "not the one that was signed"},
+		{"changed signature", Input{Document: laptop, Signature: broken, PubStr: extendedPubStr}, Failed, ""},
+		{"no anchor", Input{Document: laptop, Signature: plain}, Inconclusive, "nothing to check it against"},
+		{"not extended", Input{Document: laptop, Signature: plain, PubStr: extendedPubStr}, Inconclusive, "not yet extended"},
+		{"bad publication string", Input{Document: laptop, Signature: ext, PubStr: "AAAAAA-BROKEN"}, Inconclusive, "publication string is not valid"},
+		{"no signature", Input{Document: laptop}, Inconclusive, "no signature"},
+		{"no document", Input{Signature: ext, PubStr: extendedPubStr}, Inconclusive, "no document"},
+		{"empty document", Input{Document: []byte{}, Signature: ext, PubStr: extendedPubStr}, Failed, "not the one that was signed"},
+		{"garbage signature", Input{Document: laptop, Signature: []byte("hello")}, Failed, "damaged"},
+		{"garbage token", Input{Document: laptop, Signature: []byte{0x30, 0x03, 0x02}}, Failed, "damaged"},
+		{"pubfile without root", Input{Document: laptop, Signature: plain, Pubfile: testpack.Read(t, "tlv", "ksi-publications.bin")}, Inconclusive, "without a root"},
+		{"pubfile of another root", Input{Document: laptop, Signature: plain, Pubfile: testpack.Read(t, "tlv", "ksi-publications.bin"),
+			Root: root.RootPEM(), Constraints: []string{root.Constraint()}, Now: time.Now()}, Inconclusive, "could not be trusted"},
+		{"too large document", Input{Document: make([]byte, MaxDocumentSize+1), Signature: ext, PubStr: extendedPubStr}, Inconclusive, "larger"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := Check(context.Background(), c.in)
+			if r.Status != c.status || !strings.Contains(r.Reason+r.CheckedAgainst, c.want) {
+				t.Fatalf("got %+v, want %s with %q", r, c.status, c.want)
+			}
+			if r.Status == Verified && (r.SigningTime != "2014-04-30T13:57:36Z" || r.Identity != "GT :: testA") {
+				t.Errorf("signing time %q, identity %q", r.SigningTime, r.Identity)
+			}
+		})
+	}
+}
