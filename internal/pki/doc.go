@@ -29,6 +29,8 @@
 //	tls.key        its key (0600, ECDSA P-256)
 //	members.pem    every member's calendar certificate (0644), only for a
 //	               member of a replicated calendar ([Set.Members])
+//	retired-calendar.pem  calendar certificates retired by key rotations
+//	               (0644), each re-issued to end at its retirement ([Rotate])
 //
 // Keys are PEM "PRIVATE KEY" blocks (PKCS#8). They are created with mode
 // 0600 from the start (never written and then chmod-ed), and a key file

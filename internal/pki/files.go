@@ -418,6 +418,9 @@ func syncDir(dir string) {
 // set (only issuing needs it) and may be kept offline; when it is present
 // its mode is checked like the other keys and it must match root.pem.
 func Load(dir string) (*Set, error) {
+	if err := checkNoStaged(dir); err != nil {
+		return nil, err
+	}
 	files := DirFiles(dir)
 	if p := filepath.Join(dir, MembersFile); present(p) {
 		files.MemberCerts = p
@@ -439,6 +442,9 @@ func Load(dir string) (*Set, error) {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
 	if err := s.loadDirTSA(dir); err != nil {
+		return nil, err
+	}
+	if err := s.loadRetired(dir); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -1,0 +1,202 @@
+package pki
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// RetiredCalendarFile holds, in a key directory, the calendar
+// certificates that signed calendar roots before a key rotation (0644):
+// each re-issued by the root to end at its retirement, and published
+// under the certificate id of the certificate it replaces. See [Rotate].
+const RetiredCalendarFile = "retired-calendar.pem"
+
+// MaxRetiredCerts bounds retired-calendar.pem: a rotation a month for
+// twenty years, with room to spare.
+const MaxRetiredCerts = 256
+
+// ReplacesHeader is the PEM header of a retired certificate naming the
+// SHA-256 (hex) of the certificate it replaces; the first [CertIDLen]
+// bytes of that digest are the certificate id the calendar
+// authentication records signed under the retired key carry.
+const ReplacesHeader = "Replaces-SHA256"
+
+// RetiredCert is a calendar certificate retired by a key rotation: Cert
+// is the re-issued certificate (its NotAfter is the retirement time) and
+// ID the certificate id it is published under, that of the certificate
+// the key was used with.
+type RetiredCert struct {
+	Cert *x509.Certificate
+	ID   []byte
+}
+
+// Staged names of a rotation: a new key and certificate are written under
+// these before they replace the current ones.
+func stagedName(name string) string {
+	ext := filepath.Ext(name)
+	return strings.TrimSuffix(name, ext) + "-next" + ext
+}
+
+// rotatedPairs are the certificate and key files [Rotate] can replace.
+var rotatedPairs = []struct{ kind, cert, key string }{
+	{"calendar", CalendarCertFile, CalendarKeyFile},
+	{"publisher", PublisherCertFile, PublisherKeyFile},
+	{"tsa", TSACertFile, TSAKeyFile},
+	{"tls", TLSCertFile, TLSKeyFile},
+}
+
+// ErrRotationInterrupted is returned (wrapped) by [Load] for a key
+// directory in which a key rotation was cut short: running [Rotate]
+// again finishes it.
+var ErrRotationInterrupted = errors.New("pki: a key rotation was interrupted")
+
+// checkNoStaged refuses a key directory holding staged files of an
+// unfinished rotation: depending on where it stopped, the current key no
+// longer matches its certificate, or the current certificate is already
+// retired, and signing on would make signatures no verifier accepts.
+func checkNoStaged(dir string) error {
+	for _, p := range rotatedPairs {
+		for _, name := range []string{stagedName(p.cert), stagedName(p.key)} {
+			if path := filepath.Join(dir, name); present(path) {
+				return fmt.Errorf("%w: %s is there; run `tempel keys rotate` again to finish it", ErrRotationInterrupted, path)
+			}
+		}
+	}
+	return nil
+}
+
+// loadRetired reads retired-calendar.pem of dir, when it is there, into
+// s.Retired.
+func (s *Set) loadRetired(dir string) error {
+	path := filepath.Join(dir, RetiredCalendarFile)
+	if !present(path) {
+		return nil
+	}
+	rs, err := readRetired(path)
+	if err != nil {
+		return err
+	}
+	return s.setRetired(rs, path)
+}
+
+// readRetired parses a retired-calendar.pem: CERTIFICATE blocks, each with
+// a [ReplacesHeader].
+func readRetired(path string) ([]RetiredCert, error) {
+	b, err := readLimited(path)
+	if err != nil {
+		return nil, fmt.Errorf("pki: %w", err)
+	}
+	var out []RetiredCert
+	for rest := b; ; {
+		var blk *pem.Block
+		if blk, rest = pem.Decode(rest); blk == nil {
+			if len(bytes.TrimSpace(rest)) > 0 {
+				return nil, fmt.Errorf("pki: %s: text after certificate %d is not a PEM block", path, len(out))
+			}
+			return out, nil
+		}
+		n := len(out) + 1
+		if len(out) == MaxRetiredCerts {
+			return nil, fmt.Errorf("pki: %s holds more than %d certificates", path, MaxRetiredCerts)
+		}
+		if blk.Type != "CERTIFICATE" {
+			return nil, fmt.Errorf("pki: %s: block %d is %q, want CERTIFICATE", path, n, blk.Type)
+		}
+		sum, err := hex.DecodeString(blk.Headers[ReplacesHeader])
+		if err != nil || len(sum) != sha256.Size {
+			return nil, fmt.Errorf("pki: %s: certificate %d has no %s header with the SHA-256 of the certificate it replaces; only `tempel keys rotate` writes this file",
+				path, n, ReplacesHeader)
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("pki: %s: certificate %d: %w", path, n, err)
+		}
+		out = append(out, RetiredCert{Cert: c, ID: sum[:CertIDLen:CertIDLen]})
+	}
+}
+
+// setRetired checks retired certificates against the set and keeps them.
+// Each must be fit for a calendar signer and chain to the root (as a
+// member's must), must not hold the current calendar key, and its id must
+// name no other certificate the publications file carries: verifiers look
+// certificates up by id alone.
+func (s *Set) setRetired(rs []RetiredCert, source string) error {
+	byID := map[string]*x509.Certificate{string(s.calendarID): s.Calendar}
+	for _, m := range s.Members {
+		byID[string(certID(m))] = m
+	}
+	for i, r := range rs {
+		name := fmt.Sprintf("%s: certificate %d (%q, id %X)", source, i+1, r.Cert.Subject, r.ID)
+		if err := checkMemberCert(r.Cert, s.Root, s.Intermediates); err != nil {
+			return fmt.Errorf("pki: %s: %w", name, err)
+		}
+		if publicKeysEqual(r.Cert.PublicKey, s.Calendar.PublicKey) {
+			return fmt.Errorf("pki: %s holds the current calendar key of %s: a key still in use cannot be retired", name, CalendarCertFile)
+		}
+		if prev, ok := byID[string(r.ID)]; ok {
+			if prev.Equal(r.Cert) {
+				continue
+			}
+			return fmt.Errorf("pki: %s: the id is also that of %q, which the publications file carries too (a members file from before the rotation?); verifiers could not tell them apart",
+				name, prev.Subject)
+		}
+		byID[string(r.ID)] = r.Cert
+		s.Retired = append(s.Retired, r)
+	}
+	return nil
+}
+
+// retiredPEM encodes a retired certificate with its [ReplacesHeader].
+func retiredPEM(cert *x509.Certificate, replaced []byte) []byte {
+	sum := sha256.Sum256(replaced)
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Headers: map[string]string{ReplacesHeader: hex.EncodeToString(sum[:])}, Bytes: cert.Raw})
+}
+
+// reissueRetired issues old's key a certificate that ends at the time of
+// retirement (or at old's own end, if earlier), with old's subject, start
+// and key usage. Verifiers check a calendar authentication record's time
+// against the validity of the certificate they find under its id, so a
+// retired key, were it stolen, cannot sign roots after its retirement
+// that verify against this certificate.
+func reissueRetired(old, root *x509.Certificate, rootKey crypto.Signer, at time.Time) (*x509.Certificate, error) {
+	notAfter := at.UTC().Truncate(time.Second)
+	if old.NotAfter.Before(notAfter) {
+		notAfter = old.NotAfter
+	}
+	if !notAfter.After(old.NotBefore) {
+		return nil, fmt.Errorf("pki: rotate: calendar certificate %q starts at %s, not before the retirement at %s",
+			old.Subject, old.NotBefore.UTC().Format(time.RFC3339), notAfter.Format(time.RFC3339))
+	}
+	tmpl := &x509.Certificate{
+		RawSubject:         old.RawSubject,
+		NotBefore:          old.NotBefore,
+		NotAfter:           notAfter,
+		KeyUsage:           old.KeyUsage,
+		ExtKeyUsage:        old.ExtKeyUsage,
+		SignatureAlgorithm: x509.SHA256WithRSA,
+	}
+	c, err := issue(tmpl, root, old.PublicKey, rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("pki: rotate: re-issue the retired calendar certificate: %w", err)
+	}
+	return c, nil
+}
+
+// removeIfPresent removes path, which need not exist.
+func removeIfPresent(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}

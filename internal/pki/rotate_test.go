@@ -1,0 +1,261 @@
+package pki
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tempel-ksi/tempel/ksi"
+	"github.com/tempel-ksi/tempel/verifier"
+)
+
+// keyBased runs the key-based policy on sig against the publications file
+// s builds now, after checking that file against s's root and constraint.
+func keyBased(t *testing.T, s *Set, sig *ksi.Signature, doc ksi.Imprint) *verifier.Report {
+	t.Helper()
+	now := time.Now()
+	pf := buildPubFile(t, s, now)
+	if err := verifier.VerifyPublicationsFile(pf.parsed, trustFor(t, s, s.Constraint(), now)); err != nil {
+		t.Fatalf("publications file: %v", err)
+	}
+	return verifier.Verify(context.Background(), sig, verifier.KeyBased, verifier.Options{Document: doc, PublicationsFile: pf.parsed})
+}
+
+func TestRotateCalendar(t *testing.T) {
+	s0, dir := initIn(t, InitOptions{})
+	oldSig, oldDoc := keySignedSignature(t, s0, time.Now().Add(-time.Minute))
+
+	at := time.Now()
+	res, err := Rotate(dir, RotateOptions{Calendar: true, Now: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1 := res.Set
+	if s1.Calendar.Equal(s0.Calendar) || bytes.Equal(s1.CalendarCertID(), s0.CalendarCertID()) {
+		t.Fatal("the calendar certificate was not replaced")
+	}
+	if len(res.Retired) != 1 || len(s1.Retired) != 1 {
+		t.Fatalf("retired %d (set %d), want 1", len(res.Retired), len(s1.Retired))
+	}
+	r := s1.Retired[0]
+	if !bytes.Equal(r.ID, s0.CalendarCertID()) || !publicKeysEqual(r.Cert.PublicKey, s0.Calendar.PublicKey) {
+		t.Fatalf("retired certificate id %X, want the old %X with the old key", r.ID, s0.CalendarCertID())
+	}
+	if want := at.UTC().Truncate(time.Second); !r.Cert.NotAfter.Equal(want) || !r.Cert.NotBefore.Equal(s0.Calendar.NotBefore) {
+		t.Errorf("retired certificate valid %s to %s, want %s to %s", r.Cert.NotBefore, r.Cert.NotAfter, s0.Calendar.NotBefore, want)
+	}
+	if !bytes.Equal(r.Cert.RawSubject, s0.Calendar.RawSubject) {
+		t.Errorf("retired subject %q, want %q", r.Cert.Subject, s0.Calendar.Subject)
+	}
+	if s1.Publisher.Equal(s0.Publisher) == false || !s1.Root.Equal(s0.Root) {
+		t.Error("a calendar rotation changed the root or the publisher")
+	}
+	recs := s1.CertificateRecords()
+	if len(recs) != 2 || !bytes.Equal(recs[1].ID, s0.CalendarCertID()) || !bytes.Equal(recs[1].DER, r.Cert.Raw) {
+		t.Fatalf("certificate records %v, want the new and the retired one", recs)
+	}
+	for _, name := range []string{"calendar-next.pem", "calendar-next.key"} {
+		if present(filepath.Join(dir, name)) {
+			t.Errorf("%s left behind", name)
+		}
+	}
+	if m := mode(t, filepath.Join(dir, RetiredCalendarFile)); m != CertMode {
+		t.Errorf("%s mode %v", RetiredCalendarFile, m)
+	}
+	if m := mode(t, filepath.Join(dir, CalendarKeyFile)); m != KeyMode {
+		t.Errorf("%s mode %v", CalendarKeyFile, m)
+	}
+
+	// Made under the old key before the rotation: verifies.
+	if err := keyBased(t, s1, oldSig, oldDoc).Err(); err != nil {
+		t.Fatalf("old signature after rotation: %v", err)
+	}
+	newSig, newDoc := keySignedSignature(t, s1, time.Now())
+	if err := keyBased(t, s1, newSig, newDoc).Err(); err != nil {
+		t.Fatalf("new signature: %v", err)
+	}
+	// The old key, stolen, signs a root dated after its retirement: the
+	// retired certificate no longer covers that time.
+	forged, forgedDoc := keySignedSignature(t, s0, at.Add(time.Minute))
+	rep := keyBased(t, s1, forged, forgedDoc)
+	if rep.Result != verifier.FAIL || rep.Code != verifier.KEY03 {
+		t.Fatalf("root signed by the retired key after its retirement: %v %s (%s), want FAIL %s", rep.Result, rep.Code, rep.Message, verifier.KEY03)
+	}
+
+	// A second rotation keeps both retired certificates.
+	res, err = Rotate(dir, RotateOptions{Calendar: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := res.Set
+	if len(s2.Retired) != 2 || len(s2.CertificateRecords()) != 3 {
+		t.Fatalf("after the second rotation: %d retired, %d records", len(s2.Retired), len(s2.CertificateRecords()))
+	}
+	for name, sig := range map[string]*ksi.Signature{"first key": oldSig, "second key": newSig} {
+		doc := oldDoc
+		if name == "second key" {
+			doc = newDoc
+		}
+		if err := keyBased(t, s2, sig, doc).Err(); err != nil {
+			t.Errorf("%s after the second rotation: %v", name, err)
+		}
+	}
+	if rep := keyBased(t, s2, forged, forgedDoc); rep.Result != verifier.FAIL {
+		t.Errorf("forged signature after the second rotation: %v", rep.Result)
+	}
+}
+
+// TestRotateCrashSafe stops a rotation after each of its steps, as a
+// crash would, and checks that the key directory then either loads
+// unchanged or is refused as interrupted, and that rotating again
+// finishes the job.
+func TestRotateCrashSafe(t *testing.T) {
+	s0, src := initIn(t, InitOptions{})
+	stop := errors.New("crash")
+	for n := 1; ; n++ {
+		dir := copyDir(t, src)
+		copyFile(t, filepath.Join(src, TSACertFile), filepath.Join(dir, TSACertFile))
+		copyFile(t, filepath.Join(src, TSAKeyFile), filepath.Join(dir, TSAKeyFile))
+		steps := 0
+		var at string
+		rotateStep = func(name string) error {
+			if steps++; steps == n {
+				at = name
+				return stop
+			}
+			return nil
+		}
+		_, err := Rotate(dir, RotateOptions{Calendar: true, Publisher: true})
+		rotateStep = func(string) error { return nil }
+		if err == nil {
+			if n-1 < 9 {
+				t.Fatalf("only %d steps", n-1)
+			}
+			break
+		}
+		if !errors.Is(err, stop) {
+			t.Fatalf("step %d: %v", n, err)
+		}
+		t.Run(strings.ReplaceAll(at, " ", "_"), func(t *testing.T) {
+			s, err := Load(dir)
+			switch {
+			case errors.Is(err, ErrRotationInterrupted):
+				t.Logf("refused: %v", err)
+			case err != nil:
+				t.Fatalf("neither loads nor is refused as interrupted: %v", err)
+			default:
+				// Loadable: either as before, or with the calendar
+				// rotation complete.
+				if !s.Calendar.Equal(s0.Calendar) && len(s.Retired) != 1 {
+					t.Fatalf("loads with a new calendar certificate but %d retired", len(s.Retired))
+				}
+			}
+			res, err := Rotate(dir, RotateOptions{})
+			if err != nil {
+				t.Fatalf("finishing: %v", err)
+			}
+			// What was staged is finished; what was not yet staged is
+			// not, and a rotation asked for now completes it.
+			if _, err := Rotate(dir, RotateOptions{Calendar: res.Set.Calendar.Equal(s0.Calendar), Publisher: res.Set.Publisher.Equal(s0.Publisher)}); err != nil {
+				t.Fatal(err)
+			}
+			s, err = Load(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.Calendar.Equal(s0.Calendar) || s.Publisher.Equal(s0.Publisher) || len(s.Retired) != 1 || !bytes.Equal(s.Retired[0].ID, s0.CalendarCertID()) {
+				t.Fatalf("after finishing: calendar replaced %v, publisher replaced %v, %d retired",
+					!s.Calendar.Equal(s0.Calendar), !s.Publisher.Equal(s0.Publisher), len(s.Retired))
+			}
+		})
+	}
+}
+
+func TestRotatePublisherAndTSA(t *testing.T) {
+	s0, dir := initIn(t, InitOptions{Email: "pubs@example.test", TSAKey: TSAKeyECDSA})
+	res, err := Rotate(dir, RotateOptions{Publisher: true, TSA: true, TLS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := res.Set
+	if s.Publisher.Equal(s0.Publisher) || s.TSA.Equal(s0.TSA) {
+		t.Fatal("publisher or TSA certificate not replaced")
+	}
+	if !s.Calendar.Equal(s0.Calendar) || len(s.Retired) != 0 {
+		t.Error("the calendar key changed without being asked")
+	}
+	if s.Constraint() != "E=pubs@example.test" || s.Constraint() != s0.Constraint() {
+		t.Errorf("constraint %q, want %q", s.Constraint(), s0.Constraint())
+	}
+	if s.TSA.PublicKeyAlgorithm != s0.TSA.PublicKeyAlgorithm || s.TSA.Subject.CommonName != s0.TSA.Subject.CommonName {
+		t.Errorf("TSA %s %q, want %s %q", s.TSA.PublicKeyAlgorithm, s.TSA.Subject.CommonName, s0.TSA.PublicKeyAlgorithm, s0.TSA.Subject.CommonName)
+	}
+	// The file the new publisher signs passes for verifiers who pinned
+	// the root and the e-mail address before.
+	now := time.Now()
+	pf := buildPubFile(t, s, now)
+	if err := verifier.VerifyPublicationsFile(pf.parsed, trustFor(t, s0, s0.Constraint(), now)); err != nil {
+		t.Fatalf("publications file by the renewed publisher: %v", err)
+	}
+	if _, err := LoadTLSKeyPair(filepath.Join(dir, TLSCertFile), filepath.Join(dir, TLSKeyFile)); err != nil {
+		t.Fatalf("rotated TLS pair: %v", err)
+	}
+}
+
+func TestRotateRefuses(t *testing.T) {
+	_, dir := initIn(t, InitOptions{})
+	other, otherDir := otherSet(t)
+
+	// Without the root key nothing can be issued.
+	offline := filepath.Join(t.TempDir(), "root.key")
+	if err := os.Rename(filepath.Join(dir, RootKeyFile), offline); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rotate(dir, RotateOptions{Calendar: true}); err == nil || !strings.Contains(err.Error(), "root key") {
+		t.Fatalf("without the root key: %v", err)
+	}
+	if _, err := Rotate(dir, RotateOptions{Calendar: true, RootKey: filepath.Join(otherDir, RootKeyFile)}); err == nil || !strings.Contains(err.Error(), "does not belong") {
+		t.Fatalf("another root's key: %v", err)
+	}
+	// The root key kept elsewhere (a replicated calendar's DIR/ca) works.
+	if _, err := Rotate(dir, RotateOptions{Calendar: true, RootKey: offline}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A retired-calendar.pem that is not ours, or lost its header, is refused.
+	retired := filepath.Join(dir, RetiredCalendarFile)
+	b, err := os.ReadFile(retired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur := sha256.Sum256(mustLoad(t, dir).Calendar.Raw)
+	for name, tc := range map[string]struct {
+		content []byte
+		want    string
+	}{
+		"no header":    {bytes.Replace(b, []byte(ReplacesHeader), []byte("X-Other"), 1), "has no Replaces-SHA256 header"},
+		"other root":   {retiredPEM(other.Calendar, []byte("y")), "belongs to another PKI"},
+		"current cert": {append(bytes.Clone(b), retiredPEM(mustLoad(t, dir).Calendar, []byte("x"))...), "a key still in use cannot be retired"},
+		"trailing":     {append(bytes.Clone(b), "junk"...), "not a PEM block"},
+		"current id":   {regexp.MustCompile(ReplacesHeader+`: [0-9a-f]+`).ReplaceAll(b, []byte(ReplacesHeader+": "+hex.EncodeToString(cur[:]))), "verifiers could not tell them apart"},
+	} {
+		content := tc.content
+		t.Run(name, func(t *testing.T) {
+			if err := os.WriteFile(retired, content, CertMode); err != nil {
+				t.Fatal(err)
+			}
+			_, err := Load(dir)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Load = %v, want an error saying %q", err, tc.want)
+			}
+		})
+	}
+}
