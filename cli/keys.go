@@ -56,6 +56,7 @@ func keysCommand() *ucli.Command {
 					return showKeys(c, dir, set)
 				},
 			},
+			keysRotateCommand(),
 		},
 	}
 }
