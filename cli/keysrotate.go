@@ -14,6 +14,7 @@ import (
 	"github.com/smallstep/pkcs7"
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/tempel-ksi/tempel/internal/node"
 	"github.com/tempel-ksi/tempel/internal/pki"
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/verifier"
@@ -162,4 +163,16 @@ func signerFingerprint(pf *ksi.PublicationsFile) string {
 		return pki.Fingerprint(s)
 	}
 	return ""
+}
+
+// retiredCertsFlag passes --retired-certs on to the operator's keys; a
+// development data directory reads DATA-DIR/keys/retired-calendar.pem
+// instead, and a flag it would ignore is refused.
+func retiredCertsFlag(c *ucli.Context, cfg *node.Config) error {
+	f := c.String("retired-certs")
+	if f != "" && cfg.Keys.CalendarCert == "" {
+		return usageErrorf("--retired-certs goes with the operator's keys (--calendar-cert and the others); a development data directory reads DATA-DIR/keys/%s", pki.RetiredCalendarFile)
+	}
+	cfg.Keys.RetiredCerts = f
+	return nil
 }

@@ -98,6 +98,10 @@ type Files struct {
 	// every member of a replicated calendar (this member's may be among
 	// them); the publications file carries them all. See [Set.Members].
 	MemberCerts string
+	// RetiredCerts, optional, is a file of calendar certificates retired
+	// by key rotations, as [Rotate] writes retired-calendar.pem; the
+	// publications file carries them. See [Set.Retired].
+	RetiredCerts string
 	// TSACert and TSAKey, optional, are the RFC 3161 TSA certificate
 	// (followed by its issuers, if any) and key; both or neither.
 	TSACert, TSAKey string
@@ -425,6 +429,9 @@ func Load(dir string) (*Set, error) {
 	if p := filepath.Join(dir, MembersFile); present(p) {
 		files.MemberCerts = p
 	}
+	if p := filepath.Join(dir, RetiredCalendarFile); present(p) {
+		files.RetiredCerts = p
+	}
 	s, err := LoadFiles(files)
 	if err != nil {
 		return nil, err
@@ -442,9 +449,6 @@ func Load(dir string) (*Set, error) {
 		return nil, fmt.Errorf("pki: %w", err)
 	}
 	if err := s.loadDirTSA(dir); err != nil {
-		return nil, err
-	}
-	if err := s.loadRetired(dir); err != nil {
 		return nil, err
 	}
 	return s, nil
@@ -547,15 +551,19 @@ func LoadFiles(f Files) (*Set, error) {
 			return nil, err
 		}
 	}
-	if f.MemberCerts == "" {
-		return s, nil
+	if f.MemberCerts != "" {
+		members, err := readCertFile(f.MemberCerts)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.setMembers(members, f.MemberCerts); err != nil {
+			return nil, err
+		}
 	}
-	members, err := readCertFile(f.MemberCerts)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.setMembers(members, f.MemberCerts); err != nil {
-		return nil, err
+	if f.RetiredCerts != "" {
+		if err := s.loadRetired(f.RetiredCerts); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

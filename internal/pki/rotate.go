@@ -76,13 +76,9 @@ func checkNoStaged(dir string) error {
 	return nil
 }
 
-// loadRetired reads retired-calendar.pem of dir, when it is there, into
-// s.Retired.
-func (s *Set) loadRetired(dir string) error {
-	path := filepath.Join(dir, RetiredCalendarFile)
-	if !present(path) {
-		return nil
-	}
+// loadRetired reads a file of retired calendar certificates
+// (retired-calendar.pem) into s.Retired.
+func (s *Set) loadRetired(path string) error {
 	rs, err := readRetired(path)
 	if err != nil {
 		return err

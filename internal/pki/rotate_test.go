@@ -259,3 +259,60 @@ func TestRotateRefuses(t *testing.T) {
 		})
 	}
 }
+
+// TestRotateMember rotates one member of a replicated calendar with the
+// root key kept in DIR/ca: its members.pem then lists its new
+// certificate, and a member given the rotated member's members.pem and
+// retired-calendar.pem publishes the same certificates. A member given
+// the retired certificates but an old members.pem is refused: it would
+// carry two certificates under one id.
+func TestRotateMember(t *testing.T) {
+	root := t.TempDir()
+	sets, err := InitMembers(root, 2, InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := func(i int) string { return filepath.Join(MemberDataDir(root, i), "keys") }
+	res, err := Rotate(keys(2), RotateOptions{Calendar: true, RootKey: filepath.Join(root, CADir, RootKeyFile)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s2 := res.Set
+	if s2.Calendar.Equal(sets[1].Calendar) || len(s2.Retired) != 1 || !bytes.Equal(s2.Retired[0].ID, sets[1].CalendarCertID()) {
+		t.Fatal("member 2's calendar key was not rotated")
+	}
+	if len(s2.Members) != 1 || !s2.Members[0].Equal(sets[0].Calendar) {
+		t.Fatalf("member 2's members: %d, want member 1's certificate only (its own new one is the set's)", len(s2.Members))
+	}
+
+	// Member 1 with the retired certificates but its old members.pem.
+	copyFile(t, filepath.Join(keys(2), RetiredCalendarFile), filepath.Join(keys(1), RetiredCalendarFile))
+	if _, err := Load(keys(1)); err == nil || !strings.Contains(err.Error(), "verifiers could not tell them apart") {
+		t.Fatalf("member 1 with an old members.pem: %v", err)
+	}
+	if err := os.Remove(filepath.Join(keys(1), MembersFile)); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, filepath.Join(keys(2), MembersFile), filepath.Join(keys(1), MembersFile))
+	s1, err := Load(keys(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := func(s *Set) map[string]string {
+		m := map[string]string{}
+		for _, r := range s.CertificateRecords() {
+			sum := sha256.Sum256(r.DER)
+			m[hex.EncodeToString(r.ID)] = hex.EncodeToString(sum[:])
+		}
+		return m
+	}
+	a, b := ids(s1), ids(s2)
+	if len(a) != 3 || len(b) != 3 {
+		t.Fatalf("records: member 1 %d, member 2 %d, want 3 each", len(a), len(b))
+	}
+	for id, d := range a {
+		if b[id] != d {
+			t.Errorf("certificate %s differs between the members", id)
+		}
+	}
+}
