@@ -2,18 +2,18 @@ package cli
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/smallstep/pkcs7"
 	ucli "github.com/urfave/cli/v2"
 
+	"github.com/tempel-ksi/tempel/calendar"
 	"github.com/tempel-ksi/tempel/internal/node"
 	"github.com/tempel-ksi/tempel/internal/pki"
 	"github.com/tempel-ksi/tempel/ksi"
@@ -62,11 +62,12 @@ func keysRotate(c *ucli.Context) error {
 	if _, err := os.Stat(filepath.Join(dir, pki.RootCertFile)); err != nil {
 		return inputErrorf("keys: %s: no key directory to rotate (%v)", dir, err)
 	}
-	unlock, err := lockStore(dataDir)
+	store, last, err := openStore(dataDir)
 	if err != nil {
 		return err
 	}
-	defer unlock.Close()
+	defer store.Close()
+	opts.Now = retirementTime(time.Now(), last)
 	res, err := pki.Rotate(dir, opts)
 	if err != nil {
 		return inputErrorf("%v", err)
@@ -74,20 +75,34 @@ func keysRotate(c *ucli.Context) error {
 	return showRotation(c.App.Writer, c.Bool("json"), dir, res)
 }
 
-// lockStore takes the calendar store's lock, which a running server
-// holds: rotating keys under a server that keeps signing with the old
-// key would make signatures the retired certificate no longer covers.
-// Holding it also keeps a server from starting halfway through.
-func lockStore(dataDir string) (io.Closer, error) {
-	store := filepath.Join(dataDir, "calendar")
-	if _, err := os.Stat(store); errors.Is(err, fs.ErrNotExist) {
-		return io.NopCloser(nil), nil // no calendar yet: nothing was signed
+// openStore opens the calendar store read-only, which takes its lock: a
+// running server holds it, and rotating keys under a server that keeps
+// signing with the old key would make signatures the retired certificate
+// no longer covers. Holding it also keeps a server from starting halfway
+// through. last is the newest second the calendar signed (0 without a
+// store).
+func openStore(dataDir string) (io.Closer, uint64, error) {
+	dir := filepath.Join(dataDir, "calendar")
+	if !calendar.StoreExists(dir) {
+		return io.NopCloser(nil), 0, nil // no calendar yet: nothing was signed
 	}
-	l, err := vfs.Default.Lock(filepath.Join(store, "LOCK"))
+	st, err := calendar.OpenStore(dir, calendar.StoreOptions{ReadOnly: true, CacheBytes: 1 << 20, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
-		return nil, inputErrorf("keys: the calendar store %s is in use (is `tempel serve` running?); stop the server before rotating its keys: %v", store, err)
+		return nil, 0, inputErrorf("keys: stop the server before rotating its keys: %v", err)
 	}
-	return l, nil
+	_, last, _ := st.Head()
+	return st, last, nil
+}
+
+// retirementTime is when the old calendar key retires: now, or the
+// newest second the calendar signed if the clock has gone back behind
+// it, so that the retired certificate covers every root the old key
+// signed.
+func retirementTime(now time.Time, last uint64) time.Time {
+	if t := time.Unix(int64(min(last, 1<<62)), 0); t.After(now) {
+		return t
+	}
+	return now
 }
 
 type rotateInfo struct {
