@@ -196,3 +196,7 @@ func removeIfPresent(path string) error {
 	}
 	return nil
 }
+
+// PublisherCertificate returns the certificate that signs publications
+// files, so that a publisher can tell a file signed before a renewal.
+func (s *Set) PublisherCertificate() *x509.Certificate { return s.Publisher }
