@@ -122,16 +122,10 @@ func showRotation(w io.Writer, asJSON bool, dir string, res *pki.RotateResult) e
 	s := res.Set
 	info := rotateInfo{KeysDir: dir, Rotated: res.Rotated, Finished: res.Finished, CalendarCertID: fmt.Sprintf("%X", s.CalendarCertID()),
 		Constraint: s.Constraint(), TrustRoot: s.RootPath, PublisherSHA: pki.Fingerprint(s.Publisher)}
-	cert := func(r pki.RetiredCert) certInfo {
-		return certInfo{fmt.Sprintf("%X", r.ID), verifier.SubjectString(r.Cert.Subject), r.Cert.NotAfter.UTC().Format("2006-01-02T15:04:05Z")}
-	}
 	for _, r := range res.Retired {
-		info.Retired = append(info.Retired, cert(r))
+		info.Retired = append(info.Retired, retiredCertInfo(r))
 	}
-	info.AllRetired = []certInfo{}
-	for _, r := range s.Retired {
-		info.AllRetired = append(info.AllRetired, cert(r))
-	}
+	info.AllRetired = append([]certInfo{}, retiredInfo(s)...)
 	if len(s.Members) > 0 {
 		info.Members = filepath.Join(dir, pki.MembersFile)
 	}
@@ -190,4 +184,19 @@ func retiredCertsFlag(c *ucli.Context, cfg *node.Config) error {
 	}
 	cfg.Keys.RetiredCerts = f
 	return nil
+}
+
+// retiredInfo describes the set's retired calendar certificates: the id
+// they are published under and the end of their validity, their
+// retirement.
+func retiredInfo(s *pki.Set) []certInfo {
+	var out []certInfo
+	for _, r := range s.Retired {
+		out = append(out, retiredCertInfo(r))
+	}
+	return out
+}
+
+func retiredCertInfo(r pki.RetiredCert) certInfo {
+	return certInfo{fmt.Sprintf("%X", r.ID), verifier.SubjectString(r.Cert.Subject), r.Cert.NotAfter.UTC().Format("2006-01-02T15:04:05Z")}
 }
