@@ -26,10 +26,11 @@ const RetiredCalendarFile = "retired-calendar.pem"
 // twenty years, with room to spare.
 const MaxRetiredCerts = 256
 
-// ReplacesHeader is the PEM header of a retired certificate naming the
-// SHA-256 (hex) of the certificate it replaces; the first [CertIDLen]
-// bytes of that digest are the certificate id the calendar
-// authentication records signed under the retired key carry.
+// ReplacesHeader starts the line before each retired certificate in
+// retired-calendar.pem, "Replaces-SHA256: <hex>": the SHA-256 of the
+// certificate it replaces, whose first [CertIDLen] bytes are the
+// certificate id the calendar authentication records signed under the
+// retired key carry.
 const ReplacesHeader = "Replaces-SHA256"
 
 // RetiredCert is a calendar certificate retired by a key rotation: Cert
@@ -86,8 +87,10 @@ func (s *Set) loadRetired(path string) error {
 	return s.setRetired(rs, path)
 }
 
-// readRetired parses a retired-calendar.pem: CERTIFICATE blocks, each with
-// a [ReplacesHeader].
+// readRetired parses a retired-calendar.pem: CERTIFICATE blocks, each
+// preceded by its [ReplacesHeader] line. The line stands outside the
+// block, where PEM allows explanatory text, so that OpenSSL and other
+// tools read the certificates as they are.
 func readRetired(path string) ([]RetiredCert, error) {
 	b, err := readLimited(path)
 	if err != nil {
@@ -95,8 +98,8 @@ func readRetired(path string) ([]RetiredCert, error) {
 	}
 	var out []RetiredCert
 	for rest := b; ; {
-		var blk *pem.Block
-		if blk, rest = pem.Decode(rest); blk == nil {
+		i := bytes.Index(rest, []byte("-----BEGIN "))
+		if i < 0 {
 			if len(bytes.TrimSpace(rest)) > 0 {
 				return nil, fmt.Errorf("pki: %s: text after certificate %d is not a PEM block", path, len(out))
 			}
@@ -106,13 +109,19 @@ func readRetired(path string) ([]RetiredCert, error) {
 		if len(out) == MaxRetiredCerts {
 			return nil, fmt.Errorf("pki: %s holds more than %d certificates", path, MaxRetiredCerts)
 		}
+		preamble := rest[:i]
+		blk, after := pem.Decode(rest)
+		if blk == nil {
+			return nil, fmt.Errorf("pki: %s: block %d is not a well-formed PEM block", path, n)
+		}
+		rest = after
 		if blk.Type != "CERTIFICATE" {
 			return nil, fmt.Errorf("pki: %s: block %d is %q, want CERTIFICATE", path, n, blk.Type)
 		}
-		sum, err := hex.DecodeString(blk.Headers[ReplacesHeader])
-		if err != nil || len(sum) != sha256.Size {
-			return nil, fmt.Errorf("pki: %s: certificate %d has no %s header with the SHA-256 of the certificate it replaces; only `tempel keys rotate` writes this file",
-				path, n, ReplacesHeader)
+		sum, ok := replacedDigest(preamble)
+		if !ok {
+			return nil, fmt.Errorf("pki: %s: certificate %d is not preceded by a line %q with the SHA-256 of the certificate it replaces; only `tempel keys rotate` writes this file",
+				path, n, ReplacesHeader+": <hex>")
 		}
 		c, err := x509.ParseCertificate(blk.Bytes)
 		if err != nil {
@@ -120,6 +129,21 @@ func readRetired(path string) ([]RetiredCert, error) {
 		}
 		out = append(out, RetiredCert{Cert: c, ID: sum[:CertIDLen:CertIDLen]})
 	}
+}
+
+// replacedDigest finds the last [ReplacesHeader] line of the text before
+// a retired certificate.
+func replacedDigest(preamble []byte) ([]byte, bool) {
+	lines := strings.Split(strings.TrimSpace(string(preamble)), "\n")
+	for i := len(lines) - 1; i >= 0; i-- {
+		v, ok := strings.CutPrefix(strings.TrimSpace(lines[i]), ReplacesHeader+":")
+		if !ok {
+			continue
+		}
+		sum, err := hex.DecodeString(strings.TrimSpace(v))
+		return sum, err == nil && len(sum) == sha256.Size
+	}
+	return nil, false
 }
 
 // setRetired checks retired certificates against the set and keeps them.
@@ -153,10 +177,12 @@ func (s *Set) setRetired(rs []RetiredCert, source string) error {
 	return nil
 }
 
-// retiredPEM encodes a retired certificate with its [ReplacesHeader].
+// retiredPEM encodes a retired certificate after its [ReplacesHeader]
+// line.
 func retiredPEM(cert *x509.Certificate, replaced []byte) []byte {
 	sum := sha256.Sum256(replaced)
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Headers: map[string]string{ReplacesHeader: hex.EncodeToString(sum[:])}, Bytes: cert.Raw})
+	line := ReplacesHeader + ": " + hex.EncodeToString(sum[:]) + "\n"
+	return append([]byte(line), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})...)
 }
 
 // reissueRetired issues old's key a certificate that ends at the time of

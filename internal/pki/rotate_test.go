@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -72,6 +73,13 @@ func TestRotateCalendar(t *testing.T) {
 	}
 	if m := mode(t, filepath.Join(dir, CalendarKeyFile)); m != KeyMode {
 		t.Errorf("%s mode %v", CalendarKeyFile, m)
+	}
+	// Other tools read the file as plain PEM, the retired certificate
+	// ending at the rotation.
+	if out, err := exec.Command("openssl", "x509", "-noout", "-enddate", "-in", filepath.Join(dir, RetiredCalendarFile)).CombinedOutput(); err != nil {
+		t.Errorf("openssl x509: %v\n%s", err, out)
+	} else if want := r.Cert.NotAfter.UTC().Format("Jan _2 15:04:05 2006 GMT"); !strings.Contains(string(out), want) {
+		t.Errorf("openssl x509: %s, want notAfter=%s", out, want)
 	}
 
 	// Made under the old key before the rotation: verifies.
@@ -241,7 +249,7 @@ func TestRotateRefuses(t *testing.T) {
 		content []byte
 		want    string
 	}{
-		"no header":    {bytes.Replace(b, []byte(ReplacesHeader), []byte("X-Other"), 1), "has no Replaces-SHA256 header"},
+		"no header":    {bytes.Replace(b, []byte(ReplacesHeader), []byte("X-Other"), 1), "is not preceded by a line"},
 		"other root":   {retiredPEM(other.Calendar, []byte("y")), "belongs to another PKI"},
 		"current cert": {append(bytes.Clone(b), retiredPEM(mustLoad(t, dir).Calendar, []byte("x"))...), "a key still in use cannot be retired"},
 		"trailing":     {append(bytes.Clone(b), "junk"...), "not a PEM block"},
