@@ -2,8 +2,11 @@ package calendar
 
 import (
 	"bytes"
+	"context"
 	"crypto/x509"
+	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -96,4 +99,87 @@ func mustFirstPub(t *testing.T, p *Publisher) *ksi.PublicationRecord {
 		t.Fatal("no publications")
 	}
 	return pubs[0]
+}
+
+// memberSigns has a calendar service with member keys s sign one request
+// in the second at, and returns the request and its signature.
+func memberSigns(t *testing.T, s *pki.Set, storeDir string, at time.Time) (signed, *ksi.Signature) {
+	t.Helper()
+	st := openTest(t, storeDir)
+	t.Cleanup(func() { st.Close() })
+	clock := &fakeClock{t: at.Add(200 * time.Millisecond)}
+	svc, err := NewService(ServiceConfig{Store: st, Signer: s, Now: clock.Now, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := submitMany(svc, 1, 0)
+	waitPending(t, svc, 1)
+	closeAt(t, svc, clock, at.Add(1060*time.Millisecond))
+	return nextSigned(t, res)
+}
+
+// TestPublisherMembersAfterRotation: member 2 of a replicated calendar
+// rotates its calendar key; once member 1 has member 2's members.pem and
+// retired-calendar.pem, member 1's publications file verifies member 2's
+// signatures made before and after, key-based, and carries the same
+// certificates as member 2's.
+func TestPublisherMembersAfterRotation(t *testing.T) {
+	dir := t.TempDir()
+	cluster := filepath.Join(dir, "cluster")
+	sets, err := pki.InitMembers(cluster, 2, pki.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := func(i int) string { return filepath.Join(pki.MemberDataDir(cluster, i), "keys") }
+	before := time.Now().Truncate(time.Second)
+	r1, sig1 := memberSigns(t, sets[1], filepath.Join(dir, "cal2"), before)
+
+	res, err := pki.Rotate(keys(2), pki.RotateOptions{Calendar: true, RootKey: filepath.Join(cluster, pki.CADir, pki.RootKeyFile)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, sig2 := memberSigns(t, res.Set, filepath.Join(dir, "cal2b"), before.Add(5*time.Second))
+	if bytes.Equal(sig1.CalendarAuthRecord.SignatureData.CertificateID, sig2.CalendarAuthRecord.SignatureData.CertificateID) {
+		t.Fatal("signed under the same certificate id before and after the rotation")
+	}
+
+	for _, name := range []string{pki.MembersFile, pki.RetiredCalendarFile} {
+		b, err := os.ReadFile(filepath.Join(keys(2), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(keys(1), name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m1, err := pki.Load(keys(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st1 := openTest(t, filepath.Join(dir, "cal1"))
+	defer st1.Close()
+	p, err := NewPublisher(PublisherConfig{Store: st1, Signer: m1, Period: 10 * time.Second, Now: time.Now, Logger: discardLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	file, _ := p.File()
+	pf, err := ksi.ParsePublicationsFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := certificateRecords(m1), certificateRecords(res.Set); !slices.EqualFunc(got, want, func(a, b ksi.CertificateRecord) bool {
+		return bytes.Equal(a.ID, b.ID) && bytes.Equal(a.DER, b.DER)
+	}) || len(got) != 3 {
+		t.Fatalf("member 1 carries %d certificates, member 2 %d, or they differ", len(got), len(want))
+	}
+	for name, c := range map[string]struct {
+		r   signed
+		sig *ksi.Signature
+	}{"before": {r1, sig1}, "after": {r2, sig2}} {
+		rep := verifier.Verify(context.Background(), c.sig, verifier.KeyBased,
+			verifier.Options{Document: c.r.hash, InputLevel: uint64(c.r.level), PublicationsFile: pf})
+		if err := rep.Err(); err != nil {
+			t.Errorf("member 2's signature from %s the rotation with member 1's file: %v", name, err)
+		}
+	}
 }
