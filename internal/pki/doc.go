@@ -68,6 +68,15 @@
 // such a cluster: DIR/node1 … DIR/nodeN are the members' data
 // directories, and the root key stays in DIR/ca, which no member needs.
 //
+// # Rotation
+//
+// [Rotate] replaces the calendar, publisher, TSA or TLS key with a new
+// one issued by the same root, so verifiers' pins stay as they are
+// (docs/design/rotation.md). A retired calendar certificate is re-issued
+// to end at its retirement and published under the id of the certificate
+// it replaces ([Set.Retired]), so roots signed before keep verifying and a
+// stolen retired key cannot sign later ones that verify.
+//
 // # Secrets
 //
 // Nothing here logs, and no error carries key material: errors name files,

@@ -61,7 +61,7 @@ type RotateResult struct {
 var rotateStep = func(string) error { return nil }
 
 // Rotate replaces keys of the key directory dir with new ones issued by
-// the same root, so that verifiers who pin root.pem (and the publisher's
+// the same root (docs/design/rotation.md), so that verifiers who pin root.pem (and the publisher's
 // --cnstr) need change nothing. The root key must be at hand
 // (opts.RootKey). No server may use dir meanwhile: the caller makes sure
 // (`tempel keys rotate` holds the calendar store's lock).
