@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -323,4 +324,31 @@ func TestRotateMember(t *testing.T) {
 			t.Errorf("certificate %s differs between the members", id)
 		}
 	}
+}
+
+// A key directory that does not load is not rotated: nothing is staged.
+func TestRotateRefusesBrokenDir(t *testing.T) {
+	s, src := sharedSet(t)
+	dir := copyDir(t, src)
+	other, _ := otherSet(t)
+	writeCert(t, filepath.Join(dir, PublisherCertFile), other.Publisher)
+	_, err := Rotate(dir, RotateOptions{Calendar: true})
+	if err == nil || !strings.Contains(err.Error(), "does not load as it is") {
+		t.Fatalf("Rotate = %v", err)
+	}
+	if present(filepath.Join(dir, "calendar-next.key")) || present(filepath.Join(dir, RetiredCalendarFile)) {
+		t.Fatal("files written for a broken directory")
+	}
+	if got := mustReadCert(t, filepath.Join(dir, CalendarCertFile)); !got.Equal(s.Calendar) {
+		t.Fatal("calendar certificate replaced")
+	}
+}
+
+func mustReadCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	cs, err := readCertFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs[0]
 }

@@ -61,10 +61,11 @@ type RotateResult struct {
 var rotateStep = func(string) error { return nil }
 
 // Rotate replaces keys of the key directory dir with new ones issued by
-// the same root (docs/design/rotation.md), so that verifiers who pin root.pem (and the publisher's
-// --cnstr) need change nothing. The root key must be at hand
-// (opts.RootKey). No server may use dir meanwhile: the caller makes sure
-// (`tempel keys rotate` holds the calendar store's lock).
+// the same root (docs/design/rotation.md), so that verifiers who pin
+// root.pem (and the publisher's --cnstr) need change nothing. The root
+// key must be at hand (opts.RootKey), and dir must load as it is. No
+// server may use dir meanwhile: the caller makes sure (`tempel keys
+// rotate` holds the calendar store's lock).
 //
 // A calendar rotation keeps the old calendar key's signatures verifiable:
 // the old certificate is re-issued by the root to end now and appended to
@@ -101,6 +102,10 @@ func Rotate(dir string, opts RotateOptions) (*RotateResult, error) {
 			res.Finished = append(res.Finished, p.kind)
 			res.Rotated = append(res.Rotated, p.kind)
 		}
+	}
+	// Nothing new is made for a directory that is broken already.
+	if _, err := Load(dir); err != nil {
+		return nil, fmt.Errorf("pki: rotate: %s does not load as it is, so it is not rotated: %w", dir, err)
 	}
 	want := map[string]bool{"calendar": opts.Calendar, "publisher": opts.Publisher, "tsa": opts.TSA, "tls": opts.TLS}
 	for _, p := range rotatedPairs {
