@@ -139,7 +139,7 @@ func Init(dir string, opts InitOptions) (*Set, error) {
 			return nil, fmt.Errorf("pki: init: %w", err)
 		}
 	}
-	names := append(allFiles[:len(allFiles):len(allFiles)], TSACertFile, TSAKeyFile)
+	names := append(allFiles[:len(allFiles):len(allFiles)], TSACertFile, TSAKeyFile, RetiredCalendarFile)
 	if len(opts.TLSHosts) > 0 {
 		names = append([]string{TLSCertFile, TLSKeyFile}, names...)
 	}
@@ -161,6 +161,10 @@ func Init(dir string, opts InitOptions) (*Set, error) {
 	files, set, err := generate(opts)
 	if err != nil {
 		return nil, err
+	}
+	if err := clearRotation(dir); err != nil {
+		clearFiles(files)
+		return nil, fmt.Errorf("pki: init: %w", err)
 	}
 	for i, f := range files {
 		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {

@@ -117,7 +117,7 @@ func membersPlan(dir string, members int) []plannedDir {
 			names: []string{RootCertFile, PublisherCertFile, PublisherKeyFile, CalendarCertFile, CalendarKeyFile,
 				TLSCertFile, TLSKeyFile, MembersFile, TSACertFile, TSAKeyFile},
 			// A root key left by an earlier Init would not match the new root.
-			stale: []string{RootKeyFile},
+			stale: []string{RootKeyFile, RetiredCalendarFile},
 		})
 	}
 	return plan

@@ -215,6 +215,21 @@ func reissueRetired(old, root *x509.Certificate, rootKey crypto.Signer, at time.
 	return c, nil
 }
 
+// clearRotation removes what rotations left in dir: the retired
+// certificates, which a new root did not issue, and staged files.
+func clearRotation(dir string) error {
+	names := []string{RetiredCalendarFile}
+	for _, p := range rotatedPairs {
+		names = append(names, stagedName(p.cert), stagedName(p.key))
+	}
+	for _, name := range names {
+		if err := removeIfPresent(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // removeIfPresent removes path, which need not exist.
 func removeIfPresent(path string) error {
 	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {

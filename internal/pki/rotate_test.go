@@ -352,3 +352,39 @@ func mustReadCert(t *testing.T, path string) *x509.Certificate {
 	}
 	return cs[0]
 }
+
+// A new root (Init with Force) drops the retired certificates, which the
+// new root did not issue and which would keep the directory from loading.
+func TestInitForceAfterRotation(t *testing.T) {
+	_, dir := initIn(t, InitOptions{})
+	if _, err := Rotate(dir, RotateOptions{Calendar: true}); err != nil {
+		t.Fatal(err)
+	}
+	retired, err := os.ReadFile(filepath.Join(dir, RetiredCalendarFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Init(dir, InitOptions{}); err == nil || !strings.Contains(err.Error(), RetiredCalendarFile) {
+		t.Fatalf("Init without force over a rotated directory: %v", err)
+	}
+	if _, err := Init(dir, InitOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	s := mustLoad(t, dir)
+	if len(s.Retired) != 0 || present(filepath.Join(dir, RetiredCalendarFile)) {
+		t.Fatal("retired certificates of the old root kept")
+	}
+
+	// Left alone with the old root's retired file, a first start refuses
+	// rather than make a PKI that cannot load.
+	fresh := filepath.Join(t.TempDir(), "keys")
+	if err := os.MkdirAll(fresh, DirMode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(fresh, RetiredCalendarFile), retired, CertMode); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := LoadOrInit(fresh, InitOptions{}); err == nil || !strings.Contains(err.Error(), RetiredCalendarFile) {
+		t.Fatalf("LoadOrInit beside an old retired file: %v", err)
+	}
+}
