@@ -33,7 +33,9 @@ func keysRotateCommand() *ucli.Command {
 			"root.pem and --cnstr E=... change nothing. The root key must be at hand\n" +
 			"(--root-key; a replicated calendar keeps it in DIR/ca/root.key). Every file is\n" +
 			"written to a temporary name and renamed; after a crash the server refuses the key\n" +
-			"directory until rotate is run again, which finishes the rotation.",
+			"directory until rotate is run again, which finishes the rotation. A member of a\n" +
+			"replicated calendar: then copy its keys/members.pem and keys/retired-calendar.pem\n" +
+			"to every other member and restart them (docs/design/rotation.md).",
 		Flags: []ucli.Flag{
 			&ucli.StringFlag{Name: "data-dir", Value: defaultDataDir, Usage: "the server's data `DIR` (keys live in DIR/keys)", EnvVars: []string{"TEMPEL_DATA_DIR"}},
 			&ucli.BoolFlag{Name: "calendar", Value: true, Usage: "replace the calendar signing key (--calendar=false to keep it)"},
