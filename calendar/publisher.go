@@ -121,6 +121,14 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 		if err := p.rebuild(nil); err != nil {
 			return nil, err
 		}
+	} else if why := staleFile(file, cfg.Signer); why != "" && cfg.Log == nil {
+		// After a key rotation: serve the new certificates now, not at
+		// the next publication. A replicated calendar's members serve
+		// the leader's signature, so theirs wait for it.
+		cfg.Logger.Info("re-signing the stored publications file", "why", why)
+		if err := p.rebuild(nil); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }

@@ -56,6 +56,7 @@ func keysCommand() *ucli.Command {
 					return showKeys(c, dir, set)
 				},
 			},
+			keysRotateCommand(),
 		},
 	}
 }
@@ -113,7 +114,7 @@ func showKeys(c *ucli.Context, dir string, set *pki.Set) error {
 		"calendar_valid_to": set.Calendar.NotAfter.UTC().Format("2006-01-02T15:04:05Z"),
 	}
 	var members []certInfo
-	for _, r := range set.CertificateRecords()[1:] {
+	for _, r := range set.CertificateRecords()[1 : 1+len(set.Members)] {
 		m, err := x509.ParseCertificate(r.DER)
 		if err != nil {
 			return fmt.Errorf("keys: member certificate %X: %w", r.ID, err)
@@ -122,6 +123,10 @@ func showKeys(c *ucli.Context, dir string, set *pki.Set) error {
 	}
 	if len(members) > 0 {
 		info["member_certs"] = members
+	}
+	retired := retiredInfo(set)
+	if len(retired) > 0 {
+		info["retired_certs"] = retired
 	}
 	tsa := "none: " + set.TSAMissing
 	if set.TSA != nil {
@@ -142,6 +147,9 @@ func showKeys(c *ucli.Context, dir string, set *pki.Set) error {
 	fmt.Fprintf(w, "calendar cert id:   %s (valid to %s)\n", info["calendar_cert_id"], info["calendar_valid_to"])
 	for _, m := range members {
 		fmt.Fprintf(w, "member cert id:     %s (%s, valid to %s)\n", m.ID, m.Subject, m.ValidTo)
+	}
+	for _, r := range retired {
+		fmt.Fprintf(w, "retired cert id:    %s (%s, valid to %s)\n", r.ID, r.Subject, r.ValidTo)
 	}
 	fmt.Fprintf(w, "RFC 3161 TSA:       %s\n", tsa)
 	return nil

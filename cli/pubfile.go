@@ -107,6 +107,7 @@ type pubfileJSON struct {
 	Source                  string   `json:"source"`
 	Verified                bool     `json:"verified"`
 	Signer                  string   `json:"signer,omitempty"`
+	SignerSHA256            string   `json:"signer_sha256,omitempty"`
 	Warnings                []string `json:"warnings,omitempty"`
 	SavedTo                 string   `json:"saved_to,omitempty"`
 	LatestPublicationTime   string   `json:"latest_publication_time,omitempty"`
@@ -175,7 +176,7 @@ func showPubfile(c *ucli.Context, t trustOptions, pf *ksi.PublicationsFile) erro
 	if t.noVerify {
 		view.Warnings = append(view.Warnings, noVerifyWarning)
 	} else {
-		view.Signer = signerSubject(pf)
+		view.Signer, view.SignerSHA256 = signerSubject(pf), signerFingerprint(pf)
 	}
 	latest := pf.Latest()
 	if latest != nil {

@@ -80,6 +80,7 @@ func serveFlags() []ucli.Flag {
 		str("calendar-cert", "", "calendar root signer certificate (PEM, RSA)"),
 		str("calendar-key", "", "calendar root signer key (PEM, mode 0600)"),
 		str("member-certs", "", "every member's calendar certificate (PEM `FILE`) of a replicated calendar, for the publications file; with --calendar-cert (a development data directory reads DATA-DIR/keys/members.pem)"),
+		str("retired-certs", "", "calendar certificates retired by key rotations (`FILE` as tempel keys rotate writes DATA-DIR/keys/retired-calendar.pem), for the publications file; with --calendar-cert"),
 		str("tsa-cert", "", "RFC 3161 TSA certificate (PEM `FILE`, leaf first, chained to the trust root; extended key usage timeStamping, critical) in place of DATA-DIR/keys/tsa.pem"),
 		str("tsa-key", "", "key of --tsa-cert (PEM `FILE`, mode 0600; RSA or ECDSA P-256)"),
 		str("tsa-policy", tsp.DefaultPolicy.String(), "policy `OID`s the TSA serves, comma-separated; the first is given to requests that name none"),
@@ -160,6 +161,9 @@ func serveAction(c *ucli.Context) error {
 			CalendarCert: c.String("calendar-cert"), CalendarKey: c.String("calendar-key"), MemberCerts: c.String("member-certs")},
 	}
 	cfg.GRPCReflection = c.Bool("grpc-reflection")
+	if err := retiredCertsFlag(c, &cfg); err != nil {
+		return err
+	}
 	if err := tsaConfig(c, &cfg); err != nil {
 		return err
 	}

@@ -29,6 +29,8 @@
 //	tls.key        its key (0600, ECDSA P-256)
 //	members.pem    every member's calendar certificate (0644), only for a
 //	               member of a replicated calendar ([Set.Members])
+//	retired-calendar.pem  calendar certificates retired by key rotations
+//	               (0644), each re-issued to end at its retirement ([Rotate])
 //
 // Keys are PEM "PRIVATE KEY" blocks (PKCS#8). They are created with mode
 // 0600 from the start (never written and then chmod-ed), and a key file
@@ -65,6 +67,15 @@
 // a calendar certificate. [InitMembers] lays out the development PKI of
 // such a cluster: DIR/node1 … DIR/nodeN are the members' data
 // directories, and the root key stays in DIR/ca, which no member needs.
+//
+// # Rotation
+//
+// [Rotate] replaces the calendar, publisher, TSA or TLS key with a new
+// one issued by the same root, so verifiers' pins stay as they are
+// (docs/design/rotation.md). A retired calendar certificate is re-issued
+// to end at its retirement and published under the id of the certificate
+// it replaces ([Set.Retired]), so roots signed before keep verifying and a
+// stolen retired key cannot sign later ones that verify.
 //
 // # Secrets
 //

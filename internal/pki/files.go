@@ -98,6 +98,10 @@ type Files struct {
 	// every member of a replicated calendar (this member's may be among
 	// them); the publications file carries them all. See [Set.Members].
 	MemberCerts string
+	// RetiredCerts, optional, is a file of calendar certificates retired
+	// by key rotations, as [Rotate] writes retired-calendar.pem; the
+	// publications file carries them. See [Set.Retired].
+	RetiredCerts string
 	// TSACert and TSAKey, optional, are the RFC 3161 TSA certificate
 	// (followed by its issuers, if any) and key; both or neither.
 	TSACert, TSAKey string
@@ -135,7 +139,7 @@ func Init(dir string, opts InitOptions) (*Set, error) {
 			return nil, fmt.Errorf("pki: init: %w", err)
 		}
 	}
-	names := append(allFiles[:len(allFiles):len(allFiles)], TSACertFile, TSAKeyFile)
+	names := append(allFiles[:len(allFiles):len(allFiles)], TSACertFile, TSAKeyFile, RetiredCalendarFile)
 	if len(opts.TLSHosts) > 0 {
 		names = append([]string{TLSCertFile, TLSKeyFile}, names...)
 	}
@@ -157,6 +161,10 @@ func Init(dir string, opts InitOptions) (*Set, error) {
 	files, set, err := generate(opts)
 	if err != nil {
 		return nil, err
+	}
+	if err := clearRotation(dir); err != nil {
+		clearFiles(files)
+		return nil, fmt.Errorf("pki: init: %w", err)
 	}
 	for i, f := range files {
 		if err := writeFileAtomic(filepath.Join(dir, f.name), f.data, f.mode); err != nil {
@@ -418,9 +426,15 @@ func syncDir(dir string) {
 // set (only issuing needs it) and may be kept offline; when it is present
 // its mode is checked like the other keys and it must match root.pem.
 func Load(dir string) (*Set, error) {
+	if err := checkNoStaged(dir); err != nil {
+		return nil, err
+	}
 	files := DirFiles(dir)
 	if p := filepath.Join(dir, MembersFile); present(p) {
 		files.MemberCerts = p
+	}
+	if p := filepath.Join(dir, RetiredCalendarFile); present(p) {
+		files.RetiredCerts = p
 	}
 	s, err := LoadFiles(files)
 	if err != nil {
@@ -541,15 +555,19 @@ func LoadFiles(f Files) (*Set, error) {
 			return nil, err
 		}
 	}
-	if f.MemberCerts == "" {
-		return s, nil
+	if f.MemberCerts != "" {
+		members, err := readCertFile(f.MemberCerts)
+		if err != nil {
+			return nil, err
+		}
+		if err := s.setMembers(members, f.MemberCerts); err != nil {
+			return nil, err
+		}
 	}
-	members, err := readCertFile(f.MemberCerts)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.setMembers(members, f.MemberCerts); err != nil {
-		return nil, err
+	if f.RetiredCerts != "" {
+		if err := s.loadRetired(f.RetiredCerts); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }

@@ -117,7 +117,7 @@ func membersPlan(dir string, members int) []plannedDir {
 			names: []string{RootCertFile, PublisherCertFile, PublisherKeyFile, CalendarCertFile, CalendarKeyFile,
 				TLSCertFile, TLSKeyFile, MembersFile, TSACertFile, TSAKeyFile},
 			// A root key left by an earlier Init would not match the new root.
-			stale: []string{RootKeyFile},
+			stale: []string{RootKeyFile, RetiredCalendarFile},
 		})
 	}
 	return plan
@@ -310,7 +310,9 @@ func certID(c *x509.Certificate) []byte {
 // CertificateRecords returns the publications file's 0x702 records of a
 // replicated calendar: this member's calendar certificate first (exactly
 // [Set.CertificateRecord]), then the other members' in the order of the
-// members file, each once. A calendar without members gets one record.
+// members file, each once, and last the retired calendar certificates
+// ([Set.Retired]) under the ids of the certificates they replace. A
+// calendar without members or retired certificates gets one record.
 func (s *Set) CertificateRecords() []ksi.CertificateRecord {
 	recs := []ksi.CertificateRecord{s.CertificateRecord()}
 	for _, c := range s.Members {
@@ -321,6 +323,9 @@ func (s *Set) CertificateRecords() []ksi.CertificateRecord {
 		if !dup {
 			recs = append(recs, ksi.CertificateRecord{ID: certID(c), DER: bytes.Clone(c.Raw)})
 		}
+	}
+	for _, r := range s.Retired {
+		recs = append(recs, ksi.CertificateRecord{ID: bytes.Clone(r.ID), DER: bytes.Clone(r.Cert.Raw)})
 	}
 	return recs
 }

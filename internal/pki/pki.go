@@ -63,6 +63,11 @@ type Set struct {
 	// single calendar.
 	Members []*x509.Certificate
 
+	// Retired are calendar certificates retired by key rotations
+	// (retired-calendar.pem, see [Rotate]), published so that roots
+	// signed before each rotation keep verifying.
+	Retired []RetiredCert
+
 	// TSA is the RFC 3161 time-stamping certificate (tsa.pem), TSAKey its
 	// key and TSAChain its issuers below Root; nil when the set has none,
 	// and then TSAMissing says why. See [Set.TSASigner].
