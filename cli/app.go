@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"slices"
 	"strings"
 
 	ucli "github.com/urfave/cli/v2"
@@ -185,11 +186,19 @@ func commandName(c *ucli.Context) string {
 	if c == nil || c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name {
 		return "tempel"
 	}
-	n := c.Command.FullName()
-	if !strings.HasPrefix(n, c.App.Name+" ") {
-		n = c.App.Name + " " + n
+	// The lineage runs from this command up to the app; urfave's FullName
+	// leaves out the parents of a subcommand (keys rotate).
+	var names []string
+	for _, ctx := range c.Lineage() {
+		if ctx.Command == nil || ctx.Command.Name == "" || ctx.Command.Name == c.App.Name {
+			continue
+		}
+		if len(names) == 0 || names[len(names)-1] != ctx.Command.Name {
+			names = append(names, ctx.Command.Name)
+		}
 	}
-	return n
+	slices.Reverse(names)
+	return c.App.Name + " " + strings.Join(names, " ")
 }
 
 // rootAction runs when no command was named.
