@@ -35,7 +35,9 @@ func keysHSMInitCommand(dataDir ucli.Flag) *ucli.Command {
 			&ucli.BoolFlag{Name: "tsa", Value: true, Usage: "also make the RFC 3161 TSA key (--tsa=false: only calendar and publisher)"},
 			&ucli.StringFlag{Name: "email", Value: pki.DefaultEmail, Usage: "e-mail address in the publisher certificate (what verifiers pin with --cnstr E=...)"},
 			&ucli.StringFlag{Name: "org", Value: pki.DefaultOrganization, Usage: "organization name in the certificates"},
-		}, pkcs11Flags(func(name string) []string { return []string{"TEMPEL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))} })...),
+		}, pkcs11Flags(func(name string) []string {
+			return []string{"TEMPEL_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))}
+		})...),
 		Action: keysHSMInit,
 	}
 }
