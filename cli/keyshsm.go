@@ -47,6 +47,7 @@ type hsmKey struct {
 	name, flag string // file base name, serve flag
 	uri        string
 	key        crypto.Signer
+	prot       hsm.Protection
 }
 
 func keysHSMInit(c *ucli.Context) error {
@@ -85,6 +86,14 @@ func keysHSMInit(c *ucli.Context) error {
 		k.uri = hsm.Scheme + "token=" + uriEscape(label) + ";object=" + uriEscape(c.String("label-prefix")+k.name) + ";type=private"
 		if k.key, err = tok.Generate(k.uri, hsmKeyBits); err != nil {
 			return inputErrorf("%v", err)
+		}
+		// What the token says, not what was asked for: a token that
+		// ignored the attributes would leave a key that can be copied.
+		if k.prot, err = hsm.KeyProtection(k.key); err != nil {
+			return inputErrorf("%v", err)
+		}
+		if !k.prot.Sensitive || k.prot.Extractable || !k.prot.ExportRefused {
+			return inputErrorf("keys: token %q made %s extractable or readable (%+v); do not use it", label, k.uri, k.prot)
 		}
 	}
 	tk := pki.TokenKeys{Calendar: want[0].key, Publisher: want[1].key}
@@ -184,6 +193,8 @@ func printHSMInit(c *ucli.Context, module, out string, keys []*hsmKey, withRoot 
 	w := c.App.Writer
 	for _, k := range keys {
 		fmt.Fprintf(w, "%-10s key: %s\n", k.name, k.uri)
+		fmt.Fprintf(w, "           in the token: sensitive=%t extractable=%t never-extractable=%t, private exponent refused=%t\n",
+			k.prot.Sensitive, k.prot.Extractable, k.prot.NeverExtractable, k.prot.ExportRefused)
 	}
 	if !withRoot {
 		fmt.Fprintf(w, "certificate requests in %s (*.csr): have them issued under your root, then pass the certificates with the flags below\n", out)

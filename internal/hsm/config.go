@@ -32,6 +32,10 @@ const (
 // ErrNoCgo is returned for a pkcs11: URI by a binary built without cgo.
 var ErrNoCgo = errors.New("hsm: this tempel was built without cgo (CGO_ENABLED=0), so it cannot load a PKCS#11 module; use a build with cgo for pkcs11: keys")
 
+// Supported reports whether this build can open PKCS#11 modules (it
+// was built with cgo).
+const Supported = supported
+
 // maxPINFile bounds a PIN file: a PIN is short, a wrong path is not.
 const maxPINFile = 4096
 

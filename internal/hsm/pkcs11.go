@@ -13,6 +13,8 @@ import (
 	"github.com/ThalesGroup/crypto11"
 )
 
+const supported = true
+
 // token is one logged-in session pool on a token.
 type token struct {
 	ctx  *crypto11.Context
@@ -168,8 +170,8 @@ func (k *Keys) Generate(ref string, bits int) (crypto.Signer, error) {
 		typ   crypto11.AttributeType
 		value bool
 	}{
-		{pub, crypto11.CkaVerify, true}, {pub, crypto11.CkaEncrypt, false},
-		{priv, crypto11.CkaSign, true}, {priv, crypto11.CkaDecrypt, false},
+		{pub, crypto11.CkaVerify, true}, {pub, crypto11.CkaEncrypt, false}, {pub, crypto11.CkaWrap, false},
+		{priv, crypto11.CkaSign, true}, {priv, crypto11.CkaDecrypt, false}, {priv, crypto11.CkaUnwrap, false},
 		{priv, crypto11.CkaSensitive, true}, {priv, crypto11.CkaExtractable, false},
 		{priv, crypto11.CkaPrivate, true},
 	} {
