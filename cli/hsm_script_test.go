@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 
 	"github.com/rogpeppe/go-internal/testscript"
 
@@ -23,22 +22,12 @@ func cmdSoftHSM(ts *testscript.TestScript, neg bool, args []string) {
 	if neg || len(args) != 1 {
 		ts.Fatalf("usage: softhsm LABEL")
 	}
-	dir := ts.MkAbs("softhsm")
-	tokens := filepath.Join(dir, "tokens")
-	ts.Check(os.MkdirAll(tokens, 0o700))
-	conf := filepath.Join(dir, "softhsm2.conf")
-	ts.Check(os.WriteFile(conf, []byte(fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", tokens)), 0o600))
-	pinFile := filepath.Join(dir, "pin")
-	ts.Check(os.WriteFile(pinFile, []byte(softhsmtest.PIN+"\n"), 0o600))
-	ts.Setenv("SOFTHSM2_CONF", conf)
+	tok, err := softhsmtest.Init(ts.MkAbs("softhsm"), args[0])
+	ts.Check(err)
+	ts.Setenv("SOFTHSM2_CONF", tok.Conf)
 	ts.Setenv("PKCS11_MODULE", softhsmtest.Module)
 	ts.Setenv("PIN", softhsmtest.PIN)
-	ts.Setenv("PINFILE", pinFile)
-	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", args[0], "--pin", softhsmtest.PIN, "--so-pin", softhsmtest.SOPIN)
-	cmd.Env = append(os.Environ(), "SOFTHSM2_CONF="+conf)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		ts.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
-	}
+	ts.Setenv("PINFILE", tok.PINFile)
 }
 
 // hsmCondition is the script condition [softhsm]: true when this build

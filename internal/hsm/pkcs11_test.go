@@ -7,6 +7,8 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/sha256"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -69,6 +71,10 @@ func TestTokenErrorsHidePIN(t *testing.T) {
 		t.Fatal(err)
 	}
 	const wrong = "9876-wrong-pin"
+	notLib := filepath.Join(t.TempDir(), "libnot.so")
+	if err := os.WriteFile(notLib, []byte("not a library"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  hsm.Config
@@ -78,6 +84,7 @@ func TestTokenErrorsHidePIN(t *testing.T) {
 		{"wrong PIN", hsm.Config{Module: softhsmtest.Module, PIN: wrong}, "pkcs11:token=errs;object=k1", "wrong PIN"},
 		{"wrong PIN in URI", hsm.Config{Module: softhsmtest.Module}, "pkcs11:token=errs;object=k1?pin-value=" + wrong, "wrong PIN"},
 		{"missing module", hsm.Config{Module: "/nonexistent/libpkcs11.so", PIN: wrong}, "pkcs11:token=errs;object=k1", "/nonexistent/libpkcs11.so"},
+		{"not a module", hsm.Config{Module: notLib, PIN: wrong}, "pkcs11:token=errs;object=k1", "load PKCS#11 module " + notLib},
 		{"missing token", hsm.Config{Module: softhsmtest.Module, PIN: wrong}, "pkcs11:token=nosuch;object=k1", `no token "nosuch"`},
 		{"missing object", hsm.Config{Module: softhsmtest.Module, PIN: softhsmtest.PIN}, "pkcs11:token=errs;object=nosuch", "no key pkcs11:token=errs;object=nosuch"},
 	} {

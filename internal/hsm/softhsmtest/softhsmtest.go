@@ -47,24 +47,34 @@ func Available(t testing.TB) {
 func New(t testing.TB, label string) *Token {
 	t.Helper()
 	Available(t)
-	dir := t.TempDir()
-	tok := &Token{Label: label, Conf: filepath.Join(dir, "softhsm2.conf"), PINFile: filepath.Join(dir, "pin")}
-	if err := os.Mkdir(filepath.Join(dir, "tokens"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	conf := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", filepath.Join(dir, "tokens"))
-	if err := os.WriteFile(tok.Conf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(tok.PINFile, []byte(PIN+"\n"), 0o600); err != nil {
+	tok, err := Init(t.TempDir(), label)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("SOFTHSM2_CONF", tok.Conf)
+	return tok
+}
+
+// Init makes a token store in dir (its configuration, a tokens
+// directory, a PIN file) and initializes a token labelled label with
+// [PIN]. Commands given Token.Env use it.
+func Init(dir, label string) (*Token, error) {
+	tok := &Token{Label: label, Conf: filepath.Join(dir, "softhsm2.conf"), PINFile: filepath.Join(dir, "pin")}
+	if err := os.MkdirAll(filepath.Join(dir, "tokens"), 0o700); err != nil {
+		return nil, err
+	}
+	conf := fmt.Sprintf("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n", filepath.Join(dir, "tokens"))
+	if err := os.WriteFile(tok.Conf, []byte(conf), 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(tok.PINFile, []byte(PIN+"\n"), 0o600); err != nil {
+		return nil, err
+	}
 	tok.Env = append(os.Environ(), "SOFTHSM2_CONF="+tok.Conf)
 	cmd := exec.Command("softhsm2-util", "--init-token", "--free", "--label", label, "--pin", PIN, "--so-pin", SOPIN)
 	cmd.Env = tok.Env
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("softhsm2-util --init-token: %v\n%s", err, out)
+		return nil, fmt.Errorf("softhsm2-util --init-token: %v\n%s", err, out)
 	}
-	return tok
+	return tok, nil
 }
