@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto"
+	"fmt"
 	"os"
 
 	ucli "github.com/urfave/cli/v2"
@@ -58,6 +60,13 @@ func hsmConfig(c *ucli.Context, cfg *node.Config) (func(), error) {
 		return nil, err
 	}
 	keys := hsm.New(hsm.Config{Module: c.String("pkcs11-module"), PIN: pin})
-	cfg.Keys.OpenKey = keys.Open
+	cfg.Keys.OpenKey = func(uri string) (crypto.Signer, error) {
+		k, err := keys.Open(uri)
+		if err == nil && cfg.Logger != nil {
+			// The key's String is its URI without any PIN.
+			cfg.Logger.Info("signing key in a PKCS#11 token", "key", fmt.Sprint(k))
+		}
+		return k, err
+	}
 	return func() { keys.Close() }, nil
 }
