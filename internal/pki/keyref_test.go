@@ -3,8 +3,12 @@ package pki
 import (
 	"crypto"
 	"errors"
+	"io"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/tempel-ksi/tempel/ksi"
 )
 
 func TestLoadFilesKeyURI(t *testing.T) {
@@ -27,5 +31,30 @@ func TestLoadFilesKeyURI(t *testing.T) {
 	}
 	if !IsKeyURI("PKCS11:token=x;object=y") || IsKeyURI("/etc/pkcs11:x") {
 		t.Error("IsKeyURI")
+	}
+}
+
+// flippingSigner signs with its key, then damages the signature, as a
+// faulty token could.
+type flippingSigner struct{ crypto.Signer }
+
+func (f flippingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
+	sig, err := f.Signer.Sign(r, digest, opts)
+	if err == nil {
+		sig[len(sig)/2] ^= 1
+	}
+	return sig, err
+}
+
+func TestSignCalendarRootChecksTheKeysAnswer(t *testing.T) {
+	s, _ := sharedSet(t)
+	bad := *s
+	bad.CalendarKey = flippingSigner{s.CalendarKey}
+	pd := ksi.NewPublishedData(uint64(time.Now().Unix()), mustDigest(t, "calendar root"))
+	if _, err := bad.SignCalendarRoot(pd.Raw); err == nil || !strings.Contains(err.Error(), "signature does not verify") {
+		t.Fatalf("a damaged signature: %v", err)
+	}
+	if _, err := s.SignCalendarRoot(pd.Raw); err != nil {
+		t.Fatal(err)
 	}
 }

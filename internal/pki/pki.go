@@ -285,7 +285,11 @@ func (s *Set) SignCalendarRoot(publishedDataTLV []byte) (ksi.SignatureData, erro
 	}
 	// A key in a token signs out of sight: check its answer before
 	// anything is built on it.
-	if err := rsa.VerifyPKCS1v15(s.Calendar.PublicKey.(*rsa.PublicKey), crypto.SHA256, digest[:], sig); err != nil {
+	pub, ok := s.Calendar.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return ksi.SignatureData{}, fmt.Errorf("pki: sign calendar root: calendar certificate key is %T, must be RSA", s.Calendar.PublicKey)
+	}
+	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig); err != nil {
 		return ksi.SignatureData{}, fmt.Errorf("pki: sign calendar root: the calendar key's signature does not verify: %w", err)
 	}
 	return ksi.SignatureData{
