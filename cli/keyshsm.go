@@ -118,7 +118,10 @@ func keysHSMInit(c *ucli.Context) error {
 // checkOutFiles refuses before any key is made when an output file is
 // already there.
 func checkOutFiles(out string, want []*hsmKey, withRoot bool) error {
-	names := []string{pki.RootCertFile}
+	var names []string
+	if withRoot {
+		names = append(names, pki.RootCertFile)
+	}
 	for _, k := range want {
 		if withRoot {
 			names = append(names, k.name+".pem")
@@ -200,10 +203,13 @@ func printHSMInit(c *ucli.Context, module, out string, keys []*hsmKey, withRoot 
 		fmt.Fprintf(w, "certificate requests in %s (*.csr): have them issued under your root, then pass the certificates with the flags below\n", out)
 	}
 	fmt.Fprintf(w, "start the service with (PIN from --pkcs11-pin-file FILE or $%s):\n", hsm.EnvPIN)
-	fmt.Fprintf(w, "  tempel serve --pkcs11-module %s --root-cert %s", module, filepath.Join(out, pki.RootCertFile))
+	root, cert := filepath.Join(out, pki.RootCertFile), func(name string) string { return filepath.Join(out, name+".pem") }
+	if !withRoot {
+		root, cert = "ROOT.pem", func(name string) string { return strings.ToUpper(name) + ".pem" }
+	}
+	fmt.Fprintf(w, "  tempel serve --pkcs11-module %s --root-cert %s", module, root)
 	for _, k := range keys {
-		cert := k.name
-		fmt.Fprintf(w, " --%s-cert %s --%s '%s'", cert, filepath.Join(out, k.name+".pem"), k.flag, k.uri)
+		fmt.Fprintf(w, " --%s-cert %s --%s '%s'", k.name, cert(k.name), k.flag, k.uri)
 	}
 	fmt.Fprintln(w)
 }
