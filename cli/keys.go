@@ -43,6 +43,7 @@ func keysCommand() *ucli.Command {
 				},
 				Action: keysInit,
 			},
+			keysHSMInitCommand(dataDir),
 			{
 				Name:  "show",
 				Usage: "print the trust root's path and fingerprint, the constraint to pin, and the other members' calendar certificates",

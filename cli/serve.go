@@ -76,13 +76,13 @@ func serveFlags() []ucli.Flag {
 		dur("stream-send-timeout", node.DefaultStreamSendTimeout, "end a signing stream (RESOURCE_EXHAUSTED) whose client has read no answer for this long"),
 		str("root-cert", "", "operator trust root certificate (PEM); with the four below replaces the development PKI"),
 		str("publisher-cert", "", "publications file signer certificate (PEM, may include its chain)"),
-		str("publisher-key", "", "publications file signer key (PEM, mode 0600)"),
+		str("publisher-key", "", "publications file signer key (PEM, mode 0600, or a pkcs11: URI with --pkcs11-module)"),
 		str("calendar-cert", "", "calendar root signer certificate (PEM, RSA)"),
-		str("calendar-key", "", "calendar root signer key (PEM, mode 0600)"),
+		str("calendar-key", "", "calendar root signer key (PEM, mode 0600, or a pkcs11: URI with --pkcs11-module)"),
 		str("member-certs", "", "every member's calendar certificate (PEM `FILE`) of a replicated calendar, for the publications file; with --calendar-cert (a development data directory reads DATA-DIR/keys/members.pem)"),
 		str("retired-certs", "", "calendar certificates retired by key rotations (`FILE` as tempel keys rotate writes DATA-DIR/keys/retired-calendar.pem), for the publications file; with --calendar-cert"),
 		str("tsa-cert", "", "RFC 3161 TSA certificate (PEM `FILE`, leaf first, chained to the trust root; extended key usage timeStamping, critical) in place of DATA-DIR/keys/tsa.pem"),
-		str("tsa-key", "", "key of --tsa-cert (PEM `FILE`, mode 0600; RSA or ECDSA P-256)"),
+		str("tsa-key", "", "key of --tsa-cert (PEM `FILE`, mode 0600; RSA or ECDSA P-256; or a pkcs11: URI with --pkcs11-module)"),
 		str("tsa-policy", tsp.DefaultPolicy.String(), "policy `OID`s the TSA serves, comma-separated; the first is given to requests that name none"),
 		boolean("tsa-qc-statement", "put the qualified time-stamp statement (qcStatements, esi4-qtstStatement-1, ETSI EN 319 422) in every token: only for a TSA a trusted list makes qualified"),
 		&ucli.BoolFlag{Name: "pprof", Usage: "serve /debug/pprof/ (and a copy of /metrics) on --debug-listen, never on --listen", EnvVars: env("pprof")},
@@ -101,7 +101,7 @@ func serveFlags() []ucli.Flag {
 		dur("ntp-stale", 0, fmt.Sprintf("with no answer from --ntp-server for this long the clock counts as unchecked and the server does not sign; 0 means %d × --ntp-interval", ntpcheck.DefaultStaleIntervals)),
 		str("log-level", "info", "debug, info, warn or error"),
 		str("log-format", "text", "text or json"),
-	}, clusterFlags(env)...)
+	}, append(clusterFlags(env), pkcs11Flags(env)...)...)
 }
 
 func serveCommand() *ucli.Command {
@@ -164,6 +164,11 @@ func serveAction(c *ucli.Context) error {
 	if err := retiredCertsFlag(c, &cfg); err != nil {
 		return err
 	}
+	closeHSM, err := hsmConfig(c, &cfg)
+	if err != nil {
+		return err
+	}
+	defer closeHSM()
 	if err := tsaConfig(c, &cfg); err != nil {
 		return err
 	}

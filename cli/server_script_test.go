@@ -35,6 +35,7 @@ func TestServerScripts(t *testing.T) {
 		Dir:                 "testdata/server",
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
+		Condition:           hsmCondition,
 		Setup: func(e *testscript.Env) error {
 			port, err := freePort()
 			if err != nil {
@@ -52,6 +53,7 @@ func TestServerScripts(t *testing.T) {
 			"ntpserver":   cmdNTPServer,
 			"ntpskew":     cmdNTPSkew,
 			"waitstatus":  cmdWaitStatus,
+			"softhsm":     cmdSoftHSM,
 		},
 	})
 }

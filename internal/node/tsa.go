@@ -28,7 +28,7 @@ func (n *Node) withTSA() error {
 	case n.keys == nil:
 		missing = errors.New("this node has no keys")
 	case n.cfg.TSACert != "":
-		if err := n.keys.UseTSA(n.cfg.TSACert, n.cfg.TSAKey); err != nil {
+		if err := n.keys.UseTSAWith(n.cfg.TSACert, n.cfg.TSAKey, n.cfg.Keys.OpenKey); err != nil {
 			return fmt.Errorf("tsa: %w", err)
 		}
 		fallthrough

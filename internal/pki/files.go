@@ -105,6 +105,9 @@ type Files struct {
 	// TSACert and TSAKey, optional, are the RFC 3161 TSA certificate
 	// (followed by its issuers, if any) and key; both or neither.
 	TSACert, TSAKey string
+	// OpenKey opens the keys given as pkcs11: URIs instead of files (see
+	// [KeyOpener]); nil refuses them.
+	OpenKey KeyOpener
 }
 
 // DirFiles returns the [Files] of a key directory laid out as [Init]
@@ -526,17 +529,16 @@ func LoadFiles(f Files) (*Set, error) {
 	if len(cals) != 1 {
 		return nil, fmt.Errorf("pki: %s holds %d certificates, want exactly one", f.CalendarCert, len(cals))
 	}
-	pubKey, err := readKeyFile(f.PublisherKey)
+	pubKey, err := f.OpenKey.open(f.PublisherKey)
 	if err != nil {
 		return nil, err
 	}
-	calSigner, err := readKeyFile(f.CalendarKey)
+	calKey, err := f.OpenKey.open(f.CalendarKey)
 	if err != nil {
 		return nil, err
 	}
-	calKey, ok := calSigner.(*rsa.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("pki: %s: calendar key is %s, must be RSA", f.CalendarKey, keyKind(calSigner))
+	if _, ok := calKey.Public().(*rsa.PublicKey); !ok {
+		return nil, fmt.Errorf("pki: %s: calendar key is %s, must be RSA", f.CalendarKey, keyKind(calKey))
 	}
 	s, err := newSet(&Set{
 		Root:          roots[0],
@@ -551,7 +553,7 @@ func LoadFiles(f Files) (*Set, error) {
 		return nil, err
 	}
 	if f.TSACert != "" || f.TSAKey != "" {
-		if err := s.loadTSA(f.TSACert, f.TSAKey); err != nil {
+		if err := s.UseTSAWith(f.TSACert, f.TSAKey, f.OpenKey); err != nil {
 			return nil, err
 		}
 	}

@@ -54,8 +54,9 @@ type Set struct {
 	Intermediates []*x509.Certificate
 
 	// Calendar signs calendar roots (calendar authentication records).
+	// CalendarKey is an RSA key: a PEM file's or one in a token.
 	Calendar    *x509.Certificate
-	CalendarKey *rsa.PrivateKey
+	CalendarKey crypto.Signer
 
 	// Members are the calendar certificates of the other members of a
 	// replicated calendar, which sign their roots with their own keys:
@@ -109,7 +110,11 @@ func newSet(s *Set) (*Set, error) {
 	if !publicKeysEqual(s.Calendar.PublicKey, s.CalendarKey.Public()) {
 		return nil, fmt.Errorf("pki: calendar key does not belong to the calendar certificate %q", s.Calendar.Subject)
 	}
-	if bits := s.CalendarKey.N.BitLen(); bits < MinCalendarKeyBits {
+	calPub, ok := s.CalendarKey.Public().(*rsa.PublicKey)
+	if !ok {
+		return nil, fmt.Errorf("pki: calendar key is %s, must be RSA", keyKind(s.CalendarKey))
+	}
+	if bits := calPub.N.BitLen(); bits < MinCalendarKeyBits {
 		return nil, fmt.Errorf("pki: calendar key is RSA-%d, at least RSA-%d is required", bits, MinCalendarKeyBits)
 	}
 	if s.Calendar.SignatureAlgorithm != x509.SHA256WithRSA {
@@ -279,9 +284,18 @@ func (s *Set) SignCalendarRoot(publishedDataTLV []byte) (ksi.SignatureData, erro
 		return ksi.SignatureData{}, fmt.Errorf("pki: sign calendar root: %w", err)
 	}
 	digest := sha256.Sum256(publishedDataTLV)
-	sig, err := rsa.SignPKCS1v15(rand.Reader, s.CalendarKey, crypto.SHA256, digest[:])
+	sig, err := s.CalendarKey.Sign(rand.Reader, digest[:], crypto.SHA256)
 	if err != nil {
 		return ksi.SignatureData{}, fmt.Errorf("pki: sign calendar root: %w", err)
+	}
+	// A key in a token signs out of sight: check its answer before
+	// anything is built on it.
+	pub, ok := s.Calendar.PublicKey.(*rsa.PublicKey)
+	if !ok {
+		return ksi.SignatureData{}, fmt.Errorf("pki: sign calendar root: calendar certificate key is %T, must be RSA", s.Calendar.PublicKey)
+	}
+	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, digest[:], sig); err != nil {
+		return ksi.SignatureData{}, fmt.Errorf("pki: sign calendar root: the calendar key's signature does not verify: %w", err)
 	}
 	return ksi.SignatureData{
 		Type:          verifier.SignatureAlgorithmOID,
