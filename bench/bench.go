@@ -109,13 +109,26 @@ type Result struct {
 	Throughput float64 `json:"answered_in_window_per_second"`
 	// TSAKey is the kind of key that signed ModeTSA's tokens.
 	TSAKey string `json:"tsa_key,omitempty"`
+	// Unary calls at a rate also time each call from the moment it left
+	// rather than from its scheduled time: when the generator itself
+	// falls behind its schedule (overload on a shared machine), P99 holds
+	// that lag, P99Sent only the server's answer. RefusedP99 is how soon
+	// errors (refusals) came back, from their sending.
+	P50Sent    time.Duration `json:"p50_from_send_ns,omitempty"`
+	P99Sent    time.Duration `json:"p99_from_send_ns,omitempty"`
+	RefusedP99 time.Duration `json:"refused_p99_from_send_ns,omitempty"`
 }
 
 func (r *Result) String() string {
 	if r.Offered > 0 {
-		return fmt.Sprintf("%s x%d at %.0f/s offered: %d signatures sent over %.1fs, answered = %.0f/s, %d errors; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
+		line := fmt.Sprintf("%s x%d at %.0f/s offered: %d signatures sent over %.1fs, answered = %.0f/s, %d errors; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
 			r.Mode, r.Concurrency, r.Offered, r.Requests, r.Elapsed.Seconds(), r.Rate, r.Errors,
 			r.P50.Round(time.Millisecond), r.P90.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond), r.BytesPerSig)
+		if r.P99Sent > 0 || r.RefusedP99 > 0 {
+			line += fmt.Sprintf("; from sending: p50 %s p99 %s, refusals p99 %s",
+				r.P50Sent.Round(time.Millisecond), r.P99Sent.Round(time.Millisecond), r.RefusedP99.Round(time.Millisecond))
+		}
+		return line
 	}
 	return fmt.Sprintf("%s x%d: %d signatures in %.1fs = %.0f/s, %d errors; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
 		r.Mode, r.Concurrency, r.Requests, r.Elapsed.Seconds(), r.Rate, r.Errors,
@@ -271,6 +284,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if e := r.firstErr.Load(); e != nil {
 		res.FirstError = e.(string)
 	}
+	sent := r.sentHist.quantiles(0.5, 0.99)
+	res.P50Sent, res.P99Sent = sent[0], sent[1]
+	res.RefusedP99 = r.refusedHist.quantiles(0.99)[0]
 	if k, ok := r.tsaKey.Load().(string); ok {
 		res.TSAKey = k
 	}
@@ -292,14 +308,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 }
 
 type run struct {
-	cfg      Config
-	hist     histogram
-	done     atomic.Int64
-	errors   atomic.Int64
-	bytes    atomic.Int64
-	firstErr atomic.Value
-	verified atomic.Bool  // the first signature was verified
-	tsaKey   atomic.Value // ModeTSA: the kind of the first token's key
+	cfg  Config
+	hist histogram
+	// sentHist and refusedHist time unary calls at a rate from their
+	// sending (Result.P99Sent, Result.RefusedP99).
+	sentHist, refusedHist histogram
+	done                  atomic.Int64
+	errors                atomic.Int64
+	bytes                 atomic.Int64
+	firstErr              atomic.Value
+	verified              atomic.Bool  // the first signature was verified
+	tsaKey                atomic.Value // ModeTSA: the kind of the first token's key
 	// measureFrom is the end of the warm-up (Unix ns): earlier requests
 	// are not counted.
 	measureFrom int64
@@ -321,6 +340,22 @@ func (r *run) record(t0, now int64, size int) {
 	r.hist.add(time.Duration(now - t0))
 	r.bytes.Add(int64(size))
 	r.done.Add(1)
+}
+
+// recordCall counts a call at a rate, scheduled at t0, sent at sent and
+// answered (or refused, err) at now, all Unix ns.
+func (r *run) recordCall(t0, sent, now int64, size int, err error) {
+	if err != nil {
+		r.fail(err)
+		if t0 >= r.measureFrom {
+			r.refusedHist.add(time.Duration(now - sent))
+		}
+		return
+	}
+	if t0 >= r.measureFrom {
+		r.sentHist.add(time.Duration(now - sent))
+	}
+	r.record(t0, now, size)
 }
 
 func (r *run) fail(err error) {
@@ -397,12 +432,9 @@ func (r *run) unaryAtRate(runCtx, callCtx context.Context, worker uint64, call u
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			sent := time.Now().UnixNano()
 			size, err := call(callCtx, n)
-			if err != nil {
-				r.fail(err)
-				return
-			}
-			r.record(t0, time.Now().UnixNano(), size)
+			r.recordCall(t0, sent, time.Now().UnixNano(), size, err)
 		}()
 	}
 }

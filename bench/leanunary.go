@@ -147,16 +147,13 @@ func (r *run) leanCall(c *h2conn, worker, n uint64, t0 int64, then func(error)) 
 		msg = protowire.AppendTag(msg, 2, protowire.BytesType)
 		msg = protowire.AppendBytes(msg, hash)
 	}
+	sent := time.Now().UnixNano()
 	c.call(msg, func(answer []byte, err error) {
 		size := 0
 		if err == nil && hash != nil {
 			size, err = r.signature(answer, hash)
 		}
-		if err != nil {
-			r.fail(err)
-		} else {
-			r.record(t0, time.Now().UnixNano(), size)
-		}
+		r.recordCall(t0, sent, time.Now().UnixNano(), size, err)
 		if then != nil {
 			then(err)
 		}
