@@ -241,3 +241,11 @@ func removeIfPresent(path string) error {
 // PublisherCertificate returns the certificate that signs publications
 // files, so that a publisher can tell a file signed before a renewal.
 func (s *Set) PublisherCertificate() *x509.Certificate { return s.Publisher }
+
+// IssuedByRoot reports whether c chains to the set's root (through the
+// intermediates): a calendar certificate of this PKI, which a
+// publications file must not drop while signatures under it exist.
+func (s *Set) IssuedByRoot(c *x509.Certificate) bool {
+	_, err := orderChain(c, s.Intermediates, s.Root, "calendar")
+	return err == nil
+}
