@@ -3,6 +3,7 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"errors"
@@ -49,19 +50,51 @@ func (k *Key) Public() crypto.PublicKey { return k.pub }
 // opening the token again (see [Key]).
 func (k *Key) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
 	signer, tok := k.current()
-	sig, err := signer.Sign(r, digest, opts)
+	sig, err := signWithin(signer, r, digest, opts, k.keys.cfg.SignTimeout)
 	if err == nil {
 		return sig, nil
+	}
+	if errors.Is(err, errSignTimeout) {
+		// Opening the token again would wait on the hung call too.
+		return nil, fmt.Errorf("hsm: sign with %s: the token did not answer within %s", k.uri, k.keys.cfg.SignTimeout)
 	}
 	failed := fmt.Errorf("hsm: sign with %s: %w", k.uri, redact(err, tok.pin))
 	if rerr := k.reopen(tok); rerr != nil {
 		return nil, fmt.Errorf("%w; the token is unavailable: %w", failed, rerr)
 	}
 	signer, tok = k.current()
-	if sig, err = signer.Sign(r, digest, opts); err != nil {
+	if sig, err = signWithin(signer, r, digest, opts, k.keys.cfg.SignTimeout); err != nil {
 		return nil, fmt.Errorf("hsm: sign with %s after opening the token again: %w", k.uri, redact(err, tok.pin))
 	}
 	return sig, nil
+}
+
+var errSignTimeout = errors.New("hsm: no answer in time")
+
+// signWithin asks s to sign, waiting at most d: a call into the module
+// cannot be cancelled, and a token that hangs would otherwise hold the
+// calendar's signing loop forever. An abandoned call keeps its session
+// until it returns; the pool's bound ([Config.MaxSessions]) and wait
+// ([Config.SessionWait]) bound how many can pile up.
+func signWithin(s crypto.Signer, r io.Reader, digest []byte, opts crypto.SignerOpts, d time.Duration) ([]byte, error) {
+	type result struct {
+		sig []byte
+		err error
+	}
+	digest = bytes.Clone(digest) // the caller may reuse its own after a timeout
+	ch := make(chan result, 1)
+	go func() {
+		sig, err := s.Sign(r, digest, opts)
+		ch <- result{sig, err}
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case res := <-ch:
+		return res.sig, res.err
+	case <-t.C:
+		return nil, errSignTimeout
+	}
 }
 
 func (k *Key) current() (crypto11.Signer, *token) {
