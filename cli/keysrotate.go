@@ -69,12 +69,54 @@ func keysRotate(c *ucli.Context) error {
 		return err
 	}
 	defer store.Close()
+	if opts.Calendar {
+		if err := checkKeysInUse(store, dir); err != nil {
+			return err
+		}
+	}
 	opts.Now = retirementTime(time.Now(), last)
 	res, err := pki.Rotate(dir, opts)
 	if err != nil {
 		return inputErrorf("%v", err)
 	}
 	return showRotation(c.App.Writer, c.Bool("json"), dir, res)
+}
+
+// checkKeysInUse refuses to rotate the calendar key of a key directory
+// the server does not sign with: its stored publications file carries
+// neither the directory's calendar certificate nor one it retired. That
+// is a server on keys in a token or the operator's own files (rotated
+// with tempel keys retire), beside a development key directory that a
+// rotation would change to no effect.
+func checkKeysInUse(store io.Closer, dir string) error {
+	st, ok := store.(*calendar.Store)
+	if !ok {
+		return nil // no calendar yet
+	}
+	file, err := st.StoredPublicationsFile()
+	if err != nil || file == nil {
+		return nil // nothing served yet, or left to the server's checks
+	}
+	pf, err := ksi.ParsePublicationsFile(file)
+	if err != nil {
+		return nil
+	}
+	set, err := pki.Load(dir)
+	if err != nil {
+		return nil // Rotate says what is wrong with it, or finishes it
+	}
+	ids := [][]byte{set.CalendarCertID()}
+	for _, r := range set.Retired {
+		ids = append(ids, r.ID)
+	}
+	for _, id := range ids {
+		if pf.CertificateByID(id) != nil {
+			return nil
+		}
+	}
+	return inputErrorf("keys: the server on %s does not sign with %s (its publications file carries certificate %X of neither it nor a certificate it retired): "+
+		"a key in a PKCS#11 token, or the operator's own files, are rotated with `tempel keys hsm-init --label-prefix ...` and `tempel keys retire --cert OLD.pem --retired-certs FILE`",
+		filepath.Dir(dir), filepath.Join(dir, pki.CalendarCertFile), set.CalendarCertID())
 }
 
 // openStore opens the calendar store read-only, which takes its lock: a
