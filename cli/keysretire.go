@@ -34,7 +34,7 @@ func keysRetireCommand(dataDir ucli.Flag) *ucli.Command {
 			&ucli.StringFlag{Name: "retired-certs", Required: true, Usage: "`FILE` of retired certificates to append to, created if absent (serve --retired-certs)"},
 			&ucli.StringFlag{Name: "root-cert", Usage: "the root certificate `FILE` that issued --cert (default DIR/keys/root.pem)"},
 			&ucli.StringFlag{Name: "root-key", Usage: "the root key `FILE` that re-issues it (default DIR/keys/root.key)"},
-			&ucli.StringFlag{Name: "at", Usage: "retirement `TIME` (RFC 3339) instead of now; not before the newest second the calendar signed"},
+			&ucli.StringFlag{Name: "at", Usage: "retirement `TIME` (RFC 3339) instead of now; not in the future, nor before the newest second the calendar signed"},
 			&ucli.BoolFlag{Name: "json", Usage: "print JSON"},
 		},
 		Action: keysRetire,
@@ -60,6 +60,9 @@ func keysRetire(c *ucli.Context) error {
 		t, err := time.Parse(time.RFC3339, s)
 		if err != nil {
 			return usageErrorf("--at %q: want an RFC 3339 time such as 2027-01-01T00:00:00Z", s)
+		}
+		if t.After(time.Now()) {
+			return usageErrorf("--at %s is in the future: until then a thief of the old key could sign roots that verify; retire it now (no --at)", s)
 		}
 		at = t
 	}
