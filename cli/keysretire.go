@@ -15,13 +15,13 @@ import (
 func keysRetireCommand(dataDir ucli.Flag) *ucli.Command {
 	return &ucli.Command{
 		Name:  "retire",
-		Usage: "retire a calendar certificate whose key is not a file of DATA-DIR/keys (a key in a PKCS#11 token): the root re-issues it to end now, for serve --retired-certs",
+		Usage: "retire a calendar certificate whose key is not a file of DATA-DIR/keys (a key in a PKCS#11 token): the root re-issues it to end at the newest second signed, for serve --retired-certs",
 		Description: "The step of a key rotation that `tempel keys rotate` does for the key files of\n" +
 			"DATA-DIR/keys, for a key elsewhere. Make the new key and its certificate first\n" +
 			"(tempel keys hsm-init --label-prefix tempel-2027- --out NEWDIR), stop the server,\n" +
 			"then run retire with --cert the certificate the server signed with: the root\n" +
-			"re-issues it to end at the retirement (now, or the newest second the calendar\n" +
-			"signed if the clock stands behind it) and appends it to --retired-certs FILE under\n" +
+			"re-issues it to end at the retirement (the newest second the calendar signed, or\n" +
+			"now without a calendar) and appends it to --retired-certs FILE under\n" +
 			"the old certificate id. Start the server with the new key and certificate and\n" +
 			"--retired-certs FILE: signatures made under the old key keep verifying key-based, and\n" +
 			"a root dated after the retirement signed with the old key does not. Like rotate, it\n" +

@@ -26,7 +26,8 @@ func keysRotateCommand() *ucli.Command {
 		Usage: "replace the calendar key (and, with flags, the publisher, TSA and TLS keys) by new ones issued by the same root; signatures made before keep verifying",
 		Description: "The server must be stopped: rotate refuses while DATA-DIR/calendar is in use, and\n" +
 			"holds its lock meanwhile. The old calendar certificate is re-issued by the root to\n" +
-			"end now and kept in DATA-DIR/keys/retired-calendar.pem; the publications file\n" +
+			"end at the newest second the calendar signed and kept in\n" +
+			"DATA-DIR/keys/retired-calendar.pem; the publications file\n" +
 			"carries it under its old certificate id, so signatures made under the old key keep\n" +
 			"verifying key-based, and a root dated after now signed with the old key does not.\n" +
 			"The publisher's new certificate has the old one's subject: verifiers that pin\n" +
@@ -138,15 +139,16 @@ func openStore(dataDir string) (io.Closer, uint64, error) {
 	return st, last, nil
 }
 
-// retirementTime is when the old calendar key retires: now, or the
-// newest second the calendar signed if the clock has gone back behind
-// it, so that the retired certificate covers every root the old key
-// signed.
+// retirementTime is when the old calendar key retires: the newest second
+// the calendar signed, or now for a data directory without a calendar.
+// The key signed nothing after that second (the server is stopped, and
+// the store's lock keeps it so), and a thief of the key must not get the
+// time the server stood still to sign roots that verify.
 func retirementTime(now time.Time, last uint64) time.Time {
-	if t := time.Unix(int64(min(last, 1<<62)), 0); t.After(now) {
-		return t
+	if last == 0 {
+		return now
 	}
-	return now
+	return time.Unix(int64(min(last, 1<<62)), 0)
 }
 
 type rotateInfo struct {

@@ -197,8 +197,9 @@ func reissueRetired(old, root *x509.Certificate, rootKey crypto.Signer, at time.
 		notAfter = old.NotAfter
 	}
 	if !notAfter.After(old.NotBefore) {
-		return nil, fmt.Errorf("pki: rotate: calendar certificate %q starts at %s, not before the retirement at %s",
-			old.Subject, old.NotBefore.UTC().Format(time.RFC3339), notAfter.Format(time.RFC3339))
+		// The calendar's newest second precedes the certificate: its key
+		// signed nothing, so it retires a second after it starts.
+		notAfter = old.NotBefore.Add(time.Second)
 	}
 	tmpl := &x509.Certificate{
 		RawSubject:         old.RawSubject,
