@@ -115,6 +115,9 @@ func NewPublisher(cfg PublisherConfig) (*Publisher, error) {
 	if p.floor, err = cfg.Store.publicationFloor(); err != nil {
 		return nil, err
 	}
+	if err := checkDropped(file, cfg.Signer); err != nil {
+		return nil, err
+	}
 	if file == nil {
 		// A calendar without publications still serves a signed file
 		// with its certificate, so key-based verification works at once.

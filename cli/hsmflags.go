@@ -4,6 +4,7 @@ import (
 	"crypto"
 	"fmt"
 	"os"
+	"strings"
 
 	ucli "github.com/urfave/cli/v2"
 
@@ -55,6 +56,9 @@ func hsmConfig(c *ucli.Context, cfg *node.Config) (func(), error) {
 	if !uses {
 		return func() {}, nil
 	}
+	if err := pinOnCommandLine(os.Args); err != nil {
+		return nil, err
+	}
 	pin, err := pkcs11PIN(c)
 	if err != nil {
 		return nil, err
@@ -69,4 +73,16 @@ func hsmConfig(c *ucli.Context, cfg *node.Config) (func(), error) {
 		return k, err
 	}
 	return func() { keys.Close() }, nil
+}
+
+// pinOnCommandLine refuses a pin-value attribute in a URI on the command
+// line: the process list shows it to every local user, and so does
+// /debug/pprof/cmdline with --pprof. The error does not quote it.
+func pinOnCommandLine(args []string) error {
+	for _, a := range args {
+		if strings.Contains(strings.ToLower(a), "pin-value=") {
+			return usageErrorf("a pkcs11: URI on the command line carries pin-value=..., which every local user can read in the process list; give the PIN with --pkcs11-pin-file FILE, $%s, or pin-source=FILE in the URI (the same URI in a --config file or an environment variable is not refused)", hsm.EnvPIN)
+		}
+	}
+	return nil
 }

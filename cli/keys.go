@@ -58,6 +58,7 @@ func keysCommand() *ucli.Command {
 				},
 			},
 			keysRotateCommand(),
+			keysRetireCommand(dataDir),
 		},
 	}
 }

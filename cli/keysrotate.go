@@ -26,7 +26,8 @@ func keysRotateCommand() *ucli.Command {
 		Usage: "replace the calendar key (and, with flags, the publisher, TSA and TLS keys) by new ones issued by the same root; signatures made before keep verifying",
 		Description: "The server must be stopped: rotate refuses while DATA-DIR/calendar is in use, and\n" +
 			"holds its lock meanwhile. The old calendar certificate is re-issued by the root to\n" +
-			"end now and kept in DATA-DIR/keys/retired-calendar.pem; the publications file\n" +
+			"end at the newest second the calendar signed and kept in\n" +
+			"DATA-DIR/keys/retired-calendar.pem; the publications file\n" +
 			"carries it under its old certificate id, so signatures made under the old key keep\n" +
 			"verifying key-based, and a root dated after now signed with the old key does not.\n" +
 			"The publisher's new certificate has the old one's subject: verifiers that pin\n" +
@@ -69,12 +70,54 @@ func keysRotate(c *ucli.Context) error {
 		return err
 	}
 	defer store.Close()
+	if opts.Calendar {
+		if err := checkKeysInUse(store, dir); err != nil {
+			return err
+		}
+	}
 	opts.Now = retirementTime(time.Now(), last)
 	res, err := pki.Rotate(dir, opts)
 	if err != nil {
 		return inputErrorf("%v", err)
 	}
 	return showRotation(c.App.Writer, c.Bool("json"), dir, res)
+}
+
+// checkKeysInUse refuses to rotate the calendar key of a key directory
+// the server does not sign with: its stored publications file carries
+// neither the directory's calendar certificate nor one it retired. That
+// is a server on keys in a token or the operator's own files (rotated
+// with tempel keys retire), beside a development key directory that a
+// rotation would change to no effect.
+func checkKeysInUse(store io.Closer, dir string) error {
+	st, ok := store.(*calendar.Store)
+	if !ok {
+		return nil // no calendar yet
+	}
+	file, err := st.StoredPublicationsFile()
+	if err != nil || file == nil {
+		return nil // nothing served yet, or left to the server's checks
+	}
+	pf, err := ksi.ParsePublicationsFile(file)
+	if err != nil {
+		return nil
+	}
+	set, err := pki.Load(dir)
+	if err != nil {
+		return nil // Rotate says what is wrong with it, or finishes it
+	}
+	ids := [][]byte{set.CalendarCertID()}
+	for _, r := range set.Retired {
+		ids = append(ids, r.ID)
+	}
+	for _, id := range ids {
+		if pf.CertificateByID(id) != nil {
+			return nil
+		}
+	}
+	return inputErrorf("keys: the server on %s does not sign with %s (its publications file carries certificate %X of neither it nor a certificate it retired): "+
+		"a key in a PKCS#11 token, or the operator's own files, are rotated with `tempel keys hsm-init --label-prefix ...` and `tempel keys retire --cert OLD.pem --retired-certs FILE`",
+		filepath.Dir(dir), filepath.Join(dir, pki.CalendarCertFile), set.CalendarCertID())
 }
 
 // openStore opens the calendar store read-only, which takes its lock: a
@@ -96,15 +139,16 @@ func openStore(dataDir string) (io.Closer, uint64, error) {
 	return st, last, nil
 }
 
-// retirementTime is when the old calendar key retires: now, or the
-// newest second the calendar signed if the clock has gone back behind
-// it, so that the retired certificate covers every root the old key
-// signed.
+// retirementTime is when the old calendar key retires: the newest second
+// the calendar signed, or now for a data directory without a calendar.
+// The key signed nothing after that second (the server is stopped, and
+// the store's lock keeps it so), and a thief of the key must not get the
+// time the server stood still to sign roots that verify.
 func retirementTime(now time.Time, last uint64) time.Time {
-	if t := time.Unix(int64(min(last, 1<<62)), 0); t.After(now) {
-		return t
+	if last == 0 {
+		return now
 	}
-	return now
+	return time.Unix(int64(min(last, 1<<62)), 0)
 }
 
 type rotateInfo struct {

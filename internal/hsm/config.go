@@ -27,6 +27,15 @@ const (
 	// before it fails, so a token that stopped answering does not hold
 	// callers forever.
 	DefaultSessionWait = 10 * time.Second
+	// DefaultReopenEvery is the least time between two attempts of a key
+	// to open its token again after a failed signature: the calendar
+	// signs once a second, so it tries about once a second, and a
+	// missing token is not hammered.
+	DefaultReopenEvery = time.Second
+	// DefaultSignTimeout bounds one signature in the token. A token
+	// signs in milliseconds; one that takes seconds is stuck, and the
+	// calendar must report that rather than wait on it.
+	DefaultSignTimeout = 5 * time.Second
 )
 
 // ErrNoCgo is returned for a pkcs11: URI by a binary built without cgo.
@@ -54,6 +63,12 @@ type Config struct {
 	// SessionWait bounds the wait for a session; 0 means
 	// [DefaultSessionWait].
 	SessionWait time.Duration
+	// ReopenEvery is the least time between two attempts of a key to
+	// open its token again (see Key); 0 means [DefaultReopenEvery].
+	ReopenEvery time.Duration
+	// SignTimeout bounds the wait for one signature; 0 means
+	// [DefaultSignTimeout].
+	SignTimeout time.Duration
 }
 
 // ReadPINFile reads a PIN from a file that neither group nor others may
@@ -108,6 +123,12 @@ func New(cfg Config) *Keys {
 	}
 	if cfg.SessionWait <= 0 {
 		cfg.SessionWait = DefaultSessionWait
+	}
+	if cfg.ReopenEvery <= 0 {
+		cfg.ReopenEvery = DefaultReopenEvery
+	}
+	if cfg.SignTimeout <= 0 {
+		cfg.SignTimeout = DefaultSignTimeout
 	}
 	return &Keys{cfg: cfg, tokens: map[tokenKey]*token{}}
 }

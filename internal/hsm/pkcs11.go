@@ -3,12 +3,15 @@
 package hsm
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/ThalesGroup/crypto11"
 )
@@ -23,23 +26,122 @@ type token struct {
 }
 
 // Key is a private key in a token. It signs through the token; its
-// private half cannot be read.
+// private half cannot be read. When the token stops answering (removed,
+// restarted, its sessions lost) a failed signature makes the key open
+// the token again, at most once per [Config.ReopenEvery], and accept
+// only the same key pair as before; until then signing fails and says
+// why.
 type Key struct {
-	signer crypto11.Signer
-	tok    *token
-	uri    string
+	keys *Keys
+	u    *URI
+	uri  string
+	pub  crypto.PublicKey
+
+	mu         sync.Mutex
+	signer     crypto11.Signer
+	tok        *token
+	lastReopen time.Time
 }
 
 // Public returns the public half, read from the token when opened.
-func (k *Key) Public() crypto.PublicKey { return k.signer.Public() }
+func (k *Key) Public() crypto.PublicKey { return k.pub }
 
-// Sign asks the token to sign digest.
+// Sign asks the token to sign digest. A failure is tried once more after
+// opening the token again (see [Key]).
 func (k *Key) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts) ([]byte, error) {
-	sig, err := k.signer.Sign(r, digest, opts)
-	if err != nil {
-		return nil, fmt.Errorf("hsm: sign with %s: %w", k.uri, redact(err, k.tok.pin))
+	signer, tok := k.current()
+	sig, err := signWithin(signer, r, digest, opts, k.keys.cfg.SignTimeout)
+	if err == nil {
+		return sig, nil
+	}
+	if errors.Is(err, errSignTimeout) {
+		// Opening the token again would wait on the hung call too.
+		return nil, fmt.Errorf("hsm: sign with %s: the token did not answer within %s", k.uri, k.keys.cfg.SignTimeout)
+	}
+	failed := fmt.Errorf("hsm: sign with %s: %w", k.uri, redact(err, tok.pin))
+	if rerr := k.reopen(tok); rerr != nil {
+		return nil, fmt.Errorf("%w; the token is unavailable: %w", failed, rerr)
+	}
+	signer, tok = k.current()
+	if sig, err = signWithin(signer, r, digest, opts, k.keys.cfg.SignTimeout); err != nil {
+		return nil, fmt.Errorf("hsm: sign with %s after opening the token again: %w", k.uri, redact(err, tok.pin))
 	}
 	return sig, nil
+}
+
+var errSignTimeout = errors.New("hsm: no answer in time")
+
+// signWithin asks s to sign, waiting at most d: a call into the module
+// cannot be cancelled, and a token that hangs would otherwise hold the
+// calendar's signing loop forever. An abandoned call keeps its session
+// until it returns; the pool's bound ([Config.MaxSessions]) and wait
+// ([Config.SessionWait]) bound how many can pile up.
+func signWithin(s crypto.Signer, r io.Reader, digest []byte, opts crypto.SignerOpts, d time.Duration) ([]byte, error) {
+	type result struct {
+		sig []byte
+		err error
+	}
+	digest = bytes.Clone(digest) // the caller may reuse its own after a timeout
+	ch := make(chan result, 1)
+	go func() {
+		sig, err := s.Sign(r, digest, opts)
+		ch <- result{sig, err}
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case res := <-ch:
+		return res.sig, res.err
+	case <-t.C:
+		return nil, errSignTimeout
+	}
+}
+
+func (k *Key) current() (crypto11.Signer, *token) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.signer, k.tok
+}
+
+// errReopenWait is returned while a token was opened again too recently.
+var errReopenWait = errors.New("hsm: the token was opened again moments ago; waiting before the next try")
+
+// reopen closes stale, the session pool a signature failed on, opens the
+// token anew and finds the key again. A key that is not the same pair
+// (another object under the URI now) is refused: the key never signs
+// with anything but what it was opened with.
+func (k *Key) reopen(stale *token) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.tok != stale {
+		return nil // another caller reopened it meanwhile
+	}
+	if time.Since(k.lastReopen) < k.keys.cfg.ReopenEvery {
+		return errReopenWait
+	}
+	k.lastReopen = time.Now()
+	k.keys.drop(stale)
+	tok, err := k.keys.token(k.u)
+	if err != nil {
+		return err
+	}
+	pair, err := tok.findPair(k.u)
+	if err == nil && !publicEqual(pair.Public(), k.pub) {
+		err = fmt.Errorf("hsm: %s now names another key than the one opened at start; refusing to sign with it", k.uri)
+	}
+	if err != nil {
+		// The next try logs in afresh rather than reuse a view of the
+		// token that may be stale too.
+		k.keys.drop(tok)
+		return err
+	}
+	k.signer, k.tok = pair, tok
+	return nil
+}
+
+func publicEqual(a, b crypto.PublicKey) bool {
+	ka, ok := a.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && ka.Equal(b)
 }
 
 // String is the key's URI without any PIN.
@@ -56,18 +158,40 @@ func (k *Keys) Open(ref string) (crypto.Signer, error) {
 	if err != nil {
 		return nil, err
 	}
-	pairs, err := tok.ctx.FindKeyPairs(u.ID, []byte(u.Object))
+	pair, err := tok.findPair(u)
 	if err != nil {
-		return nil, fmt.Errorf("hsm: find %s: %w", u, redact(err, tok.pin))
+		return nil, err
+	}
+	return &Key{keys: k, u: u, uri: u.String(), pub: pair.Public(), signer: pair, tok: tok}, nil
+}
+
+// findPair finds the one key pair u names in the token.
+func (t *token) findPair(u *URI) (crypto11.Signer, error) {
+	pairs, err := t.ctx.FindKeyPairs(u.ID, []byte(u.Object))
+	if err != nil {
+		return nil, fmt.Errorf("hsm: find %s: %w", u, redact(err, t.pin))
 	}
 	switch len(pairs) {
 	case 0:
-		return nil, fmt.Errorf("hsm: no key %s in token %s (no private key with that label or id, or its public key is missing)", u, tok.name)
+		return nil, fmt.Errorf("hsm: no key %s in token %s (no private key with that label or id, or its public key is missing)", u, t.name)
 	case 1:
 	default:
-		return nil, fmt.Errorf("hsm: %d keys match %s in token %s; add id=... to choose one", len(pairs), u, tok.name)
+		return nil, fmt.Errorf("hsm: %d keys match %s in token %s; add id=... to choose one", len(pairs), u, t.name)
 	}
-	return &Key{signer: pairs[0], tok: tok, uri: u.String()}, nil
+	return pairs[0], nil
+}
+
+// drop closes t and forgets it, if it is still the open pool of its
+// token, so that the next key opened there logs in afresh.
+func (k *Keys) drop(t *token) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	for key, v := range k.tokens {
+		if v == t {
+			_ = t.ctx.Close() // its sessions are lost already
+			delete(k.tokens, key)
+		}
+	}
 }
 
 // token returns the session pool of u's token, opening it (and logging
@@ -183,7 +307,7 @@ func (k *Keys) Generate(ref string, bits int) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hsm: generate RSA-%d key %s in token %s: %w", bits, u, tok.name, redact(err, tok.pin))
 	}
-	return &Key{signer: s, tok: tok, uri: u.String()}, nil
+	return &Key{keys: k, u: u, uri: u.String(), pub: s.Public(), signer: s, tok: tok}, nil
 }
 
 // Protection is what the token says about a private key.
@@ -203,10 +327,11 @@ func KeyProtection(s crypto.Signer) (Protection, error) {
 	if !ok {
 		return Protection{}, fmt.Errorf("hsm: %T is not a key in a token", s)
 	}
-	attrs, err := k.tok.ctx.GetAttributes(k.signer, []crypto11.AttributeType{
+	signer, tok := k.current()
+	attrs, err := tok.ctx.GetAttributes(signer, []crypto11.AttributeType{
 		crypto11.CkaSensitive, crypto11.CkaAlwaysSensitive, crypto11.CkaExtractable, crypto11.CkaNeverExtractable})
 	if err != nil {
-		return Protection{}, fmt.Errorf("hsm: attributes of %s: %w", k.uri, redact(err, k.tok.pin))
+		return Protection{}, fmt.Errorf("hsm: attributes of %s: %w", k.uri, redact(err, tok.pin))
 	}
 	flag := func(t crypto11.AttributeType) bool {
 		a := attrs[t]
@@ -214,7 +339,7 @@ func KeyProtection(s crypto.Signer) (Protection, error) {
 	}
 	p := Protection{Sensitive: flag(crypto11.CkaSensitive), AlwaysSensitive: flag(crypto11.CkaAlwaysSensitive),
 		Extractable: flag(crypto11.CkaExtractable), NeverExtractable: flag(crypto11.CkaNeverExtractable)}
-	exp, err := k.tok.ctx.GetAttributes(k.signer, []crypto11.AttributeType{crypto11.CkaPrivateExponent})
+	exp, err := tok.ctx.GetAttributes(signer, []crypto11.AttributeType{crypto11.CkaPrivateExponent})
 	p.ExportRefused = err != nil || exp[crypto11.CkaPrivateExponent] == nil || len(exp[crypto11.CkaPrivateExponent].Value) == 0
 	return p, nil
 }

@@ -197,8 +197,9 @@ func reissueRetired(old, root *x509.Certificate, rootKey crypto.Signer, at time.
 		notAfter = old.NotAfter
 	}
 	if !notAfter.After(old.NotBefore) {
-		return nil, fmt.Errorf("pki: rotate: calendar certificate %q starts at %s, not before the retirement at %s",
-			old.Subject, old.NotBefore.UTC().Format(time.RFC3339), notAfter.Format(time.RFC3339))
+		// The calendar's newest second precedes the certificate: its key
+		// signed nothing, so it retires a second after it starts.
+		notAfter = old.NotBefore.Add(time.Second)
 	}
 	tmpl := &x509.Certificate{
 		RawSubject:         old.RawSubject,
@@ -241,3 +242,11 @@ func removeIfPresent(path string) error {
 // PublisherCertificate returns the certificate that signs publications
 // files, so that a publisher can tell a file signed before a renewal.
 func (s *Set) PublisherCertificate() *x509.Certificate { return s.Publisher }
+
+// IssuedByRoot reports whether c chains to the set's root (through the
+// intermediates): a calendar certificate of this PKI, which a
+// publications file must not drop while signatures under it exist.
+func (s *Set) IssuedByRoot(c *x509.Certificate) bool {
+	_, err := orderChain(c, s.Intermediates, s.Root, "calendar")
+	return err == nil
+}

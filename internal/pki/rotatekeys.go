@@ -33,7 +33,8 @@ type RotateOptions struct {
 	// RootKey is the root CA key file; empty means root.key in the key
 	// directory (a replicated calendar keeps it in DIR/ca, [CADir]).
 	RootKey string
-	// Now is the rotation time: the retired calendar certificate ends
+	// Now is the retirement time (the CLI gives the newest second the
+	// calendar signed): the retired calendar certificate ends
 	// then. Zero means time.Now().
 	Now time.Time
 	// TSAKey is the new TSA key's type; empty keeps the current one's.
@@ -68,7 +69,7 @@ var rotateStep = func(string) error { return nil }
 // rotate` holds the calendar store's lock).
 //
 // A calendar rotation keeps the old calendar key's signatures verifiable:
-// the old certificate is re-issued by the root to end now and appended to
+// the old certificate is re-issued by the root to end at opts.Now and appended to
 // retired-calendar.pem with the SHA-256 of the old certificate, whose id
 // the old calendar authentication records carry; [Set.CertificateRecords]
 // publishes it under that id. A members.pem in dir gets the new
@@ -235,7 +236,7 @@ func (r *rotation) finishStaged(kind, certName, keyName string, res *RotateResul
 	return true, r.step("renamed " + certName)
 }
 
-// retireCalendar re-issues the current calendar certificate to end now
+// retireCalendar re-issues the current calendar certificate to end at opts.Now
 // and appends it to retired-calendar.pem, unless an earlier, interrupted
 // run did; then puts next in its place in members.pem, if there is one.
 func (r *rotation) retireCalendar(next *x509.Certificate, res *RotateResult) error {
