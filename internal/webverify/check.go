@@ -15,12 +15,15 @@ import (
 	"github.com/tempel-ksi/tempel/verifier"
 )
 
-// Limits on what the page accepts. The document is held in the browser's
-// memory (and copied once into the WebAssembly memory) to be hashed, so
-// it is bounded; the signature and the publications file have the core's
-// own limits.
+// Limits on what the page accepts. The page hashes a document in pieces
+// ([DocumentHasher]), so its memory does not grow with the document;
+// MaxDocumentSize bounds only the time (WebAssembly hashes some 50 to 100
+// MB/s). A document handed over whole ([Input.Document]) is held in
+// memory, so it has the smaller MaxDocumentBytes. The signature and the
+// publications file have the core's own limits.
 const (
-	MaxDocumentSize  = 256 << 20
+	MaxDocumentSize  = 4 << 30
+	MaxDocumentBytes = 256 << 20
 	MaxSignatureSize = ksi.MaxObjectSize
 	MaxPubfileSize   = ksi.MaxPublicationsFileSize
 )
@@ -34,8 +37,14 @@ const (
 
 // Input is one verification the page asks for.
 type Input struct {
-	Document  []byte
-	Signature []byte // a .ksig, or an RFC 3161 token or response
+	// Document is the document's bytes, or nil when DocumentHash is
+	// given instead.
+	Document []byte
+	// DocumentHash is the document's imprint computed in pieces by a
+	// [DocumentHasher] made for this very signature; it takes the place
+	// of Document.
+	DocumentHash ksi.Imprint
+	Signature    []byte // a .ksig, or an RFC 3161 token or response
 	// PubStr is a publication string the person typed; it takes
 	// precedence over a publications file.
 	PubStr string
@@ -85,10 +94,10 @@ func Check(ctx context.Context, in Input) (res Result) {
 	switch {
 	case len(in.Signature) == 0:
 		return Result{Status: Inconclusive, Reason: "no signature chosen: pick the .ksig (or RFC 3161 token) that came with the document"}
-	case in.Document == nil: // an empty file is a document; none chosen is not
+	case in.Document == nil && in.DocumentHash == nil: // an empty file is a document; none chosen is not
 		return Result{Status: Inconclusive, Reason: "no document chosen: pick the document the signature is for"}
-	case len(in.Document) > MaxDocumentSize:
-		return Result{Status: Inconclusive, Reason: fmt.Sprintf("the document is larger than this page checks (%d MiB); use tempel verify", MaxDocumentSize>>20)}
+	case len(in.Document) > MaxDocumentBytes:
+		return Result{Status: Inconclusive, Reason: fmt.Sprintf("the document is larger than this check takes in one piece (%d MiB); use tempel verify", MaxDocumentBytes>>20)}
 	case len(in.Signature) > MaxSignatureSize:
 		return Result{Status: Failed, Reason: "the signature file is too large to be a KSI signature or a time-stamp token"}
 	case len(in.Pubfile) > MaxPubfileSize:
@@ -102,7 +111,7 @@ func Check(ctx context.Context, in Input) (res Result) {
 	if !ok {
 		return res
 	}
-	imp, err := hashDocument(in.Document, sig.DocumentHash().Alg())
+	imp, err := documentImprint(in, sig.DocumentHash().Alg())
 	if err != nil {
 		return Result{Status: Inconclusive, Reason: err.Error(), Kind: res.Kind}
 	}
@@ -232,6 +241,20 @@ func signatureOf(b []byte) (*ksi.Signature, Result, bool) {
 	// verifier checks against the KSI signature's input through the
 	// RFC 3161 record.
 	return sig, Result{Kind: kind, Notes: []string{"the time-stamp authority's own signature is not checked here; the KSI signature inside the token is"}}, true
+}
+
+// documentImprint is the document's imprint in the signature's
+// algorithm alg: in.DocumentHash when the caller hashed it in pieces,
+// which must then be of alg (a hasher made for another signature is the
+// page's mistake, not a changed document), else the hash of in.Document.
+func documentImprint(in Input, alg ksi.HashAlg) (ksi.Imprint, error) {
+	if in.DocumentHash == nil {
+		return hashDocument(in.Document, alg)
+	}
+	if _, err := ksi.ParseImprint(in.DocumentHash); err != nil || in.DocumentHash.Alg() != alg {
+		return nil, fmt.Errorf("the document was hashed with %s, but the signature needs %s: choose the files again", in.DocumentHash.Alg(), alg)
+	}
+	return in.DocumentHash, nil
 }
 
 // hashDocument hashes the document with the signature's algorithm.

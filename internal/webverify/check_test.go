@@ -2,12 +2,14 @@ package webverify
 
 import (
 	"context"
+	"crypto/sha512"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tempel-ksi/tempel/internal/pki"
 	"github.com/tempel-ksi/tempel/internal/testpack"
+	"github.com/tempel-ksi/tempel/ksi"
 )
 
 // extendedPubStr is the publication that tlv/ok-sig-2014-04-30.1-extended.ksig
@@ -45,7 +47,7 @@ func TestCheck(t *testing.T) {
 		{"pubfile without root", Input{Document: laptop, Signature: plain, Pubfile: testpack.Read(t, "tlv", "ksi-publications.bin")}, Inconclusive, "without a root"},
 		{"pubfile of another root", Input{Document: laptop, Signature: plain, Pubfile: testpack.Read(t, "tlv", "ksi-publications.bin"),
 			Root: root.RootPEM(), Constraints: []string{root.Constraint()}, Now: time.Now()}, Inconclusive, "could not be trusted"},
-		{"too large document", Input{Document: make([]byte, MaxDocumentSize+1), Signature: ext, PubStr: extendedPubStr}, Inconclusive, "larger"},
+		{"too large document", Input{Document: make([]byte, MaxDocumentBytes+1), Signature: ext, PubStr: extendedPubStr}, Inconclusive, "larger"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := Check(context.Background(), c.in)
@@ -54,6 +56,68 @@ func TestCheck(t *testing.T) {
 			}
 			if r.Status == Verified && (r.SigningTime != "2014-04-30T13:57:36Z" || r.Identity != "GT :: testA") {
 				t.Errorf("signing time %q, identity %q", r.SigningTime, r.Identity)
+			}
+		})
+	}
+}
+
+// TestDocumentHasher checks the page's way of reading a document: in
+// pieces, into a hasher made for the signature, its imprint handed to
+// Check in place of the bytes.
+func TestDocumentHasher(t *testing.T) {
+	laptop := testpack.Read(t, "documents", "LAPTOP.txt")
+	ext := testpack.Read(t, "tlv", "ok-sig-2014-04-30.1-extended.ksig")
+	hashed := func(doc []byte, piece int) ksi.Imprint {
+		t.Helper()
+		d, res := NewDocumentHasher(ext)
+		if res != nil {
+			t.Fatalf("NewDocumentHasher: %+v", res)
+		}
+		for len(doc) > 0 {
+			n := min(piece, len(doc))
+			d.Write(doc[:n])
+			doc = doc[n:]
+		}
+		return d.Imprint()
+	}
+	sha512 := sha512.Sum512(laptop)
+	other, err := ksi.NewImprint(ksi.SHA2_512, sha512[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		imp    ksi.Imprint
+		status string
+		want   string
+	}{
+		{"in pieces", hashed(laptop, 3), Verified, "the publication string you gave"},
+		{"in one piece", hashed(laptop, len(laptop)), Verified, "the publication string you gave"},
+		{"changed document", hashed(append(append([]byte{}, laptop...), '!'), 5), Failed, "not the one that was signed"},
+		{"another algorithm", other, Inconclusive, "hashed with SHA-512"},
+		{"not an imprint", ksi.Imprint{0x7f, 1, 2}, Inconclusive, "choose the files again"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := Check(context.Background(), Input{DocumentHash: c.imp, Signature: ext, PubStr: extendedPubStr})
+			if r.Status != c.status || !strings.Contains(r.Reason+r.CheckedAgainst, c.want) {
+				t.Fatalf("got %+v, want %s with %q", r, c.status, c.want)
+			}
+		})
+	}
+	for _, c := range []struct {
+		name   string
+		sig    []byte
+		status string
+		want   string
+	}{
+		{"no signature", nil, Inconclusive, "no signature"},
+		{"garbage signature", []byte("hello"), Failed, "damaged"},
+		{"too large", make([]byte, MaxSignatureSize+1), Failed, "too large"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			d, res := NewDocumentHasher(c.sig)
+			if d != nil || res == nil || res.Status != c.status || !strings.Contains(res.Reason, c.want) {
+				t.Fatalf("got %v, %+v; want %s with %q", d, res, c.status, c.want)
 			}
 		})
 	}

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -50,6 +51,30 @@ const (
 	extendedPubStr = "AAAAAA-CTOQBY-AAMJYH-XZPM6T-UO6U6V-2WJMHQ-EJMVXR-JEAGID-2OY7P5-XFFKYI-QIF2LG-YOV7SO"
 	plainPubStr    = "AAAAAA-CTMGHI-AAOELJ-GXHAK4-X3GVJE-YZOUJ2-NQWJAW-FQWFVZ-TJSIAU-3IU4MG-2UUORM-OOVBCT"
 )
+
+// largeSize is the size of the large document: more than the 256 MiB a
+// page could hold in memory before it hashed documents in pieces.
+const largeSize = 300 << 20
+
+// hashedIn finds the page's own hashing time in #result.
+var hashedIn = regexp.MustCompile(`document read and hashed in (\d+) ms`)
+
+// writeLarge writes a document of size bytes: some text, then zeros (a
+// sparse file, cheap to write).
+func writeLarge(t *testing.T, path string, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("A recording of the board's meeting.\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // verifyRuns is how often each in-page timing repeats (the median is
 // kept).
@@ -83,6 +108,12 @@ func TestBrowserVerify(t *testing.T) {
 	pageFile := filepath.Join(work, "verify.html")
 	runCmd(t, commandTimeout, work, bin, "verify-page", "-o", pageFile, "--data-dir", data)
 
+	// A document larger than a page may hold in memory at once (the
+	// former limit was 256 MiB): the page must hash it in pieces.
+	large := filepath.Join(work, "recording.bin")
+	writeLarge(t, large, largeSize)
+	runCmd(t, commandTimeout, work, bin, "sign", "--server", addr, large)
+
 	laptop := filepath.Join(pack, "documents", "LAPTOP.txt")
 	extended := filepath.Join(pack, "tlv", "ok-sig-2014-04-30.1-extended.ksig")
 	plain := filepath.Join(pack, "tlv", "ok-sig-2014-04-30.1.ksig")
@@ -91,6 +122,7 @@ func TestBrowserVerify(t *testing.T) {
 		{Name: "node-changed-document", Document: doc, Signature: doc + ".ksig", DocMutate: "append", want: webverify.Failed},
 		{Name: "node-changed-signature", Document: doc, Signature: doc + ".ksig", SigMutate: "flip", want: webverify.Failed},
 		{Name: "node-rfc3161-token", Document: doc, Signature: doc + ".tsr", want: webverify.Verified},
+		{Name: "node-large-document", Document: large, Signature: large + ".ksig", ByPath: true, want: webverify.Verified},
 		{Name: "node-pubstr-not-extended", Document: laptop, Signature: plain, PubStr: plainPubStr, want: webverify.Inconclusive},
 	}
 	// Dropped together after the last node case, which left other files
@@ -143,6 +175,14 @@ func TestBrowserVerify(t *testing.T) {
 		!strings.Contains(text, "the publication string you gave") {
 		t.Errorf("offline-good: #result %q lacks the signing time, identity or anchor", text)
 	}
+	// The browser of the offline cases is in Europe/Tallinn (UTC+3 in
+	// summer): the signing time must be shown in it too.
+	if text := caseText(res, "offline-good"); !strings.Contains(text, "16:57:36") {
+		t.Errorf("offline-good: #result %q lacks the signing time in the browser's time zone (16:57:36 in Tallinn)", text)
+	}
+	if m := hashedIn.FindStringSubmatch(caseText(res, "node-large-document")); m != nil {
+		t.Logf("webverify large document: %d MiB read and hashed in the browser in %s ms", largeSize>>20, m[1])
+	}
 	if len(res.OfflineRequests) != 0 {
 		t.Errorf("the offline page made network requests: %v", res.OfflineRequests)
 	}
@@ -191,6 +231,7 @@ func caseText(r *driveResult, name string) string {
 // in the middle of the signature.
 type testCase struct {
 	Name      string `json:"name"`
+	ByPath    bool   `json:"byPath,omitempty"` // picked by path, not copied through the driver
 	Document  string `json:"document"`
 	Signature string `json:"signature"`
 	PubStr    string `json:"pubstr,omitempty"`

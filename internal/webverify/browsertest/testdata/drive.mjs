@@ -31,7 +31,7 @@ try {
     await page.fill("#pubstr", c.pubstr || "");
     await page.evaluate(() => { const r = document.getElementById("result"); r.dataset.status = ""; r.textContent = ""; });
     await page.click("#verify");
-    await page.waitForFunction(() => document.getElementById("result").dataset.status !== "", null, { timeout: T });
+    await page.waitForFunction(() => document.getElementById("result").dataset.status !== "", null, { timeout: c.timeout || T });
     const text = await page.textContent("#result");
     const shot = join(cfg.outDir, c.name + ".png");
     await page.screenshot({ path: shot, fullPage: true });
@@ -52,7 +52,10 @@ try {
     for (let i = 0; i < cfg.loads; i++) loads.push(await open(page, cfg.nodeURL));
     out.timing.nodeLoadMs = loads;
     for (const c of cfg.nodeCases) {
-      await check(page, { name: c.name, document: file(c.document, c.docMutate), signature: file(c.signature, c.sigMutate), pubstr: c.pubstr });
+      // A large document is given by its path, as a person picks it: the
+      // page reads it from disk in slices.
+      const document = c.byPath ? c.document : file(c.document, c.docMutate);
+      await check(page, { name: c.name, document, signature: file(c.signature, c.sigMutate), pubstr: c.pubstr, timeout: c.byPath ? 4 * T : T });
     }
     // Both files dropped together on the document zone, as from a file
     // manager: the page must sort out which is the signature.
@@ -78,9 +81,10 @@ try {
 
   // The file from tempel verify-page, opened from disk with the network
   // off: any request that is not for the file itself is aborted and
-  // recorded.
+  // recorded. The browser is in Tallinn's time zone, as a citizen's
+  // would be: the page must show the signing time in it, beside UTC.
   {
-    const ctx = await browser.newContext();
+    const ctx = await browser.newContext({ timezoneId: "Europe/Tallinn", locale: "en-GB" });
     await ctx.setOffline(true);
     const requests = [];
     await ctx.route("**/*", (route) => {
