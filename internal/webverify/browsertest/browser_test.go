@@ -399,8 +399,7 @@ func runCmd(t *testing.T, limit time.Duration, dir, name string, args ...string)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
+	cmd := command(ctx, dir, name, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -408,6 +407,15 @@ func runCmd(t *testing.T, limit time.Duration, dir, name string, args ...string)
 		t.Fatalf("%s %s: %v\n%s\n%s", name, strings.Join(args, " "), err, out, stderr.String())
 	}
 	return out
+}
+
+// command is the process of runCmd, killed when ctx ends. Killing the
+// driver (node) is enough: playwright talks to chromium over a pipe,
+// and chromium exits when the pipe closes (TestDriverKilledClosesBrowser).
+func command(ctx context.Context, dir, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	return cmd
 }
 
 // startServer starts `tempel serve` on a free loopback port and waits
