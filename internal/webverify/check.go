@@ -44,6 +44,10 @@ type Input struct {
 	// [DocumentHasher] made for this very signature; it takes the place
 	// of Document.
 	DocumentHash ksi.Imprint
+	// DocumentHead is the document's first bytes (up to
+	// MaxSignatureSize+1), given with DocumentHash; it serves only to
+	// tell a person who chose a signature as the document.
+	DocumentHead []byte
 	Signature    []byte // a .ksig, or an RFC 3161 token or response
 	// PubStr is a publication string the person typed; it takes
 	// precedence over a publications file.
@@ -140,6 +144,9 @@ func Check(ctx context.Context, in Input) (res Result) {
 	case verifier.FAIL:
 		res.Status = Failed
 		res.Reason = plain(rep)
+		if rep.Code == verifier.GEN01 && isSignature(in) {
+			res.Reason += "; the file chosen as the document is itself a signature (a .ksig or a time-stamp token): choose the document that was signed"
+		}
 	default:
 		res.Status = Inconclusive
 		res.Reason = plain(rep)
@@ -255,6 +262,21 @@ func documentImprint(in Input, alg ksi.HashAlg) (ksi.Imprint, error) {
 		return nil, fmt.Errorf("the document was hashed with %s, but the signature needs %s: choose the files again", in.DocumentHash.Alg(), alg)
 	}
 	return in.DocumentHash, nil
+}
+
+// isSignature says whether the document the person chose is itself a
+// KSI signature or a time-stamp token, the usual way to pick the wrong
+// file.
+func isSignature(in Input) bool {
+	b := in.Document
+	if in.DocumentHash != nil {
+		b = in.DocumentHead
+	}
+	if len(b) == 0 || len(b) > MaxSignatureSize {
+		return false
+	}
+	_, _, ok := signatureOf(b)
+	return ok
 }
 
 // hashDocument hashes the document with the signature's algorithm.

@@ -47,12 +47,17 @@ func TestCheck(t *testing.T) {
 		{"pubfile without root", Input{Document: laptop, Signature: plain, Pubfile: testpack.Read(t, "tlv", "ksi-publications.bin")}, Inconclusive, "without a root"},
 		{"pubfile of another root", Input{Document: laptop, Signature: plain, Pubfile: testpack.Read(t, "tlv", "ksi-publications.bin"),
 			Root: root.RootPEM(), Constraints: []string{root.Constraint()}, Now: time.Now()}, Inconclusive, "could not be trusted"},
+		{"the signature as the document", Input{Document: ext, Signature: ext, PubStr: extendedPubStr}, Failed, "the file chosen as the document is itself a signature"},
+		{"another signature as the document", Input{Document: plain, Signature: ext, PubStr: extendedPubStr}, Failed, "is itself a signature"},
 		{"too large document", Input{Document: make([]byte, MaxDocumentBytes+1), Signature: ext, PubStr: extendedPubStr}, Inconclusive, "larger"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			r := Check(context.Background(), c.in)
 			if r.Status != c.status || !strings.Contains(r.Reason+r.CheckedAgainst, c.want) {
 				t.Fatalf("got %+v, want %s with %q", r, c.status, c.want)
+			}
+			if hint := "itself a signature"; strings.Contains(r.Reason, hint) != strings.Contains(c.want, hint) {
+				t.Errorf("reason %q: the hint %q is wrongly given or missing", r.Reason, hint)
 			}
 			if r.Status == Verified && (r.SigningTime != "2014-04-30T13:57:36Z" || r.Identity != "GT :: testA") {
 				t.Errorf("signing time %q, identity %q", r.SigningTime, r.Identity)
@@ -67,6 +72,7 @@ func TestCheck(t *testing.T) {
 func TestDocumentHasher(t *testing.T) {
 	laptop := testpack.Read(t, "documents", "LAPTOP.txt")
 	ext := testpack.Read(t, "tlv", "ok-sig-2014-04-30.1-extended.ksig")
+	heads := map[string][]byte{} // Head of each imprint's hasher
 	hashed := func(doc []byte, piece int) ksi.Imprint {
 		t.Helper()
 		d, res := NewDocumentHasher(ext)
@@ -78,6 +84,7 @@ func TestDocumentHasher(t *testing.T) {
 			d.Write(doc[:n])
 			doc = doc[n:]
 		}
+		heads[d.Imprint().String()] = d.Head()
 		return d.Imprint()
 	}
 	sha512 := sha512.Sum512(laptop)
@@ -94,13 +101,18 @@ func TestDocumentHasher(t *testing.T) {
 		{"in pieces", hashed(laptop, 3), Verified, "the publication string you gave"},
 		{"in one piece", hashed(laptop, len(laptop)), Verified, "the publication string you gave"},
 		{"changed document", hashed(append(append([]byte{}, laptop...), '!'), 5), Failed, "not the one that was signed"},
+		{"the signature as the document", hashed(ext, 7), Failed, "is itself a signature"},
 		{"another algorithm", other, Inconclusive, "hashed with SHA-512"},
 		{"not an imprint", ksi.Imprint{0x7f, 1, 2}, Inconclusive, "choose the files again"},
 	} {
+
 		t.Run(c.name, func(t *testing.T) {
-			r := Check(context.Background(), Input{DocumentHash: c.imp, Signature: ext, PubStr: extendedPubStr})
+			r := Check(context.Background(), Input{DocumentHash: c.imp, DocumentHead: heads[c.imp.String()], Signature: ext, PubStr: extendedPubStr})
 			if r.Status != c.status || !strings.Contains(r.Reason+r.CheckedAgainst, c.want) {
 				t.Fatalf("got %+v, want %s with %q", r, c.status, c.want)
+			}
+			if hint := "itself a signature"; strings.Contains(r.Reason, hint) != strings.Contains(c.want, hint) {
+				t.Errorf("reason %q: the hint %q is wrongly given or missing", r.Reason, hint)
 			}
 		})
 	}

@@ -12,9 +12,10 @@ import (
 // memory: it reads the file a slice at a time and writes each into the
 // hasher. Its Imprint goes into [Input.DocumentHash].
 type DocumentHasher struct {
-	alg ksi.HashAlg
-	h   hash.Hash
-	n   int64
+	alg  ksi.HashAlg
+	h    hash.Hash
+	n    int64
+	head []byte // the first MaxSignatureSize+1 bytes, for Input.DocumentHead
 }
 
 // NewDocumentHasher reads the signature (a .ksig or an RFC 3161 token,
@@ -50,7 +51,13 @@ func NewDocumentHasher(signature []byte) (d *DocumentHasher, res *Result) {
 func (d *DocumentHasher) Write(p []byte) {
 	d.h.Write(p)
 	d.n += int64(len(p))
+	if room := MaxSignatureSize + 1 - len(d.head); room > 0 {
+		d.head = append(d.head, p[:min(room, len(p))]...)
+	}
 }
+
+// Head is the document's first bytes, for [Input.DocumentHead].
+func (d *DocumentHasher) Head() []byte { return d.head }
 
 // Size is how many bytes were written.
 func (d *DocumentHasher) Size() int64 { return d.n }

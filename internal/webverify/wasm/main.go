@@ -98,7 +98,7 @@ func verify(_ js.Value, args []js.Value) (out any) {
 	if hashed := o.Get("documentHashed"); hashed.Type() == js.TypeBoolean && hashed.Bool() {
 		// Used once: a later check must hash its own document.
 		if hasher != nil {
-			in.Document, in.DocumentHash = nil, hasher.Imprint()
+			in.Document, in.DocumentHash, in.DocumentHead = nil, hasher.Imprint(), hasher.Head()
 		}
 		hasher = nil
 	}
