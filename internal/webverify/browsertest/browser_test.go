@@ -171,6 +171,14 @@ func TestBrowserVerify(t *testing.T) {
 			}
 		}
 	}
+	// A signature that did not verify vouches for nothing: its time and
+	// signer are shown only as claims.
+	for _, name := range []string{"node-changed-document", "offline-changed-document", "node-pubstr-not-extended"} {
+		text := caseText(res, name)
+		if strings.Contains(text, "Signed at") || strings.Contains(text, "Signed by") || !strings.Contains(text, "Claimed signer (not verified)") {
+			t.Errorf("%s: #result %q shows the signing time or signer as if verified", name, text)
+		}
+	}
 	if text := caseText(res, "offline-good"); !strings.Contains(text, "2014-04-30 13:57:36 UTC") || !strings.Contains(text, "GT :: testA") ||
 		!strings.Contains(text, "the publication string you gave") {
 		t.Errorf("offline-good: #result %q lacks the signing time, identity or anchor", text)

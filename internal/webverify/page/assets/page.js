@@ -157,9 +157,12 @@
         r = JSON.parse(globalThis.tempelVerify(input));
         ms = performance.now() - t0;
       }
+      // Only a verified signature vouches for its time and signer; any
+      // other only claims them, and the page says so next to them.
+      const ok = r.status === "VERIFIED";
       show(r.status, r.reason, [
-        ["Signed at", signedAt(r.signingTime)],
-        ["Signed by", r.identity || (r.signingTime ? "(no identity recorded)" : "")],
+        [ok ? "Signed at" : "Claimed signing time (not verified)", signedAt(r.signingTime)],
+        [ok ? "Signed by" : "Claimed signer (not verified)", r.identity || (r.signingTime ? "(no identity recorded)" : "")],
         ["Checked against", r.checkedAgainst],
         ["Code", r.code],
         ["Document", picked.document.name + (r.documentHash ? " — " + r.documentHash : "")],
