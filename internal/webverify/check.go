@@ -71,17 +71,20 @@ type Input struct {
 
 // Result is what the page shows: plain words, no rule tables.
 type Result struct {
-	Status         string   `json:"status"`
-	Code           string   `json:"code,omitempty"`
-	Reason         string   `json:"reason"`
-	SigningTime    string   `json:"signingTime,omitempty"` // aggregation time, UTC, RFC 3339
-	Identity       string   `json:"identity,omitempty"`
-	CheckedAgainst string   `json:"checkedAgainst,omitempty"`
-	Policy         string   `json:"policy,omitempty"`
-	DocumentHash   string   `json:"documentHash,omitempty"`
-	Publication    string   `json:"publication,omitempty"`
-	Kind           string   `json:"kind,omitempty"` // what the signature file is
-	Notes          []string `json:"notes,omitempty"`
+	Status         string `json:"status"`
+	Code           string `json:"code,omitempty"`
+	Reason         string `json:"reason"`
+	SigningTime    string `json:"signingTime,omitempty"` // aggregation time, UTC, RFC 3339
+	Identity       string `json:"identity,omitempty"`
+	CheckedAgainst string `json:"checkedAgainst,omitempty"`
+	Policy         string `json:"policy,omitempty"`
+	DocumentHash   string `json:"documentHash,omitempty"`
+	Publication    string `json:"publication,omitempty"`
+	Kind           string `json:"kind,omitempty"` // what the signature file is
+	// Detail is the verifier's own words (its code's text and message,
+	// with hashes), for whoever needs more than Reason.
+	Detail string   `json:"detail,omitempty"`
+	Notes  []string `json:"notes,omitempty"`
 }
 
 // Check verifies in.Signature against in.Document with the trust in
@@ -143,16 +146,13 @@ func Check(ctx context.Context, in Input) (res Result) {
 		}
 	case verifier.FAIL:
 		res.Status = Failed
-		res.Reason = plain(rep)
+		res.Reason, res.Detail = failReason(rep.Code, in.PubStr != ""), detail(rep)
 		if rep.Code == verifier.GEN01 && isSignature(in) {
 			res.Reason += "; the file chosen as the document is itself a signature (a .ksig or a time-stamp token): choose the document that was signed"
 		}
 	default:
 		res.Status = Inconclusive
-		res.Reason = plain(rep)
-		if rep.Rule == "ExtendingPermitted" || rep.Rule == "ExtenderPresent" {
-			res.Reason += " (the signature is not yet extended to that publication: extend it with 'tempel extend', or check it against the service's publications file)"
-		}
+		res.Reason, res.Detail = inconclusiveReason(rep), detail(rep)
 	}
 	return res
 }
@@ -289,16 +289,54 @@ func hashDocument(doc []byte, alg ksi.HashAlg) (ksi.Imprint, error) {
 	return ksi.NewImprint(alg, h.Sum(nil))
 }
 
-// plain is the verifier's verdict in words, with its code.
-func plain(rep *verifier.Report) string {
+// failReason says in plain words why a signature failed; the verifier's
+// words go into Result.Detail.
+func failReason(code verifier.Code, pubstr bool) string {
+	switch {
+	case code == verifier.GEN01:
+		return "the document is not the one that was signed: it was changed, or it is another file"
+	case code == verifier.INT13 || code == verifier.INT14 || code == verifier.INT15 || code == verifier.INT16 || code == verifier.INT17:
+		return "the signature relies on a hash algorithm that was no longer trusted when it was made"
+	case strings.HasPrefix(string(code), "INT-"), code == verifier.GEN03, code == verifier.GEN04:
+		return "the signature is damaged or was changed: its parts do not fit together"
+	case code == verifier.PUB04 || (strings.HasPrefix(string(code), "PUB-") && pubstr):
+		return "the signature does not agree with the publication string you gave: one of them is not genuine"
+	case strings.HasPrefix(string(code), "PUB-"):
+		return "the signature does not agree with the publications file: it is not genuine"
+	case code == verifier.KEY03:
+		return "the service's certificate was not valid when the signature was made"
+	case strings.HasPrefix(string(code), "KEY-"):
+		return "the service's own signature inside it is not valid: it is not genuine"
+	case strings.HasPrefix(string(code), "CAL-"):
+		return "the signature does not agree with the service's calendar: it is not genuine"
+	}
+	return "the signature is not valid"
+}
+
+// inconclusiveReason says in plain words why the answer is neither yes
+// nor no.
+func inconclusiveReason(rep *verifier.Report) string {
+	switch rep.Rule {
+	case "ExtendingPermitted", "ExtenderPresent":
+		return "the signature is older than the publication it was checked against and is not yet extended to it, so this page cannot link the two " +
+			"(extend it with 'tempel extend', or ask for the extended signature; or check it against the service's publications file)"
+	case "UserPublicationTime":
+		return "the publication string you gave is not later than the signature: use a publication made after it was signed"
+	case "CertificateExistence":
+		return "the publications file does not hold the certificate of the service that made this signature: use a newer publications file, or a publication string"
+	case "SuitablePublication", "CalendarAuthRecordPresent":
+		return "neither a publication nor the service's own signature in it can be checked with this publications file: use a newer publications file, or a publication string"
+	}
+	return "the signature could not be checked with what was given (see the details)"
+}
+
+// detail is the verifier's verdict in its own words, with its code.
+func detail(rep *verifier.Report) string {
 	msg := rep.Message
 	if msg == "" {
 		msg = rep.Code.Text()
 	}
-	if rep.Code == verifier.GEN01 {
-		return "the document is not the one that was signed (" + msg + ")"
-	}
-	return msg
+	return string(rep.Code) + ": " + msg
 }
 
 // describeAnchor joins the verifier's anchor with what the page used.

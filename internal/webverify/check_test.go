@@ -3,6 +3,7 @@ package webverify
 import (
 	"context"
 	"crypto/sha512"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,10 @@ import (
 
 // extendedPubStr is the publication that tlv/ok-sig-2014-04-30.1-extended.ksig
 // is extended to (MANIFEST.md).
+// plainPubStr is the calendar output of tlv/ok-sig-2014-04-30.1.ksig, a
+// publication of the very second that signature was made.
+const plainPubStr = "AAAAAA-CTMGHI-AAOELJ-GXHAK4-X3GVJE-YZOUJ2-NQWJAW-FQWFVZ-TJSIAU-3IU4MG-2UUORM-OOVBCT"
+
 const extendedPubStr = "AAAAAA-CTOQBY-AAMJYH-XZPM6T-UO6U6V-2WJMHQ-EJMVXR-JEAGID-2OY7P5-XFFKYI-QIF2LG-YOV7SO"
 
 func TestCheck(t *testing.T) {
@@ -35,7 +40,8 @@ func TestCheck(t *testing.T) {
 		{"publication string", Input{Document: laptop, Signature: ext, PubStr: extendedPubStr}, Verified, "the publication string you gave"},
 		{"pasted with spaces", Input{Document: laptop, Signature: ext, PubStr: "  " + extendedPubStr + "\n"}, Verified, "publication string"},
 		{"other document", Input{Document: []byte("LAPTOP!"), Signature: ext, PubStr: extendedPubStr}, Failed, "not the one that was signed"},
-		{"changed signature", Input{Document: laptop, Signature: broken, PubStr: extendedPubStr}, Failed, ""},
+		{"changed signature", Input{Document: laptop, Signature: broken, PubStr: extendedPubStr}, Failed, "damaged or was changed"},
+		{"another publication", Input{Document: laptop, Signature: ext, PubStr: plainPubStr}, Inconclusive, "not yet extended"},
 		{"no anchor", Input{Document: laptop, Signature: plain}, Inconclusive, "nothing to check it against"},
 		{"not extended", Input{Document: laptop, Signature: plain, PubStr: extendedPubStr}, Inconclusive, "not yet extended"},
 		{"bad publication string", Input{Document: laptop, Signature: ext, PubStr: "AAAAAA-BROKEN"}, Inconclusive, "publication string is not valid"},
@@ -59,6 +65,7 @@ func TestCheck(t *testing.T) {
 			if hint := "itself a signature"; strings.Contains(r.Reason, hint) != strings.Contains(c.want, hint) {
 				t.Errorf("reason %q: the hint %q is wrongly given or missing", r.Reason, hint)
 			}
+			checkPlain(t, r)
 			if r.Status == Verified && (r.SigningTime != "2014-04-30T13:57:36Z" || r.Identity != "GT :: testA") {
 				t.Errorf("signing time %q, identity %q", r.SigningTime, r.Identity)
 			}
@@ -132,5 +139,20 @@ func TestDocumentHasher(t *testing.T) {
 				t.Fatalf("got %v, %+v; want %s with %q", d, res, c.status, c.want)
 			}
 		})
+	}
+}
+
+// hexRun is a hash as the verifier prints one.
+var hexRun = regexp.MustCompile(`[0-9A-Fa-f]{32}`)
+
+// checkPlain checks that an answer the verifier decided is told in plain
+// words (no hashes, no verifier phrases), its own words kept in Detail.
+func checkPlain(t *testing.T, r Result) {
+	t.Helper()
+	if hexRun.MatchString(r.Reason) || strings.Contains(r.Reason, "hash chain") || strings.Contains(r.Reason, "Verification inconclusive") {
+		t.Errorf("reason %q is not in plain words", r.Reason)
+	}
+	if r.Code != "" && !strings.HasPrefix(r.Detail, r.Code+": ") {
+		t.Errorf("detail %q does not give the verifier's code %s and words", r.Detail, r.Code)
 	}
 }

@@ -164,7 +164,7 @@
         [ok ? "Signed at" : "Claimed signing time (not verified)", signedAt(r.signingTime)],
         [ok ? "Signed by" : "Claimed signer (not verified)", r.identity || (r.signingTime ? "(no identity recorded)" : "")],
         ["Checked against", r.checkedAgainst],
-        ["Code", r.code],
+        ["Details", r.detail || r.code],
         ["Document", picked.document.name + (r.documentHash ? " — " + r.documentHash : "")],
         ["Signature", picked.signature.name + (r.kind ? " — " + r.kind : "")],
         ["Publication", r.publication],
