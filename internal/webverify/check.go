@@ -1,6 +1,7 @@
 package webverify
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -221,6 +222,10 @@ func rootPool(pemBytes []byte) (*x509.CertPool, rootInfo, error) {
 // signatureOf parses a .ksig, or takes the KSI signature out of an RFC
 // 3161 token after checking that it is one of this very token.
 func signatureOf(b []byte) (*ksi.Signature, Result, bool) {
+	if kind := otherContainer(b); kind != "" {
+		// Signed in another form the CLI checks: not a damaged signature.
+		return nil, Result{Status: Inconclusive, Kind: kind, Reason: "this page checks .ksig signatures and RFC 3161 time-stamp tokens; the signature file is " + kind + ": check it with tempel verify"}, false
+	}
 	if b[0] != 0x30 { // a DER SEQUENCE is a token; a KSI signature starts 0x88
 		sig, err := ksi.ParseSignature(b)
 		if err != nil {
@@ -277,6 +282,19 @@ func isSignature(in Input) bool {
 	}
 	_, _, ok := signatureOf(b)
 	return ok
+}
+
+// otherContainer names the signed forms tempel verify takes that the
+// page does not (ASiC-S containers, PDFs with a document time-stamp), by
+// their first bytes; "" for anything else.
+func otherContainer(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte("PK\x03\x04")):
+		return "a ZIP file (an ASiC-S container?)"
+	case bytes.HasPrefix(b, []byte("%PDF-")):
+		return "a PDF"
+	}
+	return ""
 }
 
 // hashDocument hashes the document with the signature's algorithm.

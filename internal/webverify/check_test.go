@@ -49,6 +49,8 @@ func TestCheck(t *testing.T) {
 		{"no document", Input{Signature: ext, PubStr: extendedPubStr}, Inconclusive, "no document"},
 		{"empty document", Input{Document: []byte{}, Signature: ext, PubStr: extendedPubStr}, Failed, "not the one that was signed"},
 		{"garbage signature", Input{Document: laptop, Signature: []byte("hello")}, Failed, "damaged"},
+		{"an ASiC-S container as the signature", Input{Document: laptop, Signature: []byte("PK\x03\x04mimetype")}, Inconclusive, "check it with tempel verify"},
+		{"a PDF as the signature", Input{Document: laptop, Signature: []byte("%PDF-1.7\n")}, Inconclusive, "check it with tempel verify"},
 		{"garbage token", Input{Document: laptop, Signature: []byte{0x30, 0x03, 0x02}}, Failed, "damaged"},
 		{"pubfile without root", Input{Document: laptop, Signature: plain, Pubfile: testpack.Read(t, "tlv", "ksi-publications.bin")}, Inconclusive, "without a root"},
 		{"pubfile of another root", Input{Document: laptop, Signature: plain, Pubfile: testpack.Read(t, "tlv", "ksi-publications.bin"),
