@@ -60,8 +60,8 @@ func hashWrite(_ js.Value, args []js.Value) (out any) {
 		return -1
 	}
 	b := bytesOf(args[0], maxPiece)
-	if len(b) > maxPiece {
-		hasher = nil // a piece the page never sends: refuse the whole document
+	if len(b) > maxPiece || hasher.Size()+int64(len(b)) > webverify.MaxDocumentSize {
+		hasher = nil // what the page never sends: refuse the whole document
 		return -1
 	}
 	hasher.Write(b)
