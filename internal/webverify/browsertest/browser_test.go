@@ -128,6 +128,9 @@ func TestBrowserVerify(t *testing.T) {
 	// Dropped together after the last node case, which left other files
 	// picked: only a working drop verifies.
 	drop := testCase{Name: "node-dropped", Document: doc, Signature: doc + ".ksig", want: webverify.Verified}
+	// Then the keyboard alone picks other files and types the
+	// publication string.
+	keyboard := testCase{Name: "node-keyboard", Document: laptop, Signature: extended, PubStr: extendedPubStr, want: webverify.Verified}
 	fileCases := []testCase{
 		{Name: "offline-good", Document: laptop, Signature: extended, PubStr: extendedPubStr, want: webverify.Verified},
 		{Name: "offline-changed-document", Document: laptop, Signature: extended, PubStr: extendedPubStr, DocMutate: "append", want: webverify.Failed},
@@ -144,12 +147,12 @@ func TestBrowserVerify(t *testing.T) {
 	}
 	cfg := map[string]any{
 		"chromium": chromium, "outDir": outDir, "nodeURL": "http://" + addr + "/verify", "fileURL": "file://" + pageFile,
-		"nodeCases": nodeCases, "fileCases": fileCases, "drop": drop, "measures": measures, "runs": verifyRuns, "loads": 3,
+		"nodeCases": nodeCases, "fileCases": fileCases, "drop": drop, "keyboard": keyboard, "measures": measures, "runs": verifyRuns, "loads": 3,
 	}
 	res := drive(t, modules, work, cfg)
 
 	want := map[string]string{}
-	for _, c := range append(append(nodeCases, drop), fileCases...) {
+	for _, c := range append(append(nodeCases, drop, keyboard), fileCases...) {
 		want[c.Name] = c.want
 	}
 	if len(res.Cases) != len(want) {
@@ -191,6 +194,9 @@ func TestBrowserVerify(t *testing.T) {
 	if m := hashedIn.FindStringSubmatch(caseText(res, "node-large-document")); m != nil {
 		t.Logf("webverify large document: %d MiB read and hashed in the browser in %s ms", largeSize>>20, m[1])
 	}
+	if got, want := strings.Join(res.KeyboardOrder, " "), "document signature pubstr pubfile verify"; got != want {
+		t.Errorf("Tab from the top of the page reaches %q, want %q", got, want)
+	}
 	if len(res.OfflineRequests) != 0 {
 		t.Errorf("the offline page made network requests: %v", res.OfflineRequests)
 	}
@@ -222,6 +228,7 @@ type driveResult struct {
 		} `json:"verify"`
 	} `json:"timing"`
 	OfflineRequests []string `json:"offlineRequests"`
+	KeyboardOrder   []string `json:"keyboardOrder"`
 }
 
 func caseText(r *driveResult, name string) string {

@@ -76,6 +76,39 @@ try {
       await page.screenshot({ path: shot, fullPage: true });
       out.cases.push({ name: d.name, text: await page.textContent("#result"), screenshot: shot });
     }
+    // The keyboard alone, as a person who cannot use a mouse, on a
+    // freshly loaded page: Tab to each control in order, Space opens the
+    // file chooser, Enter presses Verify.
+    {
+      const k = cfg.keyboard;
+      const focused = () => page.evaluate(() => document.activeElement && document.activeElement.id);
+      const order = [];
+      await open(page, cfg.nodeURL);
+      const pick = async (path) => {
+        const [chooser] = await Promise.all([page.waitForEvent("filechooser", { timeout: T }), page.keyboard.press("Space")]);
+        await chooser.setFiles(path);
+      };
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+      await pick(k.document);
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+      await pick(k.signature);
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+      await page.keyboard.type(k.pubstr);
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+      await page.evaluate(() => { const r = document.getElementById("result"); r.dataset.status = ""; r.textContent = ""; });
+      await page.keyboard.press("Enter");
+      await page.waitForFunction(() => document.getElementById("result").dataset.status !== "", null, { timeout: T });
+      const shot = join(cfg.outDir, k.name + ".png");
+      await page.screenshot({ path: shot, fullPage: true });
+      out.cases.push({ name: k.name, text: await page.textContent("#result"), screenshot: shot });
+      out.keyboardOrder = order;
+    }
     await ctx.close();
   }
 
