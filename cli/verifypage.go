@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"crypto/x509"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -34,7 +35,9 @@ meeting the constraints (--cnstr).
 
 The root is --root FILE, else DATA-DIR/keys/root.pem when it exists (the
 development PKI of 'tempel serve --data-dir DATA-DIR'). The constraint is
---cnstr, else the e-mail address of DATA-DIR/keys/publisher.pem. Without
+--cnstr, else the e-mail address of DATA-DIR/keys/publisher.pem, which
+must then chain to that root (a publisher of another PKI is refused:
+give --cnstr). Without
 any root the page trusts publication strings only (said on standard
 error).
 
@@ -97,12 +100,13 @@ func pageTrust(root string, cnstr []string, keysDir string) (page.PageOptions, e
 	case err != nil:
 		return opts, inputErrorf("cannot read root certificate: %v", err)
 	}
-	if _, err := verifier.ParseCertificates(b); err != nil {
+	roots, err := verifier.ParseCertificates(b)
+	if err != nil {
 		return opts, inputErrorf("%s is not a certificate: %s", root, trimPkg(err))
 	}
 	opts.Root = b
 	if len(cnstr) == 0 {
-		e, err := publisherEmail(filepath.Join(keysDir, "publisher.pem"))
+		e, err := publisherEmail(filepath.Join(keysDir, "publisher.pem"), roots)
 		if err != nil {
 			return opts, usageErrorf("the page needs a constraint on the publications file's signer: add --%s E=ADDRESS (%v)", flagCnstr, err)
 		}
@@ -121,14 +125,27 @@ func pageTrust(root string, cnstr []string, keysDir string) (page.PageOptions, e
 var oidEmail = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 9, 1}
 
 // publisherEmail is the e-mail address in a publisher certificate's
-// subject.
-func publisherEmail(path string) (string, error) {
+// subject. The certificate must chain to one of roots: a publisher of
+// another PKI (the data directory's, beside an explicit --root) says
+// nothing about who signs the publications files of that root.
+func publisherEmail(path string, roots []*x509.Certificate) (string, error) {
 	certs, err := verifier.LoadCertificates(path)
 	if err != nil {
 		return "", err
 	}
 	if len(certs) == 0 {
 		return "", fmt.Errorf("%s holds no certificate", path)
+	}
+	pool, inter := x509.NewCertPool(), x509.NewCertPool()
+	for _, c := range roots {
+		pool.AddCert(c)
+	}
+	for _, c := range certs[1:] {
+		inter.AddCert(c)
+	}
+	vo := x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}}
+	if _, err := certs[0].Verify(vo); err != nil {
+		return "", fmt.Errorf("%s does not chain to the page's root certificate: %v", path, err)
 	}
 	for _, n := range certs[0].Subject.Names {
 		if v, ok := n.Value.(string); ok && n.Type.Equal(oidEmail) {

@@ -1,6 +1,7 @@
 package webverify
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -15,12 +16,15 @@ import (
 	"github.com/tempel-ksi/tempel/verifier"
 )
 
-// Limits on what the page accepts. The document is held in the browser's
-// memory (and copied once into the WebAssembly memory) to be hashed, so
-// it is bounded; the signature and the publications file have the core's
-// own limits.
+// Limits on what the page accepts. The page hashes a document in pieces
+// ([DocumentHasher]), so its memory does not grow with the document;
+// MaxDocumentSize bounds only the time (WebAssembly hashes some 50 to 100
+// MB/s). A document handed over whole ([Input.Document]) is held in
+// memory, so it has the smaller MaxDocumentBytes. The signature and the
+// publications file have the core's own limits.
 const (
-	MaxDocumentSize  = 256 << 20
+	MaxDocumentSize  = 4 << 30
+	MaxDocumentBytes = 256 << 20
 	MaxSignatureSize = ksi.MaxObjectSize
 	MaxPubfileSize   = ksi.MaxPublicationsFileSize
 )
@@ -34,8 +38,18 @@ const (
 
 // Input is one verification the page asks for.
 type Input struct {
-	Document  []byte
-	Signature []byte // a .ksig, or an RFC 3161 token or response
+	// Document is the document's bytes, or nil when DocumentHash is
+	// given instead.
+	Document []byte
+	// DocumentHash is the document's imprint computed in pieces by a
+	// [DocumentHasher] made for this very signature; it takes the place
+	// of Document.
+	DocumentHash ksi.Imprint
+	// DocumentHead is the document's first bytes (up to
+	// MaxSignatureSize+1), given with DocumentHash; it serves only to
+	// tell a person who chose a signature as the document.
+	DocumentHead []byte
+	Signature    []byte // a .ksig, or an RFC 3161 token or response
 	// PubStr is a publication string the person typed; it takes
 	// precedence over a publications file.
 	PubStr string
@@ -58,17 +72,20 @@ type Input struct {
 
 // Result is what the page shows: plain words, no rule tables.
 type Result struct {
-	Status         string   `json:"status"`
-	Code           string   `json:"code,omitempty"`
-	Reason         string   `json:"reason"`
-	SigningTime    string   `json:"signingTime,omitempty"` // aggregation time, UTC, RFC 3339
-	Identity       string   `json:"identity,omitempty"`
-	CheckedAgainst string   `json:"checkedAgainst,omitempty"`
-	Policy         string   `json:"policy,omitempty"`
-	DocumentHash   string   `json:"documentHash,omitempty"`
-	Publication    string   `json:"publication,omitempty"`
-	Kind           string   `json:"kind,omitempty"` // what the signature file is
-	Notes          []string `json:"notes,omitempty"`
+	Status         string `json:"status"`
+	Code           string `json:"code,omitempty"`
+	Reason         string `json:"reason"`
+	SigningTime    string `json:"signingTime,omitempty"` // aggregation time, UTC, RFC 3339
+	Identity       string `json:"identity,omitempty"`
+	CheckedAgainst string `json:"checkedAgainst,omitempty"`
+	Policy         string `json:"policy,omitempty"`
+	DocumentHash   string `json:"documentHash,omitempty"`
+	Publication    string `json:"publication,omitempty"`
+	Kind           string `json:"kind,omitempty"` // what the signature file is
+	// Detail is the verifier's own words (its code's text and message,
+	// with hashes), for whoever needs more than Reason.
+	Detail string   `json:"detail,omitempty"`
+	Notes  []string `json:"notes,omitempty"`
 }
 
 // Check verifies in.Signature against in.Document with the trust in
@@ -85,10 +102,10 @@ func Check(ctx context.Context, in Input) (res Result) {
 	switch {
 	case len(in.Signature) == 0:
 		return Result{Status: Inconclusive, Reason: "no signature chosen: pick the .ksig (or RFC 3161 token) that came with the document"}
-	case in.Document == nil: // an empty file is a document; none chosen is not
+	case in.Document == nil && in.DocumentHash == nil: // an empty file is a document; none chosen is not
 		return Result{Status: Inconclusive, Reason: "no document chosen: pick the document the signature is for"}
-	case len(in.Document) > MaxDocumentSize:
-		return Result{Status: Inconclusive, Reason: fmt.Sprintf("the document is larger than this page checks (%d MiB); use tempel verify", MaxDocumentSize>>20)}
+	case len(in.Document) > MaxDocumentBytes:
+		return Result{Status: Inconclusive, Reason: fmt.Sprintf("the document is larger than this check takes in one piece (%d MiB); use tempel verify", MaxDocumentBytes>>20)}
 	case len(in.Signature) > MaxSignatureSize:
 		return Result{Status: Failed, Reason: "the signature file is too large to be a KSI signature or a time-stamp token"}
 	case len(in.Pubfile) > MaxPubfileSize:
@@ -102,7 +119,7 @@ func Check(ctx context.Context, in Input) (res Result) {
 	if !ok {
 		return res
 	}
-	imp, err := hashDocument(in.Document, sig.DocumentHash().Alg())
+	imp, err := documentImprint(in, sig.DocumentHash().Alg())
 	if err != nil {
 		return Result{Status: Inconclusive, Reason: err.Error(), Kind: res.Kind}
 	}
@@ -130,13 +147,13 @@ func Check(ctx context.Context, in Input) (res Result) {
 		}
 	case verifier.FAIL:
 		res.Status = Failed
-		res.Reason = plain(rep)
+		res.Reason, res.Detail = failReason(rep.Code, in.PubStr != ""), detail(rep)
+		if rep.Code == verifier.GEN01 && isSignature(in) {
+			res.Reason += "; the file chosen as the document is itself a signature (a .ksig or a time-stamp token): choose the document that was signed"
+		}
 	default:
 		res.Status = Inconclusive
-		res.Reason = plain(rep)
-		if rep.Rule == "ExtendingPermitted" || rep.Rule == "ExtenderPresent" {
-			res.Reason += " (the signature is not yet extended to that publication: extend it with 'tempel extend', or check it against the service's publications file)"
-		}
+		res.Reason, res.Detail = inconclusiveReason(rep), detail(rep)
 	}
 	return res
 }
@@ -205,6 +222,10 @@ func rootPool(pemBytes []byte) (*x509.CertPool, rootInfo, error) {
 // signatureOf parses a .ksig, or takes the KSI signature out of an RFC
 // 3161 token after checking that it is one of this very token.
 func signatureOf(b []byte) (*ksi.Signature, Result, bool) {
+	if kind := otherContainer(b); kind != "" {
+		// Signed in another form the CLI checks: not a damaged signature.
+		return nil, Result{Status: Inconclusive, Kind: kind, Reason: "this page checks .ksig signatures and RFC 3161 time-stamp tokens; the signature file is " + kind + ": check it with tempel verify"}, false
+	}
 	if b[0] != 0x30 { // a DER SEQUENCE is a token; a KSI signature starts 0x88
 		sig, err := ksi.ParseSignature(b)
 		if err != nil {
@@ -234,6 +255,48 @@ func signatureOf(b []byte) (*ksi.Signature, Result, bool) {
 	return sig, Result{Kind: kind, Notes: []string{"the time-stamp authority's own signature is not checked here; the KSI signature inside the token is"}}, true
 }
 
+// documentImprint is the document's imprint in the signature's
+// algorithm alg: in.DocumentHash when the caller hashed it in pieces,
+// which must then be of alg (a hasher made for another signature is the
+// page's mistake, not a changed document), else the hash of in.Document.
+func documentImprint(in Input, alg ksi.HashAlg) (ksi.Imprint, error) {
+	if in.DocumentHash == nil {
+		return hashDocument(in.Document, alg)
+	}
+	if _, err := ksi.ParseImprint(in.DocumentHash); err != nil || in.DocumentHash.Alg() != alg {
+		return nil, fmt.Errorf("the document was hashed with %s, but the signature needs %s: choose the files again", in.DocumentHash.Alg(), alg)
+	}
+	return in.DocumentHash, nil
+}
+
+// isSignature says whether the document the person chose is itself a
+// KSI signature or a time-stamp token, the usual way to pick the wrong
+// file.
+func isSignature(in Input) bool {
+	b := in.Document
+	if in.DocumentHash != nil {
+		b = in.DocumentHead
+	}
+	if len(b) == 0 || len(b) > MaxSignatureSize {
+		return false
+	}
+	_, _, ok := signatureOf(b)
+	return ok
+}
+
+// otherContainer names the signed forms tempel verify takes that the
+// page does not (ASiC-S containers, PDFs with a document time-stamp), by
+// their first bytes; "" for anything else.
+func otherContainer(b []byte) string {
+	switch {
+	case bytes.HasPrefix(b, []byte("PK\x03\x04")):
+		return "a ZIP file (an ASiC-S container?)"
+	case bytes.HasPrefix(b, []byte("%PDF-")):
+		return "a PDF"
+	}
+	return ""
+}
+
 // hashDocument hashes the document with the signature's algorithm.
 func hashDocument(doc []byte, alg ksi.HashAlg) (ksi.Imprint, error) {
 	h, err := alg.New()
@@ -244,16 +307,54 @@ func hashDocument(doc []byte, alg ksi.HashAlg) (ksi.Imprint, error) {
 	return ksi.NewImprint(alg, h.Sum(nil))
 }
 
-// plain is the verifier's verdict in words, with its code.
-func plain(rep *verifier.Report) string {
+// failReason says in plain words why a signature failed; the verifier's
+// words go into Result.Detail.
+func failReason(code verifier.Code, pubstr bool) string {
+	switch {
+	case code == verifier.GEN01:
+		return "the document is not the one that was signed: it was changed, or it is another file"
+	case code == verifier.INT13 || code == verifier.INT14 || code == verifier.INT15 || code == verifier.INT16 || code == verifier.INT17:
+		return "the signature relies on a hash algorithm that was no longer trusted when it was made"
+	case strings.HasPrefix(string(code), "INT-"), code == verifier.GEN03, code == verifier.GEN04:
+		return "the signature is damaged or was changed: its parts do not fit together"
+	case code == verifier.PUB04 || (strings.HasPrefix(string(code), "PUB-") && pubstr):
+		return "the signature does not agree with the publication string you gave: one of them is not genuine"
+	case strings.HasPrefix(string(code), "PUB-"):
+		return "the signature does not agree with the publications file: it is not genuine"
+	case code == verifier.KEY03:
+		return "the service's certificate was not valid when the signature was made"
+	case strings.HasPrefix(string(code), "KEY-"):
+		return "the service's own signature inside it is not valid: it is not genuine"
+	case strings.HasPrefix(string(code), "CAL-"):
+		return "the signature does not agree with the service's calendar: it is not genuine"
+	}
+	return "the signature is not valid"
+}
+
+// inconclusiveReason says in plain words why the answer is neither yes
+// nor no.
+func inconclusiveReason(rep *verifier.Report) string {
+	switch rep.Rule {
+	case "ExtendingPermitted", "ExtenderPresent":
+		return "the signature is older than the publication it was checked against and is not yet extended to it, so this page cannot link the two " +
+			"(extend it with 'tempel extend', or ask for the extended signature; or check it against the service's publications file)"
+	case "UserPublicationTime":
+		return "the publication string you gave is not later than the signature: use a publication made after it was signed"
+	case "CertificateExistence":
+		return "the publications file does not hold the certificate of the service that made this signature: use a newer publications file, or a publication string"
+	case "SuitablePublication", "CalendarAuthRecordPresent":
+		return "neither a publication nor the service's own signature in it can be checked with this publications file: use a newer publications file, or a publication string"
+	}
+	return "the signature could not be checked with what was given (see the details)"
+}
+
+// detail is the verifier's verdict in its own words, with its code.
+func detail(rep *verifier.Report) string {
 	msg := rep.Message
 	if msg == "" {
 		msg = rep.Code.Text()
 	}
-	if rep.Code == verifier.GEN01 {
-		return "the document is not the one that was signed (" + msg + ")"
-	}
-	return msg
+	return string(rep.Code) + ": " + msg
 }
 
 // describeAnchor joins the verifier's anchor with what the page used.

@@ -23,6 +23,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -50,6 +51,30 @@ const (
 	extendedPubStr = "AAAAAA-CTOQBY-AAMJYH-XZPM6T-UO6U6V-2WJMHQ-EJMVXR-JEAGID-2OY7P5-XFFKYI-QIF2LG-YOV7SO"
 	plainPubStr    = "AAAAAA-CTMGHI-AAOELJ-GXHAK4-X3GVJE-YZOUJ2-NQWJAW-FQWFVZ-TJSIAU-3IU4MG-2UUORM-OOVBCT"
 )
+
+// largeSize is the size of the large document: more than the 256 MiB a
+// page could hold in memory before it hashed documents in pieces.
+const largeSize = 300 << 20
+
+// hashedIn finds the page's own hashing time in #result.
+var hashedIn = regexp.MustCompile(`document read and hashed in (\d+) ms`)
+
+// writeLarge writes a document of size bytes: some text, then zeros (a
+// sparse file, cheap to write).
+func writeLarge(t *testing.T, path string, size int64) {
+	t.Helper()
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("A recording of the board's meeting.\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // verifyRuns is how often each in-page timing repeats (the median is
 // kept).
@@ -83,6 +108,12 @@ func TestBrowserVerify(t *testing.T) {
 	pageFile := filepath.Join(work, "verify.html")
 	runCmd(t, commandTimeout, work, bin, "verify-page", "-o", pageFile, "--data-dir", data)
 
+	// A document larger than a page may hold in memory at once (the
+	// former limit was 256 MiB): the page must hash it in pieces.
+	large := filepath.Join(work, "recording.bin")
+	writeLarge(t, large, largeSize)
+	runCmd(t, commandTimeout, work, bin, "sign", "--server", addr, large)
+
 	laptop := filepath.Join(pack, "documents", "LAPTOP.txt")
 	extended := filepath.Join(pack, "tlv", "ok-sig-2014-04-30.1-extended.ksig")
 	plain := filepath.Join(pack, "tlv", "ok-sig-2014-04-30.1.ksig")
@@ -91,11 +122,15 @@ func TestBrowserVerify(t *testing.T) {
 		{Name: "node-changed-document", Document: doc, Signature: doc + ".ksig", DocMutate: "append", want: webverify.Failed},
 		{Name: "node-changed-signature", Document: doc, Signature: doc + ".ksig", SigMutate: "flip", want: webverify.Failed},
 		{Name: "node-rfc3161-token", Document: doc, Signature: doc + ".tsr", want: webverify.Verified},
+		{Name: "node-large-document", Document: large, Signature: large + ".ksig", ByPath: true, want: webverify.Verified},
 		{Name: "node-pubstr-not-extended", Document: laptop, Signature: plain, PubStr: plainPubStr, want: webverify.Inconclusive},
 	}
 	// Dropped together after the last node case, which left other files
 	// picked: only a working drop verifies.
 	drop := testCase{Name: "node-dropped", Document: doc, Signature: doc + ".ksig", want: webverify.Verified}
+	// Then the keyboard alone picks other files and types the
+	// publication string.
+	keyboard := testCase{Name: "node-keyboard", Document: laptop, Signature: extended, PubStr: extendedPubStr, want: webverify.Verified}
 	fileCases := []testCase{
 		{Name: "offline-good", Document: laptop, Signature: extended, PubStr: extendedPubStr, want: webverify.Verified},
 		{Name: "offline-changed-document", Document: laptop, Signature: extended, PubStr: extendedPubStr, DocMutate: "append", want: webverify.Failed},
@@ -112,12 +147,12 @@ func TestBrowserVerify(t *testing.T) {
 	}
 	cfg := map[string]any{
 		"chromium": chromium, "outDir": outDir, "nodeURL": "http://" + addr + "/verify", "fileURL": "file://" + pageFile,
-		"nodeCases": nodeCases, "fileCases": fileCases, "drop": drop, "measures": measures, "runs": verifyRuns, "loads": 3,
+		"nodeCases": nodeCases, "fileCases": fileCases, "drop": drop, "keyboard": keyboard, "measures": measures, "runs": verifyRuns, "loads": 3,
 	}
 	res := drive(t, modules, work, cfg)
 
 	want := map[string]string{}
-	for _, c := range append(append(nodeCases, drop), fileCases...) {
+	for _, c := range append(append(nodeCases, drop, keyboard), fileCases...) {
 		want[c.Name] = c.want
 	}
 	if len(res.Cases) != len(want) {
@@ -139,9 +174,28 @@ func TestBrowserVerify(t *testing.T) {
 			}
 		}
 	}
+	// A signature that did not verify vouches for nothing: its time and
+	// signer are shown only as claims.
+	for _, name := range []string{"node-changed-document", "offline-changed-document", "node-pubstr-not-extended"} {
+		text := caseText(res, name)
+		if strings.Contains(text, "Signed at") || strings.Contains(text, "Signed by") || !strings.Contains(text, "Claimed signer (not verified)") {
+			t.Errorf("%s: #result %q shows the signing time or signer as if verified", name, text)
+		}
+	}
 	if text := caseText(res, "offline-good"); !strings.Contains(text, "2014-04-30 13:57:36 UTC") || !strings.Contains(text, "GT :: testA") ||
 		!strings.Contains(text, "the publication string you gave") {
 		t.Errorf("offline-good: #result %q lacks the signing time, identity or anchor", text)
+	}
+	// The browser of the offline cases is in Europe/Tallinn (UTC+3 in
+	// summer): the signing time must be shown in it too.
+	if text := caseText(res, "offline-good"); !strings.Contains(text, "16:57:36") {
+		t.Errorf("offline-good: #result %q lacks the signing time in the browser's time zone (16:57:36 in Tallinn)", text)
+	}
+	if m := hashedIn.FindStringSubmatch(caseText(res, "node-large-document")); m != nil {
+		t.Logf("webverify large document: %d MiB read and hashed in the browser in %s ms", largeSize>>20, m[1])
+	}
+	if got, want := strings.Join(res.KeyboardOrder, " "), "document signature pubstr pubfile verify"; got != want {
+		t.Errorf("Tab from the top of the page reaches %q, want %q", got, want)
 	}
 	if len(res.OfflineRequests) != 0 {
 		t.Errorf("the offline page made network requests: %v", res.OfflineRequests)
@@ -174,6 +228,7 @@ type driveResult struct {
 		} `json:"verify"`
 	} `json:"timing"`
 	OfflineRequests []string `json:"offlineRequests"`
+	KeyboardOrder   []string `json:"keyboardOrder"`
 }
 
 func caseText(r *driveResult, name string) string {
@@ -191,6 +246,7 @@ func caseText(r *driveResult, name string) string {
 // in the middle of the signature.
 type testCase struct {
 	Name      string `json:"name"`
+	ByPath    bool   `json:"byPath,omitempty"` // picked by path, not copied through the driver
 	Document  string `json:"document"`
 	Signature string `json:"signature"`
 	PubStr    string `json:"pubstr,omitempty"`
@@ -358,8 +414,7 @@ func runCmd(t *testing.T, limit time.Duration, dir, name string, args ...string)
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), limit)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Dir = dir
+	cmd := command(ctx, dir, name, args...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -367,6 +422,15 @@ func runCmd(t *testing.T, limit time.Duration, dir, name string, args ...string)
 		t.Fatalf("%s %s: %v\n%s\n%s", name, strings.Join(args, " "), err, out, stderr.String())
 	}
 	return out
+}
+
+// command is the process of runCmd, killed when ctx ends. Killing the
+// driver (node) is enough: playwright talks to chromium over a pipe,
+// and chromium exits when the pipe closes (TestDriverKilledClosesBrowser).
+func command(ctx context.Context, dir, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	return cmd
 }
 
 // startServer starts `tempel serve` on a free loopback port and waits

@@ -31,7 +31,7 @@ try {
     await page.fill("#pubstr", c.pubstr || "");
     await page.evaluate(() => { const r = document.getElementById("result"); r.dataset.status = ""; r.textContent = ""; });
     await page.click("#verify");
-    await page.waitForFunction(() => document.getElementById("result").dataset.status !== "", null, { timeout: T });
+    await page.waitForFunction(() => document.getElementById("result").dataset.status !== "", null, { timeout: c.timeout || T });
     const text = await page.textContent("#result");
     const shot = join(cfg.outDir, c.name + ".png");
     await page.screenshot({ path: shot, fullPage: true });
@@ -52,7 +52,10 @@ try {
     for (let i = 0; i < cfg.loads; i++) loads.push(await open(page, cfg.nodeURL));
     out.timing.nodeLoadMs = loads;
     for (const c of cfg.nodeCases) {
-      await check(page, { name: c.name, document: file(c.document, c.docMutate), signature: file(c.signature, c.sigMutate), pubstr: c.pubstr });
+      // A large document is given by its path, as a person picks it: the
+      // page reads it from disk in slices.
+      const document = c.byPath ? c.document : file(c.document, c.docMutate);
+      await check(page, { name: c.name, document, signature: file(c.signature, c.sigMutate), pubstr: c.pubstr, timeout: c.byPath ? 4 * T : T });
     }
     // Both files dropped together on the document zone, as from a file
     // manager: the page must sort out which is the signature.
@@ -73,14 +76,48 @@ try {
       await page.screenshot({ path: shot, fullPage: true });
       out.cases.push({ name: d.name, text: await page.textContent("#result"), screenshot: shot });
     }
+    // The keyboard alone, as a person who cannot use a mouse, on a
+    // freshly loaded page: Tab to each control in order, Space opens the
+    // file chooser, Enter presses Verify.
+    {
+      const k = cfg.keyboard;
+      const focused = () => page.evaluate(() => document.activeElement && document.activeElement.id);
+      const order = [];
+      await open(page, cfg.nodeURL);
+      const pick = async (path) => {
+        const [chooser] = await Promise.all([page.waitForEvent("filechooser", { timeout: T }), page.keyboard.press("Space")]);
+        await chooser.setFiles(path);
+      };
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+      await pick(k.document);
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+      await pick(k.signature);
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+      await page.keyboard.type(k.pubstr);
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+      await page.keyboard.press("Tab");
+      order.push(await focused());
+      await page.evaluate(() => { const r = document.getElementById("result"); r.dataset.status = ""; r.textContent = ""; });
+      await page.keyboard.press("Enter");
+      await page.waitForFunction(() => document.getElementById("result").dataset.status !== "", null, { timeout: T });
+      const shot = join(cfg.outDir, k.name + ".png");
+      await page.screenshot({ path: shot, fullPage: true });
+      out.cases.push({ name: k.name, text: await page.textContent("#result"), screenshot: shot });
+      out.keyboardOrder = order;
+    }
     await ctx.close();
   }
 
   // The file from tempel verify-page, opened from disk with the network
   // off: any request that is not for the file itself is aborted and
-  // recorded.
+  // recorded. The browser is in Tallinn's time zone, as a citizen's
+  // would be: the page must show the signing time in it, beside UTC.
   {
-    const ctx = await browser.newContext();
+    const ctx = await browser.newContext({ timezoneId: "Europe/Tallinn", locale: "en-GB" });
     await ctx.setOffline(true);
     const requests = [];
     await ctx.route("**/*", (route) => {
