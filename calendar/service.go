@@ -110,6 +110,8 @@ type Service struct {
 	fault      error // transient: the second loop retries (disk full, a write failed)
 	faultSince time.Time
 	clockFault error                   // the clock is not trusted (clockfault.go)
+	keyFault   error                   // the calendar key failed its last signature (keyfault.go)
+	keyProbed  time.Time               // when the key was last tried
 	clockLate  bool                    // the clock was behind the calendar at the last look (for logging once)
 	wake       chan struct{}           // a hold ended: the second loop looks again
 	proposals  map[uint64]chan applied // this member's proposals waiting to be applied, by id
@@ -315,6 +317,7 @@ func (s *Service) readyLocked() error {
 	add(s.fault)
 	add(s.cfg.Store.Failed())
 	add(s.clockFault)
+	add(s.keyFault)
 	if behind := s.sched.Behind(s.cfg.Now()); behind > maxClockBehind {
 		add(fmt.Errorf("waiting for the clock (%d s behind the calendar's last second)", int64((behind+time.Second-1)/time.Second)))
 	}
@@ -368,6 +371,7 @@ func (s *Service) pass() (err, fatal error) {
 	}
 	fatal = s.setFault(err)
 	s.watchClock()
+	s.probeKey()
 	return err, fatal
 }
 
@@ -625,6 +629,7 @@ func (s *Service) sign(t uint64, r *round.Round) ([][]byte, error) {
 	}
 	pd := ksi.NewPublishedData(t, root)
 	sd, err := s.cfg.Signer.SignCalendarRoot(pd.Raw)
+	s.noteKey(err)
 	if err != nil {
 		return nil, fmt.Errorf("calendar: sign root of %d: %w", t, err)
 	}
