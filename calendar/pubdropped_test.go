@@ -5,10 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/tempel-ksi/tempel/internal/pki"
-	"github.com/tempel-ksi/tempel/ksi"
 )
 
 // A publisher restarted after a key rotation without the retired
@@ -17,30 +15,9 @@ import (
 // root) drops the old certificates on purpose.
 func TestPublisherRefusesToDropCertificate(t *testing.T) {
 	dir := t.TempDir()
-	keysDir := filepath.Join(dir, "keys")
-	keys, err := pki.Init(keysDir, pki.InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	keysDir, cfg, _ := publishedBeforeRotation(t, dir)
+	keys := cfg.Signer.(*pki.Set)
 	calDir := filepath.Join(dir, "cal")
-	st := openTest(t, calDir)
-	now := time.Unix(1_800_000_000, 0)
-	cfg := PublisherConfig{Store: st, Signer: keys, Period: 10 * time.Second, Now: func() time.Time { return now }, Logger: discardLogger()}
-	p, err := NewPublisher(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaves := make([]ksi.Imprint, 12)
-	for i := range leaves {
-		leaves[i] = leafFor(uint64(i))
-	}
-	if _, err := st.AppendRange(1_799_999_995, leaves, true); err != nil {
-		t.Fatal(err)
-	}
-	if rec, err := p.PublishDue(); err != nil || rec == nil {
-		t.Fatalf("publication: %v", err)
-	}
-	st.Close()
 	if _, err := pki.Rotate(keysDir, pki.RotateOptions{Calendar: true}); err != nil {
 		t.Fatal(err)
 	}

@@ -23,30 +23,9 @@ import (
 // its publications; verifiers' pins still hold.
 func TestPublisherAfterRotation(t *testing.T) {
 	dir := t.TempDir()
-	keysDir := filepath.Join(dir, "keys")
-	keys, err := pki.Init(keysDir, pki.InitOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st := openTest(t, filepath.Join(dir, "cal"))
-	now := time.Unix(1_800_000_000, 0)
-	cfg := PublisherConfig{Store: st, Signer: keys, Period: 10 * time.Second, Now: func() time.Time { return now }, Logger: discardLogger()}
-	p, err := NewPublisher(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaves := make([]ksi.Imprint, 12)
-	for i := range leaves {
-		leaves[i] = leafFor(uint64(i))
-	}
-	if _, err := st.AppendRange(1_799_999_995, leaves, true); err != nil {
-		t.Fatal(err)
-	}
-	if rec, err := p.PublishDue(); err != nil || rec == nil {
-		t.Fatalf("publication: %v", err)
-	}
+	keysDir, cfg, p := publishedBeforeRotation(t, dir)
+	keys := cfg.Signer.(*pki.Set)
 	_, etag := p.File()
-	st.Close()
 
 	res, err := pki.Rotate(keysDir, pki.RotateOptions{Calendar: true, Publisher: true})
 	if err != nil {
@@ -182,4 +161,36 @@ func TestPublisherMembersAfterRotation(t *testing.T) {
 			t.Errorf("member 2's signature from %s the rotation with member 1's file: %v", name, err)
 		}
 	}
+}
+
+// publishedBeforeRotation lays out a development PKI in dir/keys and a
+// calendar in dir/cal with one publication, and closes the store so that
+// a rotation may run; it returns the key directory, the publisher's
+// configuration (its Store closed) and the publisher.
+func publishedBeforeRotation(t *testing.T, dir string) (keysDir string, cfg PublisherConfig, p *Publisher) {
+	t.Helper()
+	keysDir = filepath.Join(dir, "keys")
+	keys, err := pki.Init(keysDir, pki.InitOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := openTest(t, filepath.Join(dir, "cal"))
+	now := time.Unix(1_800_000_000, 0)
+	cfg = PublisherConfig{Store: st, Signer: keys, Period: 10 * time.Second, Now: func() time.Time { return now }, Logger: discardLogger()}
+	p, err = NewPublisher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaves := make([]ksi.Imprint, 12)
+	for i := range leaves {
+		leaves[i] = leafFor(uint64(i))
+	}
+	if _, err := st.AppendRange(1_799_999_995, leaves, true); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := p.PublishDue(); err != nil || rec == nil {
+		t.Fatalf("publication: %v", err)
+	}
+	st.Close()
+	return keysDir, cfg, p
 }

@@ -14,21 +14,7 @@ import (
 // route the gateway serves.
 func TestOpenAPIDocument(t *testing.T) {
 	s := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), PublishEvery: time.Hour, UsersFile: writeUsers(t, "alice:secret-a\n")})
-	r, err := http.Get("http://" + s.addr + "/openapi.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(r.Body)
-	r.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("GET /openapi.json without credentials: %s %s", r.Status, body)
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("Content-Type %q, want application/json", ct)
-	}
+	body := getPublic(t, s, "/openapi.json", "application/json")
 	var doc struct {
 		Swagger string                     `json:"swagger"`
 		Paths   map[string]json.RawMessage `json:"paths"`
@@ -49,7 +35,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err = http.DefaultClient.Do(req)
+	r, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,4 +43,26 @@ func TestOpenAPIDocument(t *testing.T) {
 	if r.StatusCode != http.StatusMethodNotAllowed {
 		t.Errorf("POST /openapi.json: %s, want 405", r.Status)
 	}
+}
+
+// getPublic GETs path from the node without credentials and returns the
+// body, failing unless the answer is 200 with Content-Type ctype.
+func getPublic(t *testing.T, s *started, path, ctype string) []byte {
+	t.Helper()
+	r, err := http.Get("http://" + s.addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := io.ReadAll(r.Body)
+	r.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s without credentials: %s %.200s", path, r.Status, body)
+	}
+	if ct := r.Header.Get("Content-Type"); ct != ctype {
+		t.Errorf("GET %s: Content-Type %q, want %q", path, ct, ctype)
+	}
+	return body
 }

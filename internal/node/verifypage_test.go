@@ -2,7 +2,6 @@ package node
 
 import (
 	"html"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,21 +14,7 @@ import (
 // (internal/webverify/browsertest) checks that the page works.
 func TestVerifyPage(t *testing.T) {
 	s := start(t, Config{Role: RoleAll, DataDir: t.TempDir(), PublishEvery: time.Hour, UsersFile: writeUsers(t, "alice:secret-a\n")})
-	r, err := http.Get("http://" + s.addr + "/verify")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, err := io.ReadAll(r.Body)
-	r.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if r.StatusCode != http.StatusOK {
-		t.Fatalf("GET /verify without credentials: %s", r.Status)
-	}
-	if ct := r.Header.Get("Content-Type"); ct != "text/html; charset=utf-8" {
-		t.Errorf("Content-Type %q", ct)
-	}
+	body := getPublic(t, s, "/verify", "text/html; charset=utf-8")
 	page := html.UnescapeString(string(body))
 	root := strings.ReplaceAll(strings.TrimSpace(string(s.n.Keys().RootPEM())), "\n", `\n`)
 	for _, want := range []string{`id="verify"`, `"pubfileURL":"publications.bin"`, s.n.Keys().Constraint(), root, "connect-src 'self'"} {
@@ -38,7 +23,7 @@ func TestVerifyPage(t *testing.T) {
 		}
 	}
 
-	r, err = http.Post("http://"+s.addr+"/verify", "text/plain", strings.NewReader("x"))
+	r, err := http.Post("http://"+s.addr+"/verify", "text/plain", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
 	}
