@@ -66,6 +66,9 @@ lint: ## gofmt check, go vet and staticcheck (installed, pinned, when missing)
 	@$(STATICCHECK) -version 2>/dev/null | grep -qF '($(STATICCHECK_VERSION))' || \
 		$(GO) install honnef.co/go/tools/cmd/staticcheck@v$(STATICCHECK_VERSION)
 	$(STATICCHECK) ./...
+	@# The browser verifier's WebAssembly main builds only for js/wasm.
+	GOOS=js GOARCH=wasm $(GO) vet ./internal/webverify/wasm
+	GOOS=js GOARCH=wasm $(STATICCHECK) ./internal/webverify/wasm
 
 fuzz: ## run every fuzz target for FUZZTIME each (default 60s)
 	@set -e; for t in $(FUZZ_TARGETS); do \
