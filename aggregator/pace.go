@@ -8,13 +8,15 @@ import (
 // Waiting time of parked callers. The memory budget bounds the bytes of
 // waiting requests, not how long they wait: at twice the node's capacity
 // a full default budget holds about two seconds of answers' worth of
-// parked callers, and every admitted caller waits that long. Parked
-// callers are therefore also bounded by the node's answer rate: while a
-// window ends, the callers it may hold become PaceWait worth of the
-// callers answered in the window just ended, never fewer than a floor
-// (half the budget), so that a load ramping up is not starved by the
-// lower rate of the window before. The memory budget still applies on
-// top.
+// parked callers, and every admitted caller waits that long. So while
+// the node refuses requests, parked callers are also bounded by the rate
+// it answers them at: each PaceWindow, the bytes they may hold become
+// PaceWait worth of the callers answered over the last two windows,
+// never less than half the budget. A node that refused nothing in the
+// window just ended (below its capacity, or a load just starting) is
+// bounded by the memory budget alone: there the rate measures the load,
+// not the capacity. The memory budget applies on top in every case, and
+// a refusal here is the budget's own (ErrOverloaded).
 const (
 	// PaceWindow is how often the answer rate is measured.
 	PaceWindow = time.Second
@@ -34,9 +36,8 @@ type pace struct {
 	answered atomic.Int64 // bytes released by callers in this window
 	start    atomic.Int64 // the window's start, UnixNano; 0 before the first
 	limit    atomic.Int64 // bytes parked callers may hold; 0 before the first window
-	// The window before: bytes answered and its length (ns). Only the
-	// caller that moved start touches them.
-	prev, prevEl int64
+	// The window before: bytes answered and its length (ns).
+	prev, prevEl atomic.Int64
 }
 
 // ReserveCaller takes CostCaller for a parked caller; false (and nothing
@@ -106,13 +107,14 @@ func (b *Budget) callerLimit() int64 {
 		// starting included) the memory budget never refuses, and the
 		// rate would only measure the load.
 		refusing := b.lastRef.Load() >= s
-		if refusing && s != 0 && el < 2*int64(PaceWindow) && answered > 0 && p.prev > 0 {
+		if refusing && s != 0 && el < 2*int64(PaceWindow) && answered > 0 && p.prev.Load() > 0 {
 			// The rate over two windows: one window catches one or two of
 			// the calendar's once-a-second bursts of answers.
-			rate := float64(answered+p.prev) / float64(el+p.prevEl)
+			rate := float64(answered+p.prev.Load()) / float64(el+p.prevEl.Load())
 			lim = max(b.limit/PaceFloorShare, int64(rate*float64(PaceWait)))
 		}
-		p.prev, p.prevEl = answered, el
+		p.prev.Store(answered)
+		p.prevEl.Store(el)
 		p.limit.Store(lim)
 		return lim
 	}
