@@ -56,6 +56,7 @@ type Budget struct {
 	refused atomic.Int64 // requests refused, ever
 	lastRef atomic.Int64 // when the last request was refused (UnixNano)
 	now     func() time.Time
+	pace    pace // parked callers, bounded by the answer rate (pace.go)
 }
 
 // NewBudget returns a budget of limit bytes.

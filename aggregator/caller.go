@@ -19,13 +19,13 @@ func (e *Engine) Sign(ctx context.Context, r Request) Signed {
 // It reserves CostCaller, which wait returns.
 func (e *Engine) submitCaller(r Request) (*caller, error) {
 	b := e.cfg.Budget
-	if !b.Reserve(CostCaller) {
+	if !b.ReserveCaller() {
 		e.cfg.Metrics.rejected("memory")
 		return nil, errBudget
 	}
 	c := &caller{ch: make(chan Signed, 1), budget: b}
 	if err := e.submit(r, c); err != nil {
-		b.Release(CostCaller)
+		b.unreserveCaller()
 		return nil, err
 	}
 	return c, nil
@@ -84,7 +84,7 @@ func (c *caller) wait(ctx context.Context) Signed {
 	keepOnStack(pad[:])
 	// The caller's stack and call are free once it returns (what stays in
 	// its round until the round is done is far less).
-	defer c.budget.Release(CostCaller)
+	defer c.budget.ReleaseCaller()
 	select {
 	case x := <-c.ch:
 		x.turn.pickedUp()

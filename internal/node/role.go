@@ -125,7 +125,7 @@ func (n *Node) withEngine() error {
 	b := agg.Budget()
 	n.h.signer, n.h.signErr, n.h.signerSvc = engineSigner{agg}, aggError, &signerService{n: n}
 	n.h.budget = b
-	n.h.admitsSign = func() bool { return b.Admits(aggregator.CostCaller) }
+	n.h.admitsSign = func() bool { return b.AdmitsCaller() }
 	n.h.overloaded = b.Overloaded
 	n.h.pdu = append(n.h.pdu, server.KSITCPService{Endpoint: agg.PDUHandler(n.auth), Route: "/gt-signingservice",
 		RefuseStatus: pdu.StatusAggrTooManyRequests})
