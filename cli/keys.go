@@ -57,7 +57,7 @@ func keysCommand() *ucli.Command {
 					return showKeys(c, dir, set)
 				},
 			},
-			keysRotateCommand(),
+			keysRotateCommand(dataDir),
 			keysRetireCommand(dataDir),
 		},
 	}

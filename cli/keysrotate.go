@@ -20,7 +20,7 @@ import (
 	"github.com/tempel-ksi/tempel/verifier"
 )
 
-func keysRotateCommand() *ucli.Command {
+func keysRotateCommand(dataDir ucli.Flag) *ucli.Command {
 	return &ucli.Command{
 		Name:  "rotate",
 		Usage: "replace the calendar key (and, with flags, the publisher, TSA and TLS keys) by new ones issued by the same root; signatures made before keep verifying",
@@ -37,8 +37,7 @@ func keysRotateCommand() *ucli.Command {
 			"directory until rotate is run again, which finishes the rotation. A member of a\n" +
 			"replicated calendar: then copy its keys/members.pem and keys/retired-calendar.pem\n" +
 			"to every other member and restart them (docs/design/rotation.md).",
-		Flags: []ucli.Flag{
-			&ucli.StringFlag{Name: "data-dir", Value: defaultDataDir, Usage: "the server's data `DIR` (keys live in DIR/keys)", EnvVars: []string{"TEMPEL_DATA_DIR"}},
+		Flags: []ucli.Flag{dataDir,
 			&ucli.BoolFlag{Name: "calendar", Value: true, Usage: "replace the calendar signing key (--calendar=false to keep it)"},
 			&ucli.BoolFlag{Name: "publisher", Usage: "replace the publisher key and renew its certificate (same subject and e-mail address)"},
 			&ucli.BoolFlag{Name: "tsa", Usage: "replace the RFC 3161 TSA key and certificate"},
