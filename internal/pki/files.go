@@ -6,7 +6,6 @@ import (
 	"crypto/rsa"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -317,22 +316,11 @@ func (ca *devCA) publisher() (*x509.Certificate, *rsa.PrivateKey, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: init: publisher key: %w", err)
 	}
-	// emailAddress is an IA5String (PKCS#9); Go would write a UTF8String.
-	email, err := asn1.Marshal(asn1.RawValue{Tag: asn1.TagIA5String, Bytes: []byte(ca.opts.Email)})
+	tmpl, err := publisherTemplate(ca.opts)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: init: %w", err)
+		return nil, nil, err
 	}
-	tmpl := &x509.Certificate{
-		Subject: pkix.Name{
-			CommonName:   "Tempel publications",
-			Organization: []string{ca.opts.Organization},
-			ExtraNames:   []pkix.AttributeTypeAndValue{{Type: oidEmailAddress, Value: asn1.RawValue{FullBytes: email}}},
-		},
-		NotBefore:          ca.notBefore,
-		NotAfter:           ca.notBefore.Add(LeafValidity),
-		KeyUsage:           x509.KeyUsageDigitalSignature,
-		SignatureAlgorithm: x509.SHA256WithRSA,
-	}
+	tmpl.NotBefore, tmpl.NotAfter = ca.notBefore, ca.notBefore.Add(LeafValidity)
 	cert, err := issue(tmpl, ca.root, key.Public(), ca.key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: init: publisher certificate: %w", err)
@@ -346,13 +334,8 @@ func (ca *devCA) calendar(cn string) (*x509.Certificate, *rsa.PrivateKey, error)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: init: calendar key: %w", err)
 	}
-	tmpl := &x509.Certificate{
-		Subject:            pkix.Name{CommonName: cn, Organization: []string{ca.opts.Organization}},
-		NotBefore:          ca.notBefore,
-		NotAfter:           ca.notBefore.Add(LeafValidity),
-		KeyUsage:           x509.KeyUsageDigitalSignature,
-		SignatureAlgorithm: x509.SHA256WithRSA,
-	}
+	tmpl := calendarTemplate(ca.opts, cn)
+	tmpl.NotBefore, tmpl.NotAfter = ca.notBefore, ca.notBefore.Add(LeafValidity)
 	cert, err := issue(tmpl, ca.root, key.Public(), ca.key)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: init: calendar certificate: %w", err)

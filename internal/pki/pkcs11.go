@@ -194,8 +194,8 @@ func checkCalendarPublic(pub crypto.PublicKey) error {
 	return nil
 }
 
-// The templates below give a token's keys the certificates [Init] gives
-// its own keys.
+// The templates below are the certificates [Init] issues for its own
+// keys and [IssueForKeys] for a token's, without their validity.
 
 func calendarTemplate(opts InitOptions, cn string) *x509.Certificate {
 	return &x509.Certificate{
@@ -223,7 +223,7 @@ func publisherTemplate(opts InitOptions) (*x509.Certificate, error) {
 }
 
 // tsaTemplate: extended key usage timeStamping only and critical (RFC
-// 3161 §2.3), as [issueTSA] writes it.
+// 3161 §2.3).
 func tsaTemplate(opts InitOptions, cn string) (*x509.Certificate, error) {
 	eku, err := asn1.Marshal([]asn1.ObjectIdentifier{oidKPTimeStamping})
 	if err != nil {

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
 	"fmt"
@@ -61,18 +60,12 @@ func issueTSA(root *x509.Certificate, rootKey crypto.Signer, cn string, opts Ini
 	if err != nil {
 		return nil, nil, err
 	}
-	eku, err := asn1.Marshal([]asn1.ObjectIdentifier{oidKPTimeStamping})
+	tmpl, err := tsaTemplate(opts, cn)
 	if err != nil {
-		return nil, nil, fmt.Errorf("pki: TSA certificate: %w", err)
+		return nil, nil, err
 	}
 	notBefore := opts.Now.Add(-ClockSkew).UTC().Truncate(time.Second)
-	tmpl := &x509.Certificate{
-		Subject:         pkix.Name{CommonName: cn, Organization: []string{opts.Organization}},
-		NotBefore:       notBefore,
-		NotAfter:        notBefore.Add(LeafValidity),
-		KeyUsage:        x509.KeyUsageDigitalSignature | x509.KeyUsageContentCommitment,
-		ExtraExtensions: []pkix.Extension{{Id: oidExtKeyUsage, Critical: true, Value: eku}},
-	}
+	tmpl.NotBefore, tmpl.NotAfter = notBefore, notBefore.Add(LeafValidity)
 	cert, err := issue(tmpl, root, key.Public(), rootKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("pki: TSA certificate: %w", err)
