@@ -43,29 +43,8 @@ func TestClockStepBack(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readyz := func() (int, string) {
-		resp, err := http.Get("http://" + n.addr + "/readyz")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	waitReadyz := func(want int, text string) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			code, body := readyz()
-			if code == want && strings.Contains(body, text) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("readyz %d %q, want %d with %q", code, body, want, text)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	readyz := func() (int, string) { return getText(t, n.addr, "/readyz") }
+	waitReadyz := func(want int, text string) { t.Helper(); waitReadyzOn(t, n.addr, want, text) }
 
 	clock.step(-10 * time.Second)
 	waitReadyz(http.StatusServiceUnavailable, "waiting for the clock (")
@@ -134,4 +113,34 @@ func pduSign(t *testing.T, addr string) *pdu.AggregatorResponse {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// getText GETs path from the node at addr and returns the status code and
+// the body.
+func getText(t *testing.T, addr, path string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// waitReadyzOn polls /readyz of the node at addr, for up to 15 s, until it
+// answers want with text in its body.
+func waitReadyzOn(t *testing.T, addr string, want int, text string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		code, body := getText(t, addr, "/readyz")
+		if code == want && strings.Contains(body, text) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("readyz %d %q, want %d with %q", code, body, want, text)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

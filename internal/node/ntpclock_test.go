@@ -44,29 +44,8 @@ func TestNTPClockCheck(t *testing.T) {
 		_, err := signer.Sign(ctx, &tempelv1.SignRequest{Hash: docHash(doc)})
 		return err
 	}
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + n.addr + path)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	waitReadyz := func(want int, text string) {
-		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
-			code, body := get("/readyz")
-			if code == want && strings.Contains(body, text) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("readyz %d %q, want %d with %q", code, body, want, text)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
+	get := func(path string) (int, string) { return getText(t, n.addr, path) }
+	waitReadyz := func(want int, text string) { t.Helper(); waitReadyzOn(t, n.addr, want, text) }
 	offsetMetric := func() float64 {
 		_, body := get("/metrics")
 		m := regexp.MustCompile(`(?m)^tempel_clock_offset_seconds (\S+)$`).FindStringSubmatch(body)
