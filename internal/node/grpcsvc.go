@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"path"
 	"sync"
 
@@ -87,11 +88,17 @@ func (n *Node) authenticate(ctx context.Context, method string) (context.Context
 		return ctx, nil // the gRPC tap (admit) authenticated this call
 	}
 	md, _ := metadata.FromIncomingContext(ctx)
-	remote := ""
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		remote = p.Addr.String()
+	return n.authenticateMD(ctx, md, method)
+}
+
+// authenticateMD is authenticate with the call's metadata at hand (the
+// gRPC tap has it without the copy FromIncomingContext makes).
+func (n *Node) authenticateMD(ctx context.Context, md metadata.MD, method string) (context.Context, error) {
+	var remote net.Addr
+	if p, ok := peer.FromContext(ctx); ok {
+		remote = p.Addr
 	}
-	id, err := n.auth.Authenticate(server.AuthRequest{Interface: server.IfaceGRPC, Route: method, Remote: remote,
+	id, err := n.auth.Authenticate(server.AuthRequest{Interface: server.IfaceGRPC, Route: method, RemoteAddr: remote,
 		Authorization: md.Get("authorization")})
 	if err != nil {
 		return nil, status.Error(codes.Unauthenticated, err.Error())

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
@@ -56,7 +55,8 @@ func (n *Node) admit(ctx context.Context, info *tap.Info) (context.Context, erro
 	if n.auth.Access(server.IfaceGRPC, info.FullMethodName) != server.Public {
 		// The context returned here becomes the call's: the interceptors
 		// find the caller in it and do not check the credentials again.
-		actx, err := n.authenticate(metadata.NewIncomingContext(ctx, info.Header), info.FullMethodName)
+		// The transport has attached info.Header to ctx already.
+		actx, err := n.authenticateMD(ctx, info.Header, info.FullMethodName)
 		if err != nil {
 			n.metrics.count("grpc", grpcMethodLabel(info.FullMethodName), codes.Unauthenticated.String())
 			return nil, err

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"strings"
 
@@ -54,6 +55,10 @@ type AuthRequest struct {
 	Interface string // IfaceGRPC, IfaceREST, IfacePDU or IfaceHTTP
 	Route     string // gRPC full method name or HTTP path
 	Remote    string // the peer's address
+	// RemoteAddr is the peer's address when Remote is empty: it is
+	// formatted only if the request is refused, off the path of every
+	// call that passes.
+	RemoteAddr net.Addr
 	// Authorization is the Basic credentials as sent (gRPC metadata or
 	// HTTP header); empty when none were sent. More than one value is
 	// refused.
@@ -134,7 +139,11 @@ func (a *Authenticator) Authenticate(req AuthRequest) (Identity, error) {
 		a.cfg.Refused(req.Interface, reason)
 	}
 	if a.cfg.Log != nil {
-		a.cfg.Log.Refused(req.Interface, req.Route, login, req.Remote, reason)
+		remote := req.Remote
+		if remote == "" && req.RemoteAddr != nil {
+			remote = req.RemoteAddr.String()
+		}
+		a.cfg.Log.Refused(req.Interface, req.Route, login, remote, reason)
 	}
 	return id, err
 }
