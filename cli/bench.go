@@ -77,13 +77,18 @@ func runBench(c *ucli.Context) error {
 		return runBenchRFC3161(c, cfg)
 	}
 	res, err := bench.Run(c.Context, cfg)
+	if res != nil {
+		// Also when every request failed: a run the server refused whole
+		// still has its counts and the refusals' timing.
+		if c.Bool("json") {
+			json.NewEncoder(c.App.Writer).Encode(res)
+		} else {
+			fmt.Fprintln(c.App.Writer, res)
+		}
+	}
 	if err != nil {
 		return inputErrorf("%v (is `tempel serve` running at %s?)", err, cfg.Server)
 	}
-	if c.Bool("json") {
-		return json.NewEncoder(c.App.Writer).Encode(res)
-	}
-	fmt.Fprintln(c.App.Writer, res)
 	return nil
 }
 
