@@ -1,10 +1,11 @@
 // Package bench is Tempel's load generator, run by `tempel bench`: it
-// signs as fast as a server takes it, through unary gRPC calls or the
-// streaming API, or asks the RFC 3161 front door for tokens (ModeTSA),
-// and reports the rate and the latency distribution. It checks only the
+// signs as fast as a server takes it, through unary gRPC calls, the
+// streaming API, REST (ModeREST) or KSI PDUs (ModePDU), or asks the
+// RFC 3161 front door for tokens (ModeTSA), and reports the rate, the
+// latency distribution and the refusals for load. It checks only the
 // first signature of a run or stream, and makes unary calls with its own
-// lean HTTP/2 client (h2conn) by default and RFC 3161 requests with its
-// own lean HTTP/1.1 client (h1pool), so that the generator costs the
+// lean HTTP/2 client (h2conn) by default and HTTP/1.1 requests with its
+// own lean client (h1pool), so that the generator costs the
 // shared machine less than the server it measures. [Compare] runs the
 // front door beside a plain RFC 3161 responder ([Baseline]) and native
 // signing.
@@ -84,14 +85,20 @@ type Config struct {
 	// (Tempel's front door); without it the token must have none (the
 	// baseline).
 	TSAWantKSI bool
+	// HTTPConns bounds the HTTP/1.1 connections of ModeREST and ModePDU
+	// (0: DefaultHTTPConns).
+	HTTPConns int
 }
 
 // Result is what a run measured.
 type Result struct {
-	Mode        string        `json:"mode"`
-	Concurrency int           `json:"concurrency"`
-	Requests    int64         `json:"requests"`
-	Errors      int64         `json:"errors"`
+	Mode        string `json:"mode"`
+	Concurrency int    `json:"concurrency"`
+	Requests    int64  `json:"requests"`
+	Errors      int64  `json:"errors"`
+	// Refused counts the errors that were the server refusing for load
+	// (HTTP 429, KSI status 0x105 or 0x106, gRPC RESOURCE_EXHAUSTED).
+	Refused     int64         `json:"refused,omitempty"`
 	FirstError  string        `json:"first_error,omitempty"`
 	Elapsed     time.Duration `json:"elapsed_ns"`
 	Rate        float64       `json:"signatures_per_second"`
@@ -120,9 +127,13 @@ type Result struct {
 }
 
 func (r *Result) String() string {
+	errs := fmt.Sprintf("%d errors", r.Errors)
+	if r.Refused > 0 {
+		errs += fmt.Sprintf(" (%d refused for load)", r.Refused)
+	}
 	if r.Offered > 0 {
-		line := fmt.Sprintf("%s x%d at %.0f/s offered: %d signatures sent over %.1fs, answered = %.0f/s, %d errors; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
-			r.Mode, r.Concurrency, r.Offered, r.Requests, r.Elapsed.Seconds(), r.Rate, r.Errors,
+		line := fmt.Sprintf("%s x%d at %.0f/s offered: %d signatures sent over %.1fs, answered = %.0f/s, %s; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
+			r.Mode, r.Concurrency, r.Offered, r.Requests, r.Elapsed.Seconds(), r.Rate, errs,
 			r.P50.Round(time.Millisecond), r.P90.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond), r.BytesPerSig)
 		if r.P99Sent > 0 || r.RefusedP99 > 0 {
 			line += fmt.Sprintf("; from sending: p50 %s p99 %s, refusals p99 %s",
@@ -130,8 +141,8 @@ func (r *Result) String() string {
 		}
 		return line
 	}
-	return fmt.Sprintf("%s x%d: %d signatures in %.1fs = %.0f/s, %d errors; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
-		r.Mode, r.Concurrency, r.Requests, r.Elapsed.Seconds(), r.Rate, r.Errors,
+	return fmt.Sprintf("%s x%d: %d signatures in %.1fs = %.0f/s, %s; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
+		r.Mode, r.Concurrency, r.Requests, r.Elapsed.Seconds(), r.Rate, errs,
 		r.P50.Round(time.Millisecond), r.P90.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond), r.BytesPerSig)
 }
 
@@ -208,8 +219,11 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.TSAConns <= 0 {
 		cfg.TSAConns = DefaultTSAConns
 	}
+	if cfg.HTTPConns <= 0 {
+		cfg.HTTPConns = DefaultHTTPConns
+	}
 	lean := (cfg.Mode == ModeUnary || cfg.Mode == ModePing) && cfg.Client == ClientLean
-	tsa := cfg.Mode == ModeTSA
+	tsa := cfg.Mode == ModeTSA || cfg.Mode == ModeREST || cfg.Mode == ModePDU // over HTTP/1.1
 	// Several connections: one HTTP/2 connection with tens of thousands
 	// of open streams serialises on its writer.
 	conns := make([]*grpc.ClientConn, max(1, min(cfg.Concurrency/1000, 16)))
@@ -247,8 +261,16 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	if tsa {
+	switch cfg.Mode {
+	case ModeTSA:
 		r.runTSA(runCtx, ctx)
+	case ModeREST:
+		r.runREST(runCtx, ctx)
+	case ModePDU:
+		if err := r.runPDU(runCtx, ctx); err != nil {
+			stopProgress()
+			return nil, err
+		}
 	}
 	for i := 0; i < cfg.Concurrency && !lean && !tsa; i++ {
 		wg.Add(1)
@@ -279,7 +301,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	elapsed := time.Since(start) - cfg.Warmup
 	stopProgress()
 	q := r.hist.quantiles(0.5, 0.9, 0.99, 1)
-	res := &Result{Mode: cfg.Mode, Concurrency: cfg.Concurrency, Requests: r.done.Load(), Errors: r.errors.Load(),
+	res := &Result{Mode: cfg.Mode, Concurrency: cfg.Concurrency, Requests: r.done.Load(), Errors: r.errors.Load(), Refused: r.refused.Load(),
 		Elapsed: elapsed, P50: q[0], P90: q[1], P99: q[2], Max: q[3]}
 	if e := r.firstErr.Load(); e != nil {
 		res.FirstError = e.(string)
@@ -315,6 +337,7 @@ type run struct {
 	sentHist, refusedHist histogram
 	done                  atomic.Int64
 	errors                atomic.Int64
+	refused               atomic.Int64 // of errors, the refusals for load
 	bytes                 atomic.Int64
 	firstErr              atomic.Value
 	verified              atomic.Bool  // the first signature was verified
@@ -360,6 +383,9 @@ func (r *run) recordCall(t0, sent, now int64, size int, err error) {
 
 func (r *run) fail(err error) {
 	r.errors.Add(1)
+	if isRefusal(err) {
+		r.refused.Add(1)
+	}
 	r.firstErr.CompareAndSwap(nil, err.Error())
 }
 
@@ -507,7 +533,7 @@ func (r *run) stream(runCtx, callCtx context.Context, c tempelv1.SignerClient, w
 			}
 			t0 := atomic.LoadInt64(&sent[resp.RequestId%uint64(w)])
 			if resp.Status != 0 {
-				r.fail(fmt.Errorf("status %#x: %s", resp.Status, resp.ErrorMessage))
+				r.fail(ksiStatusError(uint64(resp.Status), resp.ErrorMessage))
 			} else {
 				r.record(t0, time.Now().UnixNano(), len(resp.Signature))
 			}
@@ -562,7 +588,7 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 			for _, resp := range b.Responses {
 				switch {
 				case resp.Status != 0:
-					r.fail(fmt.Errorf("status %#x: %s", resp.Status, resp.ErrorMessage))
+					r.fail(ksiStatusError(uint64(resp.Status), resp.ErrorMessage))
 				case resp.Round != 0:
 					legs.Add(resp.Round, round.Leg{ID: resp.RequestId, Hash: hashFor(worker, resp.RequestId), Shape: resp.Shape, Links: resp.Leg})
 					continue // in flight until its round arrives
@@ -574,7 +600,7 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 			for _, p := range b.Rounds {
 				if p.Status != 0 {
 					answered += legs.Fail(p.Id, func(*round.Leg) {
-						r.fail(fmt.Errorf("round status %#x: %s", p.Status, p.ErrorMessage))
+						r.fail(fmt.Errorf("round %w", ksiStatusError(uint64(p.Status), p.ErrorMessage)))
 					})
 					continue
 				}

@@ -40,10 +40,17 @@ type h1conn struct {
 	br *bufio.Reader
 }
 
-// newH1Pool makes a pool posting bodies of bodyLen bytes to path.
+// newH1Pool makes a pool posting RFC 3161 requests of bodyLen bytes to
+// path.
 func newH1Pool(addr string, tc *tls.Config, max int, path, login, key string, bodyLen int) *h1pool {
+	return newH1PoolFor(addr, tc, max, path, "application/timestamp-query", login, key, bodyLen)
+}
+
+// newH1PoolFor makes a pool posting bodies of contentType and bodyLen
+// bytes to path, with Basic credentials when login is set.
+func newH1PoolFor(addr string, tc *tls.Config, max int, path, contentType, login, key string, bodyLen int) *h1pool {
 	var h bytes.Buffer
-	fmt.Fprintf(&h, "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tempel-bench\r\nContent-Type: application/timestamp-query\r\n", path, addr)
+	fmt.Fprintf(&h, "POST %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: tempel-bench\r\nContent-Type: %s\r\n", path, addr, contentType)
 	if login != "" {
 		fmt.Fprintf(&h, "Authorization: Basic %s\r\n", base64.StdEncoding.EncodeToString([]byte(login+":"+key)))
 	}
@@ -58,12 +65,20 @@ func newH1Pool(addr string, tc *tls.Config, max int, path, login, key string, bo
 
 // post sends body and returns the answer's status and body.
 func (p *h1pool) post(ctx context.Context, body []byte) (int, []byte, error) {
+	status, resp, _, err := p.postTimed(ctx, body)
+	return status, resp, err
+}
+
+// postTimed is post that also says when the request left (Unix ns):
+// once it had a connection, after any wait for one.
+func (p *h1pool) postTimed(ctx context.Context, body []byte) (status int, resp []byte, sent int64, err error) {
 	if len(body) != p.body {
-		return 0, nil, fmt.Errorf("bench: internal error: body of %d bytes, want %d", len(body), p.body)
+		return 0, nil, time.Now().UnixNano(), fmt.Errorf("bench: internal error: body of %d bytes, want %d", len(body), p.body)
 	}
 	c, err := p.get(ctx)
+	sent = time.Now().UnixNano()
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, sent, err
 	}
 	status, resp, keep, err := c.roundTrip(p.head, body)
 	if err != nil || !keep {
@@ -71,7 +86,7 @@ func (p *h1pool) post(ctx context.Context, body []byte) (int, []byte, error) {
 	} else {
 		p.put(c)
 	}
-	return status, resp, err
+	return status, resp, sent, err
 }
 
 func (p *h1pool) get(ctx context.Context) (*h1conn, error) {

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+	"google.golang.org/grpc/codes"
 )
 
 // h2conn makes unary gRPC calls over one plaintext HTTP/2 connection,
@@ -349,7 +350,11 @@ func (h *h2conn) headers(f *http2.MetaHeadersFrame) {
 		h.finish(f.StreamID, nil, fmt.Errorf("http status %q", code))
 	case grpcStatus != "0":
 		n, _ := strconv.Atoi(grpcStatus)
-		h.finish(f.StreamID, nil, fmt.Errorf("grpc status %d: %s", n, grpcMessage))
+		err := fmt.Errorf("grpc status %d: %s", n, grpcMessage)
+		if codes.Code(n) == codes.ResourceExhausted {
+			err = &refusedError{err.Error()}
+		}
+		h.finish(f.StreamID, nil, err)
 	case len(c.data) < 5 || c.data[0] != 0 || int(binary.BigEndian.Uint32(c.data[1:5])) != len(c.data)-5:
 		h.finish(f.StreamID, nil, fmt.Errorf("answer is not one uncompressed gRPC message (%d bytes)", len(c.data)))
 	default:

@@ -117,8 +117,8 @@ func TestH2ConnUnaryCalls(t *testing.T) {
 	for i, a := range callAll(t, c, 300) {
 		if i%7 == 0 {
 			want := fmt.Sprintf("grpc status %d: request %d: quota 100%% used", codes.ResourceExhausted, i)
-			if a.err == nil || a.err.Error() != want {
-				t.Fatalf("call %d: error %v, want %q", i, a.err, want)
+			if a.err == nil || a.err.Error() != want || !isRefusal(a.err) {
+				t.Fatalf("call %d: error %v, want the refusal %q", i, a.err, want)
 			}
 			continue
 		}
@@ -144,6 +144,9 @@ func TestH2ConnWrongCredentials(t *testing.T) {
 	a := callAll(t, c, 1)[0]
 	if a.err == nil || !strings.Contains(a.err.Error(), fmt.Sprintf("grpc status %d: authentication failed", codes.Unauthenticated)) {
 		t.Fatalf("error %v, want Unauthenticated", a.err)
+	}
+	if isRefusal(a.err) {
+		t.Fatalf("%v counts as a refusal for load", a.err)
 	}
 }
 
