@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 )
@@ -23,11 +25,22 @@ func TestStuckStreamsEvictedWhenOthersAreRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	signer := tempelv1.NewSignerClient(dial(t, n.addr))
+	// The stuck clients get a connection of their own with fixed 64 KiB
+	// windows. gRPC-Go's default windows grow with measured bandwidth
+	// even on a stream nobody reads, so the node's answers would drain
+	// into the client's memory and free the budget without any eviction.
+	stuckConn, err := grpc.NewClient(n.addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuckConn.Close()
+	stuckSigner := tempelv1.NewSignerClient(stuckConn)
 	budget := n.n.agg.Budget()
 	// Open streams that send and never read until no more are taken.
 	opened := 0
 	for ; opened < 32; opened++ {
-		stuck, err := signer.SignBatchStream(ctx)
+		stuck, err := stuckSigner.SignBatchStream(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
