@@ -19,6 +19,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"sort"
 	"sync"
@@ -97,7 +98,11 @@ type Result struct {
 	Requests    int64  `json:"requests"`
 	Errors      int64  `json:"errors"`
 	// Refused counts the errors that were the server refusing for load
-	// (HTTP 429, KSI status 0x105 or 0x106, gRPC RESOURCE_EXHAUSTED).
+	// (HTTP 429, KSI status 0x105 or 0x106, gRPC RESOURCE_EXHAUSTED, a
+	// new HTTP/1.1 connection closed before any answer: the server's
+	// connection limit). Errors and Refused count the requests scheduled
+	// after the warm-up, as Requests does; streams' errors are counted
+	// whenever they come.
 	Refused     int64         `json:"refused,omitempty"`
 	FirstError  string        `json:"first_error,omitempty"`
 	Elapsed     time.Duration `json:"elapsed_ns"`
@@ -132,8 +137,11 @@ func (r *Result) String() string {
 		errs += fmt.Sprintf(" (%d refused for load)", r.Refused)
 	}
 	if r.Offered > 0 {
-		line := fmt.Sprintf("%s x%d at %.0f/s offered: %d signatures sent over %.1fs, answered = %.0f/s, %s; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
-			r.Mode, r.Concurrency, r.Offered, r.Requests, r.Elapsed.Seconds(), r.Rate, errs,
+		// The answers of the window's requests may come long after it when
+		// the server (or the generator's connections) fall behind: what
+		// came within the window is the rate the server kept up.
+		line := fmt.Sprintf("%s x%d at %.0f/s offered: %d signatures sent over %.1fs, answered = %.0f/s (%.0f/s within the window), %s; latency p50 %s p90 %s p99 %s max %s; %.0f bytes/signature",
+			r.Mode, r.Concurrency, r.Offered, r.Requests, r.Elapsed.Seconds(), r.Rate, r.Throughput, errs,
 			r.P50.Round(time.Millisecond), r.P90.Round(time.Millisecond), r.P99.Round(time.Millisecond), r.Max.Round(time.Millisecond), r.BytesPerSig)
 		if r.P99Sent > 0 || r.RefusedP99 > 0 {
 			line += fmt.Sprintf("; from sending: p50 %s p99 %s, refusals p99 %s",
@@ -369,8 +377,14 @@ func (r *run) record(t0, now int64, size int) {
 // answered (or refused, err) at now, all Unix ns.
 func (r *run) recordCall(t0, sent, now int64, size int, err error) {
 	if err != nil {
+		if t0 < r.measureFrom {
+			// A warm-up call: like its answers, its errors are not
+			// counted, but the first one is still reported.
+			r.firstErr.CompareAndSwap(nil, err.Error())
+			return
+		}
 		r.fail(err)
-		if t0 >= r.measureFrom {
+		if isRefusal(err) {
 			r.refusedHist.add(time.Duration(now - sent))
 		}
 		return
@@ -379,6 +393,35 @@ func (r *run) recordCall(t0, sent, now int64, size int, err error) {
 		r.sentHist.add(time.Duration(now - sent))
 	}
 	r.record(t0, now, size)
+}
+
+// streamEnded counts the error that ended a stream while the run was
+// still going (a refusal, an eviction, a lost connection); the end of a
+// stream after the run, or its normal end, is not an error.
+func (r *run) streamEnded(runCtx context.Context, err error) {
+	if err == io.EOF || runCtx.Err() != nil {
+		return
+	}
+	r.fail(err)
+}
+
+// sendFailed counts an error sending on a stream, except io.EOF: the
+// server ended the stream, and its status, which the receiver counts, is
+// the error.
+func sendFailed(r *run, err error) {
+	if err != io.EOF {
+		r.fail(err)
+	}
+}
+
+// closed reports whether ch is closed, without waiting.
+func closed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
 }
 
 func (r *run) fail(err error) {
@@ -529,6 +572,7 @@ func (r *run) stream(runCtx, callCtx context.Context, c tempelv1.SignerClient, w
 		for {
 			resp, err := s.Recv()
 			if err != nil {
+				r.streamEnded(runCtx, err)
 				return
 			}
 			t0 := atomic.LoadInt64(&sent[resp.RequestId%uint64(w)])
@@ -544,13 +588,14 @@ func (r *run) stream(runCtx, callCtx context.Context, c tempelv1.SignerClient, w
 		select {
 		case slots <- struct{}{}:
 		case <-runCtx.Done():
+		case <-recvDone: // the server ended the stream
 		}
-		if runCtx.Err() != nil {
+		if runCtx.Err() != nil || closed(recvDone) {
 			break
 		}
 		atomic.StoreInt64(&sent[n%uint64(w)], time.Now().UnixNano())
 		if err := s.Send(&tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)}); err != nil {
-			r.fail(err)
+			sendFailed(r, err)
 			break
 		}
 	}
@@ -581,6 +626,7 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 		for {
 			b, err := s.Recv()
 			if err != nil {
+				r.streamEnded(runCtx, err)
 				return
 			}
 			now := time.Now().UnixNano()
@@ -630,12 +676,16 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 	// shows in the latency instead of slowing the generator down.
 	sch := r.schedule(worker, batchSize)
 	for n := uint64(0); runCtx.Err() == nil; {
-		for inflight.Load()+batchSize > int64(w) && runCtx.Err() == nil {
+		for inflight.Load()+batchSize > int64(w) && runCtx.Err() == nil && !closed(recvDone) {
 			select {
 			case <-freed:
 			case <-runCtx.Done():
+			case <-recvDone: // the server ended the stream
 			case <-time.After(10 * time.Millisecond):
 			}
+		}
+		if closed(recvDone) {
+			break
 		}
 		now := time.Now().UnixNano()
 		if r.cfg.Rate > 0 {
@@ -655,7 +705,7 @@ func (r *run) batch(runCtx, callCtx context.Context, c tempelv1.SignerClient, wo
 		}
 		inflight.Add(batchSize)
 		if err := s.Send(&tempelv1.SignBatch{Requests: ptrs, SharedRounds: !r.cfg.FullSignatures}); err != nil {
-			r.fail(err)
+			sendFailed(r, err)
 			break
 		}
 	}

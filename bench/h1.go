@@ -12,6 +12,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -36,8 +37,33 @@ type h1pool struct {
 }
 
 type h1conn struct {
-	c  net.Conn
-	br *bufio.Reader
+	c    net.Conn
+	br   *bufio.Reader
+	used bool // has carried an answer
+}
+
+// maxWaitersPerConn bounds the requests waiting in the generator for a
+// connection, per connection of the pool: past it a request fails at
+// once (errGeneratorBacklog) instead of piling up goroutines while the
+// server, or the pool's connections, cannot keep up with the rate.
+const maxWaitersPerConn = 4
+
+// errGeneratorBacklog is a request the generator could not send: every
+// connection was busy and too many requests were waiting for one.
+var errGeneratorBacklog = errors.New("bench: not sent: every connection busy and the generator's queue for one full (the server answers slower than the connections can carry the rate)")
+
+// connLimitError makes err a refusal when it ended a new connection
+// before any answer: a server at its connection limit closes the
+// connections beyond it as it accepts them, which the client sees as a
+// reset or an end of input.
+func connLimitError(err error, fresh bool) error {
+	if !fresh {
+		return err
+	}
+	if errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return &refusedError{"connection closed by the server before any answer (its connection limit): " + err.Error()}
+	}
+	return err
 }
 
 // newH1Pool makes a pool posting RFC 3161 requests of bodyLen bytes to
@@ -78,9 +104,13 @@ func (p *h1pool) postTimed(ctx context.Context, body []byte) (status int, resp [
 	c, err := p.get(ctx)
 	sent = time.Now().UnixNano()
 	if err != nil {
-		return 0, nil, sent, err
+		return 0, nil, sent, connLimitError(err, true)
 	}
 	status, resp, keep, err := c.roundTrip(p.head, body)
+	if err != nil {
+		err = connLimitError(err, !c.used)
+	}
+	c.used = true
 	if err != nil || !keep {
 		p.discard(c)
 	} else {
@@ -101,6 +131,10 @@ func (p *h1pool) get(ctx context.Context) (*h1conn, error) {
 		p.open++
 		p.mu.Unlock()
 		return p.dial(ctx)
+	}
+	if len(p.waiters) >= maxWaitersPerConn*p.max {
+		p.mu.Unlock()
+		return nil, errGeneratorBacklog
 	}
 	w := make(chan *h1conn, 1)
 	p.waiters = append(p.waiters, w)

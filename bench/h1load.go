@@ -53,6 +53,11 @@ func (r *run) runH1(runCtx, callCtx context.Context, call h1Call) {
 
 // h1AtRate is unaryAtRate for an h1Call.
 func (r *run) h1AtRate(runCtx, callCtx context.Context, worker uint64, call h1Call) {
+	// The last requests get drainTimeout after the run, as the lean
+	// unary client's do; then what still waits for a connection or an
+	// answer fails.
+	callCtx, cancel := context.WithDeadline(callCtx, time.Unix(0, r.measureTo).Add(drainTimeout))
+	defer cancel()
 	sch := r.schedule(worker, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()

@@ -22,6 +22,13 @@ import (
 // mode); maxMemory its --max-memory (0 for the default).
 func startNode(t *testing.T, users string, maxMemory int64) string {
 	t.Helper()
+	return startNodeWith(t, users, maxMemory, func(*node.Config) {})
+}
+
+// startNodeWith is startNode with more of the node's configuration set
+// by tweak.
+func startNodeWith(t *testing.T, users string, maxMemory int64, tweak func(*node.Config)) string {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a server and signs through its calendar")
 	}
@@ -39,6 +46,7 @@ func startNode(t *testing.T, users string, maxMemory int64) string {
 		t.Fatal(err)
 	}
 	cfg.PublicURL = "http://" + ln.Addr().String()
+	tweak(&cfg)
 	n, err := node.New(cfg)
 	if err != nil {
 		ln.Close()
@@ -132,6 +140,69 @@ func TestRefusalsCounted(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestStreamRefusalsCounted: a stream the server refuses (no room in
+// its budget) ends with RESOURCE_EXHAUSTED; the run counts it as a
+// refusal and stops sending on it, instead of reporting no errors.
+func TestStreamRefusalsCounted(t *testing.T) {
+	addr := startNode(t, "", 2) // a budget of one byte: no stream fits
+	for _, mode := range []string{ModeStream, ModeBatch} {
+		t.Run(mode, func(t *testing.T) {
+			res, err := Run(context.Background(), Config{Server: addr, Mode: mode, Concurrency: 2, Window: 64,
+				Duration: 300 * time.Millisecond, Warmup: 100 * time.Millisecond})
+			if err == nil || res == nil || res.Requests != 0 || res.Errors < 1 || res.Refused != res.Errors ||
+				!strings.Contains(res.FirstError, "ResourceExhausted") {
+				t.Fatalf("result: %+v, %v; want the refused streams counted as refusals", res, err)
+			}
+		})
+	}
+}
+
+// TestConnectionLimitCounted: connections beyond the server's
+// --max-conns are closed as they are accepted; a request on such a
+// connection is counted as refused for load, not as a plain error, and
+// its time as a refusal's.
+func TestConnectionLimitCounted(t *testing.T) {
+	addr := startNodeWith(t, "", 0, func(c *node.Config) { c.MaxConns = 2 })
+	// The 2 connections the server takes carry a request a second each
+	// (its calendar second), which a slow machine may not fit in the
+	// window: the run may then fail as a whole, its result still given.
+	res, err := Run(context.Background(), Config{Server: addr, Mode: ModeREST, Concurrency: 1, Rate: 200,
+		Duration: 500 * time.Millisecond, Warmup: 100 * time.Millisecond, HTTPConns: 8})
+	if res == nil {
+		t.Fatal(err)
+	}
+	if res.Refused < 50 || !strings.Contains(res.FirstError, "connection limit") || res.RefusedP99 <= 0 {
+		t.Fatalf("result: %+v, %v; want the requests on the connections beyond the server's 2 refused", res, err)
+	}
+	t.Log(res)
+}
+
+// TestGeneratorBacklogBounded: when the pool's connections cannot carry
+// the rate (each answer waits about a second for its calendar second),
+// the requests waiting for a connection are bounded and the rest fail at
+// once as not sent, so the run ends soon after its window and reports
+// what came within it.
+func TestGeneratorBacklogBounded(t *testing.T) {
+	addr := startNode(t, "", 0)
+	begin := time.Now()
+	res, err := Run(context.Background(), Config{Server: addr, Mode: ModeREST, Concurrency: 1, Rate: 200,
+		Duration: 500 * time.Millisecond, Warmup: 100 * time.Millisecond, HTTPConns: 1})
+	took := time.Since(begin)
+	if res == nil { // a run with no answer in its window fails, with its result
+		t.Fatal(err)
+	}
+	// 100 requests offered to one connection that carries a few a
+	// second: at most 4 wait, the others are not sent.
+	if res.Errors < 50 || res.Refused != 0 || !strings.Contains(res.FirstError, "not sent") || took > 15*time.Second ||
+		res.Throughput > 20 {
+		t.Fatalf("after %s: %+v; want most requests not sent, few answered, the run over soon", took, res)
+	}
+	if s := res.String(); !strings.Contains(s, "within the window") {
+		t.Fatalf("the report does not say what was answered within the window: %s", s)
+	}
+	t.Log(res)
 }
 
 // TestFirstAnswerChecked: the checks of the answers catch what is wrong

@@ -139,9 +139,9 @@ func (a *Authenticator) Authenticate(req AuthRequest) (Identity, error) {
 		a.cfg.Refused(req.Interface, reason)
 	}
 	if a.cfg.Log != nil {
-		remote := req.Remote
-		if remote == "" && req.RemoteAddr != nil {
-			remote = req.RemoteAddr.String()
+		var remote any = req.Remote
+		if req.Remote == "" && req.RemoteAddr != nil {
+			remote = req.RemoteAddr
 		}
 		a.cfg.Log.Refused(req.Interface, req.Route, login, remote, reason)
 	}

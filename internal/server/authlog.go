@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"time"
@@ -38,8 +39,10 @@ func NewAuthLog(log *slog.Logger, perSecond int) *AuthLog {
 	return &AuthLog{log: log, limit: perSecond, now: time.Now}
 }
 
-// Refused records one refused request.
-func (l *AuthLog) Refused(iface, route, login, remote, reason string) {
+// Refused records one refused request. remote is the peer's address, a
+// string or a net.Addr (formatted only if the refusal is logged: a flood
+// of refusals is mostly dropped by the rate limit).
+func (l *AuthLog) Refused(iface, route, login string, remote any, reason string) {
 	l.mu.Lock()
 	now := l.now()
 	if now.Sub(l.window) >= time.Second || now.Before(l.window) {
@@ -54,7 +57,11 @@ func (l *AuthLog) Refused(iface, route, login, remote, reason string) {
 	suppressed := l.suppressed
 	l.suppressed = 0
 	l.mu.Unlock()
-	attrs := []any{"interface", iface, "login", printable(login), "remote", remote, "route", printable(route), "reason", reason}
+	addr, _ := remote.(string)
+	if a, ok := remote.(net.Addr); ok && a != nil {
+		addr = a.String()
+	}
+	attrs := []any{"interface", iface, "login", printable(login), "remote", addr, "route", printable(route), "reason", reason}
 	if suppressed > 0 {
 		attrs = append(attrs, "suppressed", suppressed)
 	}
