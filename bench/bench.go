@@ -293,14 +293,14 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 				r.batch(runCtx, ctx, client, worker)
 			case ModePing:
 				hc := healthpb.NewHealthClient(conns[int(worker)%len(conns)])
-				r.unary(runCtx, ctx, worker, func(ctx context.Context, _ uint64) (int, error) {
+				r.unary(runCtx, ctx, worker, func(ctx context.Context, _ uint64) (int, int64, error) {
 					_, err := hc.Check(ctx, &healthpb.HealthCheckRequest{})
-					return 0, err
+					return 0, 0, err
 				})
 			default:
-				r.unary(runCtx, ctx, worker, func(ctx context.Context, n uint64) (int, error) {
+				r.unary(runCtx, ctx, worker, func(ctx context.Context, n uint64) (int, int64, error) {
 					resp, err := client.Sign(ctx, &tempelv1.SignRequest{RequestId: n, Hash: hashFor(worker, n)})
-					return len(resp.GetSignature()), err
+					return len(resp.GetSignature()), 0, err
 				})
 			}
 		}()
@@ -464,8 +464,10 @@ func hashFor(worker, n uint64) []byte {
 	return append([]byte{1}, s[:]...)
 }
 
-// unaryCall makes call number n and returns the size of what it got.
-type unaryCall func(ctx context.Context, n uint64) (size int, err error)
+// unaryCall makes call number n and returns the size of what it got and
+// when the request left (Unix ns), or 0 for "as the call started" (a
+// call that first waits for a connection says when it had one).
+type unaryCall func(ctx context.Context, n uint64) (size int, sent int64, err error)
 
 // unary is one caller making one call after another.
 func (r *run) unary(runCtx, callCtx context.Context, worker uint64, call unaryCall) {
@@ -477,7 +479,7 @@ func (r *run) unary(runCtx, callCtx context.Context, worker uint64, call unaryCa
 		t0 := time.Now()
 		// No per-call deadline: a timer per call costs the generator more
 		// than the measurement can afford; the run's context bounds it.
-		size, err := call(callCtx, n)
+		size, _, err := call(callCtx, n)
 		if err != nil {
 			r.fail(err)
 			continue
@@ -486,10 +488,30 @@ func (r *run) unary(runCtx, callCtx context.Context, worker uint64, call unaryCa
 	}
 }
 
+// unaryWorkers runs Concurrency callers (or, with a Rate, dispatchers)
+// whose calls callFor makes, and waits for them.
+func (r *run) unaryWorkers(runCtx, callCtx context.Context, callFor func(worker uint64) unaryCall) {
+	var wg sync.WaitGroup
+	for i := range r.cfg.Concurrency {
+		wg.Add(1)
+		worker := uint64(i)
+		go func() {
+			defer wg.Done()
+			r.unary(runCtx, callCtx, worker, callFor(worker))
+		}()
+	}
+	wg.Wait()
+}
+
 // unaryAtRate is one of Concurrency dispatchers that together start
 // Rate calls per second on a fixed schedule, each call on its own
 // goroutine, its latency counted from its scheduled time.
+//
+// The last calls get drainTimeout after the run, as the lean unary
+// client's do; then what still waits for a connection or an answer fails.
 func (r *run) unaryAtRate(runCtx, callCtx context.Context, worker uint64, call unaryCall) {
+	callCtx, cancel := context.WithDeadline(callCtx, time.Unix(0, r.measureTo).Add(drainTimeout))
+	defer cancel()
 	sch := r.schedule(worker, 1)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -501,8 +523,11 @@ func (r *run) unaryAtRate(runCtx, callCtx context.Context, worker uint64, call u
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			sent := time.Now().UnixNano()
-			size, err := call(callCtx, n)
+			start := time.Now().UnixNano()
+			size, sent, err := call(callCtx, n)
+			if sent == 0 {
+				sent = start
+			}
 			r.recordCall(t0, sent, time.Now().UnixNano(), size, err)
 		}()
 	}

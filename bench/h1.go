@@ -89,14 +89,9 @@ func newH1PoolFor(addr string, tc *tls.Config, max int, path, contentType, login
 	return &h1pool{addr: addr, tls: tc, max: max, head: h.Bytes(), body: bodyLen}
 }
 
-// post sends body and returns the answer's status and body.
-func (p *h1pool) post(ctx context.Context, body []byte) (int, []byte, error) {
-	status, resp, _, err := p.postTimed(ctx, body)
-	return status, resp, err
-}
-
-// postTimed is post that also says when the request left (Unix ns):
-// once it had a connection, after any wait for one.
+// postTimed sends body and returns the answer's status and body, and
+// when the request left (Unix ns): once it had a connection, after any
+// wait for one.
 func (p *h1pool) postTimed(ctx context.Context, body []byte) (status int, resp []byte, sent int64, err error) {
 	if len(body) != p.body {
 		return 0, nil, time.Now().UnixNano(), fmt.Errorf("bench: internal error: body of %d bytes, want %d", len(body), p.body)
@@ -331,4 +326,23 @@ func (c *h1conn) chunked() ([]byte, error) {
 			return nil, errors.New("bad chunk end")
 		}
 	}
+}
+
+// DefaultHTTPConns bounds the HTTP/1.1 connections of ModeREST and
+// ModePDU when [Config.HTTPConns] is 0, as DefaultTSAConns does for
+// ModeTSA: an HTTP/1.1 request holds its connection until it is answered
+// (a signature waits for its round and calendar second, up to about a
+// second), so the connections bound the requests in flight; requests
+// beyond them wait in the generator, and that wait counts in their
+// latency from the schedule. The server refuses connections beyond its
+// own --max-conns (10,000 by default).
+const DefaultHTTPConns = DefaultTSAConns
+
+// bodySnippet is the start of an answer's body for an error message.
+func bodySnippet(body []byte) string {
+	const most = 200
+	if len(body) > most {
+		return string(body[:most]) + "..."
+	}
+	return string(body)
 }

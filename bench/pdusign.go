@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/ksi/pdu"
@@ -58,29 +57,31 @@ func (r *run) runPDU(runCtx, callCtx context.Context) error {
 	}
 	pool := newH1PoolFor(r.cfg.Server, r.cfg.TLS, r.cfg.HTTPConns, pduPath, "application/ksi-request", "", "", len(first))
 	defer pool.close()
-	r.runH1(runCtx, callCtx, func(ctx context.Context, worker, n uint64) (int, int64, error) {
-		req, err := pduRequest(login, key, worker, n)
-		if err != nil {
-			return 0, time.Now().UnixNano(), fmt.Errorf("bench: the request PDU: %w", err)
-		}
-		status, body, sent, err := pool.postTimed(ctx, req)
-		if err != nil {
-			return 0, sent, err
-		}
-		elems, err := pduAnswer(status, body, key, pduRequestID(worker, n))
-		if err != nil {
-			return 0, sent, err
-		}
-		size := 4 // the signature's TLV header
-		for _, e := range elems {
-			size += len(e)
-		}
-		if r.verified.CompareAndSwap(false, true) {
-			if err := checkElements(elems, hashFor(worker, n)); err != nil {
+	r.unaryWorkers(runCtx, callCtx, func(worker uint64) unaryCall {
+		return func(ctx context.Context, n uint64) (int, int64, error) {
+			req, err := pduRequest(login, key, worker, n)
+			if err != nil {
+				return 0, 0, fmt.Errorf("bench: the request PDU: %w", err)
+			}
+			status, body, sent, err := pool.postTimed(ctx, req)
+			if err != nil {
 				return 0, sent, err
 			}
+			elems, err := pduAnswer(status, body, key, pduRequestID(worker, n))
+			if err != nil {
+				return 0, sent, err
+			}
+			size := 4 // the signature's TLV header
+			for _, e := range elems {
+				size += len(e)
+			}
+			if r.verified.CompareAndSwap(false, true) {
+				if err := checkElements(elems, hashFor(worker, n)); err != nil {
+					return 0, sent, err
+				}
+			}
+			return size, sent, nil
 		}
-		return size, sent, nil
 	})
 	return nil
 }

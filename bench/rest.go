@@ -32,14 +32,16 @@ func (r *run) runREST(runCtx, callCtx context.Context) {
 	pool := newH1PoolFor(r.cfg.Server, r.cfg.TLS, r.cfg.HTTPConns, restPath, "application/json",
 		r.cfg.Login, r.cfg.Key, len(restBody(hashFor(0, 0))))
 	defer pool.close()
-	r.runH1(runCtx, callCtx, func(ctx context.Context, worker, n uint64) (int, int64, error) {
-		hash := hashFor(worker, n)
-		status, body, sent, err := pool.postTimed(ctx, restBody(hash))
-		if err != nil {
-			return 0, sent, err
+	r.unaryWorkers(runCtx, callCtx, func(worker uint64) unaryCall {
+		return func(ctx context.Context, n uint64) (int, int64, error) {
+			hash := hashFor(worker, n)
+			status, body, sent, err := pool.postTimed(ctx, restBody(hash))
+			if err != nil {
+				return 0, sent, err
+			}
+			size, err := r.restAnswer(status, body, hash)
+			return size, sent, err
 		}
-		size, err := r.restAnswer(status, body, hash)
-		return size, sent, err
 	})
 }
 

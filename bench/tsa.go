@@ -78,28 +78,21 @@ func (r *run) runTSA(runCtx, callCtx context.Context) {
 	pool := newH1Pool(r.cfg.Server, r.cfg.TLS, r.cfg.TSAConns, "/tsa", r.cfg.Login, r.cfg.Key, len(tsaRequest(0, 0)))
 	defer pool.close()
 	var first sync.Once
-	var wg sync.WaitGroup
-	for i := range r.cfg.Concurrency {
-		wg.Add(1)
-		worker := uint64(i)
-		go func() {
-			defer wg.Done()
-			r.unary(runCtx, callCtx, worker, func(ctx context.Context, n uint64) (int, error) {
-				der := tsaRequest(worker, n)
-				status, body, err := pool.post(ctx, der)
-				if err == nil {
-					err = grantedAnswer(status, body)
-				}
-				if err != nil {
-					return 0, err
-				}
-				// Every answer's status is checked; the first token whole.
-				first.Do(func() { err = r.checkToken(der, body) })
-				return len(body), err
-			})
-		}()
-	}
-	wg.Wait()
+	r.unaryWorkers(runCtx, callCtx, func(worker uint64) unaryCall {
+		return func(ctx context.Context, n uint64) (int, int64, error) {
+			der := tsaRequest(worker, n)
+			status, body, sent, err := pool.postTimed(ctx, der)
+			if err == nil {
+				err = grantedAnswer(status, body)
+			}
+			if err != nil {
+				return 0, sent, err
+			}
+			// Every answer's status is checked; the first token whole.
+			first.Do(func() { err = r.checkToken(der, body) })
+			return len(body), sent, err
+		}
+	})
 }
 
 // postTSA posts a request and returns a granted response, or an error
