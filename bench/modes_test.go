@@ -3,9 +3,7 @@ package bench
 import (
 	"bytes"
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +12,7 @@ import (
 	"time"
 
 	"github.com/tempel-ksi/tempel/internal/node"
+	"github.com/tempel-ksi/tempel/internal/node/nodetest"
 )
 
 // startNode runs a real server (calendar and aggregator in one node, as
@@ -41,27 +40,8 @@ func startNodeWith(t *testing.T, users string, maxMemory int64, tweak func(*node
 			t.Fatal(err)
 		}
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.PublicURL = "http://" + ln.Addr().String()
 	tweak(&cfg)
-	n, err := node.New(cfg)
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := errors.Join(<-done, n.Close()); err != nil {
-			t.Errorf("node: %v", err)
-		}
-	})
-	addr := ln.Addr().String()
+	addr, _ := nodetest.Start(t, cfg)
 	// Ready once the calendar has its first second: poll /readyz.
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		if r, err := http.Get("http://" + addr + "/readyz"); err == nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/tempel-ksi/tempel/client"
 	"github.com/tempel-ksi/tempel/internal/node"
+	"github.com/tempel-ksi/tempel/internal/node/nodetest"
 	"github.com/tempel-ksi/tempel/ksi"
 	tempelv1 "github.com/tempel-ksi/tempel/proto/tempel/v1"
 	"github.com/tempel-ksi/tempel/verifier"
@@ -129,30 +130,7 @@ func aggregatorNode(t *testing.T, upstream string) (addr string, stop func()) {
 	t.Helper()
 	cfg := node.Config{Role: node.RoleAggregator, Upstream: upstream, Name: "aggregator",
 		RoundPeriod: 20 * time.Millisecond, Logger: slog.New(slog.DiscardHandler)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.PublicURL = "http://" + ln.Addr().String()
-	n, err := node.New(cfg)
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx, ln) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := errors.Join(<-done, n.Close()); err != nil {
-				t.Errorf("aggregator: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return ln.Addr().String(), stop
+	return nodetest.Start(t, cfg)
 }
 
 // A hung endpoint listed first costs nothing while another answers, also

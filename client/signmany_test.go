@@ -8,13 +8,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/tempel-ksi/tempel/client"
 	"github.com/tempel-ksi/tempel/internal/node"
+	"github.com/tempel-ksi/tempel/internal/node/nodetest"
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -26,26 +26,8 @@ func startNodeMaxLevel(tb testing.TB, maxLevel int) string {
 	dir := tb.TempDir()
 	cfg := node.Config{Role: node.RoleAll, DataDir: filepath.Join(dir, "data"), Name: "aggregator",
 		RoundPeriod: 20 * time.Millisecond, PublishEvery: time.Hour, MaxLevel: maxLevel, Logger: slog.New(slog.DiscardHandler)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	cfg.PublicURL = "http://" + ln.Addr().String()
-	n, err := node.New(cfg)
-	if err != nil {
-		ln.Close()
-		tb.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx, ln) }()
-	tb.Cleanup(func() {
-		cancel()
-		if err := errors.Join(<-done, n.Close()); err != nil {
-			tb.Errorf("node: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	addr, _ := nodetest.Start(tb, cfg)
+	return addr
 }
 
 // seedReader is a fixed mask seed, so the test can recompute the masks.

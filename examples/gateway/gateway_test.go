@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/tempel-ksi/tempel/client"
 	"github.com/tempel-ksi/tempel/internal/node"
+	"github.com/tempel-ksi/tempel/internal/node/nodetest"
 	"github.com/tempel-ksi/tempel/ksi"
 	"github.com/tempel-ksi/tempel/verifier"
 )
@@ -33,26 +33,8 @@ func startNode(t *testing.T) string {
 	t.Helper()
 	cfg := node.Config{Role: node.RoleAll, DataDir: t.TempDir(), Name: "aggregator",
 		RoundPeriod: 20 * time.Millisecond, PublishEvery: time.Hour, Logger: slog.New(slog.DiscardHandler)}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.PublicURL = "http://" + ln.Addr().String()
-	n, err := node.New(cfg)
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- n.Run(ctx, ln) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := errors.Join(<-done, n.Close()); err != nil {
-			t.Errorf("node: %v", err)
-		}
-	})
-	return ln.Addr().String()
+	addr, _ := nodetest.Start(t, cfg)
+	return addr
 }
 
 // startGateway serves the gateway over httptest with its signing through
